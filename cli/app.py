@@ -1,0 +1,47 @@
+"""The odml command line. Each verb lives in its own module; importing this
+one must stay cheap (no TensorFlow): heavy imports happen inside commands."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from odml import __version__
+from odml.cli import train as train_mod
+from odml.cli import zoo as zoo_mod
+from odml.cli.common import STATE
+
+app = typer.Typer(
+    name="odml",
+    help="odml: from neural-network design to a measured on-device model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"odml {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True, help="Print the version."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+) -> None:
+    STATE["debug"] = debug
+
+
+app.add_typer(zoo_mod.app, name="zoo")
+app.command("train")(train_mod.train_cmd)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""odml zoo: list and inspect the models of the zoo (and spec files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from odml.cli.common import fmt_int, fmt_macs, handle_errors, out, print_json, resolve_spec, write_text_atomic
+
+app = typer.Typer(help="List and inspect the models of the zoo.", no_args_is_help=True, add_completion=False)
+
+
+@app.command("list")
+@handle_errors
+def list_cmd(
+    pattern: Optional[str] = typer.Argument(None, help="Glob or substring, e.g. 'mobilenet_edgetpu_v2*'."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List zoo models: name, task, input shape, parameters and MACs."""
+    from odml.zoo import create_spec, get_entry, list_models
+
+    rows = []
+    for name in list_models(pattern):
+        spec, entry = create_spec(name), get_entry(name)
+        rows.append({"name": name, "task": entry.task, "input_shape": list(spec.input_shape),
+                     "classes": spec.num_classes, "params": spec.params, "macs": spec.macs,
+                     "description": entry.description})
+    if json_out:
+        print_json({"models": rows})
+        return
+    t = Table(title=f"odml zoo ({len(rows)} models)")
+    for col, just in (("name", "left"), ("task", "left"), ("input", "left"), ("params", "right"), ("MACs", "right")):
+        t.add_column(col, justify=just)
+    for r in rows:
+        t.add_row(r["name"], r["task"], "x".join(map(str, r["input_shape"])), fmt_int(r["params"]), fmt_macs(r["macs"]))
+    out.print(t)
+
+
+@app.command("show")
+@handle_errors
+def show_cmd(
+    model: str = typer.Argument(..., help="A zoo name or a spec JSON file."),
+    classes: Optional[int] = typer.Option(None, "--classes", help="Number of classes."),
+    input_size: Optional[str] = typer.Option(None, "--input-size", help="Input size: N or HxW."),
+    width: Optional[float] = typer.Option(None, "--width", help="Width multiplier (filters rounded to multiples of 8)."),
+    spec_out: Optional[Path] = typer.Option(None, "--out", help="Also write the spec as JSON to this file."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Every block of a model (type, kernel, expansion, stride, filters, groups,
+    output shape, parameters, MACs) and the spec's one-line form."""
+    spec = resolve_spec(model, classes, input_size, width)
+    layers = spec.layers()
+    if spec_out is not None:
+        write_text_atomic(spec_out, spec.to_json() + "\n")
+    if json_out:
+        print_json({"spec": spec.to_dict(), "layers": layers, "params": spec.params, "macs": spec.macs})
+        return
+    t = Table(title=f"{spec.name}  input {'x'.join(map(str, spec.input_shape))}  classes {spec.num_classes}")
+    for col in ("#", "part", "type", "k", "e", "s", "filters", "groups", "output", "params", "MACs"):
+        t.add_column(col, justify="left" if col in ("part", "type") else "right")
+    for i, r in enumerate(layers):
+        e = r["expansion"]
+        t.add_row(str(i), r["name"], r["type"], str(r["kernel"]), f"{e:g}", str(r["stride"]), str(r["filters"]),
+                  str(r["groups"]), "x".join(map(str, r["output_shape"])), fmt_int(r["params"]), fmt_macs(r["macs"]))
+    t.add_section()
+    t.add_row("", "total", "", "", "", "", "", "", "", fmt_int(spec.params), fmt_macs(spec.macs))
+    out.print(t)
+    out.print("[bold]one-line form:[/]", markup=True)
+    out.print(spec.to_line(), markup=False)
+    if spec_out is not None:
+        out.print(f"spec written to {spec_out}", markup=False)
