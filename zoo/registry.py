@@ -39,9 +39,8 @@ def _load_families() -> None:
 def list_models(pattern: str | None = None) -> list[str]:
     _load_families()
     names = sorted(_REGISTRY)
-    if pattern:
-        pat = pattern if any(ch in pattern for ch in "*?[") else f"*{pattern}*"
-        names = [n for n in names if fnmatch.fnmatch(n, pat)]
+    if pattern:  # a glob or a plain substring, matched anywhere in the name
+        names = [n for n in names if fnmatch.fnmatch(n, pattern) or fnmatch.fnmatch(n, f"*{pattern}*")]
     return names
 
 
