@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from odml import __version__
+from odml.cli import export as export_mod
 from odml.cli import train as train_mod
 from odml.cli import zoo as zoo_mod
 from odml.cli.common import STATE
@@ -37,6 +38,7 @@ def _root(
 
 app.add_typer(zoo_mod.app, name="zoo")
 app.command("train")(train_mod.train_cmd)
+app.command("export")(export_mod.export_cmd)
 
 
 def main() -> None:

@@ -114,3 +114,39 @@ def ibn_block(x, b: Block, cin: int, ctx: _Ctx, name: str, drop_rate: float = 0.
             x = StochasticDepth(drop_rate, name=f"{name}_drop")(x)
         x = K.layers.Add(name=f"{name}_add")([x, shortcut])
     return x
+
+
+@K.utils.register_keras_serializable(package="odml")
+class SplitGroupConv2D(K.layers.Layer):
+    """A grouped convolution as split -> one conv per group -> concat (how the
+    Model Garden writes it), for targets without native grouped convs, such as
+    the Edge TPU. Numerically the same as ``Conv2D(groups=g)``."""
+
+    def __init__(self, filters: int, kernel_size, strides=1, groups: int = 1, padding: str = "same",
+                 use_bias: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.groups, self.padding, self.use_bias = int(filters), int(groups), padding, use_bias
+        self.kernel_size = tuple(kernel_size) if not isinstance(kernel_size, int) else (kernel_size, kernel_size)
+        self.strides = tuple(strides) if not isinstance(strides, int) else (strides, strides)
+        self.convs = [
+            K.layers.Conv2D(self.filters // self.groups, self.kernel_size, strides=self.strides, padding=padding,
+                            use_bias=use_bias, name=f"g{i}")
+            for i in range(self.groups)
+        ]
+
+    def call(self, x):
+        parts = _tf.split(x, self.groups, axis=-1)
+        return _tf.concat([conv(p) for conv, p in zip(self.convs, parts)], axis=-1)
+
+    def set_from_grouped(self, kernel, bias=None) -> None:
+        """Take the weights of a Conv2D(groups=g): kernel [k, k, Cin/g, Cout]."""
+        step = self.filters // self.groups
+        for i, conv in enumerate(self.convs):
+            w = [kernel[..., i * step:(i + 1) * step]]
+            if self.use_bias:
+                w.append(bias[i * step:(i + 1) * step])
+            conv.set_weights(w)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+                "strides": self.strides, "groups": self.groups, "padding": self.padding, "use_bias": self.use_bias}

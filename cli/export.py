@@ -1,0 +1,128 @@
+"""odml export: a zoo model, spec, Keras file or SavedModel -> TFLite (fp32,
+fp16, dynamic, int8), Edge TPU and ONNX, with metadata and parity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from odml.cli.common import err, handle_errors, out, print_json
+
+
+@handle_errors
+def export_cmd(
+    model: str = typer.Argument(..., help="A zoo name, a spec JSON, a .keras/.h5 model or a SavedModel folder."),
+    out_dir: Path = typer.Option(..., "--out", help="Output folder (created if missing; its parent must exist)."),
+    quantize: str = typer.Option("fp32,int8", "--quantize", help="Comma list of fp32, fp16, dynamic, int8."),
+    data: Optional[str] = typer.Option(None, "--data", help="Calibration and parity data: 'digits', an image folder or an .npz."),
+    calibration: str = typer.Option("data", "--calibration", help="'data' (from --data) or 'random' (int8 accuracy unknown)."),
+    calibration_samples: int = typer.Option(200, "--calibration-samples", min=1),
+    io: str = typer.Option("float", "--io", help="int8 models: 'int8' or 'float' input and output."),
+    fmt: str = typer.Option("tflite", "--format", help="'tflite' or 'tflite,onnx' (ONNX via tf2onnx from the fp32 TFLite)."),
+    target: str = typer.Option("cpu", "--target", help="'cpu' or 'edgetpu' (int8, lowered to map, with a compatibility report)."),
+    parity_samples: int = typer.Option(100, "--parity-samples", min=1),
+    min_top1: Optional[float] = typer.Option(None, "--min-top1", help="Override the minimum top-1 agreement for every precision."),
+    max_rel_err: Optional[float] = typer.Option(None, "--max-rel-err", help="Override the maximum relative mean error."),
+    input_size: Optional[str] = typer.Option(None, "--input-size", help="Zoo/spec models: input size N or HxW."),
+    width: Optional[float] = typer.Option(None, "--width", help="Zoo models: width multiplier."),
+    classes: Optional[int] = typer.Option(None, "--classes", help="Zoo/spec models: number of classes."),
+    name: Optional[str] = typer.Option(None, "--name", help="Metadata: model name."),
+    version: str = typer.Option("1", "--version", help="Metadata: model version."),
+    author: str = typer.Option("", "--author", help="Metadata: author."),
+    license_: str = typer.Option("", "--license", help="Metadata: license."),
+    description: str = typer.Option("", "--description", help="Metadata: description."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Labels file (one per line); default: the data's class names."),
+    metadata: bool = typer.Option(True, "--metadata/--no-metadata", help="Attach TFLite metadata."),
+    seed: int = typer.Option(0, "--seed"),
+    json_out: bool = typer.Option(False, "--json", help="Print the export report as JSON."),
+) -> None:
+    """Export MODEL and check that every file still computes what the model computes."""
+    from dataclasses import replace
+
+    from odml.errors import OdmlError
+    from odml.exporters.export import ExportOptions, check_out_dir, load_source, run_export
+    from odml.exporters.tflite import DEFAULT_THRESHOLDS, ExportError, parity_failure, parse_precisions
+
+    precisions = parse_precisions(quantize)
+    formats = [f.strip() for f in fmt.split(",") if f.strip()]
+    if set(formats) - {"tflite", "onnx"} or "tflite" not in formats and "onnx" not in formats:
+        raise ExportError(f"--format: expected tflite and/or onnx, got {fmt!r}")
+    if io not in ("float", "int8"):
+        raise ExportError(f"--io: expected int8 or float, got {io!r}")
+    if calibration not in ("data", "random"):
+        raise ExportError(f"--calibration: expected data or random, got {calibration!r}")
+    if target not in ("cpu", "edgetpu"):
+        raise ExportError(f"--target: expected cpu or edgetpu, got {target!r}")
+    if target == "edgetpu" and "int8" not in precisions:
+        precisions.append("int8")
+    check_out_dir(out_dir)
+    label_list = None
+    if labels is not None:
+        if not labels.is_file():
+            raise OdmlError(f"{labels}: labels file not found")
+        label_list = [ln.strip() for ln in labels.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    src = load_source(model, classes, input_size, width)
+    x_val = y_val = x_cal = None
+    if data is not None:
+        from odml.data.images import load_images, to_float
+
+        h, w, c = src.input_shape
+        ds = load_images(data, (h, w), c, 0.2, seed)
+        x_val, y_val, x_cal = to_float(ds.x_val), ds.y_val, to_float(ds.x_train)
+        if src.outputs > 1 and ds.num_classes != src.outputs:
+            raise OdmlError(f"{data}: {ds.num_classes} classes in the data but the model has {src.outputs} outputs")
+        label_list = label_list or ds.class_names
+    if label_list is not None and src.outputs > 1 and len(label_list) != src.outputs:
+        raise OdmlError(f"{labels}: {len(label_list)} labels for a model with {src.outputs} outputs")
+    thresholds = {p: replace(t, **({"min_top1": min_top1} if min_top1 is not None else {}),
+                             **({"max_rel_mean_err": max_rel_err} if max_rel_err is not None else {}))
+                  for p, t in DEFAULT_THRESHOLDS.items()}
+    info = None
+    if metadata:
+        from odml.exporters.metadata import ModelInfo
+
+        info = ModelInfo(name=name or src.name, version=version, author=author, license=license_,
+                         description=description or f"{src.name} exported by odml", labels=label_list)
+    opts = ExportOptions(precisions=precisions, out_dir=out_dir, formats=formats, io=io, calibration=calibration,
+                         calibration_samples=calibration_samples, parity_samples=parity_samples,
+                         thresholds=thresholds, target=target, metadata=info, seed=seed)
+
+    def warn(msg: str) -> None:
+        err.print(f"[yellow]warning:[/] {msg}", markup=True, highlight=False)
+
+    with err.status("exporting") as status:
+        report = run_export(src, opts, x_val, y_val, x_cal, warn=warn,
+                            step=lambda s: status.update(f"exporting {s}"))
+    if json_out:
+        print_json({"export": report})
+    else:
+        render_report(report)
+    failure = parity_failure(report["artifacts"])
+    if failure is not None:
+        raise failure
+
+
+def render_report(report: dict) -> None:
+    t = Table(title=f"export {report['model']} ({report['source']}, parity on {report['parity_inputs']} inputs)")
+    for col in ("file", "precision", "io", "size", "vs fp32", "max err", "mean err", "top-1 agree", "accuracy", "parity"):
+        t.add_column(col, justify="left" if col in ("file", "precision", "io", "parity") else "right")
+    for a in report["artifacts"]:
+        p = a["parity"]
+        acc = f"{p['tflite_accuracy']:.4f} (keras {p['keras_accuracy']:.4f})" if "tflite_accuracy" in p else "-"
+        t.add_row(a["file"], a["precision"], a["io"], f"{a['size_bytes'] / 1024:,.1f} KiB",
+                  f"{a.get('size_vs_fp32', float('nan')):.3f}", f"{p['max_abs_err']:.2e}", f"{p['mean_abs_err']:.2e}",
+                  f"{p.get('top1_agreement', float('nan')):.3f}", acc,
+                  "[green]ok[/]" if not a["parity_failed"] else "[red]FAILED[/]")
+    out.print(t)
+    for a in report["artifacts"]:
+        if "edgetpu" in a:
+            e = a["edgetpu"]
+            out.print(f"Edge TPU ({a['file']}): {e['on_edgetpu']} ops on the Edge TPU, {e['on_cpu']} on the CPU"
+                      + (f"; first unsupported: #{e['first_unsupported']['index']} {e['first_unsupported']['op']}: "
+                         f"{e['first_unsupported']['reason']}" if e["first_unsupported"] else ""), markup=False)
+    if report["ok"]:
+        out.print(f"written to {report['out_dir']}", markup=False)

@@ -1,0 +1,2 @@
+"""Where models run and latency is measured. Never imports TensorFlow:
+running a .tflite needs only LiteRT."""

@@ -1,0 +1,57 @@
+"""Run a .tflite with the LiteRT interpreter (ai-edge-litert), after the
+flatbuffer has been verified, with float inputs and outputs whatever the
+model's own input and output types (quantizing and dequantizing as needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from odml.exporters.flatbuffer import parse_tflite
+
+
+def load_interpreter(model: str | Path | bytes, threads: int = 1, xnnpack: bool = True, verify: bool = True):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    data = model if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
+    if verify:
+        parse_tflite(bytes(data), str(model) if not isinstance(model, (bytes, bytearray)) else "model")
+    resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interp = Interpreter(model_content=bytes(data), num_threads=threads, experimental_op_resolver_type=resolver)
+    interp.allocate_tensors()
+    return interp
+
+
+def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    dtype = detail["dtype"]
+    if np.issubdtype(dtype, np.floating):
+        return x.astype(dtype)
+    scale, zp = detail["quantization"]
+    if not scale:
+        return x.astype(dtype)
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zp), info.min, info.max).astype(dtype)
+
+
+def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+    if np.issubdtype(y.dtype, np.floating):
+        return y.astype(np.float32)
+    scale, zp = detail["quantization"]
+    if not scale:
+        return y.astype(np.float32)
+    return ((y.astype(np.float32) - zp) * scale).astype(np.float32)
+
+
+def run_batch(interp: Any, x: np.ndarray) -> np.ndarray:
+    """Run the single-input model on every sample of ``x`` (batch 1 each) and
+    return the first output, dequantized to float32."""
+    inp = interp.get_input_details()[0]
+    out = interp.get_output_details()[0]
+    ys = []
+    for i in range(len(x)):
+        interp.set_tensor(inp["index"], _quantize(x[i:i + 1], inp))
+        interp.invoke()
+        ys.append(_dequantize(interp.get_tensor(out["index"]), out))
+    return np.concatenate(ys, axis=0)

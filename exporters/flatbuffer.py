@@ -1,0 +1,191 @@
+"""Read a .tflite without TensorFlow and without the native interpreter: verify
+that it is a well-formed TFLite flatbuffer (so a malformed file never reaches
+native code), and describe it: tensors, operators, parameters, metadata.
+
+Uses the schema module that ships with ai-edge-litert."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from odml.errors import OdmlError
+
+_TYPE_NAMES = {
+    0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string", 6: "bool", 7: "int16",
+    8: "complex64", 9: "int8", 10: "float64", 11: "complex128", 12: "uint64", 13: "resource", 14: "variant",
+    15: "uint32", 16: "uint16", 17: "int4",
+}
+_TYPE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 8: 8, 9: 1, 10: 8, 11: 16, 12: 8, 15: 4, 16: 2}
+
+
+class ModelFormatError(OdmlError):
+    """A model file that is not a well-formed model of the expected format."""
+
+
+def _schema():
+    from ai_edge_litert import schema_py_generated as schema
+
+    return schema
+
+
+def _op_names() -> dict[int, str]:
+    schema = _schema()
+    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+
+def sniff_format(data: bytes) -> str:
+    """Best guess of what a file holds, for error messages."""
+    if len(data) >= 8 and data[4:8] == b"TFL3":
+        return "tflite"
+    if data[:2] == b"PK":
+        return "zip (a .keras file?)"
+    if data[:8] == b"\x89HDF\r\n\x1a\n":
+        return "HDF5 (a .h5 Keras file?)"
+    if data[:1] == b"\x08" and b"onnx" in data[:200].lower() or b"ir_version" in data[:64]:
+        return "onnx"
+    if data[:1] == b"\x08" and len(data) > 2 and data[1] < 32:
+        return "onnx"  # field 1 (ir_version), varint: how ONNX protobufs start
+    return "unknown"
+
+
+@dataclass
+class TensorInfo:
+    index: int
+    name: str
+    shape: list[int]
+    dtype: str
+    scale: list[float] = field(default_factory=list)
+    zero_point: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"index": self.index, "name": self.name, "shape": self.shape, "dtype": self.dtype}
+        if self.scale:
+            d["quantization"] = {"scale": self.scale[:8], "zero_point": self.zero_point[:8],
+                                 "channels": len(self.scale)}
+        return d
+
+
+@dataclass
+class TFLiteModel:
+    path: str
+    size_bytes: int
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    ops: list[str]  # in execution order (subgraph 0)
+    subgraphs: int
+    params: int  # elements of constant (buffer-backed) tensors
+    weight_bytes: int
+    weight_dtypes: dict[str, int]
+    metadata: dict[str, bytes]
+    description: str
+    raw: Any  # the ModelT object
+
+    @property
+    def op_histogram(self) -> dict[str, int]:
+        return dict(Counter(self.ops).most_common())
+
+
+def read_tflite(path: str | Path) -> TFLiteModel:
+    """Parse and verify ``path``; raise ModelFormatError (one line) if it is
+    not a well-formed TFLite model."""
+    p = Path(path)
+    if not p.is_file():
+        raise ModelFormatError(f"{p}: file not found")
+    data = p.read_bytes()
+    return parse_tflite(data, str(p))
+
+
+def parse_tflite(data: bytes, where: str = "model") -> TFLiteModel:
+    if len(data) == 0:
+        raise ModelFormatError(f"{where}: empty file")
+    kind = sniff_format(data)
+    if kind != "tflite":
+        what = f"it looks like {kind}" if kind != "unknown" else "no TFL3 identifier"
+        raise ModelFormatError(f"{where}: not a TFLite flatbuffer ({what})")
+    schema = _schema()
+    try:
+        model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    except Exception as e:  # struct.error, IndexError, ...: a truncated or corrupt buffer
+        raise ModelFormatError(f"{where}: corrupt or truncated TFLite flatbuffer ({type(e).__name__})") from None
+    try:
+        return _describe(model, data, where)
+    except ModelFormatError:
+        raise
+    except Exception as e:
+        raise ModelFormatError(f"{where}: malformed TFLite model ({type(e).__name__}: {e})") from None
+
+
+def _describe(model: Any, data: bytes, where: str) -> TFLiteModel:
+    if not model.subgraphs:
+        raise ModelFormatError(f"{where}: malformed TFLite model (no subgraphs)")
+    buffers = model.buffers or []
+    names = _op_names()
+    codes = []
+    for oc in model.operatorCodes or []:
+        code = max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0))
+        codes.append(names.get(code, f"BUILTIN_{code}") if code != 32 else f"CUSTOM:{_s(oc.customCode)}")
+    sg = model.subgraphs[0]
+    tensors = sg.tensors or []
+    nt = len(tensors)
+
+    def check_index(i: int, what: str) -> None:
+        if not -1 <= i < nt:
+            raise ModelFormatError(f"{where}: malformed TFLite model ({what} refers to tensor {i} of {nt})")
+
+    ops = []
+    for k, op in enumerate(sg.operators or []):
+        if not 0 <= op.opcodeIndex < len(codes):
+            raise ModelFormatError(f"{where}: malformed TFLite model (operator {k} has opcode {op.opcodeIndex})")
+        for i in list(op.inputs if op.inputs is not None else []) + list(op.outputs if op.outputs is not None else []):
+            check_index(int(i), f"operator {k}")
+        ops.append(codes[op.opcodeIndex])
+    for s in model.subgraphs:
+        for t in s.tensors or []:
+            if not 0 <= t.buffer < max(1, len(buffers)):
+                raise ModelFormatError(f"{where}: malformed TFLite model (tensor buffer {t.buffer} of {len(buffers)})")
+    for b in buffers:
+        if b.offset and (b.offset + b.size > len(data)):
+            raise ModelFormatError(f"{where}: truncated TFLite model (a buffer ends past the file)")
+
+    def info(i: int) -> TensorInfo:
+        check_index(int(i), "a subgraph input or output")
+        t = tensors[i]
+        q = t.quantization
+        scale = [float(x) for x in (q.scale if q is not None and q.scale is not None else [])]
+        zp = [int(x) for x in (q.zeroPoint if q is not None and q.zeroPoint is not None else [])]
+        shape = [int(x) for x in (t.shapeSignature if t.shapeSignature is not None else t.shape if t.shape is not None else [])]
+        return TensorInfo(int(i), _s(t.name), shape, _TYPE_NAMES.get(t.type, str(t.type)), scale, zp)
+
+    params = wbytes = 0
+    wtypes: Counter = Counter()
+    for t in tensors:
+        buf = buffers[t.buffer] if t.buffer < len(buffers) else None
+        has = buf is not None and ((buf.data is not None and len(buf.data) > 0) or (buf.offset and buf.size))
+        if has and t.shape is not None:
+            n = int(np.prod(t.shape)) if len(t.shape) else 1
+            params += n
+            wbytes += n * _TYPE_BYTES.get(t.type, 1)
+            wtypes[_TYPE_NAMES.get(t.type, str(t.type))] += n
+    metadata = {}
+    for m in model.metadata or []:
+        if 0 <= m.buffer < len(buffers):
+            b = buffers[m.buffer]
+            if b.data is not None:
+                metadata[_s(m.name)] = bytes(np.asarray(b.data, dtype=np.uint8))
+            elif b.offset:
+                metadata[_s(m.name)] = data[b.offset:b.offset + b.size]
+    inputs = [info(i) for i in (sg.inputs if sg.inputs is not None else [])]
+    outputs = [info(i) for i in (sg.outputs if sg.outputs is not None else [])]
+    return TFLiteModel(where, len(data), inputs, outputs, ops, len(model.subgraphs), params, wbytes, dict(wtypes),
+                       metadata, _s(model.description), model)
+
+
+def _s(b: Any) -> str:
+    if b is None:
+        return ""
+    return b.decode("utf-8", "replace") if isinstance(b, (bytes, bytearray)) else str(b)

@@ -1,0 +1,157 @@
+"""TFLite metadata (the format of tflite-support): name, version, author,
+license, description, input normalization and a packed labels file.
+
+Written with the ecosystem's own MetadataPopulator; read back here without
+TensorFlow, with the generated schema and zipfile. tflite-support 0.4.4 pins
+protobuf<4, so odml installs it with ``--no-deps`` (the metadata code needs
+only flatbuffers) and preloads libusb from the ``libusb-package`` wheel, which
+its native extension links against."""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import io
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from odml.errors import OdmlError
+
+METADATA_NAME = "TFLITE_METADATA"
+LABELS_FILE = "labels.txt"
+
+
+class MetadataError(OdmlError):
+    pass
+
+
+@dataclass
+class ModelInfo:
+    name: str
+    version: str = "1"
+    author: str = ""
+    license: str = ""
+    description: str = ""
+    mean: list[float] = field(default_factory=lambda: [0.0])
+    std: list[float] = field(default_factory=lambda: [255.0])
+    labels: list[str] | None = None
+
+
+def _schema():
+    try:
+        from tensorflow_lite_support.metadata import metadata_schema_py_generated as mfb
+    except ImportError:
+        raise MetadataError(
+            "TFLite metadata needs tflite-support: pip install --no-deps tflite-support==0.4.4 (see README)"
+        ) from None
+    return mfb
+
+
+def ecosystem_metadata_module():
+    """tflite-support's metadata module (MetadataPopulator, MetadataDisplayer)."""
+    try:
+        import libusb_package
+
+        for lib in glob.glob(os.path.join(os.path.dirname(libusb_package.__file__), "libusb-1.0*.so*")):
+            ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)
+            break
+    except (ImportError, OSError):
+        pass  # a system libusb may still be there
+    try:
+        from tensorflow_lite_support.metadata.python import metadata as md
+    except ImportError as e:
+        raise MetadataError(f"cannot load tflite-support's metadata writer: {e}") from None
+    return md
+
+
+def add_metadata(tflite: bytes, info: ModelInfo, workdir: Path, quantized_input: bool = False) -> bytes:
+    """Return ``tflite`` with metadata (and a packed labels file) attached."""
+    import flatbuffers
+
+    mfb = _schema()
+    md = ecosystem_metadata_module()
+    meta = mfb.ModelMetadataT()
+    meta.name, meta.version, meta.author, meta.license = info.name, info.version, info.author, info.license
+    meta.description = info.description
+    inp = mfb.TensorMetadataT()
+    inp.name = "image"
+    inp.description = "RGB image; the model reads (pixel - mean) / std"
+    inp.content = mfb.ContentT()
+    inp.content.contentProperties = mfb.ImagePropertiesT()
+    inp.content.contentProperties.colorSpace = mfb.ColorSpaceType.RGB
+    inp.content.contentPropertiesType = mfb.ContentProperties.ImageProperties
+    norm = mfb.ProcessUnitT()
+    norm.optionsType = mfb.ProcessUnitOptions.NormalizationOptions
+    norm.options = mfb.NormalizationOptionsT()
+    norm.options.mean, norm.options.std = list(info.mean), list(info.std)
+    inp.processUnits = [norm]
+    stats = mfb.StatsT()
+    stats.max, stats.min = [255.0], [0.0]
+    inp.stats = stats
+    out = mfb.TensorMetadataT()
+    out.name = "logits"
+    out.description = "one score per class (argmax is the prediction)"
+    out.content = mfb.ContentT()
+    out.content.contentProperties = mfb.FeaturePropertiesT()
+    out.content.contentPropertiesType = mfb.ContentProperties.FeatureProperties
+    files = []
+    if info.labels:
+        lf = mfb.AssociatedFileT()
+        lf.name = LABELS_FILE
+        lf.description = "class labels, one per line"
+        lf.type = mfb.AssociatedFileType.TENSOR_AXIS_LABELS
+        out.associatedFiles = [lf]
+        path = workdir / LABELS_FILE
+        path.write_text("\n".join(info.labels) + "\n", encoding="utf-8")
+        files.append(str(path))
+    sub = mfb.SubGraphMetadataT()
+    sub.inputTensorMetadata, sub.outputTensorMetadata = [inp], [out]
+    meta.subgraphMetadata = [sub]
+    b = flatbuffers.Builder(0)
+    b.Finish(meta.Pack(b), md.MetadataPopulator.METADATA_FILE_IDENTIFIER)
+    pop = md.MetadataPopulator.with_model_buffer(tflite)
+    pop.load_metadata_buffer(bytes(b.Output()))
+    if files:
+        pop.load_associated_files(files)
+    try:
+        pop.populate()
+    except Exception as e:
+        raise MetadataError(f"writing TFLite metadata failed: {e}") from None
+    return bytes(pop.get_model_buffer())
+
+
+def read_metadata(model_bytes: bytes, metadata_buffers: dict[str, bytes]) -> dict[str, Any] | None:
+    """The metadata of a model (from its TFLITE_METADATA buffer and packed
+    files), or None if it has none. Pure Python: no TensorFlow."""
+    buf = metadata_buffers.get(METADATA_NAME)
+    if not buf:
+        return None
+    mfb = _schema()
+    try:
+        m = mfb.ModelMetadataT.InitFromObj(mfb.ModelMetadata.GetRootAsModelMetadata(bytearray(buf), 0))
+    except Exception as e:
+        return {"error": f"unreadable metadata ({type(e).__name__})"}
+
+    def s(v):
+        return v.decode("utf-8", "replace") if isinstance(v, (bytes, bytearray)) else (v or "")
+
+    res: dict[str, Any] = {"name": s(m.name), "version": s(m.version), "author": s(m.author),
+                           "license": s(m.license), "description": s(m.description)}
+    for sg in m.subgraphMetadata or []:
+        for t in sg.inputTensorMetadata or []:
+            for pu in t.processUnits or []:
+                if pu.optionsType == mfb.ProcessUnitOptions.NormalizationOptions:
+                    res["normalization"] = {"mean": [float(x) for x in pu.options.mean],
+                                            "std": [float(x) for x in pu.options.std]}
+        assoc = [s(f.name) for t in (sg.outputTensorMetadata or []) for f in (t.associatedFiles or [])]
+        res["associated_files"] = assoc
+    try:
+        with zipfile.ZipFile(io.BytesIO(model_bytes)) as z:
+            if LABELS_FILE in z.namelist():
+                res["labels"] = z.read(LABELS_FILE).decode("utf-8").splitlines()
+    except zipfile.BadZipFile:
+        pass
+    return res
