@@ -11,16 +11,20 @@ $(STAMP): pyproject.toml
 	@[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	# tflite-support pins protobuf<4 but its metadata code needs only flatbuffers
+	$(BIN)/python -m pip install -q --no-deps tflite-support==0.4.4
 	@touch $(STAMP)
 
 install: $(STAMP)
 
 # The main job, end to end on the embedded digits data (about a minute on 2 cores):
-# show the model, train it, print accuracy, parameters and MACs.
+# show the model, train it (accuracy, parameters, MACs), export fp32 and int8
+# TFLite with metadata and check their parity with the Keras model.
 demo: $(STAMP)
 	@mkdir -p runs/demo
 	$(BIN)/odml zoo show mobilenet_edgetpu_v2_tiny --width 0.5 --input-size 32 --classes 10 --out runs/demo/spec.json
 	$(BIN)/odml train runs/demo/spec.json --data digits --epochs 12 --out runs/demo/model.keras
+	$(BIN)/odml export runs/demo/model.keras --data digits --quantize fp32,int8 --out runs/demo/export
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -9,6 +9,7 @@ import typer
 
 from odml import __version__
 from odml.cli import export as export_mod
+from odml.cli import inspect as inspect_mod
 from odml.cli import train as train_mod
 from odml.cli import zoo as zoo_mod
 from odml.cli.common import STATE
@@ -39,6 +40,7 @@ def _root(
 app.add_typer(zoo_mod.app, name="zoo")
 app.command("train")(train_mod.train_cmd)
 app.command("export")(export_mod.export_cmd)
+app.command("inspect")(inspect_mod.inspect_cmd)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from odml._fd import quiet_stderr_fd
 from odml.exporters.flatbuffer import parse_tflite
 
 
@@ -19,8 +20,9 @@ def load_interpreter(model: str | Path | bytes, threads: int = 1, xnnpack: bool 
     if verify:
         parse_tflite(bytes(data), str(model) if not isinstance(model, (bytes, bytearray)) else "model")
     resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interp = Interpreter(model_content=bytes(data), num_threads=threads, experimental_op_resolver_type=resolver)
-    interp.allocate_tensors()
+    with quiet_stderr_fd():  # LiteRT announces its XNNPACK delegate on fd 2
+        interp = Interpreter(model_content=bytes(data), num_threads=threads, experimental_op_resolver_type=resolver)
+        interp.allocate_tensors()
     return interp
 
 

@@ -65,6 +65,12 @@ def compatibility(model: Any) -> dict[str, Any]:
     tensors = sg.tensors or []
     from odml.exporters.flatbuffer import _TYPE_NAMES
 
+    buffers = raw.buffers or []
+
+    def is_const(i: int) -> bool:
+        b = buffers[tensors[i].buffer] if tensors[i].buffer < len(buffers) else None
+        return b is not None and ((b.data is not None and len(b.data) > 0) or bool(b.offset))
+
     def dtype(i: int) -> str:
         return _TYPE_NAMES.get(tensors[i].type, "?") if i >= 0 else "none"
 
@@ -91,7 +97,7 @@ def compatibility(model: Any) -> dict[str, Any]:
         elif any(-1 in (tensors[i].shapeSignature if tensors[i].shapeSignature is not None else []) for i in ins + outs):
             reason = "Dynamic-sized tensors are not supported"
         elif any(sum(1 for d in (tensors[i].shape if tensors[i].shape is not None else []) if d != 1) > 3
-                 for i in ins + outs):
+                 for i in ins + outs if not is_const(i)):
             reason = "Tensor has more than 3 non-unit dimensions"
         elif name == "CONV_2D" and len(ins) >= 2:
             cin = tensors[ins[0]].shape[-1]

@@ -111,7 +111,8 @@ def parse_tflite(data: bytes, where: str = "model") -> TFLiteModel:
     try:
         model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
     except Exception as e:  # struct.error, IndexError, ...: a truncated or corrupt buffer
-        raise ModelFormatError(f"{where}: corrupt or truncated TFLite flatbuffer ({type(e).__name__})") from None
+        raise ModelFormatError(f"{where}: corrupt or truncated TFLite flatbuffer "
+                               f"(its offsets point past the end of the data)") from None
     try:
         return _describe(model, data, where)
     except ModelFormatError:

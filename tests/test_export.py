@@ -1,0 +1,267 @@
+"""odml export and odml inspect with real TensorFlow conversion, the real
+LiteRT interpreter, tf2onnx + onnxruntime, and tflite-support's metadata
+reader."""
+
+import json
+
+import numpy as np
+import pytest
+from helpers import assert_one_line_error
+
+SMALL = ["--input-size", "32", "--width", "0.25"]
+ZOO = ["mobilenet_edgetpu_v2_tiny", "mobilenet_edgetpu_v2_xs", "mobilenet_edgetpu_v2_s", "mobilenet_edgetpu_v2_m",
+       "mobilenet_edgetpu_v2_l", "mobilenet_edgetpu_v1"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny MobileNetEdgeTPUV2 (with GC-IBN blocks) trained briefly on digits."""
+    from odml.data.images import load_images
+    from odml.train.trainer import TrainConfig, train_classifier
+    from odml.zoo import create_spec
+
+    d = tmp_path_factory.mktemp("trained")
+    spec = create_spec("mobilenet_edgetpu_v2_tiny", num_classes=10, input_size=32, width=0.5)
+    ds = load_images("digits", (32, 32), 3, 0.2, 0)
+    res = train_classifier(spec, ds, TrainConfig(epochs=3), d / "model.keras")
+    assert res["val_accuracy"] > 0.6
+    return d / "model.keras"
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_every_zoo_model_exports_fp32_and_int8_with_parity(cli, tmp_path, name):
+    """Each zoo model, small (32x32, width 0.5) and trained briefly on digits so
+    that its logits mean something, exports fp32 and int8 with parity."""
+    from odml.data.images import load_images
+    from odml.train.trainer import TrainConfig, train_classifier
+    from odml.zoo import create_spec
+
+    spec = create_spec(name, num_classes=10, input_size=32, width=0.5)
+    train_classifier(spec, load_images("digits", (32, 32), 3, 0.2, 0), TrainConfig(epochs=3), tmp_path / "m.keras")
+    out = tmp_path / "out"
+    r = cli("export", tmp_path / "m.keras", "--data", "digits", "--quantize", "fp32,int8",
+            "--calibration-samples", "100", "--out", out, "--json")
+    assert r.exit_code == 0, r.stderr
+    rep = r.json()["export"]
+    assert rep["ok"] and [a["precision"] for a in rep["artifacts"]] == ["fp32", "int8"]
+    fp32, int8 = rep["artifacts"]
+    assert fp32["parity"]["top1_agreement"] >= 0.99 and fp32["parity"]["rel_mean_err"] < 1e-3
+    assert int8["parity_failed"] == [] and int8["parity"]["top1_agreement"] >= 0.85
+    assert (out / "m_int8.tflite").is_file() and (out / "export.json").is_file()
+
+
+def test_random_calibration_warns(cli, tmp_path):
+    out = tmp_path / "out"
+    r = cli("export", "mobilenet_edgetpu_v2_tiny", *SMALL, "--quantize", "int8", "--calibration", "random",
+            "--calibration-samples", "20", "--min-top1", "0", "--max-rel-err", "10", "--out", out)
+    assert r.exit_code == 0, r.stderr
+    assert "random inputs" in r.stderr and "unknown" in r.stderr and (out / "mobilenet_edgetpu_v2_tiny_int8.tflite").is_file()
+
+
+def test_trained_model_all_precisions_metadata_and_inspect(cli, tmp_path, trained):
+    out = tmp_path / "exp"
+    r = cli("export", trained, "--data", "digits", "--quantize", "fp32,fp16,dynamic,int8", "--out", out,
+            "--author", "odml tests", "--license", "Apache-2.0", "--json")
+    assert r.exit_code == 0, r.stderr
+    arts = {a["precision"]: a for a in r.json()["export"]["artifacts"]}
+    assert set(arts) == {"fp32", "fp16", "dynamic", "int8"}
+    for a in arts.values():
+        assert a["parity"]["top1_agreement"] >= 0.95 and a["parity_failed"] == []
+        assert abs(a["parity"]["tflite_accuracy"] - a["parity"]["keras_accuracy"]) <= 0.03
+    assert arts["int8"]["size_bytes"] < 0.4 * arts["fp32"]["size_bytes"]
+    assert arts["fp16"]["size_bytes"] < 0.6 * arts["fp32"]["size_bytes"]
+    assert arts["int8"]["ops"].get("CONV_2D") and "FlexConv2D" not in json.dumps(arts["int8"]["ops"])
+    # inspect reads sizes, tensors, ops and the metadata back
+    r = cli("inspect", out / "model_int8.tflite", "--json")
+    info = r.json()["inspect"]
+    assert info["size_bytes"] == arts["int8"]["size_bytes"] and info["ops"] == arts["int8"]["ops"]
+    assert info["metadata"]["author"] == "odml tests" and info["metadata"]["license"] == "Apache-2.0"
+    assert info["metadata"]["labels"] == [str(i) for i in range(10)]
+    assert info["metadata"]["normalization"] == {"mean": [0.0], "std": [255.0]}
+    assert info["weight_dtypes"].get("int8", 0) > 0.9 * info["params"] - info["weight_dtypes"].get("int32", 0)
+    r = cli("inspect", out / "model_int8.tflite")
+    assert r.exit_code == 0 and "metadata" in r.stdout and "DEPTHWISE_CONV_2D" in r.stdout
+
+
+def test_metadata_reads_back_with_tflite_support(tmp_path, trained, cli):
+    from odml.exporters.metadata import ecosystem_metadata_module
+
+    out = tmp_path / "exp"
+    r = cli("export", trained, "--data", "digits", "--quantize", "fp32", "--out", out, "--name", "digits-net",
+            "--description", "handwritten digits")
+    assert r.exit_code == 0, r.stderr
+    md = ecosystem_metadata_module()
+    disp = md.MetadataDisplayer.with_model_file(str(out / "model_fp32.tflite"))
+    meta = json.loads(disp.get_metadata_json())
+    assert meta["name"] == "digits-net" and meta["description"] == "handwritten digits"
+    norm = meta["subgraph_metadata"][0]["input_tensor_metadata"][0]["process_units"][0]["options"]
+    assert norm == {"mean": [0.0], "std": [255.0]}
+    assert disp.get_packed_associated_file_list() == ["labels.txt"]
+    assert disp.get_associated_file_buffer("labels.txt").decode().split() == [str(i) for i in range(10)]
+
+
+def test_int8_io_and_onnx_parity(cli, tmp_path, trained):
+    out = tmp_path / "exp"
+    r = cli("export", trained, "--data", "digits", "--quantize", "int8", "--io", "int8", "--format", "tflite,onnx",
+            "--out", out, "--json")
+    assert r.exit_code == 0, r.stderr
+    arts = r.json()["export"]["artifacts"]
+    onnx_art = next(a for a in arts if a["format"] == "onnx")
+    assert onnx_art["checker"] == "passed" and onnx_art["parity"]["max_abs_err"] < 1e-3
+    assert onnx_art["parity"]["top1_agreement"] == 1.0
+    info = cli("inspect", out / "model.onnx", "--json").json()["inspect"]
+    assert info["format"] == "onnx" and info["inputs"][0]["shape"] == [1, 32, 32, 3] and info["params"] > 100_000
+    t = cli("inspect", out / "model_int8.tflite", "--json").json()["inspect"]
+    assert t["inputs"][0]["dtype"] == "int8" and t["outputs"][0]["dtype"] == "int8"
+    assert t["inputs"][0]["quantization"]["scale"][0] > 0
+
+
+def test_edgetpu_lowering_and_compatibility(cli, tmp_path, trained):
+    out = tmp_path / "cpu"
+    assert cli("export", trained, "--data", "digits", "--quantize", "int8", "--out", out).exit_code == 0
+    plain = cli("inspect", out / "model_int8.tflite", "--json").json()["inspect"]["edgetpu"]
+    assert not plain["fully_mapped"] and "Grouped convolution" in plain["first_unsupported"]["reason"]
+    assert plain["on_cpu"] > 0
+    tpu = tmp_path / "tpu"
+    r = cli("export", trained, "--data", "digits", "--target", "edgetpu", "--out", tpu, "--json")
+    assert r.exit_code == 0, r.stderr
+    art = next(a for a in r.json()["export"]["artifacts"] if a["precision"] == "int8")
+    assert art["edgetpu"]["fully_mapped"]
+    # with float input/output only the QUANTIZE / DEQUANTIZE conversions stay on the CPU
+    cpu = [r["op"] for r in art["edgetpu"]["ops"] if r["status"] != "Mapped to Edge TPU"]
+    assert sorted(cpu) == ["DEQUANTIZE", "QUANTIZE"]
+    assert art["ops"].get("SPLIT") and art["parity_failed"] == []
+    assert "edgetpu_compiler" in r.stderr and art["edgetpu"]["compiler"] == {"available": False}
+
+
+def test_compiler_log_parser():
+    from odml.exporters.edgetpu import parse_compiler_log
+
+    log = """Edge TPU Compiler version 16.0.384591198
+Model compiled successfully in 1201 ms.
+
+Input model: m_int8.tflite
+Output model: m_int8_edgetpu.tflite
+Number of Edge TPU subgraphs: 1
+Total number of operations: 72
+Operation log: m_int8_edgetpu.log
+
+Model successfully compiled but not all operations are supported by the Edge TPU.
+Number of operations that will run on Edge TPU: 7
+Number of operations that will run on CPU: 65
+
+Operator                       Count      Status
+
+CONV_2D                        40         Mapped to Edge TPU
+CONV_2D                        1          Operation is otherwise supported, but not mapped due to some unspecified limitation
+DEPTHWISE_CONV_2D              12         More than one subgraph is not supported
+QUANTIZE                       1          Operation is working on an unsupported data type
+"""
+    res = parse_compiler_log(log)
+    assert res["on_edgetpu"] == 7 and res["on_cpu"] == 65
+    assert res["table"][0] == {"operator": "CONV_2D", "count": 40, "status": "Mapped to Edge TPU"}
+    assert res["table"][3]["status"] == "Operation is working on an unsupported data type" and len(res["table"]) == 4
+
+
+def test_savedmodel_source(cli, tmp_path, trained):
+    from odml._tf import tf
+    from odml.zoo.load import load_keras_model
+
+    m = load_keras_model(trained)
+    T = tf()
+    sm = tmp_path / "sm"
+    fn = T.function(lambda image: {"logits": m(image, training=False)},
+                    input_signature=[T.TensorSpec([None, 32, 32, 3], T.float32, name="image")])
+    T.saved_model.save(m, str(sm), signatures={"serving_default": fn})
+    r = cli("export", sm, "--data", "digits", "--quantize", "fp32,int8", "--out", tmp_path / "o", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert all(a["parity_failed"] == [] for a in r.json()["export"]["artifacts"])
+
+
+# ---- bad input: one line, exit 2 (1 for parity), nothing written ---------------------------
+
+
+@pytest.mark.parametrize("kind", ["truncated", "empty", "random", "onnx_renamed", "missing"])
+def test_inspect_rejects_bad_tflite(cli, tmp_path, trained, kind):
+    path = tmp_path / "bad.tflite"
+    if kind in ("truncated", "onnx_renamed"):
+        out = tmp_path / "exp"
+        assert cli("export", trained, "--quantize", "fp32", "--format", "tflite,onnx", "--out", out,
+                   "--no-metadata").exit_code == 0
+        src = out / ("model_fp32.tflite" if kind == "truncated" else "model.onnx")
+        data = src.read_bytes()
+        path.write_bytes(data[: len(data) // 3] if kind == "truncated" else data)
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "random":
+        path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    fragment = {"truncated": "truncated", "empty": "empty file", "random": "not a TFLite flatbuffer",
+                "onnx_renamed": "looks like onnx", "missing": "not found"}[kind]
+    assert_one_line_error(cli("inspect", path), str(path), fragment)
+
+
+def test_corrupted_bytes_never_crash(cli_proc, tmp_path, trained, cli):
+    """Flip bytes all over a valid model: every run ends with exit 0 or 2, never a crash."""
+    out = tmp_path / "exp"
+    assert cli("export", trained, "--quantize", "fp32", "--out", out, "--no-metadata").exit_code == 0
+    data = bytearray((out / "model_fp32.tflite").read_bytes())
+    rng = np.random.default_rng(1)
+    from odml.devices.litert import load_interpreter
+    from odml.errors import OdmlError
+
+    for k in range(40):
+        bad = bytearray(data)
+        for pos in rng.integers(0, 4096, 8):  # the flatbuffer tables sit near the front
+            bad[pos] = rng.integers(0, 256)
+        try:
+            interp = load_interpreter(bytes(bad))  # verifies before the native interpreter sees it
+        except OdmlError:
+            continue
+        except (ValueError, RuntimeError):
+            continue  # LiteRT refused it cleanly
+        interp.invoke()
+
+
+def test_savedmodel_without_signature(cli, tmp_path):
+    from odml._tf import tf
+
+    T = tf()
+    mod = T.Module()
+    mod.v = T.Variable(1.0)
+    T.saved_model.save(mod, str(tmp_path / "nosig"), signatures={})
+    out = tmp_path / "o"
+    assert_one_line_error(cli("export", tmp_path / "nosig", "--out", out), "no signature")
+    assert not out.exists()
+
+
+def test_lambda_keras_file_refused(cli, tmp_path):
+    from odml._tf import keras
+
+    K = keras()
+    inp = K.Input((8, 8, 3))
+    m = K.Model(inp, K.layers.Dense(2)(K.layers.Flatten()(K.layers.Lambda(lambda t: t * 2)(inp))))
+    m.save(tmp_path / "lam.keras")
+    out = tmp_path / "o"
+    assert_one_line_error(cli("export", tmp_path / "lam.keras", "--out", out), "lam.keras", "cannot load")
+    assert not out.exists()
+
+
+def test_int8_without_calibration_refused(cli, tmp_path):
+    out = tmp_path / "o"
+    r = cli("export", "mobilenet_edgetpu_v2_tiny", *SMALL, "--quantize", "int8", "--out", out)
+    assert_one_line_error(r, "calibration")
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_parity_failure_exits_1_and_writes_nothing(cli, tmp_path, trained):
+    out = tmp_path / "o"
+    r = cli("export", trained, "--data", "digits", "--quantize", "int8", "--max-rel-err", "0", "--out", out)
+    assert_one_line_error(r, "parity failed", "int8", code=1)
+    assert "FAILED" in r.stdout
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_bad_options(cli, tmp_path):
+    assert_one_line_error(cli("export", "mobilenet_edgetpu_v1", "--quantize", "int4", "--out", tmp_path / "o"),
+                          "unknown precision int4")
+    assert_one_line_error(cli("export", "mobilenet_edgetpu_v1", "--out", tmp_path / "x" / "o"), "does not exist")
