@@ -31,7 +31,7 @@ def export_cmd(
     width: Optional[float] = typer.Option(None, "--width", help="Zoo models: width multiplier."),
     classes: Optional[int] = typer.Option(None, "--classes", help="Zoo/spec models: number of classes."),
     name: Optional[str] = typer.Option(None, "--name", help="Metadata: model name."),
-    version: str = typer.Option("1", "--version", help="Metadata: model version."),
+    version: str = typer.Option("1", "--model-version", help="Metadata: model version."),
     author: str = typer.Option("", "--author", help="Metadata: author."),
     license_: str = typer.Option("", "--license", help="Metadata: license."),
     description: str = typer.Option("", "--description", help="Metadata: description."),

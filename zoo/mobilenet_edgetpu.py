@@ -102,16 +102,16 @@ def mobilenet_edgetpu_v2(
                 groups = fit_groups(cexp // group_size, cin, cexp)
             blocks.append(Block(type=_TYPES[kind], kernel=k, expansion=e, stride=s, filters=cout, groups=groups))
             cin = cout
+    return _assemble(f"mobilenet_edgetpu_v2_{size}", stem, blocks, head_filters, num_classes, input_size, width,
+                     dropout, drop_connect_rate)
+
+
+def _assemble(name: str, stem: Stem, blocks: list[Block], head_filters: int, num_classes: int, input_size: Any,
+              width: float, dropout: float, drop_connect_rate: float) -> ModelSpec:
+    """The spec of a family member; the head narrows with the width below 1 only."""
     head = Head(filters=round_filters(head_filters, width) if width < 1 else head_filters, dropout=dropout)
-    spec = ModelSpec(
-        name=f"mobilenet_edgetpu_v2_{size}",
-        input_shape=_input_shape(input_size),
-        num_classes=int(num_classes),
-        stem=stem,
-        blocks=blocks,
-        head=head,
-        drop_connect_rate=drop_connect_rate,
-    )
+    spec = ModelSpec(name=name, input_shape=_input_shape(input_size), num_classes=int(num_classes), stem=stem,
+                     blocks=blocks, head=head, drop_connect_rate=drop_connect_rate)
     spec.validate(spec.name)
     return spec
 
@@ -148,17 +148,8 @@ def mobilenet_edgetpu_v1(
                 Block(type=_TYPES[kind], kernel=k, expansion=e, stride=s if r == 0 else 1,
                       filters=round_filters(filters, width), skip=skip)
             )
-    spec = ModelSpec(
-        name="mobilenet_edgetpu_v1",
-        input_shape=_input_shape(input_size),
-        num_classes=int(num_classes),
-        stem=Stem(filters=round_filters(32, width), kernel=3, stride=2),
-        blocks=blocks,
-        head=Head(filters=round_filters(1280, width) if width < 1 else 1280, dropout=dropout),
-        drop_connect_rate=drop_connect_rate,
-    )
-    spec.validate(spec.name)
-    return spec
+    return _assemble("mobilenet_edgetpu_v1", Stem(filters=round_filters(32, width), kernel=3, stride=2), blocks, 1280,
+                     num_classes, input_size, width, dropout, drop_connect_rate)
 
 
 def _register_v2(size: str) -> None:
