@@ -265,3 +265,33 @@ def test_bad_options(cli, tmp_path):
     assert_one_line_error(cli("export", "mobilenet_edgetpu_v1", "--quantize", "int4", "--out", tmp_path / "o"),
                           "unknown precision int4")
     assert_one_line_error(cli("export", "mobilenet_edgetpu_v1", "--out", tmp_path / "x" / "o"), "does not exist")
+
+
+def test_spec_json_and_h5_sources(cli, tmp_path, trained):
+    """A spec file exports like a zoo name; an .h5 file like a .keras file."""
+    spec = tmp_path / "s.json"
+    assert cli("zoo", "show", "mobilenet_edgetpu_v1", "--input-size", "32", "--width", "0.25", "--classes", "4",
+               "--out", spec).exit_code == 0
+    r = cli("export", spec, "--quantize", "fp32", "--out", tmp_path / "a", "--json")
+    assert r.exit_code == 0, r.stderr
+    rep = r.json()["export"]
+    assert rep["source"] == "spec" and rep["outputs"] == 4 and rep["parity_inputs"] == "random"
+    from odml.zoo import ModelSpec
+
+    assert rep["params"] == ModelSpec.load(spec).params
+    from odml.zoo.load import load_keras_model
+
+    load_keras_model(trained).save(tmp_path / "m.h5")
+    r = cli("export", tmp_path / "m.h5", "--data", "digits", "--quantize", "fp16", "--out", tmp_path / "b", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["export"]["artifacts"][0]["parity"]["top1_agreement"] >= 0.98
+
+
+def test_data_with_other_class_count_refused(cli, tmp_path, trained):
+    from helpers import make_image_folder
+
+    make_image_folder(tmp_path / "imgs", classes=("a", "b", "c"), per_class=4)
+    out = tmp_path / "o"
+    assert_one_line_error(cli("export", trained, "--data", tmp_path / "imgs", "--out", out),
+                          "3 classes in the data", "10 outputs")
+    assert not out.exists()
