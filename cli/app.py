@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from odml import __version__
+from odml.cli import bench as bench_mod
 from odml.cli import export as export_mod
 from odml.cli import inspect as inspect_mod
 from odml.cli import train as train_mod
@@ -41,6 +42,7 @@ app.add_typer(zoo_mod.app, name="zoo")
 app.command("train")(train_mod.train_cmd)
 app.command("export")(export_mod.export_cmd)
 app.command("inspect")(inspect_mod.inspect_cmd)
+app.command("bench")(bench_mod.bench_cmd)
 
 
 def main() -> None:
