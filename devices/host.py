@@ -43,9 +43,10 @@ def _random_input(detail: dict, rng: np.random.Generator) -> np.ndarray:
     return rng.random(shape, dtype=np.float32).astype(dtype)
 
 
-def _child(path: str, opts: dict, conn: Any) -> None:
+def _child(path: str, opts: dict, conn: Any, task: str = "measure", extra: Any = None) -> None:
     try:
-        conn.send(("ok", _measure(path, HostOptions(**opts))))
+        fn = {"measure": _measure, "classify": _classify}[task]
+        conn.send(("ok", fn(path, HostOptions(**opts), *(extra or ()))))
     except BaseException as e:  # report, never hang the parent
         conn.send(("error", f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"))
     finally:
@@ -88,13 +89,39 @@ def _measure(path: str, o: HostOptions) -> dict[str, Any]:
     }
 
 
-def bench_host(path: str | Path, opts: HostOptions, timeout_s: float = 600) -> dict[str, Any]:
-    """Benchmark a .tflite on the host; returns latency statistics (ms), init
-    time, first inference and memory."""
-    from odml.exporters.flatbuffer import read_tflite
+def _classify(path: str, o: HostOptions, npy: str) -> dict[str, Any]:
+    """Per-image invoke latency (ms) and the predicted class of every image."""
+    from odml.devices.litert import _dequantize, _quantize, load_interpreter
 
-    p = Path(path)
-    model = read_tflite(p)  # one-line error for a missing or malformed file, before native code sees it
+    if o.cpus:
+        os.sched_setaffinity(0, o.cpus)
+    x = np.load(npy)
+    interp = load_interpreter(path, threads=o.threads, xnnpack=o.xnnpack, verify=False)
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    lat, pred = [], []
+    for i in range(len(x)):
+        interp.set_tensor(inp["index"], _quantize(x[i:i + 1], inp))  # pre-processing: not timed
+        t0 = time.perf_counter()
+        interp.invoke()
+        lat.append((time.perf_counter() - t0) * 1e3)
+        pred.append(int(_dequantize(interp.get_tensor(out["index"]), out).reshape(-1).argmax()))
+    return {"latencies_ms": lat, "predictions": pred}
+
+
+def classify_host(path: str | Path, x: np.ndarray, opts: HostOptions, timeout_s: float = 1800) -> dict[str, Any]:
+    """Run a classifier on every image of ``x`` (float [0, 1]) in a child
+    process; per-image latency and predictions."""
+    import tempfile
+
+    read_tflite_checked(path)
+    check_options(opts)
+    with tempfile.TemporaryDirectory() as d:
+        npy = os.path.join(d, "x.npy")
+        np.save(npy, x.astype(np.float32))
+        return _run_child(Path(path), opts, "classify", (npy,), timeout_s)
+
+
+def check_options(opts: HostOptions) -> None:
     if opts.threads < 1:
         raise BenchError(f"--threads must be at least 1, got {opts.threads}")
     if opts.runs < 1:
@@ -104,9 +131,29 @@ def bench_host(path: str | Path, opts: HostOptions, timeout_s: float = 600) -> d
         bad = [c for c in opts.cpus if c not in avail]
         if bad:
             raise BenchError(f"--cpus {','.join(map(str, bad))}: not available here (cores {avail})")
+
+
+def read_tflite_checked(path: str | Path):
+    from odml.exporters.flatbuffer import read_tflite
+
+    return read_tflite(Path(path))  # one-line error for a missing or malformed file, before native code sees it
+
+
+def bench_host(path: str | Path, opts: HostOptions, timeout_s: float = 600) -> dict[str, Any]:
+    """Benchmark a .tflite on the host; returns latency statistics (ms), init
+    time, first inference and memory."""
+    p = Path(path)
+    model = read_tflite_checked(p)
+    check_options(opts)
+    payload = _run_child(p, opts, "measure", None, timeout_s)
+    return {"model": str(p), "device": "host", "size_bytes": model.size_bytes, "threads": opts.threads,
+            "xnnpack": opts.xnnpack, "cpus": opts.cpus, **payload}
+
+
+def _run_child(p: Path, opts: HostOptions, task: str, extra: Any, timeout_s: float) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(str(p), asdict(opts), child), daemon=True)
+    proc = ctx.Process(target=_child, args=(str(p), asdict(opts), child, task, extra), daemon=True)
     proc.start()
     child.close()
     try:
@@ -121,5 +168,4 @@ def bench_host(path: str | Path, opts: HostOptions, timeout_s: float = 600) -> d
         proc.join(5)
     if status != "ok":
         raise BenchError(f"{p}: benchmark failed: {payload}")
-    return {"model": str(p), "device": "host", "size_bytes": model.size_bytes, "threads": opts.threads,
-            "xnnpack": opts.xnnpack, "cpus": opts.cpus, **payload}
+    return payload

@@ -63,3 +63,51 @@ def test_bad_input(cli, tmp_path, tflite):
     assert_one_line_error(cli("bench", tflite, "--device", "pixel9"), "unknown device")
     assert_one_line_error(cli("bench", tflite, "--cpus", "999"), "not available")
     assert_one_line_error(cli("bench", tflite, "--threads", "0"), "--threads")
+
+
+def test_ovic_2018_rule_by_hand():
+    from odml.devices.ovic import ovic_2018
+
+    # first image (1000 ms, wrong) is the warm-up; N = 4, budget 4 x 10 = 40 ms
+    lat = [1000, 10, 25, 4, 30]
+    ok = [False, True, True, False, True]
+    r = ovic_2018(lat, ok, limit_ms=10)
+    # running totals 10, 35, 39 fit; 69 does not: three images within, two of them right
+    assert (r["images"], r["within_budget"], r["correct_within_budget"]) == (4, 3, 2)
+    assert r["score"] == 0.5 and r["accuracy"] == 0.75 and r["mean_latency_ms"] == pytest.approx(17.25)
+    fast = ovic_2018([5, 1, 1, 1, 1], [True] * 5, limit_ms=33)
+    assert fast["score"] == 1.0 and fast["within_budget"] == 4
+
+
+def test_ovic_frontier():
+    import math
+
+    from odml.devices.ovic import ovic_frontier
+
+    r = ovic_frontier(0.75, 20.0, k=5.0, a0=60.0)
+    assert r["frontier_pct"] == pytest.approx(5 * math.log(20) + 60)
+    assert r["score"] == pytest.approx(75 - 5 * math.log(20) - 60)
+
+
+def test_bench_with_data_and_ovic(cli, tflite):
+    r = cli("bench", tflite, "--data", "digits", "--ovic", "--ovic-limit-ms", "1000", "--runs", "5", "--min-secs",
+            "0", "--frontier-k", "10", "--frontier-a0", "50", "--json")
+    assert r.exit_code == 0, r.stderr
+    c = r.json()["bench"][0]["classification"]
+    assert c["images"] == 359 and 0 <= c["accuracy"] <= 1
+    o = c["ovic"]
+    assert o["images"] == 358 and o["within_budget"] == 358  # a generous limit: every image fits
+    assert o["score"] == pytest.approx(o["accuracy"])
+    assert c["frontier"]["score"] == pytest.approx(o["accuracy"] * 100 - (10 * __import__("math").log(o["mean_latency_ms"]) + 50))
+    tight = cli("bench", tflite, "--data", "digits", "--ovic", "--ovic-limit-ms", "0.0001", "--runs", "5",
+                "--min-secs", "0", "--json").json()["bench"][0]["classification"]["ovic"]
+    assert tight["within_budget"] == 0 and tight["score"] == 0.0
+
+
+def test_bench_data_errors(cli, tflite, tmp_path):
+    from helpers import make_image_folder
+
+    assert_one_line_error(cli("bench", tflite, "--ovic"), "--ovic needs --data")
+    make_image_folder(tmp_path / "imgs", classes=("a", "b", "c"), per_class=3)
+    assert_one_line_error(cli("bench", tflite, "--data", tmp_path / "imgs"), "3 classes", "10 outputs")
+    assert_one_line_error(cli("bench", tflite, "--data", "digits", "--frontier-k", "3"), "--frontier-a0")
