@@ -14,7 +14,7 @@ from odml.cli.common import err, handle_errors, out, print_json
 
 @handle_errors
 def bench_cmd(
-    models: List[Path] = typer.Argument(..., help="One or more .tflite files."),
+    models: Optional[List[Path]] = typer.Argument(None, help="One or more .tflite files (or give --budget)."),
     device: str = typer.Option("host", "--device", help="Where to run: 'host' (LiteRT on this CPU)."),
     threads: int = typer.Option(1, "--threads", help="Interpreter threads."),
     xnnpack: bool = typer.Option(True, "--xnnpack/--no-xnnpack", help="Use the XNNPACK delegate."),
@@ -28,12 +28,21 @@ def bench_cmd(
     frontier_k: Optional[float] = typer.Option(None, "--frontier-k", help="OVIC frontier a(t) = k ln t + a0: k."),
     frontier_a0: Optional[float] = typer.Option(None, "--frontier-a0", help="OVIC frontier: a0 (percent)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the validation split."),
+    budget: Optional[Path] = typer.Option(None, "--budget", help="Budget file (TOML, or a pyproject.toml with [tool.odml.budgets]): exit 1 when a budget is exceeded."),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="With --budget: write JUnit XML, one test case per check."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Measure latency: count, mean, median, p90, p99, std, CV, min, max, init
     time, first inference and peak memory, for every MODEL."""
+    from odml.devices.classify import classify_dataset
     from odml.devices.host import BenchError, HostOptions, bench_host
 
+    if budget is not None:
+        return _budgets(budget, junit, json_out)
+    if junit is not None:
+        raise BenchError("--junit goes with --budget")
+    if not models:
+        raise BenchError("give one or more .tflite files, or --budget FILE")
     if device != "host":
         raise BenchError(f"--device {device!r}: unknown device; available here: host")
     cpu_list: list[int] = []
@@ -56,7 +65,7 @@ def bench_cmd(
             res = bench_host(m, opts)
             if data is not None:
                 status.update(f"classifying {data} with {m}")
-                res["classification"] = _classify(m, data, opts, ovic, ovic_limit_ms, frontier_k, frontier_a0, seed)
+                res["classification"] = classify_dataset(m, data, opts, ovic, ovic_limit_ms, frontier_k, frontier_a0, seed)
             results.append(res)
     if json_out:
         print_json({"bench": results})
@@ -85,35 +94,33 @@ def bench_cmd(
         out.print(line, markup=False)
 
 
-def _classify(model, data, opts, ovic, limit_ms, k, a0, seed):
-    from dataclasses import replace
+def _budgets(path: Path, junit: Optional[Path], json_out: bool) -> None:
+    import time
 
-    import numpy as np
+    from odml.cli.common import write_text_atomic
+    from odml.devices.budgets import evaluate, junit_xml, load_budgets
+    from odml.errors import CheckFailed, OutputError
 
-    from odml.data.images import load_images, to_float
-    from odml.devices.host import classify_host, read_tflite_checked
-    from odml.devices.ovic import ovic_2018, ovic_frontier
-    from odml.devices.stats import latency_stats
-    from odml.errors import DataError
-
-    info = read_tflite_checked(model)
-    shape = info.inputs[0].shape
-    if len(shape) != 4:
-        raise DataError(f"{model}: --data needs an image classifier with input [1, H, W, C], got {shape}")
-    ds = load_images(data, (shape[1], shape[2]), shape[3], 0.2, seed)
-    n_out = int(np.prod(info.outputs[0].shape[1:]))
-    if ds.num_classes != n_out:
-        raise DataError(f"{data}: {ds.num_classes} classes in the data but {model} has {n_out} outputs")
-    run = classify_host(model, to_float(ds.x_val), replace(opts, threads=1) if ovic else opts)
-    correct = [p == y for p, y in zip(run["predictions"], ds.y_val.tolist())]
-    res = {"data": data, "images": len(correct), "accuracy": sum(correct) / len(correct),
-           "mean_latency_ms": float(np.mean(run["latencies_ms"])),
-           "per_image": latency_stats(np.asarray(run["latencies_ms"]) / 1e3)}
-    if ovic:
-        res["ovic"] = ovic_2018(run["latencies_ms"], correct, limit_ms)
-        if k is not None:
-            o = res["ovic"]
-            res["frontier"] = ovic_frontier(o["accuracy"], o["mean_latency_ms"], k, a0)
-    elif k is not None:
-        res["frontier"] = ovic_frontier(res["accuracy"], res["mean_latency_ms"], k, a0)
-    return res
+    bf = load_budgets(path)
+    if junit is not None and not junit.parent.is_dir():
+        raise OutputError(f"{junit}: output folder {junit.parent} does not exist")
+    t0 = time.perf_counter()
+    with err.status("checking budgets") as status:
+        checks = evaluate(bf, progress=status.update)
+    if junit is not None:
+        write_text_atomic(junit, junit_xml(checks, time_s=time.perf_counter() - t0))
+    failed = [c for c in checks if not c["ok"]]
+    if json_out:
+        print_json({"budgets": {"source": bf.source, "checks": checks, "ok": not failed}})
+    else:
+        t = Table(title=f"budgets from {bf.source}")
+        for col in ("model", "check", "limit", "measured", "verdict"):
+            t.add_column(col, justify="right" if col in ("limit", "measured") else "left")
+        for c in checks:
+            sign = "<=" if c["bound"] == "max" else ">="
+            t.add_row(c["model"], c["check"], f"{sign} {c['limit']:.4g} {c['unit']}".rstrip(),
+                      f"{c['measured']:.4g} {c['unit']}".rstrip(), "[green]pass[/]" if c["ok"] else "[red]FAIL[/]")
+        out.print(t)
+    if failed:
+        raise CheckFailed(f"{len(failed)} of {len(checks)} budget checks failed: "
+                          + "; ".join(f"{c['model']} {c['check']}" for c in failed))

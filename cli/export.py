@@ -92,7 +92,9 @@ def export_cmd(
                          thresholds=thresholds, target=target, metadata=info, seed=seed)
 
     def warn(msg: str) -> None:
-        err.print(f"[yellow]warning:[/] {msg}", markup=True, highlight=False)
+        from rich.markup import escape
+
+        err.print(f"[yellow]warning:[/] {escape(msg)}", markup=True, highlight=False)
 
     with err.status("exporting") as status:
         report = run_export(src, opts, x_val, y_val, x_cal, warn=warn,

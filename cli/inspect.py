@@ -23,7 +23,9 @@ def inspect_cmd(
     if json_out:
         print_json({"inspect": info})
         return
-    out.print(f"[bold]{info['file']}[/]  {info['format']}  {info['size_bytes']:,} bytes  "
+    from rich.markup import escape
+
+    out.print(f"[bold]{escape(info['file'])}[/]  {info['format']}  {info['size_bytes']:,} bytes  "
               f"{fmt_int(info['params'])} parameters  {info['op_count']} ops", markup=True, highlight=False)
     t = Table(title="tensors")
     for col in ("", "name", "shape", "dtype", "quantization"):

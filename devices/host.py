@@ -45,7 +45,7 @@ def _random_input(detail: dict, rng: np.random.Generator) -> np.ndarray:
 
 def _child(path: str, opts: dict, conn: Any, task: str = "measure", extra: Any = None) -> None:
     try:
-        fn = {"measure": _measure, "classify": _classify}[task]
+        fn = {"measure": _measure, "classify": _classify, "compare": _compare}[task]
         conn.send(("ok", fn(path, HostOptions(**opts), *(extra or ()))))
     except BaseException as e:  # report, never hang the parent
         conn.send(("error", f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"))
@@ -106,6 +106,39 @@ def _classify(path: str, o: HostOptions, npy: str) -> dict[str, Any]:
         lat.append((time.perf_counter() - t0) * 1e3)
         pred.append(int(_dequantize(interp.get_tensor(out["index"]), out).reshape(-1).argmax()))
     return {"latencies_ms": lat, "predictions": pred}
+
+
+def _compare(path: str, o: HostOptions, ref: str, rounds: int) -> dict[str, Any]:
+    """A/B interleaved: ``rounds`` rounds of ``o.runs`` invokes of each model,
+    alternating which goes first, in one process (same machine state)."""
+    from odml.devices.litert import load_interpreter
+    from odml.devices.stats import latency_stats
+
+    if o.cpus:
+        os.sched_setaffinity(0, o.cpus)
+    rng = np.random.default_rng(o.seed)
+    interps = [load_interpreter(p, threads=o.threads, xnnpack=o.xnnpack, verify=False) for p in (path, ref)]
+    for it in interps:
+        for d in it.get_input_details():
+            it.set_tensor(d["index"], _random_input(d, rng))
+        for _ in range(max(1, o.warmup)):
+            it.invoke()
+    times: list[list[float]] = [[], []]
+    for r in range(rounds):
+        for k in ((0, 1) if r % 2 == 0 else (1, 0)):
+            for _ in range(o.runs):
+                t0 = time.perf_counter()
+                interps[k].invoke()
+                times[k].append(time.perf_counter() - t0)
+    return {"model": latency_stats(times[0]), "reference": latency_stats(times[1])}
+
+
+def compare_host(path: str | Path, reference: str | Path, opts: HostOptions, rounds: int = 10,
+                 timeout_s: float = 1800) -> dict[str, Any]:
+    read_tflite_checked(path)
+    read_tflite_checked(reference)
+    check_options(opts)
+    return _run_child(Path(path), opts, "compare", (str(reference), rounds), timeout_s)
 
 
 def classify_host(path: str | Path, x: np.ndarray, opts: HostOptions, timeout_s: float = 1800) -> dict[str, Any]:

@@ -111,3 +111,103 @@ def test_bench_data_errors(cli, tflite, tmp_path):
     make_image_folder(tmp_path / "imgs", classes=("a", "b", "c"), per_class=3)
     assert_one_line_error(cli("bench", tflite, "--data", tmp_path / "imgs"), "3 classes", "10 outputs")
     assert_one_line_error(cli("bench", tflite, "--data", "digits", "--frontier-k", "3"), "--frontier-a0")
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_budgets_pass_fail_and_junit(cli, tflite, tmp_path):
+    import shutil
+    import xml.etree.ElementTree as ET
+
+    shutil.copy(tflite, tmp_path / "m.tflite")
+    shutil.copy(tflite, tmp_path / "ref.tflite")
+    size_mib = tflite.stat().st_size / 2**20
+    ok = _write(tmp_path / "ok.toml", f"""
+[defaults]
+runs = 20
+min_secs = 0
+rounds = 4
+[[model]]
+path = "m.tflite"
+statistic = "mean"
+max_latency = "10 s"
+max_size = "{size_mib * 1.1:.4f} MiB"
+max_peak_memory = "4 GB"
+reference = "ref.tflite"
+max_ratio = 1.5
+""")
+    r = cli("bench", "--budget", ok, "--junit", tmp_path / "ok.xml", "--json")
+    assert r.exit_code == 0, r.stderr
+    checks = r.json()["budgets"]["checks"]
+    assert [c["check"] for c in checks] == ["mean latency", "file size", "peak memory", "mean vs ref.tflite"]
+    assert all(c["ok"] for c in checks) and 0.5 < checks[-1]["measured"] < 1.5  # a model against itself
+    suite = ET.parse(tmp_path / "ok.xml").getroot().find("testsuite")
+    assert suite.get("tests") == "4" and suite.get("failures") == "0"
+
+    bad = _write(tmp_path / "bad.toml", f"""
+[defaults]
+runs = 20
+min_secs = 0
+rounds = 4
+data = "digits"
+[[model]]
+path = "m.tflite"
+max_latency = "1 us"
+max_size = "{size_mib * 0.9:.4f} MiB"
+min_accuracy = 1.0
+reference = "ref.tflite"
+max_ratio = 0.5
+""")
+    r = cli("bench", "--budget", bad, "--junit", tmp_path / "bad.xml")
+    assert_one_line_error(r, "4 of 4 budget checks failed", code=1)
+    assert r.stdout.count("FAIL") == 4
+    suite = ET.parse(tmp_path / "bad.xml").getroot().find("testsuite")
+    assert suite.get("failures") == "4"
+    assert all(tc.find("failure") is not None for tc in suite.findall("testcase"))
+
+
+def test_budgets_from_pyproject(cli, tflite, tmp_path):
+    import shutil
+
+    shutil.copy(tflite, tmp_path / "m.tflite")
+    _write(tmp_path / "pyproject.toml", """
+[project]
+name = "x"
+[tool.odml.budgets.defaults]
+runs = 5
+min_secs = 0
+[[tool.odml.budgets.model]]
+path = "m.tflite"
+max_latency = "30 s"
+""")
+    r = cli("bench", "--budget", tmp_path / "pyproject.toml", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["budgets"]["ok"] and len(r.json()["budgets"]["checks"]) == 1
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ('[[model]]\npath = "m.tflite"\nmax_latncy = "5 ms"\n', "unknown key(s) max_latncy"),
+    ('[[model]]\npath = "m.tflite"\nmax_latency = "5 MB"\n', "'MB' is not a time unit"),
+    ('[[model]]\npath = "m.tflite"\nmax_size = "5 ms"\n', "'ms' is not a size unit"),
+    ('[[model]]\npath = "m.tflite"\nmax_latency = 5\n', "give the value with a unit"),
+    ('[[model]]\npath = "m.tflite"\nstatistic = "p95"\n', "statistic 'p95'"),
+    ('[[model]]\npath = "m.tflite"\nreference = "r.tflite"\n', "go together"),
+    ('[[model]]\npath = "m.tflite"\nmin_accuracy = 0.9\n', "need 'data'"),
+    ('[defaults]\ncolour = "red"\n[[model]]\npath = "m.tflite"\n', "[defaults] unknown key(s) colour"),
+    ('[[model]\npath = 1\n', "not valid TOML"),
+    ('[defaults]\nruns = 3\n', "no [[model]] entries"),
+])
+def test_bad_budget_files(cli, tmp_path, body, fragment):
+    f = _write(tmp_path / "b.toml", body)
+    r = cli("bench", "--budget", f, "--junit", tmp_path / "j.xml")
+    assert_one_line_error(r, str(f), fragment)
+    assert not (tmp_path / "j.xml").exists()
+
+
+def test_budget_file_missing_and_model_missing(cli, tmp_path):
+    assert_one_line_error(cli("bench", "--budget", tmp_path / "none.toml"), "budget file not found")
+    f = _write(tmp_path / "b.toml", '[[model]]\npath = "nope.tflite"\nmax_latency = "1 s"\n')
+    assert_one_line_error(cli("bench", "--budget", f), "nope.tflite", "not found")
