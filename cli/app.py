@@ -9,6 +9,7 @@ import typer
 
 from odml import __version__
 from odml.cli import bench as bench_mod
+from odml.cli import devices as devices_mod
 from odml.cli import export as export_mod
 from odml.cli import inspect as inspect_mod
 from odml.cli import train as train_mod
@@ -43,6 +44,7 @@ app.command("train")(train_mod.train_cmd)
 app.command("export")(export_mod.export_cmd)
 app.command("inspect")(inspect_mod.inspect_cmd)
 app.command("bench")(bench_mod.bench_cmd)
+app.command("devices")(devices_mod.devices_cmd)
 
 
 def main() -> None:

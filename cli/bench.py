@@ -15,7 +15,7 @@ from odml.cli.common import err, handle_errors, out, print_json
 @handle_errors
 def bench_cmd(
     models: Optional[List[Path]] = typer.Argument(None, help="One or more .tflite files (or give --budget)."),
-    device: str = typer.Option("host", "--device", help="Where to run: 'host' (LiteRT on this CPU)."),
+    device: str = typer.Option("host", "--device", help="Where to run: 'host' (LiteRT on this CPU); see 'odml devices'."),
     threads: int = typer.Option(1, "--threads", help="Interpreter threads."),
     xnnpack: bool = typer.Option(True, "--xnnpack/--no-xnnpack", help="Use the XNNPACK delegate."),
     warmup: int = typer.Option(1, "--warmup", min=0, help="Warm-up runs (not timed)."),
@@ -43,8 +43,15 @@ def bench_cmd(
         raise BenchError("--junit goes with --budget")
     if not models:
         raise BenchError("give one or more .tflite files, or --budget FILE")
+    if device == "edgetpu":
+        from odml.devices.edgetpu import status as edgetpu_status
+
+        st = edgetpu_status()
+        if not st["available"]:
+            raise BenchError(f"--device edgetpu: unavailable: {st['reason']}")
+        raise BenchError("--device edgetpu: benchmarking on a present Edge TPU is not built yet")
     if device != "host":
-        raise BenchError(f"--device {device!r}: unknown device; available here: host")
+        raise BenchError(f"--device {device!r}: unknown device; see 'odml devices'")
     cpu_list: list[int] = []
     if cpus:
         try:

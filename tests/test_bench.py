@@ -211,3 +211,15 @@ def test_budget_file_missing_and_model_missing(cli, tmp_path):
     assert_one_line_error(cli("bench", "--budget", tmp_path / "none.toml"), "budget file not found")
     f = _write(tmp_path / "b.toml", '[[model]]\npath = "nope.tflite"\nmax_latency = "1 s"\n')
     assert_one_line_error(cli("bench", "--budget", f), "nope.tflite", "not found")
+
+
+def test_devices_lists_host_and_why_not_edgetpu(cli, tflite):
+    r = cli("devices", "--json")
+    assert r.exit_code == 0, r.stderr
+    rows = {d["device"]: d for d in r.json()["devices"]}
+    assert rows["host"]["available"] and rows["host"]["cores"] >= 1
+    from odml.devices.edgetpu import find_library
+
+    if find_library() is None:  # this machine and CI: no libedgetpu
+        assert not rows["edgetpu"]["available"] and "libedgetpu.so.1 not found" in rows["edgetpu"]["reason"]
+        assert_one_line_error(cli("bench", tflite, "--device", "edgetpu"), "unavailable", "libedgetpu")
