@@ -28,6 +28,9 @@ def bench_cmd(
     frontier_k: Optional[float] = typer.Option(None, "--frontier-k", help="OVIC frontier a(t) = k ln t + a0: k."),
     frontier_a0: Optional[float] = typer.Option(None, "--frontier-a0", help="OVIC frontier: a0 (percent)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the validation split."),
+    benchmark_binary: Optional[Path] = typer.Option(None, "--benchmark-binary", help="adb: TFLite's benchmark_model for the phone (or $ODML_BENCHMARK_BINARY)."),
+    core_mask: Optional[str] = typer.Option(None, "--core-mask", help="adb: taskset CPU mask of the big cores, e.g. f0."),
+    op_profile: bool = typer.Option(False, "--op-profile", help="adb: per-op profile (benchmark_model --enable_op_profiling)."),
     budget: Optional[Path] = typer.Option(None, "--budget", help="Budget file (TOML, or a pyproject.toml with [tool.odml.budgets]): exit 1 when a budget is exceeded."),
     junit: Optional[Path] = typer.Option(None, "--junit", help="With --budget: write JUnit XML, one test case per check."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -50,6 +53,9 @@ def bench_cmd(
         if not st["available"]:
             raise BenchError(f"--device edgetpu: unavailable: {st['reason']}")
         raise BenchError("--device edgetpu: benchmarking on a present Edge TPU is not built yet")
+    if device.startswith("adb:") or device == "adb":
+        return _bench_adb(device, models, threads, runs, warmup, min_secs, xnnpack, benchmark_binary, core_mask,
+                          op_profile, json_out)
     if device != "host":
         raise BenchError(f"--device {device!r}: unknown device; see 'odml devices'")
     cpu_list: list[int] = []
@@ -131,3 +137,43 @@ def _budgets(path: Path, junit: Optional[Path], json_out: bool) -> None:
     if failed:
         raise CheckFailed(f"{len(failed)} of {len(checks)} budget checks failed: "
                           + "; ".join(f"{c['model']} {c['check']}" for c in failed))
+
+
+def _bench_adb(device, models, threads, runs, warmup, min_secs, xnnpack, binary, core_mask, op_profile, json_out):
+    from odml.devices.adb import AdbError, bench_adb, list_devices
+
+    serial = device[4:] if device.startswith("adb:") else ""
+    if not serial:
+        ready = [d["serial"] for d in list_devices() if d["state"] == "device"]
+        if len(ready) != 1:
+            raise AdbError(f"--device adb needs a serial (adb:SERIAL) when {len(ready)} phones are attached")
+        serial = ready[0]
+    results = []
+    with err.status(f"benchmarking on {serial}") as status:
+        for m in models:
+            status.update(f"benchmarking {m} on {serial}")
+            results.append(bench_adb(serial, m, binary, threads, core_mask, runs, warmup, min_secs, op_profile,
+                                     xnnpack))
+    if json_out:
+        print_json({"bench": results})
+        return
+    t = Table(title=f"odml bench on adb:{serial} ({threads} thread(s){', cores ' + core_mask if core_mask else ''})")
+    for col in ("model", "runs", "mean ms", "median ms", "std ms", "min ms", "max ms", "init ms", "first ms", "mem MB"):
+        t.add_column(col, justify="left" if col == "model" else "right")
+
+    def f(r, k, fmt="{:.3f}"):
+        return fmt.format(r[k]) if r.get(k) is not None else "-"
+
+    for r in results:
+        t.add_row(Path(r["model"]).name, str(r.get("count") or "-"), f(r, "mean_ms"), f(r, "median_ms"),
+                  f(r, "std_ms"), f(r, "min_ms"), f(r, "max_ms"), f(r, "init_ms", "{:.1f}"), f(r, "first_ms", "{:.2f}"),
+                  f(r, "memory_delta_mb", "{:.1f}"))
+    out.print(t)
+    for r in results:
+        if r.get("op_profile"):
+            p = Table(title=f"per-op profile: {Path(r['model']).name}")
+            for col in ("op", "count", "avg ms", "%"):
+                p.add_column(col, justify="left" if col == "op" else "right")
+            for row in r["op_profile"]:
+                p.add_row(row["op"], str(row["count"]), f"{row['avg_ms']:.3f}", f"{row['percent']:.1f}")
+            out.print(p)

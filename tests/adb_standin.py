@@ -165,8 +165,10 @@ class _Connection(threading.Thread):
             return
         mapped = command.replace(REMOTE_TMP, str(d.tmp))
         env = {**os.environ, "PATH": f"{d.bin}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
-        p = subprocess.run(["/bin/sh", "-c", mapped], cwd=d.tmp, env=env, capture_output=True, timeout=600)
-        out = (p.stdout + p.stderr).replace(str(d.tmp).encode(), REMOTE_TMP.encode())
+        # one stream, as the legacy shell's pty gives: stdout and stderr interleaved
+        p = subprocess.run(["/bin/sh", "-c", mapped], cwd=d.tmp, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=600)
+        out = p.stdout.replace(str(d.tmp).encode(), REMOTE_TMP.encode())
         if out:
             stream.write(out)
 
