@@ -15,7 +15,7 @@ from odml.cli.common import err, handle_errors, out, print_json
 @handle_errors
 def bench_cmd(
     models: Optional[List[Path]] = typer.Argument(None, help="One or more .tflite files (or give --budget)."),
-    device: str = typer.Option("host", "--device", help="Where to run: 'host' (LiteRT on this CPU); see 'odml devices'."),
+    device: str = typer.Option("host", "--device", help="Where to run, comma-separated: host, adb:SERIAL, edgetpu[:usb|pci:N]; see 'odml devices'."),
     threads: int = typer.Option(1, "--threads", help="Interpreter threads."),
     xnnpack: bool = typer.Option(True, "--xnnpack/--no-xnnpack", help="Use the XNNPACK delegate."),
     warmup: int = typer.Option(1, "--warmup", min=0, help="Warm-up runs (not timed)."),
@@ -31,12 +31,15 @@ def bench_cmd(
     benchmark_binary: Optional[Path] = typer.Option(None, "--benchmark-binary", help="adb: TFLite's benchmark_model for the phone (or $ODML_BENCHMARK_BINARY)."),
     core_mask: Optional[str] = typer.Option(None, "--core-mask", help="adb: taskset CPU mask of the big cores, e.g. f0."),
     op_profile: bool = typer.Option(False, "--op-profile", help="adb: per-op profile (benchmark_model --enable_op_profiling)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the latency distributions to this .png."),
     budget: Optional[Path] = typer.Option(None, "--budget", help="Budget file (TOML, or a pyproject.toml with [tool.odml.budgets]): exit 1 when a budget is exceeded."),
     junit: Optional[Path] = typer.Option(None, "--junit", help="With --budget: write JUnit XML, one test case per check."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Measure latency: count, mean, median, p90, p99, std, CV, min, max, init
     time, first inference and peak memory, for every MODEL."""
+    from dataclasses import replace
+
     from odml.devices.classify import classify_dataset
     from odml.devices.host import BenchError, HostOptions, bench_host
 
@@ -46,18 +49,6 @@ def bench_cmd(
         raise BenchError("--junit goes with --budget")
     if not models:
         raise BenchError("give one or more .tflite files, or --budget FILE")
-    if device == "edgetpu":
-        from odml.devices.edgetpu import status as edgetpu_status
-
-        st = edgetpu_status()
-        if not st["available"]:
-            raise BenchError(f"--device edgetpu: unavailable: {st['reason']}")
-        raise BenchError("--device edgetpu: benchmarking on a present Edge TPU is not built yet")
-    if device.startswith("adb:") or device == "adb":
-        return _bench_adb(device, models, threads, runs, warmup, min_secs, xnnpack, benchmark_binary, core_mask,
-                          op_profile, json_out)
-    if device != "host":
-        raise BenchError(f"--device {device!r}: unknown device; see 'odml devices'")
     cpu_list: list[int] = []
     if cpus:
         try:
@@ -71,27 +62,45 @@ def bench_cmd(
     if ovic and threads != 1:
         err.print("warning: OVIC runs on one thread; --threads ignored for the score", markup=False)
     opts = HostOptions(threads=threads, xnnpack=xnnpack, warmup=warmup, runs=runs, min_secs=min_secs, cpus=cpu_list)
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise BenchError(f"--plot {plot}: expected a .png file")
+    if plot is not None and not plot.parent.is_dir():
+        raise BenchError(f"--plot {plot}: output folder {plot.parent} does not exist")
     results = []
-    with err.status("benchmarking") as status:
-        for m in models:
-            status.update(f"benchmarking {m}")
-            res = bench_host(m, opts)
-            if data is not None:
-                status.update(f"classifying {data} with {m}")
-                res["classification"] = classify_dataset(m, data, opts, ovic, ovic_limit_ms, frontier_k, frontier_a0, seed)
-            results.append(res)
+    for dev in [d.strip() for d in device.split(",") if d.strip()]:
+        if dev.startswith("adb:") or dev == "adb":
+            results.extend(_bench_adb(dev, models, threads, runs, warmup, min_secs, xnnpack, benchmark_binary,
+                                      core_mask, op_profile))
+            continue
+        if dev == "edgetpu" or dev.startswith("edgetpu:"):
+            from odml.devices.edgetpu import status as edgetpu_status
+
+            st = edgetpu_status()
+            if not st["available"]:
+                raise BenchError(f"--device {dev}: unavailable: {st['reason']}")
+            dev_opts = replace(opts, delegate=st["library"], delegate_device=dev.partition(":")[2] or "usb")
+        elif dev == "host":
+            dev_opts = opts
+        else:
+            raise BenchError(f"--device {dev!r}: unknown device; see 'odml devices'")
+        with err.status("benchmarking") as status:
+            for m in models:
+                status.update(f"benchmarking {m} on {dev}")
+                res = bench_host(m, dev_opts)
+                res["device"] = dev
+                if data is not None:
+                    status.update(f"classifying {data} with {m}")
+                    res["classification"] = classify_dataset(m, data, dev_opts, ovic, ovic_limit_ms, frontier_k,
+                                                             frontier_a0, seed)
+                results.append(res)
+    if plot is not None:
+        _plot(results, plot)
+    for r in results:
+        r.pop("samples_ms", None)
     if json_out:
         print_json({"bench": results})
         return
-    t = Table(title=f"odml bench on {device} ({threads} thread(s), XNNPACK {'on' if xnnpack else 'off'})")
-    for col in ("model", "runs", "median ms", "mean ms", "p90 ms", "p99 ms", "std ms", "CV", "min ms", "max ms",
-                "init ms", "first ms", "peak MB"):
-        t.add_column(col, justify="left" if col == "model" else "right")
-    for r in results:
-        t.add_row(Path(r["model"]).name, str(r["count"]), *(f"{r[k]:.3f}" for k in (
-            "median_ms", "mean_ms", "p90_ms", "p99_ms", "std_ms")), f"{r['cv']:.3f}", f"{r['min_ms']:.3f}",
-            f"{r['max_ms']:.3f}", f"{r['init_ms']:.1f}", f"{r['first_ms']:.2f}", f"{r['peak_rss_mb']:.0f}")
-    out.print(t)
+    render_table(results, f"odml bench ({threads} thread(s), XNNPACK {'on' if xnnpack else 'off'})")
     for r in results:
         c = r.get("classification")
         if not c:
@@ -139,7 +148,7 @@ def _budgets(path: Path, junit: Optional[Path], json_out: bool) -> None:
                           + "; ".join(f"{c['model']} {c['check']}" for c in failed))
 
 
-def _bench_adb(device, models, threads, runs, warmup, min_secs, xnnpack, binary, core_mask, op_profile, json_out):
+def _bench_adb(device, models, threads, runs, warmup, min_secs, xnnpack, binary, core_mask, op_profile):
     from odml.devices.adb import AdbError, bench_adb, list_devices
 
     serial = device[4:] if device.startswith("adb:") else ""
@@ -154,26 +163,61 @@ def _bench_adb(device, models, threads, runs, warmup, min_secs, xnnpack, binary,
             status.update(f"benchmarking {m} on {serial}")
             results.append(bench_adb(serial, m, binary, threads, core_mask, runs, warmup, min_secs, op_profile,
                                      xnnpack))
-    if json_out:
-        print_json({"bench": results})
-        return
-    t = Table(title=f"odml bench on adb:{serial} ({threads} thread(s){', cores ' + core_mask if core_mask else ''})")
-    for col in ("model", "runs", "mean ms", "median ms", "std ms", "min ms", "max ms", "init ms", "first ms", "mem MB"):
-        t.add_column(col, justify="left" if col == "model" else "right")
+    return results
+
+
+def render_table(results, title):
+    t = Table(title=title)
+    for col in ("model", "device", "runs", "median ms", "mean ms", "p90 ms", "p99 ms", "std ms", "CV", "min ms",
+                "max ms", "init ms", "first ms", "memory MB"):
+        t.add_column(col, justify="left" if col in ("model", "device") else "right")
 
     def f(r, k, fmt="{:.3f}"):
         return fmt.format(r[k]) if r.get(k) is not None else "-"
 
     for r in results:
-        t.add_row(Path(r["model"]).name, str(r.get("count") or "-"), f(r, "mean_ms"), f(r, "median_ms"),
-                  f(r, "std_ms"), f(r, "min_ms"), f(r, "max_ms"), f(r, "init_ms", "{:.1f}"), f(r, "first_ms", "{:.2f}"),
-                  f(r, "memory_delta_mb", "{:.1f}"))
+        mem = r.get("peak_rss_mb", r.get("memory_delta_mb"))
+        t.add_row(Path(r["model"]).name, r["device"], str(r.get("count") or "-"), f(r, "median_ms"), f(r, "mean_ms"),
+                  f(r, "p90_ms"), f(r, "p99_ms"), f(r, "std_ms"), f(r, "cv"), f(r, "min_ms"), f(r, "max_ms"),
+                  f(r, "init_ms", "{:.1f}"), f(r, "first_ms", "{:.2f}"), "-" if mem is None else f"{mem:.0f}")
     out.print(t)
     for r in results:
         if r.get("op_profile"):
-            p = Table(title=f"per-op profile: {Path(r['model']).name}")
+            p = Table(title=f"per-op profile: {Path(r['model']).name} on {r['device']}")
             for col in ("op", "count", "avg ms", "%"):
                 p.add_column(col, justify="left" if col == "op" else "right")
             for row in r["op_profile"]:
                 p.add_row(row["op"], str(row["count"]), f"{row['avg_ms']:.3f}", f"{row['percent']:.1f}")
             out.print(p)
+
+
+def _plot(results, path):
+    """Latency distributions (host runs keep every sample) as a box plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from odml.cli.common import write_bytes_atomic
+
+    with_samples = [r for r in results if r.get("samples_ms")]
+    if not with_samples:
+        from odml.devices.host import BenchError
+
+        raise BenchError("--plot: no per-run samples to draw (adb runs report summaries only)")
+    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(with_samples)), 4))
+    ax.boxplot([r["samples_ms"] for r in with_samples], showfliers=True)
+    ax.set_xticks(range(1, len(with_samples) + 1),
+                  [f"{Path(r['model']).name}\n{r['device']}" for r in with_samples], fontsize=8)
+    ax.set_ylabel("latency per inference (ms)")
+    ax.set_title("odml bench: latency distributions")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    write_bytes_atomic(path, buf.getvalue())
+
+

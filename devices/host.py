@@ -33,6 +33,8 @@ class HostOptions:
     max_secs: float = 150.0
     cpus: list[int] = field(default_factory=list)  # pin to these cores; empty: no pinning
     seed: int = 0
+    delegate: str | None = None  # a delegate library (libedgetpu.so.1) ...
+    delegate_device: str | None = None  # ... and its device option ("usb", "pci:0")
 
 
 def _random_input(detail: dict, rng: np.random.Generator) -> np.ndarray:
@@ -53,15 +55,25 @@ def _child(path: str, opts: dict, conn: Any, task: str = "measure", extra: Any =
         conn.close()
 
 
-def _measure(path: str, o: HostOptions) -> dict[str, Any]:
+def _interpreter(path: str, o: HostOptions):
     from odml.devices.litert import load_interpreter
+
+    delegates = None
+    if o.delegate:
+        from ai_edge_litert.interpreter import load_delegate
+
+        delegates = [load_delegate(o.delegate, {"device": o.delegate_device} if o.delegate_device else {})]
+    return load_interpreter(path, threads=o.threads, xnnpack=o.xnnpack, verify=False, delegates=delegates)
+
+
+def _measure(path: str, o: HostOptions) -> dict[str, Any]:
     from odml.devices.stats import latency_stats
 
     if o.cpus:
         os.sched_setaffinity(0, o.cpus)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
-    interp = load_interpreter(path, threads=o.threads, xnnpack=o.xnnpack, verify=False)  # verified by the parent
+    interp = _interpreter(path, o)  # verified by the parent
     init_s = time.perf_counter() - t0
     rng = np.random.default_rng(o.seed)
     for d in interp.get_input_details():
@@ -82,6 +94,7 @@ def _measure(path: str, o: HostOptions) -> dict[str, Any]:
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         **latency_stats(times),
+        "samples_ms": [t * 1e3 for t in times],
         "init_ms": init_s * 1e3,
         "first_ms": first_s * 1e3,
         "peak_rss_mb": rss1 / 1024,
@@ -91,12 +104,12 @@ def _measure(path: str, o: HostOptions) -> dict[str, Any]:
 
 def _classify(path: str, o: HostOptions, npy: str) -> dict[str, Any]:
     """Per-image invoke latency (ms) and the predicted class of every image."""
-    from odml.devices.litert import _dequantize, _quantize, load_interpreter
+    from odml.devices.litert import _dequantize, _quantize
 
     if o.cpus:
         os.sched_setaffinity(0, o.cpus)
     x = np.load(npy)
-    interp = load_interpreter(path, threads=o.threads, xnnpack=o.xnnpack, verify=False)
+    interp = _interpreter(path, o)
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     lat, pred = [], []
     for i in range(len(x)):
@@ -111,13 +124,12 @@ def _classify(path: str, o: HostOptions, npy: str) -> dict[str, Any]:
 def _compare(path: str, o: HostOptions, ref: str, rounds: int) -> dict[str, Any]:
     """A/B interleaved: ``rounds`` rounds of ``o.runs`` invokes of each model,
     alternating which goes first, in one process (same machine state)."""
-    from odml.devices.litert import load_interpreter
     from odml.devices.stats import latency_stats
 
     if o.cpus:
         os.sched_setaffinity(0, o.cpus)
     rng = np.random.default_rng(o.seed)
-    interps = [load_interpreter(p, threads=o.threads, xnnpack=o.xnnpack, verify=False) for p in (path, ref)]
+    interps = [_interpreter(p, o) for p in (path, ref)]
     for it in interps:
         for d in it.get_input_details():
             it.set_tensor(d["index"], _random_input(d, rng))

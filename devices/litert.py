@@ -13,7 +13,8 @@ from odml._fd import quiet_stderr_fd
 from odml.exporters.flatbuffer import parse_tflite
 
 
-def load_interpreter(model: str | Path | bytes, threads: int = 1, xnnpack: bool = True, verify: bool = True):
+def load_interpreter(model: str | Path | bytes, threads: int = 1, xnnpack: bool = True, verify: bool = True,
+                     delegates: list | None = None):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     data = model if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
@@ -21,7 +22,8 @@ def load_interpreter(model: str | Path | bytes, threads: int = 1, xnnpack: bool 
         parse_tflite(bytes(data), str(model) if not isinstance(model, (bytes, bytearray)) else "model")
     resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     with quiet_stderr_fd():  # LiteRT announces its XNNPACK delegate on fd 2
-        interp = Interpreter(model_content=bytes(data), num_threads=threads, experimental_op_resolver_type=resolver)
+        interp = Interpreter(model_content=bytes(data), num_threads=threads, experimental_op_resolver_type=resolver,
+                             experimental_delegates=delegates)
         interp.allocate_tensors()
     return interp
 

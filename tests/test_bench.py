@@ -223,3 +223,13 @@ def test_devices_lists_host_and_why_not_edgetpu(cli, tflite):
     if find_library() is None:  # this machine and CI: no libedgetpu
         assert not rows["edgetpu"]["available"] and "libedgetpu.so.1 not found" in rows["edgetpu"]["reason"]
         assert_one_line_error(cli("bench", tflite, "--device", "edgetpu"), "unavailable", "libedgetpu")
+
+
+def test_plot_and_several_devices(cli, tflite, tmp_path):
+    png = tmp_path / "lat.png"
+    r = cli("bench", tflite, tflite, "--device", "host,host", "--runs", "20", "--min-secs", "0", "--plot", png)
+    assert r.exit_code == 0, r.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    assert r.stdout.count("tiny_fp32.tflite") == 4  # two models x two devices in one table
+    assert_one_line_error(cli("bench", tflite, "--plot", tmp_path / "x.jpg"), "expected a .png")
+    assert_one_line_error(cli("bench", tflite, "--plot", tmp_path / "no" / "x.png"), "does not exist")
