@@ -31,6 +31,7 @@ def bench_cmd(
     benchmark_binary: Optional[Path] = typer.Option(None, "--benchmark-binary", help="adb: TFLite's benchmark_model for the phone (or $ODML_BENCHMARK_BINARY)."),
     core_mask: Optional[str] = typer.Option(None, "--core-mask", help="adb: taskset CPU mask of the big cores, e.g. f0."),
     op_profile: bool = typer.Option(False, "--op-profile", help="adb: per-op profile (benchmark_model --enable_op_profiling)."),
+    timeout: float = typer.Option(600.0, "--timeout", min=1.0, help="Give up on one model's benchmark after this many seconds."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the latency distributions to this .png."),
     budget: Optional[Path] = typer.Option(None, "--budget", help="Budget file (TOML, or a pyproject.toml with [tool.odml.budgets]): exit 1 when a budget is exceeded."),
     junit: Optional[Path] = typer.Option(None, "--junit", help="With --budget: write JUnit XML, one test case per check."),
@@ -70,7 +71,7 @@ def bench_cmd(
     for dev in [d.strip() for d in device.split(",") if d.strip()]:
         if dev.startswith("adb:") or dev == "adb":
             results.extend(_bench_adb(dev, models, threads, runs, warmup, min_secs, xnnpack, benchmark_binary,
-                                      core_mask, op_profile))
+                                      core_mask, op_profile, timeout))
             continue
         if dev == "edgetpu" or dev.startswith("edgetpu:"):
             from odml.devices.edgetpu import status as edgetpu_status
@@ -86,7 +87,7 @@ def bench_cmd(
         with err.status("benchmarking") as status:
             for m in models:
                 status.update(f"benchmarking {m} on {dev}")
-                res = bench_host(m, dev_opts)
+                res = bench_host(m, dev_opts, timeout_s=timeout)
                 res["device"] = dev
                 if data is not None:
                     status.update(f"classifying {data} with {m}")
@@ -148,7 +149,7 @@ def _budgets(path: Path, junit: Optional[Path], json_out: bool) -> None:
                           + "; ".join(f"{c['model']} {c['check']}" for c in failed))
 
 
-def _bench_adb(device, models, threads, runs, warmup, min_secs, xnnpack, binary, core_mask, op_profile):
+def _bench_adb(device, models, threads, runs, warmup, min_secs, xnnpack, binary, core_mask, op_profile, timeout):
     from odml.devices.adb import AdbError, bench_adb, list_devices
 
     serial = device[4:] if device.startswith("adb:") else ""
@@ -162,7 +163,7 @@ def _bench_adb(device, models, threads, runs, warmup, min_secs, xnnpack, binary,
         for m in models:
             status.update(f"benchmarking {m} on {serial}")
             results.append(bench_adb(serial, m, binary, threads, core_mask, runs, warmup, min_secs, op_profile,
-                                     xnnpack))
+                                     xnnpack, timeout))
     return results
 
 

@@ -188,3 +188,12 @@ def test_adb_not_installed(cli, tflite, monkeypatch, tmp_path):
     monkeypatch.delenv("ODML_ADB", raising=False)
     assert_one_line_error(cli("bench", tflite, "--device", "adb:X1", "--benchmark-binary", sys.executable),
                           "adb is not installed")
+
+
+@needs_adb
+def test_adb_times_out_cleanly(cli, tmp_path, adb_env, tflite):
+    with StandInDevice(tmp_path / "phone") as dev:
+        _connect(dev, adb_env["port"])
+        r = cli("bench", tflite, "--device", f"adb:{dev.serial}", "--benchmark-binary", adb_env["binary"],
+                "--runs", "5", "--min-secs", "20", "--timeout", "3")
+        assert_one_line_error(r, "timed out after 3 s")
