@@ -35,7 +35,8 @@ def test_statistics(cli, tflite):
 def test_min_secs_extends_the_run(cli, tflite):
     r = cli("bench", tflite, "--runs", "1", "--min-secs", "0.3", "--json")
     res = r.json()["bench"][0]
-    assert res["count"] > 1 and res["count"] * res["mean_ms"] >= 250
+    # timed invokes fill most of the 0.3 s (the loop's own overhead is the rest)
+    assert res["count"] > 100 and res["count"] * res["mean_ms"] >= 150
 
 
 def test_several_models_pinning_and_no_xnnpack(cli, tflite, tmp_path):
