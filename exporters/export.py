@@ -47,7 +47,7 @@ def load_source(model: str, classes: int | None = None, input_size: str | None =
             raise ModelFileError(f"{p}: model not found")
         km = load_keras_model(p)
         return _keras_source(p.stem, "keras", km)
-    from odml.cli.common import resolve_spec  # the same name/spec resolution as every verb
+    from odml.zoo.resolve import resolve_spec
     from odml.zoo.builder import build_model
 
     spec = resolve_spec(model, classes, input_size, width)
