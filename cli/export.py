@@ -3,7 +3,6 @@ fp16, dynamic, int8), Edge TPU and ONNX, with metadata and parity."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 

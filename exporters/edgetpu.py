@@ -12,7 +12,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
 # Operations the Edge TPU compiler maps (Coral's list; each has further limits)
 SUPPORTED = {

@@ -46,10 +46,8 @@ def sniff_format(data: bytes) -> str:
         return "zip (a .keras file?)"
     if data[:8] == b"\x89HDF\r\n\x1a\n":
         return "HDF5 (a .h5 Keras file?)"
-    if data[:1] == b"\x08" and b"onnx" in data[:200].lower() or b"ir_version" in data[:64]:
-        return "onnx"
     if data[:1] == b"\x08" and len(data) > 2 and data[1] < 32:
-        return "onnx"  # field 1 (ir_version), varint: how ONNX protobufs start
+        return "onnx"  # field 1 (ir_version) as a small varint: how ONNX protobufs start
     return "unknown"
 
 
@@ -110,7 +108,7 @@ def parse_tflite(data: bytes, where: str = "model") -> TFLiteModel:
     schema = _schema()
     try:
         model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
-    except Exception as e:  # struct.error, IndexError, ...: a truncated or corrupt buffer
+    except Exception:  # struct.error, IndexError, ...: a truncated or corrupt buffer
         raise ModelFormatError(f"{where}: corrupt or truncated TFLite flatbuffer "
                                f"(its offsets point past the end of the data)") from None
     try:

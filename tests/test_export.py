@@ -209,7 +209,7 @@ def test_corrupted_bytes_never_crash(cli_proc, tmp_path, trained, cli):
     from odml.devices.litert import load_interpreter
     from odml.errors import OdmlError
 
-    for k in range(40):
+    for _ in range(40):
         bad = bytearray(data)
         for pos in rng.integers(0, 4096, 8):  # the flatbuffer tables sit near the front
             bad[pos] = rng.integers(0, 256)

@@ -74,7 +74,7 @@ def check_data_fits(spec: ModelSpec, data: ImageDataset) -> None:
         raise DataError(f"{data.source}: label {bad} out of range for {spec.num_classes} classes")
 
 
-def _keras_callback(K, progress: Progress, steps: int):
+def _keras_callback(K, progress: Progress):
     class _CB(K.callbacks.Callback):
         epoch_idx = 0
 
@@ -198,7 +198,7 @@ def train_classifier(spec: ModelSpec, data: ImageDataset, cfg: TrainConfig, out:
         callbacks.append(K.callbacks.TensorBoard(log_dir=cfg.logdir, histogram_freq=0, write_graph=False,
                                                  update_freq="epoch", profile_batch=0))
     if progress:
-        callbacks.append(_keras_callback(K, progress, steps))
+        callbacks.append(_keras_callback(K, progress))
         progress.start(cfg.epochs, steps)
     t0 = time.perf_counter()
     try:

@@ -441,7 +441,7 @@ def parse_line(line: str, where: str = "spec line") -> tuple[Stem, list[Block], 
     tokens = line.replace(",", " ").split()
     stem, head = Stem(), Head()
     blocks = []
-    for i, tok in enumerate(tokens):
+    for tok in tokens:
         if tok.startswith("stem_"):
             m = _STEM_RE.match(tok)
             if not m:
