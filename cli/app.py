@@ -12,6 +12,7 @@ from odml.cli import bench as bench_mod
 from odml.cli import devices as devices_mod
 from odml.cli import export as export_mod
 from odml.cli import inspect as inspect_mod
+from odml.cli import search as search_mod
 from odml.cli import train as train_mod
 from odml.cli import zoo as zoo_mod
 from odml.cli.common import STATE
@@ -45,6 +46,7 @@ app.command("export")(export_mod.export_cmd)
 app.command("inspect")(inspect_mod.inspect_cmd)
 app.command("bench")(bench_mod.bench_cmd)
 app.command("devices")(devices_mod.devices_cmd)
+app.command("search")(search_mod.search_cmd)
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -88,6 +88,15 @@ def _keras_callback(K, progress: Progress):
             progress.epoch(epoch, dict(logs or {}))
 
     return _CB()
+
+
+def _stop_callback(K, should_stop: Callable[[int, dict], bool]):
+    class _Stop(K.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if should_stop(epoch, dict(logs or {})):
+                self.model.stop_training = True
+
+    return _Stop()
 
 
 def compile_classifier(model: Any, cfg: TrainConfig, steps_per_epoch: int) -> None:
@@ -176,9 +185,12 @@ def evaluate(model: Any, x: np.ndarray, y: np.ndarray, batch: int = 256) -> dict
 
 
 def train_classifier(spec: ModelSpec, data: ImageDataset, cfg: TrainConfig, out: Path | None = None,
-                     progress: Progress | None = None) -> dict[str, Any]:
+                     progress: Progress | None = None,
+                     should_stop: Callable[[int, dict], bool] | None = None) -> dict[str, Any]:
     """Build ``spec``, train it on ``data`` and save it to ``out``. Returns the
-    results: accuracy, loss, parameters, MACs, wall time, history."""
+    results: accuracy, loss, parameters, MACs, wall time, history.
+    ``should_stop(epoch, logs)``, called after every epoch, ends training
+    early when it returns True (the search's median stopping rule)."""
     from odml._tf import keras
     from odml.zoo.builder import build_model, trainable_params
 
@@ -200,6 +212,8 @@ def train_classifier(spec: ModelSpec, data: ImageDataset, cfg: TrainConfig, out:
     if progress:
         callbacks.append(_keras_callback(K, progress))
         progress.start(cfg.epochs, steps)
+    if should_stop:
+        callbacks.append(_stop_callback(K, should_stop))
     t0 = time.perf_counter()
     try:
         hist = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=0)
@@ -221,6 +235,7 @@ def train_classifier(spec: ModelSpec, data: ImageDataset, cfg: TrainConfig, out:
         "params": trainable_params(model),
         "macs": spec.macs,
         "epochs": cfg.epochs,
+        "epochs_run": len(hist.epoch),
         "train_samples": int(len(data.y_train)),
         "val_samples": int(len(data.y_val)),
         "train_accuracy": history.get("accuracy", [float("nan")])[-1],

@@ -1,0 +1,179 @@
+"""odml search: hardware-aware architecture search, latency measured in the loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from odml.cli.common import err, fmt_int, fmt_macs, handle_errors, out, print_json
+
+
+@handle_errors
+def search_cmd(
+    space: str = typer.Option("small32", "--space", help="A built-in space (small32, edgetpu_v2) or a JSON/YAML space file."),
+    show_space: bool = typer.Option(False, "--show-space", help="Print the space's choices and size, then exit."),
+    data: str = typer.Option("digits", "--data", help="'digits' (embedded), a folder of class subfolders, or an .npz."),
+    device: str = typer.Option("host", "--device", help="Where latency is measured: host, adb:SERIAL or edgetpu."),
+    target_ms: Optional[float] = typer.Option(None, "--target-ms", help="Latency target in ms (median, on --device)."),
+    reward_kind: str = typer.Option("mnas", "--reward", help="mnas (soft), mnas_hard or abs (TuNAS)."),
+    exponent: Optional[float] = typer.Option(None, "--exponent", help="w of mnas/mnas_hard (default -0.07) or beta of abs (-0.10)."),
+    strategy: str = typer.Option("evolution", "--strategy", help="evolution (regularized), random, bayesian or hyperband."),
+    trials: int = typer.Option(20, "--trials", help="Number of trials (candidates) in all."),
+    epochs: int = typer.Option(3, "--epochs", help="Proxy-training epochs per candidate (Hyperband: the most)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder; rerun the same command to resume."),
+    precision: str = typer.Option("int8", "--precision", help="Precision candidates are exported in: int8, fp32, fp16, dynamic."),
+    threads: int = typer.Option(1, "--threads", help="Threads of the latency measurement."),
+    runs: int = typer.Option(30, "--runs", help="Benchmark runs per candidate."),
+    max_params: Optional[int] = typer.Option(None, "--max-params", help="Reject candidates with more parameters, unmeasured."),
+    max_macs: Optional[int] = typer.Option(None, "--max-macs", help="Reject candidates with more MACs, unmeasured."),
+    reject_above: float = typer.Option(3.0, "--reject-above", help="Reject, unmeasured, candidates whose MAC-based latency bound exceeds this x target."),
+    population: int = typer.Option(10, "--population", help="Regularized evolution: population (newest finished trials)."),
+    sample: int = typer.Option(3, "--sample", help="Regularized evolution: tournament sample size."),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    lr: float = typer.Option(3e-3, "--lr", help="Peak learning rate of proxy training."),
+    input_size: Optional[int] = typer.Option(None, "--input-size", help="Override the space's input size."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split, the oracles and the training."),
+    latency_cache: Optional[Path] = typer.Option(None, "--latency-cache", help="A latency cache (JSONL) shared between runs (default: in the run folder)."),
+    benchmark_binary: Optional[str] = typer.Option(None, "--benchmark-binary", help="adb: TFLite's benchmark_model for the phone."),
+    role: str = typer.Option("single", "--role", help="single, or chief / worker of keras-tuner's distributed mode."),
+    oracle: Optional[str] = typer.Option(None, "--oracle", help="chief/worker: the chief's HOST:PORT (default $KERASTUNER_ORACLE_IP:PORT or 127.0.0.1:8000)."),
+    worker_id: Optional[str] = typer.Option(None, "--worker-id", help="worker: a unique id (default: host name and process id)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Search SPACE for the most accurate architecture at --target-ms on --device.
+
+    Every candidate is exported (int8 by default) and measured on the device, proxy-trained
+    on --data for a few epochs, and scored by the reward. Results go to --out: trials.jsonl,
+    pareto.json/.png, best_spec.json (for 'odml train' and 'odml export') and summary.json.
+    """
+    from odml.nas.runner import SearchConfig, SearchError, distributed_env, prepare, run_search
+
+    if show_space:
+        from odml.nas.space import load_space
+
+        sp = load_space(space)
+        if input_size is not None:
+            sp.input_size = input_size
+        _show_space(sp.describe(), json_out)
+        return
+    if target_ms is None:
+        raise SearchError("--target-ms is required (the latency target in ms)")
+    if out_dir is None:
+        raise SearchError("--out is required (the run folder)")
+    env = distributed_env(role, oracle, worker_id)
+    cfg = SearchConfig(space=space, data=data, device=device, target_ms=target_ms, reward=reward_kind, exponent=exponent,
+                       strategy=strategy, trials=trials, epochs=epochs, batch_size=batch_size, lr=lr, precision=precision,
+                       threads=threads, runs=runs, max_params=max_params, max_macs=max_macs, reject_factor=reject_above,
+                       population=population, sample=sample, seed=seed, input_size=input_size,
+                       benchmark_binary=benchmark_binary, latency_cache=str(latency_cache) if latency_cache else None)
+    p = prepare(cfg, out_dir, role)
+    progress = None if json_out or role == "worker" else SearchProgress(trials, p.out)
+    if role == "chief":
+        err.print(f"chief: serving the oracle on {env['KERASTUNER_ORACLE_IP']}:{env['KERASTUNER_ORACLE_PORT']}; "
+                  "start workers with --role worker", markup=False)
+    try:
+        if progress:
+            progress.start()
+        res = run_search(p, role, env, listener=progress.record if progress else None,
+                         on_phase=progress.phase if progress else None)
+    except KeyboardInterrupt:
+        if progress:
+            progress.stop()
+        from odml.nas.latency import read_jsonl
+
+        done = len(read_jsonl(p.out / "trials.jsonl"))
+        err.print(f"interrupted after {done} finished trials; run the same command to resume", markup=False)
+        raise typer.Exit(130)
+    finally:
+        if progress:
+            progress.stop()
+    if json_out:
+        print_json({"search": res})
+        return
+    if role == "worker":
+        out.print(f"worker {res['tuner_id']}: trained {res['trained']} candidates in {res['wall_s']:.0f} s")
+        return
+    _show_summary(res)
+
+
+class SearchProgress:
+    """A bar over the trials with the best so far, on stderr."""
+
+    def __init__(self, total: int, run: Path):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from odml.nas.latency import read_jsonl
+
+        self.bar = Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[best]}"), TextColumn("[dim]{task.fields[phase]}"),
+                            TimeElapsedColumn(), console=err, transient=False)
+        self.done = read_jsonl(run / "trials.jsonl")
+        self.total = total
+        self.task = None
+        self.best: dict[str, Any] | None = max(self.done, key=lambda r: r["reward"]) if self.done else None
+
+    def _best_text(self) -> str:
+        b = self.best
+        if not b:
+            return "best: -"
+        return f"best reward {b['reward']:.4f} (acc {b['accuracy']:.3f}, {b['latency_ms']:.2f} ms)"
+
+    def start(self) -> None:
+        self.bar.start()
+        self.task = self.bar.add_task("search", total=self.total, completed=len(self.done), best=self._best_text(),
+                                      phase="")
+
+    def record(self, rec: dict[str, Any]) -> None:
+        self.done.append(rec)
+        if self.best is None or rec["reward"] > self.best["reward"]:
+            self.best = rec
+        self.bar.update(self.task, completed=len(self.done), best=self._best_text())
+
+    def phase(self, text: str) -> None:
+        self.bar.update(self.task, phase=text)
+
+    def stop(self) -> None:
+        self.bar.stop()
+
+
+def _show_space(d: dict[str, Any], json_out: bool) -> None:
+    if json_out:
+        print_json({"space": d})
+        return
+    t = Table(title=f"search space {d['name']}: {d['size']:,} architectures (10^{d['log10_size']}), "
+                    f"{d['hyperparameters']} hyperparameters")
+    for col in ("stage", "pos", "stride", "filters", "depth", "type", "kernel", "expansion", "groups", "choices"):
+        t.add_column(col, justify="left" if col in ("type", "filters", "groups") else "right")
+    for r in d["positions"]:
+        groups = ", ".join([*map(str, r["groups"]), *(f"size {s}" for s in r["group_size"])]) or "-"
+        t.add_row(str(r["stage"]), f"{r['position']}{'?' if r['optional'] else ''}", str(r["stride"]),
+                  ", ".join(map(str, r["filters"])), ", ".join(map(str, r["depth"])),
+                  ", ".join(x.replace("ibn_", "") for x in r["type"]), ", ".join(map(str, r["kernel"])),
+                  ", ".join(f"{e:g}" for e in r["expansion"]), groups, f"{r['choices']:,}")
+    out.print(t)
+    stem, head = d["stem"], d["head"]
+    out.print(f"input {d['input_size']}x{d['input_size']}; stem filters {stem['filters']} kernel {stem['kernel']} "
+              f"stride {stem['stride']}; head filters {head['filters']}; '?' marks positions that depth may drop")
+
+
+def _show_summary(s: dict[str, Any]) -> None:
+    t = Table(title=f"search {s['space']} on {s['device']} ({s['precision']}): {s['trials']} trials, "
+                    f"target {s['target_ms']:g} ms, reward {s['reward']} ({s['strategy']})")
+    for col in ("", "trial", "reward", "accuracy", "latency ms", "params", "MACs", "architecture"):
+        t.add_column(col, justify="left" if col in ("", "architecture") else "right")
+    best_id = s["best"]["trial_id"]
+    rows = list(s["pareto"])
+    if all(r["trial_id"] != best_id for r in rows):
+        rows.append(s["best"])
+    for r in rows:
+        mark = ("best " if r["trial_id"] == best_id else "") + ("pareto" if r in s["pareto"] else "")
+        t.add_row(mark.strip(), r["trial_id"], f"{r['reward']:.4f}", f"{r['accuracy']:.4f}", f"{r['latency_ms']:.3f}",
+                  fmt_int(r["params"]), fmt_macs(r["macs"]), r["line"])
+    out.print(t)
+    out.print(f"statuses: {', '.join(f'{k} {v}' for k, v in sorted(s['status'].items()))}; "
+              f"trial time {s['trial_wall_s']:.0f} s")
+    for name, path in s["files"].items():
+        out.print(f"{name}: {path}")

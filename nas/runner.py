@@ -1,0 +1,475 @@
+"""The search loop: keras-tuner oracles (random, Bayesian optimisation,
+Hyperband, and our regularized evolution) drive a Tuner subclass whose
+run_trial decodes a spec, bounds it, measures its latency on the device,
+proxy-trains it and returns the metrics.
+
+Run folder (``--out``)::
+
+    search.json          the settings; a rerun with the same settings resumes
+    tuner/               keras-tuner's project (oracle state, one folder per trial)
+    trials.jsonl         one line per finished trial (written by the oracle, so
+                         the chief records the trials of every worker)
+    latency_cache.jsonl  measured latencies per (architecture, device, precision)
+    pareto.json, pareto.png, best_spec.json, summary.json   at the end
+
+Resume: keras-tuner reloads its oracle and re-issues the trials that were
+running when the search stopped; run_trial answers a trial that trials.jsonl
+already holds from the record, so a trial is neither lost nor run twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from odml.errors import OdmlError, SpecError
+from odml.nas.latency import LatencyMeter, append_jsonl, arch_key, parse_device, read_jsonl
+from odml.nas.pareto import pareto_front, plot_front
+from odml.nas.reward import check_reward, reward
+from odml.nas.space import SearchSpace, load_space
+
+STRATEGIES = ("evolution", "random", "bayesian", "hyperband")
+SCHEMA = 1
+TRIALS = "trials.jsonl"
+SETTINGS = "search.json"
+ROLES = ("single", "chief", "worker")
+
+
+class SearchError(OdmlError):
+    """Settings that cannot start (or resume) a search."""
+
+
+@dataclass
+class SearchConfig:
+    space: str = "small32"
+    data: str = "digits"
+    device: str = "host"
+    target_ms: float = 1.0
+    reward: str = "mnas"
+    exponent: float | None = None
+    strategy: str = "evolution"
+    trials: int = 20
+    epochs: int = 3
+    batch_size: int = 64
+    lr: float = 3e-3
+    precision: str = "int8"
+    threads: int = 1
+    runs: int = 30
+    max_params: int | None = None
+    max_macs: int | None = None
+    reject_factor: float = 3.0  # skip candidates whose optimistic latency is above this x target
+    population: int = 10  # regularized evolution
+    sample: int = 3
+    val_split: float = 0.2
+    seed: int = 0
+    input_size: int | None = None  # override the space's input size
+    benchmark_binary: str | None = None
+    latency_cache: str | None = None
+
+    # settings that must match to resume a run folder
+    IDENTITY = ("data", "device", "target_ms", "reward", "exponent", "strategy", "epochs", "batch_size", "lr",
+                "precision", "threads", "val_split", "seed", "input_size", "max_params", "max_macs",
+                "reject_factor", "population", "sample")
+
+
+@dataclass
+class Prepared:
+    cfg: SearchConfig
+    space: SearchSpace
+    exponent: float
+    out: Path
+    device: Any
+    data: Any = None
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _check_config(cfg: SearchConfig) -> tuple[SearchSpace, float, Any]:
+    w = check_reward(cfg.reward, cfg.target_ms, cfg.exponent)
+    if cfg.strategy not in STRATEGIES:
+        raise SearchError(f"--strategy {cfg.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+    for name, v, lo in (("--trials", cfg.trials, 1), ("--epochs", cfg.epochs, 1), ("--batch-size", cfg.batch_size, 1),
+                        ("--threads", cfg.threads, 1), ("--runs", cfg.runs, 1), ("--population", cfg.population, 2),
+                        ("--sample", cfg.sample, 1)):
+        if v < lo:
+            raise SearchError(f"{name} {v}: must be at least {lo}")
+    if not 0 < cfg.val_split < 1:
+        raise SearchError(f"--val-split {cfg.val_split:g}: must be between 0 and 1")
+    if cfg.reject_factor <= 1:
+        raise SearchError(f"--reject-above {cfg.reject_factor:g}: must be greater than 1 (a multiple of the target)")
+    space = load_space(cfg.space)
+    if cfg.input_size is not None:
+        if cfg.input_size < 8:
+            raise SearchError(f"--input-size {cfg.input_size}: at least 8")
+        space.input_size = cfg.input_size
+    device = parse_device(cfg.device, cfg.benchmark_binary)
+    return space, w, device
+
+
+def prepare(cfg: SearchConfig, out: Path, role: str = "single") -> Prepared:
+    """Check everything a search needs before anything is written: the
+    settings, the space, the device, the data and the run folder."""
+    from odml.data.images import load_images
+
+    space, w, device = _check_config(cfg)
+    data = load_images(cfg.data, (space.input_size, space.input_size), 3, cfg.val_split, cfg.seed)
+    settings = _settings(cfg, space)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SearchError(f"--out {out}: is a file, expected a run folder")
+    if not out.parent.is_dir():
+        raise SearchError(f"--out {out}: parent folder {out.parent} does not exist")
+    saved = out / SETTINGS
+    if saved.is_file() and role != "worker":
+        try:
+            old = json.loads(saved.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise SearchError(f"{saved}: unreadable settings of an earlier search: {e}") from None
+        diff = [k for k in (*SearchConfig.IDENTITY, "space") if old.get(k) != settings.get(k)]
+        if diff:
+            k = diff[0]
+            raise SearchError(f"--out {out}: holds a search with other settings ({k}: {old.get(k)!r} there, "
+                              f"{settings.get(k)!r} now); resume with the same settings or use a new folder")
+    elif out.is_dir() and any(out.iterdir()) and role != "worker":
+        raise SearchError(f"--out {out}: folder exists and holds no search ({SETTINGS} missing); use a new folder")
+    return Prepared(cfg=cfg, space=space, exponent=w, out=out, device=device, data=data)
+
+
+def _settings(cfg: SearchConfig, space: SearchSpace) -> dict[str, Any]:
+    d = asdict(cfg)
+    d["space_name"] = cfg.space
+    d["space"] = space.to_dict()
+    d["space"]["input_size"] = space.input_size
+    d["schema"] = SCHEMA
+    return d
+
+
+# ---- the objective ----------------------------------------------------------------
+class Evaluator:
+    """What one trial does: decode, bound, measure, train, reward."""
+
+    def __init__(self, p: Prepared, meter: LatencyMeter, on_phase: Callable[[str], None] | None = None):
+        self.p, self.meter, self.on_phase = p, meter, on_phase or (lambda s: None)
+        self.trained_here = 0
+
+    def records(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.p.out / TRIALS)
+
+    def __call__(self, trial_id: str, values: dict[str, Any]) -> dict[str, float]:
+        cfg, sp = self.p.cfg, self.p.space
+        recs = self.records()
+        for r in recs:
+            if r["trial_id"] == trial_id:  # finished before an interruption: answer from the record
+                return dict(r["metrics"])
+        t0 = time.perf_counter()
+        epochs = int(values.get("tuner/epochs", cfg.epochs))
+        spec = sp.decode({k: v for k, v in values.items() if not k.startswith("tuner/")}, self.p.data.num_classes,
+                         name=f"trial_{trial_id}")
+        m: dict[str, float] = {"params": float(spec.params), "macs": float(spec.macs), "epochs": float(epochs)}
+        reason = None
+        if cfg.max_params and spec.params > cfg.max_params:
+            reason = 1.0
+        elif cfg.max_macs and spec.macs > cfg.max_macs:
+            reason = 2.0
+        lb = self.meter.lower_bound_ms(spec)
+        if reason is None and lb is not None and lb > cfg.reject_factor * cfg.target_ms:
+            reason = 3.0
+        if reason is not None:
+            est = lb if lb is not None else cfg.reject_factor * cfg.target_ms
+            m.update(rejected=reason, latency_ms=est, accuracy=0.0, wall_s=time.perf_counter() - t0,
+                     reward=reward(cfg.reward, 0.0, est, cfg.target_ms, self.p.exponent))
+            return m
+        self.on_phase(f"trial {trial_id}: measuring latency")
+        lat, cached = self.meter.measure(spec)
+        m.update({f"latency_{k}": float(v) for k, v in lat.items() if isinstance(v, (int, float)) and k != "count"})
+        m["latency_ms"] = float(lat["median_ms"])
+        m["latency_cached"] = float(cached)
+        key = arch_key(spec, self.meter.device, self.meter.precision, self.meter.threads)
+        same = next((r for r in recs if r.get("arch_key") == key and r["metrics"].get("epochs") == epochs
+                     and not r["metrics"].get("rejected")), None)
+        if same is not None:  # the same architecture, trained with the same budget: nothing to redo
+            for k in ("accuracy", "train_accuracy", "stopped_early", "epochs_run"):
+                if k in same["metrics"]:
+                    m[k] = same["metrics"][k]
+            m["duplicate"] = 1.0
+        else:
+            self.on_phase(f"trial {trial_id}: training {epochs} epochs")
+            m.update(self._train(spec, epochs, recs))
+        m["wall_s"] = time.perf_counter() - t0
+        m["reward"] = reward(cfg.reward, m["accuracy"], m["latency_ms"], cfg.target_ms, self.p.exponent)
+        return m
+
+    def _train(self, spec, epochs: int, recs: list[dict[str, Any]]) -> dict[str, float]:
+        from odml.train.trainer import TrainConfig, train_classifier
+
+        cfg = self.p.cfg
+        # median stopping rule (Vizier): end a trial whose training accuracy after
+        # an epoch is below the median of the finished trials at that epoch
+        curves = [r["metrics"] for r in recs if not r["metrics"].get("rejected") and not r["metrics"].get("duplicate")]
+
+        def should_stop(epoch: int, logs: dict) -> bool:
+            if epoch >= epochs - 1:
+                return False
+            seen = [c[f"train_acc_e{epoch}"] for c in curves if f"train_acc_e{epoch}" in c]
+            if len(seen) < 3:
+                return False
+            med = statistics.median(seen)
+            return logs.get("accuracy", 1.0) < (0.5 * med if epoch == 0 else med)
+
+        tc = TrainConfig(epochs=epochs, batch_size=cfg.batch_size, learning_rate=cfg.lr, seed=cfg.seed)
+        res = train_classifier(spec, self.p.data, tc, None, None, should_stop)
+        self.trained_here += 1
+        out = {"accuracy": float(res["val_accuracy"]), "train_accuracy": float(res["train_accuracy"]),
+               "epochs_run": float(res["epochs_run"]), "stopped_early": float(res["epochs_run"] < epochs),
+               "train_s": float(res["train_wall_s"])}
+        for i, a in enumerate(res["history"].get("accuracy", [])):
+            out[f"train_acc_e{i}"] = float(a)
+        return out
+
+
+# ---- oracles ----------------------------------------------------------------------
+def _recording(base: type, p: Prepared, listener: Callable[[dict[str, Any]], None] | None) -> type:
+    """``base`` (a keras-tuner Oracle class) that also writes every finished
+    trial to trials.jsonl. The chief's oracle sees every worker's trials."""
+    from keras_tuner.src.engine import trial as trial_module
+
+    class Recording(base):  # type: ignore[misc, valid-type]
+        def end_trial(self, trial):
+            known = self.trials.get(trial.trial_id)
+            if known is not None and trial.status == trial_module.TrialStatus.COMPLETED:
+                done = {r["trial_id"] for r in read_jsonl(p.out / TRIALS)}
+                if trial.trial_id not in done:
+                    metrics = {name: float(h.get_last_value()) for name, h in known.metrics.metrics.items()
+                               if h.get_last_value() is not None}
+                    rec = _record(p, trial.trial_id, trial.hyperparameters.values, metrics)
+                    append_jsonl(p.out / TRIALS, rec)
+                    if listener:
+                        listener(rec)
+            return super().end_trial(trial)
+
+    Recording.__name__ = f"Recording{base.__name__}"
+    return Recording
+
+
+def _record(p: Prepared, trial_id: str, values: dict[str, Any], metrics: dict[str, float]) -> dict[str, Any]:
+    vals = {k: v for k, v in values.items() if not k.startswith("tuner/")}
+    spec = p.space.decode(vals, p.data.num_classes, name=f"trial_{trial_id}")
+    dev = p.device
+    from odml.nas.latency import arch_key as _key
+
+    return {
+        "trial_id": trial_id, "line": spec.to_line(), "values": values, "metrics": metrics,
+        "arch_key": _key(spec, dev, p.cfg.precision, p.cfg.threads), "device": dev.label,
+        "reward": metrics.get("reward"), "accuracy": metrics.get("accuracy"), "latency_ms": metrics.get("latency_ms"),
+        "params": spec.params, "macs": spec.macs, "wall_s": metrics.get("wall_s"),
+        "status": "rejected" if metrics.get("rejected") else ("stopped_early" if metrics.get("stopped_early") else "completed"),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def evolution_oracle_class() -> type:
+    """Regularized (aging) evolution (Real et al. 2019) as a keras-tuner Oracle:
+    random trials until the population is full, then the best of a random
+    sample of the newest ``population`` finished trials, with one choice
+    mutated. Its state is the oracle's trial history, so resume and the
+    chief/worker mode work as for the built-in oracles."""
+    import keras_tuner as kt
+    from keras_tuner.src.engine import trial as trial_module
+
+    class EvolutionOracle(kt.Oracle):
+        def __init__(self, population: int = 10, sample: int = 3, **kwargs):
+            super().__init__(**kwargs)
+            self.population, self.sample = population, sample
+
+        def populate_space(self, trial_id):
+            done = [self.trials[t] for t in self.end_order
+                    if self.trials[t].status == trial_module.TrialStatus.COMPLETED and self.trials[t].score is not None]
+            rng = random.Random(f"{self.seed}-{trial_id}")
+            values = None
+            if len(done) >= self.population:
+                pool = done[-self.population:]
+                parent = max(rng.sample(pool, min(self.sample, len(pool))), key=lambda t: t.score)
+                for _ in range(50):
+                    child = self._mutate(parent.hyperparameters.values, rng)
+                    if not self._duplicate(child):
+                        values = child
+                        break
+            if values is None:
+                values = self._random_values()
+            if values is None:
+                return {"status": trial_module.TrialStatus.STOPPED, "values": None}
+            return {"status": trial_module.TrialStatus.RUNNING, "values": values}
+
+        def _mutate(self, values: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+            child = dict(values)
+            hps = [h for h in self.hyperparameters.space if len(getattr(h, "values", [])) > 1]
+            h = rng.choice(hps)
+            child[h.name] = rng.choice([v for v in h.values if v != values.get(h.name)])
+            return child
+
+    return EvolutionOracle
+
+
+def make_oracle(p: Prepared, listener: Callable[[dict[str, Any]], None] | None = None):
+    import keras_tuner as kt
+
+    cfg = p.cfg
+    hp = kt.HyperParameters()
+    p.space.declare(hp)
+    objective = kt.Objective("reward", direction="max")
+    common = dict(objective=objective, hyperparameters=hp, seed=cfg.seed + 1, max_consecutive_failed_trials=5,
+                  allow_new_entries=False, tune_new_entries=False)
+    if cfg.strategy == "random":
+        oracle = _recording(kt.oracles.RandomSearchOracle, p, listener)(max_trials=cfg.trials, **common)
+    elif cfg.strategy == "bayesian":
+        oracle = _recording(kt.oracles.BayesianOptimizationOracle, p, listener)(
+            max_trials=cfg.trials, num_initial_points=max(3, min(10, cfg.trials // 3)), **common)
+    elif cfg.strategy == "hyperband":
+        oracle = _recording(kt.oracles.HyperbandOracle, p, listener)(
+            max_epochs=cfg.epochs, factor=3, hyperband_iterations=1000, **common)
+        oracle.max_trials = cfg.trials  # the brackets run until the trial budget is spent
+    else:
+        oracle = _recording(evolution_oracle_class(), p, listener)(
+            max_trials=cfg.trials, population=cfg.population, sample=cfg.sample, **common)
+    return oracle
+
+
+def make_tuner(p: Prepared, evaluator: Evaluator, oracle: Any):
+    import keras_tuner as kt
+
+    class OdmlTuner(kt.engine.base_tuner.BaseTuner):
+        """Runs one candidate per trial through ``evaluator`` and returns its
+        metrics; keras-tuner's own model-fitting path is not used."""
+
+        def run_trial(self, trial, *args, **kwargs):
+            try:
+                return evaluator(trial.trial_id, trial.hyperparameters.values)
+            except OdmlError as e:  # a candidate that cannot be built or converted
+                raise kt.errors.FailedTrialError(str(e)) from None
+
+        def save_model(self, trial_id, model, step=0):
+            pass
+
+        def load_model(self, trial):
+            return None
+
+    with contextlib.redirect_stdout(sys.stderr):  # "Reloading Tuner from ..." is not our output
+        return OdmlTuner(oracle=oracle, directory=str(p.out), project_name="tuner", overwrite=False)
+
+
+# ---- running ----------------------------------------------------------------------
+def distributed_env(role: str, oracle_address: str | None, worker_id: str | None) -> dict[str, str]:
+    """The KERASTUNER_* variables of keras-tuner's chief/worker mode."""
+    if role not in ROLES:
+        raise SearchError(f"--role {role!r}: choose one of chief, worker")
+    if role == "single":
+        return {}
+    addr = oracle_address or (f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
+                              if "KERASTUNER_ORACLE_IP" in os.environ and "KERASTUNER_ORACLE_PORT" in os.environ
+                              else "127.0.0.1:8000")
+    host, sep, port = addr.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SearchError(f"--oracle {addr!r}: expected HOST:PORT")
+    tid = "chief" if role == "chief" else (worker_id or os.environ.get("KERASTUNER_TUNER_ID") or
+                                            f"worker-{os.uname().nodename}-{os.getpid()}")
+    if role == "worker" and "chief" in tid:
+        raise SearchError(f"--worker-id {tid!r}: a worker id must not contain 'chief'")
+    return {"KERASTUNER_TUNER_ID": tid, "KERASTUNER_ORACLE_IP": host, "KERASTUNER_ORACLE_PORT": port}
+
+
+def run_search(p: Prepared, role: str = "single", env: dict[str, str] | None = None,
+               listener: Callable[[dict[str, Any]], None] | None = None,
+               on_phase: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run (or resume) the search in ``p.out``; returns the summary (chief and
+    single) or what this worker ran."""
+    from odml._tf import tf
+
+    tf()  # TF (and TF_USE_LEGACY_KERAS) before keras-tuner picks its backend
+    for k in [k for k in os.environ if k.startswith("KERASTUNER_")]:
+        del os.environ[k]
+    os.environ.update(env or {})
+    p.out.mkdir(parents=True, exist_ok=True)
+    if role != "worker":
+        tmp = p.out / f".{SETTINGS}.tmp"
+        tmp.write_text(json.dumps(_settings(p.cfg, p.space), indent=2))
+        tmp.replace(p.out / SETTINGS)
+    cache = Path(p.cfg.latency_cache) if p.cfg.latency_cache else p.out / "latency_cache.jsonl"
+    from odml.data.images import to_float
+
+    meter = LatencyMeter(p.device, p.cfg.precision, p.cfg.threads, p.cfg.runs, 0.3, cache,
+                         calibration=to_float(p.data.x_train[:16]) if hasattr(p.data, "x_train") else None)
+    evaluator = Evaluator(p, meter, on_phase)
+    oracle = make_oracle(p, listener)
+    tuner = make_tuner(p, evaluator, oracle)
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(sys.stderr):
+        tuner.search(verbose=0)
+    wall = time.perf_counter() - t0
+    if role == "worker":
+        return {"role": "worker", "tuner_id": os.environ.get("KERASTUNER_TUNER_ID"), "trained": evaluator.trained_here,
+                "wall_s": round(wall, 1)}
+    return finish(p)
+
+
+def finish(p: Prepared, baselines: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Write the Pareto front (JSON and PNG), the best spec and the summary."""
+    recs = read_jsonl(p.out / TRIALS)
+    if not recs:
+        raise SearchError(f"{p.out}: no trial finished")
+    measured = [r for r in recs if r["status"] != "rejected"]
+    front = pareto_front(measured) if measured else []
+    best = max(recs, key=lambda r: r["reward"])
+    spec = p.space.decode({k: v for k, v in best["values"].items() if not k.startswith("tuner/")},
+                          p.data.num_classes, name=f"{p.space.name}_best")
+    _write_json(p.out / "best_spec.json", spec.to_dict())
+    _write_json(p.out / "pareto.json", {"schema": SCHEMA, "target_ms": p.cfg.target_ms, "device": p.device.label,
+                                        "front": [_brief(r) for r in front]})
+    if measured:
+        plot_front(measured, front, p.out / "pareto.png",
+                   f"search {p.space.name} on {p.device.label} ({len(recs)} trials)", p.cfg.target_ms, baselines or [])
+    status_counts: dict[str, int] = {}
+    for r in recs:
+        status_counts[r["status"]] = status_counts.get(r["status"], 0) + 1
+    summary = {
+        "schema": SCHEMA, "out": str(p.out), "space": p.space.name, "space_size": p.space.size(),
+        "strategy": p.cfg.strategy, "device": p.device.label, "precision": p.cfg.precision,
+        "reward": p.cfg.reward, "exponent": p.exponent, "target_ms": p.cfg.target_ms,
+        "trials": len(recs), "status": status_counts,
+        "trial_wall_s": round(sum(r.get("wall_s") or 0 for r in recs), 1),
+        "best": {**_brief(best), "spec": str(p.out / "best_spec.json")},
+        "pareto": [_brief(r) for r in front],
+        "files": {k: str(p.out / k) for k in (TRIALS, "pareto.json", "pareto.png", "best_spec.json")},
+    }
+    _write_json(p.out / "summary.json", summary)
+    return summary
+
+
+def _brief(r: dict[str, Any]) -> dict[str, Any]:
+    def rnd(x, n=4):
+        return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), n)
+
+    return {"trial_id": r["trial_id"], "reward": rnd(r["reward"]), "accuracy": rnd(r["accuracy"]),
+            "latency_ms": rnd(r["latency_ms"]), "params": r["params"], "macs": r["macs"], "status": r["status"],
+            "line": r["line"]}
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    tmp.replace(path)
+
+
+def check_prepared_for_resume(p: Prepared) -> int:
+    """How many trials the run folder already holds."""
+    return len(read_jsonl(p.out / TRIALS))
+
+
+__all__ = ["SearchConfig", "prepare", "run_search", "finish", "distributed_env", "STRATEGIES", "SpecError"]

@@ -1,0 +1,487 @@
+"""Search spaces as data, on top of the spec language.
+
+A space is a JSON or YAML document::
+
+    name: small32
+    input_size: 32
+    activation: relu
+    stem: {filters: [16, 24], kernel: [3], stride: 1}
+    head: {filters: [256, 512], dropout: 0.2}
+    stages:
+      - stride: 2
+        filters: [24]            # absolute choices for the stage's output channels
+        filter_mult: [0.75, 1.0] # ... each scaled by one of these (rounded to a multiple of 8)
+        depth: [1, 2, 3]         # how many blocks the stage has
+        choices:                 # every block position of the stage chooses from these
+          type: [ibn_dw, ibn_fused, ibn_gc]
+          kernel: [3, 5]
+          expansion: [2, 4, 6]
+          groups: [2, 4]         # GC-IBN group count (or group_size: [64] as in the Model Garden)
+        positions:               # optional per-position overrides, by index
+          - {expansion: [8]}
+
+The first block of a stage carries its stride; all blocks of a stage output
+its channels, and a block has a residual when its input and output match.
+Every choice becomes one keras-tuner hyperparameter (fixed ones are left out),
+so any oracle can sample the space; ``decode`` turns sampled values into a
+:class:`ModelSpec` and ``encode`` finds the values of a given spec (the
+released MobileNetEdgeTPUV2 sizes are points of ``edgetpu_v2``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from odml.errors import SpecError
+from odml.zoo.spec import BLOCK_TYPES, Block, Head, ModelSpec, Stem, expanded_filters, round_filters
+
+SCHEMA = 1
+_CHOICE_KEYS = ("type", "kernel", "expansion", "groups", "group_size")
+_STAGE_KEYS = ("stride", "filters", "filter_mult", "depth", "choices", "positions")
+_SPACE_KEYS = ("name", "description", "input_size", "activation", "stem", "head", "stages", "dropout")
+
+
+class SpaceError(SpecError):
+    """A search space that cannot be searched."""
+
+
+@dataclass
+class Choices:
+    type: list[str]
+    kernel: list[int]
+    expansion: list[float]
+    groups: list[int] = field(default_factory=list)  # explicit GC-IBN group counts ...
+    group_size: list[int] = field(default_factory=list)  # ... or channels per group (fitted per block)
+
+    def count(self) -> int:
+        per_type = 0
+        for t in self.type:
+            per_type += max(1, len(self.groups) + len(self.group_size)) if t in ("ibn_gc", "ibn_grouped") else 1
+        return per_type * len(self.kernel) * len(self.expansion)
+
+
+@dataclass
+class Stage:
+    stride: int
+    filters: list[int]
+    filter_mult: list[float]
+    depth: list[int]
+    choices: Choices
+    positions: list[Choices | None] = field(default_factory=list)
+
+    def at(self, j: int) -> Choices:
+        return self.positions[j] if j < len(self.positions) and self.positions[j] is not None else self.choices
+
+    def channel_options(self) -> list[tuple[int, int, float]]:
+        """(channels, base filters, multiplier) for every filter choice."""
+        return [(round_filters(f, m), f, m) for f in self.filters for m in self.filter_mult]
+
+
+@dataclass
+class SearchSpace:
+    name: str
+    input_size: int
+    stem_filters: list[int]
+    stem_kernel: list[int]
+    stem_stride: int
+    head_filters: list[int]
+    stages: list[Stage]
+    activation: str = "relu"
+    dropout: float = 0.2
+    description: str = ""
+
+    # ---- size and description -----------------------------------------
+    def size(self) -> int:
+        n = len(self.stem_filters) * len(self.stem_kernel) * len(self.head_filters)
+        for st in self.stages:
+            per_depth = 0
+            for d in st.depth:
+                per_depth += math.prod(st.at(j).count() for j in range(d))
+            n *= len(st.filters) * len(st.filter_mult) * per_depth
+        return n
+
+    def describe(self) -> dict[str, Any]:
+        rows = []
+        for i, st in enumerate(self.stages):
+            for j in range(max(st.depth)):
+                c = st.at(j)
+                rows.append({
+                    "stage": i, "position": j, "stride": st.stride if j == 0 else 1,
+                    "filters": sorted({ch for ch, _, _ in st.channel_options()}),
+                    "depth": st.depth, "optional": j >= min(st.depth),
+                    "type": c.type, "kernel": c.kernel, "expansion": c.expansion,
+                    "groups": c.groups, "group_size": c.group_size, "choices": c.count(),
+                })
+        size = self.size()
+        return {
+            "name": self.name, "description": self.description, "input_size": self.input_size,
+            "stem": {"filters": self.stem_filters, "kernel": self.stem_kernel, "stride": self.stem_stride},
+            "head": {"filters": self.head_filters, "dropout": self.dropout},
+            "positions": rows, "size": size, "log10_size": round(math.log10(size), 2),
+            "hyperparameters": len(self.dimensions()),
+        }
+
+    # ---- hyperparameters ---------------------------------------------------
+    def dimensions(self) -> dict[str, list]:
+        """Every choice with more than one value, by hyperparameter name."""
+        dims: dict[str, list] = {}
+
+        def add(name: str, values: list) -> None:
+            if len(values) > 1:
+                dims[name] = list(values)
+
+        add("stem_filters", self.stem_filters)
+        add("stem_kernel", self.stem_kernel)
+        add("head_filters", self.head_filters)
+        for i, st in enumerate(self.stages):
+            add(f"s{i}_filters", st.filters)
+            add(f"s{i}_mult", st.filter_mult)
+            add(f"s{i}_depth", st.depth)
+            for j in range(max(st.depth)):
+                c = st.at(j)
+                add(f"s{i}_b{j}_type", c.type)
+                add(f"s{i}_b{j}_kernel", c.kernel)
+                add(f"s{i}_b{j}_exp", c.expansion)
+                if any(t in ("ibn_gc", "ibn_grouped") for t in c.type):
+                    add(f"s{i}_b{j}_groups", _group_tokens(c))
+        return dims
+
+    def declare(self, hp: Any) -> None:
+        """Register the space's hyperparameters with a keras-tuner HyperParameters."""
+        for name, values in self.dimensions().items():
+            if any(isinstance(v, float) for v in values):  # one value type per choice: [0.75, 1, 1.5] -> floats
+                values = [float(v) for v in values]
+            hp.Choice(name, values, ordered=not isinstance(values[0], str))
+
+    def decode(self, values: dict[str, Any], num_classes: int, name: str = "searched") -> ModelSpec:
+        """The spec that ``values`` choose (missing values take the first choice)."""
+
+        def v(key: str, options: list) -> Any:
+            return values.get(key, options[0])
+
+        stem = Stem(filters=int(v("stem_filters", self.stem_filters)), kernel=int(v("stem_kernel", self.stem_kernel)),
+                    stride=self.stem_stride)
+        blocks: list[Block] = []
+        cin = stem.filters
+        for i, st in enumerate(self.stages):
+            cout = round_filters(int(v(f"s{i}_filters", st.filters)), float(v(f"s{i}_mult", st.filter_mult)))
+            for j in range(int(v(f"s{i}_depth", st.depth))):
+                c = st.at(j)
+                typ = v(f"s{i}_b{j}_type", c.type)
+                exp = v(f"s{i}_b{j}_exp", c.expansion)
+                b = Block(type=typ, kernel=int(v(f"s{i}_b{j}_kernel", c.kernel)), expansion=exp,
+                          stride=st.stride if j == 0 else 1, filters=cout)
+                if typ in ("ibn_gc", "ibn_grouped"):
+                    b.groups = _groups_for(v(f"s{i}_b{j}_groups", _group_tokens(c)), b, cin)
+                blocks.append(b)
+                cin = cout
+        spec = ModelSpec(name=name, input_shape=(self.input_size, self.input_size, 3), num_classes=int(num_classes),
+                         stem=stem, blocks=blocks, head=Head(filters=int(v("head_filters", self.head_filters)),
+                                                             dropout=self.dropout),
+                         activation=self.activation)
+        spec.validate(f"space {self.name}")
+        return spec
+
+    def encode(self, spec: ModelSpec) -> dict[str, Any] | None:
+        """The hyperparameter values that decode to ``spec``'s architecture, or
+        None when the spec is not a point of this space."""
+        dims = self.dimensions()
+        vals: dict[str, Any] = {}
+        if spec.stem.filters not in self.stem_filters or spec.stem.kernel not in self.stem_kernel \
+                or spec.stem.stride != self.stem_stride or spec.head.filters not in self.head_filters:
+            return None
+        vals.update(stem_filters=spec.stem.filters, stem_kernel=spec.stem.kernel, head_filters=spec.head.filters)
+        found = self._encode_stages(spec.blocks, 0, spec.stem.filters, 0)
+        if found is None:
+            return None
+        vals.update(found)
+        return {k: val for k, val in vals.items() if k in dims}
+
+    def _encode_stages(self, blocks: list[Block], pos: int, cin: int, i: int) -> dict[str, Any] | None:
+        if i == len(self.stages):
+            return {} if pos == len(blocks) else None
+        st = self.stages[i]
+        for d in st.depth:
+            part = blocks[pos:pos + d]
+            if len(part) != d or len({b.filters for b in part}) != 1:
+                continue
+            for ch, f, m in st.channel_options():
+                if ch != part[0].filters:
+                    continue
+                vals: dict[str, Any] = {f"s{i}_filters": f, f"s{i}_mult": m, f"s{i}_depth": d}
+                c_in, ok = cin, True
+                for j, b in enumerate(part):
+                    c = st.at(j)
+                    if b.type not in c.type or b.kernel not in c.kernel or b.expansion not in c.expansion \
+                            or b.stride != (st.stride if j == 0 else 1) or b.se or not b.skip or b.activation:
+                        ok = False
+                        break
+                    vals.update({f"s{i}_b{j}_type": b.type, f"s{i}_b{j}_kernel": b.kernel, f"s{i}_b{j}_exp": b.expansion})
+                    if b.type in ("ibn_gc", "ibn_grouped"):
+                        tok = next((t for t in _group_tokens(c) if _groups_for(t, b, c_in) == b.groups), None)
+                        if tok is None:
+                            ok = False
+                            break
+                        vals[f"s{i}_b{j}_groups"] = tok
+                    elif b.groups != 1:
+                        ok = False
+                        break
+                    c_in = b.filters
+                if ok:
+                    rest = self._encode_stages(blocks, pos + d, ch, i + 1)
+                    if rest is not None:
+                        return {**vals, **rest}
+        return None
+
+    # ---- serialisation -----------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        def ch(c: Choices) -> dict[str, Any]:
+            d: dict[str, Any] = {"type": c.type, "kernel": c.kernel, "expansion": c.expansion}
+            if c.groups:
+                d["groups"] = c.groups
+            if c.group_size:
+                d["group_size"] = c.group_size
+            return d
+
+        return {
+            "schema": SCHEMA, "name": self.name, "description": self.description, "input_size": self.input_size,
+            "activation": self.activation, "dropout": self.dropout,
+            "stem": {"filters": self.stem_filters, "kernel": self.stem_kernel, "stride": self.stem_stride},
+            "head": {"filters": self.head_filters},
+            "stages": [
+                {"stride": st.stride, "filters": st.filters, "filter_mult": st.filter_mult, "depth": st.depth,
+                 "choices": ch(st.choices), **({"positions": [ch(p) if p else {} for p in st.positions]}
+                                               if st.positions else {})}
+                for st in self.stages
+            ],
+        }
+
+
+def _group_tokens(c: Choices) -> list:
+    """GC-IBN group choices as hyperparameter values: counts as ints, group
+    sizes as 'size64' strings (one hyperparameter holds both kinds)."""
+    toks: list = list(c.groups) + [f"size{s}" for s in c.group_size]
+    if not toks:
+        return [1]
+    if all(isinstance(t, int) for t in toks) or all(isinstance(t, str) for t in toks):
+        return toks
+    return [str(t) for t in toks]  # keras-tuner wants one value type per choice
+
+
+def _groups_for(token: Any, b: Block, cin: int) -> int:
+    from odml.zoo.mobilenet_edgetpu import fit_groups
+
+    cexp = expanded_filters(b, cin)
+    text = str(token)
+    if text.startswith("size"):
+        return fit_groups(cexp // int(text[4:]), cin, cexp)
+    return int(text)
+
+
+# ---- loading and validation ----------------------------------------------------
+def _list(d: dict, key: str, kind: type, where: str, default: Any = None) -> list:
+    if key not in d:
+        if default is None:
+            raise SpaceError(f"{where}: missing '{key}'")
+        return list(default)
+    v = d[key]
+    vals = v if isinstance(v, list) else [v]
+    if not vals:
+        raise SpaceError(f"{where}: '{key}' has no choices (an empty space)")
+    out = []
+    for x in vals:
+        if kind is float and isinstance(x, (int, float)) and not isinstance(x, bool):
+            out.append(int(x) if float(x).is_integer() else float(x))
+        elif kind is int and isinstance(x, int) and not isinstance(x, bool):
+            out.append(x)
+        elif kind is str and isinstance(x, str):
+            out.append(x)
+        else:
+            raise SpaceError(f"{where}: '{key}' choice {x!r} is not a{'n' if kind is int else ''} {kind.__name__}")
+    if len(set(out)) != len(out):
+        raise SpaceError(f"{where}: '{key}' repeats a choice: {out}")
+    return out
+
+
+def _check_keys(d: Any, known: tuple[str, ...], where: str) -> dict:
+    if not isinstance(d, dict):
+        raise SpaceError(f"{where}: expected a mapping, got {type(d).__name__}")
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+        raise SpaceError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return d
+
+
+def _choices(d: Any, where: str, base: Choices | None = None) -> Choices:
+    d = _check_keys(d, _CHOICE_KEYS, where)
+    c = Choices(
+        type=_list(d, "type", str, where, base.type if base else None),
+        kernel=_list(d, "kernel", int, where, base.kernel if base else None),
+        expansion=_list(d, "expansion", float, where, base.expansion if base else None),
+        groups=_list(d, "groups", int, where, base.groups if base else []) if "groups" in d or base else [],
+        group_size=_list(d, "group_size", int, where, base.group_size if base else []) if "group_size" in d or base else [],
+    )
+    if base and ("groups" in d) != ("group_size" in d):  # an override of one kind replaces the other
+        c.group_size = c.group_size if "group_size" in d else []
+        c.groups = c.groups if "groups" in d else []
+    for t in c.type:
+        if t not in BLOCK_TYPES:
+            raise SpaceError(f"{where}: unknown block type {t!r}; known: {', '.join(BLOCK_TYPES)}")
+    for k in c.kernel:
+        if k < 1 or k % 2 == 0:
+            raise SpaceError(f"{where}: kernel {k} must be odd and positive")
+    for e in c.expansion:
+        if e <= 0:
+            raise SpaceError(f"{where}: expansion {e} must be positive")
+    for g in c.groups + c.group_size:
+        if g < 1:
+            raise SpaceError(f"{where}: group choice {g} must be at least 1")
+    if any(t in ("ibn_gc", "ibn_grouped") for t in c.type) and not (c.groups or c.group_size):
+        raise SpaceError(f"{where}: ibn_gc needs 'groups' (counts) or 'group_size' choices")
+    return c
+
+
+def space_from_dict(d: Any, where: str = "space") -> SearchSpace:
+    d = _check_keys(d, _SPACE_KEYS + ("schema",), where)
+    stem = _check_keys(d.get("stem", {}), ("filters", "kernel", "stride"), f"{where}: stem")
+    head = _check_keys(d.get("head", {}), ("filters", "dropout"), f"{where}: head")
+    stages_raw = d.get("stages")
+    if not isinstance(stages_raw, list) or not stages_raw:
+        raise SpaceError(f"{where}: 'stages' must be a non-empty list (an empty space has nothing to search)")
+    input_size = d.get("input_size", 224)
+    if not isinstance(input_size, int) or input_size < 8:
+        raise SpaceError(f"{where}: input_size must be an integer of at least 8, got {input_size!r}")
+    stem_stride = stem.get("stride", 2)
+    if stem_stride not in (1, 2):
+        raise SpaceError(f"{where}: stem: stride must be 1 or 2, got {stem_stride!r}")
+    stages = []
+    for i, s in enumerate(stages_raw):
+        w = f"{where}: stage {i}"
+        s = _check_keys(s, _STAGE_KEYS, w)
+        if s.get("stride") not in (1, 2):
+            raise SpaceError(f"{w}: stride must be 1 or 2, got {s.get('stride')!r}")
+        base = _choices(s.get("choices"), f"{w}: choices")
+        positions_raw = s.get("positions", [])
+        if not isinstance(positions_raw, list):
+            raise SpaceError(f"{w}: 'positions' must be a list")
+        positions = [(_choices(p, f"{w} position {j}", base) if p else None) for j, p in enumerate(positions_raw)]
+        st = Stage(stride=s["stride"], filters=_list(s, "filters", int, w), filter_mult=_list(s, "filter_mult", float, w, [1.0]),
+                   depth=_list(s, "depth", int, w), choices=base, positions=positions)
+        if any(x < 1 for x in st.depth):
+            raise SpaceError(f"{w}: depth choices must be at least 1, got {st.depth}")
+        if any(x < 1 for x in st.filters) or any(m <= 0 for m in st.filter_mult):
+            raise SpaceError(f"{w}: filters and filter_mult must be positive")
+        if len(positions) > max(st.depth):
+            raise SpaceError(f"{w}: {len(positions)} position overrides for at most {max(st.depth)} blocks")
+        stages.append(st)
+    sp = SearchSpace(
+        name=str(d.get("name", "custom")), description=str(d.get("description", "")), input_size=input_size,
+        stem_filters=_list(stem, "filters", int, f"{where}: stem"), stem_kernel=_list(stem, "kernel", int, f"{where}: stem", [3]),
+        stem_stride=stem_stride, head_filters=_list(head, "filters", int, f"{where}: head", [1280]),
+        stages=stages, activation=str(d.get("activation", "relu")),
+        dropout=float(head.get("dropout", d.get("dropout", 0.2))),
+    )
+    check_groups(sp, where)
+    return sp
+
+
+def check_groups(sp: SearchSpace, where: str) -> None:
+    """Every explicit group count must divide the channels it meets, for every
+    combination of filters, multipliers and expansions the space allows."""
+    prev = sorted({(c, f"stem filters {c}") for c in sp.stem_filters})
+    for i, st in enumerate(sp.stages):
+        own = [(ch, f"filters {f} x filter_mult {m:g}") for ch, f, m in st.channel_options()]
+        for j in range(max(st.depth)):
+            c = st.at(j)
+            if not any(t in ("ibn_gc", "ibn_grouped") for t in c.type):
+                continue
+            for g in c.groups:
+                for cin, why in (prev if j == 0 else own):
+                    for e in c.expansion:
+                        cexp = int(round(cin * e))
+                        bad = [n for n, what in ((cin, "input"), (cexp, "expanded")) if n % g]
+                        if ("ibn_gc" in c.type and bad) or ("ibn_grouped" in c.type and cexp % g):
+                            raise SpaceError(
+                                f"{where}: stage {i} block {j}: group count {g} does not divide the "
+                                f"{cin} input / {cexp} expanded channels ({why}, expansion {e:g})")
+        prev = own
+
+
+def load_space(name_or_path: str | Path) -> SearchSpace:
+    """A built-in space by name, or a JSON / YAML space file."""
+    text_name = str(name_or_path)
+    if text_name in BUILTIN:
+        return BUILTIN[text_name]()
+    p = Path(name_or_path)
+    if not p.is_file():
+        raise SpaceError(f"{p}: no such space file (built-in spaces: {', '.join(BUILTIN)})")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpaceError(f"{p}: cannot read space file: {e}") from None
+    if p.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            at = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+            raise SpaceError(f"{p}: not valid YAML{at}: {getattr(e, 'problem', e)}") from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise SpaceError(f"{p}: not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    return space_from_dict(data, str(p))
+
+
+# ---- built-in spaces -------------------------------------------------------------
+_ALL_TYPES = ["ibn_dw", "ibn_fused", "ibn_gc"]
+
+
+def edgetpu_v2_space() -> SearchSpace:
+    """The MobileNetEdgeTPUV2 macro-architecture (7 stages, strides and the
+    stem/head layout of the Model Garden) with every block searchable; the
+    released tiny, xs, s, m and l are points of it."""
+    from odml.zoo.mobilenet_edgetpu import _V2_GROUPS, V2_SIZES
+
+    free = {"type": _ALL_TYPES, "kernel": [3, 5, 7], "expansion": [1, 2, 4, 6, 8], "group_size": [64, 128]}
+    depth_choices = [[1], [1, 2, 3], [2, 3, 4, 5], [2, 3, 4, 5], [2, 3, 4, 5], [2, 3, 4, 5], [1, 2]]
+    stages = []
+    for gi, group in enumerate(_V2_GROUPS):
+        filters = sorted({sizes[0][gi] for sizes in V2_SIZES.values()})
+        stages.append({"stride": group[0][3], "filters": filters, "depth": depth_choices[gi], "choices": free})
+    return space_from_dict({
+        "name": "edgetpu_v2", "input_size": 224,
+        "description": "MobileNetEdgeTPUV2 macro-architecture, every block searchable (released sizes are points)",
+        "stem": {"filters": sorted({s[1] for s in V2_SIZES.values()}), "kernel": [3, 5, 7], "stride": 2},
+        "head": {"filters": sorted({s[3] for s in V2_SIZES.values()}), "dropout": 0.2},
+        "stages": stages,
+    }, "space edgetpu_v2")
+
+
+def small32_space() -> SearchSpace:
+    """A small space for 32x32 inputs (the embedded digits, CIFAR-sized data):
+    four stages after a stride-1 stem, every block type, kernels 3-7."""
+    blocks = {"type": _ALL_TYPES, "kernel": [3, 5, 7], "expansion": [2, 4, 6], "groups": [2, 4]}
+    return space_from_dict({
+        "name": "small32", "input_size": 32,
+        "description": "32x32 inputs: stride-1 stem, 4 searchable stages (IBN, fused IBN, GC-IBN)",
+        "stem": {"filters": [16, 24], "kernel": [3], "stride": 1},
+        "head": {"filters": [256, 512], "dropout": 0.2},
+        "stages": [
+            {"stride": 1, "filters": [16], "depth": [1], "choices": {"type": ["ibn_fused", "ibn_dw"], "kernel": [3],
+                                                                     "expansion": [1, 2]}},
+            {"stride": 2, "filters": [24], "filter_mult": [0.5, 1.0, 1.5], "depth": [1, 2, 3], "choices": blocks},
+            {"stride": 2, "filters": [40], "filter_mult": [0.5, 1.0, 1.5], "depth": [1, 2, 3], "choices": blocks},
+            {"stride": 2, "filters": [80], "filter_mult": [0.5, 1.0, 1.5], "depth": [1, 2, 3], "choices": blocks},
+        ],
+    }, "space small32")
+
+
+BUILTIN = {"edgetpu_v2": edgetpu_v2_space, "small32": small32_space}
