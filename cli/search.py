@@ -23,6 +23,7 @@ def search_cmd(
     strategy: str = typer.Option("evolution", "--strategy", help="evolution (regularized), random, bayesian or hyperband."),
     trials: int = typer.Option(20, "--trials", help="Number of trials (candidates) in all."),
     epochs: int = typer.Option(3, "--epochs", help="Proxy-training epochs per candidate (Hyperband: the most)."),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Start no new trial after this many minutes (rerun to continue)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder; rerun the same command to resume."),
     precision: str = typer.Option("int8", "--precision", help="Precision candidates are exported in: int8, fp32, fp16, dynamic."),
     threads: int = typer.Option(1, "--threads", help="Threads of the latency measurement."),
@@ -68,7 +69,8 @@ def search_cmd(
                        strategy=strategy, trials=trials, epochs=epochs, batch_size=batch_size, lr=lr, precision=precision,
                        threads=threads, runs=runs, max_params=max_params, max_macs=max_macs, reject_factor=reject_above,
                        population=population, sample=sample, seed=seed, input_size=input_size,
-                       benchmark_binary=benchmark_binary, latency_cache=str(latency_cache) if latency_cache else None)
+                       benchmark_binary=benchmark_binary, latency_cache=str(latency_cache) if latency_cache else None,
+                       max_minutes=max_minutes)
     p = prepare(cfg, out_dir, role)
     progress = None if json_out or role == "worker" else SearchProgress(trials, p.out)
     if role == "chief":

@@ -74,6 +74,7 @@ class SearchConfig:
     input_size: int | None = None  # override the space's input size
     benchmark_binary: str | None = None
     latency_cache: str | None = None
+    max_minutes: float | None = None  # stop starting new trials after this long (this invocation)
 
     # settings that must match to resume a run folder
     IDENTITY = ("data", "device", "target_ms", "reward", "exponent", "strategy", "epochs", "batch_size", "lr",
@@ -103,6 +104,8 @@ def _check_config(cfg: SearchConfig) -> tuple[SearchSpace, float, Any]:
             raise SearchError(f"{name} {v}: must be at least {lo}")
     if not 0 < cfg.val_split < 1:
         raise SearchError(f"--val-split {cfg.val_split:g}: must be between 0 and 1")
+    if cfg.max_minutes is not None and not cfg.max_minutes > 0:
+        raise SearchError(f"--max-minutes {cfg.max_minutes:g}: must be greater than 0")
     if cfg.reject_factor <= 1:
         raise SearchError(f"--reject-above {cfg.reject_factor:g}: must be greater than 1 (a multiple of the target)")
     space = load_space(cfg.space)
@@ -169,10 +172,17 @@ class Evaluator:
         for r in recs:
             if r["trial_id"] == trial_id:  # finished before an interruption: answer from the record
                 return dict(r["metrics"])
-        t0 = time.perf_counter()
         epochs = int(values.get("tuner/epochs", cfg.epochs))
         spec = sp.decode({k: v for k, v in values.items() if not k.startswith("tuner/")}, self.p.data.num_classes,
                          name=f"trial_{trial_id}")
+        return self.evaluate(spec, epochs, recs, trial_id)
+
+    def evaluate(self, spec, epochs: int, recs: list[dict[str, Any]] | None = None,
+                 label: str = "") -> dict[str, float]:
+        """The metrics of one architecture: bound, latency, proxy accuracy, reward."""
+        cfg = self.p.cfg
+        recs = self.records() if recs is None else recs
+        t0 = time.perf_counter()
         m: dict[str, float] = {"params": float(spec.params), "macs": float(spec.macs), "epochs": float(epochs)}
         reason = None
         if cfg.max_params and spec.params > cfg.max_params:
@@ -187,7 +197,7 @@ class Evaluator:
             m.update(rejected=reason, latency_ms=est, accuracy=0.0, wall_s=time.perf_counter() - t0,
                      reward=reward(cfg.reward, 0.0, est, cfg.target_ms, self.p.exponent))
             return m
-        self.on_phase(f"trial {trial_id}: measuring latency")
+        self.on_phase(f"trial {label}: measuring latency")
         lat, cached = self.meter.measure(spec)
         m.update({f"latency_{k}": float(v) for k, v in lat.items() if isinstance(v, (int, float)) and k != "count"})
         m["latency_ms"] = float(lat["median_ms"])
@@ -201,7 +211,7 @@ class Evaluator:
                     m[k] = same["metrics"][k]
             m["duplicate"] = 1.0
         else:
-            self.on_phase(f"trial {trial_id}: training {epochs} epochs")
+            self.on_phase(f"trial {label}: training {epochs} epochs")
             m.update(self._train(spec, epochs, recs))
         m["wall_s"] = time.perf_counter() - t0
         m["reward"] = reward(cfg.reward, m["accuracy"], m["latency_ms"], cfg.target_ms, self.p.exponent)
@@ -342,12 +352,23 @@ def make_oracle(p: Prepared, listener: Callable[[dict[str, Any]], None] | None =
     return oracle
 
 
+class _BudgetSpent(Exception):
+    """--max-minutes has passed: no new trial is started."""
+
+
 def make_tuner(p: Prepared, evaluator: Evaluator, oracle: Any):
     import keras_tuner as kt
 
     class OdmlTuner(kt.engine.base_tuner.BaseTuner):
         """Runs one candidate per trial through ``evaluator`` and returns its
         metrics; keras-tuner's own model-fitting path is not used."""
+
+        started = time.perf_counter()
+
+        def pre_create_trial(self):
+            budget = p.cfg.max_minutes
+            if budget is not None and time.perf_counter() - self.started > budget * 60:
+                raise _BudgetSpent()
 
         def run_trial(self, trial, *args, **kwargs):
             try:
@@ -410,8 +431,12 @@ def run_search(p: Prepared, role: str = "single", env: dict[str, str] | None = N
     oracle = make_oracle(p, listener)
     tuner = make_tuner(p, evaluator, oracle)
     t0 = time.perf_counter()
+    tuner.started = t0
     with contextlib.redirect_stdout(sys.stderr):
-        tuner.search(verbose=0)
+        try:
+            tuner.search(verbose=0)
+        except _BudgetSpent:
+            pass
     wall = time.perf_counter() - t0
     if role == "worker":
         return {"role": "worker", "tuner_id": os.environ.get("KERASTUNER_TUNER_ID"), "trained": evaluator.trained_here,

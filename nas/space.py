@@ -467,12 +467,13 @@ def edgetpu_v2_space() -> SearchSpace:
 
 def small32_space() -> SearchSpace:
     """A small space for 32x32 inputs (the embedded digits, CIFAR-sized data):
-    four stages after a stride-1 stem, every block type, kernels 3-7."""
+    a stride-2 stem as in the zoo models, then four stages (16x16 down to 2x2)
+    of every block type, kernels 3-7, expansions 2-6 and three widths."""
     blocks = {"type": _ALL_TYPES, "kernel": [3, 5, 7], "expansion": [2, 4, 6], "groups": [2, 4]}
     return space_from_dict({
         "name": "small32", "input_size": 32,
-        "description": "32x32 inputs: stride-1 stem, 4 searchable stages (IBN, fused IBN, GC-IBN)",
-        "stem": {"filters": [16, 24], "kernel": [3], "stride": 1},
+        "description": "32x32 inputs: stride-2 stem, 4 searchable stages (IBN, fused IBN, GC-IBN)",
+        "stem": {"filters": [16, 24, 32], "kernel": [3], "stride": 2},
         "head": {"filters": [256, 512], "dropout": 0.2},
         "stages": [
             {"stride": 1, "filters": [16], "depth": [1], "choices": {"type": ["ibn_fused", "ibn_dw"], "kernel": [3],
