@@ -226,13 +226,7 @@ class Evaluator:
         curves = [r["metrics"] for r in recs if not r["metrics"].get("rejected") and not r["metrics"].get("duplicate")]
 
         def should_stop(epoch: int, logs: dict) -> bool:
-            if epoch >= epochs - 1:
-                return False
-            seen = [c[f"train_acc_e{epoch}"] for c in curves if f"train_acc_e{epoch}" in c]
-            if len(seen) < 3:
-                return False
-            med = statistics.median(seen)
-            return logs.get("accuracy", 1.0) < (0.5 * med if epoch == 0 else med)
+            return median_stop(epoch, logs.get("accuracy", 1.0), curves, epochs)
 
         tc = TrainConfig(epochs=epochs, batch_size=cfg.batch_size, learning_rate=cfg.lr, seed=cfg.seed)
         res = train_classifier(spec, self.p.data, tc, None, None, should_stop)
@@ -243,6 +237,21 @@ class Evaluator:
         for i, a in enumerate(res["history"].get("accuracy", [])):
             out[f"train_acc_e{i}"] = float(a)
         return out
+
+
+def median_stop(epoch: int, acc: float, curves: list[dict[str, float]], epochs: int, min_curves: int = 3) -> bool:
+    """The median stopping rule (Google Vizier): stop a trial whose training
+    accuracy after ``epoch`` is below the median of the finished trials at the
+    same epoch; after the first epoch only when below half of it (the first
+    epoch is noisy). Never on the last epoch, and not before ``min_curves``
+    trials have finished."""
+    if epoch >= epochs - 1:
+        return False
+    seen = [c[f"train_acc_e{epoch}"] for c in curves if f"train_acc_e{epoch}" in c]
+    if len(seen) < min_curves:
+        return False
+    med = statistics.median(seen)
+    return acc < (0.5 * med if epoch == 0 else med)
 
 
 # ---- oracles ----------------------------------------------------------------------

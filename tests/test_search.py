@@ -1,0 +1,344 @@
+"""odml search: spaces, rewards, the Pareto front, the search loop, resume
+after kill -9, and keras-tuner's chief/worker mode on loopback."""
+
+import itertools
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from helpers import assert_one_line_error
+
+# A tiny space on 16x16 inputs: a trial (export, measure, one epoch) takes seconds.
+TINY = {
+    "name": "tiny16", "input_size": 16,
+    "stem": {"filters": [8], "kernel": [3], "stride": 2},
+    "head": {"filters": [32], "dropout": 0.0},
+    "stages": [
+        {"stride": 1, "filters": [8], "depth": [1], "choices": {"type": ["ibn_fused", "ibn_dw"], "kernel": [3],
+                                                                "expansion": [1, 2]}},
+        {"stride": 2, "filters": [16], "filter_mult": [0.5, 1.0], "depth": [1, 2],
+         "choices": {"type": ["ibn_dw", "ibn_gc"], "kernel": [3, 5], "expansion": [2], "groups": [2]}},
+    ],
+}
+
+
+@pytest.fixture
+def tiny_space(tmp_path):
+    p = tmp_path / "tiny.json"
+    p.write_text(json.dumps(TINY))
+    return p
+
+
+def _search_args(space, out, *extra):
+    return ["search", "--space", space, "--data", "digits", "--target-ms", "0.05", "--epochs", "1",
+            "--runs", "10", "--out", out, *extra]
+
+
+# ---- spaces ------------------------------------------------------------------------
+def test_released_sizes_are_points_of_edgetpu_v2():
+    from odml.nas.space import load_space
+    from odml.zoo.registry import create_spec
+
+    sp = load_space("edgetpu_v2")
+    for size in ("tiny", "xs", "s", "m", "l"):
+        spec = create_spec(f"mobilenet_edgetpu_v2_{size}")
+        values = sp.encode(spec)
+        assert values is not None, size
+        back = sp.decode(values, 1001)
+        assert back.to_line() == spec.to_line() and back.params == spec.params
+    # and v1 (a different macro-architecture: 4 fused stages) is not
+    assert sp.encode(create_spec("mobilenet_edgetpu_v1")) is None
+
+
+def test_space_size_counts_distinct_architectures():
+    from odml.nas.space import space_from_dict
+
+    sp = space_from_dict(TINY)
+    dims = sp.dimensions()
+    lines = set()
+    for combo in itertools.product(*dims.values()):
+        lines.add(sp.decode(dict(zip(dims, combo)), 10).to_line())
+    # stage 0: 2 types x 2 expansions; stage 1: 2 widths x (one block: 2 types x 2 kernels
+    # + two blocks: (2 x 2)^2) = 2 x 20
+    assert sp.size() == len(lines) == 4 * 40
+
+
+def test_show_space_json_and_table(cli, tiny_space):
+    r = cli("search", "--show-space", "--space", tiny_space, "--json")
+    assert r.exit_code == 0, r.stderr
+    d = r.json()["space"]
+    assert d["size"] == 160 and d["name"] == "tiny16" and len(d["positions"]) == 3
+    assert d["positions"][2]["optional"] and d["positions"][1]["groups"] == [2]
+    r = cli("search", "--show-space", "--space", "edgetpu_v2")
+    assert r.exit_code == 0 and "edgetpu_v2" in r.stdout and "10^51" in r.stdout
+
+
+def test_yaml_space_file(cli, tmp_path):
+    import yaml
+
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(TINY))
+    r = cli("search", "--show-space", "--space", p, "--json")
+    assert r.exit_code == 0 and r.json()["space"]["size"] == 160
+
+
+# ---- rewards and Pareto ----------------------------------------------------------------
+def test_rewards_follow_reference_section_7():
+    from odml.nas.reward import reward
+
+    # at the target every reward is the accuracy
+    for kind, w in (("mnas", -0.07), ("mnas_hard", -0.07), ("abs", -0.1)):
+        assert reward(kind, 0.8, 5.0, 5.0, w) == pytest.approx(0.8)
+    assert reward("mnas", 0.8, 10.0, 5.0, -0.07) == pytest.approx(0.8 * 2 ** -0.07)
+    assert reward("mnas", 0.8, 2.5, 5.0, -0.07) > 0.8  # soft: faster is rewarded
+    assert reward("mnas_hard", 0.8, 2.5, 5.0, -0.07) == pytest.approx(0.8)  # hard: no bonus
+    assert reward("mnas_hard", 0.8, 10.0, 5.0, -0.07) == pytest.approx(0.8 * 2 ** -0.07)
+    assert reward("abs", 0.8, 7.5, 5.0, -0.1) == pytest.approx(0.8 - 0.05)
+    assert reward("abs", 0.8, 2.5, 5.0, -0.1) == pytest.approx(0.8 - 0.05)  # abs punishes both sides
+
+
+def test_pareto_front():
+    from odml.nas.pareto import pareto_front
+
+    pts = [{"id": i, "accuracy": a, "latency_ms": t} for i, (a, t) in
+           enumerate([(0.90, 1.0), (0.85, 2.0), (0.95, 3.0), (0.95, 4.0), (0.80, 0.5), (0.97, 5.0)])]
+    assert [p["id"] for p in pareto_front(pts)] == [4, 0, 2, 5]
+
+
+def test_median_stopping_rule():
+    from odml.nas.runner import median_stop
+
+    curves = [{"train_acc_e0": a, "train_acc_e1": b} for a, b in ((0.5, 0.8), (0.6, 0.9), (0.4, 0.7))]
+    assert not median_stop(0, 0.1, curves[:2], 3)  # too few finished trials
+    assert median_stop(0, 0.2, curves, 3) and not median_stop(0, 0.3, curves, 3)  # half the median after epoch 1
+    assert median_stop(1, 0.75, curves, 3) and not median_stop(1, 0.85, curves, 3)
+    assert not median_stop(2, 0.0, curves, 3)  # never on the last epoch
+
+
+# ---- latency in the loop --------------------------------------------------------------
+def test_latency_cache_and_bound(tmp_path):
+    from odml.nas.latency import LatencyMeter, parse_device, read_jsonl
+    from odml.nas.space import space_from_dict
+
+    sp = space_from_dict(TINY)
+    dims = sp.dimensions()
+    specs = {}
+    for combo in itertools.product(*dims.values()):
+        spec = sp.decode(dict(zip(dims, combo)), 10)
+        specs.setdefault(spec.to_line(), spec)
+    specs = list(specs.values())[:3]
+    cache = tmp_path / "lat.jsonl"
+    meter = LatencyMeter(parse_device("host"), "int8", 1, 10, 0.05, cache)
+    lat, cached = meter.measure(specs[0])
+    assert not cached and lat["median_ms"] > 0 and lat["size_bytes"] > 1000
+    again, cached = meter.measure(specs[0].replace(name="renamed"))  # the name is not the architecture
+    assert cached and again == lat
+    assert meter.lower_bound_ms(specs[0]) is None  # no bound before three measurements
+    for s in specs[1:]:
+        meter.measure(s)
+    assert len(read_jsonl(cache)) == 3
+    fresh = LatencyMeter(parse_device("host"), "int8", 1, 10, 0.05, cache)  # another run reads the cache
+    assert fresh.measure(specs[0]) == (lat, True)
+    bound = fresh.lower_bound_ms(specs[0])
+    assert 0 < bound <= lat["median_ms"] * (1 + 1e-9)
+    other = LatencyMeter(parse_device("host"), "fp32", 1, 10, 0.05, cache)  # another precision is measured anew
+    assert other.measure(specs[0])[1] is False
+
+
+# ---- the search ------------------------------------------------------------------------
+def test_search_end_to_end_evolution(cli, tiny_space, tmp_path):
+    from odml.nas.latency import read_jsonl
+    from odml.zoo.spec import ModelSpec
+
+    out = tmp_path / "run"
+    r = cli(*_search_args(tiny_space, out, "--trials", "5", "--strategy", "evolution", "--population", "2",
+                          "--sample", "2", "--json"))
+    assert r.exit_code == 0, r.stderr
+    s = r.json()["search"]
+    recs = read_jsonl(out / "trials.jsonl")
+    assert s["trials"] == len(recs) == 5 and len({x["trial_id"] for x in recs}) == 5
+    for rec in recs:
+        assert set(rec) >= {"line", "values", "metrics", "reward", "accuracy", "latency_ms", "params", "macs", "wall_s"}
+        if rec["status"] != "rejected":
+            assert 0 <= rec["accuracy"] <= 1 and rec["latency_ms"] > 0 and rec["metrics"]["latency_p90_ms"] > 0
+            assert rec["reward"] == pytest.approx(rec["accuracy"] * (rec["latency_ms"] / 0.05) ** -0.07)
+    best = max(recs, key=lambda x: x["reward"])
+    assert s["best"]["trial_id"] == best["trial_id"]
+    # after the population (2) is full, every child differs from an earlier trial in one choice
+    for rec in recs[2:]:
+        if rec["metrics"].get("duplicate"):
+            continue
+        earlier = [e["values"] for e in recs if int(e["trial_id"]) < int(rec["trial_id"])]
+        assert any(sum(rec["values"][k] != e[k] for k in e) == 1 for e in earlier)
+    front = json.loads((out / "pareto.json").read_text())["front"]
+    lats = [p["latency_ms"] for p in front]
+    accs = [p["accuracy"] for p in front]
+    assert lats == sorted(lats) and accs == sorted(accs) and len(front) >= 1
+    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    spec = ModelSpec.load(out / "best_spec.json")
+    assert spec.to_line() == best["line"] and spec.input_shape == (16, 16, 3) and spec.num_classes == 10
+    # the best spec is usable by export
+    r = cli("export", out / "best_spec.json", "--quantize", "fp32", "--out", tmp_path / "exp", "--json")
+    assert r.exit_code == 0, r.stderr
+    # a rerun of a finished search runs nothing new and reports the same best
+    r = cli(*_search_args(tiny_space, out, "--trials", "5", "--strategy", "evolution", "--population", "2",
+                          "--sample", "2", "--json"))
+    assert r.exit_code == 0 and r.json()["search"]["best"] == s["best"]
+    assert len(read_jsonl(out / "trials.jsonl")) == 5
+
+
+@pytest.mark.parametrize("strategy", ["bayesian", "hyperband"])
+def test_other_oracles_run(cli, tiny_space, tmp_path, strategy):
+    from odml.nas.latency import read_jsonl
+
+    out = tmp_path / strategy
+    r = cli(*_search_args(tiny_space, out, "--trials", "3", "--strategy", strategy, "--epochs", "3"))
+    assert r.exit_code == 0, r.stderr
+    recs = read_jsonl(out / "trials.jsonl")
+    assert len(recs) == 3 and "best" in r.stdout and "pareto" in r.stdout
+    if strategy == "hyperband":  # Hyperband's first bracket trains with fewer epochs than the most
+        assert all("tuner/epochs" in x["values"] for x in recs)
+        assert min(x["metrics"]["epochs"] for x in recs) < 3
+
+
+def _odml(*args):
+    return [sys.executable, "-c", "from odml.cli.app import main; main()", *map(str, args)]
+
+
+def test_resume_after_kill_9(tiny_space, tmp_path):
+    from odml.nas.latency import read_jsonl
+
+    out = tmp_path / "run"
+    args = _odml(*_search_args(tiny_space, out, "--trials", "4", "--strategy", "random", "--json"))
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(read_jsonl(out / "trials.jsonl")) < 2:
+        time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = read_jsonl(out / "trials.jsonl")
+    assert 2 <= len(before) < 4
+    r = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    after = read_jsonl(out / "trials.jsonl")
+    ids = [x["trial_id"] for x in after]
+    assert len(after) == 4 and len(set(ids)) == 4  # none lost, none run twice
+    assert after[:len(before)] == before  # the finished trials are kept as they were
+    assert json.loads(r.stdout)["search"]["trials"] == 4
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_chief_and_two_workers_share_trials(tiny_space, tmp_path):
+    from odml.nas.latency import read_jsonl
+
+    out = tmp_path / "dist"
+    oracle = f"127.0.0.1:{_free_port()}"
+    common = _search_args(tiny_space, out, "--trials", "4", "--strategy", "random", "--oracle", oracle)
+    env = {**os.environ, "KERASTUNER_ORACLE_IP": "", "KERASTUNER_TUNER_ID": ""}
+    chief = subprocess.Popen(_odml(*common, "--role", "chief", "--json"), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env)
+    workers = [subprocess.Popen(_odml(*common, "--role", "worker", "--worker-id", f"w{i}", "--json"),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for i in (1, 2)]
+    try:
+        w_out = [w.communicate(timeout=400) for w in workers]
+        c_out = chief.communicate(timeout=120)
+    finally:
+        for p in (chief, *workers):
+            p.kill()
+    assert chief.returncode == 0, c_out[1]
+    assert all(w.returncode == 0 for w in workers), [o[1][-2000:] for o in w_out]
+    ran = {json.loads(o[0])["search"]["tuner_id"]: json.loads(o[0])["search"]["trained"] for o in w_out}
+    assert set(ran) == {"w1", "w2"} and all(n >= 1 for n in ran.values())  # both workers got trials
+    recs = read_jsonl(out / "trials.jsonl")
+    assert sorted(x["trial_id"] for x in recs) == ["0", "1", "2", "3"]  # none lost, none twice
+    trained = sum(1 for x in recs if not x["metrics"].get("rejected") and not x["metrics"].get("duplicate"))
+    assert sum(ran.values()) == trained
+    assert json.loads(c_out[0])["search"]["trials"] == 4
+
+
+# ---- bad input ---------------------------------------------------------------------------
+def _space_file(tmp_path, mutate):
+    d = json.loads(json.dumps(TINY))
+    mutate(d)
+    p = tmp_path / "bad.json"
+    p.write_text(json.dumps(d))
+    return p
+
+
+@pytest.mark.parametrize("mutate,fragments", [
+    (lambda d: d.update(stages=[]), ("empty space",)),
+    (lambda d: d["stages"][1]["choices"].update(kernel=[]), ("stage 1", "'kernel' has no choices")),
+    (lambda d: d["stages"][1]["choices"].update(groups=[3]), ("stage 1 block 0", "group count 3 does not divide")),
+    (lambda d: d["stages"][0].update(depth=[0]), ("stage 0", "depth")),
+    (lambda d: d.update(colour="red"), ("unknown key(s) colour",)),
+    (lambda d: d["stages"][1]["choices"].update(type=["ibn_xx"]), ("unknown block type 'ibn_xx'",)),
+])
+def test_bad_space_files(cli, tmp_path, mutate, fragments):
+    p = _space_file(tmp_path, mutate)
+    out = tmp_path / "never"
+    r = cli(*_search_args(p, out, "--trials", "1"))
+    assert_one_line_error(r, str(p), *fragments)
+    assert not out.exists()
+
+
+def test_bad_settings(cli, tiny_space, tmp_path):
+    out = tmp_path / "never"
+    for target in ("0", "-1"):
+        r = cli("search", "--space", tiny_space, "--target-ms", target, "--out", out)
+        assert_one_line_error(r, "--target-ms", "greater than 0")
+    r = cli(*_search_args(tiny_space, out, "--device", "phone7"))
+    assert_one_line_error(r, "phone7", "unknown device")
+    r = cli(*_search_args(tiny_space, out, "--device", "adb:NOPE", "--benchmark-binary", sys.executable))
+    assert r.exit_code == 2 and "adb:NOPE" in r.stderr
+    r = cli(*_search_args("no_such_space", out))
+    assert_one_line_error(r, "no_such_space", "built-in spaces: edgetpu_v2, small32")
+    r = cli(*_search_args(tiny_space, out, "--strategy", "annealing"))
+    assert_one_line_error(r, "--strategy 'annealing'")
+    r = cli(*_search_args(tiny_space, out, "--reward", "mnas", "--exponent", "0.5"))
+    assert_one_line_error(r, "--exponent")
+    bad_yaml = tmp_path / "s.yaml"
+    bad_yaml.write_text("stages: [\n  - {stride: 2\n")
+    assert_one_line_error(cli(*_search_args(bad_yaml, out)), str(bad_yaml), "not valid YAML")
+    assert not out.exists()
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    assert_one_line_error(cli(*_search_args(tiny_space, busy)), "holds no search")
+    assert sorted(os.listdir(busy)) == ["notes.txt"]
+
+
+def test_resume_refuses_other_settings(cli, tiny_space, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    from odml.nas.runner import SearchConfig, _settings
+    from odml.nas.space import load_space
+
+    cfg = SearchConfig(space=str(tiny_space), target_ms=0.05, epochs=1, runs=10)
+    (out / "search.json").write_text(json.dumps(_settings(cfg, load_space(tiny_space))))
+    r = cli(*_search_args(tiny_space, out, "--reward", "abs"))
+    assert_one_line_error(r, "other settings", "reward")
+    assert sorted(os.listdir(out)) == ["search.json"]
+
+
+def test_rejected_candidates_are_not_measured(cli, tiny_space, tmp_path):
+    from odml.nas.latency import read_jsonl
+
+    out = tmp_path / "run"
+    r = cli(*_search_args(tiny_space, out, "--trials", "2", "--strategy", "random", "--max-params", "10"))
+    assert r.exit_code == 0, r.stderr
+    recs = read_jsonl(out / "trials.jsonl")
+    assert [x["status"] for x in recs] == ["rejected", "rejected"]
+    assert all(x["reward"] == 0 and not math.isnan(x["latency_ms"]) for x in recs)
+    assert read_jsonl(out / "latency_cache.jsonl") == []  # nothing was exported or measured
