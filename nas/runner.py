@@ -128,8 +128,9 @@ def prepare(cfg: SearchConfig, out: Path, role: str = "single") -> Prepared:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise SearchError(f"--out {out}: is a file, expected a run folder")
-    if not out.parent.is_dir():
-        raise SearchError(f"--out {out}: parent folder {out.parent} does not exist")
+    parent = next((q for q in out.parents if q.exists()), None)
+    if parent is not None and not (parent.is_dir() and os.access(parent, os.W_OK)):
+        raise SearchError(f"--out {out}: cannot create it under {parent}")
     saved = out / SETTINGS
     if saved.is_file() and role != "worker":
         try:
