@@ -197,3 +197,30 @@ def test_adb_times_out_cleanly(cli, tmp_path, adb_env, tflite):
         r = cli("bench", tflite, "--device", f"adb:{dev.serial}", "--benchmark-binary", adb_env["binary"],
                 "--runs", "5", "--min-secs", "20", "--timeout", "3")
         assert_one_line_error(r, "timed out after 3 s")
+
+
+@needs_adb
+def test_search_measures_candidates_on_the_phone(cli, tmp_path, adb_env):
+    """odml search --device adb:SERIAL: every candidate is pushed to the phone and
+    measured there with benchmark_model; the cache is keyed by the phone."""
+    import json
+
+    from test_search import TINY
+
+    from odml.nas.latency import read_jsonl
+
+    space = tmp_path / "tiny.json"
+    space.write_text(json.dumps(TINY))
+    with StandInDevice(tmp_path / "phone", model="Pixel_Standin") as dev:
+        _connect(dev, adb_env["port"])
+        out = tmp_path / "run"
+        r = cli("search", "--space", space, "--device", f"adb:{dev.serial}", "--benchmark-binary", adb_env["binary"],
+                "--target-ms", "0.05", "--trials", "2", "--epochs", "1", "--runs", "10", "--strategy", "random",
+                "--out", out, "--json")
+        assert r.exit_code == 0, r.stderr
+        runs = [c for c in dev.commands if "benchmark_model" in c and "--graph" in c]
+        cache = read_jsonl(out / "latency_cache.jsonl")
+        assert len(runs) == len(cache) >= 1  # one phone run per measured architecture
+        assert all(c["device"] == f"adb:{dev.serial}" for c in cache)
+        recs = read_jsonl(out / "trials.jsonl")
+        assert len(recs) == 2 and all(x["device"] == f"adb:{dev.serial}" and x["latency_ms"] > 0 for x in recs)
