@@ -30,7 +30,6 @@ released MobileNetEdgeTPUV2 sizes are points of ``edgetpu_v2``).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -419,24 +418,9 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
     p = Path(name_or_path)
     if not p.is_file():
         raise SpaceError(f"{p}: no such space file (built-in spaces: {', '.join(BUILTIN)})")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise SpaceError(f"{p}: cannot read space file: {e}") from None
-    if p.suffix.lower() in (".yaml", ".yml"):
-        import yaml
+    from odml.documents import read_document
 
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            at = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-            raise SpaceError(f"{p}: not valid YAML{at}: {getattr(e, 'problem', e)}") from None
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise SpaceError(f"{p}: not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    data = read_document(p, "space", SpaceError)
     return space_from_dict(data, str(p))
 
 

@@ -191,14 +191,9 @@ class ModelSpec:
 
     @classmethod
     def load(cls, path: str | Path) -> "ModelSpec":
-        p = Path(path)
-        if not p.is_file():
-            raise SpecError(f"{p}: spec file not found")
-        try:
-            text = p.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise SpecError(f"{p}: cannot read spec: {e}") from None
-        return cls.from_json(text, str(p))
+        from odml.documents import read_document
+
+        return cls.from_dict(read_document(path, "spec", SpecError), str(path))
 
     def to_line(self) -> str:
         return " ".join([self.stem.to_line(), *(b.to_line() for b in self.blocks), self.head.to_line()])
