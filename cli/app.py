@@ -9,6 +9,7 @@ import typer
 
 from odml import __version__
 from odml.cli import bench as bench_mod
+from odml.cli import compress as compress_mod
 from odml.cli import devices as devices_mod
 from odml.cli import export as export_mod
 from odml.cli import inspect as inspect_mod
@@ -47,6 +48,7 @@ app.command("inspect")(inspect_mod.inspect_cmd)
 app.command("bench")(bench_mod.bench_cmd)
 app.command("devices")(devices_mod.devices_cmd)
 app.command("search")(search_mod.search_cmd)
+app.command("compress")(compress_mod.compress_cmd)
 
 
 def main() -> None:

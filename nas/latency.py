@@ -184,7 +184,7 @@ class LatencyMeter:
         if self.precision == "int8":
             x = self.calibration
             if x is None:
-                x = np.random.default_rng(0).uniform(0, 255, (16, *spec.input_shape)).astype(np.float32)
+                x = np.random.default_rng(0).uniform(0, 1, (16, *spec.input_shape)).astype(np.float32)  # inputs are [0, 1]
             rep = representative_from(x, n=16)
         return convert(model, self.precision, rep)
 

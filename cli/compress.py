@@ -1,0 +1,114 @@
+"""odml compress: Learn2Compress - distillation into several students at once,
+pruning, quantization, and a table to pick from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from odml.cli.common import err, fmt_int, handle_errors, out, print_json
+
+
+@handle_errors
+def compress_cmd(
+    teacher: Path = typer.Argument(..., help="The pre-trained Keras classifier (.keras or .h5; loaded with safe_mode)."),
+    data: str = typer.Option("digits", "--data", help="'digits' (embedded), a folder of class subfolders, or an .npz."),
+    out_dir: Path = typer.Option(..., "--out", help="Run folder; rerun the same command to resume."),
+    recipe: Optional[Path] = typer.Option(None, "--recipe", help="A YAML/JSON recipe (see 'odml compress --help' and the README)."),
+    students: Optional[str] = typer.Option(None, "--students", help="Comma-separated: zoo NAME[@WIDTH] or spec files (default: sizes from the teacher's MACs)."),
+    sizes: Optional[str] = typer.Option(None, "--sizes", help="Derived students at these fractions of the teacher's MACs, e.g. 0.5,0.25,0.125."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs (overrides the recipe)."),
+    distill: Optional[bool] = typer.Option(None, "--distill/--no-distill", help="Distil from the teacher (default on)."),
+    joint: Optional[bool] = typer.Option(None, "--joint/--fixed-teacher", help="Train the teacher with the students."),
+    prune: Optional[float] = typer.Option(None, "--prune", help="Magnitude pruning to this sparsity in [0, 1)."),
+    prune_structure: Optional[str] = typer.Option(None, "--prune-structure", help="unstructured or 2:4."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="ptq (post-training int8, default), qat or none."),
+    device: str = typer.Option("host", "--device", help="Where latency is measured: host, adb:SERIAL or edgetpu."),
+    threads: int = typer.Option(1, "--threads"),
+    runs: int = typer.Option(50, "--runs", help="Benchmark runs per model."),
+    pick_expr: Optional[str] = typer.Option(None, "--pick", help="Mark the most accurate student within a budget, e.g. 'latency_ms<=5, size_kb<500'."),
+    benchmark_binary: Optional[str] = typer.Option(None, "--benchmark-binary", help="adb: TFLite's benchmark_model for the phone."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Compress TEACHER into several students: distillation (one teacher pass per batch for all
+    students), optional pruning and quantization-aware training, int8 TFLite, latency on --device,
+    and a table sorted by latency with the Pareto set marked."""
+    from odml.compress.run import CompressError, CompressOptions, prepare, run
+
+    size_list = None
+    if sizes is not None:
+        try:
+            size_list = [float(s) for s in sizes.split(",") if s.strip()]
+        except ValueError:
+            raise CompressError(f"--sizes {sizes!r}: expected comma-separated fractions such as 0.5,0.25") from None
+    opts = CompressOptions(
+        teacher=str(teacher), data=data, out=str(out_dir), recipe=str(recipe) if recipe else None,
+        students=[s for s in (students or "").split(",") if s.strip()], sizes=size_list, epochs=epochs, joint=joint,
+        prune=prune, prune_structure=prune_structure, quantize=quantize, distill=distill, device=device,
+        threads=threads, runs=runs, pick=pick_expr, benchmark_binary=benchmark_binary)
+    if epochs is not None and epochs < 1:
+        raise CompressError(f"--epochs {epochs}: must be at least 1")
+    p = prepare(opts)
+    bar = None if json_out else _Bar(p.recipe.epochs, [lbl for lbl, _ in p.students])
+    try:
+        if bar:
+            bar.start()
+        rep = run(p, on_stage=bar.stage if bar else None, on_epoch=bar.epoch if bar else None)
+    except KeyboardInterrupt:
+        err.print("interrupted; run the same command to resume", markup=False)
+        raise typer.Exit(130)
+    finally:
+        if bar:
+            bar.stop()
+    if json_out:
+        print_json({"compress": rep})
+        return
+    _table(rep)
+
+
+class _Bar:
+    def __init__(self, epochs: int, labels: list[str]):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("[bold]compress"), BarColumn(), MofNCompleteColumn(), TextColumn("epochs"),
+                            TextColumn("[dim]{task.fields[info]}"), TimeElapsedColumn(), console=err)
+        self.epochs, self.labels, self.task = epochs, labels, None
+
+    def start(self) -> None:
+        self.bar.start()
+        self.task = self.bar.add_task("compress", total=self.epochs, info="")
+
+    def stage(self, text: str) -> None:
+        self.bar.update(self.task, info=text)
+
+    def epoch(self, epoch: int, logs: dict[str, Any]) -> None:
+        info = "  ".join(f"{k} {v['accuracy']:.3f}" for k, v in logs.items())
+        self.bar.update(self.task, completed=epoch + 1, info=f"train acc: {info}")
+
+    def stop(self) -> None:
+        self.bar.stop()
+
+
+def _table(rep: dict[str, Any]) -> None:
+    t = rep["teacher"]
+    tab = Table(title=f"odml compress on {rep['device']}: teacher {Path(t['model']).name} "
+                      f"(accuracy {t['accuracy']:.4f}, {t['size_bytes'] / 1024:,.0f} KiB fp32, {t['latency_ms']:.3f} ms)")
+    cols = ("", "student", "accuracy", "int8 acc", "params", "size KiB", "gzip KiB", "latency ms", "smaller", "faster",
+            "sparsity")
+    for c in cols:
+        tab.add_column(c, justify="left" if c in ("", "student") else "right")
+    for r in rep["students"]:
+        mark = " ".join(m for m, on in (("picked", r["picked"]), ("pareto", r["pareto"])) if on)
+        tab.add_row(mark, r["label"], f"{r['accuracy']:.4f}",
+                    "-" if r["int8_accuracy"] is None else f"{r['int8_accuracy']:.4f}", fmt_int(r["params"]),
+                    f"{r['size_bytes'] / 1024:,.1f}", f"{r['gzip_bytes'] / 1024:,.1f}", f"{r['latency_ms']:.3f}",
+                    f"{r['size_ratio']:.1f}x", f"{r['speedup']:.1f}x",
+                    "-" if "sparsity" not in r else f"{r['sparsity']:.0%}")
+    out.print(tab)
+    if rep["pick"]:
+        out.print(f"pick {rep['pick']!r}: {rep['picked'] or 'no student meets it'}", markup=False)
+    for name, path in rep["files"].items():
+        out.print(f"{name}: {path}")

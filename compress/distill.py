@@ -1,0 +1,223 @@
+"""Several students trained in one run: one data pipeline, one teacher
+forward pass per batch, each student's loss the hard-label cross-entropy
+plus the distillation term (Hinton et al.: T^2 KL between the softened
+teacher and student distributions). The teacher is fixed, or (joint)
+trained on the labels in the same step. Pruning (tfmot, polynomial decay)
+and quantization-aware training wrap the students before training.
+A checkpoint after every epoch lets an interrupted run continue."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from odml.compress.recipe import Recipe, RecipeError
+from odml.data.images import ImageDataset
+
+
+@dataclass
+class Student:
+    label: str
+    spec: Any
+    model: Any = None  # what trains (wrapped for pruning / QAT)
+    optimizer: Any = None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _prunable(layer, K, structure: str) -> bool:
+    if isinstance(layer, K.layers.DepthwiseConv2D):
+        return structure == "unstructured"
+    if isinstance(layer, K.layers.Conv2D):
+        if layer.groups != 1:
+            return False  # tfmot does not prune grouped convolutions
+        return structure == "unstructured" or int(layer.input_shape[-1]) % 4 == 0
+    if isinstance(layer, K.layers.Dense):
+        return structure == "unstructured" or int(layer.input_shape[-1]) % 4 == 0
+    return False
+
+
+def wrap_for_pruning(model: Any, recipe: Recipe, total_steps: int) -> Any:
+    """Wrap every prunable layer (convolutions and dense layers; 2:4 only where
+    the input channels allow it) with tfmot's prune_low_magnitude."""
+    import tensorflow_model_optimization as tfmot
+
+    from odml._tf import keras
+
+    K = keras()
+    p = recipe.prune
+    begin, end = int(p.begin * total_steps), max(int(p.end * total_steps), int(p.begin * total_steps) + 1)
+    schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, p.sparsity, begin, end, power=3, frequency=p.frequency)
+    kwargs: dict[str, Any] = {"pruning_schedule": schedule}
+    if p.structure == "2:4":
+        kwargs = {"sparsity_m_by_n": (2, 4)}  # fixed 2-of-4 masks from the start
+
+    def clone(layer):
+        if _prunable(layer, K, p.structure):
+            return tfmot.sparsity.keras.prune_low_magnitude(layer.__class__.from_config(layer.get_config()), **kwargs)
+        return layer.__class__.from_config(layer.get_config())
+
+    with tfmot.sparsity.keras.prune_scope():
+        wrapped = K.models.clone_model(model, clone_function=clone)
+    for layer, target in zip(model.layers, wrapped.layers):  # same order; a pre-trained student keeps its weights
+        inner = getattr(target, "layer", target)
+        if layer.weights:
+            inner.set_weights(layer.get_weights())
+    return wrapped
+
+
+def wrap_for_qat(model: Any, label: str) -> Any:
+    """tfmot's quantization-aware model (fake-quant of weights and activations)."""
+    import tensorflow_model_optimization as tfmot
+
+    try:
+        return tfmot.quantization.keras.quantize_model(model)
+    except Exception as e:  # layers tfmot cannot quantize (custom ones, grouped convolutions, ...)
+        msg = " ".join(str(e).split())[:200]
+        raise RecipeError(f"student {label}: quantization-aware training is not possible for this model "
+                          f"({type(e).__name__}: {msg}); use quantize.mode ptq") from None
+
+
+def strip(model: Any) -> Any:
+    import tensorflow_model_optimization as tfmot
+
+    return tfmot.sparsity.keras.strip_pruning(model)
+
+
+def sparsity_per_layer(model: Any) -> list[dict[str, Any]]:
+    """The fraction of zero weights of every convolution / dense kernel."""
+    from odml._tf import keras
+
+    K = keras()
+    rows = []
+    for layer in model.layers:
+        if isinstance(layer, (K.layers.Conv2D, K.layers.Dense)) and layer.weights:
+            k = layer.weights[0].numpy()
+            rows.append({"layer": layer.name, "weights": int(k.size), "sparsity": round(float((k == 0).mean()), 4)})
+    return rows
+
+
+def _optimizer(K, recipe: Recipe, steps: int):
+    total = max(1, recipe.epochs * steps)
+    warmup = min(total // 10, 5 * steps)
+    schedule = K.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else recipe.learning_rate, decay_steps=max(1, total - warmup),
+        warmup_target=recipe.learning_rate if warmup else None, warmup_steps=warmup, alpha=0.01)
+    return K.optimizers.AdamW(learning_rate=schedule, weight_decay=recipe.weight_decay)
+
+
+def train_students(teacher_model: Any, students: list[Student], data: ImageDataset, recipe: Recipe, ckpt_dir: Path,
+                   on_epoch: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train all students together for recipe.epochs, resuming from the last
+    finished epoch in ``ckpt_dir``. Returns timing and per-epoch history."""
+    from odml._tf import keras, tf
+    from odml.train.trainer import make_tf_dataset
+
+    T, K = tf(), keras()
+    K.utils.set_random_seed(recipe.seed)
+    steps = int(np.ceil(len(data.y_train) / recipe.batch_size))
+    total_steps = steps * recipe.epochs
+    d = recipe.distill
+    for s in students:
+        model = s.model
+        if recipe.prune.enabled:
+            model = wrap_for_pruning(model, recipe, total_steps)
+        if recipe.quantize.mode == "qat":
+            model = wrap_for_qat(model, s.label)
+        s.model = model
+        s.optimizer = _optimizer(K, recipe, steps)
+    teacher_opt = _optimizer(K, recipe, steps) if d.joint else None
+    ce = K.losses.SparseCategoricalCrossentropy(from_logits=True)
+    kl = K.losses.KLDivergence()
+    temp, alpha = float(d.temperature), float(d.alpha) if d.enabled else 0.0
+
+    def student_loss(y, logits, t_soft):
+        hard = ce(y, logits)
+        if not alpha or t_soft is None:
+            return hard
+        soft = kl(t_soft, T.nn.softmax(logits / temp)) * temp * temp
+        return (1 - alpha) * hard + alpha * soft
+
+    @T.function
+    def step(x, y):
+        if not (d.enabled or d.joint):
+            t_logits = None  # plain training: no teacher pass at all
+        elif d.joint:
+            with T.GradientTape() as tape:
+                t_logits = teacher_model(x, training=True)
+                t_loss = ce(y, t_logits)
+            grads = tape.gradient(t_loss, teacher_model.trainable_variables)
+            teacher_opt.apply_gradients(zip(grads, teacher_model.trainable_variables))
+        else:
+            t_logits = teacher_model(x, training=False)  # one teacher pass, shared by every student
+        t_soft = None if t_logits is None else T.stop_gradient(T.nn.softmax(t_logits / temp))
+        out = []
+        for s in students:
+            with T.GradientTape() as tape:
+                logits = s.model(x, training=True)
+                loss = student_loss(y, logits, t_soft)
+            grads = tape.gradient(loss, s.model.trainable_variables)
+            s.optimizer.apply_gradients(zip(grads, s.model.trainable_variables))
+            acc = T.reduce_mean(T.cast(T.equal(T.argmax(logits, -1, output_type=T.int32), T.cast(y, T.int32)), T.float32))
+            out.append((loss, acc))
+        return out
+
+    epoch_var = T.Variable(0, dtype=T.int64, trainable=False)
+    objs: dict[str, Any] = {"epoch": epoch_var, "teacher": teacher_model}
+    for i, s in enumerate(students):
+        objs[f"student{i}"] = s.model
+        objs[f"opt{i}"] = s.optimizer
+    if teacher_opt is not None:
+        objs["teacher_opt"] = teacher_opt
+    ckpt = T.train.Checkpoint(**objs)
+    manager = T.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=1)
+    Path(ckpt_dir).mkdir(parents=True, exist_ok=True)
+    hist_file = Path(ckpt_dir) / "history.json"
+    if manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint).expect_partial()
+    start = int(epoch_var.numpy())
+    if start and hist_file.is_file():  # written just before each checkpoint: keep the epochs it holds
+        saved = json.loads(hist_file.read_text())
+        for s in students:
+            s.history = [h for h in saved.get(s.label, []) if h["epoch"] < start]
+    pruning_cbs = []
+    if recipe.prune.enabled:
+        import tensorflow_model_optimization as tfmot
+
+        for s in students:
+            cb = tfmot.sparsity.keras.UpdatePruningStep()
+            cb.set_model(s.model)
+            cb.on_train_begin()
+            pruning_cbs.append(cb)
+    ds = make_tf_dataset(data.x_train, data.y_train, recipe.batch_size, True, recipe.seed)
+    epoch_times = []
+    for epoch in range(start, recipe.epochs):
+        t0 = time.perf_counter()
+        sums = np.zeros((len(students), 2))
+        n = 0
+        for x, y in ds:
+            for cb in pruning_cbs:
+                cb.on_train_batch_begin(batch=-1)
+            res = step(x, y)
+            sums += np.array([[float(l), float(a)] for l, a in res])
+            n += 1
+        for cb in pruning_cbs:
+            cb.on_epoch_end(batch=-1)
+        epoch_times.append(time.perf_counter() - t0)
+        logs = {}
+        for s, (loss, acc) in zip(students, sums / max(n, 1)):
+            s.history.append({"epoch": epoch, "loss": float(loss), "accuracy": float(acc)})
+            logs[s.label] = {"loss": float(loss), "accuracy": float(acc)}
+        epoch_var.assign(epoch + 1)
+        tmp = hist_file.with_name(".history.json.tmp")
+        tmp.write_text(json.dumps({s.label: s.history for s in students}))
+        tmp.replace(hist_file)
+        manager.save()
+        if on_epoch:
+            on_epoch(epoch, logs)
+    return {"start_epoch": start, "epochs": recipe.epochs, "epoch_s": epoch_times,
+            "train_s": float(sum(epoch_times))}

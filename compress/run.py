@@ -1,0 +1,350 @@
+"""odml compress, end to end: teacher in, several ready-to-use students out.
+
+Run folder (``--out``)::
+
+    compress.json        the settings; a rerun with the same settings resumes
+    checkpoints/         all students (and optimizers) after the last finished epoch
+    results.jsonl        one line per finished model (the teacher first), fsynced
+    TEACHER_fp32.tflite, LABEL_int8.tflite, LABEL.keras   the models
+    report.json, compress.png                             at the end
+
+Resume: training continues from the last finished epoch; a student whose
+line is in results.jsonl is not exported or measured again.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import operator
+import os
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from odml.compress.recipe import Recipe, RecipeError, load_recipe
+from odml.compress.students import Teacher, derive_students, load_teacher, resolve_students
+from odml.errors import DataError, OdmlError
+
+SCHEMA = 1
+RESULTS = "results.jsonl"
+SETTINGS = "compress.json"
+
+
+class CompressError(OdmlError):
+    """Settings that cannot start (or resume) a compression run."""
+
+
+@dataclass
+class CompressOptions:
+    teacher: str
+    data: str = "digits"
+    out: str = "runs/compress"
+    recipe: str | None = None
+    students: list[str] = field(default_factory=list)
+    sizes: list[float] | None = None
+    epochs: int | None = None
+    joint: bool | None = None
+    prune: float | None = None
+    prune_structure: str | None = None
+    quantize: str | None = None
+    distill: bool | None = None
+    device: str = "host"
+    threads: int = 1
+    runs: int = 50
+    val_split: float = 0.2
+    pick: str | None = None
+    benchmark_binary: str | None = None
+
+
+# ---- --pick -------------------------------------------------------------------------
+_OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt, "==": operator.eq}
+PICK_METRICS = {"latency_ms", "size_bytes", "size_kb", "size_mb", "gzip_bytes", "params", "accuracy",
+                "int8_accuracy", "speedup", "size_ratio"}
+
+
+def parse_pick(text: str) -> list[tuple[str, str, float]]:
+    """``latency_ms<=5, size_kb<300``: conditions joined by commas or 'and'."""
+    conds = []
+    for part in re.split(r",|\band\b", text):
+        part = part.strip()
+        if not part:
+            continue
+        m = re.fullmatch(r"([a-z0-9_]+)\s*(<=|>=|==|<|>)\s*([-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?)", part)
+        if not m or m[1] not in PICK_METRICS:
+            raise CompressError(f"--pick {text!r}: cannot read {part!r}; expected METRIC OP NUMBER with METRIC one of "
+                                f"{', '.join(sorted(PICK_METRICS))}")
+        conds.append((m[1], m[2], float(m[3])))
+    if not conds:
+        raise CompressError(f"--pick {text!r}: no condition")
+    return conds
+
+
+def _metric(row: dict[str, Any], name: str) -> float:
+    if name == "size_kb":
+        return row["size_bytes"] / 1024
+    if name == "size_mb":
+        return row["size_bytes"] / 2**20
+    return row.get(name)
+
+
+def pick(rows: list[dict[str, Any]], conds: list[tuple[str, str, float]]) -> dict[str, Any] | None:
+    """The most accurate student (int8 accuracy where it exists) that meets
+    every condition; None when none does."""
+    ok = [r for r in rows if r["role"] == "student" and all(
+        _metric(r, m) is not None and _OPS[op](_metric(r, m), v) for m, op, v in conds)]
+    return max(ok, key=lambda r: (r.get("int8_accuracy") or r["accuracy"], -r["latency_ms"])) if ok else None
+
+
+# ---- preparation -------------------------------------------------------------------------
+@dataclass
+class Prepared:
+    opts: CompressOptions
+    recipe: Recipe
+    teacher: Teacher
+    data: Any
+    students: list[tuple[str, Any]]
+    device: Any
+    out: Path
+    pick: list[tuple[str, str, float]] | None
+
+
+def prepare(o: CompressOptions) -> Prepared:
+    """Check everything before anything is written."""
+    from odml.data.images import load_images
+    from odml.nas.latency import parse_device
+
+    recipe = load_recipe(o.recipe)
+    if o.epochs is not None:
+        recipe.epochs = o.epochs
+    if o.joint is not None:
+        recipe.distill.joint = o.joint
+    if o.distill is not None:
+        recipe.distill.enabled = o.distill
+    if o.prune is not None:
+        recipe.prune.enabled = o.prune > 0
+        recipe.prune.sparsity = o.prune
+    if o.prune_structure is not None:
+        recipe.prune.structure = o.prune_structure
+        recipe.prune.enabled = True
+    if o.quantize is not None:
+        recipe.quantize.mode = o.quantize
+    if o.students:
+        recipe.students = list(o.students)
+    if o.sizes is not None:
+        recipe.sizes = list(o.sizes)
+    recipe.validate("settings" if o.recipe is None else f"{o.recipe} (with the command-line settings)")
+    conds = parse_pick(o.pick) if o.pick else None
+    if o.threads < 1 or o.runs < 1:
+        raise CompressError("--threads and --runs must be at least 1")
+    device = parse_device(o.device, o.benchmark_binary)
+    teacher = load_teacher(o.teacher)
+    h, w, c = teacher.input_shape
+    data = load_images(o.data, (h, w), c, o.val_split, recipe.seed)
+    if data.num_classes != teacher.num_classes:
+        raise DataError(f"{o.data}: {data.num_classes} classes in the data but the teacher {teacher.path} has "
+                        f"{teacher.num_classes} outputs")
+    students = resolve_students(recipe.students, teacher) if recipe.students else derive_students(recipe.sizes, teacher)
+    out = Path(o.out)
+    if out.exists() and not out.is_dir():
+        raise CompressError(f"--out {out}: is a file, expected a run folder")
+    settings = _settings(o, recipe, teacher, students)
+    saved = out / SETTINGS
+    if saved.is_file():
+        try:
+            old = json.loads(saved.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise CompressError(f"{saved}: unreadable settings of an earlier run: {e}") from None
+        diff = [k for k in settings if k != "pick" and old.get(k) != settings[k]]
+        if diff:
+            raise CompressError(f"--out {out}: holds a run with other settings ({diff[0]} differs); resume with the "
+                                "same settings or use a new folder")
+    elif out.is_dir() and any(out.iterdir()):
+        raise CompressError(f"--out {out}: folder exists and holds no compression run ({SETTINGS} missing)")
+    return Prepared(o, recipe, teacher, data, students, device, out, conds)
+
+
+def _settings(o: CompressOptions, recipe: Recipe, teacher: Teacher, students) -> dict[str, Any]:
+    st = os.stat(teacher.path)
+    return {"schema": SCHEMA, "teacher": str(teacher.path), "teacher_size": st.st_size,
+            "teacher_mtime": int(st.st_mtime), "data": o.data, "val_split": o.val_split, "device": o.device,
+            "threads": o.threads, "recipe": recipe.to_dict(), "students": [(lbl, s.to_line()) for lbl, s in students]}
+
+
+# ---- running -------------------------------------------------------------------------------
+def _read_results(out: Path) -> list[dict[str, Any]]:
+    from odml.nas.latency import read_jsonl
+
+    return read_jsonl(out / RESULTS)
+
+
+def _latency(p: Prepared, path: Path) -> dict[str, Any]:
+    if p.device.kind == "adb":
+        from odml.devices.adb import bench_adb
+
+        return bench_adb(p.device.serial, path, p.device.benchmark_binary, threads=p.opts.threads, runs=p.opts.runs,
+                         min_secs=0.5)
+    from odml.devices.host import HostOptions, bench_host
+
+    opts = HostOptions(threads=p.opts.threads, runs=p.opts.runs, min_secs=0.5, warmup=2)
+    if p.device.kind == "edgetpu":
+        opts.delegate, opts.delegate_device = p.device.library, p.device.edgetpu_device
+    return bench_host(path, opts)
+
+
+def _tflite_accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:
+    from odml.devices.litert import load_interpreter, run_batch
+
+    out = run_batch(load_interpreter(path), x)
+    return float((out.argmax(-1) == y).mean())
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def _append(p: Prepared, row: dict[str, Any]) -> None:
+    from odml.nas.latency import append_jsonl
+
+    append_jsonl(p.out / RESULTS, row)
+
+
+def run(p: Prepared, on_stage: Callable[[str], None] | None = None,
+        on_epoch: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    from odml._tf import keras
+    from odml.compress.distill import Student, sparsity_per_layer, strip, train_students
+    from odml.data.images import to_float
+    from odml.exporters.tflite import convert, representative_from
+    from odml.train.trainer import evaluate, recalibrate_batchnorm, save_model_atomic
+    from odml.zoo.builder import build_model
+
+    K = keras()
+    say = on_stage or (lambda s: None)
+    p.out.mkdir(parents=True, exist_ok=True)
+    if not (p.out / SETTINGS).is_file():
+        _write_bytes(p.out / SETTINGS, json.dumps(_settings(p.opts, p.recipe, p.teacher, p.students), indent=2).encode())
+    done = {r["label"]: r for r in _read_results(p.out)}
+    x_val = to_float(p.data.x_val)
+    rep = representative_from(to_float(p.data.x_train), n=p.recipe.quantize.calibration_samples, seed=p.recipe.seed)
+    teacher_label = f"teacher_{p.teacher.path.stem}"
+    if teacher_label not in done:
+        say("teacher: accuracy, fp32 TFLite, latency")
+        acc = evaluate(p.teacher.model, p.data.x_val, p.data.y_val)["accuracy"]
+        path = p.out / f"{teacher_label}_fp32.tflite"
+        _write_bytes(path, convert(p.teacher.model, "fp32"))
+        lat = _latency(p, path)
+        row = {"label": teacher_label, "role": "teacher", "model": str(p.teacher.path), "params": p.teacher.params,
+               "macs": p.teacher.macs, "accuracy": acc, "int8_accuracy": None, "size_bytes": path.stat().st_size,
+               "gzip_bytes": len(gzip.compress(path.read_bytes(), 9)), "latency_ms": lat["median_ms"],
+               "latency": _lat_fields(lat), "tflite": path.name}
+        _append(p, row)
+        done[teacher_label] = row
+    teacher_row = done[teacher_label]
+    todo = [(lbl, s) for lbl, s in p.students if lbl not in done]
+    train_info: dict[str, Any] = {}
+    if todo:
+        K.utils.set_random_seed(p.recipe.seed)
+        students = [Student(lbl, spec, build_model(spec.replace(name=lbl))) for lbl, spec in p.students]
+        say(f"training {len(students)} students together for {p.recipe.epochs} epochs")
+        t0 = time.perf_counter()
+        train_info = train_students(p.teacher.model, students, p.data, p.recipe, p.out / "checkpoints", on_epoch)
+        train_info["wall_s"] = time.perf_counter() - t0
+        for s in students:
+            if s.label in done:
+                continue
+            say(f"{s.label}: export and measure")
+            model = strip(s.model) if p.recipe.prune.enabled else s.model
+            if p.recipe.quantize.mode != "qat":
+                recalibrate_batchnorm(model, p.data.x_train, seed=p.recipe.seed)
+            acc = evaluate(model, p.data.x_val, p.data.y_val)["accuracy"]
+            save_model_atomic(model, p.out / f"{s.label}.keras") if p.recipe.quantize.mode != "qat" else None
+            precision = "fp32" if p.recipe.quantize.mode == "none" else "int8"
+            path = p.out / f"{s.label}_{precision}.tflite"
+            _write_bytes(path, convert(model, precision, rep if precision == "int8" else None))
+            int8_acc = _tflite_accuracy(path, x_val, p.data.y_val) if precision == "int8" else None
+            lat = _latency(p, path)
+            size = path.stat().st_size
+            row = {"label": s.label, "role": "student", "line": s.spec.to_line(), "params": s.spec.params,
+                   "macs": s.spec.macs, "accuracy": acc, "int8_accuracy": int8_acc, "precision": precision,
+                   "size_bytes": size, "gzip_bytes": len(gzip.compress(path.read_bytes(), 9)),
+                   "latency_ms": lat["median_ms"], "latency": _lat_fields(lat), "tflite": path.name,
+                   "history": s.history, "epochs": p.recipe.epochs, "start_epoch": train_info.get("start_epoch"),
+                   "train_s": train_info.get("train_s"), "epoch_s": train_info.get("epoch_s")}
+            if p.recipe.prune.enabled:
+                layers = sparsity_per_layer(model)
+                total = sum(r["weights"] for r in layers)
+                row["sparsity"] = round(sum(r["sparsity"] * r["weights"] for r in layers) / max(total, 1), 4)
+                row["sparsity_per_layer"] = layers
+            _append(p, row)
+            done[s.label] = row
+        shutil.rmtree(p.out / "checkpoints", ignore_errors=True)  # every student is safe in results.jsonl
+    return report(p, teacher_row)
+
+
+def _lat_fields(lat: dict[str, Any]) -> dict[str, Any]:
+    return {k: lat[k] for k in ("median_ms", "mean_ms", "p90_ms", "p99_ms", "std_ms", "count") if k in lat}
+
+
+def report(p: Prepared, teacher_row: dict[str, Any]) -> dict[str, Any]:
+    from odml.nas.pareto import pareto_front
+
+    rows = _read_results(p.out)
+    students = [r for r in rows if r["role"] == "student"]
+    for r in students:
+        r["size_ratio"] = round(teacher_row["size_bytes"] / r["size_bytes"], 2)
+        r["speedup"] = round(teacher_row["latency_ms"] / r["latency_ms"], 2)
+        r["final_accuracy"] = r["int8_accuracy"] if r["int8_accuracy"] is not None else r["accuracy"]
+    front = {r["label"] for r in pareto_front(students, acc="final_accuracy")}
+    for r in students:
+        r["pareto"] = r["label"] in front
+    chosen = pick(students, p.pick) if p.pick else None
+    for r in students:
+        r["picked"] = chosen is not None and r["label"] == chosen["label"]
+    students.sort(key=lambda r: r["latency_ms"])
+    rep = {"schema": SCHEMA, "out": str(p.out), "device": p.device.label, "recipe": p.recipe.to_dict(),
+           "teacher": teacher_row, "students": students, "pick": p.opts.pick,
+           "picked": chosen["label"] if chosen else None}
+    _write_bytes(p.out / "report.json", json.dumps(rep, indent=2).encode())
+    _plot(rep, p.out / "compress.png")
+    rep["files"] = {"report": str(p.out / "report.json"), "plot": str(p.out / "compress.png"),
+                    "results": str(p.out / RESULTS)}
+    return rep
+
+
+def _plot(rep: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
+    t = rep["teacher"]
+    for ax, key, label in ((axes[0], "latency_ms", "latency (ms, median)"), (axes[1], "size_bytes", "size (KiB)")):
+        scale = 1 / 1024 if key == "size_bytes" else 1
+        ax.scatter([t[key] * scale], [t["accuracy"]], marker="*", s=120, c="#2e86ab", label="teacher (fp32)")
+        for r in rep["students"]:
+            ax.scatter([r[key] * scale], [r["final_accuracy"]], s=40, c="#d1495b" if r["pareto"] else "#9aa7b8",
+                       edgecolors="k" if r["picked"] else "none")
+            ax.annotate(r["label"], (r[key] * scale, r["final_accuracy"]), fontsize=7, xytext=(4, 3),
+                        textcoords="offset points")
+        ax.set_xlabel(label)
+        ax.set_ylabel("accuracy")
+        ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"odml compress on {rep['device']}: students (red: Pareto set) against the teacher")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+__all__ = ["CompressOptions", "prepare", "run", "parse_pick", "pick", "RecipeError", "asdict"]

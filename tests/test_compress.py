@@ -1,0 +1,199 @@
+"""odml compress: recipe checks, the teacher and data checks, several students
+in one run, pruning (unstructured and 2:4), QAT, --pick, and resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from helpers import assert_one_line_error, make_image_folder
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    """A small MobileNetEdgeTPUV2 trained briefly on the digits at 32x32."""
+    from odml.data.images import load_images
+    from odml.train.trainer import TrainConfig, train_classifier
+    from odml.zoo import create_spec
+
+    d = tmp_path_factory.mktemp("teacher")
+    spec = create_spec("mobilenet_edgetpu_v2_tiny", num_classes=10, input_size=32, width=0.5)
+    ds = load_images("digits", (32, 32), 3, 0.2, 0)
+    train_classifier(spec, ds, TrainConfig(epochs=3, seed=0), d / "teacher.keras")
+    return d / "teacher.keras"
+
+
+def _rows(out):
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.strip()]
+
+
+# ---- recipes -------------------------------------------------------------------------
+def test_recipe_defaults_and_checks(tmp_path):
+    from odml.compress.recipe import RecipeError, load_recipe, recipe_from_dict
+
+    r = load_recipe(None)
+    assert r.distill.enabled and not r.prune.enabled and r.quantize.mode == "ptq" and r.sizes == [0.5, 0.25, 0.125]
+    r = recipe_from_dict({"epochs": 3, "prune": {"enabled": True, "sparsity": 0.75, "structure": "2:4"}})
+    assert r.epochs == 3 and r.prune.sparsity == 0.75 and r.prune.structure == "2:4"
+    for bad, frag in (({"prune": {"sparsity": 1.0}}, "prune.sparsity"), ({"prune": {"sparsity": -0.1}}, "prune.sparsity"),
+                      ({"distill": {"alpha": 2}}, "distill.alpha"), ({"epochs": 0}, "epochs"),
+                      ({"quantize": {"mode": "int4"}}, "quantize.mode"), ({"prune": {"begin": 0.9, "end": 0.1}}, "begin"),
+                      ({"distill": {"temprature": 2}}, "unknown key(s) temprature"), ({"sizes": [1.5]}, "sizes")):
+        with pytest.raises(RecipeError, match=frag.replace("(", r"\(").replace(")", r"\)")):
+            recipe_from_dict(bad)
+    p = tmp_path / "r.yaml"
+    p.write_text("prune:\n  structure: 2:4\n")  # YAML 1.1 reads an unquoted 2:4 as the number 124
+    with pytest.raises(RecipeError, match="quoted in YAML"):
+        load_recipe(p)
+
+
+def test_bad_recipe_and_settings_on_the_command_line(cli, teacher, tmp_path):
+    out = tmp_path / "never"
+    rec = tmp_path / "r.yaml"
+    rec.write_text("epochs: 2\nprune:\n  sparsity: 1.0\n")
+    assert_one_line_error(cli("compress", teacher, "--recipe", rec, "--out", out), str(rec), "prune.sparsity", "[0, 1)")
+    rec.write_text("epochs: 2\nlearning_rat: 0.1\n")
+    assert_one_line_error(cli("compress", teacher, "--recipe", rec, "--out", out), "unknown key(s) learning_rat")
+    rec.write_text("epochs: [2\n")
+    assert_one_line_error(cli("compress", teacher, "--recipe", rec, "--out", out), "not valid YAML")
+    assert_one_line_error(cli("compress", teacher, "--prune", "1.5", "--out", out), "prune.sparsity")
+    assert_one_line_error(cli("compress", teacher, "--students", "resnet9000", "--out", out), "resnet9000")
+    assert_one_line_error(cli("compress", teacher, "--pick", "speed>>3", "--out", out), "--pick")
+    assert_one_line_error(cli("compress", teacher, "--device", "toaster", "--out", out), "toaster")
+    assert not out.exists()
+
+
+def test_bad_teachers_and_data(cli, teacher, tmp_path):
+    out = tmp_path / "never"
+    assert_one_line_error(cli("compress", tmp_path / "missing.keras", "--out", out), "missing.keras", "not found")
+    corrupt = tmp_path / "corrupt.keras"
+    corrupt.write_bytes(os.urandom(2000))
+    assert_one_line_error(cli("compress", corrupt, "--out", out), "corrupt.keras", "cannot load")
+    from odml._tf import keras
+
+    K = keras()
+    inp = K.Input((16, 16, 3))
+    fmap = K.Model(inp, K.layers.Conv2D(4, 3)(inp))  # a feature extractor, not a classifier
+    fmap.save(tmp_path / "fmap.keras")
+    assert_one_line_error(cli("compress", tmp_path / "fmap.keras", "--out", out), "fmap.keras", "not a classifier")
+    folder = make_image_folder(tmp_path / "three", classes=("a", "b", "c"), per_class=4)
+    assert_one_line_error(cli("compress", teacher, "--data", folder, "--out", out), "3 classes", "10 outputs")
+    assert not out.exists()
+
+
+def test_pick_expressions():
+    from odml.compress.run import CompressError, parse_pick, pick
+
+    rows = [{"role": "student", "label": "a", "latency_ms": 1.0, "size_bytes": 4096, "accuracy": 0.9, "int8_accuracy": 0.88},
+            {"role": "student", "label": "b", "latency_ms": 3.0, "size_bytes": 9000, "accuracy": 0.95, "int8_accuracy": 0.94},
+            {"role": "student", "label": "c", "latency_ms": 0.5, "size_bytes": 2048, "accuracy": 0.7, "int8_accuracy": 0.69}]
+    assert pick(rows, parse_pick("latency_ms<=5"))["label"] == "b"
+    assert pick(rows, parse_pick("latency_ms<2 and size_kb<=4"))["label"] == "a"
+    assert pick(rows, parse_pick("latency_ms<0.1")) is None
+    with pytest.raises(CompressError):
+        parse_pick("flops<3")
+
+
+# ---- runs ---------------------------------------------------------------------------------
+def test_several_students_in_one_run(cli, teacher, tmp_path):
+    from odml.devices.litert import load_interpreter
+
+    spec = tmp_path / "mine.json"
+    r = cli("zoo", "show", "mobilenet_edgetpu_v1", "--width", "0.25", "--out", spec)
+    assert r.exit_code == 0, r.stderr
+    out = tmp_path / "run"
+    r = cli("compress", teacher, "--out", out, "--epochs", "1", "--runs", "10",
+            "--students", f"mobilenet_edgetpu_v2_tiny@0.25,mobilenet_edgetpu_v2_xs@0.35,{spec}",
+            "--pick", "latency_ms<=1000", "--json")
+    assert r.exit_code == 0, r.stderr
+    rep = r.json()["compress"]
+    studs = rep["students"]
+    assert [s["label"] for s in sorted(studs, key=lambda s: s["label"])] == ["mine", "v2_tiny_w0.25", "v2_xs_w0.35"]
+    assert [s["latency_ms"] for s in studs] == sorted(s["latency_ms"] for s in studs)  # sorted by latency
+    t = rep["teacher"]
+    for s in studs:
+        f = out / s["tflite"]
+        assert f.stat().st_size == s["size_bytes"] and s["precision"] == "int8"
+        assert load_interpreter(f).get_input_details()[0]["dtype"] == np.float32  # float io, int8 inside
+        assert s["size_ratio"] == pytest.approx(t["size_bytes"] / s["size_bytes"], rel=0.01)
+        assert s["speedup"] == pytest.approx(t["latency_ms"] / s["latency_ms"], rel=0.01)
+        assert 0 <= s["int8_accuracy"] <= 1 and s["params"] < t["params"]
+        assert len(s["history"]) == 1 and s["epochs"] == 1
+    assert any(s["pareto"] for s in studs)
+    picked = [s for s in studs if s["picked"]]
+    assert len(picked) == 1 and rep["picked"] == picked[0]["label"]
+    assert picked[0]["int8_accuracy"] == max(s["int8_accuracy"] for s in studs)
+    assert (out / "compress.png").read_bytes()[:4] == b"\x89PNG" and not (out / "checkpoints").exists()
+    # a rerun finds everything done: same report, nothing retrained
+    r2 = cli("compress", teacher, "--out", out, "--epochs", "1", "--runs", "10",
+             "--students", f"mobilenet_edgetpu_v2_tiny@0.25,mobilenet_edgetpu_v2_xs@0.35,{spec}", "--json")
+    assert r2.exit_code == 0 and r2.json()["compress"]["students"][0]["history"] == studs[0]["history"]
+    assert len(_rows(out)) == 4
+    # other settings in the same folder are refused
+    assert_one_line_error(cli("compress", teacher, "--out", out, "--epochs", "2"), "other settings")
+
+
+@pytest.mark.parametrize("structure", ["unstructured", "2:4"])
+def test_pruning(cli, teacher, tmp_path, structure):
+    from odml._tf import keras
+
+    out = tmp_path / "run"
+    r = cli("compress", teacher, "--out", out, "--epochs", "2", "--runs", "10", "--students",
+            "mobilenet_edgetpu_v1@0.5", "--prune", "0.5", "--prune-structure", structure, "--json")
+    assert r.exit_code == 0, r.stderr
+    s = r.json()["compress"]["students"][0]
+    assert 0.45 <= s["sparsity"] <= 0.55  # over the pruned and unpruned kernels alike
+    assert s["gzip_bytes"] < s["size_bytes"]
+    layers = {x["layer"]: x["sparsity"] for x in s["sparsity_per_layer"]}
+    assert max(layers.values()) >= 0.49
+    model = keras().models.load_model(out / f"{s['label']}.keras", compile=False)  # stripped: plain layers
+    assert not any("prune" in layer.name for layer in model.layers)
+    if structure == "2:4":
+        conv = next(l for l in model.layers if isinstance(l, keras().layers.Conv2D) and l.kernel_size == (1, 1)
+                    and layers[l.name] > 0.4)
+        k = conv.get_weights()[0]  # (1, 1, cin, cout): every 4 consecutive input channels keep at most 2
+        groups = np.moveaxis(k[0, 0], 0, -1).reshape(-1, 4)
+        assert ((groups != 0).sum(-1) <= 2).all()
+
+
+def test_qat_and_joint(cli, teacher, tmp_path):
+    out = tmp_path / "run"
+    r = cli("compress", teacher, "--out", out, "--epochs", "1", "--runs", "10", "--students",
+            "mobilenet_edgetpu_v2_tiny@0.25", "--quantize", "qat", "--joint", "--json")
+    assert r.exit_code == 0, r.stderr
+    s = r.json()["compress"]["students"][0]
+    assert s["precision"] == "int8" and 0 <= s["int8_accuracy"] <= 1
+    from odml.devices.litert import load_interpreter
+
+    ops = {d["op_name"] for d in load_interpreter(out / s["tflite"])._get_ops_details()}
+    assert "FAKE_QUANT" not in ops and "QUANTIZE" in ops
+
+
+def _odml(*args):
+    return [sys.executable, "-c", "from odml.cli.app import main; main()", *map(str, args)]
+
+
+def test_resume_after_kill_9(teacher, tmp_path):
+    out = tmp_path / "run"
+    args = _odml("compress", teacher, "--out", out, "--epochs", "3", "--runs", "10", "--students",
+                 "mobilenet_edgetpu_v2_tiny@0.25,mobilenet_edgetpu_v1@0.25", "--json")
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((out / "checkpoints").glob("ckpt-*.index")):
+        time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = (out / "checkpoints" / "checkpoint").read_text()
+    assert "ckpt-" in first
+    r = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = _rows(out)
+    assert [x["label"] for x in rows][0].startswith("teacher_") and len(rows) == 3
+    students = [x for x in rows if x["role"] == "student"]
+    # training went on from the checkpoint, and the epochs before the kill are kept in the history
+    assert all(x["start_epoch"] >= 1 and [h["epoch"] for h in x["history"]] == [0, 1, 2] for x in students)
