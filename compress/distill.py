@@ -142,7 +142,14 @@ def train_students(teacher_model: Any, students: list[Student], data: ImageDatas
         soft = kl(t_soft, T.nn.softmax(logits / temp)) * temp * temp
         return (1 - alpha) * hard + alpha * soft
 
-    @T.function
+    h, w, c = data.x_train.shape[1:]
+    for s in students:  # optimizer slots created eagerly, not while tracing
+        s.optimizer.build(s.model.trainable_variables)
+    if teacher_opt is not None:
+        teacher_opt.build(teacher_model.trainable_variables)
+
+    # one trace for every batch size (the last batch is smaller)
+    @T.function(input_signature=[T.TensorSpec([None, h, w, c], T.float32), T.TensorSpec([None], T.int64)])
     def step(x, y):
         if not (d.enabled or d.joint):
             t_logits = None  # plain training: no teacher pass at all

@@ -171,9 +171,9 @@ def prepare(o: CompressOptions) -> Prepared:
 
 def _settings(o: CompressOptions, recipe: Recipe, teacher: Teacher, students) -> dict[str, Any]:
     st = os.stat(teacher.path)
-    return {"schema": SCHEMA, "teacher": str(teacher.path), "teacher_size": st.st_size,
+    return json.loads(json.dumps({"schema": SCHEMA, "teacher": str(teacher.path), "teacher_size": st.st_size,
             "teacher_mtime": int(st.st_mtime), "data": o.data, "val_split": o.val_split, "device": o.device,
-            "threads": o.threads, "recipe": recipe.to_dict(), "students": [(lbl, s.to_line()) for lbl, s in students]}
+            "threads": o.threads, "recipe": recipe.to_dict(), "students": [(lbl, s.to_line()) for lbl, s in students]}))
 
 
 # ---- running -------------------------------------------------------------------------------

@@ -134,7 +134,8 @@ def test_several_students_in_one_run(cli, teacher, tmp_path):
     assert r2.exit_code == 0 and r2.json()["compress"]["students"][0]["history"] == studs[0]["history"]
     assert len(_rows(out)) == 4
     # other settings in the same folder are refused
-    assert_one_line_error(cli("compress", teacher, "--out", out, "--epochs", "2"), "other settings")
+    assert_one_line_error(cli("compress", teacher, "--out", out, "--epochs", "2", "--students",
+                              f"mobilenet_edgetpu_v2_tiny@0.25,mobilenet_edgetpu_v2_xs@0.35,{spec}"), "other settings")
 
 
 @pytest.mark.parametrize("structure", ["unstructured", "2:4"])
