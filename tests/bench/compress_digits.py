@@ -1,0 +1,109 @@
+"""Acceptance benchmark of `odml compress` (issue 6) on the embedded digits.
+
+    python tests/bench/compress_digits.py [--epochs 15] [--out runs/bench_compress]
+
+1. A teacher: MobileNetEdgeTPUV2-Tiny (width 1.0) at 32x32, trained --teacher-epochs.
+2. One run, three students derived at 1/2, 1/4 and 1/8 of the teacher's MACs,
+   distilled, int8 (PTQ): sizes (int8 bytes against the teacher's fp32 bytes),
+   accuracy lost, latency.
+3. The same students without the teacher, same epochs: distilled vs not.
+4. One student alone, same epochs: the wall time of three students in one
+   run against one.
+5. 50% magnitude pruning of the 1/2 student: gzip size against the unpruned
+   student (int8 and fp32 files), accuracy kept.
+Prints the figures and writes report.json. The same flow for text waits for
+the text models (issue 7).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main() -> None:
+    from odml.compress.run import CompressOptions, prepare, run
+    from odml.data.images import load_images
+    from odml.train.trainer import TrainConfig, train_classifier
+    from odml.zoo import create_spec
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--teacher-epochs", type=int, default=15)
+    ap.add_argument("--out", default="runs/bench_compress")
+    a = ap.parse_args()
+    root = Path(a.out)
+    root.mkdir(parents=True, exist_ok=True)
+    teacher = root / "teacher.keras"
+    if not teacher.is_file():
+        spec = create_spec("mobilenet_edgetpu_v2_tiny", num_classes=10, input_size=32)
+        res = train_classifier(spec, load_images("digits", (32, 32), 3, 0.2, 0), TrainConfig(epochs=a.teacher_epochs),
+                               teacher)
+        print(f"teacher trained: val accuracy {res['val_accuracy']:.4f} in {res['train_wall_s']:.0f} s", flush=True)
+
+    def go(name: str, **kw):
+        out = root / name
+        t0 = time.perf_counter()
+        rep = run(prepare(CompressOptions(teacher=str(teacher), out=str(out), epochs=a.epochs, runs=100, **kw)))
+        print(f"run {name}: {time.perf_counter() - t0:.0f} s", flush=True)
+        return rep
+
+    main_run = go("students", sizes=[0.5, 0.25, 0.125])
+    labels = [s["label"] for s in sorted(main_run["students"], key=lambda s: -s["params"])]
+    plain = go("students_no_teacher", students=[_arg(l) for l in labels], distill=False)
+    one = go("one_student", students=[_arg(labels[0])])
+    half = _arg(labels[0])
+    pruned = go("pruned", students=[half], prune=0.5)
+    fp32 = go("unpruned_fp32", students=[half], quantize="none")
+    fp32_pruned = go("pruned_fp32", students=[half], quantize="none", prune=0.5)
+
+    t = main_run["teacher"]
+    by = {s["label"]: s for s in main_run["students"]}
+    nd = {s["label"]: s for s in plain["students"]}
+    rows = []
+    for lbl in labels:
+        s = by[lbl]
+        rows.append({"student": lbl, "params": s["params"], "int8_bytes": s["size_bytes"], "size_ratio": s["size_ratio"],
+                     "accuracy": s["accuracy"], "int8_accuracy": s["int8_accuracy"],
+                     "points_lost": round(100 * (t["accuracy"] - s["int8_accuracy"]), 2),
+                     "latency_ms": s["latency_ms"], "speedup": s["speedup"],
+                     "no_teacher_accuracy": nd[lbl]["accuracy"], "no_teacher_int8_accuracy": nd[lbl]["int8_accuracy"]})
+    smallest = rows[-1]
+    three_s, one_s = main_run["students"][0]["train_s"], one["students"][0]["train_s"]
+    p8, u8 = pruned["students"][0], by[labels[0]]
+    p32, u32 = fp32_pruned["students"][0], fp32["students"][0]
+    report = {
+        "teacher": {"accuracy": t["accuracy"], "fp32_bytes": t["size_bytes"], "params": t["params"],
+                    "latency_ms": t["latency_ms"]},
+        "epochs": a.epochs, "students": rows,
+        "smallest": {"size_ratio": smallest["size_ratio"], "points_lost": smallest["points_lost"],
+                     "ok": smallest["size_ratio"] >= 4 and smallest["points_lost"] <= 3},
+        "distilled_beats_plain": {r["student"]: r["accuracy"] > r["no_teacher_accuracy"] for r in rows},
+        "wall": {"three_students_s": round(three_s, 1), "one_student_s": round(one_s, 1),
+                 "ratio": round(three_s / one_s, 2)},
+        "pruning": {"sparsity": p8["sparsity"], "int8_gzip_ratio": round(p8["gzip_bytes"] / u8["gzip_bytes"], 3),
+                    "fp32_gzip_ratio": round(p32["gzip_bytes"] / u32["gzip_bytes"], 3),
+                    "accuracy_kept_int8": round(p8["int8_accuracy"] / u8["int8_accuracy"], 4),
+                    "accuracy_kept_fp32": round(p32["accuracy"] / u32["accuracy"], 4)},
+        "text": "not measured: the text models (issue 7) do not exist yet",
+    }
+    (root / "report.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    shutil.copy(root / "students" / "compress.png", root / "students.png")
+
+
+def _arg(label: str) -> str:
+    # "v2_tiny_w0.367" -> "mobilenet_edgetpu_v2_tiny@0.367"
+    name, _, width = label.rpartition("_w")
+    return f"mobilenet_edgetpu_{name}@{width}"
+
+
+if __name__ == "__main__":
+    main()
