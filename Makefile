@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The main job, end to end on the embedded digits data (about a minute on 2 cores):
+# The main job, end to end on the embedded digits data (about five minutes on 2 cores):
 # show the model, train it (accuracy, parameters, MACs), export fp32 and int8
 # TFLite with metadata and check their parity with the Keras model, then
 # benchmark both on this host and score them by the OVIC rule; compress the

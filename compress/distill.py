@@ -101,13 +101,10 @@ def sparsity_per_layer(model: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def _optimizer(K, recipe: Recipe, steps: int):
-    total = max(1, recipe.epochs * steps)
-    warmup = min(total // 10, 5 * steps)
-    schedule = K.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if warmup else recipe.learning_rate, decay_steps=max(1, total - warmup),
-        warmup_target=recipe.learning_rate if warmup else None, warmup_steps=warmup, alpha=0.01)
-    return K.optimizers.AdamW(learning_rate=schedule, weight_decay=recipe.weight_decay)
+def _optimizer(recipe: Recipe, steps: int):
+    from odml.train.trainer import make_optimizer
+
+    return make_optimizer(recipe.learning_rate, recipe.weight_decay, recipe.epochs, steps)
 
 
 def train_students(teacher_model: Any, students: list[Student], data: ImageDataset, recipe: Recipe, ckpt_dir: Path,
@@ -129,8 +126,8 @@ def train_students(teacher_model: Any, students: list[Student], data: ImageDatas
         if recipe.quantize.mode == "qat":
             model = wrap_for_qat(model, s.label)
         s.model = model
-        s.optimizer = _optimizer(K, recipe, steps)
-    teacher_opt = _optimizer(K, recipe, steps) if d.joint else None
+        s.optimizer = _optimizer(recipe, steps)
+    teacher_opt = _optimizer(recipe, steps) if d.joint else None
     ce = K.losses.SparseCategoricalCrossentropy(from_logits=True)
     kl = K.losses.KLDivergence()
     temp, alpha = float(d.temperature), float(d.alpha) if d.enabled else 0.0

@@ -184,17 +184,9 @@ def _read_results(out: Path) -> list[dict[str, Any]]:
 
 
 def _latency(p: Prepared, path: Path) -> dict[str, Any]:
-    if p.device.kind == "adb":
-        from odml.devices.adb import bench_adb
+    from odml.nas.latency import bench_on
 
-        return bench_adb(p.device.serial, path, p.device.benchmark_binary, threads=p.opts.threads, runs=p.opts.runs,
-                         min_secs=0.5)
-    from odml.devices.host import HostOptions, bench_host
-
-    opts = HostOptions(threads=p.opts.threads, runs=p.opts.runs, min_secs=0.5, warmup=2)
-    if p.device.kind == "edgetpu":
-        opts.delegate, opts.delegate_device = p.device.library, p.device.edgetpu_device
-    return bench_host(path, opts)
+    return bench_on(p.device, path, p.opts.threads, p.opts.runs, 0.5)
 
 
 def _tflite_accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:

@@ -189,21 +189,27 @@ class LatencyMeter:
         return convert(model, self.precision, rep)
 
     def _bench(self, path: Path) -> dict[str, Any]:
-        if self.device.kind == "adb":
-            from odml.devices.adb import bench_adb
+        return bench_on(self.device, path, self.threads, self.runs, self.min_secs)
 
-            return bench_adb(self.device.serial, path, self.device.benchmark_binary, threads=self.threads,
-                             runs=self.runs, min_secs=self.min_secs)
-        from odml.devices.host import HostOptions, bench_host
 
-        opts = HostOptions(threads=self.threads, runs=self.runs, min_secs=self.min_secs, warmup=2)
-        if self.device.kind == "edgetpu":
-            import shutil
-            import subprocess
+def bench_on(device: Device, path: Path, threads: int = 1, runs: int = 50, min_secs: float = 0.5) -> dict[str, Any]:
+    """Latency statistics of one .tflite on ``device`` through the bench code
+    (an Edge TPU model is compiled first when it is not already)."""
+    if device.kind == "adb":
+        from odml.devices.adb import bench_adb
 
+        return bench_adb(device.serial, path, device.benchmark_binary, threads=threads, runs=runs, min_secs=min_secs)
+    from odml.devices.host import HostOptions, bench_host
+
+    opts = HostOptions(threads=threads, runs=runs, min_secs=min_secs, warmup=2)
+    if device.kind == "edgetpu":
+        import shutil
+        import subprocess
+
+        if not path.stem.endswith("_edgetpu"):
             subprocess.run([shutil.which("edgetpu_compiler") or "edgetpu_compiler", "-s", "-o", str(path.parent),
                             str(path)], capture_output=True, timeout=600, check=False)
             compiled = path.with_name(path.stem + "_edgetpu.tflite")
             path = compiled if compiled.is_file() else path
-            opts.delegate, opts.delegate_device = self.device.library, self.device.edgetpu_device
-        return bench_host(path, opts)
+        opts.delegate, opts.delegate_device = device.library, device.edgetpu_device
+    return bench_host(path, opts)

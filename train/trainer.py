@@ -99,20 +99,29 @@ def _stop_callback(K, should_stop: Callable[[int, dict], bool]):
     return _Stop()
 
 
+def make_optimizer(learning_rate: float, weight_decay: float, epochs: int, steps_per_epoch: int):
+    """AdamW with a linear warm-up (a tenth of training, at most 5 epochs)
+    then cosine decay to 1% of the peak rate."""
+    from odml._tf import keras
+
+    K = keras()
+    total = max(1, epochs * steps_per_epoch)
+    warmup = min(total // 10, 5 * steps_per_epoch)
+    schedule = K.optimizers.schedules.CosineDecay(
+        initial_learning_rate=learning_rate if not warmup else 0.0,
+        decay_steps=max(1, total - warmup),
+        warmup_target=learning_rate if warmup else None,
+        warmup_steps=warmup,
+        alpha=0.01,
+    )
+    return K.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay)
+
+
 def compile_classifier(model: Any, cfg: TrainConfig, steps_per_epoch: int) -> None:
     from odml._tf import keras
 
     K = keras()
-    total = max(1, cfg.epochs * steps_per_epoch)
-    warmup = min(total // 10, 5 * steps_per_epoch)
-    schedule = K.optimizers.schedules.CosineDecay(
-        initial_learning_rate=cfg.learning_rate if not warmup else 0.0,
-        decay_steps=max(1, total - warmup),
-        warmup_target=cfg.learning_rate if warmup else None,
-        warmup_steps=warmup,
-        alpha=0.01,
-    )
-    opt = K.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(cfg.learning_rate, cfg.weight_decay, cfg.epochs, steps_per_epoch)
     if cfg.label_smoothing:
         loss = K.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=cfg.label_smoothing)
     else:
