@@ -36,7 +36,7 @@ def load_teacher(path: str | Path) -> Teacher:
 
     p = Path(path)
     try:
-        model = load_keras_model(p)
+        model = _load_savedmodel(p) if p.is_dir() else load_keras_model(p)
     except OdmlError as e:
         raise TeacherError(f"teacher {e}") from None
     ins, outs = model.inputs, model.outputs
@@ -53,6 +53,26 @@ def load_teacher(path: str | Path) -> Teacher:
         macs = 0
     return Teacher(path=p, model=model, input_shape=tuple(int(v) for v in ishape), num_classes=int(oshape[0]),
                    params=trainable_params(model), macs=int(macs))
+
+
+def _load_savedmodel(p: Path) -> Any:
+    """A Keras model saved in the SavedModel format (``model.save(folder)``).
+    Its functions are traced graphs, not Python, so there is no code to run."""
+    from odml._tf import keras, quiet_stderr_fd
+    import odml.zoo.blocks  # noqa: F401  (registers odml's custom layers)
+
+    if not (p / "saved_model.pb").is_file():
+        raise TeacherError(f"teacher {p}: folder without saved_model.pb (not a SavedModel)")
+    K = keras()
+    try:
+        with quiet_stderr_fd():
+            model = K.models.load_model(p, compile=False)
+    except Exception as e:
+        msg = " ".join(str(e).split())[:300]
+        raise TeacherError(f"teacher {p}: cannot load the SavedModel as a Keras model: {type(e).__name__}: {msg}") from None
+    if not isinstance(model, K.Model) or not hasattr(model, "inputs") or not model.inputs:
+        raise TeacherError(f"teacher {p}: the SavedModel is not a Keras model (save it with model.save)")
+    return model
 
 
 _ZOO_RE = re.compile(r"^(?P<name>[A-Za-z0-9_]+)(?:@(?P<width>\d+(?:\.\d+)?))?$")

@@ -85,6 +85,20 @@ def test_bad_teachers_and_data(cli, teacher, tmp_path):
     assert not out.exists()
 
 
+def test_teacher_as_savedmodel(teacher, tmp_path):
+    from odml._tf import keras
+    from odml.compress.students import TeacherError, load_teacher
+
+    t = load_teacher(teacher)
+    keras().models.load_model(teacher, compile=False).save(tmp_path / "sm")  # a SavedModel folder
+    s = load_teacher(tmp_path / "sm")
+    assert (s.input_shape, s.num_classes, s.params) == (t.input_shape, t.num_classes, t.params) == \
+        ((32, 32, 3), 10, t.params)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TeacherError, match="not a SavedModel"):
+        load_teacher(tmp_path / "empty")
+
+
 def test_pick_expressions():
     from odml.compress.run import CompressError, parse_pick, pick
 
