@@ -14,11 +14,11 @@ from odml.cli.common import err, fmt_int, handle_errors, out, print_json
 
 @handle_errors
 def compress_cmd(
-    teacher: Path = typer.Argument(..., help="The pre-trained Keras classifier (.keras or .h5; loaded with safe_mode)."),
+    teacher: Path = typer.Argument(..., help="The pre-trained Keras classifier: .keras or .h5 (loaded with safe_mode), or a Keras SavedModel folder."),
     data: str = typer.Option("digits", "--data", help="'digits' (embedded), a folder of class subfolders, or an .npz."),
     out_dir: Path = typer.Option(..., "--out", help="Run folder; rerun the same command to resume."),
-    recipe: Optional[Path] = typer.Option(None, "--recipe", help="A YAML/JSON recipe (see 'odml compress --help' and the README)."),
-    students: Optional[str] = typer.Option(None, "--students", help="Comma-separated: zoo NAME[@WIDTH] or spec files (default: sizes from the teacher's MACs)."),
+    recipe: Optional[Path] = typer.Option(None, "--recipe", help="A YAML/JSON recipe (keys in the README); options given here override it."),
+    students: Optional[str] = typer.Option(None, "--students", help="Comma-separated: zoo NAME or NAME@WIDTH, or spec files (default: sizes from the teacher's MACs)."),
     sizes: Optional[str] = typer.Option(None, "--sizes", help="Derived students at these fractions of the teacher's MACs, e.g. 0.5,0.25,0.125."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs (overrides the recipe)."),
     distill: Optional[bool] = typer.Option(None, "--distill/--no-distill", help="Distil from the teacher (default on)."),
