@@ -1,0 +1,119 @@
+"""Text classification data: a TSV or CSV file with a label column and a text
+column (for example ../shared/data/sms_spam), header detected, columns chosen
+by name or index, split 80/20 (stratified, fixed seed) like the images.
+
+Bad input gets one line that names the file and the line: bytes that are not
+UTF-8, a line with the wrong number of columns, a label column with a single
+class. Empty texts are dropped and counted in the notes."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from odml.data.images import stratified_split
+from odml.errors import DataError
+
+
+@dataclass
+class TextDataset:
+    texts_train: list[str]
+    y_train: np.ndarray
+    texts_val: list[str]
+    y_val: np.ndarray
+    classes: list[str]
+    source: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def summary(self) -> dict[str, Any]:
+        return {"source": self.source, "classes": self.classes, "train": len(self.texts_train),
+                "val": len(self.texts_val), "notes": self.notes}
+
+
+def _column(spec: str | int | None, header: list[str] | None, default: int, what: str, where: str, ncols: int) -> int:
+    if spec is None:
+        return default
+    if isinstance(spec, int) or str(spec).lstrip("-").isdigit():
+        i = int(spec)
+        if not 0 <= i < ncols:
+            raise DataError(f"{where}: {what} column {i} does not exist (the file has {ncols} columns, 0-based)")
+        return i
+    if header is None:
+        raise DataError(f"{where}: {what} column {spec!r} given by name, but the file has no header line")
+    lowered = [h.strip().lower() for h in header]
+    if str(spec).lower() not in lowered:
+        raise DataError(f"{where}: no {what} column {spec!r} (columns: {', '.join(header)})")
+    return lowered.index(str(spec).lower())
+
+
+def load_text(path: str | Path, label_col: str | int | None = None, text_col: str | int | None = None,
+              header: bool | None = None, val_fraction: float = 0.2, seed: int = 0) -> TextDataset:
+    """Read a TSV (``.tsv``, ``.txt``) or CSV (``.csv``) file of labelled texts."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: text data file not found")
+    raw = p.read_bytes()
+    lines = raw.split(b"\n")
+    for i, line in enumerate(lines, 1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DataError(f"{p}: line {i}: bytes that are not UTF-8 (byte {e.start + 1}: "
+                            f"{line[e.start:e.start + 1]!r}); convert the file to UTF-8") from None
+    text = raw.decode("utf-8-sig")
+    if p.suffix.lower() == ".csv":
+        rows = list(csv.reader(text.splitlines()))
+    else:  # TSV: tabs separate, quotes are text (SMS messages are full of them)
+        rows = [ln.split("\t") for ln in text.splitlines()]
+    numbered = [(i, r) for i, r in enumerate(rows, 1) if any(c.strip() for c in r)]
+    if not numbered:
+        raise DataError(f"{p}: no lines")
+    ncols = len(numbered[0][1])
+    if ncols < 2:
+        raise DataError(f"{p}: line {numbered[0][0]}: 1 column; expected a label and a text column "
+                        f"({'tab' if p.suffix.lower() != '.csv' else 'comma'}-separated)")
+    for i, r in numbered:
+        if len(r) != ncols:
+            raise DataError(f"{p}: line {i}: {len(r)} columns, expected {ncols} as on line {numbered[0][0]}")
+    first = numbered[0][1]
+    probe_label = _column(label_col if isinstance(label_col, int) or str(label_col or "").isdigit() else None,
+                          None, 0, "label", str(p), ncols)
+    by_name = any(c is not None and not isinstance(c, int) and not str(c).lstrip("-").isdigit()
+                  for c in (label_col, text_col))
+    if header is None and by_name:
+        header = True
+    if header is None:  # a header's label cell names the column: it is no label of any other line
+        rest = {r[probe_label].strip() for _, r in numbered[1:]}
+        header = first[probe_label].strip() not in rest and len(rest) <= max(2, len(numbered) // 2)
+    head = first if header else None
+    body = numbered[1:] if header else numbered
+    li = _column(label_col, head, 0, "label", str(p), ncols)
+    ti = _column(text_col, head, 1 if li == 0 else 0, "text", str(p), ncols)
+    labels, texts, empty = [], [], 0
+    for _, r in body:
+        t = r[ti].strip()
+        if not t:
+            empty += 1
+            continue
+        labels.append(r[li].strip())
+        texts.append(t)
+    notes = []
+    if empty:
+        notes.append(f"{empty} empty texts dropped")
+    classes = sorted(set(labels))
+    if len(classes) < 2:
+        raise DataError(f"{p}: the label column has a single class ({classes[0] if classes else 'none'}); "
+                        "a classifier needs two or more")
+    index = {c: k for k, c in enumerate(classes)}
+    y = np.array([index[c] for c in labels], dtype=np.int64)
+    tr, va = stratified_split(y, val_fraction, seed)
+    return TextDataset(texts_train=[texts[i] for i in tr], y_train=y[tr], texts_val=[texts[i] for i in va],
+                       y_val=y[va], classes=classes, source=str(p), notes=notes)
