@@ -1,0 +1,148 @@
+"""pQRNN (REFERENCE.md section 3) as a tf_keras model over the ternary
+projection (data/projection.py), built from builtin ops only so that it
+converts to a full-int8 TFLite without custom ops:
+
+    projection (max_len, features), 0 rows = padding
+      -> mask = max |x| over features (exactly 0 or 1 for a ternary projection)
+      -> bottleneck: dense + batch norm + ReLU, padding zeroed
+      -> bidirectional QRNN layers (fo-pooling, causal kernel-3 convolution,
+         zoneout on the forget gate in training), unrolled over max_len
+      -> attention pooling (softmax over time, renormalised over valid positions)
+      -> dense logits
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from odml.errors import SpecError
+from odml.zoo.blocks import K
+
+
+@dataclass
+class PQRNNConfig:
+    max_len: int = 64
+    features: int = 512
+    bottleneck: int = 128
+    hidden: int = 96  # QRNN state per direction
+    layers: int = 2
+    kernel: int = 3
+    zoneout: float = 0.25
+    dropout: float = 0.1
+    num_classes: int = 2
+
+    def validate(self) -> "PQRNNConfig":
+        from odml.data.projection import check_features
+
+        check_features(self.features)
+        for k in ("max_len", "bottleneck", "hidden", "layers", "kernel", "num_classes"):
+            if int(getattr(self, k)) < 1:
+                raise SpecError(f"pqrnn: {k} must be at least 1, got {getattr(self, k)}")
+        if self.num_classes < 2:
+            raise SpecError("pqrnn: a classifier needs 2 or more classes")
+        if not 0 <= self.zoneout < 1 or not 0 <= self.dropout < 1:
+            raise SpecError("pqrnn: zoneout and dropout must be in [0, 1)")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def params(self) -> int:
+        """Trainable parameters, from the configuration alone."""
+        n = self.features * self.bottleneck + self.bottleneck + 2 * self.bottleneck  # dense + BN gamma/beta
+        d = self.bottleneck
+        for _ in range(self.layers):
+            n += 2 * (self.kernel * d * 3 * self.hidden + 3 * self.hidden)  # two directions
+            d = 2 * self.hidden
+        return n + (d + 1) + (d * self.num_classes + self.num_classes)
+
+
+PRESETS = {
+    "default": PQRNNConfig(),
+    "tiny": PQRNNConfig(max_len=24, features=64, bottleneck=16, hidden=8, layers=1, dropout=0.0),
+}
+
+
+@K.utils.register_keras_serializable(package="odml")
+class QRNN(K.layers.Layer):
+    """One direction of a QRNN layer with fo-pooling, unrolled over time."""
+
+    def __init__(self, hidden: int, kernel: int = 3, zoneout: float = 0.0, reverse: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden, self.kernel, self.zoneout, self.reverse = hidden, kernel, zoneout, reverse
+        self.conv = K.layers.Conv1D(3 * hidden, kernel, padding="valid", name="gates")
+
+    def call(self, x, mask, training=None):
+        import tensorflow as tf
+
+        if self.reverse:
+            x, mask = tf.reverse(x, [1]), tf.reverse(mask, [1])
+        x = tf.pad(x, [[0, 0], [self.kernel - 1, 0], [0, 0]])  # causal: step t sees t-k+1 .. t
+        g = self.conv(x)
+        z, f, o = tf.split(g, 3, axis=-1)
+        z, f, o = tf.tanh(z), tf.sigmoid(f), tf.sigmoid(o)
+        if training and self.zoneout:
+            keep = tf.cast(tf.random.uniform(tf.shape(f)) < self.zoneout, f.dtype)
+            f = f + keep * (1.0 - f)  # zoneout: some units keep their state this step
+        f = f * mask + (1.0 - mask)  # padding keeps the state unchanged
+        steps = x.shape[1] - (self.kernel - 1)
+        c = tf.zeros_like(z[:, 0])
+        hs = []
+        for t in range(steps):
+            c = f[:, t] * c + (1.0 - f[:, t]) * z[:, t]
+            hs.append(o[:, t] * tf.tanh(c))
+        h = tf.stack(hs, axis=1) * mask
+        return tf.reverse(h, [1]) if self.reverse else h
+
+    def get_config(self):
+        return {**super().get_config(), "hidden": self.hidden, "kernel": self.kernel, "zoneout": self.zoneout,
+                "reverse": self.reverse}
+
+
+@K.utils.register_keras_serializable(package="odml")
+class AttentionPool(K.layers.Layer):
+    """A logit per position, softmax over time, renormalised over the valid
+    positions (a multiplicative mask keeps int8 ranges small), weighted sum."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.score = K.layers.Dense(1, name="score")
+
+    def call(self, h, mask):
+        import tensorflow as tf
+
+        w = tf.nn.softmax(self.score(h), axis=1) * mask
+        w = w / (tf.reduce_sum(w, axis=1, keepdims=True) + 1e-6)
+        return tf.reduce_sum(w * h, axis=1)
+
+
+def build_pqrnn(cfg: PQRNNConfig, name: str = "pqrnn"):
+    cfg.validate()
+    inp = K.Input(shape=(cfg.max_len, cfg.features), name="projection")
+    mask = _Mask(name="mask")(inp)
+    x = K.layers.Dense(cfg.bottleneck, name="bottleneck")(inp)
+    x = K.layers.BatchNormalization(name="bottleneck_bn")(x)
+    x = K.layers.ReLU(name="bottleneck_relu")(x)
+    x = K.layers.Multiply(name="bottleneck_mask")([x, mask])
+    for i in range(cfg.layers):
+        fw = QRNN(cfg.hidden, cfg.kernel, cfg.zoneout, False, name=f"qrnn{i}_fw")(x, mask)
+        bw = QRNN(cfg.hidden, cfg.kernel, cfg.zoneout, True, name=f"qrnn{i}_bw")(x, mask)
+        x = K.layers.Concatenate(name=f"qrnn{i}")([fw, bw])
+        if cfg.dropout:
+            x = K.layers.Dropout(cfg.dropout, name=f"qrnn{i}_dropout")(x)
+    x = AttentionPool(name="attention_pool")(x, mask)
+    out = K.layers.Dense(cfg.num_classes, name="logits")(x)
+    return K.Model(inp, out, name=name)
+
+
+@K.utils.register_keras_serializable(package="odml")
+class _Mask(K.layers.Layer):
+    """1 where a position holds a token, 0 for padding: max |x| over the
+    features of a ternary projection."""
+
+    def call(self, x):
+        import tensorflow as tf
+
+        return tf.reduce_max(tf.abs(x), axis=-1, keepdims=True)
