@@ -123,7 +123,7 @@ def build_pqrnn(cfg: PQRNNConfig, name: str = "pqrnn"):
     inp = K.Input(shape=(cfg.max_len, cfg.features), name="projection")
     mask = _Mask(name="mask")(inp)
     x = K.layers.Dense(cfg.bottleneck, name="bottleneck")(inp)
-    x = K.layers.BatchNormalization(name="bottleneck_bn")(x)
+    x = K.layers.BatchNormalization(momentum=0.9, name="bottleneck_bn")(x)  # few steps: converge fast
     x = K.layers.ReLU(name="bottleneck_relu")(x)
     x = K.layers.Multiply(name="bottleneck_mask")([x, mask])
     for i in range(cfg.layers):
