@@ -121,12 +121,11 @@ def test_several_students_in_one_run(cli, teacher, tmp_path):
     assert r.exit_code == 0, r.stderr
     out = tmp_path / "run"
     r = cli("compress", teacher, "--out", out, "--epochs", "1", "--runs", "10",
-            "--students", f"mobilenet_edgetpu_v2_tiny@0.25,mobilenet_edgetpu_v2_xs@0.35,{spec}",
-            "--pick", "latency_ms<=1000", "--json")
+            "--students", f"mobilenet_edgetpu_v2_tiny@0.25,{spec}", "--pick", "latency_ms<=1000", "--json")
     assert r.exit_code == 0, r.stderr
     rep = r.json()["compress"]
     studs = rep["students"]
-    assert [s["label"] for s in sorted(studs, key=lambda s: s["label"])] == ["mine", "v2_tiny_w0.25", "v2_xs_w0.35"]
+    assert [s["label"] for s in sorted(studs, key=lambda s: s["label"])] == ["mine", "v2_tiny_w0.25"]
     assert [s["latency_ms"] for s in studs] == sorted(s["latency_ms"] for s in studs)  # sorted by latency
     t = rep["teacher"]
     for s in studs:
@@ -144,12 +143,12 @@ def test_several_students_in_one_run(cli, teacher, tmp_path):
     assert (out / "compress.png").read_bytes()[:4] == b"\x89PNG" and not (out / "checkpoints").exists()
     # a rerun finds everything done: same report, nothing retrained
     r2 = cli("compress", teacher, "--out", out, "--epochs", "1", "--runs", "10",
-             "--students", f"mobilenet_edgetpu_v2_tiny@0.25,mobilenet_edgetpu_v2_xs@0.35,{spec}", "--json")
+             "--students", f"mobilenet_edgetpu_v2_tiny@0.25,{spec}", "--json")
     assert r2.exit_code == 0 and r2.json()["compress"]["students"][0]["history"] == studs[0]["history"]
-    assert len(_rows(out)) == 4
+    assert len(_rows(out)) == 3
     # other settings in the same folder are refused
     assert_one_line_error(cli("compress", teacher, "--out", out, "--epochs", "2", "--students",
-                              f"mobilenet_edgetpu_v2_tiny@0.25,mobilenet_edgetpu_v2_xs@0.35,{spec}"), "other settings")
+                              f"mobilenet_edgetpu_v2_tiny@0.25,{spec}"), "other settings")
 
 
 @pytest.mark.parametrize("structure", ["unstructured", "2:4"])
@@ -194,8 +193,8 @@ def _odml(*args):
 
 def test_resume_after_kill_9(teacher, tmp_path):
     out = tmp_path / "run"
-    args = _odml("compress", teacher, "--out", out, "--epochs", "3", "--runs", "10", "--students",
-                 "mobilenet_edgetpu_v2_tiny@0.25,mobilenet_edgetpu_v1@0.25", "--json")
+    args = _odml("compress", teacher, "--out", out, "--epochs", "2", "--runs", "10", "--students",
+                 "mobilenet_edgetpu_v2_tiny@0.25", "--json")
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline and not list((out / "checkpoints").glob("ckpt-*.index")):
@@ -208,7 +207,7 @@ def test_resume_after_kill_9(teacher, tmp_path):
     r = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = _rows(out)
-    assert [x["label"] for x in rows][0].startswith("teacher_") and len(rows) == 3
+    assert [x["label"] for x in rows][0].startswith("teacher_") and len(rows) == 2
     students = [x for x in rows if x["role"] == "student"]
     # training went on from the checkpoint, and the epochs before the kill are kept in the history
-    assert all(x["start_epoch"] >= 1 and [h["epoch"] for h in x["history"]] == [0, 1, 2] for x in students)
+    assert all(x["start_epoch"] >= 1 and [h["epoch"] for h in x["history"]] == [0, 1] for x in students)
