@@ -33,9 +33,9 @@ def _prunable(layer, K, structure: str) -> bool:
     if isinstance(layer, K.layers.DepthwiseConv2D):
         return structure == "unstructured"
     if isinstance(layer, K.layers.Conv2D):
-        if layer.groups != 1:
-            return False  # tfmot does not prune grouped convolutions
-        return structure == "unstructured" or int(layer.input_shape[-1]) % 4 == 0
+        if structure == "unstructured":
+            return True  # grouped convolutions too: the mask is over the kernel as stored
+        return layer.groups == 1 and int(layer.input_shape[-1]) % 4 == 0
     if isinstance(layer, K.layers.Dense):
         return structure == "unstructured" or int(layer.input_shape[-1]) % 4 == 0
     return False
