@@ -305,9 +305,21 @@ def evolution_oracle_class() -> type:
     from keras_tuner.src.engine import trial as trial_module
 
     class EvolutionOracle(kt.Oracle):
-        def __init__(self, population: int = 10, sample: int = 3, **kwargs):
+        def __init__(self, population: int = 10, sample: int = 3, space: SearchSpace | None = None, **kwargs):
             super().__init__(**kwargs)
-            self.population, self.sample = population, sample
+            self.population, self.sample, self.space = population, sample, space
+
+        def _arch(self, values: dict[str, Any]) -> str | None:
+            """The architecture ``values`` decode to (None when it is not a valid
+            one); choices of positions the depth leaves out do not count."""
+            if self.space is None:
+                return json.dumps(values, sort_keys=True)
+            try:
+                d = self.space.decode(values, 2).to_dict()
+            except Exception:  # noqa: BLE001 - an invalid combination is simply not a child
+                return None
+            d.pop("name", None)
+            return json.dumps(d, sort_keys=True)
 
         def populate_space(self, trial_id):
             done = [self.trials[t] for t in self.end_order
@@ -317,9 +329,11 @@ def evolution_oracle_class() -> type:
             if len(done) >= self.population:
                 pool = done[-self.population:]
                 parent = max(rng.sample(pool, min(self.sample, len(pool))), key=lambda t: t.score)
-                for _ in range(50):
+                seen = {self._arch(t.hyperparameters.values) for t in self.trials.values()}
+                for _ in range(100):  # a mutation that changes the architecture, into one not tried yet
                     child = self._mutate(parent.hyperparameters.values, rng)
-                    if not self._duplicate(child):
+                    arch = self._arch(child)
+                    if arch is not None and arch not in seen and not self._duplicate(child):
                         values = child
                         break
             if values is None:
@@ -358,7 +372,7 @@ def make_oracle(p: Prepared, listener: Callable[[dict[str, Any]], None] | None =
         oracle.max_trials = cfg.trials  # the brackets run until the trial budget is spent
     else:
         oracle = _recording(evolution_oracle_class(), p, listener)(
-            max_trials=cfg.trials, population=cfg.population, sample=cfg.sample, **common)
+            max_trials=cfg.trials, population=cfg.population, sample=cfg.sample, space=p.space, **common)
     return oracle
 
 
