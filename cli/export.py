@@ -17,7 +17,7 @@ def export_cmd(
     model: str = typer.Argument(..., help="A zoo name, a spec JSON, a .keras/.h5 model or a SavedModel folder."),
     out_dir: Path = typer.Option(..., "--out", help="Output folder (created if missing; its parent must exist)."),
     quantize: str = typer.Option("fp32,int8", "--quantize", help="Comma list of fp32, fp16, dynamic, int8."),
-    data: Optional[str] = typer.Option(None, "--data", help="Calibration and parity data: 'digits', an image folder or an .npz."),
+    data: Optional[str] = typer.Option(None, "--data", help="Calibration and parity data: 'digits', an image folder or an .npz; for a text model a .tsv/.csv."),
     calibration: str = typer.Option("data", "--calibration", help="'data' (from --data) or 'random' (int8 accuracy unknown)."),
     calibration_samples: int = typer.Option(200, "--calibration-samples", min=1),
     io: str = typer.Option("float", "--io", help="int8 models: 'int8' or 'float' input and output."),
@@ -66,15 +66,26 @@ def export_cmd(
         label_list = [ln.strip() for ln in labels.read_text(encoding="utf-8").splitlines() if ln.strip()]
     src = load_source(model, classes, input_size, width)
     x_val = y_val = x_cal = None
-    if data is not None:
+    if data is not None and src.text is not None:
+        x_val, y_val, x_cal, ds_labels = text_arrays(src.text, data, seed)
+        if src.outputs > 1 and len(ds_labels) != src.outputs:
+            raise OdmlError(f"{data}: {len(ds_labels)} classes in the data but the model has {src.outputs} outputs")
+        label_list = label_list or ds_labels
+    elif data is not None:
         from odml.data.images import load_images, to_float
+        from odml.data.textmodel import is_text_data
 
+        if is_text_data(data) or len(src.input_shape) != 3:
+            raise OdmlError(f"--data {data}: text data needs a text model (a .keras with its .text.json beside it), "
+                            f"and a text model needs text data")
         h, w, c = src.input_shape
         ds = load_images(data, (h, w), c, 0.2, seed)
         x_val, y_val, x_cal = to_float(ds.x_val), ds.y_val, to_float(ds.x_train)
         if src.outputs > 1 and ds.num_classes != src.outputs:
             raise OdmlError(f"{data}: {ds.num_classes} classes in the data but the model has {src.outputs} outputs")
         label_list = label_list or ds.class_names
+    elif src.text is not None:
+        label_list = label_list or src.text.labels
     if label_list is not None and src.outputs > 1 and len(label_list) != src.outputs:
         raise OdmlError(f"{labels}: {len(label_list)} labels for a model with {src.outputs} outputs")
     thresholds = {p: replace(t, **({"min_top1": min_top1} if min_top1 is not None else {}),
@@ -85,7 +96,9 @@ def export_cmd(
         from odml.exporters.metadata import ModelInfo
 
         info = ModelInfo(name=name or src.name, version=version, author=author, license=license_,
-                         description=description or f"{src.name} exported by odml", labels=label_list)
+                         description=description or f"{src.name} exported by odml", labels=label_list,
+                         text=src.text.family if src.text is not None else None,
+                         vocab=src.text.vocab if src.text is not None else None)
     opts = ExportOptions(precisions=precisions, out_dir=out_dir, formats=formats, io=io, calibration=calibration,
                          calibration_samples=calibration_samples, parity_samples=parity_samples,
                          thresholds=thresholds, target=target, metadata=info, seed=seed)
@@ -127,3 +140,17 @@ def render_report(report: dict) -> None:
                          f"{e['first_unsupported']['reason']}" if e["first_unsupported"] else ""), markup=False)
     if report["ok"]:
         out.print(f"written to {report['out_dir']}", markup=False)
+
+
+def text_arrays(info, data: str, seed: int):
+    """(x_val, y_val, x_train, labels) of a text file, featurized for a text model;
+    labels of the data must be the model's (same names, same order)."""
+    from odml.data.text import load_text
+    from odml.errors import DataError
+
+    ds = load_text(data, None, None, None, 0.2, seed)
+    if list(ds.classes) != list(info.labels):
+        raise DataError(f"{data}: classes {ds.classes} differ from the model's {info.labels}")
+    x_val, _ = info.featurize(ds.texts_val)
+    x_cal, _ = info.featurize(ds.texts_train)
+    return x_val, ds.y_val, x_cal, list(ds.classes)

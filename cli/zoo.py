@@ -28,15 +28,48 @@ def list_cmd(
         rows.append({"name": name, "task": entry.task, "input_shape": list(spec.input_shape),
                      "classes": spec.num_classes, "params": spec.params, "macs": spec.macs,
                      "description": entry.description})
+    rows += _text_rows(pattern)
     if json_out:
         print_json({"models": rows})
         return
     t = Table(title=f"odml zoo ({len(rows)} models)")
     for col, just in (("name", "left"), ("task", "left"), ("input", "left"), ("params", "right"), ("MACs", "right")):
         t.add_column(col, justify=just)
+    notes = [f"{r['name']}: {r['description']}" for r in rows if "encoder_params" in r]
     for r in rows:
-        t.add_row(r["name"], r["task"], "x".join(map(str, r["input_shape"])), fmt_int(r["params"]), fmt_macs(r["macs"]))
+        t.add_row(r["name"], r["task"], r.get("input") or "x".join(map(str, r["input_shape"])), fmt_int(r["params"]),
+                  fmt_macs(r["macs"]) if r["macs"] is not None else "-")
     out.print(t)
+    for n in notes:
+        out.print(n, markup=False)
+
+
+def _text_rows(pattern: str | None) -> list[dict]:
+    """The text models (TensorFlow-free configurations): pQRNN over a ternary
+    projection, MobileBERT(-EdgeTPU) over WordPiece ids; parameters of the
+    encoder alone are given for MobileBERT, as published."""
+    import fnmatch
+
+    from odml.zoo.textconfig import MOBILEBERT_PUBLISHED, TEXT_MODELS, MobileBertConfig, text_config
+
+    rows = []
+    for name in TEXT_MODELS:
+        if pattern and not (fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(name, f"*{pattern}*")):
+            continue
+        cfg = text_config(name)
+        if isinstance(cfg, MobileBertConfig):
+            rows.append({"name": name, "task": "text_classification", "input_shape": [cfg.seq_len],
+                         "input": f"{cfg.seq_len} token ids", "classes": cfg.num_classes, "params": cfg.params,
+                         "encoder_params": cfg.encoder_params, "macs": None,
+                         "description": f"{cfg.layers} blocks, intra {cfg.intra}, {cfg.ffn} FFNs; encoder "
+                                        f"{cfg.encoder_params:,} parameters (published: "
+                                        f"{MOBILEBERT_PUBLISHED[name] / 1e6:.1f}M), the rest is the head"})
+        else:
+            rows.append({"name": name, "task": "text_classification", "input_shape": [cfg.max_len, cfg.features],
+                         "input": f"{cfg.max_len}x{cfg.features} projection", "classes": cfg.num_classes,
+                         "params": cfg.params, "macs": None,
+                         "description": f"{cfg.layers} bidirectional QRNN layers of {cfg.hidden}"})
+    return rows
 
 
 @app.command("show")

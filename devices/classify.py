@@ -16,12 +16,34 @@ def classify_dataset(model, data, opts, ovic=False, limit_ms=33.0, k=None, a0=No
     from odml.devices.stats import latency_stats
     from odml.errors import DataError
 
+    from odml.data.textmodel import is_text_data
+
     info = read_tflite_checked(model)
     shape = info.inputs[0].shape
+    n_out = int(np.prod(info.outputs[0].shape[1:]))
+    if is_text_data(data):
+        from odml.data.text import load_text
+        from odml.data.textmodel import info_from_tflite
+        from odml.train.text import scores
+
+        tinfo = info_from_tflite(model, info)
+        ds = load_text(data, None, None, None, 0.2, seed)
+        if ds.num_classes != n_out:
+            raise DataError(f"{data}: {ds.num_classes} classes in the data but {model} has {n_out} outputs")
+        x, cut = tinfo.featurize(ds.texts_val)
+        run = classify_host(model, x, replace(opts, threads=1) if ovic else opts)
+        y = ds.y_val
+        correct = [p == t for p, t in zip(run["predictions"], y.tolist())]
+        sc = scores(np.asarray(run["outputs"], dtype=np.float64), y)
+        res = {"data": data, "texts": len(correct), "images": len(correct), "accuracy": sum(correct) / len(correct),
+               "auc": sc["auc"], "truncated": cut, "mean_latency_ms": float(np.mean(run["latencies_ms"])),
+               "per_image": latency_stats(np.asarray(run["latencies_ms"]) / 1e3)}
+        if ovic:
+            res["ovic"] = ovic_2018(run["latencies_ms"], correct, limit_ms)
+        return res
     if len(shape) != 4:
         raise DataError(f"{model}: --data needs an image classifier with input [1, H, W, C], got {shape}")
     ds = load_images(data, (shape[1], shape[2]), shape[3], 0.2, seed)
-    n_out = int(np.prod(info.outputs[0].shape[1:]))
     if ds.num_classes != n_out:
         raise DataError(f"{data}: {ds.num_classes} classes in the data but {model} has {n_out} outputs")
     run = classify_host(model, to_float(ds.x_val), replace(opts, threads=1) if ovic else opts)

@@ -39,6 +39,8 @@ class HostOptions:
 
 def _random_input(detail: dict, rng: np.random.Generator) -> np.ndarray:
     dtype, shape = detail["dtype"], detail["shape"]
+    if np.issubdtype(dtype, np.integer) and not detail["quantization"][0]:
+        return rng.integers(0, 100, size=shape).astype(dtype)  # token ids, masks: small non-negative integers
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
         return rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)
@@ -111,14 +113,16 @@ def _classify(path: str, o: HostOptions, npy: str) -> dict[str, Any]:
     x = np.load(npy)
     interp = _interpreter(path, o)
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    lat, pred = [], []
+    lat, pred, scores = [], [], []
     for i in range(len(x)):
         interp.set_tensor(inp["index"], _quantize(x[i:i + 1], inp))  # pre-processing: not timed
         t0 = time.perf_counter()
         interp.invoke()
         lat.append((time.perf_counter() - t0) * 1e3)
-        pred.append(int(_dequantize(interp.get_tensor(out["index"]), out).reshape(-1).argmax()))
-    return {"latencies_ms": lat, "predictions": pred}
+        y = _dequantize(interp.get_tensor(out["index"]), out).reshape(-1)
+        pred.append(int(y.argmax()))
+        scores.append([float(v) for v in y])
+    return {"latencies_ms": lat, "predictions": pred, "outputs": scores}
 
 
 def _compare(path: str, o: HostOptions, ref: str, rounds: int) -> dict[str, Any]:
@@ -162,7 +166,7 @@ def classify_host(path: str | Path, x: np.ndarray, opts: HostOptions, timeout_s:
     check_options(opts)
     with tempfile.TemporaryDirectory() as d:
         npy = os.path.join(d, "x.npy")
-        np.save(npy, x.astype(np.float32))
+        np.save(npy, x if np.issubdtype(x.dtype, np.integer) else x.astype(np.float32))  # token ids stay ints
         return _run_child(Path(path), opts, "classify", (npy,), timeout_s)
 
 

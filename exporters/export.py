@@ -33,6 +33,20 @@ class Source:
     trackable: Any = None
     keras_model: Any = None
     spec: Any = None
+    text: Any = None  # TextModelInfo of a text model (data/textmodel.py)
+    input_dtype: str = "float32"
+
+    def random_inputs(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Inputs of the right shape and type without data: pixels in [0, 1),
+        or token ids within the vocabulary (0 is padding)."""
+        if self.input_dtype.startswith("int"):
+            high = 100
+            if self.text is not None:
+                high = len(self.text.vocab) if self.text.vocab else int(self.text.config.get("vocab", 100))
+            return rng.integers(1, high, size=(n, *self.input_shape)).astype(self.input_dtype)
+        if self.text is not None:  # a ternary projection
+            return rng.integers(-1, 2, size=(n, *self.input_shape)).astype(np.float32)
+        return rng.random((n, *self.input_shape), dtype=np.float32)
 
 
 def load_source(model: str, classes: int | None = None, input_size: str | None = None,
@@ -45,8 +59,14 @@ def load_source(model: str, classes: int | None = None, input_size: str | None =
     if p.suffix.lower() in (".keras", ".h5"):
         if not p.exists():
             raise ModelFileError(f"{p}: model not found")
+        from odml.data.textmodel import load_info
+
         km = load_keras_model(p)
-        return _keras_source(p.stem, "keras", km)
+        return _keras_source(p.stem, "keras", km, load_info(p))
+    from odml.zoo.textconfig import TEXT_MODELS
+
+    if model in TEXT_MODELS:
+        return _text_zoo_source(model, classes, input_size)
     from odml.zoo.resolve import resolve_spec
     from odml.zoo.builder import build_model
 
@@ -56,11 +76,34 @@ def load_source(model: str, classes: int | None = None, input_size: str | None =
     return src
 
 
-def _keras_source(name: str, kind: str, km: Any) -> Source:
-    shape = tuple(int(d) for d in km.input_shape[1:]) if not isinstance(km.input_shape, list) else None
-    if shape is None or len(shape) != 3 or any(d is None for d in shape):
-        raise ExportError(f"{name}: export handles image models with one input of static shape HxWxC, "
-                          f"got {km.input_shape}")
+def _text_zoo_source(name: str, classes: int | None, length: str | None) -> Source:
+    """An untrained text model of the zoo (random weights: for latency and
+    size; its accuracy means nothing). ``length`` sets the sequence length."""
+    from odml.data.textmodel import TextModelInfo
+    from odml.errors import SpecError
+    from odml.train.text import build_text_model
+    from odml.zoo.textconfig import PQRNNConfig, text_config
+
+    over: dict[str, Any] = {"num_classes": classes}
+    if length is not None:
+        if not str(length).isdigit() or int(length) < 1:
+            raise SpecError(f"--input-size {length}: a text model takes one sequence length, e.g. 128")
+        over["max_len" if name.startswith("pqrnn") else "seq_len"] = int(length)
+    cfg = text_config(name, **over)
+    family = "pqrnn" if isinstance(cfg, PQRNNConfig) else "mobilebert"
+    info = TextModelInfo(family, cfg.to_dict(), [str(i) for i in range(cfg.num_classes)])
+    return _keras_source(name, "zoo", build_text_model(cfg, name), info)
+
+
+def _keras_source(name: str, kind: str, km: Any, text: Any = None) -> Source:
+    shape = tuple(km.input_shape[1:]) if not isinstance(km.input_shape, list) else None
+    if text is not None:
+        if shape is None or any(d is None for d in shape):
+            raise ExportError(f"{name}: a text model needs one input of static shape, got {km.input_shape}")
+    elif shape is None or len(shape) != 3 or any(d is None for d in shape):
+        raise ExportError(f"{name}: export handles image models with one input of static shape HxWxC "
+                          f"(or text models with their .text.json beside them), got {km.input_shape}")
+    shape = tuple(int(d) for d in shape)
     out = km.output_shape
     if isinstance(out, list):
         raise ExportError(f"{name}: export handles models with one output, got {len(out)}")
@@ -68,7 +111,9 @@ def _keras_source(name: str, kind: str, km: Any) -> Source:
     def predict(x: np.ndarray) -> np.ndarray:
         return np.asarray(km.predict(x, batch_size=64, verbose=0))
 
-    return Source(name, kind, shape, int(np.prod(out[1:])), predict, km, None, km)
+    dtype = km.inputs[0].dtype
+    dtype = getattr(dtype, "name", str(dtype))
+    return Source(name, kind, shape, int(np.prod(out[1:])), predict, km, None, km, text=text, input_dtype=dtype)
 
 
 def _load_savedmodel(p: Path) -> Source:
@@ -146,9 +191,9 @@ def run_export(src: Source, opts: ExportOptions, x_val: np.ndarray | None = None
                 raise ExportError("int8 needs calibration data: give --data, or --calibration random "
                                   "(accuracy is then unknown)")
             warn("int8 calibrated on random inputs: accuracy of the int8 model is unknown")
-            x_calib = rng.random((opts.calibration_samples, *src.input_shape), dtype=np.float32)
+            x_calib = src.random_inputs(rng, opts.calibration_samples)
     if x_val is None:
-        x_val = rng.random((min(opts.parity_samples, 32), *src.input_shape), dtype=np.float32)
+        x_val = src.random_inputs(rng, min(opts.parity_samples, 32))
         y_val = None
     x_val = x_val[: opts.parity_samples]
     y_val = y_val[: opts.parity_samples] if y_val is not None else None
@@ -212,7 +257,8 @@ def run_export(src: Source, opts: ExportOptions, x_val: np.ndarray | None = None
             if fp32:
                 a["size_vs_fp32"] = round(a["size_bytes"] / fp32, 4)
         report = {
-            "model": src.name, "source": src.kind, "input_shape": list(src.input_shape), "outputs": src.outputs,
+            "model": src.name, "source": src.kind, "input_shape": list(src.input_shape), "input_dtype": src.input_dtype,
+            "outputs": src.outputs, **({"text": src.text.family} if src.text is not None else {}),
             "target": opts.target, "out_dir": str(opts.out_dir),
             "parity_inputs": "validation data" if y_val is not None else "random",
             "artifacts": artifacts,
@@ -228,7 +274,7 @@ def run_export(src: Source, opts: ExportOptions, x_val: np.ndarray | None = None
         (stage / REPORT_NAME).write_text(json.dumps({"schema": 1, **report}, indent=2) + "\n")
         opts.out_dir.mkdir(exist_ok=True)
         for f in sorted(stage.iterdir()):
-            if f.name == "labels.txt":
+            if f.name in ("labels.txt", "vocab.txt"):
                 continue  # packed into the .tflite
             os.replace(f, opts.out_dir / f.name)
         return report

@@ -22,6 +22,7 @@ from odml.errors import OdmlError
 
 METADATA_NAME = "TFLITE_METADATA"
 LABELS_FILE = "labels.txt"
+VOCAB_FILE = "vocab.txt"
 
 
 class MetadataError(OdmlError):
@@ -38,6 +39,8 @@ class ModelInfo:
     mean: list[float] = field(default_factory=lambda: [0.0])
     std: list[float] = field(default_factory=lambda: [255.0])
     labels: list[str] | None = None
+    text: str | None = None  # "pqrnn" or "mobilebert" for a text model
+    vocab: list[str] | None = None  # MobileBERT's WordPiece vocabulary, packed as vocab.txt
 
 
 def _schema():
@@ -67,15 +70,7 @@ def ecosystem_metadata_module():
     return md
 
 
-def add_metadata(tflite: bytes, info: ModelInfo, workdir: Path, quantized_input: bool = False) -> bytes:
-    """Return ``tflite`` with metadata (and a packed labels file) attached."""
-    import flatbuffers
-
-    mfb = _schema()
-    md = ecosystem_metadata_module()
-    meta = mfb.ModelMetadataT()
-    meta.name, meta.version, meta.author, meta.license = info.name, info.version, info.author, info.license
-    meta.description = info.description
+def _image_input(mfb, info: ModelInfo):
     inp = mfb.TensorMetadataT()
     inp.name = "image"
     inp.description = "RGB image; the model reads (pixel - mean) / std"
@@ -91,13 +86,50 @@ def add_metadata(tflite: bytes, info: ModelInfo, workdir: Path, quantized_input:
     stats = mfb.StatsT()
     stats.max, stats.min = [255.0], [0.0]
     inp.stats = stats
+    return inp
+
+
+def _text_input(mfb, info: ModelInfo, workdir: Path, files: list[str]):
+    inp = mfb.TensorMetadataT()
+    inp.content = mfb.ContentT()
+    inp.content.contentProperties = mfb.FeaturePropertiesT()
+    inp.content.contentPropertiesType = mfb.ContentProperties.FeatureProperties
+    if info.text == "pqrnn":
+        inp.name = "projection"
+        inp.description = ("pQRNN ternary projection of the text (odml.data.projection: lower-cased whitespace "
+                           "tokens + </s>, SHAKE-128, 2 bits per feature), one row per token, 0 rows = padding")
+    else:
+        inp.name = "input_ids"
+        inp.description = "WordPiece token ids: [CLS] text [SEP], padded with 0 ([PAD]); vocabulary in vocab.txt"
+        if info.vocab:
+            vf = mfb.AssociatedFileT()
+            vf.name = VOCAB_FILE
+            vf.description = "WordPiece vocabulary, one token per line, id = line number - 1"
+            vf.type = mfb.AssociatedFileType.VOCABULARY
+            inp.associatedFiles = [vf]
+            path = workdir / VOCAB_FILE
+            path.write_text("\n".join(info.vocab) + "\n", encoding="utf-8")
+            files.append(str(path))
+    return inp
+
+
+def add_metadata(tflite: bytes, info: ModelInfo, workdir: Path, quantized_input: bool = False) -> bytes:
+    """Return ``tflite`` with metadata (and a packed labels file) attached."""
+    import flatbuffers
+
+    mfb = _schema()
+    md = ecosystem_metadata_module()
+    meta = mfb.ModelMetadataT()
+    meta.name, meta.version, meta.author, meta.license = info.name, info.version, info.author, info.license
+    meta.description = info.description
+    files: list[str] = []
+    inp = _text_input(mfb, info, workdir, files) if info.text else _image_input(mfb, info)
     out = mfb.TensorMetadataT()
     out.name = "logits"
     out.description = "one score per class (argmax is the prediction)"
     out.content = mfb.ContentT()
     out.content.contentProperties = mfb.FeaturePropertiesT()
     out.content.contentPropertiesType = mfb.ContentProperties.FeatureProperties
-    files = []
     if info.labels:
         lf = mfb.AssociatedFileT()
         lf.name = LABELS_FILE
@@ -141,17 +173,21 @@ def read_metadata(model_bytes: bytes, metadata_buffers: dict[str, bytes]) -> dic
     res: dict[str, Any] = {"name": s(m.name), "version": s(m.version), "author": s(m.author),
                            "license": s(m.license), "description": s(m.description)}
     for sg in m.subgraphMetadata or []:
+        res["inputs"] = [s(t.name) for t in sg.inputTensorMetadata or []]
         for t in sg.inputTensorMetadata or []:
             for pu in t.processUnits or []:
                 if pu.optionsType == mfb.ProcessUnitOptions.NormalizationOptions:
                     res["normalization"] = {"mean": [float(x) for x in pu.options.mean],
                                             "std": [float(x) for x in pu.options.std]}
-        assoc = [s(f.name) for t in (sg.outputTensorMetadata or []) for f in (t.associatedFiles or [])]
+        assoc = [s(f.name) for t in (sg.inputTensorMetadata or []) + (sg.outputTensorMetadata or [])
+                 for f in (t.associatedFiles or [])]
         res["associated_files"] = assoc
     try:
         with zipfile.ZipFile(io.BytesIO(model_bytes)) as z:
             if LABELS_FILE in z.namelist():
                 res["labels"] = z.read(LABELS_FILE).decode("utf-8").splitlines()
+            if VOCAB_FILE in z.namelist():
+                res["vocab_size"] = len(z.read(VOCAB_FILE).decode("utf-8").splitlines())
     except zipfile.BadZipFile:
         pass
     return res

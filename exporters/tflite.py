@@ -50,7 +50,9 @@ def concrete_function(model: Any, input_shape: tuple[int, ...]):
 
     T = tf()
     fn = T.function(lambda x: model(x, training=False))
-    return fn.get_concrete_function(T.TensorSpec((1, *input_shape), T.float32, name="image"))
+    dtype = model.inputs[0].dtype if getattr(model, "inputs", None) else T.float32
+    name = "image" if len(input_shape) == 3 else ("input_ids" if dtype.is_integer else "projection")
+    return fn.get_concrete_function(T.TensorSpec((1, *input_shape), dtype, name=name))
 
 
 def convert(model_or_fn: Any, precision: str, representative: Callable[[], Iterable] | None = None,
@@ -110,7 +112,8 @@ def representative_from(x: np.ndarray, n: int = 200, seed: int = 0):
 
     def gen():
         for i in idx:
-            yield [x[i:i + 1].astype(np.float32)]
+            xi = x[i:i + 1]
+            yield [xi if np.issubdtype(xi.dtype, np.integer) else xi.astype(np.float32)]
 
     return gen
 

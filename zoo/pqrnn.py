@@ -13,56 +13,9 @@ converts to a full-int8 TFLite without custom ops:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
-from odml.errors import SpecError
 from odml.zoo.blocks import K
-
-
-@dataclass
-class PQRNNConfig:
-    max_len: int = 64
-    features: int = 512
-    bottleneck: int = 128
-    hidden: int = 96  # QRNN state per direction
-    layers: int = 2
-    kernel: int = 3
-    zoneout: float = 0.25
-    dropout: float = 0.1
-    num_classes: int = 2
-
-    def validate(self) -> "PQRNNConfig":
-        from odml.data.projection import check_features
-
-        check_features(self.features)
-        for k in ("max_len", "bottleneck", "hidden", "layers", "kernel", "num_classes"):
-            if int(getattr(self, k)) < 1:
-                raise SpecError(f"pqrnn: {k} must be at least 1, got {getattr(self, k)}")
-        if self.num_classes < 2:
-            raise SpecError("pqrnn: a classifier needs 2 or more classes")
-        if not 0 <= self.zoneout < 1 or not 0 <= self.dropout < 1:
-            raise SpecError("pqrnn: zoneout and dropout must be in [0, 1)")
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @property
-    def params(self) -> int:
-        """Trainable parameters, from the configuration alone."""
-        n = self.features * self.bottleneck + self.bottleneck + 2 * self.bottleneck  # dense + BN gamma/beta
-        d = self.bottleneck
-        for _ in range(self.layers):
-            n += 2 * (self.kernel * d * 3 * self.hidden + 3 * self.hidden)  # two directions
-            d = 2 * self.hidden
-        return n + (d + 1) + (d * self.num_classes + self.num_classes)
-
-
-PRESETS = {
-    "default": PQRNNConfig(),
-    "tiny": PQRNNConfig(max_len=24, features=64, bottleneck=16, hidden=8, layers=1, dropout=0.0),
-}
+from odml.zoo.textconfig import PQRNN_PRESETS as PRESETS  # noqa: F401
+from odml.zoo.textconfig import PQRNNConfig
 
 
 @K.utils.register_keras_serializable(package="odml")
