@@ -67,6 +67,11 @@ def export_cmd(
     src = load_source(model, classes, input_size, width)
     x_val = y_val = x_cal = None
     if data is not None and src.text is not None:
+        from odml.data.textmodel import is_text_data
+
+        if not is_text_data(data):
+            raise OdmlError(f"--data {data}: {src.name} is a text model; text data needs a text model and the "
+                            f"other way round: give a .tsv or .csv of labelled texts")
         x_val, y_val, x_cal, ds_labels = text_arrays(src.text, data, seed)
         if src.outputs > 1 and len(ds_labels) != src.outputs:
             raise OdmlError(f"{data}: {len(ds_labels)} classes in the data but the model has {src.outputs} outputs")

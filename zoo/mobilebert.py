@@ -44,9 +44,10 @@ class PositionAndType(K.layers.Layer):
 
     def build(self, input_shape):
         d = int(input_shape[-1])
-        init = K.initializers.TruncatedNormal(stddev=0.02)
-        self.positions = self.add_weight(name="positions", shape=(self.max_positions, d), initializer=init)
-        self.types = self.add_weight(name="types", shape=(self.type_vocab, d), initializer=init)
+        self.positions = self.add_weight(name="positions", shape=(self.max_positions, d),
+                                         initializer=K.initializers.TruncatedNormal(stddev=0.02))
+        self.types = self.add_weight(name="types", shape=(self.type_vocab, d),
+                                     initializer=K.initializers.TruncatedNormal(stddev=0.02))
 
     def call(self, x):
         t = x.shape[1]
