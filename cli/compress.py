@@ -15,7 +15,7 @@ from odml.cli.common import err, fmt_int, handle_errors, out, print_json
 @handle_errors
 def compress_cmd(
     teacher: Path = typer.Argument(..., help="The pre-trained Keras classifier: .keras or .h5 (loaded with safe_mode), or a Keras SavedModel folder."),
-    data: str = typer.Option("digits", "--data", help="'digits' (embedded), a folder of class subfolders, or an .npz."),
+    data: str = typer.Option("digits", "--data", help="'digits' (embedded), a folder of class subfolders, or an .npz; a .tsv/.csv of texts for a text teacher."),
     out_dir: Path = typer.Option(..., "--out", help="Run folder; rerun the same command to resume."),
     recipe: Optional[Path] = typer.Option(None, "--recipe", help="A YAML/JSON recipe (keys in the README); options given here override it."),
     students: Optional[str] = typer.Option(None, "--students", help="Comma-separated: zoo NAME or NAME@WIDTH, or spec files (default: sizes from the teacher's MACs)."),
@@ -94,16 +94,20 @@ class _Bar:
 
 def _table(rep: dict[str, Any]) -> None:
     t = rep["teacher"]
+    auc = f", AUC {t['auc']:.4f}" if "auc" in t else ""
     tab = Table(title=f"odml compress on {rep['device']}: teacher {Path(t['model']).name} "
-                      f"(accuracy {t['accuracy']:.4f}, {t['size_bytes'] / 1024:,.0f} KiB fp32, {t['latency_ms']:.3f} ms)")
-    cols = ("", "student", "accuracy", "int8 acc", "params", "size KiB", "gzip KiB", "latency ms", "smaller", "faster",
-            "sparsity")
+                      f"(accuracy {t['accuracy']:.4f}{auc}, {t['size_bytes'] / 1024:,.0f} KiB fp32, "
+                      f"{t['latency_ms']:.3f} ms)")
+    text = "auc" in t
+    cols = ("", "student", "accuracy", "int8 acc", *(("AUC", "int8 AUC") if text else ()), "params", "size KiB",
+            "gzip KiB", "latency ms", "smaller", "faster", "sparsity")
     for c in cols:
         tab.add_column(c, justify="left" if c in ("", "student") else "right")
     for r in rep["students"]:
         mark = " ".join(m for m, on in (("picked", r["picked"]), ("pareto", r["pareto"])) if on)
+        aucs = (f"{r['auc']:.4f}", "-" if r.get("int8_auc") is None else f"{r['int8_auc']:.4f}") if text else ()
         tab.add_row(mark, r["label"], f"{r['accuracy']:.4f}",
-                    "-" if r["int8_accuracy"] is None else f"{r['int8_accuracy']:.4f}", fmt_int(r["params"]),
+                    "-" if r["int8_accuracy"] is None else f"{r['int8_accuracy']:.4f}", *aucs, fmt_int(r["params"]),
                     f"{r['size_bytes'] / 1024:,.1f}", f"{r['gzip_bytes'] / 1024:,.1f}", f"{r['latency_ms']:.3f}",
                     f"{r['size_ratio']:.1f}x", f"{r['speedup']:.1f}x",
                     "-" if "sparsity" not in r else f"{r['sparsity']:.0%}")

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from odml.compress.recipe import Recipe, RecipeError
-from odml.data.images import ImageDataset
+from odml.data.images import ImageDataset  # or compress.students.TextArrays
 
 
 @dataclass
@@ -30,6 +30,8 @@ class Student:
 
 
 def _prunable(layer, K, structure: str) -> bool:
+    if hasattr(layer, "get_prunable_weights"):  # odml's own layers that say what to prune (the QRNN gates)
+        return structure == "unstructured"
     if isinstance(layer, K.layers.DepthwiseConv2D):
         return structure == "unstructured"
     if isinstance(layer, K.layers.Conv2D):
@@ -139,14 +141,15 @@ def train_students(teacher_model: Any, students: list[Student], data: ImageDatas
         soft = kl(t_soft, T.nn.softmax(logits / temp)) * temp * temp
         return (1 - alpha) * hard + alpha * soft
 
-    h, w, c = data.x_train.shape[1:]
+    in_shape = list(data.x_train.shape[1:])
+    in_dtype = T.float32 if data.x_train.dtype == np.uint8 else T.as_dtype(data.x_train.dtype)
     for s in students:  # optimizer slots created eagerly, not while tracing
         s.optimizer.build(s.model.trainable_variables)
     if teacher_opt is not None:
         teacher_opt.build(teacher_model.trainable_variables)
 
     # one trace for every batch size (the last batch is smaller)
-    @T.function(input_signature=[T.TensorSpec([None, h, w, c], T.float32), T.TensorSpec([None], T.int64)])
+    @T.function(input_signature=[T.TensorSpec([None, *in_shape], in_dtype), T.TensorSpec([None], T.int64)])
     def step(x, y):
         if not (d.enabled or d.joint):
             t_logits = None  # plain training: no teacher pass at all

@@ -144,8 +144,13 @@ def prepare(o: CompressOptions) -> Prepared:
         raise CompressError("--threads and --runs must be at least 1")
     device = parse_device(o.device, o.benchmark_binary)
     teacher = load_teacher(o.teacher)
-    h, w, c = teacher.input_shape
-    data = load_images(o.data, (h, w), c, o.val_split, recipe.seed)
+    if teacher.text is not None:
+        from odml.compress.students import text_arrays
+
+        data = text_arrays(teacher, o.data, o.val_split, recipe.seed)
+    else:
+        h, w, c = teacher.input_shape
+        data = load_images(o.data, (h, w), c, o.val_split, recipe.seed)
     if data.num_classes != teacher.num_classes:
         raise DataError(f"{o.data}: {data.num_classes} classes in the data but the teacher {teacher.path} has "
                         f"{teacher.num_classes} outputs")
@@ -196,6 +201,19 @@ def _tflite_accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:
     return float((out.argmax(-1) == y).mean())
 
 
+def _text_aucs(p: Prepared, model: Any, int8_path: Path | None) -> dict[str, Any]:
+    """ROC AUC of the float model (and of the int8 file) for a text teacher's run."""
+    if p.teacher.text is None:
+        return {}
+    from odml.devices.litert import load_interpreter, run_batch
+    from odml.train.text import scores
+
+    res = {"auc": scores(model.predict(p.data.x_val, batch_size=256, verbose=0), p.data.y_val)["auc"]}
+    if int8_path is not None:
+        res["int8_auc"] = scores(run_batch(load_interpreter(int8_path), p.data.x_val), p.data.y_val)["auc"]
+    return res
+
+
 def _write_bytes(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
@@ -232,10 +250,11 @@ def run(p: Prepared, on_stage: Callable[[str], None] | None = None,
         path = p.out / f"{teacher_label}_fp32.tflite"
         _write_bytes(path, convert(p.teacher.model, "fp32"))
         lat = _latency(p, path)
+        aucs = _text_aucs(p, p.teacher.model, None)
         row = {"label": teacher_label, "role": "teacher", "model": str(p.teacher.path), "params": p.teacher.params,
                "macs": p.teacher.macs, "accuracy": acc, "int8_accuracy": None, "size_bytes": path.stat().st_size,
                "gzip_bytes": len(gzip.compress(path.read_bytes(), 9)), "latency_ms": lat["median_ms"],
-               "latency": _lat_fields(lat), "tflite": path.name}
+               "latency": _lat_fields(lat), "tflite": path.name, **aucs}
         _append(p, row)
         done[teacher_label] = row
     teacher_row = done[teacher_label]
@@ -243,7 +262,8 @@ def run(p: Prepared, on_stage: Callable[[str], None] | None = None,
     train_info: dict[str, Any] = {}
     if todo:
         K.utils.set_random_seed(p.recipe.seed)
-        students = [Student(lbl, spec, build_model(spec.replace(name=lbl))) for lbl, spec in p.students]
+        students = [Student(lbl, spec, spec.replace(name=lbl).build() if hasattr(spec, "build")
+                            else build_model(spec.replace(name=lbl))) for lbl, spec in p.students]
         say(f"training {len(students)} students together for {p.recipe.epochs} epochs")
         t0 = time.perf_counter()
         train_info = train_students(p.teacher.model, students, p.data, p.recipe, p.out / "checkpoints", on_epoch)
@@ -261,6 +281,7 @@ def run(p: Prepared, on_stage: Callable[[str], None] | None = None,
             path = p.out / f"{s.label}_{precision}.tflite"
             _write_bytes(path, convert(model, precision, rep if precision == "int8" else None))
             int8_acc = _tflite_accuracy(path, x_val, p.data.y_val) if precision == "int8" else None
+            aucs = _text_aucs(p, model, path if precision == "int8" else None)
             lat = _latency(p, path)
             size = path.stat().st_size
             row = {"label": s.label, "role": "student", "line": s.spec.to_line(), "params": s.spec.params,
@@ -268,7 +289,7 @@ def run(p: Prepared, on_stage: Callable[[str], None] | None = None,
                    "size_bytes": size, "gzip_bytes": len(gzip.compress(path.read_bytes(), 9)),
                    "latency_ms": lat["median_ms"], "latency": _lat_fields(lat), "tflite": path.name,
                    "history": s.history, "epochs": p.recipe.epochs, "start_epoch": train_info.get("start_epoch"),
-                   "train_s": train_info.get("train_s"), "epoch_s": train_info.get("epoch_s")}
+                   "train_s": train_info.get("train_s"), "epoch_s": train_info.get("epoch_s"), **aucs}
             if p.recipe.prune.enabled:
                 layers = sparsity_per_layer(model)
                 total = sum(r["weights"] for r in layers)

@@ -1,6 +1,8 @@
 """The teacher (the user's pre-trained Keras classifier) and the students
 (zoo names with width multipliers, spec files, or sizes derived from the
-teacher's MACs)."""
+teacher's MACs). A text teacher (a model trained by `odml train pqrnn|mobilebert*`,
+its .text.json beside it) takes students of its own family that read the same
+input (projection or WordPiece ids), narrower by a width multiplier."""
 
 from __future__ import annotations
 
@@ -22,10 +24,115 @@ class TeacherError(OdmlError):
 class Teacher:
     path: Path
     model: Any
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]
     num_classes: int
     params: int
     macs: int
+    text: Any = None  # TextModelInfo of a text teacher
+
+
+@dataclass
+class TextSpec:
+    """A text student: a pQRNN or MobileBERT configuration, with what the
+    image specs offer to compress (name, params, MACs, one-line form)."""
+
+    name: str
+    config: Any  # PQRNNConfig | MobileBertConfig
+
+    @property
+    def family(self) -> str:
+        return "pqrnn" if hasattr(self.config, "features") else "mobilebert"
+
+    @property
+    def params(self) -> int:
+        return self.config.params
+
+    @property
+    def macs(self) -> int:
+        """Multiply-adds of the weights applied at every position (attention
+        products of MobileBERT added); the embedding lookup costs none."""
+        c = self.config
+        if self.family == "pqrnn":
+            return (c.params - (2 * c.hidden * c.num_classes + c.num_classes)) * c.max_len
+        per_pos = c.encoder_params - c.vocab * c.embedding - (c.max_positions + c.type_vocab) * c.hidden
+        return per_pos * c.seq_len + c.layers * 2 * c.seq_len * c.seq_len * c.intra + c.hidden * (c.hidden + c.num_classes)
+
+    def to_line(self) -> str:
+        c = self.config
+        keys = ("max_len", "features", "bottleneck", "hidden", "layers") if self.family == "pqrnn" else \
+            ("seq_len", "vocab", "layers", "hidden", "intra", "intermediate", "ffn", "heads")
+        return f"{self.family}(" + ",".join(f"{k}={getattr(c, k)}" for k in keys) + ")"
+
+    def replace(self, name: str) -> "TextSpec":
+        return TextSpec(name, self.config)
+
+    def validate(self, where: str = "") -> None:
+        try:
+            self.config.validate()
+        except SpecError as e:
+            raise RecipeError(f"student {where}: {e}") from None
+
+    def build(self):
+        from odml.train.text import build_text_model
+
+        return build_text_model(self.config, self.name)
+
+
+@dataclass
+class TextArrays:
+    """A text dataset featurized for the teacher (and its students): arrays
+    of model inputs, in the shape compress expects of image data."""
+
+    x_train: Any
+    y_train: Any
+    x_val: Any
+    y_val: Any
+    class_names: list[str]
+    source: str
+    notes: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def text_arrays(teacher: "Teacher", data: str, val_split: float, seed: int) -> TextArrays:
+    from odml.data.text import load_text
+    from odml.data.textmodel import is_text_data
+    from odml.errors import DataError
+
+    if not is_text_data(data):
+        raise DataError(f"--data {data}: the teacher {teacher.path} is a text model; give a .tsv or .csv of labelled texts")
+    ds = load_text(data, None, None, None, val_split, seed)
+    if teacher.text.labels and ds.num_classes == teacher.num_classes and list(ds.classes) != list(teacher.text.labels):
+        raise DataError(f"{data}: classes {ds.classes} differ from the teacher's {teacher.text.labels}")
+    x_tr, cut_tr = teacher.text.featurize(ds.texts_train)
+    x_va, cut_va = teacher.text.featurize(ds.texts_val)
+    notes = list(ds.notes)
+    if cut_tr or cut_va:
+        notes.append(f"{cut_tr + cut_va} texts longer than the teacher's {teacher.text.length} tokens were cut")
+    return TextArrays(x_tr, ds.y_train, x_va, ds.y_val, list(ds.classes), str(data), notes)
+
+
+def text_teacher_spec(t: "Teacher") -> TextSpec:
+    from odml.zoo.textconfig import MobileBertConfig, PQRNNConfig
+
+    cls = PQRNNConfig if t.text.family == "pqrnn" else MobileBertConfig
+    known = set(cls.__dataclass_fields__)
+    return TextSpec("teacher", cls(**{k: v for k, v in t.text.config.items() if k in known}))
+
+
+def _scaled(spec: TextSpec, width: float, name: str) -> TextSpec:
+    """``spec`` narrower (or wider) by ``width``, reading the same input."""
+    from dataclasses import replace
+
+    c = spec.config
+    if spec.family == "pqrnn":
+        c = replace(c, bottleneck=max(4, round(c.bottleneck * width)), hidden=max(2, round(c.hidden * width)))
+    else:
+        c = replace(c, hidden=max(8, round(c.hidden * width)), intra=c.heads * max(1, round(c.intra * width / c.heads)),
+                    intermediate=max(4, round(c.intermediate * width)))
+    return TextSpec(name, c)
 
 
 def load_teacher(path: str | Path) -> Teacher:
@@ -43,6 +150,19 @@ def load_teacher(path: str | Path) -> Teacher:
     if len(ins) != 1 or len(outs) != 1:
         raise TeacherError(f"teacher {p}: has {len(ins)} inputs and {len(outs)} outputs; a classifier has one of each")
     ishape, oshape = tuple(ins[0].shape[1:]), tuple(outs[0].shape[1:])
+    text = None
+    if not p.is_dir():
+        from odml.data.textmodel import load_info
+
+        text = load_info(p)
+    if text is not None:
+        if None in ishape or len(oshape) != 1 or oshape[0] is None or oshape[0] < 2:
+            raise TeacherError(f"teacher {p}: a text classifier needs a static input and a (classes,) output, "
+                               f"got {ishape} -> {oshape}")
+        t = Teacher(path=p, model=model, input_shape=tuple(int(v) for v in ishape), num_classes=int(oshape[0]),
+                    params=trainable_params(model), macs=0, text=text)
+        t.macs = text_teacher_spec(t).macs
+        return t
     if len(ishape) != 3 or None in ishape:
         raise TeacherError(f"teacher {p}: input shape {ishape} is not an image (height, width, channels)")
     if len(oshape) != 1 or oshape[0] is None or oshape[0] < 2:
@@ -83,6 +203,8 @@ def resolve_students(items: list[str], teacher: Teacher) -> list[tuple[str, Mode
     and classes. Labels are unique and safe as file names."""
     from odml.zoo.registry import create_spec, list_models
 
+    if teacher.text is not None:
+        return _resolve_text_students(items, teacher)
     out: list[tuple[str, ModelSpec]] = []
     h, w, c = teacher.input_shape
     for item in items:
@@ -121,6 +243,8 @@ def derive_students(sizes: list[float], teacher: Teacher, family: str = "mobilen
     about f x the teacher's MACs (parameters when MACs are unknown)."""
     from odml.zoo.registry import create_spec
 
+    if teacher.text is not None:
+        return _derive_text_students(sizes, teacher)
     h, w, c = teacher.input_shape
     budget_of = (lambda s: s.macs) if teacher.macs else (lambda s: s.params)
     total = teacher.macs or teacher.params
@@ -144,6 +268,63 @@ def derive_students(sizes: list[float], teacher: Teacher, family: str = "mobilen
             raise RecipeError(f"sizes: {f:g} of the teacher ({target:,.0f} {'MACs' if teacher.macs else 'params'}) "
                               f"is below the smallest {family} ({budget_of(spec):,})")
         out.append((f"{family.replace('mobilenet_edgetpu_', '')}_w{width:g}", spec))
+    return _unique(out)
+
+
+def _resolve_text_students(items: list[str], teacher: Teacher) -> list[tuple[str, TextSpec]]:
+    """``family@width`` (pqrnn@0.5, mobilebert_edgetpu_xs@0.25) or a preset
+    (pqrnn_tiny): the configuration of that name, narrowed by the width, with
+    the teacher's input (projection or vocabulary and length) and classes."""
+    from dataclasses import replace
+
+    from odml.zoo.textconfig import TEXT_MODELS, text_config
+
+    base = text_teacher_spec(teacher)
+    out = []
+    for item in items:
+        item = item.strip()
+        if not item:
+            continue
+        m = _ZOO_RE.match(item)
+        if not m or m["name"] not in TEXT_MODELS:
+            raise RecipeError(f"student {item!r}: not a text model (NAME or NAME@WIDTH with NAME one of "
+                              f"{', '.join(TEXT_MODELS)})")
+        cfg = text_config(m["name"])
+        family = "pqrnn" if m["name"].startswith("pqrnn") else "mobilebert"
+        if family != base.family:
+            raise RecipeError(f"student {item!r}: a {base.family} teacher takes {base.family} students "
+                              "(they must read the same input)")
+        same_input = ({"max_len": base.config.max_len, "features": base.config.features} if family == "pqrnn" else
+                      {"seq_len": base.config.seq_len, "vocab": base.config.vocab,
+                       "max_positions": base.config.max_positions})
+        cfg = replace(cfg, num_classes=teacher.num_classes, **same_input)
+        width = float(m["width"] or 1.0)
+        label = m["name"] + (f"_w{width:g}" if m["width"] else "")
+        spec = _scaled(TextSpec(label, cfg), width, label)
+        spec.validate(item)
+        out.append((label, spec))
+    return _unique(out)
+
+
+def _derive_text_students(sizes: list[float], teacher: Teacher) -> list[tuple[str, TextSpec]]:
+    """The teacher's own architecture narrowed until it has about f x its MACs."""
+    base = text_teacher_spec(teacher)
+    out = []
+    for f in sorted(sizes, reverse=True):
+        target = f * base.macs
+        lo, hi = 0.01, 1.0
+        for _ in range(30):
+            mid = (lo + hi) / 2
+            if _scaled(base, mid, "x").macs > target:
+                hi = mid
+            else:
+                lo = mid
+        width = round(lo, 3)
+        spec = _scaled(base, width, f"{base.family}_w{width:g}")
+        if spec.macs > target * 1.5:
+            raise RecipeError(f"sizes: {f:g} of the teacher ({target:,.0f} MACs) is below the narrowest "
+                              f"{base.family} ({spec.macs:,})")
+        out.append((spec.name, spec))
     return _unique(out)
 
 

@@ -53,7 +53,10 @@ class ImageDataset:
 
 
 def to_float(x: np.ndarray) -> np.ndarray:
-    """uint8 images -> the float32 [0, 1] inputs the models read."""
+    """uint8 images -> the float32 [0, 1] inputs the models read; arrays that
+    are already model inputs (text features, token ids) pass through."""
+    if x.dtype != np.uint8:
+        return x
     return x.astype(np.float32) / 255.0
 
 

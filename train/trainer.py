@@ -142,7 +142,8 @@ def make_tf_dataset(x: np.ndarray, y: np.ndarray, batch: int, shuffle: bool, see
         ds = ds.shuffle(min(len(x), 10_000), seed=seed, reshuffle_each_iteration=True)
 
     def prep(img, label):
-        img = T.cast(img, T.float32) / 255.0
+        if img.dtype == T.uint8:  # images; text features and token ids are model inputs already
+            img = T.cast(img, T.float32) / 255.0
         if num_classes:
             label = T.one_hot(label, num_classes)
         return img, label

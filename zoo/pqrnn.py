@@ -27,9 +27,15 @@ class QRNN(K.layers.Layer):
         self.hidden, self.kernel, self.zoneout, self.reverse = hidden, kernel, zoneout, reverse
         self.conv = K.layers.Conv1D(3 * hidden, kernel, padding="valid", name="gates")
 
-    def call(self, x, mask, training=None):
+    def build(self, input_shape):
+        x_shape = input_shape[0]
+        self.conv.build((x_shape[0], None, x_shape[-1]))  # built here so that a pruning wrapper can see its kernel
+        super().build(input_shape)
+
+    def call(self, inputs, training=None):
         import tensorflow as tf
 
+        x, mask = inputs  # a list, so that a pruning wrapper passes both through
         if self.reverse:
             x, mask = tf.reverse(x, [1]), tf.reverse(mask, [1])
         x = tf.pad(x, [[0, 0], [self.kernel - 1, 0], [0, 0]])  # causal: step t sees t-k+1 .. t
@@ -49,6 +55,10 @@ class QRNN(K.layers.Layer):
         h = tf.stack(hs, axis=1) * mask
         return tf.reverse(h, [1]) if self.reverse else h
 
+    def get_prunable_weights(self):
+        """For tfmot magnitude pruning: the gate convolution's kernel."""
+        return [self.conv.kernel]
+
     def get_config(self):
         return {**super().get_config(), "hidden": self.hidden, "kernel": self.kernel, "zoneout": self.zoneout,
                 "reverse": self.reverse}
@@ -63,9 +73,10 @@ class AttentionPool(K.layers.Layer):
         super().__init__(**kwargs)
         self.score = K.layers.Dense(1, name="score")
 
-    def call(self, h, mask):
+    def call(self, inputs):
         import tensorflow as tf
 
+        h, mask = inputs
         w = tf.nn.softmax(self.score(h), axis=1) * mask
         w = w / (tf.reduce_sum(w, axis=1, keepdims=True) + 1e-6)
         return tf.reduce_sum(w * h, axis=1)
@@ -80,12 +91,12 @@ def build_pqrnn(cfg: PQRNNConfig, name: str = "pqrnn"):
     x = K.layers.ReLU(name="bottleneck_relu")(x)
     x = K.layers.Multiply(name="bottleneck_mask")([x, mask])
     for i in range(cfg.layers):
-        fw = QRNN(cfg.hidden, cfg.kernel, cfg.zoneout, False, name=f"qrnn{i}_fw")(x, mask)
-        bw = QRNN(cfg.hidden, cfg.kernel, cfg.zoneout, True, name=f"qrnn{i}_bw")(x, mask)
+        fw = QRNN(cfg.hidden, cfg.kernel, cfg.zoneout, False, name=f"qrnn{i}_fw")([x, mask])
+        bw = QRNN(cfg.hidden, cfg.kernel, cfg.zoneout, True, name=f"qrnn{i}_bw")([x, mask])
         x = K.layers.Concatenate(name=f"qrnn{i}")([fw, bw])
         if cfg.dropout:
             x = K.layers.Dropout(cfg.dropout, name=f"qrnn{i}_dropout")(x)
-    x = AttentionPool(name="attention_pool")(x, mask)
+    x = AttentionPool(name="attention_pool")([x, mask])
     out = K.layers.Dense(cfg.num_classes, name="logits")(x)
     return K.Model(inp, out, name=name)
 
