@@ -91,15 +91,20 @@ def strip(model: Any) -> Any:
 
 
 def sparsity_per_layer(model: Any) -> list[dict[str, Any]]:
-    """The fraction of zero weights of every convolution / dense kernel."""
+    """The fraction of zero weights of every convolution / dense kernel (and of
+    the weights a layer names as prunable)."""
     from odml._tf import keras
 
     K = keras()
     rows = []
     for layer in model.layers:
-        if isinstance(layer, (K.layers.Conv2D, K.layers.Dense)) and layer.weights:
+        if hasattr(layer, "get_prunable_weights") and layer.weights:  # the QRNN gates
+            k = np.concatenate([w.numpy().ravel() for w in layer.get_prunable_weights()])
+        elif isinstance(layer, (K.layers.Conv2D, K.layers.Dense)) and layer.weights:
             k = layer.weights[0].numpy()
-            rows.append({"layer": layer.name, "weights": int(k.size), "sparsity": round(float((k == 0).mean()), 4)})
+        else:
+            continue
+        rows.append({"layer": layer.name, "weights": int(k.size), "sparsity": round(float((k == 0).mean()), 4)})
     return rows
 
 

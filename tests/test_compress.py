@@ -211,3 +211,38 @@ def test_resume_after_kill_9(teacher, tmp_path):
     students = [x for x in rows if x["role"] == "student"]
     # training went on from the checkpoint, and the epochs before the kill are kept in the history
     assert all(x["start_epoch"] >= 1 and [h["epoch"] for h in x["history"]] == [0, 1] for x in students)
+
+
+# ---- text teachers ---------------------------------------------------------------------
+SMS = __import__("conftest").SHARED / "data" / "sms_spam" / "SMSSpamCollection.tsv"
+
+
+@pytest.mark.skipif(not SMS.is_file(), reason="../shared/data is not beside this checkout")
+def test_text_teacher_students_pruned(cli, tmp_path):
+    """A pQRNN teacher from `odml train`, two pQRNN students (one derived by
+    MACs, one named) distilled and 50% pruned in one run, with AUC float and int8."""
+    teacher = tmp_path / "pq.keras"
+    r = cli("train", "pqrnn_tiny", "--data", SMS, "--epochs", "2", "--set", "hidden=16", "--set", "bottleneck=24",
+            "--out", teacher, "--json")
+    assert r.exit_code == 0, r.stderr
+    out = tmp_path / "run"
+    r = cli("compress", teacher, "--data", SMS, "--students", "pqrnn_tiny@0.5,pqrnn@0.05", "--epochs", "1",
+            "--prune", "0.5", "--runs", "5", "--out", out, "--json")
+    assert r.exit_code == 0, r.stderr
+    rep = r.json()["compress"]
+    t = rep["teacher"]
+    assert 0.5 <= t["auc"] <= 1 and t["accuracy"] > 0.8
+    labels = {s["label"]: s for s in rep["students"]}
+    assert set(labels) == {"pqrnn_tiny_w0.5", "pqrnn_w0.05"}
+    for s in labels.values():
+        assert s["line"].startswith("pqrnn(max_len=24,features=64,")  # the teacher's input, kept
+        assert 0 <= s["int8_auc"] <= 1 and 0 <= s["auc"] <= 1 and s["int8_accuracy"] is not None
+        assert 0.3 < s["sparsity"] < 0.7
+        assert any(l["layer"].startswith("qrnn0_fw") and l["sparsity"] > 0.3 for l in s["sparsity_per_layer"])
+        assert s["params"] < t["params"] and (out / s["tflite"]).is_file()
+    # a student of another family cannot read the teacher's input; image data is not text
+    r = cli("compress", teacher, "--data", SMS, "--students", "mobilebert_edgetpu_xs", "--out", tmp_path / "x")
+    assert_one_line_error(r, "a pqrnn teacher takes pqrnn students")
+    r = cli("compress", teacher, "--data", "digits", "--out", tmp_path / "y")
+    assert_one_line_error(r, "is a text model")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

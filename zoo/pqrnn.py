@@ -67,7 +67,10 @@ class QRNN(K.layers.Layer):
 @K.utils.register_keras_serializable(package="odml")
 class AttentionPool(K.layers.Layer):
     """A logit per position, softmax over time, renormalised over the valid
-    positions (a multiplicative mask keeps int8 ranges small), weighted sum."""
+    positions (a multiplicative mask keeps int8 ranges small), weighted sum.
+    The renormalising denominator is (valid mass + 1/16): in int8 the mass of
+    a short text among many padded positions can round to 0, and TFLite's
+    int8 DIV refuses a zero divisor; the same formula is used in training."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -78,7 +81,7 @@ class AttentionPool(K.layers.Layer):
 
         h, mask = inputs
         w = tf.nn.softmax(self.score(h), axis=1) * mask
-        w = w / (tf.reduce_sum(w, axis=1, keepdims=True) + 1e-6)
+        w = w / (tf.reduce_sum(w, axis=1, keepdims=True) + 0.0625)
         return tf.reduce_sum(w * h, axis=1)
 
 
