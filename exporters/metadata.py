@@ -102,15 +102,20 @@ def _text_input(mfb, info: ModelInfo, workdir: Path, files: list[str]):
         inp.name = "input_ids"
         inp.description = "WordPiece token ids: [CLS] text [SEP], padded with 0 ([PAD]); vocabulary in vocab.txt"
         if info.vocab:
-            vf = mfb.AssociatedFileT()
-            vf.name = VOCAB_FILE
-            vf.description = "WordPiece vocabulary, one token per line, id = line number - 1"
-            vf.type = mfb.AssociatedFileType.VOCABULARY
-            inp.associatedFiles = [vf]
-            path = workdir / VOCAB_FILE
-            path.write_text("\n".join(info.vocab) + "\n", encoding="utf-8")
-            files.append(str(path))
+            inp.associatedFiles = [_packed_file(mfb, workdir, files, VOCAB_FILE, info.vocab, mfb.AssociatedFileType.VOCABULARY,
+                                                "WordPiece vocabulary, one token per line, id = line number - 1")]
     return inp
+
+
+def _packed_file(mfb, workdir: Path, files: list[str], name: str, lines: list[str], kind: int, description: str):
+    """An associated file's metadata; its text is written to ``workdir`` and
+    listed in ``files`` to be packed into the model."""
+    f = mfb.AssociatedFileT()
+    f.name, f.description, f.type = name, description, kind
+    path = workdir / name
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    files.append(str(path))
+    return f
 
 
 def add_metadata(tflite: bytes, info: ModelInfo, workdir: Path, quantized_input: bool = False) -> bytes:
@@ -131,14 +136,8 @@ def add_metadata(tflite: bytes, info: ModelInfo, workdir: Path, quantized_input:
     out.content.contentProperties = mfb.FeaturePropertiesT()
     out.content.contentPropertiesType = mfb.ContentProperties.FeatureProperties
     if info.labels:
-        lf = mfb.AssociatedFileT()
-        lf.name = LABELS_FILE
-        lf.description = "class labels, one per line"
-        lf.type = mfb.AssociatedFileType.TENSOR_AXIS_LABELS
-        out.associatedFiles = [lf]
-        path = workdir / LABELS_FILE
-        path.write_text("\n".join(info.labels) + "\n", encoding="utf-8")
-        files.append(str(path))
+        out.associatedFiles = [_packed_file(mfb, workdir, files, LABELS_FILE, info.labels,
+                                            mfb.AssociatedFileType.TENSOR_AXIS_LABELS, "class labels, one per line")]
     sub = mfb.SubGraphMetadataT()
     sub.inputTensorMetadata, sub.outputTensorMetadata = [inp], [out]
     meta.subgraphMetadata = [sub]
