@@ -98,8 +98,9 @@ def sparsity_per_layer(model: Any) -> list[dict[str, Any]]:
     K = keras()
     rows = []
     for layer in model.layers:
-        if hasattr(layer, "get_prunable_weights") and layer.weights:  # the QRNN gates
-            k = np.concatenate([w.numpy().ravel() for w in layer.get_prunable_weights()])
+        named = layer.get_prunable_weights() if hasattr(layer, "get_prunable_weights") and layer.weights else []
+        if named:  # the QRNN gates
+            k = np.concatenate([w.numpy().ravel() for w in named])
         elif isinstance(layer, (K.layers.Conv2D, K.layers.Dense)) and layer.weights:
             k = layer.weights[0].numpy()
         else:
