@@ -279,7 +279,8 @@ def run(p: Prepared, on_stage: Callable[[str], None] | None = None,
             save_model_atomic(model, p.out / f"{s.label}.keras") if p.recipe.quantize.mode != "qat" else None
             precision = "fp32" if p.recipe.quantize.mode == "none" else "int8"
             path = p.out / f"{s.label}_{precision}.tflite"
-            _write_bytes(path, convert(model, precision, rep if precision == "int8" else None))
+            _write_bytes(path, convert(model, precision, rep if precision == "int8" else None,
+                                       sparse=p.recipe.prune.enabled))  # pruned: zeros stored sparse
             int8_acc = _tflite_accuracy(path, x_val, p.data.y_val) if precision == "int8" else None
             aucs = _text_aucs(p, model, path if precision == "int8" else None)
             lat = _latency(p, path)

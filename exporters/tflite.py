@@ -56,10 +56,12 @@ def concrete_function(model: Any, input_shape: tuple[int, ...]):
 
 
 def convert(model_or_fn: Any, precision: str, representative: Callable[[], Iterable] | None = None,
-            io: str = "float", trackable: Any = None) -> bytes:
+            io: str = "float", trackable: Any = None, sparse: bool = False) -> bytes:
     """Convert a Keras model (or a concrete function) to a .tflite in
     ``precision``. int8 needs ``representative`` (a generator of [sample]
-    lists); ``io`` chooses int8 or float input/output for int8 models."""
+    lists); ``io`` chooses int8 or float input/output for int8 models.
+    ``sparse`` stores pruned weights in TFLite's sparse tensor format
+    (Optimize.EXPERIMENTAL_SPARSITY; the runtime densifies them at load)."""
     import logging
 
     from odml._tf import quiet_stderr_fd, tf
@@ -95,6 +97,8 @@ def convert(model_or_fn: Any, precision: str, representative: Callable[[], Itera
             conv.inference_output_type = T.int8
     elif precision != "fp32":
         raise ExportError(f"unknown precision {precision!r}")
+    if sparse and precision == "fp32":  # int8 sparse tensors trip the XNNPACK delegate (FULLY_CONNECTED)
+        conv.optimizations = [*conv.optimizations, T.lite.Optimize.EXPERIMENTAL_SPARSITY]
     try:
         import warnings
 
