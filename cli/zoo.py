@@ -83,7 +83,13 @@ def show_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Every block of a model (type, kernel, expansion, stride, filters, groups,
-    output shape, parameters, MACs) and the spec's one-line form."""
+    output shape, parameters, MACs) and the spec's one-line form; for a text
+    model, its configuration and parameters."""
+    from odml.zoo.textconfig import TEXT_MODELS
+
+    if model in TEXT_MODELS:
+        _show_text(model, classes, json_out)
+        return
     spec = resolve_spec(model, classes, input_size, width)
     layers = spec.layers()
     if spec_out is not None:
@@ -105,3 +111,25 @@ def show_cmd(
     out.print(spec.to_line(), markup=False)
     if spec_out is not None:
         out.print(f"spec written to {spec_out}", markup=False)
+
+
+def _show_text(name: str, classes: int | None, json_out: bool) -> None:
+    from odml.zoo.textconfig import MobileBertConfig, text_config
+
+    cfg = text_config(name, num_classes=classes)
+    d = {"name": name, "config": cfg.to_dict(), "params": cfg.params}
+    if isinstance(cfg, MobileBertConfig):
+        d["encoder_params"] = cfg.encoder_params
+    if json_out:
+        print_json(d)
+        return
+    t = Table(title=f"{name} (text classification, {cfg.num_classes} classes)")
+    t.add_column("setting")
+    t.add_column("value", justify="right")
+    for k, v in cfg.to_dict().items():
+        t.add_row(k, str(v))
+    t.add_section()
+    if "encoder_params" in d:
+        t.add_row("encoder parameters", fmt_int(d["encoder_params"]))
+    t.add_row("parameters", fmt_int(d["params"]))
+    out.print(t)

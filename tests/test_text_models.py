@@ -67,6 +67,8 @@ def test_zoo_list_shows_text_models(cli):
     assert "mobilenet_edgetpu_v2_s" in rows  # image models still listed
     r = cli("zoo", "list", "edgetpu_xs")
     assert "mobilebert_edgetpu_xs" in r.stdout and "27,006,720" in r.stdout
+    r = cli("zoo", "show", "pqrnn", "--classes", "5", "--json")
+    assert r.exit_code == 0 and r.json()["params"] == replace(PQRNN_PRESETS["default"], num_classes=5).params
 
 
 @needs_sms
