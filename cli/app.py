@@ -13,6 +13,7 @@ from odml.cli import compress as compress_mod
 from odml.cli import devices as devices_mod
 from odml.cli import export as export_mod
 from odml.cli import inspect as inspect_mod
+from odml.cli import pose as pose_mod
 from odml.cli import search as search_mod
 from odml.cli import train as train_mod
 from odml.cli import zoo as zoo_mod
@@ -49,6 +50,8 @@ app.command("bench")(bench_mod.bench_cmd)
 app.command("devices")(devices_mod.devices_cmd)
 app.command("search")(search_mod.search_cmd)
 app.command("compress")(compress_mod.compress_cmd)
+app.command("pose")(pose_mod.pose_cmd)
+app.command("pose-data")(pose_mod.pose_data_cmd)
 
 
 def main() -> None:

@@ -76,6 +76,13 @@ def export_cmd(
         if src.outputs > 1 and len(ds_labels) != src.outputs:
             raise OdmlError(f"{data}: {len(ds_labels)} classes in the data but the model has {src.outputs} outputs")
         label_list = label_list or ds_labels
+    elif data is not None and src.task.startswith("pose"):
+        from odml.train.pose import pose_inputs
+
+        if data != "synthetic" and not data.lower().endswith(".json"):
+            raise OdmlError(f"--data {data}: a pose model takes 'synthetic' or a COCO-style keypoint .json")
+        x_val, x_cal = pose_inputs(src.task, src.input_shape[0], data, min(parity_samples, 100), calibration_samples,
+                                   seed)
     elif data is not None:
         from odml.data.images import load_images, to_float
         from odml.data.textmodel import is_text_data
@@ -134,7 +141,7 @@ def render_report(report: dict) -> None:
         acc = f"{p['tflite_accuracy']:.4f} (keras {p['keras_accuracy']:.4f})" if "tflite_accuracy" in p else "-"
         t.add_row(a["file"], a["precision"], a["io"], f"{a['size_bytes'] / 1024:,.1f} KiB",
                   f"{a.get('size_vs_fp32', float('nan')):.3f}", f"{p['max_abs_err']:.2e}", f"{p['mean_abs_err']:.2e}",
-                  f"{p.get('top1_agreement', float('nan')):.3f}", acc,
+                  f"{p['top1_agreement']:.3f}" if "top1_agreement" in p else "-", acc,
                   "[green]ok[/]" if not a["parity_failed"] else "[red]FAILED[/]")
     out.print(t)
     for a in report["artifacts"]:

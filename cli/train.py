@@ -15,12 +15,12 @@ from odml.cli.common import err, fmt_int, fmt_macs, handle_errors, out, print_js
 @handle_errors
 def train_cmd(
     model: str = typer.Argument(..., help="A zoo name (see 'odml zoo list') or a spec JSON file."),
-    data: str = typer.Option("digits", "--data", help="'digits' (embedded), a folder of class subfolders, or an .npz with x and y."),
+    data: Optional[str] = typer.Option(None, "--data", help="'digits' (embedded, the default), a folder of class subfolders, or an .npz with x and y; text models: a .tsv/.csv; blazepose: 'synthetic' (the default) or a COCO-style keypoint .json."),
     epochs: int = typer.Option(5, "--epochs", min=1, help="Training epochs."),
     out_path: Path = typer.Option(..., "--out", help="Where to save the trained model (.keras or .h5)."),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="Input size N or HxW (images are resized to it)."),
     width: Optional[float] = typer.Option(None, "--width", help="Width multiplier of a zoo model."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Default 64 (blazepose: 16)."),
     lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help="Peak learning rate (AdamW, warm-up then cosine decay); default 2e-3 for images, 3e-3 pQRNN, 5e-4 MobileBERT."),
     val_split: float = typer.Option(0.2, "--val-split", help="Fraction of each class held out for validation."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split, the initialisation and the shuffling."),
@@ -34,6 +34,9 @@ def train_cmd(
     vocab_size: int = typer.Option(8000, "--vocab-size", help="MobileBERT: size of the vocabulary trained on the data."),
     distortion: float = typer.Option(0.25, "--distortion", help="pQRNN: probability of distorting a token in training."),
     sets: list[str] = typer.Option([], "--set", help="Text: override a configuration value, e.g. --set layers=2 (repeatable)."),
+    variant: str = typer.Option("lite", "--variant", help="blazepose: the landmark model, lite, full or tiny."),
+    val_images: int = typer.Option(200, "--val-images", min=1, help="blazepose: held-out images for PCK (synthetic: generated with another seed)."),
+    steps: str = typer.Option("600,600,900", "--steps", help="blazepose: training steps of the detector, the heatmap stage and the regression stage."),
 ) -> None:
     """Train MODEL on DATA and save it to OUT; print accuracy, parameters and MACs
     (text models: accuracy and ROC AUC)."""
@@ -41,7 +44,11 @@ def train_cmd(
     from odml.train.trainer import TrainConfig, check_output_path, train_classifier
     from odml.zoo.textconfig import TEXT_MODELS
 
+    if model == "blazepose":
+        _train_pose(data or "synthetic", out_path, variant, steps, batch_size, lr, seed, json_out, val_images)
+        return
     out_path = check_output_path(out_path)
+    data = data or "digits"
     if model in TEXT_MODELS:
         _train_text(model, data, epochs, out_path, batch_size, lr, val_split, seed, json_out, max_len, label_col,
                     text_col, vocab, vocab_size, distortion, sets)
@@ -53,7 +60,7 @@ def train_cmd(
     spec.validate(model)
     if logdir is None and tensorboard:
         logdir = out_path.with_name(out_path.stem + ".logs")
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=lr or 2e-3, seed=seed,
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size or 64, learning_rate=lr or 2e-3, seed=seed,
                       logdir=str(logdir) if tensorboard and logdir else None)
     progress = None
     if not json_out:
@@ -126,7 +133,7 @@ def _train_text(model, data, epochs, out_path, batch_size, lr, val_split, seed, 
         words = read_vocab(vocab) if vocab is not None else train_vocab(ds.texts_train, vocab_size)
         if len(words) != cfg.vocab:
             cfg = text_config(model, **{**over, "vocab": len(words)})
-    tc = TextTrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=lr or (3e-3 if model.startswith("pqrnn") else 5e-4),
+    tc = TextTrainConfig(epochs=epochs, batch_size=batch_size or 64, learning_rate=lr or (3e-3 if model.startswith("pqrnn") else 5e-4),
                          distortion=distortion, seed=seed)
     progress = None
     if not json_out:
@@ -151,6 +158,55 @@ def _train_text(model, data, epochs, out_path, batch_size, lr, val_split, seed, 
         ("parameters", fmt_int(res["params"])), ("classes", str(res["classes"])),
         ("train / val texts", f"{res['train_samples']} / {res['val_samples']}"), ("epochs", str(epochs)),
         ("train wall time", f"{res['train_wall_s']:.1f} s"), ("model", str(res["out"])),
+    ):
+        t.add_row(k, v)
+    out.print(t)
+
+
+def _train_pose(data, out_dir: Path, variant, steps, batch_size, lr, seed, json_out, val_images) -> None:
+    """BlazePose: the detector and the landmark model (two stages) into the
+    folder OUT; PCK@0.2 on held-out images."""
+    from odml.errors import DataError, OutputError
+    from odml.train.pose import PoseTrainConfig, train_pose
+
+    if variant not in ("lite", "full", "tiny"):
+        raise DataError(f"--variant: expected lite, full or tiny, got {variant!r}")
+    try:
+        d, h, r = (int(v) for v in steps.split(","))
+        assert min(d, h, r) >= 0
+    except (ValueError, AssertionError):
+        raise DataError(f"--steps {steps!r}: expected three counts, e.g. 600,600,900") from None
+    if data != "synthetic" and not (Path(data).suffix.lower() == ".json"):
+        raise DataError(f"--data {data}: blazepose trains on 'synthetic' or a COCO-style keypoint .json")
+    if data != "synthetic":
+        from odml.data.pose import read_coco
+
+        read_coco(data)  # bad files fail here, before anything is written
+    if out_dir.suffix in (".keras", ".h5") or (out_dir.exists() and not out_dir.is_dir()):
+        raise OutputError(f"{out_dir}: blazepose writes a folder (detector.keras, landmarks.keras, pose.json)")
+    if not out_dir.parent.is_dir():
+        raise OutputError(f"{out_dir}: parent folder {out_dir.parent} does not exist")
+    cfg = PoseTrainConfig(landmark=f"blazepose_{variant}",
+                          detector="blazepose_detector_tiny" if variant == "tiny" else "blazepose_detector",
+                          detector_steps=d, heatmap_steps=h, regression_steps=r, batch_size=batch_size or 16,
+                          learning_rate=lr or 2e-3, seed=seed, val_images=val_images)
+    log = (lambda m: None) if json_out else (lambda m: err.print(m, markup=False))
+    res = train_pose(data, out_dir, cfg, log)
+    if json_out:
+        print_json({"train": res})
+        return
+    t = Table(title=f"trained BlazePose ({variant}) on {data}")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    lm, dt = res["landmarks"], res["detector"]
+    for k, v in (
+        ("landmark PCK@0.2 (ground-truth ROI)", f"{lm['pck@0.2']:.4f}"),
+        ("landmark PCK@0.2, COCO-17 points", f"{lm['pck@0.2_coco17']:.4f}"),
+        ("pipeline PCK@0.2 (detector -> ROI -> landmarks)", f"{res['pipeline']['pck@0.2']:.4f}"),
+        ("detector recall", f"{dt['recall']:.4f}"),
+        ("landmark parameters", fmt_int(lm["params"])), ("landmark MACs", fmt_macs(lm["macs"])),
+        ("detector parameters", fmt_int(dt["params"])), ("validation images", str(res["val_images"])),
+        ("train wall time", f"{res['wall_s']:.1f} s"), ("models", str(out_dir)),
     ):
         t.add_row(k, v)
     out.print(t)

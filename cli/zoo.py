@@ -29,13 +29,16 @@ def list_cmd(
                      "classes": spec.num_classes, "params": spec.params, "macs": spec.macs,
                      "description": entry.description})
     rows += _text_rows(pattern)
+    from odml.zoo.poseconfig import pose_rows
+
+    rows += pose_rows(pattern)
     if json_out:
         print_json({"models": rows})
         return
     t = Table(title=f"odml zoo ({len(rows)} models)")
     for col, just in (("name", "left"), ("task", "left"), ("input", "left"), ("params", "right"), ("MACs", "right")):
         t.add_column(col, justify=just)
-    notes = [f"{r['name']}: {r['description']}" for r in rows if "encoder_params" in r]
+    notes = [f"{r['name']}: {r['description']}" for r in rows if "encoder_params" in r or r["task"].startswith("pose")]
     for r in rows:
         t.add_row(r["name"], r["task"], r.get("input") or "x".join(map(str, r["input_shape"])), fmt_int(r["params"]),
                   fmt_macs(r["macs"]) if r["macs"] is not None else "-")
@@ -85,10 +88,14 @@ def show_cmd(
     """Every block of a model (type, kernel, expansion, stride, filters, groups,
     output shape, parameters, MACs) and the spec's one-line form; for a text
     model, its configuration and parameters."""
+    from odml.zoo.poseconfig import POSE_PRESETS
     from odml.zoo.textconfig import TEXT_MODELS
 
     if model in TEXT_MODELS:
         _show_text(model, classes, json_out)
+        return
+    if model in POSE_PRESETS:
+        _show_pose(model, json_out)
         return
     spec = resolve_spec(model, classes, input_size, width)
     layers = spec.layers()
@@ -132,4 +139,27 @@ def _show_text(name: str, classes: int | None, json_out: bool) -> None:
     if "encoder_params" in d:
         t.add_row("encoder parameters", fmt_int(d["encoder_params"]))
     t.add_row("parameters", fmt_int(d["params"]))
+    out.print(t)
+
+
+def _show_pose(name: str, json_out: bool) -> None:
+    from odml.zoo.poseconfig import count, pose_config
+
+    cfg = pose_config(name)
+    c = count(cfg)
+    d = {"name": name, "config": cfg.to_dict(), **c}
+    if json_out:
+        print_json(d)
+        return
+    t = Table(title=f"{name} (input {cfg.input_size}x{cfg.input_size}x3, output {'x'.join(map(str, c['output']))})")
+    t.add_column("setting")
+    t.add_column("value", justify="right")
+    for k, v in cfg.to_dict().items():
+        if k != "heatmap_size" or v:
+            t.add_row(k, str(v))
+    t.add_section()
+    t.add_row("parameters (deployed)", fmt_int(c["params"]))
+    t.add_row("MACs (deployed)", fmt_macs(c["macs"]))
+    if "heatmap_params" in c:
+        t.add_row("heatmap heads (training only)", fmt_int(c["heatmap_params"]))
     out.print(t)

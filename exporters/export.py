@@ -35,6 +35,7 @@ class Source:
     spec: Any = None
     text: Any = None  # TextModelInfo of a text model (data/textmodel.py)
     input_dtype: str = "float32"
+    task: str = "classification"  # or "pose_detection", "pose_landmarks" (regression: no top-1)
 
     def random_inputs(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """Inputs of the right shape and type without data: pixels in [0, 1),
@@ -46,6 +47,8 @@ class Source:
             return rng.integers(1, high, size=(n, *self.input_shape)).astype(self.input_dtype)
         if self.text is not None:  # a ternary projection
             return rng.integers(-1, 2, size=(n, *self.input_shape)).astype(np.float32)
+        if self.task == "pose_detection":  # the detector takes [-1, 1]
+            return rng.random((n, *self.input_shape), dtype=np.float32) * 2 - 1
         return rng.random((n, *self.input_shape), dtype=np.float32)
 
 
@@ -63,10 +66,16 @@ def load_source(model: str, classes: int | None = None, input_size: str | None =
 
         km = load_keras_model(p)
         return _keras_source(p.stem, "keras", km, load_info(p))
+    from odml.zoo.poseconfig import POSE_PRESETS
     from odml.zoo.textconfig import TEXT_MODELS
 
     if model in TEXT_MODELS:
         return _text_zoo_source(model, classes, input_size)
+    if model in POSE_PRESETS:  # untrained (random weights): for latency, size and op sets
+        from odml.zoo.blazepose import build_pose_model
+        from odml.zoo.poseconfig import pose_config
+
+        return _keras_source(model, "zoo", build_pose_model(pose_config(model), model).deploy)
     from odml.zoo.resolve import resolve_spec
     from odml.zoo.builder import build_model
 
@@ -113,7 +122,11 @@ def _keras_source(name: str, kind: str, km: Any, text: Any = None) -> Source:
 
     dtype = km.inputs[0].dtype
     dtype = getattr(dtype, "name", str(dtype))
-    return Source(name, kind, shape, int(np.prod(out[1:])), predict, km, None, km, text=text, input_dtype=dtype)
+    task = "classification"
+    if km.name.startswith("blazepose"):  # odml's pose models (zoo/blazepose.py names them so)
+        task = "pose_detection" if "detector" in km.name else "pose_landmarks"
+    return Source(name, kind, shape, int(np.prod(out[1:])), predict, km, None, km, text=text, input_dtype=dtype,
+                  task=task)
 
 
 def _load_savedmodel(p: Path) -> Source:
@@ -231,6 +244,8 @@ def run_export(src: Source, opts: ExportOptions, x_val: np.ndarray | None = None
             (stage / name).write_bytes(data)
             interp = load_interpreter(data)
             p = parity(ref, run_batch(interp, x_val), y_val if src.outputs > 1 else None)
+            if src.task != "classification":  # keypoints and boxes: the errors are what count
+                p.pop("top1_agreement", None)
             failed = judge(p, opts.thresholds[prec])
             model = parse_tflite(data, name)
             art = {"file": name, "format": "tflite", "precision": prec, "io": io, "size_bytes": len(data),
@@ -258,7 +273,7 @@ def run_export(src: Source, opts: ExportOptions, x_val: np.ndarray | None = None
                 a["size_vs_fp32"] = round(a["size_bytes"] / fp32, 4)
         report = {
             "model": src.name, "source": src.kind, "input_shape": list(src.input_shape), "input_dtype": src.input_dtype,
-            "outputs": src.outputs, **({"text": src.text.family} if src.text is not None else {}),
+            "outputs": src.outputs, "task": src.task, **({"text": src.text.family} if src.text is not None else {}),
             "target": opts.target, "out_dir": str(opts.out_dir),
             "parity_inputs": "validation data" if y_val is not None else "random",
             "artifacts": artifacts,

@@ -15,7 +15,8 @@ class ModelFileError(OdmlError):
 
 def load_keras_model(path: str | Path) -> Any:
     from odml._tf import keras, quiet_stderr_fd
-    import odml.zoo.blocks  # noqa: F401  (registers odml's custom layers)
+    import odml.zoo.blazepose  # noqa: F401  (registers odml's custom layers)
+    import odml.zoo.blocks  # noqa: F401
     import odml.zoo.mobilebert  # noqa: F401
     import odml.zoo.pqrnn  # noqa: F401
 

@@ -1,0 +1,1 @@
+"""BlazePose: geometry, training data, the detector -> ROI -> landmarks pipeline."""

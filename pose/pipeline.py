@@ -1,0 +1,205 @@
+"""The BlazePose pipeline: detector -> ROI -> landmark model on the first
+frame; on later frames the ROI comes from the previous frame's alignment
+keypoints (the detector runs again only when the pose flag says the person
+is lost). Models are Keras models, .keras files or .tflite files (LiteRT).
+
+    from odml.pose.pipeline import PoseTracker
+    tracker = PoseTracker.from_dir("runs/pose")          # detector.* and landmarks.*
+    result = tracker.process(rgb_uint8)                  # None: no person found
+    result.keypoints                                     # (33, 5) x, y px, z px, visibility, presence
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from odml.data.pose import EDGES, NAMES
+from odml.errors import DataError
+from odml.pose.geometry import Roi, anchors, crop_roi, crop_to_image, decode, letterbox, roi_from_alignment
+from odml.zoo.poseconfig import LANDMARKS, NUM_KEYPOINTS
+
+
+@dataclass
+class PoseResult:
+    keypoints: np.ndarray  # (33, 5): x, y (image pixels), z (pixels, smaller = nearer), visibility, presence
+    score: float  # pose flag
+    roi: Roi
+    detected: bool  # the ROI came from the detector on this frame (not tracked)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"score": round(self.score, 4), "roi": self.roi.to_dict(), "detected": self.detected,
+                "keypoints": [{"name": n, "x": round(float(k[0]), 2), "y": round(float(k[1]), 2),
+                               "z": round(float(k[2]), 2), "visibility": round(float(k[3]), 3),
+                               "presence": round(float(k[4]), 3)} for n, k in zip(NAMES, self.keypoints)]}
+
+
+class _Runner:
+    """One model, Keras or LiteRT, as x (1, H, W, 3) float -> flat output."""
+
+    def __init__(self, model: Any, threads: int = 2):
+        self.interp = None
+        if isinstance(model, (str, Path)):
+            p = Path(model)
+            if p.suffix == ".tflite":
+                from odml.devices.litert import load_interpreter
+
+                if not p.is_file():
+                    raise DataError(f"{p}: model not found")
+                self.interp = load_interpreter(p, threads=threads)
+                d = self.interp.get_input_details()[0]
+                self.size = int(d["shape"][1])
+                return
+            from odml.zoo.load import load_keras_model
+
+            model = load_keras_model(p)
+        self.model = model
+        self.size = int(model.input_shape[1])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.interp is not None:
+            from odml.devices.litert import run_batch
+
+            return run_batch(self.interp, x.astype(np.float32))[0]
+        return np.asarray(self.model(x.astype(np.float32), training=False))[0]
+
+
+class PoseTracker:
+    def __init__(self, detector: Any, landmarks: Any, min_detection: float = 0.5, min_pose: float = 0.5,
+                 threads: int = 2):
+        self.det = _Runner(detector, threads)
+        self.lm = _Runner(landmarks, threads)
+        self.anc = anchors(self.det.size)
+        self.min_detection, self.min_pose = min_detection, min_pose
+        self.roi: Roi | None = None
+
+    @classmethod
+    def from_dir(cls, folder: str | Path, prefer: str = "keras", **kw: Any) -> "PoseTracker":
+        """detector.{keras,tflite} and landmarks.{keras,tflite} of a folder
+        (``odml train blazepose`` writes the .keras files)."""
+        d = Path(folder)
+        if not d.is_dir():
+            raise DataError(f"{d}: pose model folder not found (train one with 'odml train blazepose')")
+        found = {}
+        for part in ("detector", "landmarks"):
+            order = (".keras", ".tflite") if prefer == "keras" else (".tflite", ".keras")
+            hit = next((d / f"{part}{ext}" for ext in order if (d / f"{part}{ext}").is_file()), None)
+            if hit is None:
+                raise DataError(f"{d}: no {part}.keras or {part}.tflite in the folder")
+            found[part] = hit
+        return cls(found["detector"], found["landmarks"], **kw)
+
+    def reset(self) -> None:
+        self.roi = None
+
+    def detect(self, image: np.ndarray) -> Roi | None:
+        x, lb = letterbox(image, self.det.size)
+        raw = self.det((x / 127.5 - 1.0)[None])
+        dets = decode(raw, self.anc, self.min_detection)
+        if not dets:
+            return None
+        kp = lb.to_image(dets[0].keypoints)
+        return roi_from_alignment(kp[0], kp[1])
+
+    def process(self, image: np.ndarray) -> PoseResult | None:
+        """Keypoints of the person in an RGB uint8 image (a video frame), or
+        None when no person is found."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 2 or image.shape[1] < 2:
+            raise DataError(f"expected an RGB image HxWx3, got shape {image.shape}")
+        detected = False
+        if self.roi is None:
+            self.roi = self.detect(image)
+            detected = True
+            if self.roi is None:
+                return None
+        res = self._landmarks(image, self.roi, detected)
+        if res is None and not detected:  # lost: look again on this frame
+            self.roi = self.detect(image)
+            if self.roi is None:
+                return None
+            res = self._landmarks(image, self.roi, True)
+        if res is None:
+            self.roi = None
+            return None
+        a = res.keypoints  # the alignment points were appended after the 33
+        self.roi = roi_from_alignment(a[NUM_KEYPOINTS, :2], a[NUM_KEYPOINTS + 1, :2])
+        res.keypoints = a[:NUM_KEYPOINTS]
+        return res
+
+    def _landmarks(self, image: np.ndarray, roi: Roi, detected: bool) -> PoseResult | None:
+        size = self.lm.size
+        crop = crop_roi(image, roi, size) / 255.0
+        out = self.lm(crop[None])
+        flag = float(out[5 * LANDMARKS])
+        if flag < self.min_pose:
+            return None
+        kp = out[: 5 * LANDMARKS].reshape(LANDMARKS, 5).astype(np.float64)
+        xy = crop_to_image(kp[:, :2] * size, roi, size)
+        z = kp[:, 2] * roi.size
+        return PoseResult(np.concatenate([xy, z[:, None], kp[:, 3:]], 1), flag, roi, detected)
+
+
+# --- drawing and media ----------------------------------------------------------------------------------------
+
+def draw(image: np.ndarray, result: PoseResult | None, min_visibility: float = 0.3) -> np.ndarray:
+    """The image with the skeleton, the keypoints and the ROI drawn; 'no
+    person found' written when there is none."""
+    from PIL import Image, ImageDraw
+
+    im = Image.fromarray(image)
+    d = ImageDraw.Draw(im)
+    h, w = image.shape[:2]
+    lw = max(1, round(min(h, w) / 150))
+    if result is None:
+        d.text((5, 5), "no person found", fill=(255, 60, 60))
+        return np.asarray(im)
+    k = result.keypoints
+    ok = k[:, 3] >= min_visibility
+    for a, b in EDGES:
+        if ok[a] and ok[b]:
+            left = a % 2 == 1 and b % 2 == 1 and a > 10
+            d.line([tuple(k[a, :2]), tuple(k[b, :2])], fill=(255, 160, 0) if left else (0, 200, 255), width=lw)
+    r = lw + 1
+    for i in np.where(ok)[0]:
+        x, y = k[i, :2]
+        d.ellipse([x - r, y - r, x + r, y + r], fill=(255, 255, 255), outline=(0, 0, 0))
+    corners = crop_to_image(np.array([[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]], float) * 100, result.roi, 100)
+    d.line([tuple(p) for p in corners], fill=(0, 255, 0), width=1)
+    return np.asarray(im)
+
+
+VIDEO_EXT = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".gif"}
+
+
+def is_video(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXT
+
+
+def read_frames(path: str | Path) -> Iterator[np.ndarray]:
+    """RGB uint8 frames of a video (ffmpeg through imageio; GIF through
+    Pillow); a one-line DataError for a file that cannot be read or has no
+    frames."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: video not found")
+    import imageio.v3 as iio
+
+    n = 0
+    try:
+        for f in iio.imiter(p):
+            f = np.asarray(f)
+            if f.ndim == 2:
+                f = np.stack([f] * 3, -1)
+            n += 1
+            yield np.ascontiguousarray(f[..., :3]).astype(np.uint8)
+    except DataError:
+        raise
+    except Exception as e:  # imageio raises OSError, ValueError, RuntimeError ... for a bad file
+        if n:
+            raise DataError(f"{p}: cannot decode frame {n + 1}: {type(e).__name__}") from None
+        raise DataError(f"{p}: cannot read video: {' '.join(str(e).split())[:120]}") from None
+    if n == 0:
+        raise DataError(f"{p}: the video has no frames")

@@ -1,0 +1,458 @@
+"""Training BlazePose: the detector (focal loss on anchor scores, Huber on the
+box and alignment keypoints of positive anchors), then the landmark model in
+two stages as in the paper: (1) the encoder and heatmap tower with a heatmap +
+offset loss, (2) with those frozen, the regression tower (coordinates, z,
+visibility, presence, pose flag), so that the heatmap supervises the features
+the regression uses; the heatmap heads are not in the deployed model.
+
+Data: ``synthetic`` (people generated on the fly, a fixed held-out set for
+validation) or a COCO-style keypoint JSON (points not labelled are masked).
+Each stage ends in a checkpoint in the output folder; an interrupted run
+resumes at the stage (and step) where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import queue
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from odml.data.pose import LEFT_HIP, LEFT_SHOULDER, RIGHT_HIP, RIGHT_SHOULDER, PoseSample, SyntheticPeople, \
+    alignment_points, torso_size
+from odml.errors import DataError
+from odml.pose.geometry import Roi, anchor_strides, anchors, crop_roi, detector_targets, image_to_crop, letterbox, \
+    pck, roi_from_alignment
+from odml.zoo.poseconfig import LANDMARKS, NUM_KEYPOINTS, pose_config
+
+STATE = "train_state.json"
+
+
+@dataclass
+class PoseTrainConfig:
+    landmark: str = "blazepose_lite"
+    detector: str = "blazepose_detector"
+    detector_steps: int = 600
+    heatmap_steps: int = 600
+    regression_steps: int = 900
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+    jitter: float = 0.08  # ROI jitter in training (shift as a fraction of the size; scale and angle follow)
+    val_images: int = 200
+    seed: int = 0
+
+
+# --- samples -> training items ----------------------------------------------------------------------------------
+
+def landmark_item(s: PoseSample, size: int, rng: np.random.Generator, jitter: float, hm: int) -> dict[str, np.ndarray]:
+    """One crop of the landmark model and its targets."""
+    coords = np.zeros((LANDMARKS, 3), np.float32)
+    flags = np.zeros((LANDMARKS, 2), np.float32)
+    mask = np.zeros(LANDMARKS, np.float32)
+    if s.people:
+        kp, m, vis = s.keypoints[0], s.mask[0], s.visible[0]
+        roi = jittered_roi(kp, m, rng, jitter)
+        pts = np.concatenate([kp[:, :2], alignment_points(kp, m)[:2]])
+        uv = image_to_crop(pts, roi, size) / size
+        coords[:, :2] = uv
+        coords[:NUM_KEYPOINTS, 2] = kp[:, 2] / roi.size
+        inside = ((uv >= 0) & (uv <= 1)).all(1).astype(np.float32)
+        align_ok = float(m[[LEFT_HIP, RIGHT_HIP, LEFT_SHOULDER, RIGHT_SHOULDER]].all())
+        mask[:NUM_KEYPOINTS], mask[NUM_KEYPOINTS:] = m, align_ok
+        flags[:, 1] = inside * mask
+        flags[:NUM_KEYPOINTS, 0] = vis * inside[:NUM_KEYPOINTS]
+        flags[NUM_KEYPOINTS:, 0] = inside[NUM_KEYPOINTS:] * align_ok
+        pose = 1.0
+    else:  # no person: a random region
+        h, w = s.image.shape[:2]
+        side = rng.uniform(0.3, 1.0) * min(h, w)
+        roi = Roi(rng.uniform(0, w), rng.uniform(0, h), side, rng.uniform(-0.5, 0.5))
+        pose = 0.0
+    img = crop_roi(s.image, roi, size) / 255.0
+    heat, offs, omask = heatmap_targets(coords[:, :2], mask * flags[:, 1], hm)
+    return {"image": img.astype(np.float32), "coords": coords, "flags": flags, "mask": mask,
+            "pose": np.float32(pose), "heat": heat, "offs": offs, "omask": omask}
+
+
+def jittered_roi(kp: np.ndarray, m: np.ndarray, rng: np.random.Generator, jitter: float) -> Roi:
+    a = alignment_points(kp, m)
+    roi = roi_from_alignment(a[0], a[1])
+    if jitter:
+        roi = Roi(roi.cx + rng.normal(0, jitter) * roi.size, roi.cy + rng.normal(0, jitter) * roi.size,
+                  roi.size * math.exp(rng.normal(0, jitter)), roi.angle + rng.normal(0, 2 * jitter))
+    return roi
+
+
+def heatmap_targets(uv: np.ndarray, mask: np.ndarray, hm: int, sigma: float = 1.0):
+    """Gaussian heatmaps (hm, hm, K), offsets (hm, hm, 2K) from the cell centre
+    in cells, and the offsets' mask (hm, hm, K)."""
+    K = len(uv)
+    g = (np.arange(hm) + 0.5)
+    heat = np.zeros((hm, hm, K), np.float32)
+    offs = np.zeros((hm, hm, 2 * K), np.float32)
+    omask = np.zeros((hm, hm, K), np.float32)
+    for k in range(K):
+        if not mask[k]:
+            continue
+        x, y = uv[k] * hm
+        heat[:, :, k] = np.exp(-((g[None, :] - x) ** 2 + (g[:, None] - y) ** 2) / (2 * sigma ** 2))
+        i, j = int(np.clip(math.floor(y), 0, hm - 1)), int(np.clip(math.floor(x), 0, hm - 1))
+        offs[i, j, 2 * k:2 * k + 2] = (x - (j + 0.5), y - (i + 0.5))
+        omask[i, j, k] = 1.0
+    return heat, offs, omask
+
+
+def detector_item(s: PoseSample, size: int, anc: np.ndarray, strides: np.ndarray) -> dict[str, np.ndarray]:
+    img, lb = letterbox(s.image, size)
+    pts, boxes = [], []
+    for kp, m in zip(s.keypoints, s.mask):
+        if m.sum() < 4:
+            continue
+        a = alignment_points(kp, m)
+        pts.append(lb.to_input(a))
+        xy = lb.to_input(kp[m > 0, :2])
+        lo, hi = xy.min(0), xy.max(0)
+        boxes.append(np.array([*(lo + hi) / 2, *(hi - lo) * 1.1], np.float32))
+    labels, reg = detector_targets(np.array(pts).reshape(-1, 4, 2), np.array(boxes).reshape(-1, 4), anc, strides, size)
+    return {"image": (img / 127.5 - 1.0).astype(np.float32), "labels": labels, "reg": reg}
+
+
+def batches(make: Callable[[], dict[str, np.ndarray]], batch: int, prefetch: int = 4) -> Iterator[dict[str, np.ndarray]]:
+    """Batches made in a background thread (NumPy and PIL release the GIL
+    while TensorFlow trains)."""
+    q: queue.Queue = queue.Queue(prefetch)
+    stop = threading.Event()
+
+    def work():
+        try:
+            while not stop.is_set():
+                items = [make() for _ in range(batch)]
+                q.put({k: np.stack([it[k] for it in items]) for k in items[0]})
+        except BaseException as e:  # pragma: no cover - surfaced to the trainer
+            q.put(e)
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    try:
+        while True:
+            b = q.get()
+            if isinstance(b, BaseException):
+                raise b
+            yield b
+    finally:
+        stop.set()
+
+
+class Samples:
+    """Where training and validation samples come from."""
+
+    def __init__(self, data: str, seed: int, val_images: int, scene: tuple[int, int] = (256, 256)):
+        self.data = data
+        if data == "synthetic":
+            self.train_gen = SyntheticPeople(size=scene, seed=seed + 1, empty=0.1)
+            val = SyntheticPeople(size=scene, seed=10_000 + seed)
+            self.val = [val.sample() for _ in range(val_images)]
+            self.train = None
+        else:
+            from odml.data.pose import read_coco
+
+            coco = read_coco(data)
+            order = np.random.default_rng(seed).permutation(len(coco))
+            n_val = max(1, min(val_images, len(coco) // 5))
+            self.val = [coco.sample(i) for i in order[:n_val]]
+            self.train = [coco.sample(i) for i in order[n_val:]]
+            if not self.train:
+                raise DataError(f"{data}: needs at least 2 images (one for validation)")
+            self.train_gen = None
+        self.rng = np.random.default_rng(seed)
+
+    def next(self, with_person: bool = False) -> PoseSample:
+        while True:
+            s = self.train_gen.sample() if self.train_gen is not None else self.train[int(self.rng.integers(len(self.train)))]
+            if s.people or not with_person:
+                return s
+
+
+def pose_inputs(task: str, input_size: int, data: str, n_val: int, n_cal: int, seed: int = 0):
+    """Model inputs for export (calibration and parity): detector inputs
+    (letterboxed, [-1, 1]) or landmark crops ([0, 1]) from ``synthetic`` or a
+    COCO-style keypoint JSON."""
+    samples = Samples(data, seed, n_val)
+    rng = np.random.default_rng(seed)
+    anc, strides = anchors(input_size), anchor_strides(input_size)
+
+    def one(s: PoseSample) -> np.ndarray:
+        if task == "pose_detection":
+            return detector_item(s, input_size, anc, strides)["image"]
+        return landmark_item(s, input_size, rng, 0.05, 8)["image"]
+
+    x_val = np.stack([one(s) for s in samples.val[:n_val]])
+    x_cal = np.stack([one(samples.next()) for _ in range(n_cal)])
+    return x_val, x_cal
+
+
+# --- losses -------------------------------------------------------------------------------------------------
+
+def _tf():
+    from odml._tf import tf
+
+    return tf()
+
+
+def detector_loss(out: dict, b: dict) -> Any:
+    tf = _tf()
+    logits = out["logits"][..., 0]
+    y = b["labels"]
+    npos = tf.maximum(tf.reduce_sum(y), 1.0)
+    p = tf.sigmoid(logits)
+    ce = tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=logits)
+    pt = y * p + (1 - y) * (1 - p)
+    focal = tf.reduce_sum((0.25 * y + 0.75 * (1 - y)) * (1 - pt) ** 2 * ce) / npos
+    hub = tf.keras.losses.Huber(reduction="none")(b["reg"][..., None], out["regressors"][..., None])
+    reg = tf.reduce_sum(hub * y[..., None]) / npos
+    return focal + 2.0 * reg
+
+
+def heatmap_loss(out: dict, b: dict) -> Any:
+    tf = _tf()
+    heat = tf.nn.sigmoid_cross_entropy_with_logits(labels=b["heat"], logits=out["heatmap"])
+    w = 1.0 + 20.0 * b["heat"]  # most cells are background
+    hl = tf.reduce_mean(heat * w)
+    om = tf.repeat(b["omask"], 2, axis=-1)
+    ol = tf.reduce_sum(tf.abs(out["offsets"] - b["offs"]) * om) / tf.maximum(tf.reduce_sum(om), 1.0)
+    return hl * 10.0 + ol
+
+
+def regression_loss(out: dict, b: dict) -> Any:
+    tf = _tf()
+    m = b["mask"][..., None]
+    present = b["flags"][..., 1:2] * m
+    n = tf.maximum(tf.reduce_sum(present), 1.0)
+    xy = tf.reduce_sum(tf.abs(out["coords"][..., :2] - b["coords"][..., :2]) * present) / n
+    z = tf.reduce_sum(tf.abs(out["coords"][..., 2:] - b["coords"][..., 2:]) * present) / n
+    fl = tf.keras.losses.binary_crossentropy(b["flags"][..., None], out["flags"][..., None])
+    fl = tf.reduce_sum(fl * m) / tf.maximum(tf.reduce_sum(m), 1.0)
+    pose = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=b["pose"][:, None], logits=out["pose_logit"]))
+    return 10.0 * xy + 2.0 * z + 0.5 * fl + 0.5 * pose
+
+
+# --- the loop -------------------------------------------------------------------------------------------------
+
+def _fit(model: Any, trainable: list, loss_fn: Callable, make: Callable, steps: int, cfg: PoseTrainConfig,
+         ckpt: Path, done: int, log: Callable[[str], None], label: str, whole: Any = None) -> list[float]:
+    tf = _tf()
+    sched = tf.keras.optimizers.schedules.CosineDecay(cfg.learning_rate, max(steps, 1), alpha=0.05)
+    opt = tf.keras.optimizers.Adam(learning_rate=sched)  # (a resumed stage restarts the schedule)
+    @tf.function(reduce_retracing=True)
+    def step(b):
+        with tf.GradientTape() as tape:
+            out = model(b["image"], training=True)
+            loss = loss_fn(out, b)
+        grads = tape.gradient(loss, trainable)
+        opt.apply_gradients([(g, v) for g, v in zip(grads, trainable) if g is not None])
+        return loss
+
+    losses = []
+    last_save = time.time()
+    it = batches(make, cfg.batch_size)
+    for i in range(done, steps):
+        b = next(it)
+        loss = float(step({k: tf.constant(v, tf.float32) for k, v in b.items()}))
+        losses.append(loss)
+        if (i + 1) % 50 == 0 or i + 1 == steps:
+            log(f"{label}: step {i + 1}/{steps} loss {np.mean(losses[-50:]):.4f}")
+        if time.time() - last_save > 60 and i + 1 < steps:
+            _checkpoint(whole or model, ckpt, label, i + 1)
+            last_save = time.time()
+    return losses
+
+
+def _checkpoint(model: Any, ckpt: Path, stage: str, step: int) -> None:
+    tmp = ckpt.with_name(f".{ckpt.name}.tmp.weights.h5")
+    model.save_weights(str(tmp))
+    tmp.replace(ckpt)
+    state_path = ckpt.parent / STATE
+    st = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    st[stage] = step
+    state_path.write_text(json.dumps(st))
+
+
+def train_pose(data: str, out_dir: Path, cfg: PoseTrainConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train the detector and the landmark model into ``out_dir``
+    (detector.keras, landmarks.keras, pose.json)."""
+    from odml.zoo.blazepose import build_pose_model
+
+    tf = _tf()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state_path = out_dir / STATE
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    if state.get("config") not in (None, asdict(cfg) | {"data": data}):
+        raise DataError(f"{out_dir}: holds a pose training run with other settings; use another --out")
+    state["config"] = asdict(cfg) | {"data": data}
+    state_path.write_text(json.dumps(state))
+    tf.keras.utils.set_random_seed(cfg.seed)
+    samples = Samples(data, cfg.seed, cfg.val_images)
+    rng = np.random.default_rng(cfg.seed + 7)
+    t0 = time.perf_counter()
+    stages: dict[str, float] = {}
+
+    # detector
+    dcfg = pose_config(cfg.detector)
+    det = build_pose_model(dcfg, "blazepose_detector")
+    anc, strides = anchors(dcfg.input_size), anchor_strides(dcfg.input_size)
+    dck = out_dir / "detector.ckpt.weights.h5"
+    if dck.is_file():
+        det.train.load_weights(str(dck))
+    done = json.loads(state_path.read_text()).get("detector", 0)
+    if done < cfg.detector_steps:
+        ts = time.perf_counter()
+        _fit(det.train, det.train.trainable_variables, detector_loss,
+             lambda: detector_item(samples.next(), dcfg.input_size, anc, strides), cfg.detector_steps, cfg, dck,
+             done, log, "detector")
+        _checkpoint(det.train, dck, "detector", cfg.detector_steps)
+        stages["detector_s"] = time.perf_counter() - ts
+
+    # landmarks: stage 1 (heatmap), stage 2 (regression, heatmap tower frozen)
+    lcfg = pose_config(cfg.landmark)
+    lm = build_pose_model(lcfg, cfg.landmark)
+    lck = out_dir / "landmarks.ckpt.weights.h5"
+    if lck.is_file():
+        lm.train.load_weights(str(lck))
+    tower = set(lm.heatmap_tower)
+    size, hm = lcfg.input_size, lcfg.heatmap_size
+
+    def lm_item():
+        return landmark_item(samples.next(), size, rng, cfg.jitter, hm)
+
+    st = json.loads(state_path.read_text())
+    if st.get("heatmap", 0) < cfg.heatmap_steps:
+        ts = time.perf_counter()
+        vars1 = [v for layer in lm.train.layers if layer.name in tower for v in layer.trainable_weights]
+        _fit(lm.heat, vars1, heatmap_loss, lm_item, cfg.heatmap_steps, cfg, lck, st.get("heatmap", 0), log, "heatmap",
+             lm.train)
+        _checkpoint(lm.train, lck, "heatmap", cfg.heatmap_steps)
+        stages["heatmap_s"] = time.perf_counter() - ts
+    st = json.loads(state_path.read_text())
+    if st.get("regression", 0) < cfg.regression_steps:
+        ts = time.perf_counter()
+        for layer in lm.train.layers:
+            layer.trainable = layer.name not in tower
+        vars2 = lm.train.trainable_variables
+        _fit(lm.train, vars2, regression_loss, lm_item, cfg.regression_steps, cfg, lck, st.get("regression", 0), log,
+             "regression")
+        _checkpoint(lm.train, lck, "regression", cfg.regression_steps)
+        stages["regression_s"] = time.perf_counter() - ts
+        for layer in lm.train.layers:
+            layer.trainable = True
+
+    # evaluation on the held-out images, then the deployable models
+    ev = evaluate_landmarks(lm, samples.val)
+    dev = evaluate_detector(det.deploy, samples.val, anc)
+    from odml.pose.pipeline import PoseTracker
+
+    tracker = PoseTracker(det.deploy, lm.deploy)
+    pipe = evaluate_pipeline(tracker, samples.val)
+    _save(det.deploy, out_dir / "detector.keras")
+    _save(lm.deploy, out_dir / "landmarks.keras")
+    from odml.zoo.poseconfig import count
+
+    res = {
+        "data": data, "config": asdict(cfg), "wall_s": round(time.perf_counter() - t0, 1), "stages": stages,
+        "detector": {"name": cfg.detector, "params": det.deploy.count_params(), **dev},
+        "landmarks": {"name": cfg.landmark, "params": lm.deploy.count_params(), "macs": count(lcfg)["macs"], **ev},
+        "pipeline": pipe, "val_images": len(samples.val),
+        "files": {"detector": str(out_dir / "detector.keras"), "landmarks": str(out_dir / "landmarks.keras")},
+    }
+    (out_dir / "pose.json").write_text(json.dumps(res, indent=2))
+    return res
+
+
+def _save(model: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(str(tmp))
+    tmp.replace(path)
+
+
+# --- evaluation -----------------------------------------------------------------------------------------------
+
+def evaluate_landmarks(lm: Any, val: list[PoseSample]) -> dict[str, Any]:
+    """PCK@0.2 of the landmark model on ground-truth ROIs of the held-out
+    people: the regression output (deployed), and the heatmap decoded (argmax
+    + offset) for comparison."""
+    people = [s for s in val if s.people]
+    if not people:
+        return {"pck@0.2": None}
+    size, hm = lm.cfg.input_size, lm.cfg.heatmap_size
+    rng = np.random.default_rng(0)
+    items = [landmark_item(s, size, rng, 0.0, hm) for s in people]
+    x = np.stack([it["image"] for it in items])
+    out = lm.train.predict(x, batch_size=16, verbose=0)
+    truth = np.stack([it["coords"][:NUM_KEYPOINTS, :2] for it in items]) * size
+    mask = np.stack([it["mask"][:NUM_KEYPOINTS] * it["flags"][:NUM_KEYPOINTS, 1] * s.visible[0]
+                     for it, s in zip(items, people)])
+    torso = np.array([np.hypot(*(t[LEFT_SHOULDER] - t[RIGHT_HIP])) for t in truth])
+    reg = out["coords"][:, :NUM_KEYPOINTS, :2] * size
+    heat = np.asarray(out["heatmap"])[..., :NUM_KEYPOINTS]
+    offs = np.asarray(out["offsets"])
+    n, g = len(items), heat.shape[1]
+    flat = heat.reshape(n, g * g, -1).argmax(1)
+    iy, ix = flat // g, flat % g
+    ox = np.take_along_axis(offs.reshape(n, g * g, -1)[:, :, 0::2][:, :, :NUM_KEYPOINTS], flat[:, None], 1)[:, 0]
+    oy = np.take_along_axis(offs.reshape(n, g * g, -1)[:, :, 1::2][:, :, :NUM_KEYPOINTS], flat[:, None], 1)[:, 0]
+    hxy = np.stack([(ix + 0.5 + ox) / g, (iy + 0.5 + oy) / g], -1) * size
+    from odml.data.pose import COCO17
+
+    return {"pck@0.2": round(pck(reg, truth, mask, torso), 4),
+            "pck@0.2_coco17": round(pck(reg[:, COCO17], truth[:, COCO17], mask[:, COCO17], torso), 4),
+            "pck@0.2_heatmap": round(pck(hxy, truth, mask, torso), 4), "people": n}
+
+
+def evaluate_detector(det: Any, val: list[PoseSample], anc: np.ndarray) -> dict[str, Any]:
+    """Recall (the best detection's hip centre within 0.2 x torso of the
+    truth) on images with a person, false detections on images without."""
+    from odml.pose.geometry import decode
+
+    size = det.input_shape[1]
+    x, lbs = [], []
+    for s in val:
+        img, lb = letterbox(s.image, size)
+        x.append(img / 127.5 - 1.0)
+        lbs.append(lb)
+    raw = det.predict(np.stack(x).astype(np.float32), batch_size=16, verbose=0)
+    hit, with_p, false = 0, 0, 0
+    for s, r, lb in zip(val, raw, lbs):
+        dets = decode(r, anc)
+        if s.people:
+            with_p += 1
+            if dets:
+                hip = lb.to_image(dets[0].keypoints[:1])[0]
+                truth = alignment_points(s.keypoints[0], s.mask[0])[0]
+                hit += float(np.hypot(*(hip - truth)) < 0.2 * max(torso_size(s.keypoints[0]), 1.0))
+        else:
+            false += bool(dets)
+    return {"recall": round(hit / max(with_p, 1), 4), "false_on_empty": false}
+
+
+def evaluate_pipeline(tracker: Any, val: list[PoseSample]) -> dict[str, Any]:
+    """PCK@0.2 of the whole pipeline (detector -> ROI -> landmarks) on each
+    held-out image alone (no tracking); a missed person counts as all wrong."""
+    preds, truths, masks, torsos = [], [], [], []
+    for s in val:
+        if not s.people:
+            continue
+        tracker.reset()
+        r = tracker.process(s.image)
+        kp = r.keypoints[:, :2] if r is not None else np.full((NUM_KEYPOINTS, 2), -1e6)
+        preds.append(kp)
+        truths.append(s.keypoints[0, :, :2])
+        masks.append(s.mask[0] * s.visible[0])
+        torsos.append(torso_size(s.keypoints[0]))
+    if not preds:
+        return {"pck@0.2": None}
+    return {"pck@0.2": round(pck(np.stack(preds), np.stack(truths), np.stack(masks), np.array(torsos)), 4)}
