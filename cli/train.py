@@ -203,7 +203,7 @@ def _train_pose(data, out_dir: Path, variant, steps, batch_size, lr, seed, json_
         ("landmark PCK@0.2 (ground-truth ROI)", f"{lm['pck@0.2']:.4f}"),
         ("landmark PCK@0.2, COCO-17 points", f"{lm['pck@0.2_coco17']:.4f}"),
         ("pipeline PCK@0.2 (detector -> ROI -> landmarks)", f"{res['pipeline']['pck@0.2']:.4f}"),
-        ("detector recall", f"{dt['recall']:.4f}"),
+        ("detector ROI recall", f"{dt['roi_recall']:.4f}"),
         ("landmark parameters", fmt_int(lm["params"])), ("landmark MACs", fmt_macs(lm["macs"])),
         ("detector parameters", fmt_int(dt["params"])), ("validation images", str(res["val_images"])),
         ("train wall time", f"{res['wall_s']:.1f} s"), ("models", str(out_dir)),

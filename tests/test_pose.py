@@ -23,9 +23,12 @@ def test_counts_match_the_keras_models_and_the_reference():
         cfg = pose_config(name)
         m = build_pose_model(cfg, name)
         c = count(cfg)
-        assert m.deploy.count_params() == c["params"], name
-        assert m.train.count_params() == c["params_train"], name
+        assert m.deploy.count_params() == c["keras_params"], name  # batch norm: 4 per channel in Keras
+        assert m.train.count_params() == c["keras_params_train"], name
         assert list(m.deploy.output_shape[1:]) == c["output"], name
+    bn = pose_config("blazepose_tiny", batch_norm=True)  # batch norm in training, folded on export
+    m, c = build_pose_model(bn, "blazepose_tiny"), count(bn)
+    assert m.deploy.count_params() == c["keras_params"] > c["params"] == count(pose_config("blazepose_tiny"))["params"]
     assert count(pose_config("blazepose_detector"))["output"] == [2254, 13]
     assert count(pose_config("blazepose_full"))["output"] == [176]  # 35 x 5 + pose flag
     full = count(pose_config("blazepose_full"))["params"]

@@ -38,15 +38,43 @@ class ChannelPad(K.layers.Layer):
         return {**super().get_config(), "extra": self.extra}
 
 
+@K.utils.register_keras_serializable(package="odml")
+class AddCoords(K.layers.Layer):
+    """Two channels appended: the x and y of each cell in [0, 1] (a constant
+    tensor: one CONCATENATION op), so that the regression knows where it is."""
+
+    def call(self, x):
+        h, w = int(x.shape[1]), int(x.shape[2])
+        ys, xs = _tf.meshgrid((_tf.range(h, dtype=x.dtype) + 0.5) / h, (_tf.range(w, dtype=x.dtype) + 0.5) / w,
+                              indexing="ij")
+        grid = _tf.stack([xs, ys], -1)[None]
+        return _tf.concat([x, _tf.tile(grid, [_tf.shape(x)[0], 1, 1, 1])], -1)
+
+    def compute_output_shape(self, s):
+        return (*s[:-1], s[-1] + 2)
+
+
 class KerasBackend:
+    batch_norm = False
+
     def input(self, shape, name=""):
         return K.Input(shape, name=name)
 
-    def conv(self, x, filters, k, stride=1, act=None, name="", padding="same"):
-        return K.layers.Conv2D(filters, k, stride, padding=padding, activation=act, name=name)(x)
+    def conv(self, x, filters, k, stride=1, act=None, name="", padding="same", head=False):
+        if head or not self.batch_norm:
+            return K.layers.Conv2D(filters, k, stride, padding=padding, activation=act, name=name)(x)
+        y = K.layers.Conv2D(filters, k, stride, padding=padding, use_bias=False, name=name)(x)
+        y = K.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(y)
+        return K.layers.Activation(act, name=f"{name}_{act}")(y) if act else y
 
     def dw(self, x, k, stride=1, name=""):
-        return K.layers.DepthwiseConv2D(k, stride, padding="same", name=name)(x)
+        if not self.batch_norm:
+            return K.layers.DepthwiseConv2D(k, stride, padding="same", name=name)(x)
+        y = K.layers.DepthwiseConv2D(k, stride, padding="same", use_bias=False, name=name)(x)
+        return K.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(y)
+
+    def coords(self, x, name=""):
+        return AddCoords(name=name)(x)
 
     def relu(self, x, name=""):
         return K.layers.ReLU(name=name)(x)

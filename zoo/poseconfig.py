@@ -37,6 +37,7 @@ class DetectorConfig:
     wide: int = 96
     repeats: tuple[int, int, int] = (3, 3, 2)  # double blocks at strides 8, 16, 32
     heatmap_size: int = 0  # unused; keeps the config shape uniform
+    batch_norm: bool = False  # in training (folded into the convolutions on export); slower per step on CPU
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,6 +51,7 @@ class LandmarkConfig:
     decoder: int = 48  # heatmap tower width
     reg_repeats: int = 2  # blocks per level in the regression tower
     heatmap_size: int = 32
+    batch_norm: bool = False  # in training (folded into the convolutions on export); slower per step on CPU
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,8 +130,8 @@ def detector_net(B: Any, cfg: DetectorConfig) -> dict[str, Any]:
     scores, regs = [], []
     for stride, f in feats.items():
         n = ANCHORS_PER_CELL[stride]
-        s = B.conv(f, n, 3, name=f"score{stride}")
-        r = B.conv(f, n * 12, 3, name=f"reg{stride}")
+        s = B.conv(f, n, 3, name=f"score{stride}", head=True)
+        r = B.conv(f, n * 12, 3, name=f"reg{stride}", head=True)
         scores.append(B.reshape(s, (-1, 1), name=f"score{stride}_flat"))
         regs.append(B.reshape(r, (-1, 12), name=f"reg{stride}_flat"))
     logits = B.concat(scores, axis=1, name="scores")
@@ -156,10 +158,10 @@ def landmark_net(B: Any, cfg: LandmarkConfig) -> dict[str, Any]:
     d = B.upsample(d, name="h16_up")
     d = B.add(d, B.conv(enc[2], cfg.decoder, 1, act="relu", name="h32_skip"))
     d = blaze_block(B, d, cfg.decoder, name="h32")
-    heat = B.conv(d, LANDMARKS, 3, name="heatmap")
-    offs = B.conv(d, 2 * LANDMARKS, 3, name="offsets")
+    heat = B.conv(d, LANDMARKS, 3, name="heatmap", head=True)
+    offs = B.conv(d, 2 * LANDMARKS, 3, name="offsets", head=True)
     # regression tower: from the heatmap tower's features down to 2x2, with encoder skips
-    r = d
+    r = B.coords(d, name="r32_coords")  # x and y of every cell: where the regression starts from
     for lvl, res in ((3, 16), (4, 8)):
         r = blaze_block(B, r, c[lvl], 2, name=f"r{res}_0")
         r = B.add(r, B.conv(enc[lvl], c[lvl], 1, act="relu", name=f"r{res}_skip"))
@@ -169,11 +171,11 @@ def landmark_net(B: Any, cfg: LandmarkConfig) -> dict[str, Any]:
         for i in range(cfg.reg_repeats):
             r = blaze_block(B, r, c[4], 2 if i == 0 else 1, name=f"r{res}_{i}")
     size = B.spatial(r)
-    coords = B.reshape(B.conv(r, 3 * LANDMARKS, size, padding="valid", name="coords"), (LANDMARKS, 3),
+    coords = B.reshape(B.conv(r, 3 * LANDMARKS, size, padding="valid", name="coords", head=True), (LANDMARKS, 3),
                        name="coords_r")
-    flags = B.reshape(B.sigmoid(B.conv(r, 2 * LANDMARKS, size, padding="valid", name="flags"), name="flags_p"),
+    flags = B.reshape(B.sigmoid(B.conv(r, 2 * LANDMARKS, size, padding="valid", name="flags", head=True), name="flags_p"),
                       (LANDMARKS, 2), name="flags_r")
-    pose_logit = B.reshape(B.conv(r, 1, size, padding="valid", name="pose_flag"), (1,), name="pose_flag_r")
+    pose_logit = B.reshape(B.conv(r, 1, size, padding="valid", name="pose_flag", head=True), (1,), name="pose_flag_r")
     landmarks = B.reshape(B.concat([coords, flags], axis=-1, name="kp"), (5 * LANDMARKS,), name="landmarks")
     deploy = B.concat([landmarks, B.sigmoid(pose_logit, name="pose_prob")], axis=-1, name="pose")
     return {"input": x, "heatmap": heat, "offsets": offs, "coords": coords, "flags": flags,
@@ -182,6 +184,7 @@ def landmark_net(B: Any, cfg: LandmarkConfig) -> dict[str, Any]:
 
 
 def build_net(B: Any, cfg: Any) -> dict[str, Any]:
+    B.batch_norm = cfg.batch_norm
     return detector_net(B, cfg) if isinstance(cfg, DetectorConfig) else landmark_net(B, cfg)
 
 
@@ -190,23 +193,29 @@ class Count:
     (multiply-accumulates of convolutions; 'same' padding)."""
 
     def __init__(self) -> None:
-        self.params = 0
+        self.params = 0  # as deployed: batch norm folded into the convolutions' biases
+        self.keras_params = 0  # as tf_keras counts them (a batch norm has 4 per channel)
         self.macs = 0
+        self.batch_norm = False
 
     def input(self, shape: tuple[int, ...], name: str = "") -> tuple[int, ...]:
         return tuple(shape)
 
-    def conv(self, x, filters, k, stride=1, act=None, name="", padding="same"):
+    def conv(self, x, filters, k, stride=1, act=None, name="", padding="same", head=False):
         h, w, c = x
         oh, ow = (-(-h // stride), -(-w // stride)) if padding == "same" else ((h - k) // stride + 1, (w - k) // stride + 1)
-        self.params += k * k * c * filters + filters
+        self._add(k * k * c * filters, filters, self.batch_norm and not head)
         self.macs += oh * ow * k * k * c * filters
         return (oh, ow, filters)
+
+    def _add(self, weights: int, channels: int, bn: bool) -> None:
+        self.params += weights + channels
+        self.keras_params += weights + (4 * channels if bn else channels)
 
     def dw(self, x, k, stride=1, name=""):
         h, w, c = x
         oh, ow = -(-h // stride), -(-w // stride)
-        self.params += k * k * c + c
+        self._add(k * k * c, c, self.batch_norm)
         self.macs += oh * ow * k * k * c
         return (oh, ow, c)
 
@@ -228,6 +237,9 @@ class Count:
 
     def upsample(self, x, name=""):
         return (2 * x[0], 2 * x[1], x[2])
+
+    def coords(self, x, name=""):
+        return (*x[:-1], x[-1] + 2)
 
     def channels(self, x) -> int:
         return x[-1]
@@ -257,15 +269,16 @@ def count(cfg: Any) -> dict[str, int]:
     the landmark model; they are counted separately)."""
     B = Count()
     net = build_net(B, cfg)
-    res = {"params_train": B.params, "macs_train": B.macs}
+    res = {"params_train": B.params, "macs_train": B.macs, "keras_params_train": B.keras_params}
     if isinstance(cfg, LandmarkConfig):
         hm = Count()
         d = (cfg.heatmap_size, cfg.heatmap_size, cfg.decoder)
-        hm.conv(d, LANDMARKS, 3)
-        hm.conv(d, 2 * LANDMARKS, 3)
-        res.update(params=B.params - hm.params, macs=B.macs - hm.macs, heatmap_params=hm.params)
+        hm.conv(d, LANDMARKS, 3, head=True)
+        hm.conv(d, 2 * LANDMARKS, 3, head=True)
+        res.update(params=B.params - hm.params, macs=B.macs - hm.macs, heatmap_params=hm.params,
+                   keras_params=B.keras_params - hm.keras_params)
     else:
-        res.update(params=B.params, macs=B.macs)
+        res.update(params=B.params, macs=B.macs, keras_params=B.keras_params)
     res["output"] = list(net["deploy"])
     return res
 
