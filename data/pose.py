@@ -177,6 +177,7 @@ def draw_person(img: Any, kp: np.ndarray, rng: np.random.Generator) -> None:
     shirt, pants, shoes = (tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(3))
     sleeve = shirt if rng.random() < 0.5 else skin
     w_arm, w_leg = max(2, int(0.07 * height)), max(2, int(0.1 * height))
+    edge = max(1, int(0.012 * height))
     parts: list[tuple[float, str, Any]] = []
     for a, b, col, wd in ((11, 13, sleeve, w_arm), (13, 15, skin, w_arm), (12, 14, sleeve, w_arm),
                           (14, 16, skin, w_arm), (23, 25, pants, w_leg), (25, 27, pants, w_leg),
@@ -188,31 +189,37 @@ def draw_person(img: Any, kp: np.ndarray, rng: np.random.Generator) -> None:
     parts.append((float(z[[11, 12, 23, 24]].mean()), "torso", None))
     parts.append((float(z[[0, 7, 8]].mean()), "head", None))
     for depth, kind, arg in sorted(parts, key=lambda p: -p[0]):  # far (large z) first
-        if kind == "line":
+        if kind == "line":  # a limb with a darker outline, so that it shows against clothes of its colour
             a, b, col, wd = arg
-            d.line([tuple(xy[a]), tuple(xy[b])], fill=col, width=wd)
-            r = wd / 2
-            for p in (xy[a], xy[b]):
-                d.ellipse([p[0] - r, p[1] - r, p[0] + r, p[1] + r], fill=col)
+            for c, w_ in ((_shade(col), wd + 2 * edge), (col, wd)):
+                d.line([tuple(xy[a]), tuple(xy[b])], fill=c, width=w_)
+                r = w_ / 2
+                for p in (xy[a], xy[b]):
+                    d.ellipse([p[0] - r, p[1] - r, p[0] + r, p[1] + r], fill=c)
         elif kind == "hand":
             wr, pts = arg
             for p in pts:
                 d.line([tuple(xy[wr]), tuple(xy[p])], fill=skin, width=max(1, w_arm // 2))
         elif kind == "torso":
-            d.polygon([tuple(xy[i]) for i in (11, 12, 24, 23)], fill=shirt)
+            d.polygon([tuple(xy[i]) for i in (11, 12, 24, 23)], fill=shirt, outline=_shade(shirt), width=edge)
             d.line([tuple(xy[11]), tuple(xy[12])], fill=shirt, width=w_arm)
         else:
             hc = xy[[7, 8]].mean(0)
             r = max(3.0, 0.5 * float(np.linalg.norm(xy[7] - xy[8])) + 0.02 * height, 0.06 * height)
             sho = xy[[11, 12]].mean(0)
             d.line([tuple(sho), tuple(hc)], fill=skin, width=max(2, int(0.05 * height)))
-            d.ellipse([hc[0] - r, hc[1] - 1.15 * r, hc[0] + r, hc[1] + 1.15 * r], fill=skin)
+            d.ellipse([hc[0] - r, hc[1] - 1.15 * r, hc[0] + r, hc[1] + 1.15 * r], fill=skin, outline=_shade(skin),
+                      width=edge)
             if z[0] < z[[7, 8]].mean():  # the face is towards the camera
                 e = max(1.0, r * 0.14)
                 for i in (2, 5):
                     d.ellipse([xy[i][0] - e, xy[i][1] - e, xy[i][0] + e, xy[i][1] + e], fill=(20, 20, 20))
                 d.line([tuple(xy[9]), tuple(xy[10])], fill=(150, 30, 30), width=max(1, int(e)))
                 d.ellipse([xy[0][0] - e, xy[0][1] - e, xy[0][0] + e, xy[0][1] + e], fill=(170, 110, 80))
+
+
+def _shade(col: tuple[int, ...], k: float = 0.55) -> tuple[int, ...]:
+    return tuple(int(v * k) for v in col)
 
 
 @dataclass

@@ -38,10 +38,10 @@ STATE = "train_state.json"
 class PoseTrainConfig:
     landmark: str = "blazepose_lite"
     detector: str = "blazepose_detector"
-    detector_steps: int = 600
-    heatmap_steps: int = 600
-    regression_steps: int = 900
-    batch_size: int = 16
+    detector_steps: int = 300
+    heatmap_steps: int = 700
+    regression_steps: int = 2000
+    batch_size: int = 8  # more updates per minute: on 2 CPU cores it learns faster than 16
     learning_rate: float = 2e-3
     jitter: float = 0.08  # ROI jitter in training (shift as a fraction of the size; scale and angle follow)
     val_images: int = 200

@@ -11,7 +11,7 @@
    weights) to fp16 and int8: op set and host latency (1 thread, XNNPACK);
 4. parameter counts and MACs of every model.
 
-    python tests/bench/pose_synthetic.py --steps 300,300,400
+    python tests/bench/pose_synthetic.py --steps 300,700,2000
 
 Prints the figures and writes runs/bench_pose/report.json.
 """
@@ -36,7 +36,7 @@ def main() -> None:
     from odml.zoo.poseconfig import count, pose_config
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", default="300,300,400", help="detector, heatmap and regression steps")
+    ap.add_argument("--steps", default="300,700,2000", help="detector, heatmap and regression steps (batch 8)")
     ap.add_argument("--variant", default="lite")
     ap.add_argument("--out", default="runs/bench_pose")
     ap.add_argument("--val-images", type=int, default=200)
