@@ -32,8 +32,9 @@ demo: $(STAMP)
 	$(BIN)/odml compress runs/demo/model.keras --data digits --sizes 0.5,0.25 --epochs 4 --pick "latency_ms<=1" --out runs/demo/compress
 	$(BIN)/odml search --space small32 --data digits --target-ms 0.3 --trials 6 --epochs 1 --out runs/demo/search
 
+# two workers, one test file each at a time (module fixtures and loopback servers stay within a file)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 clean:
 	rm -rf runs .pytest_cache
