@@ -199,10 +199,14 @@ def _train_pose(data, out_dir: Path, variant, steps, batch_size, lr, seed, json_
     t.add_column("metric")
     t.add_column("value", justify="right")
     lm, dt = res["landmarks"], res["detector"]
+
+    def f4(v) -> str:  # None: no person among the held-out images
+        return "-" if v is None else f"{v:.4f}"
+
     for k, v in (
-        ("landmark PCK@0.2 (ground-truth ROI)", f"{lm['pck@0.2']:.4f}"),
-        ("landmark PCK@0.2, COCO-17 points", f"{lm['pck@0.2_coco17']:.4f}"),
-        ("pipeline PCK@0.2 (detector -> ROI -> landmarks)", f"{res['pipeline']['pck@0.2']:.4f}"),
+        ("landmark PCK@0.2 (ground-truth ROI)", f4(lm["pck@0.2"])),
+        ("landmark PCK@0.2, COCO-17 points", f4(lm.get("pck@0.2_coco17"))),
+        ("pipeline PCK@0.2 (detector -> ROI -> landmarks)", f4(res["pipeline"]["pck@0.2"])),
         ("detector ROI recall", f"{dt['roi_recall']:.4f}"),
         ("landmark parameters", fmt_int(lm["params"])), ("landmark MACs", fmt_macs(lm["macs"])),
         ("detector parameters", fmt_int(dt["params"])), ("validation images", str(res["val_images"])),

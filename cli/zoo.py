@@ -155,8 +155,7 @@ def _show_pose(name: str, json_out: bool) -> None:
     t.add_column("setting")
     t.add_column("value", justify="right")
     for k, v in cfg.to_dict().items():
-        if k != "heatmap_size" or v:
-            t.add_row(k, str(v))
+        t.add_row(k, str(v))
     t.add_section()
     t.add_row("parameters (deployed)", fmt_int(c["params"]))
     t.add_row("MACs (deployed)", fmt_macs(c["macs"]))

@@ -172,11 +172,10 @@ class Samples:
             self.train_gen = None
         self.rng = np.random.default_rng(seed)
 
-    def next(self, with_person: bool = False) -> PoseSample:
-        while True:
-            s = self.train_gen.sample() if self.train_gen is not None else self.train[int(self.rng.integers(len(self.train)))]
-            if s.people or not with_person:
-                return s
+    def next(self) -> PoseSample:
+        if self.train_gen is not None:
+            return self.train_gen.sample()
+        return self.train[int(self.rng.integers(len(self.train)))]
 
 
 def pose_inputs(task: str, input_size: int, data: str, n_val: int, n_cal: int, seed: int = 0):

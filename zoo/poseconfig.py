@@ -36,7 +36,6 @@ class DetectorConfig:
     mid: int = 24  # double BlazeBlock: project to this, expand to `wide`
     wide: int = 96
     repeats: tuple[int, int, int] = (3, 3, 2)  # double blocks at strides 8, 16, 32
-    heatmap_size: int = 0  # unused; keeps the config shape uniform
     batch_norm: bool = False  # in training (folded into the convolutions on export); slower per step on CPU
 
     def to_dict(self) -> dict[str, Any]:
@@ -179,8 +178,7 @@ def landmark_net(B: Any, cfg: LandmarkConfig) -> dict[str, Any]:
     landmarks = B.reshape(B.concat([coords, flags], axis=-1, name="kp"), (5 * LANDMARKS,), name="landmarks")
     deploy = B.concat([landmarks, B.sigmoid(pose_logit, name="pose_prob")], axis=-1, name="pose")
     return {"input": x, "heatmap": heat, "offsets": offs, "coords": coords, "flags": flags,
-            "pose_logit": pose_logit, "deploy": deploy,
-            "regression_layers_from": "r16_0"}
+            "pose_logit": pose_logit, "deploy": deploy}
 
 
 def build_net(B: Any, cfg: Any) -> dict[str, Any]:
