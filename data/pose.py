@@ -89,19 +89,34 @@ def _dir(rng: np.random.Generator, base: tuple[float, float, float], spread: flo
     return _unit(np.asarray(base, float) + rng.normal(0, spread, 3))
 
 
+def _limb(side: int, abduction: float, flexion: float) -> np.ndarray:
+    """The direction of a limb hanging from a joint: ``abduction`` radians
+    out to the person's ``side`` (+1 left, -1 right) in the frontal plane from
+    straight down, then ``flexion`` radians forward (towards +z)."""
+    down = np.array([side * math.sin(abduction), -math.cos(abduction), 0.0])
+    return _unit(down * math.cos(flexion) + np.array([0.0, 0.0, math.sin(flexion)]))
+
+
+def _bend(d: np.ndarray, towards: np.ndarray, angle: float) -> np.ndarray:
+    """``d`` turned by ``angle`` radians towards ``towards`` (a joint that bends
+    one way)."""
+    n = towards - d * float(np.dot(towards, d))
+    return _unit(d * math.cos(angle) + _unit(n) * math.sin(angle))
+
+
 def random_pose_3d(rng: np.random.Generator) -> np.ndarray:
     """33 points of a person 1.0 tall-ish (hips at the origin, y up, z towards
     the camera), in a random pose facing the camera +-50 degrees."""
     P = np.zeros((33, 3))
     lean = _dir(rng, (0, 1, 0), 0.15)
     sho_c = lean * 0.5
-    side = _unit(np.cross(lean, (0, 0, 1)) * -1)  # the person's left, in x for an upright person
+    side = _unit(np.cross(lean, (0, 0, 1)))  # the person's left: +x (image right) when facing the camera
     P[23], P[24] = side * 0.1, -side * 0.1
     P[11], P[12] = sho_c + side * 0.17, sho_c - side * 0.17
     head = sho_c + _dir(rng, tuple(lean), 0.2) * 0.2
     turn = rng.normal(0, 0.3)
     fwd = np.array([math.sin(turn), 0, math.cos(turn)])
-    hs = _unit(np.cross((0, 1, 0), fwd)) * -1  # head's left
+    hs = _unit(np.cross((0, 1, 0), fwd))  # the head's left
     up = np.array([0.0, 1, 0])
     P[0] = head + fwd * 0.09 - up * 0.01
     for i, (dx, dy, dz) in zip(range(1, 7), [(0.02, 0.03, 0.075), (0.035, 0.03, 0.07), (0.05, 0.03, 0.06),
@@ -110,9 +125,11 @@ def random_pose_3d(rng: np.random.Generator) -> np.ndarray:
     P[7], P[8] = head + hs * 0.075 + up * 0.01, head - hs * 0.075 + up * 0.01
     P[9], P[10] = head + hs * 0.025 - up * 0.05 + fwd * 0.08, head - hs * 0.025 - up * 0.05 + fwd * 0.08
     for s, sh, el, wr, pk, ix, th in ((1, 11, 13, 15, 17, 19, 21), (-1, 12, 14, 16, 18, 20, 22)):
-        d1 = _dir(rng, (0.5 * s, -0.6, 0.1), 0.9)
+        # upper arm: raised sideways from hanging (0) to above the head, little across the chest; forward or back
+        d1 = _limb(s, rng.uniform(-0.35, 2.6), rng.uniform(-0.6, 1.4))
+        # the elbow bends one way only: the forearm turns from the upper arm towards the front and the midline
+        d2 = _bend(d1, np.array([-0.4 * s, 0.3, 1.0]) + rng.normal(0, 0.4, 3), rng.uniform(0.0, 2.4))
         P[el] = P[sh] + d1 * 0.3
-        d2 = _dir(rng, tuple(d1), 0.8)
         P[wr] = P[el] + d2 * 0.27
         hand = _dir(rng, tuple(d2), 0.3)
         across = _unit(np.cross(hand, (0, 0, 1)) + 1e-3)
@@ -120,9 +137,11 @@ def random_pose_3d(rng: np.random.Generator) -> np.ndarray:
         P[pk] = P[wr] + hand * 0.065 + across * 0.03 * s
         P[th] = P[wr] + hand * 0.05 - across * 0.035 * s
     for s, hp, kn, an, he, ft in ((1, 23, 25, 27, 29, 31), (-1, 24, 26, 28, 30, 32)):
-        d1 = _dir(rng, (0.15 * s, -1, 0.1), 0.35)
+        # thigh: hip abduction -10..+40 degrees (legs seldom cross), mostly within 20 degrees of straight
+        d1 = _limb(s, rng.uniform(-0.18, 0.7), float(np.clip(rng.normal(0.1, 0.3), -0.35, 1.2)))
+        # the knee bends backwards only
+        d2 = _bend(d1, np.array([0.0, 0.0, -1.0]) + rng.normal(0, 0.15, 3), abs(rng.normal(0, 0.6)))
         P[kn] = P[hp] + d1 * 0.43
-        d2 = _dir(rng, (0.05 * s, -1, -0.2), 0.3)
         P[an] = P[kn] + d2 * 0.42
         P[he] = P[an] + np.array([0, -0.04, -0.04])
         P[ft] = P[an] + np.array([0.03 * s, -0.06, 0.13])

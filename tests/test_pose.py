@@ -127,6 +127,22 @@ def test_synthetic_people_are_seeded_and_in_the_image():
     assert SyntheticPeople(size=(64, 64), seed=0, empty=1.0).sample().people == 0
 
 
+def test_synthetic_people_have_coco_handedness_and_plausible_limbs():
+    """A person facing the camera has their left on the image's right (as in
+    COCO), and limbs bend the way joints do: legs seldom cross."""
+    from odml.data.pose import random_pose_3d
+
+    rng = np.random.default_rng(0)
+    poses = [random_pose_3d(rng) for _ in range(200)]
+    for P in poses:  # x to the right, z towards the camera
+        assert P[0, 2] > P[[7, 8], 2].mean()  # the nose is nearer than the ears: facing the camera
+        for left, right in ((2, 5), (7, 8), (11, 12), (23, 24)):  # eyes, ears, shoulders, hips
+            assert P[left, 0] > P[right, 0]
+    # hip abduction is limited: the left ankle stays on the left of the right one
+    ankles_out = np.mean([P[27, 0] > P[28, 0] for P in poses])
+    assert ankles_out > 0.9
+
+
 def test_coco_reader_places_17_points_and_masks_the_rest(tmp_path):
     from odml.data.pose import COCO17, read_coco, write_coco
 
