@@ -13,6 +13,8 @@ from helpers import assert_one_line_error
 
 REFERENCE_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "PAD", "RESHAPE", "RESIZE_BILINEAR", "MAX_POOL_2D",
                  "LOGISTIC", "CONCATENATION"}
+# our landmark models read x, y out by a soft-argmax (zoo/poseconfig.py): three more builtin ops
+SOFT_ARGMAX_OPS = {"TRANSPOSE", "SOFTMAX", "FULLY_CONNECTED"}
 
 
 def test_counts_match_the_keras_models_and_the_reference():
@@ -34,6 +36,20 @@ def test_counts_match_the_keras_models_and_the_reference():
     full = count(pose_config("blazepose_full"))["params"]
     assert abs(full - 3_169_489) / 3_169_489 < 0.05, full  # the released full model's weights
     assert count(pose_config("blazepose_lite"))["params"] < full / 2
+
+
+def test_soft_argmax_reads_out_where_the_logits_peak():
+    import numpy as np
+    from odml.zoo.blazepose import SoftArgmax
+
+    logits = np.zeros((2, 16, 16, 3), np.float32)
+    logits[0, 3, 10, 0] = 50.0  # row 3, column 10: x = 10.5 / 16, y = 3.5 / 16
+    logits[0, 15, 0, 1] = 50.0
+    logits[0, 4, 4, 2] = logits[0, 4, 5, 2] = 50.0  # two equal peaks: halfway between
+    xy = SoftArgmax()(logits).numpy()
+    assert xy.shape == (2, 3, 2)
+    np.testing.assert_allclose(xy[0], [[10.5 / 16, 3.5 / 16], [0.5 / 16, 15.5 / 16], [5.0 / 16, 4.5 / 16]], atol=1e-5)
+    np.testing.assert_allclose(xy[1], 0.5, atol=1e-5)  # flat logits: the centre
 
 
 def test_zoo_list_shows_the_pose_models(cli):
@@ -307,7 +323,7 @@ def test_train_pose_then_run_the_pipeline_and_export(cli, tmp_path):
     rep = r.json()["export"]
     assert rep["task"] == "pose_landmarks"
     for a in rep["artifacts"]:
-        assert set(a["ops"]) - {"QUANTIZE", "DEQUANTIZE"} <= REFERENCE_OPS, a["ops"]
+        assert set(a["ops"]) - {"QUANTIZE", "DEQUANTIZE"} <= REFERENCE_OPS | SOFT_ARGMAX_OPS, a["ops"]
         assert "top1_agreement" not in a["parity"]
     # the exported files run in the pipeline too
     r = cli("pose", tmp_path / "person.png", "--detector", out / "detector.keras", "--landmarks",

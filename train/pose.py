@@ -383,6 +383,8 @@ def _init_coords_bias(model: Any, items: list[dict[str, np.ndarray]]) -> None:
     for name, value in (("coords", coords), ("flags", np.log(flags / (1 - flags)))):
         layer = model.get_layer(name)
         k, b = layer.get_weights()
+        if name == "coords" and b.size == LANDMARKS:  # x, y read out by a soft-argmax: this head is z alone
+            value = coords[:, 2]
         layer.set_weights([k, value.reshape(b.shape).astype(np.float32)])
 
 

