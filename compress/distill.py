@@ -115,6 +115,32 @@ def _optimizer(recipe: Recipe, steps: int):
     return make_optimizer(recipe.learning_rate, recipe.weight_decay, recipe.epochs, steps)
 
 
+def perturb(x: Any, how: str, rate: float = 0.15) -> Any:
+    """A perturbed copy of a batch for distillation (the teacher labels it):
+    ``mixup``: each input mixed with another of the batch, weight ~ Beta(0.4,
+    0.4); ``dropout``: tokens zeroed (text: projection rows, or token ids set
+    to [PAD] = 0, the first kept) or 8x8 patches of an image, each at ``rate``."""
+    from odml._tf import tf
+
+    T = tf()
+    n = T.shape(x)[0]
+    if how == "mixup":
+        g1, g2 = T.random.gamma([n], 0.4), T.random.gamma([n], 0.4)
+        lam = T.reshape(g1 / T.maximum(g1 + g2, 1e-6), [-1] + [1] * (len(x.shape) - 1))
+        lam = T.cast(lam, x.dtype)
+        return lam * x + (1 - lam) * T.gather(x, T.random.shuffle(T.range(n)))
+    if len(x.shape) == 4:  # images: patches
+        h, w = int(x.shape[1]), int(x.shape[2])
+        keep = T.cast(T.random.uniform([n, -(-h // 8), -(-w // 8), 1]) >= rate, x.dtype)
+        keep = T.repeat(T.repeat(keep, 8, axis=1), 8, axis=2)[:, :h, :w]
+        return x * keep
+    length = int(x.shape[1])
+    keep = T.random.uniform([n, length]) >= rate
+    keep = T.logical_or(keep, T.range(length)[None, :] == 0)  # the first token ([CLS]) stays
+    keep = T.cast(keep, x.dtype)
+    return x * (keep[..., None] if len(x.shape) == 3 else keep)
+
+
 def train_students(teacher_model: Any, students: list[Student], data: ImageDataset, recipe: Recipe, ckpt_dir: Path,
                    on_epoch: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train all students together for recipe.epochs, resuming from the last
@@ -154,15 +180,23 @@ def train_students(teacher_model: Any, students: list[Student], data: ImageDatas
     if teacher_opt is not None:
         teacher_opt.build(teacher_model.trainable_variables)
 
+    aug = d.augment if d.enabled and alpha else "none"
+    if aug == "mixup" and not in_dtype.is_floating:
+        raise RecipeError("distill.augment: mixup needs float inputs (images, pQRNN projections); this teacher "
+                          "takes token ids: use dropout")
+
     # one trace for every batch size (the last batch is smaller)
     @T.function(input_signature=[T.TensorSpec([None, *in_shape], in_dtype), T.TensorSpec([None], T.int64)])
     def step(x, y):
+        n = T.shape(x)[0]
+        if aug != "none":  # one pass over the batch and its perturbed copy
+            x = T.concat([x, perturb(x, aug)], 0)
         if not (d.enabled or d.joint):
             t_logits = None  # plain training: no teacher pass at all
         elif d.joint:
             with T.GradientTape() as tape:
                 t_logits = teacher_model(x, training=True)
-                t_loss = ce(y, t_logits)
+                t_loss = ce(y, t_logits[:n])
             grads = tape.gradient(t_loss, teacher_model.trainable_variables)
             teacher_opt.apply_gradients(zip(grads, teacher_model.trainable_variables))
         else:
@@ -172,10 +206,13 @@ def train_students(teacher_model: Any, students: list[Student], data: ImageDatas
         for s in students:
             with T.GradientTape() as tape:
                 logits = s.model(x, training=True)
-                loss = student_loss(y, logits, t_soft)
+                loss = student_loss(y, logits[:n], None if t_soft is None else t_soft[:n])
+                if aug != "none":  # the perturbed copy: the teacher's soft labels alone
+                    loss += alpha * kl(t_soft[n:], T.nn.softmax(logits[n:] / temp)) * temp * temp
             grads = tape.gradient(loss, s.model.trainable_variables)
             s.optimizer.apply_gradients(zip(grads, s.model.trainable_variables))
-            acc = T.reduce_mean(T.cast(T.equal(T.argmax(logits, -1, output_type=T.int32), T.cast(y, T.int32)), T.float32))
+            pred = T.argmax(logits[:n], -1, output_type=T.int32)
+            acc = T.reduce_mean(T.cast(T.equal(pred, T.cast(y, T.int32)), T.float32))
             out.append((loss, acc))
         return out
 

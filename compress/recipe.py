@@ -7,7 +7,7 @@ one-line error that names the file and the key.
     learning_rate: 0.003
     seed: 0
     students: [mobilenet_edgetpu_v2_tiny@0.5, my_spec.json]   # or sizes: [0.5, 0.25, 0.125]
-    distill: {enabled: true, temperature: 4, alpha: 0.3, joint: false}
+    distill: {enabled: true, temperature: 4, alpha: 0.3, joint: false, augment: none}
     prune: {enabled: false, sparsity: 0.5, structure: unstructured, begin: 0.2, end: 0.8, frequency: 10}
     quantize: {mode: ptq, calibration_samples: 200}
 """
@@ -25,12 +25,19 @@ class RecipeError(OdmlError):
     """A recipe (or a command-line setting of one) that cannot be used."""
 
 
+AUGMENTS = ("none", "mixup", "dropout")
+
+
 @dataclass
 class Distill:
     enabled: bool = True
     temperature: float = 4.0
     alpha: float = 0.3  # weight of the soft (teacher) loss; the hard labels get 1 - alpha (T 4, alpha 0.3 beat T 4, alpha 0.7 and T 2, alpha 0.5 on digits)
     joint: bool = False  # train the teacher on the labels at the same time
+    # a second, perturbed copy of every batch that the teacher labels and the students learn from the soft loss
+    # alone (the teacher's knowledge beyond the training inputs): "mixup" (pairs mixed, Beta(0.4, 0.4); float
+    # inputs: images, pQRNN projections), "dropout" (tokens, or 8x8 patches of an image, zeroed at 15%), "none"
+    augment: str = "none"
 
 
 @dataclass
@@ -85,6 +92,8 @@ class Recipe:
             raise bad("distill.temperature", f"must be positive, got {d.temperature!r}")
         if not 0 <= d.alpha <= 1:
             raise bad("distill.alpha", f"must be in [0, 1], got {d.alpha!r}")
+        if d.augment not in AUGMENTS:
+            raise bad("distill.augment", f"must be {', '.join(AUGMENTS)}, got {d.augment!r}")
         p = self.prune
         if not 0 <= p.sparsity < 1:
             raise bad("prune.sparsity", f"must be in [0, 1), got {p.sparsity!r}")

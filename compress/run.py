@@ -54,6 +54,7 @@ class CompressOptions:
     prune_structure: str | None = None
     quantize: str | None = None
     distill: bool | None = None
+    augment: str | None = None
     device: str = "host"
     threads: int = 1
     runs: int = 50
@@ -126,6 +127,8 @@ def prepare(o: CompressOptions) -> Prepared:
         recipe.distill.joint = o.joint
     if o.distill is not None:
         recipe.distill.enabled = o.distill
+    if o.augment is not None:
+        recipe.distill.augment = o.augment
     if o.prune is not None:
         recipe.prune.enabled = o.prune > 0
         recipe.prune.sparsity = o.prune
@@ -154,6 +157,9 @@ def prepare(o: CompressOptions) -> Prepared:
     if data.num_classes != teacher.num_classes:
         raise DataError(f"{o.data}: {data.num_classes} classes in the data but the teacher {teacher.path} has "
                         f"{teacher.num_classes} outputs")
+    if recipe.distill.augment == "mixup" and data.x_train.dtype.kind in "iu" and data.x_train.ndim == 2:
+        raise RecipeError(f"distill.augment: mixup needs float inputs (images, pQRNN projections); the teacher "
+                          f"{teacher.path} takes token ids: use dropout")
     students = resolve_students(recipe.students, teacher) if recipe.students else derive_students(recipe.sizes, teacher)
     out = Path(o.out)
     if out.exists() and not out.is_dir():

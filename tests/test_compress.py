@@ -36,13 +36,15 @@ def test_recipe_defaults_and_checks(tmp_path):
     from odml.compress.recipe import RecipeError, load_recipe, recipe_from_dict
 
     r = load_recipe(None)
+    assert r.distill.augment == "none"
     assert r.distill.enabled and not r.prune.enabled and r.quantize.mode == "ptq" and r.sizes == [0.5, 0.25, 0.125]
     r = recipe_from_dict({"epochs": 3, "prune": {"enabled": True, "sparsity": 0.75, "structure": "2:4"}})
     assert r.epochs == 3 and r.prune.sparsity == 0.75 and r.prune.structure == "2:4"
     for bad, frag in (({"prune": {"sparsity": 1.0}}, "prune.sparsity"), ({"prune": {"sparsity": -0.1}}, "prune.sparsity"),
                       ({"distill": {"alpha": 2}}, "distill.alpha"), ({"epochs": 0}, "epochs"),
                       ({"quantize": {"mode": "int4"}}, "quantize.mode"), ({"prune": {"begin": 0.9, "end": 0.1}}, "begin"),
-                      ({"distill": {"temprature": 2}}, "unknown key(s) temprature"), ({"sizes": [1.5]}, "sizes")):
+                      ({"distill": {"temprature": 2}}, "unknown key(s) temprature"), ({"sizes": [1.5]}, "sizes"),
+                      ({"distill": {"augment": "cutmix"}}, "distill.augment")):
         with pytest.raises(RecipeError, match=frag.replace("(", r"\(").replace(")", r"\)")):
             recipe_from_dict(bad)
     p = tmp_path / "r.yaml"
@@ -64,6 +66,7 @@ def test_bad_recipe_and_settings_on_the_command_line(cli, teacher, tmp_path):
     assert_one_line_error(cli("compress", teacher, "--students", "resnet9000", "--out", out), "resnet9000")
     assert_one_line_error(cli("compress", teacher, "--pick", "speed>>3", "--out", out), "--pick")
     assert_one_line_error(cli("compress", teacher, "--device", "toaster", "--out", out), "toaster")
+    assert_one_line_error(cli("compress", teacher, "--augment", "cutmix", "--out", out), "distill.augment")
     assert not out.exists()
 
 
@@ -174,10 +177,33 @@ def test_pruning(cli, teacher, tmp_path, structure):
         assert ((groups != 0).sum(-1) <= 2).all()
 
 
+def test_distillation_perturbations():
+    from odml.compress.distill import perturb
+
+    tf = pytest.importorskip("tensorflow")
+    tf.random.set_seed(0)
+    n = 64
+    rows = np.broadcast_to(np.arange(n, dtype=np.float32)[:, None, None], (n, 16, 8))  # row i: all i
+    mixed = perturb(tf.constant(rows), "mixup").numpy()
+    flat = mixed.reshape(n, -1)
+    assert np.allclose(flat, flat[:, :1]) and flat.min() >= 0 and flat.max() <= n - 1  # a mix of two rows
+    assert (np.abs(flat[:, 0] - np.arange(n)) > 1e-3).mean() > 0.5  # most rows changed
+    text = perturb(tf.ones((n, 32, 8)), "dropout").numpy()
+    per_token = text.max(-1)
+    assert np.array_equal(per_token, text.min(-1))  # whole tokens dropped
+    assert (per_token[:, 0] == 1).all() and 0.08 < (per_token == 0).mean() < 0.22
+    ids = perturb(tf.fill((n, 32), 7), "dropout").numpy()
+    assert set(np.unique(ids)) == {0, 7} and (ids[:, 0] == 7).all()  # token ids: [PAD] = 0, the first kept
+    img = perturb(tf.ones((n, 20, 20, 3)), "dropout").numpy()
+    assert 0.05 < (img == 0).mean() < 0.3
+    pad = np.pad(img, ((0, 0), (0, 4), (0, 4), (0, 0)), mode="edge").reshape(n, 3, 8, 3, 8, 3)
+    assert np.array_equal(pad.min((2, 4)), pad.max((2, 4)))  # zeroed in 8x8 patches
+
+
 def test_qat_and_joint(cli, teacher, tmp_path):
     out = tmp_path / "run"
     r = cli("compress", teacher, "--out", out, "--epochs", "1", "--runs", "10", "--students",
-            "mobilenet_edgetpu_v2_tiny@0.25", "--quantize", "qat", "--joint", "--json")
+            "mobilenet_edgetpu_v2_tiny@0.25", "--quantize", "qat", "--joint", "--augment", "mixup", "--json")
     assert r.exit_code == 0, r.stderr
     s = r.json()["compress"]["students"][0]
     assert s["precision"] == "int8" and 0 <= s["int8_accuracy"] <= 1
@@ -230,7 +256,7 @@ def test_text_teacher_students_pruned(cli, tmp_path):
     assert r.exit_code == 0, r.stderr
     out = tmp_path / "run"
     r = cli("compress", teacher, "--data", data, "--students", "pqrnn_tiny@0.5,pqrnn@0.05", "--epochs", "1",
-            "--prune", "0.5", "--runs", "5", "--out", out, "--json")
+            "--prune", "0.5", "--augment", "dropout", "--runs", "5", "--out", out, "--json")
     assert r.exit_code == 0, r.stderr
     rep = r.json()["compress"]
     t = rep["teacher"]

@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from conftest import SHARED
+from helpers import assert_one_line_error
 
 SMS = SHARED / "data" / "sms_spam" / "SMSSpamCollection.tsv"
 needs_sms = pytest.mark.skipif(not SMS.is_file(), reason="../shared/data is not beside this checkout")
@@ -128,6 +129,10 @@ def test_mobilebert_train_export_fp16_int8(cli, tmp_path):
     assert meta["inputs"] == ["input_ids"] and meta["vocab_size"] == len(vocab) and "vocab.txt" in meta["associated_files"]
     r = cli("bench", tmp_path / "exp" / "mb_int8.tflite", "--runs", "5", "--json")
     assert r.exit_code == 0 and r.json()["bench"][0]["median_ms"] > 0  # random token ids within range
+    # token ids cannot be mixed: distillation's mixup is refused before anything is written
+    r = cli("compress", model, "--data", SMS, "--augment", "mixup", "--out", tmp_path / "never")
+    assert_one_line_error(r, "mixup needs float inputs", "dropout")
+    assert not (tmp_path / "never").exists()
 
 
 def test_export_untrained_text_zoo_model_at_a_sequence_length(cli, tmp_path):
