@@ -36,7 +36,7 @@ def train_cmd(
     sets: list[str] = typer.Option([], "--set", help="Text: override a configuration value, e.g. --set layers=2 (repeatable)."),
     variant: str = typer.Option("lite", "--variant", help="blazepose: the landmark model, lite, full or tiny."),
     val_images: int = typer.Option(200, "--val-images", min=1, help="blazepose: held-out images for PCK (synthetic: generated with another seed)."),
-    steps: str = typer.Option("300,700,2000", "--steps", help="blazepose: training steps of the detector, the heatmap stage and the regression stage (about 17 minutes for lite on 2 cores)."),
+    steps: str = typer.Option("300,700,2000", "--steps", help="blazepose: training steps of the detector, the heatmap stage and the regression stage (about 12 minutes for lite on 2 cores)."),
 ) -> None:
     """Train MODEL on DATA and save it to OUT; print accuracy, parameters and MACs
     (text models: accuracy and ROC AUC)."""

@@ -15,9 +15,9 @@ encoder; 35 keypoints (33 + 2 alignment) x (x, y, z, visibility, presence)
 plus a pose flag. Where the released model regresses x and y with a dense
 layer at 2x2, ours reads them out at 16x16 with a soft-argmax (a softmax over
 the cells of a 1x1 conv's map, then the expected cell centre; learnt from the
-coordinate loss alone, no heatmap target): on synthetic people after the same
-training it reached PCK@0.2 0.83 where the dense read-out reached 0.67
-(``readout=0`` builds the dense one).
+coordinate loss alone, no heatmap target): on held-out synthetic people after
+the same training (tests/bench/pose_synthetic.py) PCK@0.2 0.834 where the
+dense read-out reached 0.669 (``readout=0`` builds the dense one).
 """
 
 from __future__ import annotations
