@@ -171,6 +171,8 @@ def prepare(o: CompressOptions) -> Prepared:
             old = json.loads(saved.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise CompressError(f"{saved}: unreadable settings of an earlier run: {e}") from None
+        if isinstance(old.get("recipe"), dict):  # a run from before a recipe key existed: that key's default
+            old["recipe"] = _with_defaults(old["recipe"], Recipe().to_dict())
         diff = [k for k in settings if k != "pick" and old.get(k) != settings[k]]
         if diff:
             raise CompressError(f"--out {out}: holds a run with other settings ({diff[0]} differs); resume with the "
@@ -178,6 +180,16 @@ def prepare(o: CompressOptions) -> Prepared:
     elif out.is_dir() and any(out.iterdir()):
         raise CompressError(f"--out {out}: folder exists and holds no compression run ({SETTINGS} missing)")
     return Prepared(o, recipe, teacher, data, students, device, out, conds)
+
+
+def _with_defaults(d: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    out = dict(d)
+    for k, v in defaults.items():
+        if k not in out:
+            out[k] = v
+        elif isinstance(v, dict) and isinstance(out[k], dict):
+            out[k] = _with_defaults(out[k], v)
+    return out
 
 
 def _settings(o: CompressOptions, recipe: Recipe, teacher: Teacher, students) -> dict[str, Any]:

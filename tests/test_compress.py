@@ -148,6 +148,13 @@ def test_several_students_in_one_run(cli, teacher, tmp_path):
     r2 = cli("compress", teacher, "--out", out, "--epochs", "1", "--runs", "10",
              "--students", f"mobilenet_edgetpu_v2_tiny@0.25,{spec}", "--json")
     assert r2.exit_code == 0 and r2.json()["compress"]["students"][0]["history"] == studs[0]["history"]
+    # a run from before a recipe key existed (distill.augment) resumes: the missing key reads as its default
+    saved = json.loads((out / "compress.json").read_text())
+    del saved["recipe"]["distill"]["augment"]
+    (out / "compress.json").write_text(json.dumps(saved))
+    r2 = cli("compress", teacher, "--out", out, "--epochs", "1", "--runs", "10",
+             "--students", f"mobilenet_edgetpu_v2_tiny@0.25,{spec}", "--json")
+    assert r2.exit_code == 0, r2.stderr
     assert len(_rows(out)) == 3
     # other settings in the same folder are refused
     assert_one_line_error(cli("compress", teacher, "--out", out, "--epochs", "2", "--students",
