@@ -396,26 +396,37 @@ def _save(model: Any, path: Path) -> None:
 
 # --- evaluation -----------------------------------------------------------------------------------------------
 
-def evaluate_landmarks(lm: Any, val: list[PoseSample]) -> dict[str, Any]:
-    """PCK@0.2 of the landmark model on ground-truth ROIs of the held-out
-    people: the regression output (deployed), and the heatmap decoded (argmax
-    + offset) for comparison."""
+def true_roi_crops(val: list[PoseSample], size: int, hm: int = 8):
+    """The held-out people cropped on their true ROI: (crops (n, size, size,
+    3), true keypoints (n, 33, 2) in crop pixels, the mask of points that
+    count, torso sizes); None when no image has a person."""
     people = [s for s in val if s.people]
     if not people:
-        return {"pck@0.2": None}
-    size, hm = lm.cfg.input_size, lm.cfg.heatmap_size
+        return None
     rng = np.random.default_rng(0)
     items = [landmark_item(s, size, rng, 0.0, hm) for s in people]
     x = np.stack([it["image"] for it in items])
-    out = lm.train.predict(x, batch_size=16, verbose=0)
     truth = np.stack([it["coords"][:NUM_KEYPOINTS, :2] for it in items]) * size
     mask = np.stack([it["mask"][:NUM_KEYPOINTS] * it["flags"][:NUM_KEYPOINTS, 1] * s.visible[0]
                      for it, s in zip(items, people)])
     torso = np.array([np.hypot(*(t[LEFT_SHOULDER] - t[RIGHT_HIP])) for t in truth])
+    return x, truth, mask, torso
+
+
+def evaluate_landmarks(lm: Any, val: list[PoseSample]) -> dict[str, Any]:
+    """PCK@0.2 of the landmark model on ground-truth ROIs of the held-out
+    people: the regression output (deployed), and the heatmap decoded (argmax
+    + offset) for comparison."""
+    gt = true_roi_crops(val, lm.cfg.input_size, lm.cfg.heatmap_size)
+    if gt is None:
+        return {"pck@0.2": None}
+    x, truth, mask, torso = gt
+    size = lm.cfg.input_size
+    out = lm.train.predict(x, batch_size=16, verbose=0)
     reg = out["coords"][:, :NUM_KEYPOINTS, :2] * size
     heat = np.asarray(out["heatmap"])[..., :NUM_KEYPOINTS]
     offs = np.asarray(out["offsets"])
-    n, g = len(items), heat.shape[1]
+    n, g = len(x), heat.shape[1]
     flat = heat.reshape(n, g * g, -1).argmax(1)
     iy, ix = flat // g, flat % g
     ox = np.take_along_axis(offs.reshape(n, g * g, -1)[:, :, 0::2][:, :, :NUM_KEYPOINTS], flat[:, None], 1)[:, 0]

@@ -97,33 +97,26 @@ def main() -> None:
 
 
 def landmark_pck(tflite: str, val: list) -> float:
-    """PCK@0.2 of a landmark .tflite on the held-out people's ground-truth ROIs
-    (the crops evaluate_landmarks uses), through LiteRT."""
+    """PCK@0.2 of a landmark .tflite on the held-out people's true ROIs (the
+    crops evaluate_landmarks uses), through LiteRT."""
     import numpy as np
 
-    from odml.data.pose import LEFT_SHOULDER, RIGHT_HIP
     from odml.devices.litert import load_interpreter
     from odml.pose.geometry import pck
-    from odml.train.pose import landmark_item
+    from odml.train.pose import true_roi_crops
     from odml.zoo.poseconfig import LANDMARKS, NUM_KEYPOINTS
 
     it = load_interpreter(tflite)
     it.allocate_tensors()
     i, o = it.get_input_details()[0], it.get_output_details()[0]
     size = int(i["shape"][1])
-    rng = np.random.default_rng(0)
-    preds, truths, masks = [], [], []
-    for s in (s for s in val if s.people):
-        item = landmark_item(s, size, rng, 0.0, 8)
-        it.set_tensor(i["index"], item["image"][None].astype(np.float32))
+    x, truth, mask, torso = true_roi_crops(val, size)
+    preds = []
+    for crop in x:
+        it.set_tensor(i["index"], crop[None].astype(np.float32))
         it.invoke()
-        kp = it.get_tensor(o["index"])[0][: 5 * LANDMARKS].reshape(LANDMARKS, 5)
-        preds.append(kp[:NUM_KEYPOINTS, :2] * size)
-        truths.append(item["coords"][:NUM_KEYPOINTS, :2] * size)
-        masks.append(item["mask"][:NUM_KEYPOINTS] * item["flags"][:NUM_KEYPOINTS, 1] * s.visible[0])
-    truth = np.stack(truths)
-    torso = np.array([np.hypot(*(t[LEFT_SHOULDER] - t[RIGHT_HIP])) for t in truth])
-    return round(float(pck(np.stack(preds), truth, np.stack(masks), torso)), 4)
+        preds.append(it.get_tensor(o["index"])[0][: 5 * LANDMARKS].reshape(LANDMARKS, 5)[:NUM_KEYPOINTS, :2] * size)
+    return round(float(pck(np.stack(preds), truth, mask, torso)), 4)
 
 
 if __name__ == "__main__":
