@@ -140,7 +140,7 @@ def render_report(report: dict) -> None:
         p = a["parity"]
         acc = f"{p['tflite_accuracy']:.4f} (keras {p['keras_accuracy']:.4f})" if "tflite_accuracy" in p else "-"
         t.add_row(a["file"], a["precision"], a["io"], f"{a['size_bytes'] / 1024:,.1f} KiB",
-                  f"{a.get('size_vs_fp32', float('nan')):.3f}", f"{p['max_abs_err']:.2e}", f"{p['mean_abs_err']:.2e}",
+                  f"{a['size_vs_fp32']:.3f}" if "size_vs_fp32" in a else "-", f"{p['max_abs_err']:.2e}", f"{p['mean_abs_err']:.2e}",
                   f"{p['top1_agreement']:.3f}" if "top1_agreement" in p else "-", acc,
                   "[green]ok[/]" if not a["parity_failed"] else "[red]FAILED[/]")
     out.print(t)

@@ -56,6 +56,8 @@ def test_random_calibration_warns(cli, tmp_path):
             "--calibration-samples", "20", "--min-top1", "0", "--max-rel-err", "10", "--out", out)
     assert r.exit_code == 0, r.stderr
     assert "random inputs" in r.stderr and "unknown" in r.stderr and (out / "mobilenet_edgetpu_v2_tiny_int8.tflite").is_file()
+    row = next(line for line in r.stdout.splitlines() if "_int8.tflite" in line)
+    assert "nan" not in row and " - " in row  # no fp32 file exported: no size ratio to show
 
 
 def test_trained_model_all_precisions_metadata_and_inspect(cli, tmp_path, trained):
