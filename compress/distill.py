@@ -240,10 +240,14 @@ def train_students(teacher_model: Any, students: list[Student], data: ImageDatas
             cb.set_model(s.model)
             cb.on_train_begin()
             pruning_cbs.append(cb)
+    per_epoch = getattr(data, "train_inputs", None) if recipe.text_distortion else None  # texts distorted afresh
     ds = make_tf_dataset(data.x_train, data.y_train, recipe.batch_size, True, recipe.seed)
     epoch_times = []
     for epoch in range(start, recipe.epochs):
         t0 = time.perf_counter()
+        if per_epoch is not None:
+            x_epoch = per_epoch(epoch, recipe.seed, recipe.text_distortion)
+            ds = make_tf_dataset(x_epoch, data.y_train, recipe.batch_size, True, recipe.seed + epoch)
         sums = np.zeros((len(students), 2))
         n = 0
         for x, y in ds:

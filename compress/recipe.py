@@ -6,6 +6,7 @@ one-line error that names the file and the key.
     batch_size: 64
     learning_rate: 0.003
     seed: 0
+    text_distortion: 0      # text teachers: each token distorted afresh every epoch with this probability
     students: [mobilenet_edgetpu_v2_tiny@0.5, my_spec.json]   # or sizes: [0.5, 0.25, 0.125]
     distill: {enabled: true, temperature: 4, alpha: 0.3, joint: false, augment: none}
     prune: {enabled: false, sparsity: 0.5, structure: unstructured, begin: 0.2, end: 0.8, frequency: 10}
@@ -63,6 +64,10 @@ class Recipe:
     learning_rate: float = 3e-3
     weight_decay: float = 1e-5
     seed: int = 0
+    # text teachers: the training texts distorted afresh every epoch (each token, with this probability, loses a
+    # character, has one moved or gets one inserted), as `odml train` trains pQRNN; the teacher labels the same
+    # distorted texts the students see. 0 (the texts as they are) trained SMS students better in 6 epochs
+    text_distortion: float = 0.0
     students: list[str] = field(default_factory=list)
     sizes: list[float] = field(default_factory=lambda: [0.5, 0.25, 0.125])
     distill: Distill = field(default_factory=Distill)
@@ -82,6 +87,8 @@ class Recipe:
             raise bad("batch_size", f"must be a positive integer, got {self.batch_size!r}")
         if not self.learning_rate > 0:
             raise bad("learning_rate", f"must be positive, got {self.learning_rate!r}")
+        if not 0 <= self.text_distortion < 1:
+            raise bad("text_distortion", f"must be in [0, 1), got {self.text_distortion!r}")
         if not self.students and not self.sizes:
             raise bad("students", "no students and no sizes: nothing to train")
         for s in self.sizes:

@@ -90,10 +90,25 @@ class TextArrays:
     class_names: list[str]
     source: str
     notes: list[str]
+    texts_train: list[str] | None = None
+    info: Any = None  # the teacher's TextModelInfo: how texts become inputs
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def train_inputs(self, epoch: int, seed: int, distortion: float) -> Any:
+        """The training inputs of one epoch: the texts distorted afresh (the
+        same for a given seed and epoch, so a resumed run sees what it would
+        have seen), or the fixed inputs when distortion is off."""
+        if not distortion or self.texts_train is None:
+            return self.x_train
+        import random
+
+        from odml.data.projection import distort
+
+        rng = random.Random(seed * 100_003 + epoch)
+        return self.info.featurize([distort(t, rng, distortion) for t in self.texts_train])[0]
 
 
 def text_arrays(teacher: "Teacher", data: str, val_split: float, seed: int) -> TextArrays:
@@ -111,7 +126,8 @@ def text_arrays(teacher: "Teacher", data: str, val_split: float, seed: int) -> T
     notes = list(ds.notes)
     if cut_tr or cut_va:
         notes.append(f"{cut_tr + cut_va} texts longer than the teacher's {teacher.text.length} tokens were cut")
-    return TextArrays(x_tr, ds.y_train, x_va, ds.y_val, list(ds.classes), str(data), notes)
+    return TextArrays(x_tr, ds.y_train, x_va, ds.y_val, list(ds.classes), str(data), notes, list(ds.texts_train),
+                      teacher.text)
 
 
 def text_teacher_spec(t: "Teacher") -> TextSpec:

@@ -10,7 +10,10 @@ import time
 
 import numpy as np
 import pytest
+
 from helpers import assert_one_line_error, make_image_folder
+
+SMS = __import__("conftest").SHARED / "data" / "sms_spam" / "SMSSpamCollection.tsv"
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +39,7 @@ def test_recipe_defaults_and_checks(tmp_path):
     from odml.compress.recipe import RecipeError, load_recipe, recipe_from_dict
 
     r = load_recipe(None)
-    assert r.distill.augment == "none"
+    assert r.distill.augment == "none" and r.text_distortion == 0
     assert r.distill.enabled and not r.prune.enabled and r.quantize.mode == "ptq" and r.sizes == [0.5, 0.25, 0.125]
     r = recipe_from_dict({"epochs": 3, "prune": {"enabled": True, "sparsity": 0.75, "structure": "2:4"}})
     assert r.epochs == 3 and r.prune.sparsity == 0.75 and r.prune.structure == "2:4"
@@ -44,7 +47,8 @@ def test_recipe_defaults_and_checks(tmp_path):
                       ({"distill": {"alpha": 2}}, "distill.alpha"), ({"epochs": 0}, "epochs"),
                       ({"quantize": {"mode": "int4"}}, "quantize.mode"), ({"prune": {"begin": 0.9, "end": 0.1}}, "begin"),
                       ({"distill": {"temprature": 2}}, "unknown key(s) temprature"), ({"sizes": [1.5]}, "sizes"),
-                      ({"distill": {"augment": "cutmix"}}, "distill.augment")):
+                      ({"distill": {"augment": "cutmix"}}, "distill.augment"), ({"text_distortion": 1.0}, "text_distortion"),
+                      ({"text_distortion": "lots"}, "text_distortion: expected a number")):
         with pytest.raises(RecipeError, match=frag.replace("(", r"\(").replace(")", r"\)")):
             recipe_from_dict(bad)
     p = tmp_path / "r.yaml"
@@ -207,6 +211,28 @@ def test_distillation_perturbations():
     assert np.array_equal(pad.min((2, 4)), pad.max((2, 4)))  # zeroed in 8x8 patches
 
 
+@pytest.mark.skipif(not SMS.is_file(), reason="../shared/data is not beside this checkout")
+def test_text_inputs_distorted_afresh_every_epoch(tmp_path):
+    """A text teacher's training inputs: the texts distorted anew each epoch
+    (the same for a given seed and epoch, so a resumed run sees the same),
+    projected as the teacher projects them; the validation inputs never."""
+    from odml.compress.students import Teacher, text_arrays
+    from odml.data.textmodel import TextModelInfo
+
+    lines = SMS.read_text(encoding="utf-8").splitlines()[:300]
+    data = tmp_path / "part.tsv"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    info = TextModelInfo("pqrnn", {"max_len": 24, "features": 64}, ["ham", "spam"])
+    d = text_arrays(Teacher(tmp_path / "t.keras", None, (24, 64), 2, 0, 0, info), str(data), 0.2, 0)
+    assert d.train_inputs(0, 0, 0.0) is d.x_train  # off: the inputs as they are
+    e0, e0_again, e1 = d.train_inputs(0, 0, 0.25), d.train_inputs(0, 0, 0.25), d.train_inputs(1, 0, 0.25)
+    assert e0.shape == d.x_train.shape and e0.dtype == d.x_train.dtype
+    assert np.array_equal(e0, e0_again) and not np.array_equal(e0, e1)
+    assert not np.array_equal(e0, d.train_inputs(0, 1, 0.25))  # another seed, other distortions
+    tokens_changed = (e0 != d.x_train).any(-1).sum() / (d.x_train != 0).any(-1).sum()
+    assert 0.1 < tokens_changed < 0.4  # about a quarter of the tokens (one-letter tokens are never distorted)
+
+
 def test_qat_and_joint(cli, teacher, tmp_path):
     out = tmp_path / "run"
     r = cli("compress", teacher, "--out", out, "--epochs", "1", "--runs", "10", "--students",
@@ -247,7 +273,6 @@ def test_resume_after_kill_9(teacher, tmp_path):
 
 
 # ---- text teachers ---------------------------------------------------------------------
-SMS = __import__("conftest").SHARED / "data" / "sms_spam" / "SMSSpamCollection.tsv"
 
 
 @pytest.mark.skipif(not SMS.is_file(), reason="../shared/data is not beside this checkout")
@@ -262,10 +287,13 @@ def test_text_teacher_students_pruned(cli, tmp_path):
             "--out", teacher, "--json")
     assert r.exit_code == 0, r.stderr
     out = tmp_path / "run"
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("text_distortion: 0.25\n")  # the texts distorted afresh every epoch, as `odml train` does
     r = cli("compress", teacher, "--data", data, "--students", "pqrnn_tiny@0.5,pqrnn@0.05", "--epochs", "1",
-            "--prune", "0.5", "--augment", "dropout", "--runs", "5", "--out", out, "--json")
+            "--prune", "0.5", "--augment", "dropout", "--recipe", recipe, "--runs", "5", "--out", out, "--json")
     assert r.exit_code == 0, r.stderr
     rep = r.json()["compress"]
+    assert json.loads((out / "compress.json").read_text())["recipe"]["text_distortion"] == 0.25
     t = rep["teacher"]
     assert 0.5 <= t["auc"] <= 1 and t["accuracy"] > 0.7
     labels = {s["label"]: s for s in rep["students"]}

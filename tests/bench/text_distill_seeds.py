@@ -10,6 +10,9 @@ Variants: ``no_teacher`` (labels alone), ``distilled`` (the default recipe),
 ``mixup`` and ``dropout`` (distilled, and on a perturbed copy of each batch
 the teacher's soft labels: recipe distill.augment).
 
+``--distortion 0.25`` trains on texts distorted afresh every epoch (recipe
+text_distortion; the teacher labels the same distorted texts).
+
 The teacher comes from `python tests/bench/text_sms.py` (or `odml train pqrnn
 --data SMS --out ...`). Prints accuracy and AUC per seed and their means;
 writes runs/bench_text/distill_seeds/report.json.
@@ -42,6 +45,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--variants", default="no_teacher,distilled")
     ap.add_argument("--out", default="runs/bench_text/distill_seeds")
+    ap.add_argument("--distortion", type=float, default=None,
+                    help="recipe text_distortion (default: the recipe's); 0 trains on the texts as they are")
     a = ap.parse_args()
     root = Path(a.out)
     how = {"no_teacher": (False, None), "distilled": (None, None), "mixup": (None, "mixup"),
@@ -55,7 +60,9 @@ def main() -> None:
             p = prepare(CompressOptions(teacher=a.teacher, data=a.data, out=str(root / f"{name}_s{seed}"),
                                         epochs=a.epochs, runs=10, students=[a.student], distill=distill,
                                         augment=augment))
-            p.recipe.seed = seed  # after the split is made: only initialisation and batch order change
+            p.recipe.seed = seed  # after the split is made: only initialisation, batch order and distortion change
+            if a.distortion is not None:
+                p.recipe.text_distortion = a.distortion
             rep = run(p)
             s = rep["students"][0]
             row = {"seed": seed, "accuracy": s["accuracy"], "int8_accuracy": s["int8_accuracy"], "auc": s["auc"],
@@ -68,7 +75,8 @@ def main() -> None:
     wins = {name: f"{sum(d['accuracy'] > n['accuracy'] for d, n in zip(rs, base))}/{len(rs)} "
                   f"(ties {sum(d['accuracy'] == n['accuracy'] for d, n in zip(rs, base))})"
             for name, rs in rows.items() if base and name != "no_teacher"}
-    report = {"teacher": a.teacher, "student": a.student, "epochs": a.epochs, "runs": rows, "mean": summary,
+    report = {"teacher": a.teacher, "student": a.student, "epochs": a.epochs,
+              "text_distortion": rows and p.recipe.text_distortion, "runs": rows, "mean": summary,
               "wins_over_no_teacher": wins}
     (root / "report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps({"mean": summary, "wins_over_no_teacher": wins}, indent=1))
