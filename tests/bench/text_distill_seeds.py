@@ -45,6 +45,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--variants", default="no_teacher,distilled")
     ap.add_argument("--out", default="runs/bench_text/distill_seeds")
+    ap.add_argument("--baseline", default=None,
+                    help="an earlier report.json whose no_teacher runs (same student, epochs, seeds) to compare "
+                         "against instead of training them again (they do not depend on the teacher)")
+    ap.add_argument("--alpha", type=float, default=None, help="recipe distill.alpha (default: the recipe's)")
     ap.add_argument("--distortion", type=float, default=None,
                     help="recipe text_distortion (default: the recipe's); 0 trains on the texts as they are")
     a = ap.parse_args()
@@ -53,7 +57,16 @@ def main() -> None:
            "dropout": (None, "dropout")}
     names = a.variants.split(",")
     rows: dict[str, list[dict]] = {name: [] for name in names}
-    for seed in (int(s) for s in a.seeds.split(",")):
+    seeds = [int(s) for s in a.seeds.split(",")]
+    if a.baseline and "no_teacher" not in names:
+        old = json.loads(Path(a.baseline).read_text())
+        same = (old["student"], old["epochs"], old.get("text_distortion") or 0.0) == \
+            (a.student, a.epochs, a.distortion or 0.0)
+        base_rows = [r for r in old["runs"]["no_teacher"] if r["seed"] in seeds]
+        if not same or [r["seed"] for r in base_rows] != seeds:
+            raise SystemExit(f"--baseline {a.baseline}: not the same student, epochs, distortion and seeds")
+        rows = {"no_teacher": base_rows, **rows}
+    for seed in seeds:
         for name in names:
             distill, augment = how[name]
             t0 = time.perf_counter()
@@ -63,6 +76,8 @@ def main() -> None:
             p.recipe.seed = seed  # after the split is made: only initialisation, batch order and distortion change
             if a.distortion is not None:
                 p.recipe.text_distortion = a.distortion
+            if a.alpha is not None:
+                p.recipe.distill.alpha = a.alpha
             rep = run(p)
             s = rep["students"][0]
             row = {"seed": seed, "accuracy": s["accuracy"], "int8_accuracy": s["int8_accuracy"], "auc": s["auc"],
@@ -75,8 +90,9 @@ def main() -> None:
     wins = {name: f"{sum(d['accuracy'] > n['accuracy'] for d, n in zip(rs, base))}/{len(rs)} "
                   f"(ties {sum(d['accuracy'] == n['accuracy'] for d, n in zip(rs, base))})"
             for name, rs in rows.items() if base and name != "no_teacher"}
-    report = {"teacher": a.teacher, "student": a.student, "epochs": a.epochs,
-              "text_distortion": rows and p.recipe.text_distortion, "runs": rows, "mean": summary,
+    report = {"teacher": a.teacher, "student": a.student, "epochs": a.epochs, "text_distortion": a.distortion or 0.0,
+              "alpha": p.recipe.distill.alpha,
+              "baseline": a.baseline, "runs": rows, "mean": summary,
               "wins_over_no_teacher": wins}
     (root / "report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps({"mean": summary, "wins_over_no_teacher": wins}, indent=1))
