@@ -380,8 +380,33 @@ class _BudgetSpent(Exception):
     """--max-minutes has passed: no new trial is started."""
 
 
+def atomic_tuner_files() -> None:
+    """Make keras-tuner write its state files (tuner0.json, oracle.json,
+    trial.json) through a temporary file and a rename: it writes them in
+    place, so a search killed mid-write (kill -9) left a truncated JSON file
+    that the resumed search could not read."""
+    from keras_tuner.src import utils as kt_utils
+
+    if getattr(kt_utils.save_json, "odml_atomic", False):
+        return
+
+    def save_json(path, obj):
+        text = json.dumps(obj)
+        path = str(path)
+        tmp = f"{path}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+        return text
+
+    save_json.odml_atomic = True
+    kt_utils.save_json = save_json
+
+
 def make_tuner(p: Prepared, evaluator: Evaluator, oracle: Any):
     import keras_tuner as kt
+
+    atomic_tuner_files()
 
     class OdmlTuner(kt.engine.base_tuner.BaseTuner):
         """Runs one candidate per trial through ``evaluator`` and returns its

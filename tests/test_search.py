@@ -240,6 +240,30 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def test_tuner_state_files_are_replaced_whole(tmp_path, monkeypatch):
+    """keras-tuner's state files go through a temporary file and a rename: a
+    write that dies half-way leaves the previous file as it was (a search
+    killed mid-write used to resume from a truncated tuner0.json)."""
+    from keras_tuner.src import utils as kt_utils
+    from keras_tuner.src.engine.hyperparameters import HyperParameters
+    from keras_tuner.src.engine.trial import Trial
+
+    from odml.nas.runner import atomic_tuner_files
+
+    atomic_tuner_files()
+    f = tmp_path / "trial.json"
+    Trial(HyperParameters(), trial_id="7").save(str(f))  # through keras-tuner's own Stateful.save
+    assert json.loads(f.read_text())["trial_id"] == "7"
+
+    def dies(src, dst):
+        raise OSError("killed")
+
+    monkeypatch.setattr(os, "replace", dies)
+    with pytest.raises(OSError):
+        kt_utils.save_json(str(f), {"trial_id": "8"})
+    assert json.loads(f.read_text())["trial_id"] == "7"  # the old file, whole
+
+
 def test_chief_and_two_workers_share_trials(tiny_space, tmp_path):
     from odml.nas.latency import read_jsonl
 
