@@ -241,7 +241,8 @@ def train_students(teacher_model: Any, students: list[Student], data: ImageDatas
             cb.on_train_begin()
             pruning_cbs.append(cb)
     per_epoch = getattr(data, "train_inputs", None) if recipe.text_distortion else None  # texts distorted afresh
-    ds = make_tf_dataset(data.x_train, data.y_train, recipe.batch_size, True, recipe.seed)
+    if per_epoch is None:  # one pipeline for every epoch
+        ds = make_tf_dataset(data.x_train, data.y_train, recipe.batch_size, True, recipe.seed)
     epoch_times = []
     for epoch in range(start, recipe.epochs):
         t0 = time.perf_counter()

@@ -387,16 +387,14 @@ def atomic_tuner_files() -> None:
     that the resumed search could not read."""
     from keras_tuner.src import utils as kt_utils
 
+    from odml.cli.common import write_text_atomic
+
     if getattr(kt_utils.save_json, "odml_atomic", False):
         return
 
     def save_json(path, obj):
         text = json.dumps(obj)
-        path = str(path)
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        write_text_atomic(Path(path), text)
         return text
 
     save_json.odml_atomic = True
