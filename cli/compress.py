@@ -115,5 +115,7 @@ def _table(rep: dict[str, Any]) -> None:
     out.print(tab)
     if rep["pick"]:
         out.print(f"pick {rep['pick']!r}: {rep['picked'] or 'no student meets it'}", markup=False)
+    for note in rep.get("notes", []):
+        out.print(f"note: {note}", markup=False)
     for name, path in rep["files"].items():
         out.print(f"{name}: {path}")

@@ -247,7 +247,7 @@ def _append(p: Prepared, row: dict[str, Any]) -> None:
 def run(p: Prepared, on_stage: Callable[[str], None] | None = None,
         on_epoch: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     from odml._tf import keras
-    from odml.compress.distill import Student, sparsity_per_layer, strip, train_students
+    from odml.compress.distill import Student, soft_label_stats, sparsity_per_layer, strip, train_students
     from odml.data.images import to_float
     from odml.exporters.tflite import convert, representative_from
     from odml.train.trainer import evaluate, recalibrate_batchnorm, save_model_atomic
@@ -269,10 +269,13 @@ def run(p: Prepared, on_stage: Callable[[str], None] | None = None,
         _write_bytes(path, convert(p.teacher.model, "fp32"))
         lat = _latency(p, path)
         aucs = _text_aucs(p, p.teacher.model, None)
+        say("teacher: soft labels on the training data")
+        on_train = soft_label_stats(p.teacher.model.predict(to_float(p.data.x_train), batch_size=256, verbose=0),
+                                    p.data.y_train, p.recipe.distill.temperature)
         row = {"label": teacher_label, "role": "teacher", "model": str(p.teacher.path), "params": p.teacher.params,
                "macs": p.teacher.macs, "accuracy": acc, "int8_accuracy": None, "size_bytes": path.stat().st_size,
                "gzip_bytes": len(gzip.compress(path.read_bytes(), 9)), "latency_ms": lat["median_ms"],
-               "latency": _lat_fields(lat), "tflite": path.name, **aucs}
+               "latency": _lat_fields(lat), "tflite": path.name, "on_train": on_train, **aucs}
         _append(p, row)
         done[teacher_label] = row
     teacher_row = done[teacher_label]
@@ -325,6 +328,7 @@ def _lat_fields(lat: dict[str, Any]) -> dict[str, Any]:
 
 
 def report(p: Prepared, teacher_row: dict[str, Any]) -> dict[str, Any]:
+    from odml.compress.distill import soft_label_note
     from odml.nas.pareto import pareto_front
 
     rows = _read_results(p.out)
@@ -340,9 +344,12 @@ def report(p: Prepared, teacher_row: dict[str, Any]) -> dict[str, Any]:
     for r in students:
         r["picked"] = chosen is not None and r["label"] == chosen["label"]
     students.sort(key=lambda r: r["latency_ms"])
+    notes = list(getattr(p.data, "notes", []))
+    if p.recipe.distill.enabled and teacher_row.get("on_train"):
+        notes += [n for n in [soft_label_note(teacher_row["on_train"])] if n]
     rep = {"schema": SCHEMA, "out": str(p.out), "device": p.device.label, "recipe": p.recipe.to_dict(),
            "teacher": teacher_row, "students": students, "pick": p.opts.pick,
-           "picked": chosen["label"] if chosen else None}
+           "picked": chosen["label"] if chosen else None, "notes": notes}
     _write_bytes(p.out / "report.json", json.dumps(rep, indent=2).encode())
     _plot(rep, p.out / "compress.png")
     rep["files"] = {"report": str(p.out / "report.json"), "plot": str(p.out / "compress.png"),

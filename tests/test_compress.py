@@ -144,6 +144,12 @@ def test_several_students_in_one_run(cli, teacher, tmp_path):
         assert 0 <= s["int8_accuracy"] <= 1 and s["params"] < t["params"]
         assert len(s["history"]) == 1 and s["epochs"] == 1
     assert any(s["pareto"] for s in studs)
+    from odml.compress.distill import soft_label_note
+
+    on_train = t["on_train"]  # the teacher's soft labels on the training images
+    assert on_train["examples"] > 100 and 0 <= on_train["sure_share"] <= 1 and on_train["temperature"] == 4
+    assert 0 < on_train["soft_label_mean"] < 1 and 0 <= on_train["accuracy"] <= 1
+    assert (soft_label_note(on_train) is not None) == any("the teacher is sure" in n for n in rep["notes"])
     picked = [s for s in studs if s["picked"]]
     assert len(picked) == 1 and rep["picked"] == picked[0]["label"]
     assert picked[0]["int8_accuracy"] == max(s["int8_accuracy"] for s in studs)
@@ -186,6 +192,30 @@ def test_pruning(cli, teacher, tmp_path, structure):
         k = conv.get_weights()[0]  # (1, 1, cin, cout): every 4 consecutive input channels keep at most 2
         groups = np.moveaxis(k[0, 0], 0, -1).reshape(-1, 4)
         assert ((groups != 0).sum(-1) <= 2).all()
+
+
+def test_soft_label_stats_and_note():
+    from odml.compress.distill import soft_label_note, soft_label_stats
+
+    y = np.array([0, 1, 1, 0])
+    same = np.array([[4.0, -4.0], [-4.0, 4.0], [-4.0, 4.0], [4.0, -4.0]])  # the same margin (8) for every example
+    st = soft_label_stats(same, y, 4.0)
+    assert st["accuracy"] == 1 and st["sure_share"] == 1 and st["soft_label_std"] == 0
+    assert st["soft_label_mean"] == pytest.approx(1 / (1 + np.exp(-2)), abs=1e-4)  # margin 8 / T 4
+    assert st["beyond_smoothing"] == 0  # exactly labels smoothed to 0.88
+    note = soft_label_note(st)
+    assert note and "nearly smoothed labels" in note and "100% of the examples" in note and "--no-distill" in note
+    # binary, unsure of one example and wrong on another: the soft labels differ from smoothed ones
+    mixed = np.array([[4.0, -4.0], [0.0, 0.5], [1.0, 0.0], [4.0, -4.0]])
+    st = soft_label_stats(mixed, y, 1.0)
+    assert st["accuracy"] == 0.75 and st["sure_share"] == 0.5 and st["soft_label_std"] > 0.2
+    assert st["beyond_smoothing"] > 0.1 and soft_label_note(st) is None
+    # three classes, sure of every example, but the wrong classes ranked differently per example (dark knowledge)
+    y3 = np.array([0, 0, 1, 2])
+    dark = np.array([[8.0, 4.0, -4.0], [8.0, -4.0, 4.0], [4.0, 8.0, -4.0], [-4.0, 4.0, 8.0]])
+    st = soft_label_stats(dark, y3, 4.0)
+    assert st["sure_share"] == 1 and st["soft_label_std"] == 0 and st["beyond_smoothing"] > 0.05
+    assert soft_label_note(st) is None
 
 
 def test_distillation_perturbations():
