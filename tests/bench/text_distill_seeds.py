@@ -10,6 +10,9 @@ Variants: ``no_teacher`` (labels alone), ``distilled`` (the default recipe),
 ``mixup`` and ``dropout`` (distilled, and on a perturbed copy of each batch
 the teacher's soft labels: recipe distill.augment).
 
+``--alpha`` and ``--temperature`` set the recipe's distill.alpha and
+distill.temperature (for the distilled variants).
+
 ``--distortion 0.25`` trains on texts distorted afresh every epoch (recipe
 text_distortion; the teacher labels the same distorted texts).
 
@@ -49,6 +52,8 @@ def main() -> None:
                     help="an earlier report.json whose no_teacher runs (same student, epochs, seeds) to compare "
                          "against instead of training them again (they do not depend on the teacher)")
     ap.add_argument("--alpha", type=float, default=None, help="recipe distill.alpha (default: the recipe's)")
+    ap.add_argument("--temperature", type=float, default=None,
+                    help="recipe distill.temperature (default: the recipe's)")
     ap.add_argument("--distortion", type=float, default=None,
                     help="recipe text_distortion (default: the recipe's); 0 trains on the texts as they are")
     a = ap.parse_args()
@@ -78,6 +83,8 @@ def main() -> None:
                 p.recipe.text_distortion = a.distortion
             if a.alpha is not None:
                 p.recipe.distill.alpha = a.alpha
+            if a.temperature is not None:
+                p.recipe.distill.temperature = a.temperature
             rep = run(p)
             s = rep["students"][0]
             row = {"seed": seed, "accuracy": s["accuracy"], "int8_accuracy": s["int8_accuracy"], "auc": s["auc"],
@@ -91,7 +98,7 @@ def main() -> None:
                   f"(ties {sum(d['accuracy'] == n['accuracy'] for d, n in zip(rs, base))})"
             for name, rs in rows.items() if base and name != "no_teacher"}
     report = {"teacher": a.teacher, "student": a.student, "epochs": a.epochs, "text_distortion": a.distortion or 0.0,
-              "alpha": p.recipe.distill.alpha,
+              "alpha": p.recipe.distill.alpha, "temperature": p.recipe.distill.temperature,
               "baseline": a.baseline, "runs": rows, "mean": summary,
               "wins_over_no_teacher": wins}
     (root / "report.json").write_text(json.dumps(report, indent=2))
