@@ -127,14 +127,10 @@ def soft_label_stats(logits: np.ndarray, y: np.ndarray, temperature: float) -> d
     (nats) from the softened teacher to labels smoothed to that same mean
     (the rest spread evenly over the other classes). Near 0, distilling is
     training on smoothed labels: the teacher adds little."""
+    from odml.numeric import softmax
+
     logits = np.asarray(logits, dtype=np.float64)
     y = np.asarray(y).astype(int)
-
-    def softmax(z):
-        z = z - z.max(-1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(-1, keepdims=True)
-
     rows = np.arange(len(y))
     soft = softmax(logits / temperature)
     p1, pt = softmax(logits)[rows, y], soft[rows, y]

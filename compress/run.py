@@ -259,8 +259,8 @@ def run(p: Prepared, on_stage: Callable[[str], None] | None = None,
     if not (p.out / SETTINGS).is_file():
         _write_bytes(p.out / SETTINGS, json.dumps(_settings(p.opts, p.recipe, p.teacher, p.students), indent=2).encode())
     done = {r["label"]: r for r in _read_results(p.out)}
-    x_val = to_float(p.data.x_val)
-    rep = representative_from(to_float(p.data.x_train), n=p.recipe.quantize.calibration_samples, seed=p.recipe.seed)
+    x_val, x_train = to_float(p.data.x_val), to_float(p.data.x_train)
+    rep = representative_from(x_train, n=p.recipe.quantize.calibration_samples, seed=p.recipe.seed)
     teacher_label = f"teacher_{p.teacher.path.stem}"
     if teacher_label not in done:
         say("teacher: accuracy, fp32 TFLite, latency")
@@ -270,7 +270,7 @@ def run(p: Prepared, on_stage: Callable[[str], None] | None = None,
         lat = _latency(p, path)
         aucs = _text_aucs(p, p.teacher.model, None)
         say("teacher: soft labels on the training data")
-        on_train = soft_label_stats(p.teacher.model.predict(to_float(p.data.x_train), batch_size=256, verbose=0),
+        on_train = soft_label_stats(p.teacher.model.predict(x_train, batch_size=256, verbose=0),
                                     p.data.y_train, p.recipe.distill.temperature)
         row = {"label": teacher_label, "role": "teacher", "model": str(p.teacher.path), "params": p.teacher.params,
                "macs": p.teacher.macs, "accuracy": acc, "int8_accuracy": None, "size_bytes": path.stat().st_size,
@@ -345,8 +345,9 @@ def report(p: Prepared, teacher_row: dict[str, Any]) -> dict[str, Any]:
         r["picked"] = chosen is not None and r["label"] == chosen["label"]
     students.sort(key=lambda r: r["latency_ms"])
     notes = list(getattr(p.data, "notes", []))
-    if p.recipe.distill.enabled and teacher_row.get("on_train"):
-        notes += [n for n in [soft_label_note(teacher_row["on_train"])] if n]
+    weak = soft_label_note(teacher_row["on_train"]) if p.recipe.distill.enabled and "on_train" in teacher_row else None
+    if weak:
+        notes.append(weak)
     rep = {"schema": SCHEMA, "out": str(p.out), "device": p.device.label, "recipe": p.recipe.to_dict(),
            "teacher": teacher_row, "students": students, "pick": p.opts.pick,
            "picked": chosen["label"] if chosen else None, "notes": notes}

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from odml.errors import DataError
+from odml.numeric import softmax
 
 SUFFIX = ".text.json"
 
@@ -135,9 +136,7 @@ class TextClassifier:
         if isinstance(texts, str):
             texts = [texts]
         x, _ = self.info.featurize(list(texts))
-        z = run_batch(self.interp, x)
-        z = z - z.max(-1, keepdims=True)
-        return np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+        return softmax(run_batch(self.interp, x))
 
     def predict(self, texts: list[str]) -> list[tuple[str, float]]:
         p = self.probabilities(texts)

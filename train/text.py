@@ -14,6 +14,7 @@ import numpy as np
 
 from odml.data.projection import distort
 from odml.data.text import TextDataset
+from odml.numeric import softmax
 from odml.zoo.textconfig import MobileBertConfig, PQRNNConfig
 
 
@@ -31,8 +32,7 @@ def scores(logits: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """Accuracy and ROC AUC (one-vs-rest macro average beyond two classes)."""
     from sklearn.metrics import roc_auc_score
 
-    z = logits - logits.max(-1, keepdims=True)
-    p = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+    p = softmax(logits)
     acc = float((p.argmax(-1) == y).mean())
     if len(np.unique(y)) < 2:
         return {"accuracy": acc, "auc": float("nan")}
