@@ -22,7 +22,7 @@ def compress_cmd(
     sizes: Optional[str] = typer.Option(None, "--sizes", help="Derived students at these fractions of the teacher's MACs, e.g. 0.5,0.25,0.125."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs (overrides the recipe)."),
     distill: Optional[bool] = typer.Option(None, "--distill/--no-distill", help="Distil from the teacher (default on)."),
-    augment: Optional[str] = typer.Option(None, "--augment", help="Distil on a perturbed copy of each batch too: mixup, dropout or none."),
+    augment: Optional[str] = typer.Option(None, "--augment", help="Distil on a perturbed copy of each batch too: mixup, dropout, ngram (text: windows of 1-5 tokens) or none."),
     joint: Optional[bool] = typer.Option(None, "--joint/--fixed-teacher", help="Train the teacher with the students."),
     prune: Optional[float] = typer.Option(None, "--prune", help="Magnitude pruning to this sparsity in [0, 1)."),
     prune_structure: Optional[str] = typer.Option(None, "--prune-structure", help="unstructured or 2:4."),

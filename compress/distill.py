@@ -156,14 +156,45 @@ def soft_label_note(stats: dict[str, float]) -> str | None:
             "--no-distill)")
 
 
+NGRAM_MAX = 5  # the longest window ``ngram`` takes (Tang et al. 2019 sample n in 1..5)
+
+
+def text_window(x: Any, max_n: int = NGRAM_MAX) -> Any:
+    """Each text of a batch cut to a window of 1..``max_n`` consecutive tokens
+    at a random place, moved to the front, the rest padding (Tang et al.
+    2019's n-gram sampling). ``x``: pQRNN projections (N, L, F) whose padding
+    rows are 0, or token ids (N, L) with [PAD] = 0 whose first id ([CLS])
+    stays first. A fragment has no label of its own; the teacher gives it one."""
+    from odml._tf import tf
+
+    T = tf()
+    n, length = T.shape(x)[0], int(x.shape[1])
+    ids = len(x.shape) == 2
+    used = T.not_equal(x, 0) if ids else T.reduce_any(T.not_equal(x, 0), -1)
+    first = 1 if ids else 0  # token ids: [CLS] kept in front of the window
+    tokens = T.maximum(T.reduce_sum(T.cast(used, T.int32), -1) - first, 1)  # tokens a window can take
+    size = T.minimum(T.random.uniform([n], 1, max_n + 1, dtype=T.int32), tokens)
+    start = first + T.cast(T.floor(T.random.uniform([n]) * T.cast(tokens - size + 1, T.float32)), T.int32)
+    pos = T.range(length)[None, :]
+    src = T.clip_by_value(start[:, None] + pos - first, 0, length - 1)
+    src = T.where(pos < first, pos, src)
+    keep = T.logical_or(pos < first, pos - first < size[:, None])
+    out = T.gather(x, src, batch_dims=1)
+    keep = T.cast(keep, x.dtype)
+    return out * (keep if ids else keep[..., None])
+
+
 def perturb(x: Any, how: str, rate: float = 0.15) -> Any:
     """A perturbed copy of a batch for distillation (the teacher labels it):
     ``mixup``: each input mixed with another of the batch, weight ~ Beta(0.4,
     0.4); ``dropout``: tokens zeroed (text: projection rows, or token ids set
-    to [PAD] = 0, the first kept) or 8x8 patches of an image, each at ``rate``."""
+    to [PAD] = 0, the first kept) or 8x8 patches of an image, each at ``rate``;
+    ``ngram``: texts cut to windows of a few tokens (:func:`text_window`)."""
     from odml._tf import tf
 
     T = tf()
+    if how == "ngram":
+        return text_window(x)
     n = T.shape(x)[0]
     if how == "mixup":
         g1, g2 = T.random.gamma([n], 0.4), T.random.gamma([n], 0.4)
@@ -244,9 +275,11 @@ def train_students(teacher_model: Any, students: list[Student], data: ImageDatas
         for s in students:
             with T.GradientTape() as tape:
                 logits = s.model(x, training=True)
-                loss = student_loss(y, logits[:n], None if t_soft is None else t_soft[:n])
-                if aug != "none":  # the perturbed copy: the teacher's soft labels alone
-                    loss += alpha * kl(t_soft[n:], T.nn.softmax(logits[n:] / temp)) * temp * temp
+                if aug == "none":
+                    loss = student_loss(y, logits[:n], None if t_soft is None else t_soft[:n])
+                else:  # the perturbed copy has the teacher's soft labels alone: the soft loss is over both halves
+                    soft = kl(t_soft, T.nn.softmax(logits / temp)) * temp * temp
+                    loss = (1 - alpha) * ce(y, logits[:n]) + alpha * soft
             grads = tape.gradient(loss, s.model.trainable_variables)
             s.optimizer.apply_gradients(zip(grads, s.model.trainable_variables))
             pred = T.argmax(logits[:n], -1, output_type=T.int32)

@@ -26,7 +26,7 @@ class RecipeError(OdmlError):
     """A recipe (or a command-line setting of one) that cannot be used."""
 
 
-AUGMENTS = ("none", "mixup", "dropout")
+AUGMENTS = ("none", "mixup", "dropout", "ngram")
 
 
 @dataclass
@@ -37,7 +37,8 @@ class Distill:
     joint: bool = False  # train the teacher on the labels at the same time
     # a second, perturbed copy of every batch that the teacher labels and the students learn from the soft loss
     # alone (the teacher's knowledge beyond the training inputs): "mixup" (pairs mixed, Beta(0.4, 0.4); float
-    # inputs: images, pQRNN projections), "dropout" (tokens, or 8x8 patches of an image, zeroed at 15%), "none"
+    # inputs: images, pQRNN projections), "dropout" (tokens, or 8x8 patches of an image, zeroed at 15%), "ngram"
+    # (texts: windows of 1-5 consecutive tokens, Tang et al. 2019), "none"; the soft loss is over both halves
     augment: str = "none"
 
 

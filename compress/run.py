@@ -160,6 +160,9 @@ def prepare(o: CompressOptions) -> Prepared:
     if recipe.distill.augment == "mixup" and data.x_train.dtype.kind in "iu" and data.x_train.ndim == 2:
         raise RecipeError(f"distill.augment: mixup needs float inputs (images, pQRNN projections); the teacher "
                           f"{teacher.path} takes token ids: use dropout")
+    if recipe.distill.augment == "ngram" and teacher.text is None:
+        raise RecipeError(f"distill.augment: ngram cuts texts into windows of tokens; the teacher {teacher.path} "
+                          f"takes images: use mixup or dropout")
     students = resolve_students(recipe.students, teacher) if recipe.students else derive_students(recipe.sizes, teacher)
     out = Path(o.out)
     if out.exists() and not out.is_dir():

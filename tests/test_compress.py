@@ -71,6 +71,7 @@ def test_bad_recipe_and_settings_on_the_command_line(cli, teacher, tmp_path):
     assert_one_line_error(cli("compress", teacher, "--pick", "speed>>3", "--out", out), "--pick")
     assert_one_line_error(cli("compress", teacher, "--device", "toaster", "--out", out), "toaster")
     assert_one_line_error(cli("compress", teacher, "--augment", "cutmix", "--out", out), "distill.augment")
+    assert_one_line_error(cli("compress", teacher, "--augment", "ngram", "--out", out), "ngram", "takes images")
     assert not out.exists()
 
 
@@ -241,6 +242,42 @@ def test_distillation_perturbations():
     assert np.array_equal(pad.min((2, 4)), pad.max((2, 4)))  # zeroed in 8x8 patches
 
 
+def test_ngram_windows_of_texts():
+    """``ngram``: every text cut to 1..5 consecutive tokens of its own, moved
+    to the front, the rest padding; token ids keep [CLS] first."""
+    from odml.compress.distill import NGRAM_MAX, perturb
+
+    tf = pytest.importorskip("tensorflow")
+    tf.random.set_seed(1)
+    n, length = 200, 24
+    lengths = np.random.RandomState(0).randint(1, length + 1, n)
+    proj = np.zeros((n, length, 4), np.float32)
+    for i, k in enumerate(lengths):
+        proj[i, :k] = np.arange(1, k + 1)[:, None]  # token j of text i: all features j + 1
+    out = perturb(tf.constant(proj), "ngram").numpy()
+    sizes = []
+    for i, k in enumerate(lengths):
+        row = out[i, :, 0]
+        w = int((row != 0).sum())
+        assert 1 <= w <= min(NGRAM_MAX, k) and (row[w:] == 0).all() and np.array_equal(out[i, :, 0], out[i, :, 3])
+        assert np.array_equal(row[:w], np.arange(row[0], row[0] + w)) and row[w - 1] <= k  # consecutive, its own
+        sizes.append(w)
+    long = lengths >= NGRAM_MAX
+    assert set(np.array(sizes)[long]) == set(range(1, NGRAM_MAX + 1))  # every size drawn
+    starts = [out[i, 0, 0] for i in np.where(long)[0]]
+    assert max(starts) > 1  # not always the beginning
+    ids = np.zeros((n, length), np.int32)
+    for i, k in enumerate(lengths):
+        ids[i, :k] = [101] + list(range(1000, 1000 + k - 1))
+    got = perturb(tf.constant(ids), "ngram").numpy()
+    assert (got[:, 0] == 101).all()
+    for i, k in enumerate(lengths):
+        w = int((got[i, 1:] != 0).sum())
+        assert (w == 0 if k == 1 else 1 <= w <= min(NGRAM_MAX, k - 1)) and (got[i, 1 + w:] == 0).all()
+        if k > 1:
+            assert np.array_equal(got[i, 1:1 + w], np.arange(got[i, 1], got[i, 1] + w)) and got[i, w] < 1000 + k - 1
+
+
 @pytest.mark.skipif(not SMS.is_file(), reason="../shared/data is not beside this checkout")
 def test_text_inputs_distorted_afresh_every_epoch(tmp_path):
     """A text teacher's training inputs: the texts distorted anew each epoch
@@ -286,7 +323,8 @@ def test_resume_after_kill_9(teacher, tmp_path):
                  "mobilenet_edgetpu_v2_tiny@0.25", "--json")
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.time() + 300
-    while time.time() < deadline and not list((out / "checkpoints").glob("ckpt-*.index")):
+    state = out / "checkpoints" / "checkpoint"  # written last by a save (ckpt-N.index comes before it)
+    while time.time() < deadline and not (state.is_file() and "ckpt-" in state.read_text()):
         time.sleep(0.2)
         assert proc.poll() is None, proc.communicate()
     os.killpg(proc.pid, signal.SIGKILL)
@@ -320,7 +358,7 @@ def test_text_teacher_students_pruned(cli, tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("text_distortion: 0.25\n")  # the texts distorted afresh every epoch, as `odml train` does
     r = cli("compress", teacher, "--data", data, "--students", "pqrnn_tiny@0.5,pqrnn@0.05", "--epochs", "1",
-            "--prune", "0.5", "--augment", "dropout", "--recipe", recipe, "--runs", "5", "--out", out, "--json")
+            "--prune", "0.5", "--augment", "ngram", "--recipe", recipe, "--runs", "5", "--out", out, "--json")
     assert r.exit_code == 0, r.stderr
     rep = r.json()["compress"]
     assert json.loads((out / "compress.json").read_text())["recipe"]["text_distortion"] == 0.25

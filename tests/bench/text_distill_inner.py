@@ -11,7 +11,7 @@ A config is T:ALPHA:BETA:AUGMENT: the student's loss is (1 - alpha) x
 cross-entropy + alpha x T^2 x KL(teacher_T || student_T), plus beta x the mean
 squared error between a learned linear map of the student's pooled features
 and the teacher's (standardised; FitNets-style hints), and with AUGMENT
-(dropout, mixup) a perturbed copy of each batch that the teacher labels (soft
+(dropout, mixup, ngram) a perturbed copy of each batch that the teacher labels (soft
 loss alone), as `odml compress --augment` does. alpha 0 and beta 0 is the
 student alone. Prints the inner accuracy per seed and the mean per config.
 """
@@ -38,6 +38,7 @@ def main() -> None:
     from odml.compress.students import TextSpec, _scaled
     from odml.data.text import load_text
     from odml.data.textmodel import load_info
+    from odml.numeric import softmax
     from odml.train.trainer import make_optimizer
     from odml.zoo.load import load_keras_model
     from odml.zoo.textconfig import text_config
@@ -60,6 +61,14 @@ def main() -> None:
     t_feat, t_logits = both.predict(x, batch_size=256, verbose=0)
     t_feat = (t_feat / t_feat.std()).astype(np.float32)
     print("teacher on all training messages:", soft_label_stats(t_logits, y, 4.0), flush=True)
+    # what it says of windows of the messages (recipe augment ngram), against each source message's label
+    T.random.set_seed(0)
+    w_logits = teacher.predict(perturb(T.constant(x, T.float32), "ngram").numpy(), batch_size=256, verbose=0)
+    p_w = softmax(w_logits)[:, 1]
+    print(f"teacher on one window per training message: p between 0.1 and 0.9 for "
+          f"{float(((p_w > 0.1) & (p_w < 0.9)).mean()):.1%}; T=1 against the message's label",
+          soft_label_stats(w_logits, y, 1.0), "; whole messages at T=1", soft_label_stats(t_logits, y, 1.0),
+          flush=True)
     idx = np.random.RandomState(123).permutation(len(y))
     tr, ev = idx[: int(0.8 * len(idx))], idx[int(0.8 * len(idx)):]
     base = replace(text_config("pqrnn"), max_len=info.config["max_len"], features=info.config["features"],

@@ -7,8 +7,8 @@ one the teacher was trained on: seed 0 of `odml train`).
         --variants no_teacher,distilled,mixup,dropout
 
 Variants: ``no_teacher`` (labels alone), ``distilled`` (the default recipe),
-``mixup`` and ``dropout`` (distilled, and on a perturbed copy of each batch
-the teacher's soft labels: recipe distill.augment).
+``mixup``, ``dropout`` and ``ngram`` (distilled, and on a perturbed copy of
+each batch the teacher's soft labels: recipe distill.augment).
 
 ``--alpha`` and ``--temperature`` set the recipe's distill.alpha and
 distill.temperature (for the distilled variants).
@@ -59,7 +59,7 @@ def main() -> None:
     a = ap.parse_args()
     root = Path(a.out)
     how = {"no_teacher": (False, None), "distilled": (None, None), "mixup": (None, "mixup"),
-           "dropout": (None, "dropout")}
+           "dropout": (None, "dropout"), "ngram": (None, "ngram")}
     names = a.variants.split(",")
     rows: dict[str, list[dict]] = {name: [] for name in names}
     seeds = [int(s) for s in a.seeds.split(",")]
