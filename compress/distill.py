@@ -239,7 +239,9 @@ def train_students(teacher_model: Any, students: list[Student], data: ImageDatas
     temp, alpha = float(d.temperature), float(d.alpha) if d.enabled else 0.0
 
     def student_loss(y, logits, t_soft):
-        hard = ce(y, logits)
+        """Hard loss on the labelled rows; the soft loss on every row (with an
+        augmented step, the perturbed copy after them has soft labels alone)."""
+        hard = ce(y, logits[: T.shape(y)[0]])
         if not alpha or t_soft is None:
             return hard
         soft = kl(t_soft, T.nn.softmax(logits / temp)) * temp * temp
@@ -275,11 +277,7 @@ def train_students(teacher_model: Any, students: list[Student], data: ImageDatas
         for s in students:
             with T.GradientTape() as tape:
                 logits = s.model(x, training=True)
-                if aug == "none":
-                    loss = student_loss(y, logits[:n], None if t_soft is None else t_soft[:n])
-                else:  # the perturbed copy has the teacher's soft labels alone: the soft loss is over both halves
-                    soft = kl(t_soft, T.nn.softmax(logits / temp)) * temp * temp
-                    loss = (1 - alpha) * ce(y, logits[:n]) + alpha * soft
+                loss = student_loss(y, logits, t_soft)
             grads = tape.gradient(loss, s.model.trainable_variables)
             s.optimizer.apply_gradients(zip(grads, s.model.trainable_variables))
             pred = T.argmax(logits[:n], -1, output_type=T.int32)
