@@ -23,6 +23,7 @@ def compress_cmd(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs (overrides the recipe)."),
     distill: Optional[bool] = typer.Option(None, "--distill/--no-distill", help="Distil from the teacher (default on)."),
     augment: Optional[str] = typer.Option(None, "--augment", help="Distil on a perturbed copy of each batch too: mixup, dropout, ngram (text: windows of 1-5 tokens) or none."),
+    init: Optional[str] = typer.Option(None, "--init", help="Where the students start: random, or teacher (pQRNN: the teacher's most important channels and their weights)."),
     joint: Optional[bool] = typer.Option(None, "--joint/--fixed-teacher", help="Train the teacher with the students."),
     prune: Optional[float] = typer.Option(None, "--prune", help="Magnitude pruning to this sparsity in [0, 1)."),
     prune_structure: Optional[str] = typer.Option(None, "--prune-structure", help="unstructured or 2:4."),
@@ -48,7 +49,7 @@ def compress_cmd(
     opts = CompressOptions(
         teacher=str(teacher), data=data, out=str(out_dir), recipe=str(recipe) if recipe else None,
         students=[s for s in (students or "").split(",") if s.strip()], sizes=size_list, epochs=epochs, joint=joint,
-        prune=prune, prune_structure=prune_structure, quantize=quantize, distill=distill, augment=augment,
+        prune=prune, prune_structure=prune_structure, quantize=quantize, distill=distill, augment=augment, init=init,
         device=device, threads=threads, runs=runs, pick=pick_expr, benchmark_binary=benchmark_binary)
     if epochs is not None and epochs < 1:
         raise CompressError(f"--epochs {epochs}: must be at least 1")

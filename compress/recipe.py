@@ -8,7 +8,7 @@ one-line error that names the file and the key.
     seed: 0
     text_distortion: 0      # text teachers: each token distorted afresh every epoch with this probability
     students: [mobilenet_edgetpu_v2_tiny@0.5, my_spec.json]   # or sizes: [0.5, 0.25, 0.125]
-    distill: {enabled: true, temperature: 4, alpha: 0.3, joint: false, augment: none}
+    distill: {enabled: true, temperature: 4, alpha: 0.3, joint: false, augment: none, init: random}
     prune: {enabled: false, sparsity: 0.5, structure: unstructured, begin: 0.2, end: 0.8, frequency: 10}
     quantize: {mode: ptq, calibration_samples: 200}
 """
@@ -27,6 +27,7 @@ class RecipeError(OdmlError):
 
 
 AUGMENTS = ("none", "mixup", "dropout", "ngram")
+INITS = ("random", "teacher")
 
 
 @dataclass
@@ -40,6 +41,9 @@ class Distill:
     # inputs: images, pQRNN projections), "dropout" (tokens, or 8x8 patches of an image, zeroed at 15%), "ngram"
     # (texts: windows of 1-5 consecutive tokens, Tang et al. 2019), "none"; the soft loss is over both halves
     augment: str = "none"
+    # where the students' weights start: "random", or "teacher": the teacher's most important channels and their
+    # weights (width pruning of the teacher, Minitron-style; pQRNN students of a pQRNN teacher)
+    init: str = "random"
 
 
 @dataclass
@@ -102,6 +106,8 @@ class Recipe:
             raise bad("distill.alpha", f"must be in [0, 1], got {d.alpha!r}")
         if d.augment not in AUGMENTS:
             raise bad("distill.augment", f"must be {', '.join(AUGMENTS)}, got {d.augment!r}")
+        if d.init not in INITS:
+            raise bad("distill.init", f"must be {' or '.join(INITS)}, got {d.init!r}")
         p = self.prune
         if not 0 <= p.sparsity < 1:
             raise bad("prune.sparsity", f"must be in [0, 1), got {p.sparsity!r}")

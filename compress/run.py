@@ -55,6 +55,7 @@ class CompressOptions:
     quantize: str | None = None
     distill: bool | None = None
     augment: str | None = None
+    init: str | None = None
     device: str = "host"
     threads: int = 1
     runs: int = 50
@@ -129,6 +130,8 @@ def prepare(o: CompressOptions) -> Prepared:
         recipe.distill.enabled = o.distill
     if o.augment is not None:
         recipe.distill.augment = o.augment
+    if o.init is not None:
+        recipe.distill.init = o.init
     if o.prune is not None:
         recipe.prune.enabled = o.prune > 0
         recipe.prune.sparsity = o.prune
@@ -163,7 +166,14 @@ def prepare(o: CompressOptions) -> Prepared:
     if recipe.distill.augment == "ngram" and teacher.text is None:
         raise RecipeError(f"distill.augment: ngram cuts texts into windows of tokens; the teacher {teacher.path} "
                           f"takes images: use mixup or dropout")
+    inherit = recipe.distill.init == "teacher" and recipe.distill.enabled
+    if inherit:  # the teacher's kind first: no students to derive for a teacher that cannot give channels
+        from odml.compress.students import check_inherit
+
+        check_inherit(teacher, [])
     students = resolve_students(recipe.students, teacher) if recipe.students else derive_students(recipe.sizes, teacher)
+    if inherit:
+        check_inherit(teacher, students)
     out = Path(o.out)
     if out.exists() and not out.is_dir():
         raise CompressError(f"--out {out}: is a file, expected a run folder")
@@ -288,6 +298,12 @@ def run(p: Prepared, on_stage: Callable[[str], None] | None = None,
         K.utils.set_random_seed(p.recipe.seed)
         students = [Student(lbl, spec, spec.replace(name=lbl).build() if hasattr(spec, "build")
                             else build_model(spec.replace(name=lbl))) for lbl, spec in p.students]
+        if p.recipe.distill.enabled and p.recipe.distill.init == "teacher":
+            from odml.compress.students import inherit_pqrnn
+
+            say("students: the teacher's most important channels")
+            for s in students:
+                inherit_pqrnn(p.teacher.model, s.model, x_train)
         say(f"training {len(students)} students together for {p.recipe.epochs} epochs")
         t0 = time.perf_counter()
         train_info = train_students(p.teacher.model, students, p.data, p.recipe, p.out / "checkpoints", on_epoch)

@@ -352,3 +352,74 @@ def _unique(items: list[tuple[str, ModelSpec]]) -> list[tuple[str, ModelSpec]]:
         seen[label] = n + 1
         out.append((label if n == 0 else f"{label}_{n + 1}", spec))
     return out
+
+
+def check_inherit(teacher: Teacher, students: list[tuple[str, Any]]) -> None:
+    """distill.init teacher: every student must be a pQRNN of the teacher's
+    depth and kernel, no wider than it, reading the same projection."""
+    t = teacher.text
+    if t is None or t.family != "pqrnn":
+        kind = "an image classifier" if t is None else f"a {t.family} model"
+        raise RecipeError(f"distill.init: teacher: students inherit the teacher's channels only from a pQRNN "
+                          f"teacher; {teacher.path} is {kind}: use init random")
+    tc = text_teacher_spec(teacher).config
+    for label, spec in students:
+        c = getattr(spec, "config", None)
+        if not isinstance(spec, TextSpec) or spec.family != "pqrnn" or (c.layers, c.kernel, c.features, c.max_len) != \
+                (tc.layers, tc.kernel, tc.features, tc.max_len) or c.bottleneck > tc.bottleneck or c.hidden > tc.hidden:
+            raise RecipeError(f"distill.init: teacher: student {label} is not a narrower copy of the teacher's "
+                              f"pQRNN (same layers, kernel and projection); use init random")
+
+
+def inherit_pqrnn(teacher: Any, student: Any, x: Any, samples: int = 512) -> dict[str, Any]:
+    """Give a narrower pQRNN ``student`` the teacher's most important channels
+    (Minitron-style width pruning, Muralidharan et al. 2024): every bottleneck
+    unit and every hidden unit of each QRNN direction is ranked by its mean
+    absolute activation on ``samples`` training inputs ``x`` times the norm
+    of the weights that read it; the student keeps the top ones of each, and
+    their weights, in the teacher's order. Returns the channels kept."""
+    import numpy as np
+
+    from odml._tf import keras
+
+    K = keras()
+    n_layers = sum(1 for lay in teacher.layers if lay.name.endswith("_fw") and lay.name.startswith("qrnn"))
+    names = ["bottleneck_mask"] + [f"qrnn{i}" for i in range(n_layers)]
+    probe = K.Model(teacher.inputs, [teacher.get_layer(nm).output for nm in names])
+    acts = probe.predict(np.asarray(x[:samples], np.float32), batch_size=256, verbose=0)
+    mask = np.abs(np.asarray(x[:samples])).max(-1) > 0  # positions holding a token
+    mean_abs = [np.abs(a[mask]).mean(0) for a in acts]
+
+    def readers(i: int) -> np.ndarray:  # the norm of the weights reading each channel of names[i]
+        if i < n_layers:
+            ks = [teacher.get_layer(f"qrnn{i}_{d}").conv.kernel.numpy() for d in ("fw", "bw")]
+            return np.sqrt(sum((k ** 2).sum((0, 2)) for k in ks))
+        rows = [teacher.get_layer("attention_pool").score.kernel.numpy(), teacher.get_layer("logits").kernel.numpy()]
+        return np.sqrt(sum((r ** 2).sum(1) for r in rows))
+
+    def top(score: np.ndarray, k: int) -> np.ndarray:
+        return np.sort(np.argsort(-score, kind="stable")[:k])
+
+    b_new = student.get_layer("bottleneck").units
+    keep_in = top(mean_abs[0] * readers(0), b_new)
+    kept = {"bottleneck": keep_in.tolist()}
+    w = teacher.get_layer("bottleneck").get_weights()
+    student.get_layer("bottleneck").set_weights([w[0][:, keep_in], w[1][keep_in]])
+    student.get_layer("bottleneck_bn").set_weights([v[keep_in] for v in teacher.get_layer("bottleneck_bn").get_weights()])
+    for i in range(n_layers):
+        h_t, h_s = teacher.get_layer(f"qrnn{i}_fw").hidden, student.get_layer(f"qrnn{i}_fw").hidden
+        score = mean_abs[i + 1] * readers(i + 1)  # (2 h_t,): forward units, then backward
+        outs = []
+        for j, d in enumerate(("fw", "bw")):
+            units = top(score[j * h_t:(j + 1) * h_t], h_s)
+            cols = np.concatenate([units + g * h_t for g in range(3)])  # z, f, o gates
+            kern, bias = teacher.get_layer(f"qrnn{i}_{d}").get_weights()
+            student.get_layer(f"qrnn{i}_{d}").set_weights([kern[:, keep_in][:, :, cols], bias[cols]])
+            outs.append(units + j * h_t)
+            kept[f"qrnn{i}_{d}"] = units.tolist()
+        keep_in = np.concatenate(outs)
+    sk, sb = teacher.get_layer("attention_pool").get_weights()
+    student.get_layer("attention_pool").set_weights([sk[keep_in], sb])
+    lk, lb = teacher.get_layer("logits").get_weights()
+    student.get_layer("logits").set_weights([lk[keep_in], lb])
+    return kept

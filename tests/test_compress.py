@@ -72,6 +72,9 @@ def test_bad_recipe_and_settings_on_the_command_line(cli, teacher, tmp_path):
     assert_one_line_error(cli("compress", teacher, "--device", "toaster", "--out", out), "toaster")
     assert_one_line_error(cli("compress", teacher, "--augment", "cutmix", "--out", out), "distill.augment")
     assert_one_line_error(cli("compress", teacher, "--augment", "ngram", "--out", out), "ngram", "takes images")
+    assert_one_line_error(cli("compress", teacher, "--init", "zeros", "--out", out), "distill.init", "random or teacher")
+    assert_one_line_error(cli("compress", teacher, "--init", "teacher", "--out", out), "distill.init",
+                          "an image classifier")
     assert not out.exists()
 
 
@@ -278,6 +281,47 @@ def test_ngram_windows_of_texts():
             assert np.array_equal(got[i, 1:1 + w], np.arange(got[i, 1], got[i, 1] + w)) and got[i, w] < 1000 + k - 1
 
 
+def test_students_inherit_the_teachers_channels():
+    """distill.init teacher: a narrower pQRNN gets the teacher's most important
+    channels and exactly their weights; at full width it is the teacher."""
+    from odml.compress.students import TextSpec, _scaled, inherit_pqrnn
+    from odml.zoo.textconfig import text_config
+
+    tf = pytest.importorskip("tensorflow")
+    tf.keras.utils.set_random_seed(0)
+    cfg = text_config("pqrnn_tiny", layers=2, bottleneck=12, hidden=6)
+    teacher = TextSpec("t", cfg).build()
+    rng = np.random.RandomState(0)
+    x = rng.choice([-1.0, 0.0, 1.0], size=(64, cfg.max_len, cfg.features)).astype(np.float32)
+    x[:, 10:] = 0  # padding after 10 tokens
+    bn = teacher.get_layer("bottleneck")
+    k, b = bn.get_weights()
+    k[:, 3] = 0  # bottleneck unit 3 never fires (after BN's shift to 0 and the ReLU): unimportant
+    bn.set_weights([k, b])
+    gamma, beta, mean, var = teacher.get_layer("bottleneck_bn").get_weights()
+    beta[3], mean[3] = -1.0, 0.0
+    teacher.get_layer("bottleneck_bn").set_weights([gamma, beta, mean, var])
+    same = TextSpec("s", cfg).build()
+    inherit_pqrnn(teacher, same, x)
+    np.testing.assert_allclose(same.predict(x, verbose=0), teacher.predict(x, verbose=0), atol=1e-6)
+
+    small = _scaled(TextSpec("s", cfg), 0.5, "s").build()  # bottleneck 6, hidden 3
+    kept = inherit_pqrnn(teacher, small, x)
+    assert len(kept["bottleneck"]) == 6 and 3 not in kept["bottleneck"] and kept["bottleneck"] == sorted(kept["bottleneck"])
+    kb = kept["bottleneck"]
+    np.testing.assert_array_equal(small.get_layer("bottleneck").get_weights()[0], k[:, kb])
+    fw = kept["qrnn0_fw"]
+    cols = [u + g * 6 for g in range(3) for u in fw]  # z, f, o columns of the kept units
+    tk = teacher.get_layer("qrnn0_fw").get_weights()[0]
+    np.testing.assert_array_equal(small.get_layer("qrnn0_fw").get_weights()[0], tk[:, kb][:, :, cols])
+    layer1_in = fw + [6 + u for u in kept["qrnn0_bw"]]  # the next layer reads both directions' kept units
+    np.testing.assert_array_equal(small.get_layer("qrnn1_bw").get_weights()[0][:, :, :3],
+                                  teacher.get_layer("qrnn1_bw").get_weights()[0][:, layer1_in][:, :, kept["qrnn1_bw"]])
+    last = kept["qrnn1_fw"] + [6 + u for u in kept["qrnn1_bw"]]
+    np.testing.assert_array_equal(small.get_layer("logits").get_weights()[0], teacher.get_layer("logits").get_weights()[0][last])
+    assert small.count_params() < teacher.count_params()
+
+
 @pytest.mark.skipif(not SMS.is_file(), reason="../shared/data is not beside this checkout")
 def test_text_inputs_distorted_afresh_every_epoch(tmp_path):
     """A text teacher's training inputs: the texts distorted anew each epoch
@@ -375,6 +419,8 @@ def test_text_teacher_students_pruned(cli, tmp_path):
     # a student of another family cannot read the teacher's input; image data is not text
     r = cli("compress", teacher, "--data", data, "--students", "mobilebert_edgetpu_xs", "--out", tmp_path / "x")
     assert_one_line_error(r, "a pqrnn teacher takes pqrnn students")
+    r = cli("compress", teacher, "--data", data, "--students", "pqrnn@0.5", "--init", "teacher", "--out", tmp_path / "x")
+    assert_one_line_error(r, "distill.init", "pqrnn_w0.5 is not a narrower copy")  # pqrnn has 2 layers, the teacher 1
     r = cli("compress", teacher, "--data", "digits", "--out", tmp_path / "y")
     assert_one_line_error(r, "is a text model")
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

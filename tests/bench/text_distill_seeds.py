@@ -10,6 +10,15 @@ Variants: ``no_teacher`` (labels alone), ``distilled`` (the default recipe),
 ``mixup``, ``dropout`` and ``ngram`` (distilled, and on a perturbed copy of
 each batch the teacher's soft labels: recipe distill.augment).
 
+``inherited``: distilled, the student starting from the teacher's most
+important channels (recipe distill.init teacher); ``inherited_only``: those
+channels, then the labels alone (alpha 0).
+
+A development split that the teacher has not seen either: write the training
+messages of the seed-0 split to a TSV (`odml train` on it splits them 80/20
+again), train a teacher on it (`odml train pqrnn --data that.tsv --epochs 10`)
+and pass both as ``--data`` and ``--teacher``.
+
 ``--alpha`` and ``--temperature`` set the recipe's distill.alpha and
 distill.temperature (for the distilled variants).
 
@@ -59,7 +68,8 @@ def main() -> None:
     a = ap.parse_args()
     root = Path(a.out)
     how = {"no_teacher": (False, None), "distilled": (None, None), "mixup": (None, "mixup"),
-           "dropout": (None, "dropout"), "ngram": (None, "ngram")}
+           "dropout": (None, "dropout"), "ngram": (None, "ngram"), "inherited": (None, None),
+           "inherited_only": (None, None)}
     names = a.variants.split(",")
     rows: dict[str, list[dict]] = {name: [] for name in names}
     seeds = [int(s) for s in a.seeds.split(",")]
@@ -77,11 +87,13 @@ def main() -> None:
             t0 = time.perf_counter()
             p = prepare(CompressOptions(teacher=a.teacher, data=a.data, out=str(root / f"{name}_s{seed}"),
                                         epochs=a.epochs, runs=10, students=[a.student], distill=distill,
-                                        augment=augment))
+                                        augment=augment, init="teacher" if name.startswith("inherited") else None))
+            if name == "inherited_only":  # the teacher's channels, then the labels alone
+                p.recipe.distill.alpha = 0.0
             p.recipe.seed = seed  # after the split is made: only initialisation, batch order and distortion change
             if a.distortion is not None:
                 p.recipe.text_distortion = a.distortion
-            if a.alpha is not None:
+            if a.alpha is not None and name != "inherited_only":
                 p.recipe.distill.alpha = a.alpha
             if a.temperature is not None:
                 p.recipe.distill.temperature = a.temperature
