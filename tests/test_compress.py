@@ -421,6 +421,11 @@ def test_text_teacher_students_pruned(cli, tmp_path):
     assert_one_line_error(r, "a pqrnn teacher takes pqrnn students")
     r = cli("compress", teacher, "--data", data, "--students", "pqrnn@0.5", "--init", "teacher", "--out", tmp_path / "x")
     assert_one_line_error(r, "distill.init", "pqrnn_w0.5 is not a narrower copy")  # pqrnn has 2 layers, the teacher 1
+    r = cli("compress", teacher, "--data", data, "--students", "pqrnn_tiny@0.5", "--init", "teacher", "--epochs", "1",
+            "--quantize", "none", "--runs", "2", "--out", tmp_path / "inh", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads((tmp_path / "inh" / "compress.json").read_text())["recipe"]["distill"]["init"] == "teacher"
+    assert r.json()["compress"]["students"][0]["accuracy"] > 0.5
     r = cli("compress", teacher, "--data", "digits", "--out", tmp_path / "y")
     assert_one_line_error(r, "is a text model")
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
