@@ -45,6 +45,11 @@ class Distill:
     # weights (width pruning of the teacher, Minitron-style; pQRNN students of a pQRNN teacher)
     init: str = "random"
 
+    @property
+    def inherits(self) -> bool:
+        """The students start from the teacher's channels (distillation on)."""
+        return self.enabled and self.init == "teacher"
+
 
 @dataclass
 class Prune:

@@ -166,13 +166,12 @@ def prepare(o: CompressOptions) -> Prepared:
     if recipe.distill.augment == "ngram" and teacher.text is None:
         raise RecipeError(f"distill.augment: ngram cuts texts into windows of tokens; the teacher {teacher.path} "
                           f"takes images: use mixup or dropout")
-    inherit = recipe.distill.init == "teacher" and recipe.distill.enabled
-    if inherit:  # the teacher's kind first: no students to derive for a teacher that cannot give channels
+    if recipe.distill.inherits:  # the teacher's kind first: no students to derive for a teacher that cannot give channels
         from odml.compress.students import check_inherit
 
         check_inherit(teacher, [])
     students = resolve_students(recipe.students, teacher) if recipe.students else derive_students(recipe.sizes, teacher)
-    if inherit:
+    if recipe.distill.inherits:
         check_inherit(teacher, students)
     out = Path(o.out)
     if out.exists() and not out.is_dir():
@@ -298,12 +297,13 @@ def run(p: Prepared, on_stage: Callable[[str], None] | None = None,
         K.utils.set_random_seed(p.recipe.seed)
         students = [Student(lbl, spec, spec.replace(name=lbl).build() if hasattr(spec, "build")
                             else build_model(spec.replace(name=lbl))) for lbl, spec in p.students]
-        if p.recipe.distill.enabled and p.recipe.distill.init == "teacher":
-            from odml.compress.students import inherit_pqrnn
+        if p.recipe.distill.inherits:
+            from odml.compress.students import channel_scores, inherit_pqrnn
 
             say("students: the teacher's most important channels")
+            scores = channel_scores(p.teacher.model, x_train)
             for s in students:
-                inherit_pqrnn(p.teacher.model, s.model, x_train)
+                inherit_pqrnn(p.teacher.model, s.model, scores)
         say(f"training {len(students)} students together for {p.recipe.epochs} epochs")
         t0 = time.perf_counter()
         train_info = train_students(p.teacher.model, students, p.data, p.recipe, p.out / "checkpoints", on_epoch)

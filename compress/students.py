@@ -371,13 +371,12 @@ def check_inherit(teacher: Teacher, students: list[tuple[str, Any]]) -> None:
                               f"pQRNN (same layers, kernel and projection); use init random")
 
 
-def inherit_pqrnn(teacher: Any, student: Any, x: Any, samples: int = 512) -> dict[str, Any]:
-    """Give a narrower pQRNN ``student`` the teacher's most important channels
-    (Minitron-style width pruning, Muralidharan et al. 2024): every bottleneck
-    unit and every hidden unit of each QRNN direction is ranked by its mean
-    absolute activation on ``samples`` training inputs ``x`` times the norm
-    of the weights that read it; the student keeps the top ones of each, and
-    their weights, in the teacher's order. Returns the channels kept."""
+def channel_scores(teacher: Any, x: Any, samples: int = 512) -> list[Any]:
+    """How much a pQRNN teacher relies on each channel (Minitron-style,
+    Muralidharan et al. 2024): for the bottleneck and for each QRNN layer's
+    output (forward units, then backward), the mean absolute activation on
+    ``samples`` training inputs ``x`` times the norm of the weights that read
+    the channel. Computed once for every student of a run."""
     import numpy as np
 
     from odml._tf import keras
@@ -388,7 +387,6 @@ def inherit_pqrnn(teacher: Any, student: Any, x: Any, samples: int = 512) -> dic
     probe = K.Model(teacher.inputs, [teacher.get_layer(nm).output for nm in names])
     acts = probe.predict(np.asarray(x[:samples], np.float32), batch_size=256, verbose=0)
     mask = np.abs(np.asarray(x[:samples])).max(-1) > 0  # positions holding a token
-    mean_abs = [np.abs(a[mask]).mean(0) for a in acts]
 
     def readers(i: int) -> np.ndarray:  # the norm of the weights reading each channel of names[i]
         if i < n_layers:
@@ -397,18 +395,30 @@ def inherit_pqrnn(teacher: Any, student: Any, x: Any, samples: int = 512) -> dic
         rows = [teacher.get_layer("attention_pool").score.kernel.numpy(), teacher.get_layer("logits").kernel.numpy()]
         return np.sqrt(sum((r ** 2).sum(1) for r in rows))
 
+    return [np.abs(a[mask]).mean(0) * readers(i) for i, a in enumerate(acts)]
+
+
+def inherit_pqrnn(teacher: Any, student: Any, scores: list[Any]) -> dict[str, Any]:
+    """Give a narrower pQRNN ``student`` the teacher's most important channels
+    by :func:`channel_scores`: the top ones of the bottleneck and of each
+    QRNN direction, and their weights, in the teacher's order. Returns the
+    channels kept."""
+    import numpy as np
+
+    n_layers = len(scores) - 1
+
     def top(score: np.ndarray, k: int) -> np.ndarray:
         return np.sort(np.argsort(-score, kind="stable")[:k])
 
     b_new = student.get_layer("bottleneck").units
-    keep_in = top(mean_abs[0] * readers(0), b_new)
+    keep_in = top(scores[0], b_new)
     kept = {"bottleneck": keep_in.tolist()}
     w = teacher.get_layer("bottleneck").get_weights()
     student.get_layer("bottleneck").set_weights([w[0][:, keep_in], w[1][keep_in]])
     student.get_layer("bottleneck_bn").set_weights([v[keep_in] for v in teacher.get_layer("bottleneck_bn").get_weights()])
     for i in range(n_layers):
         h_t, h_s = teacher.get_layer(f"qrnn{i}_fw").hidden, student.get_layer(f"qrnn{i}_fw").hidden
-        score = mean_abs[i + 1] * readers(i + 1)  # (2 h_t,): forward units, then backward
+        score = scores[i + 1]  # (2 h_t,): forward units, then backward
         outs = []
         for j, d in enumerate(("fw", "bw")):
             units = top(score[j * h_t:(j + 1) * h_t], h_s)

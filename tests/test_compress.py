@@ -284,7 +284,7 @@ def test_ngram_windows_of_texts():
 def test_students_inherit_the_teachers_channels():
     """distill.init teacher: a narrower pQRNN gets the teacher's most important
     channels and exactly their weights; at full width it is the teacher."""
-    from odml.compress.students import TextSpec, _scaled, inherit_pqrnn
+    from odml.compress.students import TextSpec, _scaled, channel_scores, inherit_pqrnn
     from odml.zoo.textconfig import text_config
 
     tf = pytest.importorskip("tensorflow")
@@ -302,11 +302,11 @@ def test_students_inherit_the_teachers_channels():
     beta[3], mean[3] = -1.0, 0.0
     teacher.get_layer("bottleneck_bn").set_weights([gamma, beta, mean, var])
     same = TextSpec("s", cfg).build()
-    inherit_pqrnn(teacher, same, x)
+    inherit_pqrnn(teacher, same, channel_scores(teacher, x))
     np.testing.assert_allclose(same.predict(x, verbose=0), teacher.predict(x, verbose=0), atol=1e-6)
 
     small = _scaled(TextSpec("s", cfg), 0.5, "s").build()  # bottleneck 6, hidden 3
-    kept = inherit_pqrnn(teacher, small, x)
+    kept = inherit_pqrnn(teacher, small, channel_scores(teacher, x))
     assert len(kept["bottleneck"]) == 6 and 3 not in kept["bottleneck"] and kept["bottleneck"] == sorted(kept["bottleneck"])
     kb = kept["bottleneck"]
     np.testing.assert_array_equal(small.get_layer("bottleneck").get_weights()[0], k[:, kb])

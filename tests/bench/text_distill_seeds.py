@@ -15,9 +15,10 @@ important channels (recipe distill.init teacher); ``inherited_only``: those
 channels, then the labels alone (alpha 0).
 
 A development split that the teacher has not seen either: write the training
-messages of the seed-0 split to a TSV (`odml train` on it splits them 80/20
-again), train a teacher on it (`odml train pqrnn --data that.tsv --epochs 10`)
-and pass both as ``--data`` and ``--teacher``.
+messages of the seed-0 split to a TSV (``--write-train-tsv PATH``; odml's
+loader splits them 80/20 again), train a teacher on it (`odml train pqrnn
+--data PATH --epochs 10 --out DEV_TEACHER`) and pass both as ``--data`` and
+``--teacher``.
 
 ``--alpha`` and ``--temperature`` set the recipe's distill.alpha and
 distill.temperature (for the distilled variants).
@@ -65,7 +66,18 @@ def main() -> None:
                     help="recipe distill.temperature (default: the recipe's)")
     ap.add_argument("--distortion", type=float, default=None,
                     help="recipe text_distortion (default: the recipe's); 0 trains on the texts as they are")
+    ap.add_argument("--write-train-tsv", default=None, metavar="PATH",
+                    help="write the training messages of --data's seed-0 split to PATH (label, tab, text) and stop")
     a = ap.parse_args()
+    if a.write_train_tsv:
+        from odml.data.text import load_text
+
+        d = load_text(a.data)
+        Path(a.write_train_tsv).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.write_train_tsv).write_text("".join(f"{d.classes[int(y)]}\t{t}\n" for t, y in zip(d.texts_train, d.y_train)),
+                                           encoding="utf-8")
+        print(f"{a.write_train_tsv}: {len(d.texts_train)} training messages")
+        return
     root = Path(a.out)
     how = {"no_teacher": (False, None), "distilled": (None, None), "mixup": (None, "mixup"),
            "dropout": (None, "dropout"), "ngram": (None, "ngram"), "inherited": (None, None),
