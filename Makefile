@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test test-fast install clean
 
 $(STAMP): pyproject.toml
 	@[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
@@ -34,7 +34,12 @@ demo: $(STAMP)
 
 # two workers, one test file each at a time (module fixtures and loopback servers stay within a file)
 test: $(STAMP)
+	@command -v adb >/dev/null || echo "note: adb is not installed: the 7 tests of phones over adb (tests/test_adb.py) will be skipped; Debian: apt-get install adb"
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+# the fast tier: unit tests of specs, families, parsers, run folders and files (under two minutes)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m fast
 
 clean:
 	rm -rf runs .pytest_cache

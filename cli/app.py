@@ -54,6 +54,27 @@ app.command("pose")(pose_mod.pose_cmd)
 app.command("pose-data")(pose_mod.pose_data_cmd)
 
 
+def _reflow(doc: str | None) -> str | None:
+    """A docstring as paragraphs on one line each, so that --help wraps them to
+    the terminal (rich keeps the line breaks of every paragraph but the first)."""
+    if not doc:
+        return doc
+    import inspect
+
+    paras = [" ".join(p.split()) for p in inspect.cleandoc(doc).split("\n\n")]
+    return "\n\n".join(p for p in paras if p)
+
+
+def _reflow_all(typer_app: typer.Typer) -> None:
+    for cmd in typer_app.registered_commands:
+        cmd.callback.__doc__ = _reflow(cmd.callback.__doc__)
+    for group in typer_app.registered_groups:
+        _reflow_all(group.typer_instance)
+
+
+_reflow_all(app)
+
+
 def main() -> None:
     app()
 

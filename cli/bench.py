@@ -39,10 +39,9 @@ def bench_cmd(
 ) -> None:
     """Measure latency: count, mean, median, p90, p99, std, CV, min, max, init
     time, first inference and peak memory, for every MODEL."""
-    from dataclasses import replace
-
     from odml.devices.classify import classify_dataset
-    from odml.devices.host import BenchError, HostOptions, bench_host
+    from odml.devices.device import BenchOptions, parse_devices
+    from odml.devices.host import BenchError
 
     if budget is not None:
         return _budgets(budget, junit, json_out)
@@ -62,36 +61,22 @@ def bench_cmd(
         raise BenchError("the OVIC frontier needs both --frontier-k and --frontier-a0")
     if ovic and threads != 1:
         err.print("warning: OVIC runs on one thread; --threads ignored for the score", markup=False)
-    opts = HostOptions(threads=threads, xnnpack=xnnpack, warmup=warmup, runs=runs, min_secs=min_secs, cpus=cpu_list)
+    opts = BenchOptions(threads=threads, runs=runs, warmup=warmup, min_secs=min_secs, xnnpack=xnnpack, cpus=cpu_list,
+                        timeout_s=timeout, core_mask=core_mask, op_profile=op_profile)
     if plot is not None and plot.suffix.lower() != ".png":
         raise BenchError(f"--plot {plot}: expected a .png file")
     if plot is not None and not plot.parent.is_dir():
         raise BenchError(f"--plot {plot}: output folder {plot.parent} does not exist")
+    devices = parse_devices(device, str(benchmark_binary) if benchmark_binary else None)
     results = []
-    for dev in [d.strip() for d in device.split(",") if d.strip()]:
-        if dev.startswith("adb:") or dev == "adb":
-            results.extend(_bench_adb(dev, models, threads, runs, warmup, min_secs, xnnpack, benchmark_binary,
-                                      core_mask, op_profile, timeout))
-            continue
-        if dev == "edgetpu" or dev.startswith("edgetpu:"):
-            from odml.devices.edgetpu import status as edgetpu_status
-
-            st = edgetpu_status()
-            if not st["available"]:
-                raise BenchError(f"--device {dev}: unavailable: {st['reason']}")
-            dev_opts = replace(opts, delegate=st["library"], delegate_device=dev.partition(":")[2] or "usb")
-        elif dev == "host":
-            dev_opts = opts
-        else:
-            raise BenchError(f"--device {dev!r}: unknown device; see 'odml devices'")
+    for dev in devices:
         with err.status("benchmarking") as status:
             for m in models:
-                status.update(f"benchmarking {m} on {dev}")
-                res = bench_host(m, dev_opts, timeout_s=timeout)
-                res["device"] = dev
-                if data is not None:
+                status.update(f"benchmarking {m} on {dev.label}")
+                res = dev.bench(m, opts)
+                if data is not None and dev.classifies:  # phones report latency; classification runs on the host
                     status.update(f"classifying {data} with {m}")
-                    res["classification"] = classify_dataset(m, data, dev_opts, ovic, ovic_limit_ms, frontier_k,
+                    res["classification"] = classify_dataset(m, data, dev, opts, ovic, ovic_limit_ms, frontier_k,
                                                              frontier_a0, seed)
                 results.append(res)
     if plot is not None:
@@ -125,7 +110,7 @@ def bench_cmd(
 def _budgets(path: Path, junit: Optional[Path], json_out: bool) -> None:
     import time
 
-    from odml.cli.common import write_text_atomic
+    from odml.files import write_text_atomic
     from odml.devices.budgets import evaluate, junit_xml, load_budgets
     from odml.errors import CheckFailed, OutputError
 
@@ -154,24 +139,6 @@ def _budgets(path: Path, junit: Optional[Path], json_out: bool) -> None:
                           + "; ".join(f"{c['model']} {c['check']}" for c in failed))
 
 
-def _bench_adb(device, models, threads, runs, warmup, min_secs, xnnpack, binary, core_mask, op_profile, timeout):
-    from odml.devices.adb import AdbError, bench_adb, list_devices
-
-    serial = device[4:] if device.startswith("adb:") else ""
-    if not serial:
-        ready = [d["serial"] for d in list_devices() if d["state"] == "device"]
-        if len(ready) != 1:
-            raise AdbError(f"--device adb needs a serial (adb:SERIAL) when {len(ready)} phones are attached")
-        serial = ready[0]
-    results = []
-    with err.status(f"benchmarking on {serial}") as status:
-        for m in models:
-            status.update(f"benchmarking {m} on {serial}")
-            results.append(bench_adb(serial, m, binary, threads, core_mask, runs, warmup, min_secs, op_profile,
-                                     xnnpack, timeout))
-    return results
-
-
 def render_table(results, title):
     t = Table(title=title)
     for col in ("model", "device", "runs", "median ms", "mean ms", "p90 ms", "p99 ms", "std ms", "CV", "min ms",
@@ -198,26 +165,40 @@ def render_table(results, title):
 
 
 def _plot(results, path):
-    """Latency distributions (host runs keep every sample) as a box plot."""
+    """Latency distributions (host runs keep every sample): one histogram per
+    model on a log time axis, so that a few slow outliers do not squash the
+    rest; the median marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from odml.cli.common import write_bytes_atomic
+    from odml.files import write_bytes_atomic
 
     with_samples = [r for r in results if r.get("samples_ms")]
     if not with_samples:
         from odml.devices.host import BenchError
 
         raise BenchError("--plot: no per-run samples to draw (adb runs report summaries only)")
-    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(with_samples)), 4))
-    ax.boxplot([r["samples_ms"] for r in with_samples], showfliers=True)
-    ax.set_xticks(range(1, len(with_samples) + 1),
-                  [f"{Path(r['model']).name}\n{r['device']}" for r in with_samples], fontsize=8)
-    ax.set_ylabel("latency per inference (ms)")
-    ax.set_title("odml bench: latency distributions")
-    ax.grid(axis="y", alpha=0.3)
+    import numpy as np
+
+    n = len(with_samples)
+    lo = min(min(r["samples_ms"]) for r in with_samples)
+    hi = max(max(r["samples_ms"]) for r in with_samples)
+    bins = np.geomspace(max(lo, 1e-4) * 0.95, hi * 1.05 if hi > lo else lo * 1.1 + 1e-4, 40)
+    fig, axes = plt.subplots(n, 1, figsize=(7, 1.3 + 1.2 * n), sharex=True, squeeze=False)
+    for ax, r in zip(axes[:, 0], with_samples):
+        x = np.asarray(r["samples_ms"])
+        med = float(np.median(x))
+        ax.hist(x, bins=bins, color="#2e86ab", alpha=0.85)
+        ax.axvline(med, color="#d1495b", lw=1.2)
+        ax.set_ylabel("runs", fontsize=8)
+        ax.set_title(f"{Path(r['model']).name} on {r['device']}: median {med:.3f} ms, p90 {np.percentile(x, 90):.3f} ms, "
+                     f"{len(x)} runs", fontsize=8, loc="left")
+        ax.grid(axis="x", alpha=0.3, which="both")
+    axes[-1, 0].set_xscale("log")
+    axes[-1, 0].set_xlabel("latency per inference (ms, log scale; red: median)")
+    fig.suptitle("odml bench: latency distributions", fontsize=10)
     fig.tight_layout()
     import io
 

@@ -1,22 +1,19 @@
 """What every verb shares: the consoles, one-line errors with exit codes,
-JSON output, and turning a zoo name or spec file into a spec."""
+JSON output and number formats."""
 
 from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
-import tempfile
 import traceback
-from pathlib import Path
 from typing import Any, Callable
 
 import typer
 from rich.console import Console
 
-from odml.errors import OdmlError, OutputError
-from odml.zoo.resolve import resolve_spec  # noqa: F401  (used by the verbs)
+from odml.errors import OdmlError
+from odml.files import jsonable
 
 # Tables keep their columns when piped (rich would otherwise assume 80 columns).
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -58,40 +55,7 @@ def handle_errors(fn: Callable) -> Callable:
 
 
 def print_json(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps({"schema": JSON_SCHEMA, **obj}, indent=2, default=_jsonable) + "\n")
-
-
-def _jsonable(o: Any) -> Any:
-    try:
-        import numpy as np
-
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-    except ImportError:  # pragma: no cover
-        pass
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    if not path.parent.is_dir():
-        raise OutputError(f"{path}: output folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    sys.stdout.write(json.dumps({"schema": JSON_SCHEMA, **obj}, indent=2, default=jsonable) + "\n")
 
 
 def fmt_int(n: int) -> str:

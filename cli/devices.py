@@ -12,7 +12,7 @@ from odml.cli.common import handle_errors, out, print_json
 def devices_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List the devices odml can benchmark on: the host, Android phones over
     adb, the Edge TPU."""
-    from odml.devices.registry import list_devices
+    from odml.devices.device import list_devices
 
     rows = list_devices()
     if json_out:

@@ -66,39 +66,15 @@ def export_cmd(
         label_list = [ln.strip() for ln in labels.read_text(encoding="utf-8").splitlines() if ln.strip()]
     src = load_source(model, classes, input_size, width)
     x_val = y_val = x_cal = None
-    if data is not None and src.text is not None:
-        from odml.data.textmodel import is_text_data
-
-        if not is_text_data(data):
-            raise OdmlError(f"--data {data}: {src.name} is a text model; text data needs a text model and the "
-                            f"other way round: give a .tsv or .csv of labelled texts")
-        x_val, y_val, x_cal, ds_labels = text_arrays(src.text, data, seed)
-        if src.outputs > 1 and len(ds_labels) != src.outputs:
-            raise OdmlError(f"{data}: {len(ds_labels)} classes in the data but the model has {src.outputs} outputs")
-        label_list = label_list or ds_labels
-    elif data is not None and src.task.startswith("pose"):
-        from odml.train.pose import pose_inputs
-
-        if data != "synthetic" and not data.lower().endswith(".json"):
-            raise OdmlError(f"--data {data}: a pose model takes 'synthetic' or a COCO-style keypoint .json")
-        x_val, x_cal = pose_inputs(src.task, src.input_shape[0], data, min(parity_samples, 100), calibration_samples,
-                                   seed)
-    elif data is not None:
-        from odml.data.images import load_images, to_float
-        from odml.data.textmodel import is_text_data
-
-        if is_text_data(data) or len(src.input_shape) != 3:
-            raise OdmlError(f"--data {data}: text data needs a text model (a .keras with its .text.json beside it), "
-                            f"and a text model needs text data")
-        h, w, c = src.input_shape
-        ds = load_images(data, (h, w), c, 0.2, seed)
-        x_val, y_val, x_cal = to_float(ds.x_val), ds.y_val, to_float(ds.x_train)
-        if src.outputs > 1 and ds.num_classes != src.outputs:
-            raise OdmlError(f"{data}: {ds.num_classes} classes in the data but the model has {src.outputs} outputs")
-        label_list = label_list or ds.class_names
-    elif src.text is not None:
-        label_list = label_list or src.text.labels
-    if label_list is not None and src.outputs > 1 and len(label_list) != src.outputs:
+    if data is not None:  # the family reads its own data: images, labelled texts, pose samples
+        ds = src.family.read(src.card, data, 0.2, seed, n_val=min(parity_samples, 100), n_cal=calibration_samples)
+        x_val, y_val, x_cal = src.input.from_pixels(ds.x_val), ds.y_val, src.input.from_pixels(ds.x_train)
+        if src.classifies and ds.class_names and len(ds.class_names) != src.outputs:
+            raise OdmlError(f"{data}: {len(ds.class_names)} classes in the data but the model has {src.outputs} "
+                            "outputs")
+        label_list = label_list or (list(ds.class_names) if ds.class_names else None)
+    label_list = label_list or src.card.label_names()
+    if label_list is not None and src.classifies and len(label_list) != src.outputs:
         raise OdmlError(f"{labels}: {len(label_list)} labels for a model with {src.outputs} outputs")
     thresholds = {p: replace(t, **({"min_top1": min_top1} if min_top1 is not None else {}),
                              **({"max_rel_mean_err": max_rel_err} if max_rel_err is not None else {}))
@@ -109,8 +85,7 @@ def export_cmd(
 
         info = ModelInfo(name=name or src.name, version=version, author=author, license=license_,
                          description=description or f"{src.name} exported by odml", labels=label_list,
-                         text=src.text.family if src.text is not None else None,
-                         vocab=src.text.vocab if src.text is not None else None)
+                         card=replace(src.card, labels=label_list if src.classifies else None))
     opts = ExportOptions(precisions=precisions, out_dir=out_dir, formats=formats, io=io, calibration=calibration,
                          calibration_samples=calibration_samples, parity_samples=parity_samples,
                          thresholds=thresholds, target=target, metadata=info, seed=seed)
@@ -153,16 +128,3 @@ def render_report(report: dict) -> None:
     if report["ok"]:
         out.print(f"written to {report['out_dir']}", markup=False)
 
-
-def text_arrays(info, data: str, seed: int):
-    """(x_val, y_val, x_train, labels) of a text file, featurized for a text model;
-    labels of the data must be the model's (same names, same order)."""
-    from odml.data.text import load_text
-    from odml.errors import DataError
-
-    ds = load_text(data, None, None, None, 0.2, seed)
-    if list(ds.classes) != list(info.labels):
-        raise DataError(f"{data}: classes {ds.classes} differ from the model's {info.labels}")
-    x_val, _ = info.featurize(ds.texts_val)
-    x_cal, _ = info.featurize(ds.texts_train)
-    return x_val, ds.y_val, x_cal, list(ds.classes)

@@ -9,7 +9,8 @@ from typing import Optional
 
 import typer
 
-from odml.cli.common import handle_errors, out, print_json, write_bytes_atomic, write_text_atomic
+from odml.cli.common import handle_errors, out, print_json
+from odml.files import atomic_output, write_bytes_atomic, write_text_atomic
 
 
 @handle_errors
@@ -99,25 +100,16 @@ def _write_media(path: Path, frames: list, video: bool) -> None:
         Image.fromarray(frames[0]).save(buf, format=(path.suffix.lstrip(".").upper().replace("JPG", "JPEG")))
         write_bytes_atomic(path, buf.getvalue())
         return
-    import os
-    import tempfile
-
     import imageio.v3 as iio
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        stack = np.stack(frames)
+    stack = np.stack(frames)
+    with atomic_output(path) as tmp:
         if path.suffix.lower() == ".gif":
             iio.imwrite(tmp, stack, duration=100, loop=0)
         else:
             h, w = stack.shape[1:3]
             stack = stack[:, : h - h % 2, : w - w % 2]  # yuv420p needs even sides
             iio.imwrite(tmp, stack, fps=10)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 @handle_errors

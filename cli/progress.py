@@ -33,7 +33,11 @@ class TrainProgress:
         self.bar.update(self.task, completed=epoch * self.steps + step, info=info)
 
     def epoch(self, epoch: int, logs: dict) -> None:
-        if "val_accuracy" in logs:
+        # the validation accuracy after re-estimating batch-norm statistics (what the results table shows);
+        # Keras' own val_accuracy uses moving averages that lag far behind in short runs
+        if "val_accuracy_bn" in logs:
+            self.last_val = f" val_acc {logs['val_accuracy_bn']:.3f}"
+        elif "val_accuracy" in logs:
             self.last_val = f" val_acc {logs['val_accuracy']:.3f}"
         self.bar.update(self.task, completed=(epoch + 1) * self.steps)
 

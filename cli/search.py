@@ -84,7 +84,7 @@ def search_cmd(
     except KeyboardInterrupt:
         if progress:
             progress.stop()
-        from odml.nas.latency import read_jsonl
+        from odml.files import read_jsonl
 
         done = len(read_jsonl(p.out / "trials.jsonl"))
         err.print(f"interrupted after {done} finished trials; run the same command to resume", markup=False)
@@ -107,7 +107,7 @@ class SearchProgress:
     def __init__(self, total: int, run: Path):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from odml.nas.latency import read_jsonl
+        from odml.files import read_jsonl
 
         self.bar = Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[best]}"), TextColumn("[dim]{task.fields[phase]}"),

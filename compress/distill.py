@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from odml.compress.recipe import Recipe, RecipeError
-from odml.data.images import ImageDataset  # or compress.students.TextArrays
+from odml.files import write_text_atomic
 
 
 @dataclass
@@ -159,17 +159,18 @@ def soft_label_note(stats: dict[str, float]) -> str | None:
 NGRAM_MAX = 5  # the longest window ``ngram`` takes (Tang et al. 2019 sample n in 1..5)
 
 
-def text_window(x: Any, max_n: int = NGRAM_MAX) -> Any:
+def text_window(x: Any, kind: str, max_n: int = NGRAM_MAX) -> Any:
     """Each text of a batch cut to a window of 1..``max_n`` consecutive tokens
     at a random place, moved to the front, the rest padding (Tang et al.
     2019's n-gram sampling). ``x``: pQRNN projections (N, L, F) whose padding
-    rows are 0, or token ids (N, L) with [PAD] = 0 whose first id ([CLS])
-    stays first. A fragment has no label of its own; the teacher gives it one."""
+    rows are 0 (``kind`` "projection"), or token ids (N, L) with [PAD] = 0
+    whose first id ([CLS]) stays first ("token_ids"). A fragment has no label
+    of its own; the teacher gives it one."""
     from odml._tf import tf
 
     T = tf()
     n, length = T.shape(x)[0], int(x.shape[1])
-    ids = len(x.shape) == 2
+    ids = kind == "token_ids"
     used = T.not_equal(x, 0) if ids else T.reduce_any(T.not_equal(x, 0), -1)
     first = 1 if ids else 0  # token ids: [CLS] kept in front of the window
     tokens = T.maximum(T.reduce_sum(T.cast(used, T.int32), -1) - first, 1)  # tokens a window can take
@@ -184,24 +185,25 @@ def text_window(x: Any, max_n: int = NGRAM_MAX) -> Any:
     return out * (keep if ids else keep[..., None])
 
 
-def perturb(x: Any, how: str, rate: float = 0.15) -> Any:
-    """A perturbed copy of a batch for distillation (the teacher labels it):
-    ``mixup``: each input mixed with another of the batch, weight ~ Beta(0.4,
-    0.4); ``dropout``: tokens zeroed (text: projection rows, or token ids set
-    to [PAD] = 0, the first kept) or 8x8 patches of an image, each at ``rate``;
+def perturb(x: Any, how: str, kind: str, rate: float = 0.15) -> Any:
+    """A perturbed copy of a batch for distillation (the teacher labels it);
+    ``kind`` is what the input is (the family's InputSpec.kind): ``mixup``:
+    each input mixed with another of the batch, weight ~ Beta(0.4, 0.4);
+    ``dropout``: tokens zeroed (text: projection rows, or token ids set to
+    [PAD] = 0, the first kept) or 8x8 patches of an image, each at ``rate``;
     ``ngram``: texts cut to windows of a few tokens (:func:`text_window`)."""
     from odml._tf import tf
 
     T = tf()
     if how == "ngram":
-        return text_window(x)
+        return text_window(x, kind)
     n = T.shape(x)[0]
     if how == "mixup":
         g1, g2 = T.random.gamma([n], 0.4), T.random.gamma([n], 0.4)
         lam = T.reshape(g1 / T.maximum(g1 + g2, 1e-6), [-1] + [1] * (len(x.shape) - 1))
         lam = T.cast(lam, x.dtype)
         return lam * x + (1 - lam) * T.gather(x, T.random.shuffle(T.range(n)))
-    if len(x.shape) == 4:  # images: patches
+    if kind == "image":  # patches
         h, w = int(x.shape[1]), int(x.shape[2])
         keep = T.cast(T.random.uniform([n, -(-h // 8), -(-w // 8), 1]) >= rate, x.dtype)
         keep = T.repeat(T.repeat(keep, 8, axis=1), 8, axis=2)[:, :h, :w]
@@ -210,13 +212,16 @@ def perturb(x: Any, how: str, rate: float = 0.15) -> Any:
     keep = T.random.uniform([n, length]) >= rate
     keep = T.logical_or(keep, T.range(length)[None, :] == 0)  # the first token ([CLS]) stays
     keep = T.cast(keep, x.dtype)
-    return x * (keep[..., None] if len(x.shape) == 3 else keep)
+    return x * (keep[..., None] if kind == "projection" else keep)
 
 
-def train_students(teacher_model: Any, students: list[Student], data: ImageDataset, recipe: Recipe, ckpt_dir: Path,
-                   on_epoch: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Train all students together for recipe.epochs, resuming from the last
-    finished epoch in ``ckpt_dir``. Returns timing and per-epoch history."""
+def train_students(teacher_model: Any, students: list[Student], data: Any, recipe: Recipe, ckpt_dir: Path,
+                   on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
+                   input_kind: str = "image") -> dict[str, Any]:
+    """Train all students together for recipe.epochs on ``data`` (arrays of
+    model inputs: images, or texts featurized by the teacher's family,
+    ``input_kind`` saying which), resuming from the last finished epoch in
+    ``ckpt_dir``. Returns timing and per-epoch history."""
     from odml._tf import keras, tf
     from odml.train.trainer import make_tf_dataset
 
@@ -261,7 +266,7 @@ def train_students(teacher_model: Any, students: list[Student], data: ImageDatas
     def step(x, y):
         n = T.shape(x)[0]
         if aug != "none":  # one pass over the batch and its perturbed copy
-            x = T.concat([x, perturb(x, aug)], 0)
+            x = T.concat([x, perturb(x, aug, input_kind)], 0)
         if not (d.enabled or d.joint):
             t_logits = None  # plain training: no teacher pass at all
         elif d.joint:
@@ -337,9 +342,7 @@ def train_students(teacher_model: Any, students: list[Student], data: ImageDatas
             s.history.append({"epoch": epoch, "loss": float(loss), "accuracy": float(acc)})
             logs[s.label] = {"loss": float(loss), "accuracy": float(acc)}
         epoch_var.assign(epoch + 1)
-        tmp = hist_file.with_name(".history.json.tmp")
-        tmp.write_text(json.dumps({s.label: s.history for s in students}))
-        tmp.replace(hist_file)
+        write_text_atomic(hist_file, json.dumps({s.label: s.history for s in students}))
         manager.save()
         if on_epoch:
             on_epoch(epoch, logs)

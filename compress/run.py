@@ -21,7 +21,7 @@ import os
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,6 +30,8 @@ import numpy as np
 from odml.compress.recipe import Recipe, RecipeError, load_recipe
 from odml.compress.students import Teacher, derive_students, load_teacher, resolve_students
 from odml.errors import DataError, OdmlError
+from odml.files import atomic_output, write_bytes_atomic, write_json_atomic
+from odml.runfolder import RunFolder
 
 SCHEMA = 1
 RESULTS = "results.jsonl"
@@ -118,8 +120,7 @@ class Prepared:
 
 def prepare(o: CompressOptions) -> Prepared:
     """Check everything before anything is written."""
-    from odml.data.images import load_images
-    from odml.nas.latency import parse_device
+    from odml.devices.device import parse_device
 
     recipe = load_recipe(o.recipe)
     if o.epochs is not None:
@@ -148,24 +149,19 @@ def prepare(o: CompressOptions) -> Prepared:
     conds = parse_pick(o.pick) if o.pick else None
     if o.threads < 1 or o.runs < 1:
         raise CompressError("--threads and --runs must be at least 1")
-    device = parse_device(o.device, o.benchmark_binary)
+    device = parse_device(o.device, o.benchmark_binary, compile=True)
     teacher = load_teacher(o.teacher)
-    if teacher.text is not None:
-        from odml.compress.students import text_arrays
-
-        data = text_arrays(teacher, o.data, o.val_split, recipe.seed)
-    else:
-        h, w, c = teacher.input_shape
-        data = load_images(o.data, (h, w), c, o.val_split, recipe.seed)
+    data = teacher.family.read(teacher.card, o.data, o.val_split, recipe.seed)
     if data.num_classes != teacher.num_classes:
         raise DataError(f"{o.data}: {data.num_classes} classes in the data but the teacher {teacher.path} has "
                         f"{teacher.num_classes} outputs")
-    if recipe.distill.augment == "mixup" and data.x_train.dtype.kind in "iu" and data.x_train.ndim == 2:
+    kind = teacher.input.kind
+    if recipe.distill.augment == "mixup" and kind == "token_ids":
         raise RecipeError(f"distill.augment: mixup needs float inputs (images, pQRNN projections); the teacher "
                           f"{teacher.path} takes token ids: use dropout")
-    if recipe.distill.augment == "ngram" and teacher.text is None:
+    if recipe.distill.augment == "ngram" and not teacher.input.text:
         raise RecipeError(f"distill.augment: ngram cuts texts into windows of tokens; the teacher {teacher.path} "
-                          f"takes images: use mixup or dropout")
+                          f"takes {'images' if kind == 'image' else kind}: use mixup or dropout")
     if recipe.distill.inherits:  # the teacher's kind first: no students to derive for a teacher that cannot give channels
         from odml.compress.students import check_inherit
 
@@ -174,34 +170,13 @@ def prepare(o: CompressOptions) -> Prepared:
     if recipe.distill.inherits:
         check_inherit(teacher, students)
     out = Path(o.out)
-    if out.exists() and not out.is_dir():
-        raise CompressError(f"--out {out}: is a file, expected a run folder")
-    settings = _settings(o, recipe, teacher, students)
-    saved = out / SETTINGS
-    if saved.is_file():
-        try:
-            old = json.loads(saved.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise CompressError(f"{saved}: unreadable settings of an earlier run: {e}") from None
-        if isinstance(old.get("recipe"), dict):  # a run from before a recipe key existed: that key's default
-            old["recipe"] = _with_defaults(old["recipe"], Recipe().to_dict())
-        diff = [k for k in settings if k != "pick" and old.get(k) != settings[k]]
-        if diff:
-            raise CompressError(f"--out {out}: holds a run with other settings ({diff[0]} differs); resume with the "
-                                "same settings or use a new folder")
-    elif out.is_dir() and any(out.iterdir()):
-        raise CompressError(f"--out {out}: folder exists and holds no compression run ({SETTINGS} missing)")
+    run_folder(out).check(_settings(o, recipe, teacher, students), defaults={"recipe": Recipe().to_dict()},
+                          ignore=("pick",))
     return Prepared(o, recipe, teacher, data, students, device, out, conds)
 
 
-def _with_defaults(d: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
-    out = dict(d)
-    for k, v in defaults.items():
-        if k not in out:
-            out[k] = v
-        elif isinstance(v, dict) and isinstance(out[k], dict):
-            out[k] = _with_defaults(out[k], v)
-    return out
+def run_folder(out: Path) -> RunFolder:
+    return RunFolder(out, SETTINGS, "compression run", CompressError)
 
 
 def _settings(o: CompressOptions, recipe: Recipe, teacher: Teacher, students) -> dict[str, Any]:
@@ -212,101 +187,94 @@ def _settings(o: CompressOptions, recipe: Recipe, teacher: Teacher, students) ->
 
 
 # ---- running -------------------------------------------------------------------------------
-def _read_results(out: Path) -> list[dict[str, Any]]:
-    from odml.nas.latency import read_jsonl
-
-    return read_jsonl(out / RESULTS)
-
-
 def _latency(p: Prepared, path: Path) -> dict[str, Any]:
-    from odml.nas.latency import bench_on
+    from odml.devices.device import BenchOptions
 
-    return bench_on(p.device, path, p.opts.threads, p.opts.runs, 0.5)
-
-
-def _tflite_accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:
-    from odml.devices.litert import load_interpreter, run_batch
-
-    out = run_batch(load_interpreter(path), x)
-    return float((out.argmax(-1) == y).mean())
+    return p.device.bench(path, BenchOptions(threads=p.opts.threads, runs=p.opts.runs, min_secs=0.5, warmup=2))
 
 
-def _text_aucs(p: Prepared, model: Any, int8_path: Path | None) -> dict[str, Any]:
-    """ROC AUC of the float model (and of the int8 file) for a text teacher's run."""
-    if p.teacher.text is None:
-        return {}
-    from odml.devices.litert import load_interpreter, run_batch
-    from odml.train.text import scores
+def _tflite_outputs(path: Path, x: np.ndarray) -> np.ndarray:
+    from odml.litert import load_interpreter, run_batch
 
-    res = {"auc": scores(model.predict(p.data.x_val, batch_size=256, verbose=0), p.data.y_val)["auc"]}
-    if int8_path is not None:
-        res["int8_auc"] = scores(run_batch(load_interpreter(int8_path), p.data.x_val), p.data.y_val)["auc"]
-    return res
+    return run_batch(load_interpreter(path), x)
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+def _scores(p: Prepared, logits: np.ndarray, prefix: str = "") -> dict[str, Any]:
+    """What the teacher's family scores beyond accuracy (text: ROC AUC), named
+    with ``prefix`` (int8_)."""
+    return {f"{prefix}{k}": v for k, v in p.teacher.family.score(logits, p.data.y_val).items() if k != "accuracy"}
 
 
-def _append(p: Prepared, row: dict[str, Any]) -> None:
-    from odml.nas.latency import append_jsonl
+def _tflite(p: Prepared, path: Path, data: bytes, name: str, card: Any) -> None:
+    """Write an exported model with its metadata: the labels, the card (and a
+    text student's vocabulary), as `odml export` writes them."""
+    import tempfile
 
-    append_jsonl(p.out / RESULTS, row)
+    from odml.exporters.metadata import ModelInfo, add_metadata
+
+    labels = list(p.data.class_names)
+    info = ModelInfo(name=name, description=f"{name}, compressed by odml from {p.teacher.path.name}", labels=labels,
+                     card=card)
+    with tempfile.TemporaryDirectory(prefix="odml-meta-") as d:
+        write_bytes_atomic(path, add_metadata(data, info, Path(d)))
 
 
 def run(p: Prepared, on_stage: Callable[[str], None] | None = None,
         on_epoch: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    folder = run_folder(p.out)
+    with folder.lock():
+        return _run(p, folder, on_stage, on_epoch)
+
+
+def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
+         on_epoch: Callable[[int, dict[str, Any]], None] | None) -> dict[str, Any]:
     from odml._tf import keras
     from odml.compress.distill import Student, soft_label_stats, sparsity_per_layer, strip, train_students
-    from odml.data.images import to_float
     from odml.exporters.tflite import convert, representative_from
     from odml.train.trainer import evaluate, recalibrate_batchnorm, save_model_atomic
-    from odml.zoo.builder import build_model
+    from odml.zoo.card import ModelCard
 
     K = keras()
     say = on_stage or (lambda s: None)
-    p.out.mkdir(parents=True, exist_ok=True)
-    if not (p.out / SETTINGS).is_file():
-        _write_bytes(p.out / SETTINGS, json.dumps(_settings(p.opts, p.recipe, p.teacher, p.students), indent=2).encode())
-    done = {r["label"]: r for r in _read_results(p.out)}
-    x_val, x_train = to_float(p.data.x_val), to_float(p.data.x_train)
+    t = p.teacher
+    if not folder.settings_path.is_file():
+        folder.write_settings(_settings(p.opts, p.recipe, t, p.students))
+    done = {r["label"]: r for r in folder.records(RESULTS)}
+    x_val, x_train = t.input.from_pixels(p.data.x_val), t.input.from_pixels(p.data.x_train)
     rep = representative_from(x_train, n=p.recipe.quantize.calibration_samples, seed=p.recipe.seed)
-    teacher_label = f"teacher_{p.teacher.path.stem}"
+    teacher_label = f"teacher_{t.path.stem}"
+    labels, name = list(p.data.class_names), t.input.name
     if teacher_label not in done:
         say("teacher: accuracy, fp32 TFLite, latency")
-        acc = evaluate(p.teacher.model, p.data.x_val, p.data.y_val)["accuracy"]
+        acc = evaluate(t.model, p.data.x_val, p.data.y_val)["accuracy"]
         path = p.out / f"{teacher_label}_fp32.tflite"
-        _write_bytes(path, convert(p.teacher.model, "fp32"))
+        _tflite(p, path, convert(t.model, "fp32", input_name=name), teacher_label, replace(t.card, labels=labels))
         lat = _latency(p, path)
-        aucs = _text_aucs(p, p.teacher.model, None)
+        scores = _scores(p, t.model.predict(x_val, batch_size=256, verbose=0))
         say("teacher: soft labels on the training data")
-        on_train = soft_label_stats(p.teacher.model.predict(x_train, batch_size=256, verbose=0),
+        on_train = soft_label_stats(t.model.predict(x_train, batch_size=256, verbose=0),
                                     p.data.y_train, p.recipe.distill.temperature)
-        row = {"label": teacher_label, "role": "teacher", "model": str(p.teacher.path), "params": p.teacher.params,
-               "macs": p.teacher.macs, "accuracy": acc, "int8_accuracy": None, "size_bytes": path.stat().st_size,
+        row = {"label": teacher_label, "role": "teacher", "model": str(t.path), "params": t.params,
+               "macs": t.macs, "accuracy": acc, "int8_accuracy": None, "size_bytes": path.stat().st_size,
                "gzip_bytes": len(gzip.compress(path.read_bytes(), 9)), "latency_ms": lat["median_ms"],
-               "latency": _lat_fields(lat), "tflite": path.name, "on_train": on_train, **aucs}
-        _append(p, row)
+               "latency": _lat_fields(lat), "tflite": path.name, "on_train": on_train, **scores}
+        folder.append(RESULTS, row)
         done[teacher_label] = row
     teacher_row = done[teacher_label]
     todo = [(lbl, s) for lbl, s in p.students if lbl not in done]
     train_info: dict[str, Any] = {}
     if todo:
         K.utils.set_random_seed(p.recipe.seed)
-        students = [Student(lbl, spec, spec.replace(name=lbl).build() if hasattr(spec, "build")
-                            else build_model(spec.replace(name=lbl))) for lbl, spec in p.students]
+        students = [Student(lbl, spec, spec.build(lbl)) for lbl, spec in p.students]
         if p.recipe.distill.inherits:
-            from odml.compress.students import channel_scores, inherit_pqrnn
-
             say("students: the teacher's most important channels")
-            scores = channel_scores(p.teacher.model, x_train)
+            channel = t.family.channel_scores(t.model, x_train)
             for s in students:
-                inherit_pqrnn(p.teacher.model, s.model, scores)
+                t.family.inherit(t.model, s.model, channel)
         say(f"training {len(students)} students together for {p.recipe.epochs} epochs")
         t0 = time.perf_counter()
-        train_info = train_students(p.teacher.model, students, p.data, p.recipe, p.out / "checkpoints", on_epoch)
+        train_info = train_students(t.model, students, p.data, p.recipe, p.out / "checkpoints", on_epoch,
+                                    input_kind=t.input.kind)
         train_info["wall_s"] = time.perf_counter() - t0
         for s in students:
             if s.label in done:
@@ -316,13 +284,18 @@ def run(p: Prepared, on_stage: Callable[[str], None] | None = None,
             if p.recipe.quantize.mode != "qat":
                 recalibrate_batchnorm(model, p.data.x_train, seed=p.recipe.seed)
             acc = evaluate(model, p.data.x_val, p.data.y_val)["accuracy"]
-            save_model_atomic(model, p.out / f"{s.label}.keras") if p.recipe.quantize.mode != "qat" else None
+            card = ModelCard(s.spec.family, s.spec.config, s.label, labels, t.card.vocab)
+            if p.recipe.quantize.mode != "qat":
+                save_model_atomic(model, p.out / f"{s.label}.keras", card)
             precision = "fp32" if p.recipe.quantize.mode == "none" else "int8"
             path = p.out / f"{s.label}_{precision}.tflite"
-            _write_bytes(path, convert(model, precision, rep if precision == "int8" else None,
-                                       sparse=p.recipe.prune.enabled))  # pruned: zeros stored sparse
-            int8_acc = _tflite_accuracy(path, x_val, p.data.y_val) if precision == "int8" else None
-            aucs = _text_aucs(p, model, path if precision == "int8" else None)
+            _tflite(p, path, convert(model, precision, rep if precision == "int8" else None,
+                                     sparse=p.recipe.prune.enabled, input_name=name), s.label, card)  # pruned: sparse
+            int8_out = _tflite_outputs(path, x_val) if precision == "int8" else None
+            int8_acc = float((int8_out.argmax(-1) == p.data.y_val).mean()) if int8_out is not None else None
+            scores = _scores(p, model.predict(x_val, batch_size=256, verbose=0))
+            if int8_out is not None:
+                scores.update(_scores(p, int8_out, "int8_"))
             lat = _latency(p, path)
             size = path.stat().st_size
             row = {"label": s.label, "role": "student", "line": s.spec.to_line(), "params": s.spec.params,
@@ -330,13 +303,13 @@ def run(p: Prepared, on_stage: Callable[[str], None] | None = None,
                    "size_bytes": size, "gzip_bytes": len(gzip.compress(path.read_bytes(), 9)),
                    "latency_ms": lat["median_ms"], "latency": _lat_fields(lat), "tflite": path.name,
                    "history": s.history, "epochs": p.recipe.epochs, "start_epoch": train_info.get("start_epoch"),
-                   "train_s": train_info.get("train_s"), "epoch_s": train_info.get("epoch_s"), **aucs}
+                   "train_s": train_info.get("train_s"), "epoch_s": train_info.get("epoch_s"), **scores}
             if p.recipe.prune.enabled:
                 layers = sparsity_per_layer(model)
                 total = sum(r["weights"] for r in layers)
                 row["sparsity"] = round(sum(r["sparsity"] * r["weights"] for r in layers) / max(total, 1), 4)
                 row["sparsity_per_layer"] = layers
-            _append(p, row)
+            folder.append(RESULTS, row)
             done[s.label] = row
         shutil.rmtree(p.out / "checkpoints", ignore_errors=True)  # every student is safe in results.jsonl
     return report(p, teacher_row)
@@ -348,9 +321,9 @@ def _lat_fields(lat: dict[str, Any]) -> dict[str, Any]:
 
 def report(p: Prepared, teacher_row: dict[str, Any]) -> dict[str, Any]:
     from odml.compress.distill import soft_label_note
-    from odml.nas.pareto import pareto_front
+    from odml.pareto import pareto_front
 
-    rows = _read_results(p.out)
+    rows = run_folder(p.out).records(RESULTS)
     students = [r for r in rows if r["role"] == "student"]
     for r in students:
         r["size_ratio"] = round(teacher_row["size_bytes"] / r["size_bytes"], 2)
@@ -370,7 +343,7 @@ def report(p: Prepared, teacher_row: dict[str, Any]) -> dict[str, Any]:
     rep = {"schema": SCHEMA, "out": str(p.out), "device": p.device.label, "recipe": p.recipe.to_dict(),
            "teacher": teacher_row, "students": students, "pick": p.opts.pick,
            "picked": chosen["label"] if chosen else None, "notes": notes}
-    _write_bytes(p.out / "report.json", json.dumps(rep, indent=2).encode())
+    write_json_atomic(p.out / "report.json", rep)
     _plot(rep, p.out / "compress.png")
     rep["files"] = {"report": str(p.out / "report.json"), "plot": str(p.out / "compress.png"),
                     "results": str(p.out / RESULTS)}
@@ -400,10 +373,9 @@ def _plot(rep: dict[str, Any], path: Path) -> None:
     axes[0].legend(fontsize=8, loc="lower right")
     fig.suptitle(f"odml compress on {rep['device']}: students (red: Pareto set) against the teacher")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    tmp.replace(path)
 
 
 __all__ = ["CompressOptions", "prepare", "run", "parse_pick", "pick", "RecipeError", "asdict"]

@@ -1,4 +1,5 @@
-"""Pose data: the 33-point BlazePose topology (REFERENCE.md section 4), a
+"""Pose data: the 33-point BlazePose topology (MediaPipe's pose landmark
+model card; Bazarevsky et al. 2020), a
 generator of synthetic people, a COCO-style keypoint JSON reader, and image
 decoding with one-line errors.
 
@@ -37,6 +38,10 @@ EDGES = [(11, 12), (11, 23), (12, 24), (23, 24), (11, 13), (13, 15), (12, 14), (
          (15, 21), (17, 19), (16, 18), (16, 20), (16, 22), (18, 20), (23, 25), (25, 27), (24, 26), (26, 28),
          (27, 29), (29, 31), (27, 31), (28, 30), (30, 32), (28, 32), (0, 2), (0, 5), (2, 7), (5, 8), (9, 10)]
 LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_HIP, RIGHT_HIP = 11, 12, 23, 24
+NUM_KEYPOINTS = len(NAMES)  # 33
+ALIGN_KEYPOINTS = 2  # mid-hip centre and the full-body point
+LANDMARKS = NUM_KEYPOINTS + ALIGN_KEYPOINTS
+DETECTOR_KEYPOINTS = 4  # mid-hip, full-body point, mid-shoulder, upper-body point
 UPPER_BODY = list(range(0, 23))
 
 

@@ -1,5 +1,6 @@
 """The pQRNN / PRADO ternary projection: text -> a (max_len, features) matrix
-of -1, 0, +1 without trainable parameters (REFERENCE.md section 3).
+of -1, 0, +1 without trainable parameters (PRADO: Kaliamoorthi, Ravi and
+Kozareva, EMNLP 2019; pQRNN: Kaliamoorthi et al. 2021).
 
 The reference, exactly (an app reproduces it in a few lines in any language
 with a SHA-3 library):

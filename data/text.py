@@ -117,3 +117,72 @@ def load_text(path: str | Path, label_col: str | int | None = None, text_col: st
     tr, va = stratified_split(y, val_fraction, seed)
     return TextDataset(texts_train=[texts[i] for i in tr], y_train=y[tr], texts_val=[texts[i] for i in va],
                        y_val=y[va], classes=classes, source=str(p), notes=notes)
+
+
+TEXT_SUFFIXES = (".tsv", ".csv", ".txt")
+
+
+def is_text_file(data: str | None) -> bool:
+    """Whether ``data`` names a file of labelled texts (the readers of this
+    module take .tsv, .csv and .txt)."""
+    return data is not None and Path(data).suffix.lower() in TEXT_SUFFIXES
+
+
+def require_text_file(data: str, model: str) -> None:
+    """The one-line error for a text model given data that is not text."""
+    if not is_text_file(data):
+        raise DataError(f"--data {data}: {model} is a text model; it trains on a .tsv, .csv or .txt file of labelled "
+                        "texts (text data needs a text model, and a text model text data)")
+
+
+@dataclass
+class FeaturizedText:
+    """A text dataset turned into model inputs by a family's featurizer
+    (``featurize(texts) -> (inputs, texts cut)``), in the shape the training
+    and compression loops expect of any data: arrays x / y for training and
+    validation. ``train_inputs`` gives an epoch's training inputs with the
+    texts distorted afresh (the same for a seed and epoch, so a resumed run
+    sees what it would have seen)."""
+
+    x_train: Any
+    y_train: np.ndarray
+    x_val: Any
+    y_val: np.ndarray
+    class_names: list[str]
+    source: str
+    notes: list[str]
+    texts_train: list[str]
+    texts_val: list[str]
+    featurize: Any
+    cut: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def train_inputs(self, epoch: int, seed: int, distortion: float) -> Any:
+        if not distortion:
+            return self.x_train
+        import random
+
+        from odml.data.projection import distort
+
+        rng = random.Random(seed * 100_003 + epoch)
+        return self.featurize([distort(t, rng, distortion) for t in self.texts_train])[0]
+
+    def summary(self) -> dict[str, Any]:
+        return {"source": self.source, "classes": self.class_names, "train": len(self.texts_train),
+                "val": len(self.texts_val), "notes": self.notes}
+
+
+def featurized(ds: TextDataset, featurize: Any, max_len: int) -> FeaturizedText:
+    """``ds`` with its texts turned into model inputs by ``featurize``; notes
+    say how many texts were longer than ``max_len`` tokens and were cut."""
+    x_tr, cut_tr = featurize(ds.texts_train)
+    x_va, cut_va = featurize(ds.texts_val)
+    notes = list(ds.notes)
+    if cut_tr or cut_va:
+        notes.append(f"{cut_tr + cut_va} texts longer than the model's {max_len} tokens were cut")
+    return FeaturizedText(x_tr, ds.y_train, x_va, ds.y_val, list(ds.classes), ds.source, notes,
+                          list(ds.texts_train), list(ds.texts_val), featurize,
+                          {"train": cut_tr, "val": cut_va, "max_len": max_len})

@@ -1,8 +1,8 @@
 """Android phones over adb: list them (`adb devices -l`, model, ABI, Android
 version), push a model and the TFLite `benchmark_model` binary the user
 supplies to /data/local/tmp, run it pinned with taskset and --num_threads,
-parse its output (every format of REFERENCE.md section 5, and the per-op
-profile), remove what was pushed, retry once on a dropped connection, and time
+parse its output (every format of TFLite's benchmark_model tool, as its
+README in tensorflow/lite/tools/benchmark shows them, and the per-op profile), remove what was pushed, retry once on a dropped connection, and time
 out cleanly. Every argument that reaches the device's shell is quoted."""
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def bench_adb(serial: str, model: Path, binary: str | Path | None = None, thread
               core_mask: str | None = None, runs: int = 50, warmup: int = 1, min_secs: float = 1.0,
               op_profile: bool = False, xnnpack: bool = True, timeout_s: float = 600) -> dict[str, Any]:
     """Benchmark ``model`` on the phone ``serial`` with benchmark_model."""
-    from odml.exporters.flatbuffer import read_tflite
+    from odml.flatbuffer import read_tflite
 
     read_tflite(model)  # a malformed model is refused here, not on the phone
     exe = find_binary(binary)

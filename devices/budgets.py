@@ -176,21 +176,24 @@ def junit_xml(checks: list[dict[str, Any]], suite: str = "odml.budgets", time_s:
 def evaluate(bf: BudgetFile, progress: Any = None) -> list[dict[str, Any]]:
     """Measure every model of the budget file and return one row per check."""
     from odml.devices.classify import classify_dataset
-    from odml.devices.host import HostOptions, bench_host, compare_host
+    from odml.devices.device import BenchOptions, Host
+    from odml.devices.host import compare_host
 
     d = bf.defaults
     device = d.get("device", "host")
     if device != "host":
         raise BudgetFileError(f"{bf.source}: [defaults] device {device!r} is unknown; available: host")
-    opts = HostOptions(threads=int(d.get("threads", 1)), xnnpack=bool(d.get("xnnpack", True)),
-                       warmup=int(d.get("warmup", 1)), runs=int(d.get("runs", 50)),
-                       min_secs=float(d.get("min_secs", 1.0)))
+    host = Host()
+    bopts = BenchOptions(threads=int(d.get("threads", 1)), xnnpack=bool(d.get("xnnpack", True)),
+                         warmup=int(d.get("warmup", 1)), runs=int(d.get("runs", 50)),
+                         min_secs=float(d.get("min_secs", 1.0)))
+    opts = host.host_options(bopts)
     rounds = int(d.get("rounds", 10))
     checks: list[dict[str, Any]] = []
     for b in bf.models:
         if progress:
             progress(f"measuring {b.name}")
-        res = bench_host(b.path, opts)
+        res = host.bench(b.path, bopts)
         key = STATISTICS[b.statistic]
         if b.max_latency_ms is not None:
             checks.append(check(b.name, f"{b.statistic} latency", b.max_latency_ms, res[key], "ms"))
@@ -201,7 +204,7 @@ def evaluate(bf: BudgetFile, progress: Any = None) -> list[dict[str, Any]]:
         if b.min_accuracy is not None or b.min_ovic_score is not None:
             if progress:
                 progress(f"classifying {d['data']} with {b.name}")
-            c = classify_dataset(b.path, d["data"], opts, ovic=b.min_ovic_score is not None,
+            c = classify_dataset(b.path, d["data"], host, bopts, ovic=b.min_ovic_score is not None,
                                  limit_ms=b.ovic_limit_ms)
             if b.min_accuracy is not None:
                 checks.append(check(b.name, "accuracy", b.min_accuracy, c["accuracy"], "", upper=False))

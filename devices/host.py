@@ -58,7 +58,7 @@ def _child(path: str, opts: dict, conn: Any, task: str = "measure", extra: Any =
 
 
 def _interpreter(path: str, o: HostOptions):
-    from odml.devices.litert import load_interpreter
+    from odml.litert import load_interpreter
 
     delegates = None
     if o.delegate:
@@ -106,7 +106,7 @@ def _measure(path: str, o: HostOptions) -> dict[str, Any]:
 
 def _classify(path: str, o: HostOptions, npy: str) -> dict[str, Any]:
     """Per-image invoke latency (ms) and the predicted class of every image."""
-    from odml.devices.litert import _dequantize, _quantize
+    from odml.litert import _dequantize, _quantize
 
     if o.cpus:
         os.sched_setaffinity(0, o.cpus)
@@ -183,7 +183,7 @@ def check_options(opts: HostOptions) -> None:
 
 
 def read_tflite_checked(path: str | Path):
-    from odml.exporters.flatbuffer import read_tflite
+    from odml.flatbuffer import read_tflite
 
     return read_tflite(Path(path))  # one-line error for a missing or malformed file, before native code sees it
 

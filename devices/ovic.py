@@ -1,4 +1,5 @@
-"""The OVIC score (REFERENCE.md section 5).
+"""The OVIC score (the Low-Power Image Recognition Challenge's On-device
+Visual Intelligence Competition rules; Google Research, 2018-2020).
 
 2018 rule: time every invoke (not pre-processing), skip the first image as
 warm-up, add up per-image latency, and stop counting once the total reaches the

@@ -1,7 +1,8 @@
 """Edge TPU: lower a model so that it maps (grouped convolutions become
-split/conv/concat), the per-op compatibility report of REFERENCE.md section 6
-(fully int8, static shapes, supported ops; from the first unsupported op on,
-everything runs on the CPU), and edgetpu_compiler when it is installed."""
+split/conv/concat), the per-op compatibility report (the rules of Coral's
+"TensorFlow models on the Edge TPU": fully int8, static shapes, supported
+ops; from the first unsupported op on, everything runs on the CPU), and
+edgetpu_compiler when it is installed."""
 
 from __future__ import annotations
 
@@ -25,12 +26,9 @@ INT_TYPES = {"int8", "uint8", "int32"}  # int32: biases
 MAPPED = "Mapped to Edge TPU"
 
 
-def lower_for_edgetpu(src: Any) -> tuple[Any, int]:
-    """A copy of the source's Keras model with every grouped Conv2D replaced by
-    split/conv/concat and the same weights; (convertible, number replaced)."""
-    km = src.keras_model
-    if km is None:
-        return src.convertible, 0
+def lower_for_edgetpu(km: Any) -> tuple[Any, int]:
+    """A copy of Keras model ``km`` with every grouped Conv2D replaced by
+    split/conv/concat and the same weights; (model, number replaced)."""
     from odml._tf import keras
     from odml.zoo.blocks import SplitGroupConv2D
 
@@ -62,7 +60,7 @@ def compatibility(model: Any) -> dict[str, Any]:
     raw = model.raw
     sg = raw.subgraphs[0]
     tensors = sg.tensors or []
-    from odml.exporters.flatbuffer import _TYPE_NAMES
+    from odml.flatbuffer import _TYPE_NAMES
 
     buffers = raw.buffers or []
 

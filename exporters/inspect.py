@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from odml.exporters.flatbuffer import ModelFormatError, parse_tflite, sniff_format
+from odml.flatbuffer import ModelFormatError, parse_tflite, sniff_format
 
 
 def inspect_model(path: str | Path) -> dict[str, Any]:

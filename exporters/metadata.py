@@ -1,5 +1,8 @@
 """TFLite metadata (the format of tflite-support): name, version, author,
-license, description, input normalization and a packed labels file.
+license, description, what the input is (an image and its normalization, a
+text projection, token ids and the packed vocab.txt), what the output is, a
+packed labels.txt, and the model card as the ``odml_card`` entry of the
+flatbuffer's metadata map, so that a .tflite alone says what it is.
 
 Written with the ecosystem's own MetadataPopulator; read back here without
 TensorFlow, with the generated schema and zipfile. tflite-support 0.4.4 pins
@@ -12,9 +15,10 @@ from __future__ import annotations
 import ctypes
 import glob
 import io
+import json
 import os
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,8 @@ from odml.errors import OdmlError
 METADATA_NAME = "TFLITE_METADATA"
 LABELS_FILE = "labels.txt"
 VOCAB_FILE = "vocab.txt"
+CARD_ENTRY = "odml_card"  # the model card (JSON) as an entry of the flatbuffer's own metadata map
+PACKED = (LABELS_FILE, VOCAB_FILE)  # written to the stage folder, packed into the .tflite
 
 
 class MetadataError(OdmlError):
@@ -31,16 +37,16 @@ class MetadataError(OdmlError):
 
 @dataclass
 class ModelInfo:
+    """What the metadata says: names and terms, the labels, and the model card
+    (family, configuration, what the input means and the output is)."""
+
     name: str
     version: str = "1"
     author: str = ""
     license: str = ""
     description: str = ""
-    mean: list[float] = field(default_factory=lambda: [0.0])
-    std: list[float] = field(default_factory=lambda: [255.0])
     labels: list[str] | None = None
-    text: str | None = None  # "pqrnn" or "mobilebert" for a text model
-    vocab: list[str] | None = None  # MobileBERT's WordPiece vocabulary, packed as vocab.txt
+    card: Any = None  # ModelCard: input normalization, vocabulary, output name; stored whole
 
 
 def _schema():
@@ -70,40 +76,33 @@ def ecosystem_metadata_module():
     return md
 
 
-def _image_input(mfb, info: ModelInfo):
+def _input(mfb, spec: Any, vocab: list[str] | None, workdir: Path, files: list[str]):
+    """The input tensor's metadata, from the card's input: an image with its
+    normalization (mean, std: the model reads (pixel - mean) / std) and value
+    range, or features (a text projection, token ids with the packed
+    vocabulary, any other tensor)."""
     inp = mfb.TensorMetadataT()
-    inp.name = "image"
-    inp.description = "RGB image; the model reads (pixel - mean) / std"
+    inp.name, inp.description = spec.name, spec.description
     inp.content = mfb.ContentT()
-    inp.content.contentProperties = mfb.ImagePropertiesT()
-    inp.content.contentProperties.colorSpace = mfb.ColorSpaceType.RGB
-    inp.content.contentPropertiesType = mfb.ContentProperties.ImageProperties
-    norm = mfb.ProcessUnitT()
-    norm.optionsType = mfb.ProcessUnitOptions.NormalizationOptions
-    norm.options = mfb.NormalizationOptionsT()
-    norm.options.mean, norm.options.std = list(info.mean), list(info.std)
-    inp.processUnits = [norm]
-    stats = mfb.StatsT()
-    stats.max, stats.min = [255.0], [0.0]
-    inp.stats = stats
-    return inp
-
-
-def _text_input(mfb, info: ModelInfo, workdir: Path, files: list[str]):
-    inp = mfb.TensorMetadataT()
-    inp.content = mfb.ContentT()
+    if spec.kind == "image":
+        inp.content.contentProperties = mfb.ImagePropertiesT()
+        inp.content.contentProperties.colorSpace = mfb.ColorSpaceType.RGB
+        inp.content.contentPropertiesType = mfb.ContentProperties.ImageProperties
+        norm = mfb.ProcessUnitT()
+        norm.optionsType = mfb.ProcessUnitOptions.NormalizationOptions
+        norm.options = mfb.NormalizationOptionsT()
+        mean, std = spec.normalization
+        norm.options.mean, norm.options.std = [float(mean)], [float(std)]
+        inp.processUnits = [norm]
+        stats = mfb.StatsT()
+        stats.max, stats.min = [float(spec.range[1])], [float(spec.range[0])]
+        inp.stats = stats
+        return inp
     inp.content.contentProperties = mfb.FeaturePropertiesT()
     inp.content.contentPropertiesType = mfb.ContentProperties.FeatureProperties
-    if info.text == "pqrnn":
-        inp.name = "projection"
-        inp.description = ("pQRNN ternary projection of the text (odml.data.projection: lower-cased whitespace "
-                           "tokens + </s>, SHAKE-128, 2 bits per feature), one row per token, 0 rows = padding")
-    else:
-        inp.name = "input_ids"
-        inp.description = "WordPiece token ids: [CLS] text [SEP], padded with 0 ([PAD]); vocabulary in vocab.txt"
-        if info.vocab:
-            inp.associatedFiles = [_packed_file(mfb, workdir, files, VOCAB_FILE, info.vocab, mfb.AssociatedFileType.VOCABULARY,
-                                                "WordPiece vocabulary, one token per line, id = line number - 1")]
+    if vocab:
+        inp.associatedFiles = [_packed_file(mfb, workdir, files, VOCAB_FILE, vocab, mfb.AssociatedFileType.VOCABULARY,
+                                            "WordPiece vocabulary, one token per line, id = line number - 1")]
     return inp
 
 
@@ -128,14 +127,14 @@ def add_metadata(tflite: bytes, info: ModelInfo, workdir: Path, quantized_input:
     meta.name, meta.version, meta.author, meta.license = info.name, info.version, info.author, info.license
     meta.description = info.description
     files: list[str] = []
-    inp = _text_input(mfb, info, workdir, files) if info.text else _image_input(mfb, info)
+    card = info.card
+    inp = _input(mfb, card.input, card.vocab, workdir, files)
     out = mfb.TensorMetadataT()
-    out.name = "logits"
-    out.description = "one score per class (argmax is the prediction)"
+    out.name, out.description = card.output.name, card.output.description
     out.content = mfb.ContentT()
     out.content.contentProperties = mfb.FeaturePropertiesT()
     out.content.contentPropertiesType = mfb.ContentProperties.FeatureProperties
-    if info.labels:
+    if info.labels and card.output.task == "classify":
         out.associatedFiles = [_packed_file(mfb, workdir, files, LABELS_FILE, info.labels,
                                             mfb.AssociatedFileType.TENSOR_AXIS_LABELS, "class labels, one per line")]
     sub = mfb.SubGraphMetadataT()
@@ -143,6 +142,7 @@ def add_metadata(tflite: bytes, info: ModelInfo, workdir: Path, quantized_input:
     meta.subgraphMetadata = [sub]
     b = flatbuffers.Builder(0)
     b.Finish(meta.Pack(b), md.MetadataPopulator.METADATA_FILE_IDENTIFIER)
+    tflite = add_model_entry(tflite, CARD_ENTRY, card.to_json(with_vocab=False).encode("utf-8"))
     pop = md.MetadataPopulator.with_model_buffer(tflite)
     pop.load_metadata_buffer(bytes(b.Output()))
     if files:
@@ -173,6 +173,7 @@ def read_metadata(model_bytes: bytes, metadata_buffers: dict[str, bytes]) -> dic
                            "license": s(m.license), "description": s(m.description)}
     for sg in m.subgraphMetadata or []:
         res["inputs"] = [s(t.name) for t in sg.inputTensorMetadata or []]
+        res["outputs"] = [s(t.name) for t in sg.outputTensorMetadata or []]
         for t in sg.inputTensorMetadata or []:
             for pu in t.processUnits or []:
                 if pu.optionsType == mfb.ProcessUnitOptions.NormalizationOptions:
@@ -187,6 +188,34 @@ def read_metadata(model_bytes: bytes, metadata_buffers: dict[str, bytes]) -> dic
                 res["labels"] = z.read(LABELS_FILE).decode("utf-8").splitlines()
             if VOCAB_FILE in z.namelist():
                 res["vocab_size"] = len(z.read(VOCAB_FILE).decode("utf-8").splitlines())
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, ValueError, UnicodeDecodeError):
         pass
+    card = metadata_buffers.get(CARD_ENTRY)
+    if card:
+        try:
+            d = json.loads(bytes(card).decode("utf-8"))
+            res["family"], res["task"] = d.get("family"), d.get("task")
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            res["family"] = None
     return res
+
+
+def add_model_entry(tflite: bytes, name: str, data: bytes) -> bytes:
+    """``tflite`` with one more entry ``name`` in the flatbuffer's metadata
+    map (Model.metadata -> a buffer), replacing one of that name."""
+    import flatbuffers
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+    buf = schema.BufferT()
+    buf.data = np.frombuffer(data, dtype=np.uint8)
+    model.buffers = list(model.buffers or []) + [buf]
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = name, len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if (m.name.decode() if isinstance(m.name, bytes) else m.name)
+                      != name] + [entry]
+    b = flatbuffers.Builder(len(tflite) + len(data) + 1024)
+    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+

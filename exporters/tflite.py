@@ -43,20 +43,20 @@ def parse_precisions(text: str) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-def concrete_function(model: Any, input_shape: tuple[int, ...]):
+def concrete_function(model: Any, input_shape: tuple[int, ...], name: str = "input"):
     """A batch-1 concrete function of a Keras model (static shapes, as
-    on-device runtimes and the Edge TPU want)."""
+    on-device runtimes and the Edge TPU want); ``name``: the input tensor's
+    name in the converted file (the family's: image, projection, input_ids)."""
     from odml._tf import tf
 
     T = tf()
     fn = T.function(lambda x: model(x, training=False))
     dtype = model.inputs[0].dtype if getattr(model, "inputs", None) else T.float32
-    name = "image" if len(input_shape) == 3 else ("input_ids" if dtype.is_integer else "projection")
     return fn.get_concrete_function(T.TensorSpec((1, *input_shape), dtype, name=name))
 
 
 def convert(model_or_fn: Any, precision: str, representative: Callable[[], Iterable] | None = None,
-            io: str = "float", trackable: Any = None, sparse: bool = False) -> bytes:
+            io: str = "float", trackable: Any = None, sparse: bool = False, input_name: str = "input") -> bytes:
     """Convert a Keras model (or a concrete function) to a .tflite in
     ``precision``. int8 needs ``representative`` (a generator of [sample]
     lists); ``io`` chooses int8 or float input/output for int8 models.
@@ -70,7 +70,7 @@ def convert(model_or_fn: Any, precision: str, representative: Callable[[], Itera
     if hasattr(model_or_fn, "get_concrete_function") or hasattr(model_or_fn, "structured_input_signature"):
         fn = model_or_fn
     else:
-        fn = concrete_function(model_or_fn, tuple(model_or_fn.input_shape[1:]))
+        fn = concrete_function(model_or_fn, tuple(model_or_fn.input_shape[1:]), input_name)
     # Without a trackable object the converter freezes the function's variables
     # into constants directly: 20x faster than its SavedModel round trip
     # (0.8 s against 16 s for a small model on 2 cores), same ops and sizes.

@@ -16,61 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from odml.errors import OdmlError
+from odml.devices.device import BenchOptions, Device, DeviceError
+from odml.files import append_jsonl, read_jsonl
 from odml.zoo.spec import ModelSpec
 
 PRECISIONS = ("int8", "fp32", "fp16", "dynamic")
-
-
-class DeviceError(OdmlError):
-    """An unknown or unusable --device."""
-
-
-@dataclass
-class Device:
-    kind: str  # host | adb | edgetpu
-    serial: str = ""
-    library: str | None = None  # Edge TPU delegate
-    edgetpu_device: str = "usb"
-    benchmark_binary: str | None = None
-
-    @property
-    def label(self) -> str:
-        return {"host": "host", "adb": f"adb:{self.serial}", "edgetpu": f"edgetpu:{self.edgetpu_device}"}[self.kind]
-
-
-def parse_device(text: str, benchmark_binary: str | None = None) -> Device:
-    """Check ``--device`` before any work: unknown names, phones that are not
-    attached and Edge TPUs that are not usable are refused here."""
-    text = (text or "").strip()
-    if text == "host":
-        return Device("host")
-    if text.startswith("adb:") and len(text) > 4:
-        from odml.devices.adb import AdbError, find_binary, list_devices
-
-        serial = text[4:]
-        try:
-            attached = {d["serial"]: d for d in list_devices()}
-            exe = find_binary(benchmark_binary)
-        except AdbError as e:
-            raise DeviceError(f"--device {text}: {e}") from None
-        if serial not in attached:
-            raise DeviceError(f"--device {text}: no such phone (attached: {', '.join(attached) or 'none'})")
-        if attached[serial]["state"] != "device":
-            raise DeviceError(f"--device {text}: phone is {attached[serial]['state']}")
-        return Device("adb", serial=serial, benchmark_binary=str(exe))
-    if text == "edgetpu" or text.startswith("edgetpu:"):
-        import shutil
-
-        from odml.devices.edgetpu import status
-
-        st = status()
-        if not st["available"]:
-            raise DeviceError(f"--device {text}: unavailable: {st['reason']}")
-        if shutil.which("edgetpu_compiler") is None:
-            raise DeviceError(f"--device {text}: candidates must be compiled, and edgetpu_compiler is not on the PATH")
-        return Device("edgetpu", library=st["library"], edgetpu_device=text.partition(":")[2] or "usb")
-    raise DeviceError(f"--device {text!r}: unknown device; use host, adb:SERIAL or edgetpu (see 'odml devices')")
 
 
 def arch_key(spec: ModelSpec, device: Device, precision: str, threads: int) -> str:
@@ -81,38 +31,6 @@ def arch_key(spec: ModelSpec, device: Device, precision: str, threads: int) -> s
     d.get("head", {}).pop("dropout", None)
     blob = json.dumps({"spec": d, "device": device.label, "precision": precision, "threads": threads}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The complete records of a JSONL file; a torn last line (a kill during a
-    write) is ignored."""
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
-
-
-def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    """Append one record durably (flushed and fsynced before returning). A
-    torn line left by an earlier kill is ended first, so it cannot swallow
-    this record."""
-    with open(path, "a+b") as f:
-        f.seek(0, os.SEEK_END)
-        if f.tell():
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":
-                f.write(b"\n")
-        f.write((json.dumps(record, sort_keys=True) + "\n").encode())
-        f.flush()
-        os.fsync(f.fileno())
 
 
 @dataclass
@@ -170,46 +88,21 @@ class LatencyMeter:
         return lat, False
 
     def _export(self, spec: ModelSpec) -> bytes:
+        from odml.exporters.edgetpu import lower_for_edgetpu
         from odml.exporters.tflite import convert, representative_from
         from odml.zoo.builder import build_model
 
         model = build_model(spec)
-        if self.device.kind == "edgetpu":
-            from types import SimpleNamespace
-
-            from odml.exporters.edgetpu import lower_for_edgetpu
-
-            model, _ = lower_for_edgetpu(SimpleNamespace(keras_model=model, convertible=model))
+        if self.device.kind == "edgetpu":  # grouped convolutions as split/conv/concat, which the Edge TPU maps
+            model, _ = lower_for_edgetpu(model)
         rep = None
         if self.precision == "int8":
             x = self.calibration
             if x is None:
                 x = np.random.default_rng(0).uniform(0, 1, (16, *spec.input_shape)).astype(np.float32)  # inputs are [0, 1]
             rep = representative_from(x, n=16)
-        return convert(model, self.precision, rep)
+        return convert(model, self.precision, rep, input_name="image")
 
     def _bench(self, path: Path) -> dict[str, Any]:
-        return bench_on(self.device, path, self.threads, self.runs, self.min_secs)
-
-
-def bench_on(device: Device, path: Path, threads: int = 1, runs: int = 50, min_secs: float = 0.5) -> dict[str, Any]:
-    """Latency statistics of one .tflite on ``device`` through the bench code
-    (an Edge TPU model is compiled first when it is not already)."""
-    if device.kind == "adb":
-        from odml.devices.adb import bench_adb
-
-        return bench_adb(device.serial, path, device.benchmark_binary, threads=threads, runs=runs, min_secs=min_secs)
-    from odml.devices.host import HostOptions, bench_host
-
-    opts = HostOptions(threads=threads, runs=runs, min_secs=min_secs, warmup=2)
-    if device.kind == "edgetpu":
-        import shutil
-        import subprocess
-
-        if not path.stem.endswith("_edgetpu"):
-            subprocess.run([shutil.which("edgetpu_compiler") or "edgetpu_compiler", "-s", "-o", str(path.parent),
-                            str(path)], capture_output=True, timeout=600, check=False)
-            compiled = path.with_name(path.stem + "_edgetpu.tflite")
-            path = compiled if compiled.is_file() else path
-        opts.delegate, opts.delegate_device = device.library, device.edgetpu_device
-    return bench_host(path, opts)
+        return self.device.bench(path, BenchOptions(threads=self.threads, runs=self.runs, min_secs=self.min_secs,
+                                                    warmup=2))

@@ -1,4 +1,6 @@
-"""Rewards of hardware-aware NAS (REFERENCE.md section 7).
+"""Rewards of hardware-aware NAS (MnasNet: Tan et al., CVPR 2019; TuNAS:
+Bender et al., "Can weight sharing outperform random architecture search?",
+CVPR 2020).
 
 With r = latency / target and Q = accuracy:
 - mnas (MnasNet, soft constraint): Q * r^w, w = -0.07 by default;

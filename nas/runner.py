@@ -31,9 +31,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from odml.devices.device import parse_device
 from odml.errors import OdmlError, SpecError
-from odml.nas.latency import LatencyMeter, append_jsonl, arch_key, parse_device, read_jsonl
-from odml.nas.pareto import pareto_front, plot_front
+from odml.files import append_jsonl, read_jsonl, write_json_atomic, write_text_atomic
+from odml.nas.latency import LatencyMeter, arch_key
+from odml.pareto import pareto_front, plot_front
+from odml.runfolder import RunFolder
 from odml.nas.reward import check_reward, reward
 from odml.nas.space import SearchSpace, load_space
 
@@ -113,7 +116,7 @@ def _check_config(cfg: SearchConfig) -> tuple[SearchSpace, float, Any]:
         if cfg.input_size < 8:
             raise SearchError(f"--input-size {cfg.input_size}: at least 8")
         space.input_size = cfg.input_size
-    device = parse_device(cfg.device, cfg.benchmark_binary)
+    device = parse_device(cfg.device, cfg.benchmark_binary, compile=True)
     return space, w, device
 
 
@@ -124,27 +127,16 @@ def prepare(cfg: SearchConfig, out: Path, role: str = "single") -> Prepared:
 
     space, w, device = _check_config(cfg)
     data = load_images(cfg.data, (space.input_size, space.input_size), 3, cfg.val_split, cfg.seed)
-    settings = _settings(cfg, space)
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise SearchError(f"--out {out}: is a file, expected a run folder")
-    parent = next((q for q in out.parents if q.exists()), None)
-    if parent is not None and not (parent.is_dir() and os.access(parent, os.W_OK)):
-        raise SearchError(f"--out {out}: cannot create it under {parent}")
-    saved = out / SETTINGS
-    if saved.is_file() and role != "worker":
-        try:
-            old = json.loads(saved.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise SearchError(f"{saved}: unreadable settings of an earlier search: {e}") from None
-        diff = [k for k in (*SearchConfig.IDENTITY, "space") if old.get(k) != settings.get(k)]
-        if diff:
-            k = diff[0]
-            raise SearchError(f"--out {out}: holds a search with other settings ({k}: {old.get(k)!r} there, "
-                              f"{settings.get(k)!r} now); resume with the same settings or use a new folder")
-    elif out.is_dir() and any(out.iterdir()) and role != "worker":
-        raise SearchError(f"--out {out}: folder exists and holds no search ({SETTINGS} missing); use a new folder")
+    if role == "worker":  # a worker joins the chief's run: the chief checked the folder
+        run_folder(out).check({}, keys=(), foreign_ok=True)
+    else:
+        run_folder(out).check(_settings(cfg, space), keys=(*SearchConfig.IDENTITY, "space"))
     return Prepared(cfg=cfg, space=space, exponent=w, out=out, device=device, data=data)
+
+
+def run_folder(out: Path) -> RunFolder:
+    return RunFolder(out, SETTINGS, "search", SearchError)
 
 
 def _settings(cfg: SearchConfig, space: SearchSpace) -> dict[str, Any]:
@@ -283,8 +275,7 @@ def _record(p: Prepared, trial_id: str, values: dict[str, Any], metrics: dict[st
     vals = {k: v for k, v in values.items() if not k.startswith("tuner/")}
     spec = p.space.decode(vals, p.data.num_classes, name=f"trial_{trial_id}")
     dev = p.device
-    from odml.nas.latency import arch_key as _key
-
+    _key = arch_key
     return {
         "trial_id": trial_id, "line": spec.to_line(), "values": values, "metrics": metrics,
         "arch_key": _key(spec, dev, p.cfg.precision, p.cfg.threads), "device": dev.label,
@@ -387,8 +378,6 @@ def atomic_tuner_files() -> None:
     that the resumed search could not read."""
     from keras_tuner.src import utils as kt_utils
 
-    from odml.cli.common import write_text_atomic
-
     if getattr(kt_utils.save_json, "odml_atomic", False):
         return
 
@@ -464,16 +453,22 @@ def run_search(p: Prepared, role: str = "single", env: dict[str, str] | None = N
     for k in [k for k in os.environ if k.startswith("KERASTUNER_")]:
         del os.environ[k]
     os.environ.update(env or {})
-    p.out.mkdir(parents=True, exist_ok=True)
-    if role != "worker":
-        tmp = p.out / f".{SETTINGS}.tmp"
-        tmp.write_text(json.dumps(_settings(p.cfg, p.space), indent=2))
-        tmp.replace(p.out / SETTINGS)
+    folder = run_folder(p.out)
+    folder.create()
+    with contextlib.ExitStack() as stack:
+        if role != "worker":  # workers share the chief's folder
+            stack.enter_context(folder.lock())
+            folder.write_settings(_settings(p.cfg, p.space))
+        return _search(p, role, listener, on_phase)
+
+
+def _search(p: Prepared, role: str, listener: Callable[[dict[str, Any]], None] | None,
+            on_phase: Callable[[str], None] | None) -> dict[str, Any]:
     cache = Path(p.cfg.latency_cache) if p.cfg.latency_cache else p.out / "latency_cache.jsonl"
     from odml.data.images import to_float
 
     meter = LatencyMeter(p.device, p.cfg.precision, p.cfg.threads, p.cfg.runs, 0.3, cache,
-                         calibration=to_float(p.data.x_train[:16]) if hasattr(p.data, "x_train") else None)
+                         calibration=to_float(p.data.x_train[:16]))
     evaluator = Evaluator(p, meter, on_phase)
     oracle = make_oracle(p, listener)
     tuner = make_tuner(p, evaluator, oracle)
@@ -534,9 +529,7 @@ def _brief(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    tmp.replace(path)
+    write_json_atomic(path, obj)
 
 
 def check_prepared_for_resume(p: Prepared) -> int:

@@ -272,7 +272,7 @@ def _group_tokens(c: Choices) -> list:
 
 
 def _groups_for(token: Any, b: Block, cin: int) -> int:
-    from odml.zoo.mobilenet_edgetpu import fit_groups
+    from odml.zoo.families.ibn import fit_groups
 
     cexp = expanded_filters(b, cin)
     text = str(token)
@@ -432,12 +432,12 @@ def edgetpu_v2_space() -> SearchSpace:
     """The MobileNetEdgeTPUV2 macro-architecture (7 stages, strides and the
     stem/head layout of the Model Garden) with every block searchable; the
     released tiny, xs, s, m and l are points of it."""
-    from odml.zoo.mobilenet_edgetpu import _V2_GROUPS, V2_SIZES
+    from odml.zoo.families.ibn import V2_GROUPS, V2_SIZES
 
     free = {"type": _ALL_TYPES, "kernel": [3, 5, 7], "expansion": [1, 2, 4, 6, 8], "group_size": [64, 128]}
     depth_choices = [[1], [1, 2, 3], [2, 3, 4, 5], [2, 3, 4, 5], [2, 3, 4, 5], [2, 3, 4, 5], [1, 2]]
     stages = []
-    for gi, group in enumerate(_V2_GROUPS):
+    for gi, group in enumerate(V2_GROUPS):
         filters = sorted({sizes[0][gi] for sizes in V2_SIZES.values()})
         stages.append({"stride": group[0][3], "filters": filters, "depth": depth_choices[gi], "choices": free})
     return space_from_dict({

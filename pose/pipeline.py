@@ -19,7 +19,7 @@ import numpy as np
 
 from odml.data.pose import EDGES, NAMES
 from odml.errors import DataError
-from odml.pose.geometry import Roi, anchors, crop_roi, crop_to_image, decode, letterbox, roi_from_alignment
+from odml.data.pose_geometry import Roi, anchors, crop_roi, crop_to_image, decode, letterbox, roi_from_alignment
 from odml.zoo.poseconfig import LANDMARKS, NUM_KEYPOINTS
 
 
@@ -45,7 +45,7 @@ class _Runner:
         if isinstance(model, (str, Path)):
             p = Path(model)
             if p.suffix == ".tflite":
-                from odml.devices.litert import load_interpreter
+                from odml.litert import load_interpreter
 
                 if not p.is_file():
                     raise DataError(f"{p}: model not found")
@@ -61,7 +61,7 @@ class _Runner:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self.interp is not None:
-            from odml.devices.litert import run_batch
+            from odml.litert import run_batch
 
             return run_batch(self.interp, x.astype(np.float32))[0]
         return np.asarray(self.model(x.astype(np.float32), training=False))[0]

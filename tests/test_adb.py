@@ -1,7 +1,7 @@
 """The adb device: the real `adb` client and server (Debian's package, which
 .ci/run installs) against a stand-in phone on loopback that speaks the adb
 protocol and runs the pushed benchmark on this host; and the benchmark_model
-output parser on the samples of REFERENCE.md section 5."""
+output parser on samples of benchmark_model's output formats."""
 
 import os
 import shutil
@@ -22,8 +22,9 @@ needs_adb = pytest.mark.skipif(not HAVE_ADB and os.environ.get("CI") != "true",
                                reason="adb client not installed (apt-get install adb); CI installs it")
 
 
-# ---- the parser, on the formats of REFERENCE.md section 5 ---------------------------------
+# ---- the parser, on benchmark_model's output formats ---------------------------------
 
+@pytest.mark.fast
 def test_parse_count_line_and_timings():
     text = """INFO: Running benchmark for at least 1 iterations and at least 0.5 seconds
 INFO: count=5 first=119340 curr=107466 min=103000 max=119340 avg=107466 std=5000
@@ -40,6 +41,7 @@ INFO: Memory footprint delta from the start of the tool (MB): init=5 overall=11.
     assert r["memory_init_mb"] == 5 and r["memory_delta_mb"] == pytest.approx(11.2695)
 
 
+@pytest.mark.fast
 def test_parse_variants():
     r = parse_benchmark_output("count=20 curr=1500(all same) min=1500 max=1500 avg=1500 std=0")
     assert r["count"] == 20 and r["mean_ms"] == 1.5 and r["std_ms"] == 0
@@ -52,6 +54,7 @@ def test_parse_variants():
     assert r["mean_ms"] == 110 and r["init_ms"] == 4 and r["warmup_mean_ms"] == 120
 
 
+@pytest.mark.fast
 def test_parse_op_profile():
     text = """============================== Summary by node type ==============================
 \t             [Node type]\t  [count]\t  [avg ms]\t    [avg %]\t    [cdf %]\t  [mem KB]\t[times called]
@@ -65,6 +68,7 @@ Timings (microseconds): count=50
                     {"op": "DEPTHWISE_CONV_2D", "count": 12, "avg_ms": 0.5, "percent": 25.0}]
 
 
+@pytest.mark.fast
 def test_parse_devices():
     d = parse_devices("List of devices attached\nR58M123 device usb:1-1 product:a52 model:SM_A525F device:a52q "
                       "transport_id:2\nemulator-5554 unauthorized\n\n")
@@ -207,7 +211,7 @@ def test_search_measures_candidates_on_the_phone(cli, tmp_path, adb_env):
 
     from test_search import TINY
 
-    from odml.nas.latency import read_jsonl
+    from odml.files import read_jsonl
 
     space = tmp_path / "tiny.json"
     space.write_text(json.dumps(TINY))

@@ -35,6 +35,7 @@ def _rows(out):
 
 
 # ---- recipes -------------------------------------------------------------------------
+@pytest.mark.fast
 def test_recipe_defaults_and_checks(tmp_path):
     from odml.compress.recipe import RecipeError, load_recipe, recipe_from_dict
 
@@ -110,6 +111,7 @@ def test_teacher_as_savedmodel(teacher, tmp_path):
         load_teacher(tmp_path / "empty")
 
 
+@pytest.mark.fast
 def test_pick_expressions():
     from odml.compress.run import CompressError, parse_pick, pick
 
@@ -125,7 +127,7 @@ def test_pick_expressions():
 
 # ---- runs ---------------------------------------------------------------------------------
 def test_several_students_in_one_run(cli, teacher, tmp_path):
-    from odml.devices.litert import load_interpreter
+    from odml.litert import load_interpreter
 
     spec = tmp_path / "mine.json"
     r = cli("zoo", "show", "mobilenet_edgetpu_v1", "--width", "0.25", "--out", spec)
@@ -198,6 +200,7 @@ def test_pruning(cli, teacher, tmp_path, structure):
         assert ((groups != 0).sum(-1) <= 2).all()
 
 
+@pytest.mark.fast
 def test_soft_label_stats_and_note():
     from odml.compress.distill import soft_label_note, soft_label_stats
 
@@ -229,17 +232,17 @@ def test_distillation_perturbations():
     tf.random.set_seed(0)
     n = 64
     rows = np.broadcast_to(np.arange(n, dtype=np.float32)[:, None, None], (n, 16, 8))  # row i: all i
-    mixed = perturb(tf.constant(rows), "mixup").numpy()
+    mixed = perturb(tf.constant(rows), "mixup", "projection").numpy()
     flat = mixed.reshape(n, -1)
     assert np.allclose(flat, flat[:, :1]) and flat.min() >= 0 and flat.max() <= n - 1  # a mix of two rows
     assert (np.abs(flat[:, 0] - np.arange(n)) > 1e-3).mean() > 0.5  # most rows changed
-    text = perturb(tf.ones((n, 32, 8)), "dropout").numpy()
+    text = perturb(tf.ones((n, 32, 8)), "dropout", "projection").numpy()
     per_token = text.max(-1)
     assert np.array_equal(per_token, text.min(-1))  # whole tokens dropped
     assert (per_token[:, 0] == 1).all() and 0.08 < (per_token == 0).mean() < 0.22
-    ids = perturb(tf.fill((n, 32), 7), "dropout").numpy()
+    ids = perturb(tf.fill((n, 32), 7), "dropout", "token_ids").numpy()
     assert set(np.unique(ids)) == {0, 7} and (ids[:, 0] == 7).all()  # token ids: [PAD] = 0, the first kept
-    img = perturb(tf.ones((n, 20, 20, 3)), "dropout").numpy()
+    img = perturb(tf.ones((n, 20, 20, 3)), "dropout", "image").numpy()
     assert 0.05 < (img == 0).mean() < 0.3
     pad = np.pad(img, ((0, 0), (0, 4), (0, 4), (0, 0)), mode="edge").reshape(n, 3, 8, 3, 8, 3)
     assert np.array_equal(pad.min((2, 4)), pad.max((2, 4)))  # zeroed in 8x8 patches
@@ -257,7 +260,7 @@ def test_ngram_windows_of_texts():
     proj = np.zeros((n, length, 4), np.float32)
     for i, k in enumerate(lengths):
         proj[i, :k] = np.arange(1, k + 1)[:, None]  # token j of text i: all features j + 1
-    out = perturb(tf.constant(proj), "ngram").numpy()
+    out = perturb(tf.constant(proj), "ngram", "projection").numpy()
     sizes = []
     for i, k in enumerate(lengths):
         row = out[i, :, 0]
@@ -272,7 +275,7 @@ def test_ngram_windows_of_texts():
     ids = np.zeros((n, length), np.int32)
     for i, k in enumerate(lengths):
         ids[i, :k] = [101] + list(range(1000, 1000 + k - 1))
-    got = perturb(tf.constant(ids), "ngram").numpy()
+    got = perturb(tf.constant(ids), "ngram", "token_ids").numpy()
     assert (got[:, 0] == 101).all()
     for i, k in enumerate(lengths):
         w = int((got[i, 1:] != 0).sum())
@@ -284,13 +287,14 @@ def test_ngram_windows_of_texts():
 def test_students_inherit_the_teachers_channels():
     """distill.init teacher: a narrower pQRNN gets the teacher's most important
     channels and exactly their weights; at full width it is the teacher."""
-    from odml.compress.students import TextSpec, _scaled, channel_scores, inherit_pqrnn
-    from odml.zoo.textconfig import text_config
+    from odml.zoo import create_config, get_family
+
+    fam = get_family("pqrnn")
 
     tf = pytest.importorskip("tensorflow")
     tf.keras.utils.set_random_seed(0)
-    cfg = text_config("pqrnn_tiny", layers=2, bottleneck=12, hidden=6)
-    teacher = TextSpec("t", cfg).build()
+    cfg = create_config("pqrnn_tiny", layers=2, bottleneck=12, hidden=6)
+    teacher = fam.build(cfg, "t")
     rng = np.random.RandomState(0)
     x = rng.choice([-1.0, 0.0, 1.0], size=(64, cfg.max_len, cfg.features)).astype(np.float32)
     x[:, 10:] = 0  # padding after 10 tokens
@@ -301,12 +305,12 @@ def test_students_inherit_the_teachers_channels():
     gamma, beta, mean, var = teacher.get_layer("bottleneck_bn").get_weights()
     beta[3], mean[3] = -1.0, 0.0
     teacher.get_layer("bottleneck_bn").set_weights([gamma, beta, mean, var])
-    same = TextSpec("s", cfg).build()
-    inherit_pqrnn(teacher, same, channel_scores(teacher, x))
+    same = fam.build(cfg, "s")
+    fam.inherit(teacher, same, fam.channel_scores(teacher, x))
     np.testing.assert_allclose(same.predict(x, verbose=0), teacher.predict(x, verbose=0), atol=1e-6)
 
-    small = _scaled(TextSpec("s", cfg), 0.5, "s").build()  # bottleneck 6, hidden 3
-    kept = inherit_pqrnn(teacher, small, channel_scores(teacher, x))
+    small = fam.build(fam.scale(cfg, 0.5), "s")  # bottleneck 6, hidden 3
+    kept = fam.inherit(teacher, small, fam.channel_scores(teacher, x))
     assert len(kept["bottleneck"]) == 6 and 3 not in kept["bottleneck"] and kept["bottleneck"] == sorted(kept["bottleneck"])
     kb = kept["bottleneck"]
     np.testing.assert_array_equal(small.get_layer("bottleneck").get_weights()[0], k[:, kb])
@@ -327,14 +331,14 @@ def test_text_inputs_distorted_afresh_every_epoch(tmp_path):
     """A text teacher's training inputs: the texts distorted anew each epoch
     (the same for a given seed and epoch, so a resumed run sees the same),
     projected as the teacher projects them; the validation inputs never."""
-    from odml.compress.students import Teacher, text_arrays
-    from odml.data.textmodel import TextModelInfo
+    from odml.zoo import create_config, get_family
+    from odml.zoo.card import ModelCard
 
     lines = SMS.read_text(encoding="utf-8").splitlines()[:300]
     data = tmp_path / "part.tsv"
     data.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    info = TextModelInfo("pqrnn", {"max_len": 24, "features": 64}, ["ham", "spam"])
-    d = text_arrays(Teacher(tmp_path / "t.keras", None, (24, 64), 2, 0, 0, info), str(data), 0.2, 0)
+    card = ModelCard(get_family("pqrnn"), create_config("pqrnn_tiny"), "t", ["ham", "spam"])  # 24 x 64 projection
+    d = card.family.read(card, str(data), 0.2, 0)
     assert d.train_inputs(0, 0, 0.0) is d.x_train  # off: the inputs as they are
     e0, e0_again, e1 = d.train_inputs(0, 0, 0.25), d.train_inputs(0, 0, 0.25), d.train_inputs(1, 0, 0.25)
     assert e0.shape == d.x_train.shape and e0.dtype == d.x_train.dtype
@@ -351,7 +355,7 @@ def test_qat_and_joint(cli, teacher, tmp_path):
     assert r.exit_code == 0, r.stderr
     s = r.json()["compress"]["students"][0]
     assert s["precision"] == "int8" and 0 <= s["int8_accuracy"] <= 1
-    from odml.devices.litert import load_interpreter
+    from odml.litert import load_interpreter
 
     ops = {d["op_name"] for d in load_interpreter(out / s["tflite"])._get_ops_details()}
     assert "FAKE_QUANT" not in ops and "QUANTIZE" in ops

@@ -136,6 +136,7 @@ def test_edgetpu_lowering_and_compatibility(cli, tmp_path, trained):
     assert "edgetpu_compiler" in r.stderr and art["edgetpu"]["compiler"] == {"available": False}
 
 
+@pytest.mark.fast
 def test_compiler_log_parser():
     from odml.exporters.edgetpu import parse_compiler_log
 
@@ -208,7 +209,7 @@ def test_corrupted_bytes_never_crash(cli_proc, tmp_path, trained, cli):
     assert cli("export", trained, "--quantize", "fp32", "--out", out, "--no-metadata").exit_code == 0
     data = bytearray((out / "model_fp32.tflite").read_bytes())
     rng = np.random.default_rng(1)
-    from odml.devices.litert import load_interpreter
+    from odml.litert import load_interpreter
     from odml.errors import OdmlError
 
     for _ in range(40):

@@ -66,7 +66,7 @@ def test_zoo_list_shows_the_pose_models(cli):
 
 
 def test_anchor_layout_matches_the_detector_outputs():
-    from odml.pose.geometry import anchor_strides, anchors
+    from odml.data.pose_geometry import anchor_strides, anchors
 
     a, s = anchors(224), anchor_strides(224)
     assert a.shape == (2254, 2) and len(s) == 2254
@@ -76,7 +76,7 @@ def test_anchor_layout_matches_the_detector_outputs():
 
 
 def test_roi_from_alignment_and_back():
-    from odml.pose.geometry import crop_to_image, image_to_crop, roi_from_alignment
+    from odml.data.pose_geometry import crop_to_image, image_to_crop, roi_from_alignment
 
     # upright person: hips at (100, 120), full-body point 80 px above
     roi = roi_from_alignment(np.array([100.0, 120.0]), np.array([100.0, 40.0]))
@@ -93,7 +93,7 @@ def test_roi_from_alignment_and_back():
 
 
 def test_crop_puts_image_content_where_the_geometry_says():
-    from odml.pose.geometry import Roi, crop_roi, image_to_crop
+    from odml.data.pose_geometry import Roi, crop_roi, image_to_crop
 
     img = np.zeros((120, 160, 3), np.uint8)
     img[40:44, 100:104] = 255  # a bright 4x4 square centred at (102, 42)
@@ -105,7 +105,7 @@ def test_crop_puts_image_content_where_the_geometry_says():
 
 
 def test_detector_targets_decode_back_and_weighted_nms_merges():
-    from odml.pose.geometry import anchor_strides, anchors, decode, detector_targets, weighted_nms
+    from odml.data.pose_geometry import anchor_strides, anchors, decode, detector_targets, weighted_nms
 
     anc, st = anchors(224), anchor_strides(224)
     pts = np.array([[[0.4, 0.6], [0.4, 0.2], [0.42, 0.35], [0.42, 0.2]]], np.float32)
@@ -237,7 +237,7 @@ def test_tracking_carries_the_roi_from_frame_to_frame(tmp_path):
     first frame only, later ROIs come from the landmarks' alignment points, and
     keypoints come back in image pixels."""
     from odml.data.pose import alignment_points, moving_person
-    from odml.pose.geometry import image_to_crop, roi_from_alignment
+    from odml.data.pose_geometry import image_to_crop, roi_from_alignment
     from odml.pose.pipeline import PoseTracker
     from odml.zoo.blazepose import build_pose_model
     from odml.zoo.poseconfig import pose_config

@@ -25,9 +25,10 @@ def test_train_export_int8_and_reload(tmp_path):
     from odml._tf import keras
     from odml.data.projection import project_batch
     from odml.data.text import load_text
-    from odml.devices.litert import load_interpreter, run_batch
+    from odml.litert import load_interpreter, run_batch
     from odml.exporters.tflite import convert, representative_from
-    from odml.train.text import TextTrainConfig, scores, train_pqrnn
+    from odml.numeric import classification_scores as scores
+    from odml.train.text import TextTrainConfig, train_pqrnn
     from odml.zoo.pqrnn import PRESETS
 
     data = load_text(SMS)

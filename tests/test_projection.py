@@ -5,6 +5,10 @@ import random
 
 import numpy as np
 
+import pytest
+
+pytestmark = pytest.mark.fast  # the fast tier (make test-fast)
+
 
 def _reference(token, features):
     """The docstring's recipe, written out independently with integers."""

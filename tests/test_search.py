@@ -41,6 +41,7 @@ def _search_args(space, out, *extra):
 
 
 # ---- spaces ------------------------------------------------------------------------
+@pytest.mark.fast
 def test_released_sizes_are_points_of_edgetpu_v2():
     from odml.nas.space import load_space
     from odml.zoo.registry import create_spec
@@ -56,6 +57,7 @@ def test_released_sizes_are_points_of_edgetpu_v2():
     assert sp.encode(create_spec("mobilenet_edgetpu_v1")) is None
 
 
+@pytest.mark.fast
 def test_space_size_counts_distinct_architectures():
     from odml.nas.space import space_from_dict
 
@@ -89,7 +91,8 @@ def test_yaml_space_file(cli, tmp_path):
 
 
 # ---- rewards and Pareto ----------------------------------------------------------------
-def test_rewards_follow_reference_section_7():
+@pytest.mark.fast
+def test_rewards_follow_mnasnet_and_tunas():
     from odml.nas.reward import reward
 
     # at the target every reward is the accuracy
@@ -103,14 +106,16 @@ def test_rewards_follow_reference_section_7():
     assert reward("abs", 0.8, 2.5, 5.0, -0.1) == pytest.approx(0.8 - 0.05)  # abs punishes both sides
 
 
+@pytest.mark.fast
 def test_pareto_front():
-    from odml.nas.pareto import pareto_front
+    from odml.pareto import pareto_front
 
     pts = [{"id": i, "accuracy": a, "latency_ms": t} for i, (a, t) in
            enumerate([(0.90, 1.0), (0.85, 2.0), (0.95, 3.0), (0.95, 4.0), (0.80, 0.5), (0.97, 5.0)])]
     assert [p["id"] for p in pareto_front(pts)] == [4, 0, 2, 5]
 
 
+@pytest.mark.fast
 def test_median_stopping_rule():
     from odml.nas.runner import median_stop
 
@@ -123,7 +128,9 @@ def test_median_stopping_rule():
 
 # ---- latency in the loop --------------------------------------------------------------
 def test_latency_cache_and_bound(tmp_path):
-    from odml.nas.latency import LatencyMeter, parse_device, read_jsonl
+    from odml.files import read_jsonl
+    from odml.devices.device import parse_device
+    from odml.nas.latency import LatencyMeter
     from odml.nas.space import space_from_dict
 
     sp = space_from_dict(TINY)
@@ -153,7 +160,7 @@ def test_latency_cache_and_bound(tmp_path):
 
 # ---- the search ------------------------------------------------------------------------
 def test_search_end_to_end_evolution(cli, tiny_space, tmp_path):
-    from odml.nas.latency import read_jsonl
+    from odml.files import read_jsonl
     from odml.zoo.spec import ModelSpec
 
     out = tmp_path / "run"
@@ -195,7 +202,7 @@ def test_search_end_to_end_evolution(cli, tiny_space, tmp_path):
 
 @pytest.mark.parametrize("strategy", ["bayesian", "hyperband"])
 def test_other_oracles_run(cli, tiny_space, tmp_path, strategy):
-    from odml.nas.latency import read_jsonl
+    from odml.files import read_jsonl
 
     out = tmp_path / strategy
     r = cli(*_search_args(tiny_space, out, "--trials", "3", "--strategy", strategy, "--epochs", "3"))
@@ -212,7 +219,7 @@ def _odml(*args):
 
 
 def test_resume_after_kill_9(tiny_space, tmp_path):
-    from odml.nas.latency import read_jsonl
+    from odml.files import read_jsonl
 
     out = tmp_path / "run"
     args = _odml(*_search_args(tiny_space, out, "--trials", "4", "--strategy", "random", "--json"))
@@ -265,7 +272,7 @@ def test_tuner_state_files_are_replaced_whole(tmp_path, monkeypatch):
 
 
 def test_chief_and_two_workers_share_trials(tiny_space, tmp_path):
-    from odml.nas.latency import read_jsonl
+    from odml.files import read_jsonl
 
     out = tmp_path / "dist"
     oracle = f"127.0.0.1:{_free_port()}"
@@ -357,7 +364,7 @@ def test_resume_refuses_other_settings(cli, tiny_space, tmp_path):
 
 
 def test_rejected_candidates_are_not_measured(cli, tiny_space, tmp_path):
-    from odml.nas.latency import read_jsonl
+    from odml.files import read_jsonl
 
     out = tmp_path / "run"
     r = cli(*_search_args(tiny_space, out, "--trials", "2", "--strategy", "random", "--max-params", "10"))

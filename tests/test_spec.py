@@ -9,12 +9,14 @@ import pytest
 
 from odml.errors import SpecError
 from odml.zoo import Block, ModelSpec, create_spec, list_models, parse_block
-from odml.zoo.mobilenet_edgetpu import V1_REFERENCE, V2_REFERENCE
+from odml.zoo.families.ibn import V1_REFERENCE, V2_REFERENCE
 from odml.zoo.spec import round_filters
+
+pytestmark = pytest.mark.fast  # the fast tier (make test-fast)
 
 REFERENCE = {f"mobilenet_edgetpu_v2_{k}": v for k, v in V2_REFERENCE.items()}
 REFERENCE["mobilenet_edgetpu_v1"] = V1_REFERENCE
-# the figures of REFERENCE.md, written out here so a typo in the zoo module cannot hide
+# the published figures (Model Garden), written out here so a typo in the zoo module cannot hide
 PUBLISHED_PARAMS = {
     "mobilenet_edgetpu_v2_tiny": 3_762_729, "mobilenet_edgetpu_v2_xs": 4_462_697, "mobilenet_edgetpu_v2_s": 5_987_737,
     "mobilenet_edgetpu_v2_m": 8_464_233, "mobilenet_edgetpu_v2_l": 10_923_049, "mobilenet_edgetpu_v1": 4_092_713,

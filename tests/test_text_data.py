@@ -6,6 +6,8 @@ from conftest import SHARED
 
 from odml.errors import DataError
 
+pytestmark = pytest.mark.fast  # the fast tier (make test-fast)
+
 SMS = SHARED / "data" / "sms_spam" / "SMSSpamCollection.tsv"
 
 

@@ -19,7 +19,8 @@ TINY_BERT = ["--set", "layers=1", "--set", "hidden=32", "--set", "intra=16", "--
 def test_mobilebert_sizes_match_the_published_encoders():
     from odml.zoo.builder import trainable_params
     from odml.zoo.mobilebert import build_mobilebert
-    from odml.zoo.textconfig import MOBILEBERT_PRESETS, MOBILEBERT_PUBLISHED
+    from odml.zoo.families.mobilebert import PRESETS as MOBILEBERT_PRESETS
+    from odml.zoo.families.mobilebert import PUBLISHED as MOBILEBERT_PUBLISHED
 
     for name, cfg in MOBILEBERT_PRESETS.items():
         assert abs(cfg.encoder_params / MOBILEBERT_PUBLISHED[name] - 1) < 0.01, name
@@ -57,7 +58,8 @@ def test_wordpiece_vocab_and_encoding(tmp_path):
 
 
 def test_zoo_list_shows_text_models(cli):
-    from odml.zoo.textconfig import MOBILEBERT_PRESETS, PQRNN_PRESETS
+    from odml.zoo.families.mobilebert import PRESETS as MOBILEBERT_PRESETS
+    from odml.zoo.families.pqrnn import PRESETS as PQRNN_PRESETS
 
     r = cli("zoo", "list", "--json")
     rows = {m["name"]: m for m in r.json()["models"]}
@@ -74,15 +76,16 @@ def test_zoo_list_shows_text_models(cli):
 
 @needs_sms
 def test_pqrnn_train_export_bench_and_raw_strings(cli, tmp_path):
-    from odml.data.textmodel import TextClassifier, load_info
+    from odml.devices.classify import TextClassifier
+    from odml.zoo.card import ModelCard
 
     model = tmp_path / "pq.keras"
     r = cli("train", "pqrnn_tiny", "--data", SMS, "--epochs", "3", "--out", model, "--json")
     assert r.exit_code == 0, r.stderr
     res = r.json()["train"]
     assert res["val_auc"] > 0.8 and res["val_samples"] == 1114 and res["truncated"]["val"] > 0
-    info = load_info(model)
-    assert info.family == "pqrnn" and info.labels == ["ham", "spam"] and info.length == 24
+    info = ModelCard.load(model)
+    assert info.family.name == "pqrnn" and info.labels == ["ham", "spam"] and info.input.shape[0] == 24
     r = cli("export", model, "--data", SMS, "--quantize", "fp32,int8", "--out", tmp_path / "exp", "--json")
     assert r.exit_code == 0, r.stderr
     rep = r.json()["export"]
@@ -125,7 +128,7 @@ def test_mobilebert_train_export_fp16_int8(cli, tmp_path):
         assert a["parity"]["top1_agreement"] > 0.95
     r = cli("inspect", tmp_path / "exp" / "mb_int8.tflite", "--json")
     meta = r.json()["inspect"]["metadata"]
-    vocab = json.loads((tmp_path / "mb.text.json").read_text())["vocab"]
+    vocab = json.loads((tmp_path / "mb.odml.json").read_text())["vocab"]
     assert meta["inputs"] == ["input_ids"] and meta["vocab_size"] == len(vocab) and "vocab.txt" in meta["associated_files"]
     r = cli("bench", tmp_path / "exp" / "mb_int8.tflite", "--runs", "5", "--json")
     assert r.exit_code == 0 and r.json()["bench"][0]["median_ms"] > 0  # random token ids within range
@@ -174,7 +177,7 @@ def test_text_bad_input(cli, tmp_path):
         assert r.exit_code == 2, (args, r.stdout, r.stderr)
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and msg in lines[0], (args, r.stderr)
-    assert not out.exists() and not (tmp_path / "m.text.json").exists() and not (tmp_path / "e").exists()
+    assert not out.exists() and not (tmp_path / "m.odml.json").exists() and not (tmp_path / "e").exists()
 
 
 @needs_sms

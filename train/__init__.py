@@ -1,0 +1,57 @@
+"""Training loops: image classifiers (``trainer``), text classifiers
+(``text``) and BlazePose (``pose``). A family names the loop that trains it
+(``Family.trainer``); :func:`train_model` runs that loop for a resolved zoo
+entry or spec with the options of ``odml train``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from odml.errors import SpecError
+
+
+@dataclass
+class TrainRequest:
+    """What ``odml train`` was asked; each loop reads the options it takes."""
+
+    data: str | None = None
+    epochs: int = 5
+    batch_size: int | None = None  # None: the family's default
+    learning_rate: float | None = None
+    val_split: float = 0.2
+    seed: int = 0
+    logdir: str | None = None
+    tensorboard: bool = True
+    # text
+    max_len: int | None = None
+    label_col: str | None = None
+    text_col: str | None = None
+    vocab: Path | None = None
+    vocab_size: int = 8000
+    distortion: float = 0.25
+    # pose
+    variant: str | None = None
+    val_images: int = 200
+    steps: str = "300,700,2000"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def batch(self, family: Any) -> int:
+        return self.batch_size or int(family.train_defaults.get("batch_size", 64))
+
+    def lr(self, family: Any) -> float:
+        return self.learning_rate or float(family.train_defaults.get("learning_rate", 2e-3))
+
+
+def train_model(c: Any, req: TrainRequest, out: Path, progress: Any = None,
+                log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train Configured ``c`` with the loop its family names; the result holds
+    ``summary``: (metric, value) rows for a table."""
+    from odml.train import pose, text, trainer
+
+    loops = {"classifier": trainer.train_entry, "text": text.train_entry, "pose": pose.train_entry}
+    loop = loops.get(c.family.trainer or "")
+    if loop is None:
+        raise SpecError(f"{c.name}: odml does not train {c.family.name} models ({c.family.title})")
+    return loop(c, req, Path(out), progress, log or (lambda m: None))

@@ -13,25 +13,24 @@ resumes at the stage (and step) where it stopped.
 
 from __future__ import annotations
 
-import json
 import math
-import queue
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
-from odml.data.pose import LEFT_HIP, LEFT_SHOULDER, RIGHT_HIP, RIGHT_SHOULDER, PoseSample, SyntheticPeople, \
-    alignment_points, torso_size
-from odml.errors import DataError
-from odml.pose.geometry import Roi, anchor_strides, anchors, crop_roi, detector_targets, image_to_crop, letterbox, \
-    pck, roi_from_alignment
+from odml.data.pose import LEFT_SHOULDER, RIGHT_HIP, PoseSample, alignment_points, torso_size
+from odml.data.pose_geometry import anchor_strides, anchors, letterbox, pck, roi_from_alignment
+from odml.data.pose_items import Samples, batches, detector_item, landmark_item
+from odml.errors import DataError, OutputError
+from odml.files import atomic_output, write_json_atomic
+from odml.runfolder import RunFolder
 from odml.zoo.poseconfig import LANDMARKS, NUM_KEYPOINTS, pose_config
 
-STATE = "train_state.json"
+SETTINGS = "train.json"  # the settings of the run (a rerun with other settings is refused)
+STATE = "train_state.json"  # the steps each stage has finished
 
 
 @dataclass
@@ -46,154 +45,6 @@ class PoseTrainConfig:
     jitter: float = 0.08  # ROI jitter in training (shift as a fraction of the size; scale and angle follow)
     val_images: int = 200
     seed: int = 0
-
-
-# --- samples -> training items ----------------------------------------------------------------------------------
-
-def landmark_item(s: PoseSample, size: int, rng: np.random.Generator, jitter: float, hm: int) -> dict[str, np.ndarray]:
-    """One crop of the landmark model and its targets."""
-    coords = np.zeros((LANDMARKS, 3), np.float32)
-    flags = np.zeros((LANDMARKS, 2), np.float32)
-    mask = np.zeros(LANDMARKS, np.float32)
-    if s.people:
-        kp, m, vis = s.keypoints[0], s.mask[0], s.visible[0]
-        roi = jittered_roi(kp, m, rng, jitter)
-        pts = np.concatenate([kp[:, :2], alignment_points(kp, m)[:2]])
-        uv = image_to_crop(pts, roi, size) / size
-        coords[:, :2] = uv
-        coords[:NUM_KEYPOINTS, 2] = kp[:, 2] / roi.size
-        inside = ((uv >= 0) & (uv <= 1)).all(1).astype(np.float32)
-        align_ok = float(m[[LEFT_HIP, RIGHT_HIP, LEFT_SHOULDER, RIGHT_SHOULDER]].all())
-        mask[:NUM_KEYPOINTS], mask[NUM_KEYPOINTS:] = m, align_ok
-        flags[:, 1] = inside * mask
-        flags[:NUM_KEYPOINTS, 0] = vis * inside[:NUM_KEYPOINTS]
-        flags[NUM_KEYPOINTS:, 0] = inside[NUM_KEYPOINTS:] * align_ok
-        pose = 1.0
-    else:  # no person: a random region
-        h, w = s.image.shape[:2]
-        side = rng.uniform(0.3, 1.0) * min(h, w)
-        roi = Roi(rng.uniform(0, w), rng.uniform(0, h), side, rng.uniform(-0.5, 0.5))
-        pose = 0.0
-    img = crop_roi(s.image, roi, size) / 255.0
-    heat, offs, omask = heatmap_targets(coords[:, :2], mask * flags[:, 1], hm)
-    return {"image": img.astype(np.float32), "coords": coords, "flags": flags, "mask": mask,
-            "pose": np.float32(pose), "heat": heat, "offs": offs, "omask": omask}
-
-
-def jittered_roi(kp: np.ndarray, m: np.ndarray, rng: np.random.Generator, jitter: float) -> Roi:
-    a = alignment_points(kp, m)
-    roi = roi_from_alignment(a[0], a[1])
-    if jitter:
-        roi = Roi(roi.cx + rng.normal(0, jitter) * roi.size, roi.cy + rng.normal(0, jitter) * roi.size,
-                  roi.size * math.exp(rng.normal(0, jitter)), roi.angle + rng.normal(0, 2 * jitter))
-    return roi
-
-
-def heatmap_targets(uv: np.ndarray, mask: np.ndarray, hm: int, sigma: float = 1.5):
-    """Gaussian heatmaps (hm, hm, K), offsets (hm, hm, 2K) from the cell centre
-    in cells, and the offsets' mask (hm, hm, K)."""
-    K = len(uv)
-    g = (np.arange(hm) + 0.5)
-    heat = np.zeros((hm, hm, K), np.float32)
-    offs = np.zeros((hm, hm, 2 * K), np.float32)
-    omask = np.zeros((hm, hm, K), np.float32)
-    for k in range(K):
-        if not mask[k]:
-            continue
-        x, y = uv[k] * hm
-        heat[:, :, k] = np.exp(-((g[None, :] - x) ** 2 + (g[:, None] - y) ** 2) / (2 * sigma ** 2))
-        i, j = int(np.clip(math.floor(y), 0, hm - 1)), int(np.clip(math.floor(x), 0, hm - 1))
-        offs[i, j, 2 * k:2 * k + 2] = (x - (j + 0.5), y - (i + 0.5))
-        omask[i, j, k] = 1.0
-    return heat, offs, omask
-
-
-def detector_item(s: PoseSample, size: int, anc: np.ndarray, strides: np.ndarray) -> dict[str, np.ndarray]:
-    img, lb = letterbox(s.image, size)
-    pts, boxes = [], []
-    for kp, m in zip(s.keypoints, s.mask):
-        if m.sum() < 4:
-            continue
-        a = alignment_points(kp, m)
-        pts.append(lb.to_input(a))
-        xy = lb.to_input(kp[m > 0, :2])
-        lo, hi = xy.min(0), xy.max(0)
-        boxes.append(np.array([*(lo + hi) / 2, *(hi - lo) * 1.1], np.float32))
-    labels, reg = detector_targets(np.array(pts).reshape(-1, 4, 2), np.array(boxes).reshape(-1, 4), anc, strides, size)
-    return {"image": (img / 127.5 - 1.0).astype(np.float32), "labels": labels, "reg": reg}
-
-
-def batches(make: Callable[[], dict[str, np.ndarray]], batch: int, prefetch: int = 4) -> Iterator[dict[str, np.ndarray]]:
-    """Batches made in a background thread (NumPy and PIL release the GIL
-    while TensorFlow trains)."""
-    q: queue.Queue = queue.Queue(prefetch)
-    stop = threading.Event()
-
-    def work():
-        try:
-            while not stop.is_set():
-                items = [make() for _ in range(batch)]
-                q.put({k: np.stack([it[k] for it in items]) for k in items[0]})
-        except BaseException as e:  # pragma: no cover - surfaced to the trainer
-            q.put(e)
-
-    t = threading.Thread(target=work, daemon=True)
-    t.start()
-    try:
-        while True:
-            b = q.get()
-            if isinstance(b, BaseException):
-                raise b
-            yield b
-    finally:
-        stop.set()
-
-
-class Samples:
-    """Where training and validation samples come from."""
-
-    def __init__(self, data: str, seed: int, val_images: int, scene: tuple[int, int] = (256, 256)):
-        self.data = data
-        if data == "synthetic":
-            self.train_gen = SyntheticPeople(size=scene, seed=seed + 1, empty=0.1)
-            val = SyntheticPeople(size=scene, seed=10_000 + seed)
-            self.val = [val.sample() for _ in range(val_images)]
-            self.train = None
-        else:
-            from odml.data.pose import read_coco
-
-            coco = read_coco(data)
-            order = np.random.default_rng(seed).permutation(len(coco))
-            n_val = max(1, min(val_images, len(coco) // 5))
-            self.val = [coco.sample(i) for i in order[:n_val]]
-            self.train = [coco.sample(i) for i in order[n_val:]]
-            if not self.train:
-                raise DataError(f"{data}: needs at least 2 images (one for validation)")
-            self.train_gen = None
-        self.rng = np.random.default_rng(seed)
-
-    def next(self) -> PoseSample:
-        if self.train_gen is not None:
-            return self.train_gen.sample()
-        return self.train[int(self.rng.integers(len(self.train)))]
-
-
-def pose_inputs(task: str, input_size: int, data: str, n_val: int, n_cal: int, seed: int = 0):
-    """Model inputs for export (calibration and parity): detector inputs
-    (letterboxed, [-1, 1]) or landmark crops ([0, 1]) from ``synthetic`` or a
-    COCO-style keypoint JSON."""
-    samples = Samples(data, seed, n_val)
-    rng = np.random.default_rng(seed)
-    anc, strides = anchors(input_size), anchor_strides(input_size)
-
-    def one(s: PoseSample) -> np.ndarray:
-        if task == "pose_detection":
-            return detector_item(s, input_size, anc, strides)["image"]
-        return landmark_item(s, input_size, rng, 0.05, 8)["image"]
-
-    x_val = np.stack([one(s) for s in samples.val[:n_val]])
-    x_cal = np.stack([one(samples.next()) for _ in range(n_cal)])
-    return x_val, x_cal
 
 
 # --- losses -------------------------------------------------------------------------------------------------
@@ -244,7 +95,7 @@ def regression_loss(out: dict, b: dict) -> Any:
 # --- the loop -------------------------------------------------------------------------------------------------
 
 def _fit(model: Any, trainable: list, loss_fn: Callable, make: Callable, steps: int, cfg: PoseTrainConfig,
-         ckpt: Path, done: int, log: Callable[[str], None], label: str, whole: Any = None) -> list[float]:
+         ckpt: Path, done: int, log: Callable[[str], None], label: str, run: RunFolder, whole: Any = None) -> list[float]:
     tf = _tf()
     sched = tf.keras.optimizers.schedules.CosineDecay(cfg.learning_rate, max(steps, 1), alpha=0.05)
     opt = tf.keras.optimizers.Adam(learning_rate=sched)  # (a resumed stage restarts the schedule)
@@ -267,34 +118,42 @@ def _fit(model: Any, trainable: list, loss_fn: Callable, make: Callable, steps: 
         if (i + 1) % 50 == 0 or i + 1 == steps:
             log(f"{label}: step {i + 1}/{steps} loss {np.mean(losses[-50:]):.4f}")
         if time.time() - last_save > 60 and i + 1 < steps:
-            _checkpoint(whole or model, ckpt, label, i + 1)
+            _checkpoint(whole or model, ckpt, label, i + 1, run)
             last_save = time.time()
     return losses
 
 
-def _checkpoint(model: Any, ckpt: Path, stage: str, step: int) -> None:
-    tmp = ckpt.with_name(f".{ckpt.name}.tmp.weights.h5")
-    model.save_weights(str(tmp))
-    tmp.replace(ckpt)
-    state_path = ckpt.parent / STATE
-    st = json.loads(state_path.read_text()) if state_path.is_file() else {}
+def _checkpoint(model: Any, ckpt: Path, stage: str, step: int, run: RunFolder) -> None:
+    with atomic_output(ckpt, ".weights.h5") as tmp:
+        model.save_weights(str(tmp))
+    st = run.read_state(STATE)
     st[stage] = step
-    state_path.write_text(json.dumps(st))
+    run.write_state(STATE, st)
+
+
+def run_folder(out_dir: Path) -> RunFolder:
+    return RunFolder(out_dir, SETTINGS, "pose training run", DataError)
 
 
 def train_pose(data: str, out_dir: Path, cfg: PoseTrainConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train the detector and the landmark model into ``out_dir``
-    (detector.keras, landmarks.keras, pose.json)."""
+    (detector.keras, landmarks.keras with their model cards, pose.json); an
+    interrupted run resumes at the stage and step where it stopped."""
+    run = run_folder(out_dir)
+    settings = asdict(cfg) | {"data": data}
+    run.check(settings)
+    with run.lock():
+        run.write_settings(settings)
+        return _train(data, out_dir, cfg, log, run)
+
+
+def _train(data: str, out_dir: Path, cfg: PoseTrainConfig, log: Callable[[str], None], run: RunFolder) -> dict[str, Any]:
     from odml.zoo.blazepose import build_pose_model
+    from odml.zoo.card import ModelCard
+    from odml.zoo.load import save_model
+    from odml.zoo.registry import family_of
 
     tf = _tf()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    state_path = out_dir / STATE
-    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
-    if state.get("config") not in (None, asdict(cfg) | {"data": data}):
-        raise DataError(f"{out_dir}: holds a pose training run with other settings; use another --out")
-    state["config"] = asdict(cfg) | {"data": data}
-    state_path.write_text(json.dumps(state))
     tf.keras.utils.set_random_seed(cfg.seed)
     samples = Samples(data, cfg.seed, cfg.val_images)
     rng = np.random.default_rng(cfg.seed + 7)
@@ -308,13 +167,13 @@ def train_pose(data: str, out_dir: Path, cfg: PoseTrainConfig, log: Callable[[st
     dck = out_dir / "detector.ckpt.weights.h5"
     if dck.is_file():
         det.train.load_weights(str(dck))
-    done = json.loads(state_path.read_text()).get("detector", 0)
+    done = run.read_state(STATE).get("detector", 0)
     if done < cfg.detector_steps:
         ts = time.perf_counter()
         _fit(det.train, det.train.trainable_variables, detector_loss,
              lambda: detector_item(samples.next(), dcfg.input_size, anc, strides), cfg.detector_steps, cfg, dck,
-             done, log, "detector")
-        _checkpoint(det.train, dck, "detector", cfg.detector_steps)
+             done, log, "detector", run)
+        _checkpoint(det.train, dck, "detector", cfg.detector_steps, run)
         stages["detector_s"] = time.perf_counter() - ts
 
     # landmarks: stage 1 (heatmap), stage 2 (regression, heatmap tower frozen)
@@ -329,15 +188,15 @@ def train_pose(data: str, out_dir: Path, cfg: PoseTrainConfig, log: Callable[[st
     def lm_item():
         return landmark_item(samples.next(), size, rng, cfg.jitter, hm)
 
-    st = json.loads(state_path.read_text())
+    st = run.read_state(STATE)
     if st.get("heatmap", 0) < cfg.heatmap_steps:
         ts = time.perf_counter()
         vars1 = [v for layer in lm.train.layers if layer.name in tower for v in layer.trainable_weights]
         _fit(lm.heat, vars1, heatmap_loss, lm_item, cfg.heatmap_steps, cfg, lck, st.get("heatmap", 0), log, "heatmap",
-             lm.train)
-        _checkpoint(lm.train, lck, "heatmap", cfg.heatmap_steps)
+             run, lm.train)
+        _checkpoint(lm.train, lck, "heatmap", cfg.heatmap_steps, run)
         stages["heatmap_s"] = time.perf_counter() - ts
-    st = json.loads(state_path.read_text())
+    st = run.read_state(STATE)
     if st.get("regression", 0) < cfg.regression_steps:
         ts = time.perf_counter()
         for layer in lm.train.layers:
@@ -346,21 +205,21 @@ def train_pose(data: str, out_dir: Path, cfg: PoseTrainConfig, log: Callable[[st
             _init_coords_bias(lm.train, [lm_item() for _ in range(64)])
         vars2 = lm.train.trainable_variables
         _fit(lm.train, vars2, regression_loss, lm_item, cfg.regression_steps, cfg, lck, st.get("regression", 0), log,
-             "regression")
-        _checkpoint(lm.train, lck, "regression", cfg.regression_steps)
+             "regression", run)
+        _checkpoint(lm.train, lck, "regression", cfg.regression_steps, run)
         stages["regression_s"] = time.perf_counter() - ts
         for layer in lm.train.layers:
             layer.trainable = True
 
-    # evaluation on the held-out images, then the deployable models
+    # evaluation on the held-out images, then the deployable models with their cards
     ev = evaluate_landmarks(lm, samples.val)
     dev = evaluate_detector(det.deploy, samples.val, anc)
     from odml.pose.pipeline import PoseTracker
 
     tracker = PoseTracker(det.deploy, lm.deploy)
     pipe = evaluate_pipeline(tracker, samples.val)
-    _save(det.deploy, out_dir / "detector.keras")
-    _save(lm.deploy, out_dir / "landmarks.keras")
+    save_model(det.deploy, out_dir / "detector.keras", ModelCard(family_of(cfg.detector), dcfg, "detector"))
+    save_model(lm.deploy, out_dir / "landmarks.keras", ModelCard(family_of(cfg.landmark), lcfg, "landmarks"))
     from odml.zoo.poseconfig import count
 
     res = {
@@ -370,7 +229,7 @@ def train_pose(data: str, out_dir: Path, cfg: PoseTrainConfig, log: Callable[[st
         "pipeline": pipe, "val_images": len(samples.val),
         "files": {"detector": str(out_dir / "detector.keras"), "landmarks": str(out_dir / "landmarks.keras")},
     }
-    (out_dir / "pose.json").write_text(json.dumps(res, indent=2))
+    write_json_atomic(out_dir / "pose.json", res)
     return res
 
 
@@ -386,12 +245,6 @@ def _init_coords_bias(model: Any, items: list[dict[str, np.ndarray]]) -> None:
         if name == "coords" and b.size == LANDMARKS:  # x, y read out by a soft-argmax: this head is z alone
             value = coords[:, 2]
         layer.set_weights([k, value.reshape(b.shape).astype(np.float32)])
-
-
-def _save(model: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(str(tmp))
-    tmp.replace(path)
 
 
 # --- evaluation -----------------------------------------------------------------------------------------------
@@ -444,7 +297,7 @@ def evaluate_detector(det: Any, val: list[PoseSample], anc: np.ndarray) -> dict[
     within 10% of the true ROI's side and sized within 25% of it (about the
     jitter the landmark model is trained to absorb); detections on images
     without a person."""
-    from odml.pose.geometry import decode
+    from odml.data.pose_geometry import decode
 
     size = det.input_shape[1]
     x, lbs = [], []
@@ -490,3 +343,44 @@ def evaluate_pipeline(tracker: Any, val: list[PoseSample]) -> dict[str, Any]:
     if not preds:
         return {"pck@0.2": None}
     return {"pck@0.2": round(pck(np.stack(preds), np.stack(truths), np.stack(masks), np.array(torsos)), 4)}
+
+
+def train_entry(c: Any, req: Any, out_dir: Path, progress: Any, log: Callable[[str], None]) -> dict[str, Any]:
+    """`odml train blazepose`: the detector and the landmark model that the
+    family pairs (--variant), in three stages of --steps, into the folder OUT."""
+    fam = c.family
+    detector, landmark = fam.pair(c.name, req.variant)
+    try:
+        d, h, r = (int(v) for v in req.steps.split(","))
+        assert min(d, h, r) >= 0
+    except (ValueError, AssertionError):
+        raise DataError(f"--steps {req.steps!r}: expected three counts, e.g. 600,600,900") from None
+    data = req.data or "synthetic"
+    fam.check_data(data)
+    if data != "synthetic":
+        from odml.data.pose import read_coco
+
+        read_coco(data)  # bad files fail here, before anything is written
+    if out_dir.suffix in (".keras", ".h5") or (out_dir.exists() and not out_dir.is_dir()):
+        raise OutputError(f"{out_dir}: blazepose writes a folder (detector.keras, landmarks.keras, pose.json)")
+    if not out_dir.parent.is_dir():
+        raise OutputError(f"{out_dir}: parent folder {out_dir.parent} does not exist")
+    cfg = PoseTrainConfig(landmark=landmark, detector=detector, detector_steps=d, heatmap_steps=h, regression_steps=r,
+                          batch_size=req.batch(fam), learning_rate=req.lr(fam), seed=req.seed,
+                          val_images=req.val_images)
+    res = train_pose(data, out_dir, cfg, log)
+    lm, dt = res["landmarks"], res["detector"]
+
+    def f4(v: Any) -> str:  # None: no person among the held-out images
+        return "-" if v is None else f"{v:.4f}"
+
+    res["summary"] = [
+        ("landmark PCK@0.2 (ground-truth ROI)", f4(lm["pck@0.2"])),
+        ("landmark PCK@0.2, COCO-17 points", f4(lm.get("pck@0.2_coco17"))),
+        ("pipeline PCK@0.2 (detector -> ROI -> landmarks)", f4(res["pipeline"]["pck@0.2"])),
+        ("detector ROI recall", f"{dt['roi_recall']:.4f}"),
+        ("landmark parameters", f"{lm['params']:,}"), ("landmark MACs", f"{lm['macs'] / 1e6:.1f}M"),
+        ("detector parameters", f"{dt['params']:,}"), ("validation images", str(res["val_images"])),
+        ("train wall time", f"{res['wall_s']:.1f} s"), ("models", str(out_dir))]
+    res["title"] = f"trained BlazePose ({landmark}) on {data}"
+    return res

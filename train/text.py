@@ -1,6 +1,8 @@
-"""Training pQRNN on a text dataset: texts projected (and, in training,
-distorted afresh every epoch), AdamW with warm-up and cosine decay, accuracy
-and ROC AUC on the validation split."""
+"""Training a text classifier (any text family: pQRNN, MobileBERT) on labelled
+texts: featurized by the family (a pQRNN projection distorted afresh every
+epoch, or WordPiece ids), AdamW with warm-up and cosine decay, accuracy and
+ROC AUC on the validation split. The model is saved with its card (family,
+configuration, labels, vocabulary)."""
 
 from __future__ import annotations
 
@@ -8,14 +10,12 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from odml.data.projection import distort
 from odml.data.text import TextDataset
-from odml.numeric import softmax
-from odml.zoo.textconfig import MobileBertConfig, PQRNNConfig
 
 
 @dataclass
@@ -28,65 +28,41 @@ class TextTrainConfig:
     seed: int = 0
 
 
-def scores(logits: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Accuracy and ROC AUC (one-vs-rest macro average beyond two classes)."""
-    from sklearn.metrics import roc_auc_score
-
-    p = softmax(logits)
-    acc = float((p.argmax(-1) == y).mean())
-    if len(np.unique(y)) < 2:
-        return {"accuracy": acc, "auc": float("nan")}
-    auc = roc_auc_score(y, p[:, 1]) if p.shape[1] == 2 else roc_auc_score(y, p, multi_class="ovr")
-    return {"accuracy": acc, "auc": float(auc)}
-
-
-def build_text_model(cfg: PQRNNConfig | MobileBertConfig, name: str):
-    if isinstance(cfg, PQRNNConfig):
-        from odml.zoo.pqrnn import build_pqrnn
-
-        return build_pqrnn(cfg, name=name)
-    from odml.zoo.mobilebert import build_mobilebert
-
-    return build_mobilebert(cfg, name=name)
-
-
-def train_text(name: str, cfg: PQRNNConfig | MobileBertConfig, data: TextDataset, tc: TextTrainConfig,
-               out: Path | None = None, vocab: list[str] | None = None, progress: Any = None) -> dict[str, Any]:
-    """Train text model ``name`` (pqrnn*, mobilebert*) on ``data``; save it and
-    its ``.text.json`` beside it when ``out`` is given. pQRNN texts are
-    distorted afresh every epoch (tc.distortion); MobileBERT needs ``vocab``."""
+def train_text(name: str, cfg: Any, data: TextDataset, tc: TextTrainConfig, out: Path | None = None,
+               vocab: list[str] | None = None, progress: Any = None) -> dict[str, Any]:
+    """Train text model ``name`` of configuration ``cfg`` on ``data``; save it
+    and its model card when ``out`` is given. Texts are distorted afresh
+    every epoch when the family distorts them (tc.distortion); a family that
+    needs a vocabulary (MobileBERT) needs ``vocab``."""
     from odml._tf import keras
-    from odml.data.textmodel import TextModelInfo, save_info
-    from odml.train.trainer import make_optimizer, save_model_atomic
+    from odml.train.trainer import _keras_callback, make_optimizer, save_model_atomic
     from odml.zoo.builder import trainable_params
+    from odml.zoo.card import ModelCard
+    from odml.zoo.registry import family_for
 
     K = keras()
     K.utils.set_random_seed(tc.seed)
-    cfg.num_classes = data.num_classes
-    cfg.validate()
-    family = "pqrnn" if isinstance(cfg, PQRNNConfig) else "mobilebert"
-    info = TextModelInfo(family, cfg.to_dict(), list(data.classes), vocab if family == "mobilebert" else None)
-    if family == "mobilebert" and not vocab:
-        raise ValueError("MobileBERT needs a vocabulary")
-    model = build_text_model(cfg, name)
+    fam = family_for(cfg)
+    cfg = fam.validate(fam.with_classes(cfg, data.num_classes), name)
+    card = ModelCard(fam, cfg, out.stem if out is not None else name, list(data.classes), vocab)
+    featurize = fam.featurizer(card)
+    model = fam.build(cfg, name)
     steps = int(np.ceil(len(data.texts_train) / tc.batch_size))
     model.compile(optimizer=make_optimizer(tc.learning_rate, tc.weight_decay, tc.epochs, steps),
                   loss=K.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    x_val, trunc_val = info.featurize(data.texts_val)
-    fixed = None if family == "pqrnn" else info.featurize(data.texts_train)
+    x_val, trunc_val = featurize(data.texts_val)
+    distortion = tc.distortion if fam.distorts_text else 0.0
+    fixed = None if distortion else featurize(data.texts_train)
     rng = random.Random(tc.seed)
     history, trunc_train = [], 0
     t0 = time.perf_counter()
     cbs = []
     if progress is not None:
-        from odml.train.trainer import _keras_callback
-
         cbs.append(_keras_callback(K, progress))
         progress.start(tc.epochs, steps)
     for epoch in range(tc.epochs):
         if fixed is None:
-            texts = [distort(t, rng, tc.distortion) for t in data.texts_train] if tc.distortion else data.texts_train
-            x, n = info.featurize(texts)
+            x, n = featurize([distort(t, rng, distortion) for t in data.texts_train])
         else:
             x, n = fixed
         trunc_train = max(trunc_train, n)
@@ -97,16 +73,51 @@ def train_text(name: str, cfg: PQRNNConfig | MobileBertConfig, data: TextDataset
     wall = time.perf_counter() - t0
     if progress is not None:
         progress.stop()
-    res = scores(model.predict(x_val, batch_size=256, verbose=0), data.y_val)
+    res = fam.score(model.predict(x_val, batch_size=256, verbose=0), data.y_val)
     if out is not None:
-        save_model_atomic(model, out)
-        save_info(info, out)
-    return {"model": name, "family": family, "config": cfg.to_dict(), "params": trainable_params(model),
-            "val_accuracy": res["accuracy"], "val_auc": res["auc"], "train_samples": len(data.texts_train),
+        save_model_atomic(model, out, card)
+    return {"model": name, "family": fam.name, "config": fam.config_to_dict(cfg), "params": trainable_params(model),
+            "val_accuracy": res["accuracy"], "val_auc": res.get("auc"), "train_samples": len(data.texts_train),
             "val_samples": len(data.texts_val), "classes": data.num_classes,
-            "truncated": {"train": trunc_train, "val": trunc_val, "max_len": info.length},
+            "truncated": {"train": trunc_train, "val": trunc_val, "max_len": card.input.shape[0]},
             "train_wall_s": round(wall, 2), "history": history, "out": str(out) if out else None}
 
 
-def train_pqrnn(cfg: PQRNNConfig, data: TextDataset, tc: TextTrainConfig, out: Path | None = None) -> dict[str, Any]:
+def train_pqrnn(cfg: Any, data: TextDataset, tc: TextTrainConfig, out: Path | None = None) -> dict[str, Any]:
     return train_text("pqrnn", cfg, data, tc, out)
+
+
+def train_entry(c: Any, req: Any, out: Path, progress: Any, log: Callable[[str], None]) -> dict[str, Any]:
+    """`odml train` for a text family: labelled texts from --data, the
+    sequence length from --max-len, the vocabulary (a family that needs one)
+    from --vocab or trained on the texts (--vocab-size)."""
+    from odml.data.text import load_text, require_text_file
+    from odml.train.trainer import check_output_path
+
+    out = check_output_path(out)
+    fam, cfg = c.family, c.config
+    data = req.data or "digits"
+    require_text_file(data, c.name)
+    if req.max_len is not None:
+        cfg = fam.validate(fam.with_length(cfg, req.max_len), c.name)
+    ds = load_text(data, req.label_col, req.text_col, None, req.val_split, req.seed)
+    vocab = fam.vocabulary(ds.texts_train, req.vocab, req.vocab_size)
+    if vocab is not None:
+        cfg = fam.with_vocabulary(cfg, vocab)
+    tc = TextTrainConfig(epochs=req.epochs, batch_size=req.batch(fam), learning_rate=req.lr(fam),
+                         distortion=req.distortion, seed=req.seed)
+    for note in ds.notes:
+        log(f"data: {note}")
+    res = train_text(c.name, cfg, ds, tc, out, vocab, progress)
+    res["data"] = ds.summary()
+    t = res["truncated"]
+    if t["train"] or t["val"]:
+        log(f"data: {t['train']} training and {t['val']} validation texts longer than {t['max_len']} tokens were cut")
+    res["summary"] = [
+        ("val accuracy", f"{res['val_accuracy']:.4f}"), ("val ROC AUC", f"{res['val_auc']:.4f}"),
+        ("parameters", f"{res['params']:,}"), ("classes", str(res["classes"])),
+        ("train / val texts", f"{res['train_samples']} / {res['val_samples']}"), ("epochs", str(req.epochs)),
+        ("train wall time", f"{res['train_wall_s']:.1f} s"), ("model", str(res["out"]))]
+    res["title"] = f"trained {c.name} on {ds.source}"
+    return res
+

@@ -1,15 +1,15 @@
-"""The zoo: blocks, the spec language and the model families, by name.
+"""The zoo: the model families (``odml/zoo/families/``, one module each), the
+spec language, and one registry of every family's models by name.
 
-Importing this package does not import TensorFlow; ``create_model`` does.
+Importing this package does not import TensorFlow; building a model does.
+
+    from odml.zoo import list_models, create_config, create_model
+    list_models("pqrnn*")                  # every family's entries
+    cfg = create_config("pqrnn_tiny", classes=3)
+    model = create_model("mobilenet_edgetpu_v2_tiny", num_classes=10, input_size=32, width=0.5)
 """
 
-from odml.zoo.registry import create_spec, get_entry, list_models  # noqa: F401
+from odml.zoo.registry import (  # noqa: F401
+    create_config, create_model, create_spec, get_entry, get_family, list_models, resolve)
+from odml.zoo.registry import families as list_families  # noqa: F401  (odml.zoo.families is the package of families)
 from odml.zoo.spec import Block, Head, ModelSpec, Stem, parse_block  # noqa: F401
-
-
-def create_model(name_or_spec, **overrides):
-    """Build a tf_keras model from a zoo name (with overrides) or a ModelSpec."""
-    from odml.zoo.builder import build_model
-
-    spec = name_or_spec if isinstance(name_or_spec, ModelSpec) else create_spec(name_or_spec, **overrides)
-    return build_model(spec)

@@ -1,4 +1,4 @@
-"""MobileBERT and MobileBERT-EdgeTPU (REFERENCE.md section 2) as tf_keras
+"""MobileBERT and MobileBERT-EdgeTPU (the family: odml.zoo.families.mobilebert) as tf_keras
 models for text classification, built from layers that convert to builtin
 TFLite ops only (int8 and fp16 at a fixed sequence length):
 
@@ -11,13 +11,13 @@ TFLite ops only (int8 and fp16 at a fixed sequence length):
          output bottleneck back to hidden; residuals with no_norm
       -> pooler (dense + tanh on the first token) -> logits
 
-The configurations (and parameter counts) are in zoo/textconfig.py.
+The configurations (and parameter counts) are in zoo/families/mobilebert.py.
 """
 
 from __future__ import annotations
 
 from odml.zoo.blocks import K
-from odml.zoo.textconfig import MobileBertConfig
+from odml.zoo.families.mobilebert import MobileBertConfig
 
 
 @K.utils.register_keras_serializable(package="odml")

@@ -1,4 +1,5 @@
-"""BlazePose (REFERENCE.md section 4) described once and read two ways: the
+"""BlazePose (Bazarevsky et al. 2020; MediaPipe's pose model cards) described
+once and read two ways: the
 network functions below run either on ``Count`` (shapes, parameters and MACs,
 no TensorFlow: `odml zoo list` stays fast) or on the tf_keras backend of
 zoo/blazepose.py, which builds the model. A test checks that both agree.
@@ -25,11 +26,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-NUM_KEYPOINTS = 33
-ALIGN_KEYPOINTS = 2  # mid-hip centre and the full-body point
-LANDMARKS = NUM_KEYPOINTS + ALIGN_KEYPOINTS
-DETECTOR_KEYPOINTS = 4  # mid-hip, full-body point, mid-shoulder, upper-body point
-ANCHORS_PER_CELL = {8: 2, 16: 2, 32: 6}
+from odml.data.pose import ALIGN_KEYPOINTS, DETECTOR_KEYPOINTS, LANDMARKS, NUM_KEYPOINTS  # noqa: F401
+from odml.data.pose_geometry import ANCHORS_PER_CELL
 
 
 @dataclass
@@ -298,25 +296,3 @@ def count(cfg: Any) -> dict[str, int]:
         res.update(params=B.params, macs=B.macs, keras_params=B.keras_params)
     res["output"] = list(net["deploy"])
     return res
-
-
-def pose_rows(pattern: str | None = None) -> list[dict[str, Any]]:
-    """Rows of `odml zoo list` for the pose models."""
-    import fnmatch
-
-    rows = []
-    for name in POSE_MODELS:
-        if pattern and not (fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(name, f"*{pattern}*")):
-            continue
-        cfg = pose_config(name)
-        c = count(cfg)
-        det = isinstance(cfg, DetectorConfig)
-        desc = (f"{sum(anchor_counts(cfg.input_size).values())} anchors, box + 4 alignment keypoints each" if det
-                else f"{LANDMARKS} keypoints x (x, y, z, visibility, presence) + pose flag")
-        if name in PUBLISHED_WEIGHTS:
-            desc += f"; released model: {PUBLISHED_WEIGHTS[name]:,} weights"
-        rows.append({"name": name, "task": "pose_detection" if det else "pose_landmarks",
-                     "input_shape": [cfg.input_size, cfg.input_size, 3], "classes": None,
-                     "params": c["params"], "macs": c["macs"], "output": c["output"], "description": desc})
-    return rows
-

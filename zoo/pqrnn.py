@@ -1,4 +1,4 @@
-"""pQRNN (REFERENCE.md section 3) as a tf_keras model over the ternary
+"""pQRNN (the family: odml.zoo.families.pqrnn) as a tf_keras model over the ternary
 projection (data/projection.py), built from builtin ops only so that it
 converts to a full-int8 TFLite without custom ops:
 
@@ -14,8 +14,7 @@ converts to a full-int8 TFLite without custom ops:
 from __future__ import annotations
 
 from odml.zoo.blocks import K
-from odml.zoo.textconfig import PQRNN_PRESETS as PRESETS  # noqa: F401
-from odml.zoo.textconfig import PQRNNConfig
+from odml.zoo.families.pqrnn import PRESETS, PQRNNConfig  # noqa: F401
 
 
 @K.utils.register_keras_serializable(package="odml")

@@ -32,7 +32,8 @@ def main() -> None:
     from odml.devices.host import HostOptions, bench_host
     from odml.exporters.export import ExportOptions, load_source, run_export
     from odml.pose.pipeline import PoseTracker
-    from odml.train.pose import PoseTrainConfig, Samples, evaluate_pipeline, pose_inputs, train_pose
+    from odml.data.pose_items import Samples
+    from odml.train.pose import PoseTrainConfig, evaluate_pipeline, train_pose
     from odml.zoo.poseconfig import count, pose_config
 
     ap = argparse.ArgumentParser()
@@ -57,7 +58,8 @@ def main() -> None:
 
     def export(model: str, out: str) -> dict:
         src = load_source(model)
-        x_val, x_cal = pose_inputs(src.task, src.input_shape[0], "synthetic", 50, 200, seed=1)
+        ds = src.family.read(src.card, "synthetic", seed=1, n_val=50, n_cal=200)  # the family's export inputs
+        x_val, x_cal = ds.x_val, ds.x_train
         rep = run_export(src, ExportOptions(precisions=["fp16", "int8"], out_dir=root / out, metadata=None),
                          x_val, None, x_cal, warn=lambda m: None)
         return {x["precision"]: {"file": str(root / out / x["file"]), "bytes": x["size_bytes"], "ops": x["ops"],
@@ -86,7 +88,7 @@ def main() -> None:
     report["params"] = {n: {"params": count(pose_config(n))["params"], "macs": count(pose_config(n))["macs"]}
                         for n in ("blazepose_detector", "blazepose_lite", "blazepose_full")}
     released = {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "PAD", "RESHAPE", "RESIZE_BILINEAR", "MAX_POOL_2D", "LOGISTIC",
-                "CONCATENATION", "QUANTIZE", "DEQUANTIZE"}  # the released models' ops (REFERENCE.md section 4)
+                "CONCATENATION", "QUANTIZE", "DEQUANTIZE"}  # the released models' ops (MediaPipe)
     report["builtin_only"] = not any(op.startswith(("CUSTOM", "Flex", "FLEX")) for p in exports.values()
                                      for e in p.values() for op in e["ops"])
     report["ops_beyond_the_released_models"] = {m: sorted({op for e in p.values() for op in e["ops"]} - released)
@@ -101,8 +103,8 @@ def landmark_pck(tflite: str, val: list) -> float:
     crops evaluate_landmarks uses), through LiteRT."""
     import numpy as np
 
-    from odml.devices.litert import load_interpreter
-    from odml.pose.geometry import pck
+    from odml.litert import load_interpreter
+    from odml.data.pose_geometry import pck
     from odml.train.pose import true_roi_crops
     from odml.zoo.poseconfig import LANDMARKS, NUM_KEYPOINTS
 

@@ -35,13 +35,12 @@ def main() -> None:
 
     from odml._tf import keras, tf
     from odml.compress.distill import perturb, soft_label_stats
-    from odml.compress.students import TextSpec, _scaled
     from odml.data.text import load_text
-    from odml.data.textmodel import load_info
     from odml.numeric import softmax
     from odml.train.trainer import make_optimizer
+    from odml.zoo import create_config
+    from odml.zoo.card import ModelCard
     from odml.zoo.load import load_keras_model
-    from odml.zoo.textconfig import text_config
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--teacher", default="runs/bench_text/pqrnn.keras")
@@ -53,8 +52,8 @@ def main() -> None:
     a = ap.parse_args()
     K, T = keras(), tf()
     data = load_text(a.data)  # the split of `odml train --seed 0`
-    info = load_info(a.teacher)
-    x, _ = info.featurize(data.texts_train)
+    card = ModelCard.load(a.teacher)
+    x, _ = card.family.featurizer(card)(data.texts_train)
     y = np.asarray(data.y_train).astype(np.int64)
     teacher = load_keras_model(a.teacher)
     both = K.Model(teacher.inputs, [teacher.get_layer("logits").input, teacher.output])
@@ -71,12 +70,12 @@ def main() -> None:
           flush=True)
     idx = np.random.RandomState(123).permutation(len(y))
     tr, ev = idx[: int(0.8 * len(idx))], idx[int(0.8 * len(idx)):]
-    base = replace(text_config("pqrnn"), max_len=info.config["max_len"], features=info.config["features"],
+    base = replace(create_config("pqrnn"), max_len=card.config.max_len, features=card.config.features,
                    num_classes=int(t_logits.shape[1]))
 
     def train(temp: float, alpha: float, beta: float, aug: str, seed: int) -> tuple[float, float]:
         K.utils.set_random_seed(seed)
-        m = _scaled(TextSpec("s", base), a.width, "student").build()
+        m = card.family.build(card.family.scale(base, a.width), "student")
         feats = K.Model(m.inputs, [m.get_layer("logits").input, m.output])
         proj = K.layers.Dense(t_feat.shape[1], name="hint")
         proj.build((None, int(feats.outputs[0].shape[-1])))

@@ -2,7 +2,7 @@
 several pQRNNs trained on the same split (seed 0 of `odml train`) from
 different initialisations and distortions, their logits averaged in one
 Keras model (Hinton et al. distil an ensemble). The ensemble is saved with
-the members' `.text.json`, so `odml compress` takes it as a teacher like any
+the members' model card (`.odml.json`), so `odml compress` takes it as a teacher like any
 pQRNN.
 
     python tests/bench/text_ensemble_teacher.py --members 3 --epochs 6 \
@@ -31,11 +31,12 @@ SMS = Path(__file__).resolve().parents[3] / "shared" / "data" / "sms_spam" / "SM
 def main() -> None:
     from odml._tf import keras
     from odml.data.text import load_text
-    from odml.data.textmodel import load_info, save_info, sidecar
-    from odml.train.text import TextTrainConfig, scores, train_text
+    from odml.numeric import classification_scores as scores
+    from odml.train.text import TextTrainConfig, train_text
     from odml.train.trainer import save_model_atomic
+    from odml.zoo import create_config
+    from odml.zoo.card import ModelCard, card_path
     from odml.zoo.load import load_keras_model
-    from odml.zoo.textconfig import text_config
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(SMS))
@@ -53,15 +54,15 @@ def main() -> None:
         path = out.with_name(f"{out.stem}_m{k}.keras")
         if k == 0 and a.first and not path.is_file():
             shutil.copy(a.first, path)
-            shutil.copy(sidecar(a.first), sidecar(path))
+            shutil.copy(card_path(a.first), card_path(path))
         if not path.is_file():
-            res = train_text("pqrnn", text_config("pqrnn"), data, TextTrainConfig(epochs=a.epochs, seed=k), path)
+            res = train_text("pqrnn", create_config("pqrnn"), data, TextTrainConfig(epochs=a.epochs, seed=k), path)
             print(f"member {k}: trained in {res['train_wall_s']:.0f} s", flush=True)
         m = load_keras_model(path)
         m._name = f"member{k}"
         members.append(m)
-    info = load_info(out.with_name(f"{out.stem}_m0.keras"))
-    x_val, _ = info.featurize(data.texts_val)
+    card = ModelCard.load(out.with_name(f"{out.stem}_m0.keras"))
+    x_val, _ = card.family.featurizer(card)(data.texts_val)
     for k, m in enumerate(members):
         s = scores(m.predict(x_val, batch_size=256, verbose=0), data.y_val)
         report["members"].append(s)
@@ -73,8 +74,7 @@ def main() -> None:
     report.update(ensemble=s, params=int(ens.count_params()), out=str(out))
     print(f"ensemble of {len(members)}: accuracy {s['accuracy']:.4f} AUC {s['auc']:.4f}, "
           f"{ens.count_params():,} parameters", flush=True)
-    save_model_atomic(ens, out)
-    save_info(info, out)
+    save_model_atomic(ens, out, card)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2))
 
 

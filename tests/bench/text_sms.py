@@ -51,12 +51,13 @@ def main() -> None:
     import numpy as np
 
     from odml.data.text import load_text
-    from odml.data.textmodel import load_info
     from odml.devices.host import HostOptions, bench_host
-    from odml.devices.litert import load_interpreter, run_batch
+    from odml.litert import load_interpreter, run_batch
     from odml.exporters.export import ExportOptions, load_source, run_export
-    from odml.train.text import TextTrainConfig, scores, train_text
-    from odml.zoo.textconfig import text_config
+    from odml.numeric import classification_scores as scores
+    from odml.train.text import TextTrainConfig, train_text
+    from odml.zoo import create_config
+    from odml.zoo.card import ModelCard
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=10)
@@ -77,13 +78,14 @@ def main() -> None:
 
     model = root / "pqrnn.keras"
     if not model.is_file():
-        res = train_text("pqrnn", text_config("pqrnn"), data, TextTrainConfig(epochs=a.epochs), model)
+        res = train_text("pqrnn", create_config("pqrnn"), data, TextTrainConfig(epochs=a.epochs), model)
         (root / "pqrnn_train.json").write_text(json.dumps(res, indent=2))
     res = json.loads((root / "pqrnn_train.json").read_text())
     print(f"pQRNN trained {a.epochs} epochs in {res['train_wall_s']:.0f} s: float AUC {res['val_auc']:.4f}", flush=True)
-    info = load_info(model)
-    x_val, cut_val = info.featurize(data.texts_val)
-    x_tr, _ = info.featurize(data.texts_train)
+    card = ModelCard.load(model)
+    featurize = card.family.featurizer(card)
+    x_val, cut_val = featurize(data.texts_val)
+    x_tr, _ = featurize(data.texts_train)
     src = load_source(str(model))
     exp = root / "pqrnn_export"
     if not (exp / "export.json").is_file():
@@ -95,7 +97,7 @@ def main() -> None:
     lat = bench_host(tfl, HostOptions(threads=1, runs=200, min_secs=2.0))
     t0 = time.perf_counter()
     for _ in range(3):
-        info.featurize(data.texts_val)
+        featurize(data.texts_val)
     proj_ms = (time.perf_counter() - t0) / 3 / len(data.texts_val) * 1e3
     report["pqrnn"] = {
         "config": res["config"], "params": res["params"], "epochs": a.epochs, "train_wall_s": res["train_wall_s"],

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from odml._fd import quiet_stderr_fd
-from odml.exporters.flatbuffer import parse_tflite
+from odml.flatbuffer import parse_tflite
 
 
 def load_interpreter(model: str | Path | bytes, threads: int = 1, xnnpack: bool = True, verify: bool = True,

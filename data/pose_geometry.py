@@ -1,4 +1,6 @@
-"""The geometry of the BlazePose pipeline (REFERENCE.md section 4), NumPy only:
+"""The geometry of the BlazePose pipeline (Bazarevsky et al., "BlazePose:
+On-device Real-time Body Pose tracking", 2020; MediaPipe's pose model
+cards), NumPy only:
 the region of interest from two alignment keypoints (centre at the hips,
 radius to the full-body point, rotation from the body axis, x1.25, square),
 the affine crop into the landmark model's input and back, the detector's
@@ -15,10 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from odml.zoo.poseconfig import ANCHORS_PER_CELL
-
 ROI_SCALE = 1.25
 REG_SCALE = 5.0  # detector regressors are offsets in input widths x REG_SCALE
+ANCHORS_PER_CELL = {8: 2, 16: 2, 32: 6}  # the detector's SSD anchors per cell at strides 8, 16, 32 (2254 at 224)
 
 
 @dataclass

@@ -1,0 +1,219 @@
+"""Devices as objects: where a .tflite runs and its latency is measured.
+``parse_device("host" | "adb:SERIAL" | "edgetpu[:usb|pci:N]")`` is the one
+place that reads ``--device``; each device says whether it is usable and
+why not, and benchmarks a file. bench, search and compress take these."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from odml.errors import OdmlError
+
+
+class DeviceError(OdmlError):
+    """An unknown or unusable --device."""
+
+
+@dataclass
+class BenchOptions:
+    threads: int = 1
+    runs: int = 50
+    warmup: int = 1
+    min_secs: float = 1.0
+    xnnpack: bool = True
+    cpus: list[int] = field(default_factory=list)  # host: pin to these cores
+    timeout_s: float = 600.0
+    core_mask: str | None = None  # adb: taskset mask of the big cores
+    op_profile: bool = False  # adb: per-op profile
+
+
+class Device:
+    kind = ""
+    classifies = False  # runs a dataset through the model here (per-input latency and outputs)
+
+    @property
+    def label(self) -> str:
+        return self.kind
+
+    def check(self) -> "Device":
+        """Raise DeviceError when the device cannot be used now; self otherwise."""
+        return self
+
+    def bench(self, path: str | Path, o: BenchOptions) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def classify(self, path: str | Path, x: Any, o: BenchOptions) -> dict[str, Any]:
+        """Per-input latency and outputs of every input of ``x`` (host-side runtimes only)."""
+        raise DeviceError(f"--device {self.label}: classifying a dataset runs on the host or an Edge TPU attached to "
+                          "it; use --device host for --data")
+
+    def __repr__(self) -> str:
+        return f"<device {self.label}>"
+
+
+class Host(Device):
+    """The LiteRT interpreter on this machine's CPU."""
+
+    kind = "host"
+    classifies = True
+
+    def host_options(self, o: BenchOptions) -> Any:
+        from odml.devices.host import HostOptions
+
+        return HostOptions(threads=o.threads, xnnpack=o.xnnpack, warmup=o.warmup, runs=o.runs, min_secs=o.min_secs,
+                           cpus=list(o.cpus))
+
+    def bench(self, path: str | Path, o: BenchOptions) -> dict[str, Any]:
+        from odml.devices.host import bench_host
+
+        res = bench_host(path, self.host_options(o), timeout_s=o.timeout_s)
+        res["device"] = self.label
+        return res
+
+    def classify(self, path: str | Path, x: Any, o: BenchOptions) -> dict[str, Any]:
+        from odml.devices.host import classify_host
+
+        return classify_host(path, x, self.host_options(o))
+
+
+@dataclass(repr=False)
+class EdgeTpu(Host):
+    """A Coral Edge TPU through libedgetpu's delegate (usb or pci:N)."""
+
+    library: str = ""
+    device: str = "usb"
+    compile: bool = False  # compile files not yet compiled (search and compress export plain int8 files)
+    kind = "edgetpu"
+
+    @property
+    def label(self) -> str:
+        return f"edgetpu:{self.device}"
+
+    def check(self) -> "EdgeTpu":
+        from odml.devices.edgetpu import status
+
+        st = status()
+        if not st["available"]:
+            raise DeviceError(f"--device {self.label}: unavailable: {st['reason']}")
+        self.library = st["library"]
+        if self.compile and shutil.which("edgetpu_compiler") is None:
+            raise DeviceError(f"--device {self.label}: candidates must be compiled, and edgetpu_compiler is not on "
+                              "the PATH")
+        return self
+
+    def host_options(self, o: BenchOptions) -> Any:
+        opts = super().host_options(o)
+        opts.delegate, opts.delegate_device = self.library, self.device
+        return opts
+
+    def bench(self, path: str | Path, o: BenchOptions) -> dict[str, Any]:
+        path = Path(path)
+        if self.compile and not path.stem.endswith("_edgetpu"):
+            subprocess.run([shutil.which("edgetpu_compiler") or "edgetpu_compiler", "-s", "-o", str(path.parent),
+                            str(path)], capture_output=True, timeout=600, check=False)
+            compiled = path.with_name(path.stem + "_edgetpu.tflite")
+            path = compiled if compiled.is_file() else path
+        return super().bench(path, o)
+
+
+@dataclass(repr=False)
+class Adb(Device):
+    """An Android phone over adb, timed by TFLite's benchmark_model on it."""
+
+    serial: str = ""
+    benchmark_binary: str | None = None
+    kind = "adb"
+
+    @property
+    def label(self) -> str:
+        return f"adb:{self.serial}" if self.serial else "adb"
+
+    def _resolve(self) -> None:
+        from odml.devices.adb import AdbError, list_devices
+
+        if not self.serial:
+            ready = [d["serial"] for d in list_devices() if d["state"] == "device"]
+            if len(ready) != 1:
+                raise AdbError(f"--device adb needs a serial (adb:SERIAL) when {len(ready)} phones are attached")
+            self.serial = ready[0]
+
+    def check(self) -> "Adb":
+        from odml.devices.adb import AdbError, find_binary, list_devices
+
+        try:
+            self._resolve()
+            attached = {d["serial"]: d for d in list_devices()}
+            self.benchmark_binary = str(find_binary(self.benchmark_binary))
+        except AdbError as e:
+            raise DeviceError(f"--device {self.label}: {e}") from None
+        if self.serial not in attached:
+            raise DeviceError(f"--device {self.label}: no such phone (attached: {', '.join(attached) or 'none'})")
+        if attached[self.serial]["state"] != "device":
+            raise DeviceError(f"--device {self.label}: phone is {attached[self.serial]['state']}")
+        return self
+
+    def bench(self, path: str | Path, o: BenchOptions) -> dict[str, Any]:
+        from odml.devices.adb import bench_adb
+
+        self._resolve()
+        return bench_adb(self.serial, Path(path), self.benchmark_binary, o.threads, o.core_mask, o.runs, o.warmup,
+                         o.min_secs, o.op_profile, o.xnnpack, o.timeout_s)
+
+
+def parse_device(text: str, benchmark_binary: str | None = None, check: bool = True, compile: bool = False) -> Device:
+    """One ``--device`` value. ``check``: refuse, before any work, a device
+    that cannot be used now (a phone that is not attached, an Edge TPU whose
+    runtime is missing); ``compile``: the Edge TPU must compile what it runs."""
+    t = (text or "").strip()
+    dev: Device
+    if t == "host":
+        dev = Host()
+    elif t == "adb" or (t.startswith("adb:") and len(t) > 4):
+        dev = Adb(serial=t[4:], benchmark_binary=str(benchmark_binary) if benchmark_binary else None)
+    elif t == "edgetpu" or t.startswith("edgetpu:"):
+        dev = EdgeTpu(device=t.partition(":")[2] or "usb", compile=compile)
+    else:
+        raise DeviceError(f"--device {t!r}: unknown device; use host, adb:SERIAL or edgetpu (see 'odml devices')")
+    return dev.check() if check or isinstance(dev, EdgeTpu) else dev
+
+
+def parse_devices(text: str, benchmark_binary: str | None = None) -> list[Device]:
+    """A comma-separated ``--device`` list (bench): each parsed; a phone is
+    looked up when it is benchmarked."""
+    items = [d.strip() for d in (text or "").split(",") if d.strip()]
+    if not items:
+        raise DeviceError("--device: give host, adb:SERIAL or edgetpu")
+    return [parse_device(d, benchmark_binary, check=False) for d in items]
+
+
+def host_status() -> dict[str, Any]:
+    import os
+    import platform
+
+    try:
+        import ai_edge_litert  # noqa: F401
+
+        ok, reason = True, None
+    except ImportError as e:  # pragma: no cover
+        ok, reason = False, f"ai-edge-litert not importable: {e}"
+    return {"device": "host", "available": ok, "reason": reason, "cpu": platform.processor() or platform.machine(),
+            "cores": len(os.sched_getaffinity(0))}
+
+
+def list_devices() -> list[dict[str, Any]]:
+    """What is attached and usable here, and why not for the rest."""
+    from odml.devices import edgetpu
+
+    rows = [host_status()]
+    try:
+        from odml.devices import adb
+
+        rows.extend(adb.status())
+    except ImportError:  # pragma: no cover
+        pass
+    rows.append(edgetpu.status())
+    return rows

@@ -1,0 +1,341 @@
+"""Model families: each kind of model odml knows lives in one module of
+``odml/zoo/families/`` and answers, for every verb, what it is (the idea of
+timm's per-model config record and of the Model Garden's Task class):
+
+- how it is configured (zoo entries, overrides, ``--set``), scaled by width,
+  counted (parameters, MACs) and built (a tf_keras model);
+- what its input means (:class:`InputSpec`: dtype, shape, the range pixels
+  map onto, the text featurization) and what its output is
+  (:class:`OutputSpec`: class logits, detections, keypoints);
+- how its data is read and featurized, how its outputs are scored, which
+  training loop trains it, and which students compress it.
+
+The verbs (train, export, bench, compress, search) ask the family; none tests
+a model's name, shape or file suffix to find out what kind of model it is.
+Nothing here imports TensorFlow (``build`` does, when called).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from odml.errors import SpecError
+
+TASKS = ("classify", "detect", "keypoints")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a model's (single) input is."""
+
+    kind: str  # "image", "projection" (pQRNN's ternary text projection) or "token_ids"
+    shape: tuple[int, ...]  # without the batch dimension
+    dtype: str = "float32"
+    range: tuple[float, float] = (0.0, 1.0)  # images: the values pixels 0..255 map onto, linearly
+    name: str = "image"  # the input tensor's name in exported files
+    description: str = ""
+    text: str | None = None  # how a text becomes this input: the family whose featurizer does it
+    vocab_size: int | None = None  # token ids lie in [0, vocab_size)
+
+    @property
+    def normalization(self) -> tuple[float, float]:
+        """(mean, std) such that (pixel - mean) / std is what the model reads
+        (the convention of TFLite metadata's NormalizationOptions)."""
+        lo, hi = self.range
+        std = 255.0 / (hi - lo)
+        return -lo * std, std
+
+    def from_pixels(self, x: np.ndarray) -> np.ndarray:
+        """uint8 images -> the float32 values the model reads; arrays that are
+        already model inputs pass through."""
+        if x.dtype != np.uint8:
+            return x
+        lo, hi = self.range
+        return (x.astype(np.float32) * ((hi - lo) / 255.0) + lo).astype(np.float32)
+
+    def random(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Inputs of the right shape and type without data: pixels in range,
+        a ternary projection, or token ids within the vocabulary (0 is padding)."""
+        if self.kind == "token_ids":
+            return rng.integers(1, max(2, self.vocab_size or 100), size=(n, *self.shape)).astype(self.dtype)
+        if self.kind == "projection":
+            return rng.integers(-1, 2, size=(n, *self.shape)).astype(np.float32)
+        lo, hi = self.range
+        return (rng.random((n, *self.shape), dtype=np.float32) * (hi - lo) + lo).astype(np.float32)
+
+    def describe(self) -> str:
+        dims = "x".join(map(str, self.shape))
+        if self.kind == "token_ids":
+            return f"{self.shape[0]} token ids"
+        if self.kind == "projection":
+            return f"{dims} projection"
+        return dims
+
+    def to_dict(self) -> dict[str, Any]:
+        mean, std = self.normalization
+        d = {"kind": self.kind, "name": self.name, "shape": list(self.shape), "dtype": self.dtype,
+             "description": self.description}
+        if self.kind == "image":
+            d.update(range=list(self.range), mean=mean, std=std)
+        if self.text:
+            d["text"] = self.text
+        if self.vocab_size:
+            d["vocab_size"] = self.vocab_size
+        return d
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """What a model's (single) output is."""
+
+    task: str  # classify | detect | keypoints
+    name: str  # the output's name in metadata: logits, detections, landmarks
+    size: int  # values per input (classes for a classifier)
+    description: str = ""
+    shape: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "name": self.name, "size": self.size, "shape": list(self.shape or (self.size,)),
+                "description": self.description}
+
+
+@dataclass(frozen=True)
+class Counts:
+    params: int
+    macs: int | None = None
+    extra: dict[str, int] = field(default_factory=dict)  # published-comparison figures (encoder, heatmap heads)
+
+
+class Family:
+    """The base of every family: sensible defaults, overridden where a family
+    differs. Subclasses set the class attributes and the methods marked
+    below."""
+
+    name = ""
+    task = "classify"
+    title = ""  # what the family is, with its public source
+    noun = "a model"  # what one of its models is, in a sentence ("an image classifier")
+    zoo_task = ""  # the task column of `odml zoo list`
+    width_range = (0.01, 1.0)  # compression: the width multipliers students are derived between
+    trainer: str | None = None  # the training loop of odml.train that trains it; None: not trained by odml
+    student_family: str | None = None  # compression: students of a teacher of this family; None: not a teacher
+    can_inherit = False  # compress --init teacher: students can start from the teacher's channels
+    distorts_text = False  # text: training texts distorted afresh every epoch by default
+    train_defaults: dict[str, Any] = {"batch_size": 64, "learning_rate": 2e-3}
+    config_type: type | None = None  # the configuration dataclass
+
+    # ---- the zoo ----------------------------------------------------------------------
+    def models(self) -> dict[str, str]:
+        """Zoo entries of this family: name -> one-line description."""
+        return {}
+
+    def hidden(self) -> set[str]:
+        """Entries that exist (tests, smoke runs) but are not listed."""
+        return set()
+
+    def config(self, name: str) -> Any:
+        """The configuration of zoo entry ``name``."""
+        raise SpecError(f"{self.name}: no zoo entry {name!r}")
+
+    def configure(self, name: str, classes: int | None = None, input_size: Any = None, width: float | None = None,
+                  sets: dict[str, Any] | None = None) -> Any:
+        """The configuration of ``name`` with the overrides every verb offers."""
+        cfg = self.config(name)
+        if sets:
+            cfg = dataclasses.replace(cfg, **sets)
+        if classes is not None:
+            cfg = self.with_classes(cfg, classes)
+        if input_size is not None:
+            cfg = self.with_input_size(cfg, input_size)
+        if width is not None and width != 1.0:
+            cfg = self.scale(cfg, width, name)
+        return self.validate(cfg, name)
+
+    def setting_names(self) -> list[str]:
+        """What ``--set KEY=VALUE`` may change."""
+        return [f.name for f in dataclasses.fields(self.config_type)] if self.config_type else []
+
+    def parse_sets(self, items: list[str], base: Any) -> dict[str, Any]:
+        """``--set KEY=VALUE`` items, typed as the configuration's fields."""
+        names = [n for n in self.setting_names() if n != "num_classes"]
+        out: dict[str, Any] = {}
+        for item in items:
+            key, sep, value = item.partition("=")
+            key = key.strip()
+            if not sep or key not in names:
+                raise SpecError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(names)}")
+            cur = getattr(base, key)
+            try:
+                out[key] = type(cur)(value) if not isinstance(cur, bool) else value.lower() in ("1", "true", "yes")
+            except (TypeError, ValueError):
+                raise SpecError(f"--set {item!r}: {key} takes a {type(cur).__name__}") from None
+        return out
+
+    def validate(self, cfg: Any, where: str = "") -> Any:
+        v = getattr(cfg, "validate", None)
+        if v is not None:
+            res = v()
+            return cfg if res is None else res
+        return cfg
+
+    def with_classes(self, cfg: Any, n: int) -> Any:
+        if not hasattr(cfg, "num_classes"):
+            raise SpecError(f"{self.name}: a {self.task} model has no class count")
+        return dataclasses.replace(cfg, num_classes=int(n))
+
+    def with_input_size(self, cfg: Any, size: Any) -> Any:
+        raise SpecError(f"--input-size: {self.name} models have a fixed input size")
+
+    def with_length(self, cfg: Any, n: int) -> Any:
+        raise SpecError(f"--max-len: {self.name} models take no sequence length")
+
+    def with_vocabulary(self, cfg: Any, vocab: list[str]) -> Any:
+        """``cfg`` sized for ``vocab`` (families that embed token ids)."""
+        return cfg
+
+    def scale(self, cfg: Any, width: float, where: str = "") -> Any:
+        """``cfg`` narrower (or wider) by ``width``."""
+        raise SpecError(f"{where or self.name}: {self.name} models cannot be scaled by a width multiplier")
+
+    def config_from_dict(self, d: dict[str, Any], where: str = "config") -> Any:
+        assert self.config_type is not None
+        known = {f.name for f in dataclasses.fields(self.config_type)}
+        try:
+            cfg = self.config_type(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known})
+        except TypeError as e:
+            raise SpecError(f"{where}: {e}") from None
+        return self.validate(cfg, where)
+
+    def config_to_dict(self, cfg: Any) -> dict[str, Any]:
+        return dataclasses.asdict(cfg)
+
+    def line(self, cfg: Any) -> str:
+        """A one-line form of the configuration (settings, tables)."""
+        d = self.config_to_dict(cfg)
+        return f"{self.name}(" + ",".join(f"{k}={v}" for k, v in d.items()) + ")"
+
+    def label(self, name: str) -> str:
+        """A short label of entry ``name`` (compress uses it for file names)."""
+        return name
+
+    # ---- cost, build ----------------------------------------------------------------------
+    def count(self, cfg: Any) -> Counts:
+        raise NotImplementedError
+
+    def build(self, cfg: Any, name: str | None = None) -> Any:
+        """The deployable tf_keras model (one input, one output)."""
+        raise NotImplementedError
+
+    # ---- what goes in and comes out --------------------------------------------------------
+    def inputs(self, cfg: Any, vocab: list[str] | None = None) -> InputSpec:
+        raise NotImplementedError
+
+    def outputs(self, cfg: Any) -> OutputSpec:
+        raise NotImplementedError
+
+    def describe(self, cfg: Any, name: str = "") -> str:
+        """A line for `odml zoo list`'s notes about entry ``name`` (empty: none)."""
+        return ""
+
+    def blocks(self, cfg: Any) -> list[dict[str, Any]] | None:
+        """Per-block rows of `odml zoo show` (type, kernel, ..., parameters,
+        MACs) for a family described block by block; None otherwise."""
+        return None
+
+    def settings(self, cfg: Any) -> list[tuple[str, str]]:
+        """(setting, value) rows of `odml zoo show`."""
+        return [(k, str(v)) for k, v in self.config_to_dict(cfg).items()]
+
+    # ---- data and scores ------------------------------------------------------------------
+    def data_hint(self) -> str:
+        """What --data takes for this family (for error messages and help)."""
+        return "'digits', a folder of class subfolders, or an .npz"
+
+    def read(self, card: Any, data: str, val_split: float = 0.2, seed: int = 0, **options: Any) -> Any:
+        """``data`` as arrays of model inputs for ``card``'s model: an object
+        with x_train, y_train, x_val, y_val, class_names, source, notes (and,
+        for text, ``train_inputs(epoch, seed, distortion)``)."""
+        raise SpecError(f"{self.name}: odml reads no data for {self.task} models")
+
+    def score(self, logits: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        """Metrics of a classifier's outputs against labels."""
+        return {"accuracy": float((np.asarray(logits).argmax(-1) == y).mean())}
+
+    def vocabulary(self, texts: list[str], vocab_file: Any = None, vocab_size: int = 8000) -> list[str] | None:
+        """The vocabulary a model of this family needs (None: it needs none)."""
+        return None
+
+    # ---- compression ------------------------------------------------------------------------
+    def student_base(self, teacher: Any) -> tuple[str, Any]:
+        """(label stem, configuration) of the member students derived by MACs
+        are narrowed from, for ``teacher`` (a loaded model of a family whose
+        ``student_family`` is this one): by default the teacher itself."""
+        return self.name, teacher.card.config
+
+    def derived(self, base: Any, width: float, teacher: Any) -> Any:
+        """``base`` at ``width``, a student derived for ``teacher``."""
+        return self.scale(base, width)
+
+    def student(self, item: str, width: float | None, teacher: Any) -> tuple[str, Any]:
+        """(label, configuration) of student ``item`` (a zoo entry, or a
+        file this family reads) at ``width``, reading the teacher's input."""
+        raise SpecError(f"student {item!r}: not a model of {self.name}")
+
+    def check_teacher(self, teacher: Any) -> None:
+        """Raise SpecError when ``teacher`` (of a family whose students come
+        from this one) cannot be compressed into this family's models."""
+
+    def check_inherit(self, teacher_cfg: Any, student_cfg: Any, label: str) -> None:
+        raise SpecError(f"students inherit the teacher's channels only from a {inheriting()} teacher")
+
+    def __repr__(self) -> str:
+        return f"<family {self.name}>"
+
+
+def inheriting() -> str:
+    from odml.zoo.registry import families
+
+    return " or ".join(f.name for f in families() if f.can_inherit) or "(no family)"
+
+
+@dataclass
+class Configured:
+    """A zoo entry or spec file resolved: the family, its configuration and
+    the name the model goes by."""
+
+    family: Family
+    config: Any
+    name: str
+
+    @property
+    def counts(self) -> Counts:
+        return self.family.count(self.config)
+
+    @property
+    def params(self) -> int:
+        return self.counts.params
+
+    @property
+    def macs(self) -> int:
+        return self.counts.macs or 0
+
+    @property
+    def input(self) -> InputSpec:
+        return self.family.inputs(self.config)
+
+    @property
+    def output(self) -> OutputSpec:
+        return self.family.outputs(self.config)
+
+    def to_line(self) -> str:
+        return self.family.line(self.config)
+
+    def build(self, name: str | None = None) -> Any:
+        return self.family.build(self.config, name or self.name)
+
+    def renamed(self, name: str) -> "Configured":
+        return Configured(self.family, self.config, name)
