@@ -42,7 +42,8 @@ def plot_front(points: Sequence[dict[str, Any]], front: Sequence[dict[str, Any]]
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
+    from odml.files import atomic_output
+
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    tmp.replace(path)

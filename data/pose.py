@@ -447,6 +447,6 @@ def write_coco(out_dir: str | Path, count: int, seed: int = 0, size: tuple[int, 
            "categories": [{"id": 1, "name": "person", "keypoints": [NAMES[j] for j in COCO17],
                            "skeleton": [[COCO17.index(a) + 1, COCO17.index(b) + 1] for a, b in EDGES
                                         if a in COCO17 and b in COCO17]}]}
-    path = out / "person_keypoints.json"
-    path.write_text(json.dumps(doc))
-    return path
+    from odml.files import write_json_atomic
+
+    return write_json_atomic(out / "person_keypoints.json", doc, indent=None)

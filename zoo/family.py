@@ -47,7 +47,7 @@ class InputSpec:
         (the convention of TFLite metadata's NormalizationOptions)."""
         lo, hi = self.range
         std = 255.0 / (hi - lo)
-        return -lo * std, std
+        return -lo * std + 0.0, std  # + 0.0: no negative zero
 
     def from_pixels(self, x: np.ndarray) -> np.ndarray:
         """uint8 images -> the float32 values the model reads; arrays that are
