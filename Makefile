@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	# tflite-support pins protobuf<4 but its metadata code needs only flatbuffers
 	$(BIN)/python -m pip install -q --no-deps tflite-support==0.4.4
+	# onnx2tf (ONNX -> TensorFlow) pins tensorflow 2.19 and numpy 1.26 exactly; it runs on the stack above
+	$(BIN)/python -m pip install -q --no-deps onnx2tf==1.29.24
 	@touch $(STAMP)
 
 install: $(STAMP)

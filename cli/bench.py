@@ -14,7 +14,7 @@ from odml.cli.common import err, handle_errors, out, print_json
 
 @handle_errors
 def bench_cmd(
-    models: Optional[List[Path]] = typer.Argument(None, help="One or more .tflite files (or give --budget)."),
+    models: Optional[List[Path]] = typer.Argument(None, help="One or more .tflite files, or model files to convert to fp32 first (.keras, .h5, .onnx, a SavedModel folder); or give --budget."),
     device: str = typer.Option("host", "--device", help="Where to run, comma-separated: host, adb:SERIAL, edgetpu[:usb|pci:N]; see 'odml devices'."),
     threads: int = typer.Option(1, "--threads", help="Interpreter threads."),
     xnnpack: bool = typer.Option(True, "--xnnpack/--no-xnnpack", help="Use the XNNPACK delegate."),
@@ -28,6 +28,9 @@ def bench_cmd(
     frontier_k: Optional[float] = typer.Option(None, "--frontier-k", help="OVIC frontier a(t) = k ln t + a0: k."),
     frontier_a0: Optional[float] = typer.Option(None, "--frontier-a0", help="OVIC frontier: a0 (percent)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the validation split."),
+    split: str = typer.Option("val", "--split", help="With --data: score its validation split (val, 20%% stratified by --seed) or all of it (all: your own test set)."),
+    input_size: Optional[str] = typer.Option(None, "--input-size", help="A model file's input size HxW, when the file leaves it open."),
+    input_range: Optional[str] = typer.Option(None, "--input-range", help="A model file's input range: 0,1, -1,1 or 0,255."),
     benchmark_binary: Optional[Path] = typer.Option(None, "--benchmark-binary", help="adb: TFLite's benchmark_model for the phone (or $ODML_BENCHMARK_BINARY)."),
     core_mask: Optional[str] = typer.Option(None, "--core-mask", help="adb: taskset CPU mask of the big cores, e.g. f0."),
     op_profile: bool = typer.Option(False, "--op-profile", help="adb: per-op profile (benchmark_model --enable_op_profiling)."),
@@ -39,7 +42,6 @@ def bench_cmd(
 ) -> None:
     """Measure latency: count, mean, median, p90, p99, std, CV, min, max, init
     time, first inference and peak memory, for every MODEL."""
-    from odml.devices.classify import classify_dataset
     from odml.devices.device import BenchOptions, parse_devices
     from odml.devices.host import BenchError
 
@@ -67,18 +69,24 @@ def bench_cmd(
         raise BenchError(f"--plot {plot}: expected a .png file")
     if plot is not None and not plot.parent.is_dir():
         raise BenchError(f"--plot {plot}: output folder {plot.parent} does not exist")
+    if split not in ("val", "all"):
+        raise BenchError(f"--split {split!r}: expected val or all")
     devices = parse_devices(device, str(benchmark_binary) if benchmark_binary else None)
-    results = []
-    for dev in devices:
-        with err.status("benchmarking") as status:
-            for m in models:
-                status.update(f"benchmarking {m} on {dev.label}")
-                res = dev.bench(m, opts)
-                if data is not None and dev.classifies:  # phones report latency; classification runs on the host
-                    status.update(f"classifying {data} with {m}")
-                    res["classification"] = classify_dataset(m, data, dev, opts, ovic, ovic_limit_ms, frontier_k,
-                                                             frontier_a0, seed)
-                results.append(res)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="odml-bench-") as tmp:
+        files = []
+        for m in models:  # model files that are not .tflite yet: an fp32 .tflite of each, benchmarked in their place
+            if m.suffix.lower() == ".tflite":
+                files.append((m, m))
+                continue
+            from odml.exporters.export import to_fp32_tflite
+            from odml.zoo.families.external import parse_range
+
+            with err.status(f"converting {m} to an fp32 .tflite"):
+                files.append((m, to_fp32_tflite(m, Path(tmp) / f"{m.stem}_fp32.tflite", input_size,
+                                                parse_range(input_range))))
+        results = _bench_all(files, devices, opts, data, ovic, ovic_limit_ms, frontier_k, frontier_a0, seed, split)
     if plot is not None:
         _plot(results, plot)
     for r in results:
@@ -92,12 +100,13 @@ def bench_cmd(
         if not c:
             continue
         if "texts" in c:
-            line = (f"{Path(r['model']).name} on {c['data']}: accuracy {c['accuracy']:.4f}, ROC AUC {c['auc']:.4f} "
+            line = (f"{Path(r['model']).name} on {c['data']} ({c['split']}): accuracy {c['accuracy']:.4f}, "
+                    f"ROC AUC {c['auc']:.4f} "
                     f"({c['texts']} texts, {c['truncated']} cut to the model's length), "
                     f"mean per-text latency {c['mean_latency_ms']:.3f} ms")
         else:
-            line = (f"{Path(r['model']).name} on {c['data']}: accuracy {c['accuracy']:.4f} ({c['images']} images), "
-                    f"mean per-image latency {c['mean_latency_ms']:.3f} ms")
+            line = (f"{Path(r['model']).name} on {c['data']} ({c['split']}): accuracy {c['accuracy']:.4f} "
+                    f"({c['images']} images), mean per-image latency {c['mean_latency_ms']:.3f} ms")
         if "ovic" in c:
             o = c["ovic"]
             line += (f"; OVIC 2018: {o['within_budget']}/{o['images']} images within the "
@@ -105,6 +114,25 @@ def bench_cmd(
         if "frontier" in c:
             line += f"; frontier score {c['frontier']['score']:+.2f} points"
         out.print(line, markup=False)
+
+
+def _bench_all(files, devices, opts, data, ovic, ovic_limit_ms, frontier_k, frontier_a0, seed, split) -> list:
+    from odml.devices.classify import classify_dataset
+
+    results = []
+    for dev in devices:
+        with err.status("benchmarking") as status:
+            for given, m in files:
+                status.update(f"benchmarking {given} on {dev.label}")
+                res = dev.bench(m, opts)
+                if given != m:
+                    res.update(model=str(given), converted="fp32 .tflite")
+                if data is not None and dev.classifies:  # phones report latency; classification runs on the host
+                    status.update(f"classifying {data} with {given}")
+                    res["classification"] = classify_dataset(m, data, dev, opts, ovic, ovic_limit_ms, frontier_k,
+                                                             frontier_a0, seed, split)
+                results.append(res)
+    return results
 
 
 def _budgets(path: Path, junit: Optional[Path], json_out: bool) -> None:

@@ -14,9 +14,10 @@ from odml.cli.common import err, fmt_int, handle_errors, out, print_json
 
 @handle_errors
 def compress_cmd(
-    teacher: Path = typer.Argument(..., help="The pre-trained Keras classifier: .keras or .h5 (loaded with safe_mode), or a Keras SavedModel folder."),
+    teacher: Path = typer.Argument(..., help="The pre-trained classifier: .keras (Keras 3 or tf_keras) or .h5 (loaded with safe_mode), a SavedModel folder, or an .onnx graph."),
     data: str = typer.Option("digits", "--data", help="'digits' (embedded), a folder of class subfolders, or an .npz; a .tsv/.csv of texts for a text teacher."),
     out_dir: Path = typer.Option(..., "--out", help="Run folder; rerun the same command to resume."),
+    val_data: Optional[str] = typer.Option(None, "--val-data", help="Score the teacher and students on all of this data (your validation set; the same classes) and train on all of --data."),
     recipe: Optional[Path] = typer.Option(None, "--recipe", help="A YAML/JSON recipe (keys in the README); options given here override it."),
     students: Optional[str] = typer.Option(None, "--students", help="Comma-separated: zoo NAME or NAME@WIDTH, or spec files (default: sizes from the teacher's MACs)."),
     sizes: Optional[str] = typer.Option(None, "--sizes", help="Derived students at these fractions of the teacher's MACs, e.g. 0.5,0.25,0.125."),
@@ -33,6 +34,8 @@ def compress_cmd(
     runs: int = typer.Option(50, "--runs", help="Benchmark runs per model."),
     pick_expr: Optional[str] = typer.Option(None, "--pick", help="Mark the most accurate student within a budget, e.g. 'latency_ms<=5, size_kb<500'."),
     benchmark_binary: Optional[str] = typer.Option(None, "--benchmark-binary", help="adb: TFLite's benchmark_model for the phone."),
+    input_size: Optional[str] = typer.Option(None, "--input-size", help="The teacher's input size HxW, when its file leaves it open (an ONNX graph's dynamic size)."),
+    input_range: Optional[str] = typer.Option(None, "--input-range", help="What pixels become at the teacher's input: 0,1 (the default), -1,1 or 0,255 (default 0,255 for a model that starts with Rescaling or Normalization)."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Compress TEACHER into several students: distillation (one teacher pass per batch for all
@@ -50,7 +53,8 @@ def compress_cmd(
         teacher=str(teacher), data=data, out=str(out_dir), recipe=str(recipe) if recipe else None,
         students=[s for s in (students or "").split(",") if s.strip()], sizes=size_list, epochs=epochs, joint=joint,
         prune=prune, prune_structure=prune_structure, quantize=quantize, distill=distill, augment=augment, init=init,
-        device=device, threads=threads, runs=runs, pick=pick_expr, benchmark_binary=benchmark_binary)
+        device=device, threads=threads, runs=runs, pick=pick_expr, benchmark_binary=benchmark_binary,
+        input_size=input_size, input_range=input_range, val_data=val_data)
     if epochs is not None and epochs < 1:
         raise CompressError(f"--epochs {epochs}: must be at least 1")
     p = prepare(opts)
@@ -116,6 +120,8 @@ def _table(rep: dict[str, Any]) -> None:
     out.print(tab)
     if rep["pick"]:
         out.print(f"pick {rep['pick']!r}: {rep['picked'] or 'no student meets it'}", markup=False)
+    if rep.get("data", {}).get("split"):
+        out.print(f"data: {rep['data']['split']}", markup=False)
     for note in rep.get("notes", []):
         out.print(f"note: {note}", markup=False)
     for name, path in rep["files"].items():

@@ -14,10 +14,11 @@ from odml.cli.common import err, handle_errors, out, print_json
 
 @handle_errors
 def export_cmd(
-    model: str = typer.Argument(..., help="A zoo name, a spec JSON, a .keras/.h5 model or a SavedModel folder."),
+    model: str = typer.Argument(..., help="A zoo name, a spec JSON, a .keras (Keras 3 or tf_keras) or .h5 model, a SavedModel folder, or an .onnx graph."),
     out_dir: Path = typer.Option(..., "--out", help="Output folder (created if missing; its parent must exist)."),
     quantize: str = typer.Option("fp32,int8", "--quantize", help="Comma list of fp32, fp16, dynamic, int8."),
     data: Optional[str] = typer.Option(None, "--data", help="Calibration and parity data: 'digits', an image folder or an .npz; for a text model a .tsv/.csv."),
+    val_data: Optional[str] = typer.Option(None, "--val-data", help="Check parity on all of this data (your validation set) and calibrate on all of --data."),
     calibration: str = typer.Option("data", "--calibration", help="'data' (from --data) or 'random' (int8 accuracy unknown)."),
     calibration_samples: int = typer.Option(200, "--calibration-samples", min=1),
     io: str = typer.Option("float", "--io", help="int8 models: 'int8' or 'float' input and output."),
@@ -26,7 +27,8 @@ def export_cmd(
     parity_samples: int = typer.Option(100, "--parity-samples", min=1),
     min_top1: Optional[float] = typer.Option(None, "--min-top1", help="Override the minimum top-1 agreement for every precision."),
     max_rel_err: Optional[float] = typer.Option(None, "--max-rel-err", help="Override the maximum relative mean error."),
-    input_size: Optional[str] = typer.Option(None, "--input-size", help="Zoo/spec models: input size N or HxW."),
+    input_size: Optional[str] = typer.Option(None, "--input-size", help="Input size N or HxW: of a zoo model or spec, or of a model file that leaves it open (a dynamic ONNX size)."),
+    input_range: Optional[str] = typer.Option(None, "--input-range", help="Model files: what pixels become at the input, 0,1 (default), -1,1 or 0,255 (default 0,255 for a model that starts with Rescaling or Normalization)."),
     width: Optional[float] = typer.Option(None, "--width", help="Zoo models: width multiplier."),
     classes: Optional[int] = typer.Option(None, "--classes", help="Zoo/spec models: number of classes."),
     name: Optional[str] = typer.Option(None, "--name", help="Metadata: model name."),
@@ -59,15 +61,20 @@ def export_cmd(
     if target == "edgetpu" and "int8" not in precisions:
         precisions.append("int8")
     check_out_dir(out_dir)
+    if val_data is not None and data is None:
+        raise ExportError("--val-data goes with --data (the calibration data)")
     label_list = None
     if labels is not None:
         if not labels.is_file():
             raise OdmlError(f"{labels}: labels file not found")
         label_list = [ln.strip() for ln in labels.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    src = load_source(model, classes, input_size, width)
+    from odml.zoo.families.external import parse_range
+
+    src = load_source(model, classes, input_size, width, input_range=parse_range(input_range))
     x_val = y_val = x_cal = None
     if data is not None:  # the family reads its own data: images, labelled texts, pose samples
-        ds = src.family.read(src.card, data, 0.2, seed, n_val=min(parity_samples, 100), n_cal=calibration_samples)
+        ds = src.family.read(src.card, data, 0.2, seed, n_val=min(parity_samples, 100), n_cal=calibration_samples,
+                             val_data=val_data)
         x_val, y_val, x_cal = src.input.from_pixels(ds.x_val), ds.y_val, src.input.from_pixels(ds.x_train)
         if src.classifies and ds.class_names and len(ds.class_names) != src.outputs:
             raise OdmlError(f"{data}: {len(ds.class_names)} classes in the data but the model has {src.outputs} "
@@ -88,7 +95,8 @@ def export_cmd(
                          card=replace(src.card, labels=label_list if src.classifies else None))
     opts = ExportOptions(precisions=precisions, out_dir=out_dir, formats=formats, io=io, calibration=calibration,
                          calibration_samples=calibration_samples, parity_samples=parity_samples,
-                         thresholds=thresholds, target=target, metadata=info, seed=seed)
+                         thresholds=thresholds, target=target, metadata=info, seed=seed,
+                         data={"source": data, "split": getattr(ds, "split", "")} if data is not None else None)
 
     def warn(msg: str) -> None:
         from rich.markup import escape
@@ -117,8 +125,13 @@ def render_report(report: dict) -> None:
         t.add_row(a["file"], a["precision"], a["io"], f"{a['size_bytes'] / 1024:,.1f} KiB",
                   f"{a['size_vs_fp32']:.3f}" if "size_vs_fp32" in a else "-", f"{p['max_abs_err']:.2e}", f"{p['mean_abs_err']:.2e}",
                   f"{p['top1_agreement']:.3f}" if "top1_agreement" in p else "-", acc,
-                  "[green]ok[/]" if not a["parity_failed"] else "[red]FAILED[/]")
+                  ("[green]ok[/]" + ("*" if "note" in p else "")) if not a["parity_failed"] else "[red]FAILED[/]")
     out.print(t)
+    if report.get("data", {}).get("split"):
+        out.print(f"data: {report['data']['split']}", markup=False)
+    notes = sorted({a["parity"]["note"] for a in report["artifacts"] if "note" in a["parity"]})
+    for n in notes:
+        out.print(f"* {n}", markup=False)
     for a in report["artifacts"]:
         if "edgetpu" in a:
             e = a["edgetpu"]

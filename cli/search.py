@@ -42,6 +42,7 @@ def search_cmd(
     role: str = typer.Option("single", "--role", help="single, or chief / worker of keras-tuner's distributed mode."),
     oracle: Optional[str] = typer.Option(None, "--oracle", help="chief/worker: the chief's HOST:PORT (default $KERASTUNER_ORACLE_IP:PORT or 127.0.0.1:8000)."),
     worker_id: Optional[str] = typer.Option(None, "--worker-id", help="worker: a unique id (default: host name and process id)."),
+    baseline: list[str] = typer.Option([], "--baseline", help="Your own model (.tflite, .keras, .h5, .onnx, SavedModel) to place beside the front: timed on --device, scored on the validation split (repeatable)."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Search SPACE for the most accurate architecture at --target-ms on --device.
@@ -72,6 +73,9 @@ def search_cmd(
                        benchmark_binary=benchmark_binary, latency_cache=str(latency_cache) if latency_cache else None,
                        max_minutes=max_minutes)
     p = prepare(cfg, out_dir, role)
+    for b in baseline:
+        if not Path(b).exists():
+            raise SearchError(f"--baseline {b}: model not found")
     progress = None if json_out or role == "worker" else SearchProgress(trials, p.out)
     if role == "chief":
         err.print(f"chief: serving the oracle on {env['KERASTUNER_ORACLE_IP']}:{env['KERASTUNER_ORACLE_PORT']}; "
@@ -92,6 +96,10 @@ def search_cmd(
     finally:
         if progress:
             progress.stop()
+    if baseline and role != "worker":
+        from odml.nas.runner import finish, measure_baselines
+
+        res = finish(p, measure_baselines(p, baseline))
     if json_out:
         print_json({"search": res})
         return
@@ -177,5 +185,8 @@ def _show_summary(s: dict[str, Any]) -> None:
     out.print(t)
     out.print(f"statuses: {', '.join(f'{k} {v}' for k, v in sorted(s['status'].items()))}; "
               f"trial time {s['trial_wall_s']:.0f} s")
+    for b in s.get("baselines", []):
+        out.print(f"baseline {b['name']}: accuracy {b['accuracy']:.4f}, {b['latency_ms']:.3f} ms on {b['device']} "
+                  f"(fully trained; the trials are proxy-trained)", markup=False)
     for name, path in s["files"].items():
         out.print(f"{name}: {path}")

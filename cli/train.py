@@ -24,6 +24,7 @@ def train_cmd(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Default 64 (blazepose: 8)."),
     lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help="Peak learning rate (AdamW, warm-up then cosine decay); default 2e-3 for images, 3e-3 pQRNN, 5e-4 MobileBERT."),
     val_split: float = typer.Option(0.2, "--val-split", help="Fraction of each class held out for validation."),
+    val_data: Optional[str] = typer.Option(None, "--val-data", help="Validate on all of this data (your validation set; the same classes) and train on all of --data."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split, the initialisation and the shuffling."),
     logdir: Optional[Path] = typer.Option(None, "--logdir", help="TensorBoard log folder (default: OUT's name + '.logs')."),
     tensorboard: bool = typer.Option(True, "--tensorboard/--no-tensorboard", help="Write TensorBoard logs."),
@@ -45,7 +46,7 @@ def train_cmd(
     from odml.zoo.registry import resolve
 
     c = resolve(model, None, input_size, width, sets or None)  # the classes follow the data
-    req = TrainRequest(data=data, epochs=epochs, batch_size=batch_size, learning_rate=lr, val_split=val_split,
+    req = TrainRequest(data=data, val_data=val_data, epochs=epochs, batch_size=batch_size, learning_rate=lr, val_split=val_split,
                        seed=seed, logdir=str(logdir) if logdir else None, tensorboard=tensorboard, max_len=max_len,
                        label_col=label_col, text_col=text_col, vocab=vocab, vocab_size=vocab_size,
                        distortion=distortion, variant=variant, val_images=val_images, steps=steps)

@@ -217,11 +217,13 @@ def perturb(x: Any, how: str, kind: str, rate: float = 0.15) -> Any:
 
 def train_students(teacher_model: Any, students: list[Student], data: Any, recipe: Recipe, ckpt_dir: Path,
                    on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
-                   input_kind: str = "image") -> dict[str, Any]:
+                   input_kind: str = "image", teacher_range: tuple[float, float] | None = None) -> dict[str, Any]:
     """Train all students together for recipe.epochs on ``data`` (arrays of
     model inputs: images, or texts featurized by the teacher's family,
     ``input_kind`` saying which), resuming from the last finished epoch in
-    ``ckpt_dir``. Returns timing and per-epoch history."""
+    ``ckpt_dir``. Images reach the students in [0, 1] and the teacher in
+    ``teacher_range`` (a teacher of yours may read [0, 255] or [-1, 1]).
+    Returns timing and per-epoch history."""
     from odml._tf import keras, tf
     from odml.train.trainer import make_tf_dataset
 
@@ -259,6 +261,8 @@ def train_students(teacher_model: Any, students: list[Student], data: Any, recip
     if teacher_opt is not None:
         teacher_opt.build(teacher_model.trainable_variables)
 
+    lo, hi = teacher_range or (0.0, 1.0)
+    to_teacher = None if (lo, hi) == (0.0, 1.0) else (float(hi - lo), float(lo))  # [0, 1] -> the teacher's range
     aug = d.augment if d.enabled and alpha else "none"  # (mixup on token ids is refused by compress.run.prepare)
 
     # one trace for every batch size (the last batch is smaller)
@@ -267,16 +271,17 @@ def train_students(teacher_model: Any, students: list[Student], data: Any, recip
         n = T.shape(x)[0]
         if aug != "none":  # one pass over the batch and its perturbed copy
             x = T.concat([x, perturb(x, aug, input_kind)], 0)
+        xt = x if to_teacher is None else x * to_teacher[0] + to_teacher[1]
         if not (d.enabled or d.joint):
             t_logits = None  # plain training: no teacher pass at all
         elif d.joint:
             with T.GradientTape() as tape:
-                t_logits = teacher_model(x, training=True)
+                t_logits = teacher_model(xt, training=True)
                 t_loss = ce(y, t_logits[:n])
             grads = tape.gradient(t_loss, teacher_model.trainable_variables)
             teacher_opt.apply_gradients(zip(grads, teacher_model.trainable_variables))
         else:
-            t_logits = teacher_model(x, training=False)  # one teacher pass, shared by every student
+            t_logits = teacher_model(xt, training=False)  # one teacher pass, shared by every student
         t_soft = None if t_logits is None else T.stop_gradient(T.nn.softmax(t_logits / temp))
         out = []
         for s in students:
@@ -291,7 +296,9 @@ def train_students(teacher_model: Any, students: list[Student], data: Any, recip
         return out
 
     epoch_var = T.Variable(0, dtype=T.int64, trainable=False)
-    objs: dict[str, Any] = {"epoch": epoch_var, "teacher": teacher_model}
+    objs: dict[str, Any] = {"epoch": epoch_var}
+    if d.joint:  # a fixed teacher does not change: nothing of it to checkpoint
+        objs["teacher"] = teacher_model
     for i, s in enumerate(students):
         objs[f"student{i}"] = s.model
         objs[f"opt{i}"] = s.optimizer

@@ -64,6 +64,9 @@ class CompressOptions:
     val_split: float = 0.2
     pick: str | None = None
     benchmark_binary: str | None = None
+    val_data: str | None = None  # validate on all of this, train on all of data
+    input_size: str | None = None  # a teacher file's dynamic height and width
+    input_range: str | None = None  # what pixels become at the teacher's input: 0,1 / -1,1 / 0,255
 
 
 # ---- --pick -------------------------------------------------------------------------
@@ -150,8 +153,13 @@ def prepare(o: CompressOptions) -> Prepared:
     if o.threads < 1 or o.runs < 1:
         raise CompressError("--threads and --runs must be at least 1")
     device = parse_device(o.device, o.benchmark_binary, compile=True)
-    teacher = load_teacher(o.teacher)
-    data = teacher.family.read(teacher.card, o.data, o.val_split, recipe.seed)
+    from odml.zoo.families.external import parse_range
+
+    teacher = load_teacher(o.teacher, o.input_size, parse_range(o.input_range))
+    if recipe.distill.joint and teacher.runtime != "tf_keras":
+        raise RecipeError(f"distill.joint: the teacher {teacher.path} is a {teacher.runtime} model; training it with "
+                          "the students needs a tf_keras model (odml's training loop); use --fixed-teacher")
+    data = teacher.family.read(teacher.card, o.data, o.val_split, recipe.seed, val_data=o.val_data)
     if data.num_classes != teacher.num_classes:
         raise DataError(f"{o.data}: {data.num_classes} classes in the data but the teacher {teacher.path} has "
                         f"{teacher.num_classes} outputs")
@@ -182,7 +190,8 @@ def run_folder(out: Path) -> RunFolder:
 def _settings(o: CompressOptions, recipe: Recipe, teacher: Teacher, students) -> dict[str, Any]:
     st = os.stat(teacher.path)
     return json.loads(json.dumps({"schema": SCHEMA, "teacher": str(teacher.path), "teacher_size": st.st_size,
-            "teacher_mtime": int(st.st_mtime), "data": o.data, "val_split": o.val_split, "device": o.device,
+            "teacher_mtime": int(st.st_mtime), "data": o.data, "val_data": o.val_data, "val_split": o.val_split,
+            "device": o.device,
             "threads": o.threads, "recipe": recipe.to_dict(), "students": [(lbl, s.to_line()) for lbl, s in students]}))
 
 
@@ -230,7 +239,7 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
          on_epoch: Callable[[int, dict[str, Any]], None] | None) -> dict[str, Any]:
     from odml._tf import keras
     from odml.compress.distill import Student, soft_label_stats, sparsity_per_layer, strip, train_students
-    from odml.exporters.tflite import convert, representative_from
+    from odml.exporters.tflite import concrete_function, convert, representative_from
     from odml.train.trainer import evaluate, recalibrate_batchnorm, save_model_atomic
     from odml.zoo.card import ModelCard
 
@@ -240,19 +249,24 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
     if not folder.settings_path.is_file():
         folder.write_settings(_settings(p.opts, p.recipe, t, p.students))
     done = {r["label"]: r for r in folder.records(RESULTS)}
-    x_val, x_train = t.input.from_pixels(p.data.x_val), t.input.from_pixels(p.data.x_train)
+    # each model reads the data as its own input says (a teacher of yours may read [0, 255], the students [0, 1])
+    s_in = p.students[0][1].input
+    x_val, x_train = s_in.from_pixels(p.data.x_val), s_in.from_pixels(p.data.x_train)
     rep = representative_from(x_train, n=p.recipe.quantize.calibration_samples, seed=p.recipe.seed)
     teacher_label = f"teacher_{t.path.stem}"
-    labels, name = list(p.data.class_names), t.input.name
+    labels, name = list(p.data.class_names), s_in.name
     if teacher_label not in done:
         say("teacher: accuracy, fp32 TFLite, latency")
-        acc = evaluate(t.model, p.data.x_val, p.data.y_val)["accuracy"]
+        t_val = t.model.predict(t.input.from_pixels(p.data.x_val), batch_size=256, verbose=0)
+        acc = float((np.asarray(t_val).argmax(-1) == p.data.y_val).mean())
         path = p.out / f"{teacher_label}_fp32.tflite"
-        _tflite(p, path, convert(t.model, "fp32", input_name=name), teacher_label, replace(t.card, labels=labels))
+        fn = concrete_function(t.model, t.input.shape, t.input.name, t.input.dtype)
+        _tflite(p, path, convert(fn, "fp32", trackable=getattr(t.model, "loaded", None)), teacher_label,
+                replace(t.card, labels=labels))
         lat = _latency(p, path)
-        scores = _scores(p, t.model.predict(x_val, batch_size=256, verbose=0))
+        scores = _scores(p, t_val)
         say("teacher: soft labels on the training data")
-        on_train = soft_label_stats(t.model.predict(x_train, batch_size=256, verbose=0),
+        on_train = soft_label_stats(t.model.predict(t.input.from_pixels(p.data.x_train), batch_size=256, verbose=0),
                                     p.data.y_train, p.recipe.distill.temperature)
         row = {"label": teacher_label, "role": "teacher", "model": str(t.path), "params": t.params,
                "macs": t.macs, "accuracy": acc, "int8_accuracy": None, "size_bytes": path.stat().st_size,
@@ -274,7 +288,8 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
         say(f"training {len(students)} students together for {p.recipe.epochs} epochs")
         t0 = time.perf_counter()
         train_info = train_students(t.model, students, p.data, p.recipe, p.out / "checkpoints", on_epoch,
-                                    input_kind=t.input.kind)
+                                    input_kind=t.input.kind, teacher_range=t.input.range if t.input.kind == "image"
+                                    else None)
         train_info["wall_s"] = time.perf_counter() - t0
         for s in students:
             if s.label in done:
@@ -342,7 +357,8 @@ def report(p: Prepared, teacher_row: dict[str, Any]) -> dict[str, Any]:
         notes.append(weak)
     rep = {"schema": SCHEMA, "out": str(p.out), "device": p.device.label, "recipe": p.recipe.to_dict(),
            "teacher": teacher_row, "students": students, "pick": p.opts.pick,
-           "picked": chosen["label"] if chosen else None, "notes": notes}
+           "picked": chosen["label"] if chosen else None, "notes": notes,
+           "data": {"source": p.opts.data, "split": getattr(p.data, "split", "")}}
     write_json_atomic(p.out / "report.json", rep)
     _plot(rep, p.out / "compress.png")
     rep["files"] = {"report": str(p.out / "report.json"), "plot": str(p.out / "compress.png"),

@@ -25,10 +25,11 @@ class TeacherError(OdmlError):
 @dataclass
 class Teacher(Carded):
     path: Path
-    model: Any  # the tf_keras model
+    model: Any  # callable on a batch: a tf_keras or Keras 3 model, a SavedModel signature, an ONNX graph converted
     card: Any  # ModelCard: what the teacher is
     params: int
     macs: int
+    runtime: str = "tf_keras"  # what made it (odml's training loops train tf_keras models only)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -41,15 +42,16 @@ class Teacher(Carded):
         return get_family(self.family.student_family)
 
 
-def load_teacher(path: str | Path) -> Teacher:
-    """Load (safe_mode on) and check that the model is a classifier whose
-    family has students."""
-    from odml.zoo.builder import trainable_params
+def load_teacher(path: str | Path, input_size: Any = None, input_range: tuple[float, float] | None = None
+                 ) -> Teacher:
+    """Load any model file odml reads (safe_mode on for Keras) and check that
+    it is a classifier whose family has students. The teacher only has to
+    run forward: a Keras 3 model, a SavedModel or an ONNX graph will do."""
     from odml.zoo.load import load_model
 
     p = Path(path)
     try:
-        loaded = load_model(p)
+        loaded = load_model(p, input_size, input_range)
     except OdmlError as e:
         raise TeacherError(f"teacher {e}") from None
     fam, out = loaded.family, loaded.output
@@ -58,16 +60,8 @@ def load_teacher(path: str | Path) -> Teacher:
                            f"({out.description})")
     if fam.student_family is None:
         raise TeacherError(f"teacher {p}: odml has no students for {fam.noun}")
-    counts = fam.count(loaded.card.config)
-    macs = counts.macs
-    if macs is None:
-        from odml.zoo.builder import count_macs
-
-        try:
-            macs = count_macs(loaded.model)
-        except Exception:  # a layer type we do not count: the size derivation then uses parameters
-            macs = 0
-    t = Teacher(p, loaded.model, loaded.card, trainable_params(loaded.model), int(macs or 0))
+    params, macs = loaded.sizes()
+    t = Teacher(p, loaded.model, loaded.card, params, macs, loaded.runtime)
     try:
         t.student_family.check_teacher(t)
     except SpecError as e:
@@ -120,6 +114,9 @@ def derive_students(sizes: list[float], teacher: Teacher) -> list[tuple[str, Con
     stem, base = sf.student_base(teacher)
     budget_of = (lambda c: c.macs) if teacher.macs else (lambda c: c.params)
     total = teacher.macs or teacher.params
+    if not total:
+        raise RecipeError(f"sizes: the size of the teacher {teacher.path} is unknown (a SavedModel's signature has "
+                          "no layers to count); name the students with --students")
 
     def at(width: float) -> Configured:
         return Configured(sf, sf.derived(base, width, teacher), stem)

@@ -32,6 +32,7 @@ class ImageDataset:
     class_names: list[str]
     source: str
     notes: list[str] = field(default_factory=list)  # what the reader did (resized images, ...)
+    split: str = ""  # which images validate: a stratified fraction, the file's own x_val, another source, all
 
     @property
     def num_classes(self) -> int:
@@ -48,8 +49,13 @@ class ImageDataset:
             "train": int(len(self.y_train)),
             "val": int(len(self.y_val)),
             "image_shape": list(self.image_shape),
+            "split": self.split,
             "notes": self.notes,
         }
+
+    def everything(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every image of the source, training and validation together."""
+        return np.concatenate([self.x_train, self.x_val]), np.concatenate([self.y_train, self.y_val])
 
 
 def to_float(x: np.ndarray) -> np.ndarray:
@@ -145,9 +151,11 @@ def load_npz(path: Path, size: tuple[int, int], channels: int = 3, val_fraction:
     x, y = prep(arrays["x"], arrays["y"], "x")
     if y.min() < 0:
         raise DataError(f"{path}: labels must be >= 0, found {y.min()}")
+    split = ""
     if "x_val" in arrays and "y_val" in arrays:
         xv, yv = prep(arrays["x_val"], arrays["y_val"], "x_val")
         xt, yt = x, y
+        split = f"train: x, y of {path}; validation: its x_val, y_val"
     else:
         _check_labels(y, str(path))
         tr, va = stratified_split(y, val_fraction, seed)
@@ -160,7 +168,7 @@ def load_npz(path: Path, size: tuple[int, int], channels: int = 3, val_fraction:
             raise DataError(f"{path}: {len(names)} class_names for labels up to {n_classes - 1}")
     else:
         names = [str(i) for i in range(n_classes)]
-    return ImageDataset(xt, yt, xv, yv, names, str(path))
+    return ImageDataset(xt, yt, xv, yv, names, str(path), [], split)
 
 
 def list_image_folder(path: Path) -> tuple[list[Path], np.ndarray, list[str]]:
@@ -215,9 +223,43 @@ def load_folder(path: Path, size: tuple[int, int], channels: int = 3, val_fracti
 
 
 def load_images(source: str, size: tuple[int, int], channels: int = 3, val_fraction: float = 0.2, seed: int = 0,
-                progress: Callable[[int, int], None] | None = None) -> ImageDataset:
+                progress: Callable[[int, int], None] | None = None, val_data: str | None = None,
+                split: str = "val") -> ImageDataset:
     """Read an image-classification dataset from ``source``: ``digits``, a
-    folder of class subfolders or an ``.npz``; images come at ``size``."""
+    folder of class subfolders or an ``.npz``; images come at ``size``.
+    Validation: a stratified ``val_fraction`` of ``source`` (fixed by
+    ``seed``; an .npz's own x_val / y_val when it has them), or every image of
+    ``val_data`` (then ``source`` trains whole; the classes must be the same),
+    or with ``split="all"`` every image of ``source`` (scoring a model on all
+    of it)."""
+    if val_data is not None:
+        train = _load(source, size, channels, val_fraction, seed, progress)
+        val = _load(val_data, size, channels, val_fraction, seed, progress)
+        if list(val.class_names) != list(train.class_names):
+            raise DataError(f"{val_data}: classes {val.class_names} differ from {source}'s {train.class_names} (the "
+                            "validation data must have the same classes, in the same order)")
+        (xt, yt), (xv, yv) = train.everything(), val.everything()
+        return ImageDataset(xt, yt, xv, yv, train.class_names, train.source, train.notes + val.notes,
+                            f"train: all of {source}; validation: all of {val_data}")
+    ds = _load(source, size, channels, val_fraction, seed, progress)
+    if split == "all":
+        x, y = ds.everything()
+        return ImageDataset(x, y, x, y, ds.class_names, ds.source, ds.notes, f"all of {source} ({len(y)} images)")
+    if split != "val":
+        raise DataError(f"--split {split!r}: expected val or all")
+    return ds
+
+
+def _load(source: str, size: tuple[int, int], channels: int, val_fraction: float, seed: int,
+          progress: Callable[[int, int], None] | None) -> ImageDataset:
+    ds = _read(source, size, channels, val_fraction, seed, progress)
+    if not ds.split:
+        ds.split = f"stratified {1 - val_fraction:.0%}/{val_fraction:.0%} of {source} (seed {seed})"
+    return ds
+
+
+def _read(source: str, size: tuple[int, int], channels: int, val_fraction: float, seed: int,
+          progress: Callable[[int, int], None] | None) -> ImageDataset:
     if source in EMBEDDED:
         return load_digits(size, channels, val_fraction, seed)
     p = Path(source)

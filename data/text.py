@@ -28,6 +28,7 @@ class TextDataset:
     classes: list[str]
     source: str
     notes: list[str] = field(default_factory=list)
+    split: str = ""  # which texts validate: a stratified fraction, another file, all
 
     @property
     def num_classes(self) -> int:
@@ -35,7 +36,7 @@ class TextDataset:
 
     def summary(self) -> dict[str, Any]:
         return {"source": self.source, "classes": self.classes, "train": len(self.texts_train),
-                "val": len(self.texts_val), "notes": self.notes}
+                "val": len(self.texts_val), "split": self.split, "notes": self.notes}
 
 
 def _column(spec: str | int | None, header: list[str] | None, default: int, what: str, where: str, ncols: int) -> int:
@@ -55,8 +56,38 @@ def _column(spec: str | int | None, header: list[str] | None, default: int, what
 
 
 def load_text(path: str | Path, label_col: str | int | None = None, text_col: str | int | None = None,
-              header: bool | None = None, val_fraction: float = 0.2, seed: int = 0) -> TextDataset:
-    """Read a TSV (``.tsv``, ``.txt``) or CSV (``.csv``) file of labelled texts."""
+              header: bool | None = None, val_fraction: float = 0.2, seed: int = 0, val_data: str | None = None,
+              split: str = "val") -> TextDataset:
+    """Read a TSV (``.tsv``, ``.txt``) or CSV (``.csv``) file of labelled
+    texts. Validation: a stratified ``val_fraction`` (fixed by ``seed``), or
+    every text of ``val_data`` (the same columns; the same classes), or with
+    ``split="all"`` every text of ``path``."""
+    texts, labels, notes, classes = _read_text(path, label_col, text_col, header)
+    index = {c: k for k, c in enumerate(classes)}
+    y = np.array([index[c] for c in labels], dtype=np.int64)
+    if val_data is not None:
+        if not is_text_file(val_data):
+            raise DataError(f"--val-data {val_data}: validation texts must be a .tsv, .csv or .txt file like {path}")
+        vt, vl, vnotes, vclasses = _read_text(val_data, label_col, text_col, header)
+        if vclasses != classes:
+            raise DataError(f"{val_data}: classes {vclasses} differ from {path}'s {classes} (the validation data must "
+                            "have the same classes)")
+        yv = np.array([index[c] for c in vl], dtype=np.int64)
+        return TextDataset(texts, y, vt, yv, classes, str(path), notes + vnotes,
+                           f"train: all of {path}; validation: all of {val_data}")
+    if split == "all":
+        return TextDataset(texts, y, texts, y, classes, str(path), notes, f"all of {path} ({len(texts)} texts)")
+    if split != "val":
+        raise DataError(f"--split {split!r}: expected val or all")
+    tr, va = stratified_split(y, val_fraction, seed)
+    return TextDataset(texts_train=[texts[i] for i in tr], y_train=y[tr], texts_val=[texts[i] for i in va],
+                       y_val=y[va], classes=classes, source=str(path), notes=notes,
+                       split=f"stratified {1 - val_fraction:.0%}/{val_fraction:.0%} of {path} (seed {seed})")
+
+
+def _read_text(path: str | Path, label_col: Any, text_col: Any, header: bool | None
+               ) -> tuple[list[str], list[str], list[str], list[str]]:
+    """(texts, their labels, notes, the classes in sorted order) of one file."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: text data file not found")
@@ -112,11 +143,7 @@ def load_text(path: str | Path, label_col: str | int | None = None, text_col: st
     if len(classes) < 2:
         raise DataError(f"{p}: the label column has a single class ({classes[0] if classes else 'none'}); "
                         "a classifier needs two or more")
-    index = {c: k for k, c in enumerate(classes)}
-    y = np.array([index[c] for c in labels], dtype=np.int64)
-    tr, va = stratified_split(y, val_fraction, seed)
-    return TextDataset(texts_train=[texts[i] for i in tr], y_train=y[tr], texts_val=[texts[i] for i in va],
-                       y_val=y[va], classes=classes, source=str(p), notes=notes)
+    return texts, labels, notes, classes
 
 
 TEXT_SUFFIXES = (".tsv", ".csv", ".txt")
@@ -155,6 +182,7 @@ class FeaturizedText:
     texts_val: list[str]
     featurize: Any
     cut: dict[str, int] = field(default_factory=dict)
+    split: str = ""
 
     @property
     def num_classes(self) -> int:
@@ -172,7 +200,7 @@ class FeaturizedText:
 
     def summary(self) -> dict[str, Any]:
         return {"source": self.source, "classes": self.class_names, "train": len(self.texts_train),
-                "val": len(self.texts_val), "notes": self.notes}
+                "val": len(self.texts_val), "split": self.split, "notes": self.notes}
 
 
 def featurized(ds: TextDataset, featurize: Any, max_len: int) -> FeaturizedText:
@@ -185,4 +213,4 @@ def featurized(ds: TextDataset, featurize: Any, max_len: int) -> FeaturizedText:
         notes.append(f"{cut_tr + cut_va} texts longer than the model's {max_len} tokens were cut")
     return FeaturizedText(x_tr, ds.y_train, x_va, ds.y_val, list(ds.classes), ds.source, notes,
                           list(ds.texts_train), list(ds.texts_val), featurize,
-                          {"train": cut_tr, "val": cut_va, "max_len": max_len})
+                          {"train": cut_tr, "val": cut_va, "max_len": max_len}, ds.split)

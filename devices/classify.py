@@ -39,10 +39,10 @@ def tflite_card(path: str | Path, info: Any = None) -> Any:
 
 def classify_dataset(model: str | Path, data: str, device: Any, opts: Any, ovic: bool = False,
                      limit_ms: float = 33.0, k: float | None = None, a0: float | None = None,
-                     seed: int = 0) -> dict[str, Any]:
-    """Classify the validation split of ``data`` with ``model`` on ``device``
-    (host or Edge TPU): accuracy and the family's other scores, per-input
-    latency, and the OVIC scores when asked."""
+                     seed: int = 0, split: str = "val") -> dict[str, Any]:
+    """Classify the validation split of ``data`` (``split="all"``: all of it)
+    with ``model`` on ``device`` (host or Edge TPU): accuracy and the family's
+    other scores, per-input latency, and the OVIC scores when asked."""
     from dataclasses import replace
 
     from odml.devices.host import read_tflite_checked
@@ -54,7 +54,7 @@ def classify_dataset(model: str | Path, data: str, device: Any, opts: Any, ovic:
     if card.output.task != "classify":
         raise DataError(f"{model}: --data scores classifiers; this is {card.family.noun}")
     n_out = int(np.prod(info.outputs[0].shape[1:]))
-    ds = card.family.read(card, data, 0.2, seed)
+    ds = card.family.read(card, data, 0.2, seed, split=split)
     if ds.num_classes != n_out:
         raise DataError(f"{data}: {ds.num_classes} classes in the data but {model} has {n_out} outputs")
     x = card.input.from_pixels(ds.x_val)
@@ -62,7 +62,8 @@ def classify_dataset(model: str | Path, data: str, device: Any, opts: Any, ovic:
     y = np.asarray(ds.y_val)
     correct = [p == t for p, t in zip(run["predictions"], y.tolist())]
     scores = card.family.score(np.asarray(run["outputs"], dtype=np.float64), y)
-    res: dict[str, Any] = {"data": data, "images": len(correct), "accuracy": sum(correct) / len(correct),
+    res: dict[str, Any] = {"data": data, "split": ds.split, "images": len(correct),
+                           "accuracy": sum(correct) / len(correct),
                            **{k_: v for k_, v in scores.items() if k_ != "accuracy"},
                            "mean_latency_ms": float(np.mean(run["latencies_ms"])),
                            "per_image": latency_stats(np.asarray(run["latencies_ms"]) / 1e3)}

@@ -53,77 +53,47 @@ class Source(Carded):
         return self.input.random(rng, n)
 
 
+MODEL_FILES = (".keras", ".h5", ".onnx")
+
+
 def load_source(model: str, classes: int | None = None, input_size: str | None = None,
-                width: float | None = None, sets: list[str] | None = None) -> Source:
-    """A zoo name (with overrides), a spec file, a .keras / .h5 model (its card
-    beside it) or a SavedModel folder."""
-    from odml.zoo.load import ModelFileError, load_model
+                width: float | None = None, sets: list[str] | None = None,
+                input_range: tuple[float, float] | None = None) -> Source:
+    """A zoo name (with overrides), a spec file, or a model file: .keras
+    (Keras 3 or tf_keras) / .h5 with its card beside it or read off the model,
+    a SavedModel folder, an .onnx graph (converted by onnx2tf; parity against
+    onnxruntime). ``input_size`` fixes a file's dynamic height and width."""
+    from odml.zoo.load import load_model
 
     p = Path(model)
-    if p.is_dir():
-        return _load_savedmodel(p)
-    if p.suffix.lower() in (".keras", ".h5"):
-        if not p.exists():
-            raise ModelFileError(f"{p}: model not found")
-        loaded = load_model(p)
-        return _keras_source(loaded.card.name or p.stem, "keras", loaded.model, loaded.card)
+    if p.is_dir() or p.suffix.lower() in MODEL_FILES:
+        if classes is not None or width is not None or sets:
+            raise ExportError(f"{p}: --classes, --width and --set apply to zoo names and specs, not to a model file")
+        loaded = load_model(p, input_size, input_range)
+        return file_source(loaded)
     from odml.zoo.card import ModelCard
     from odml.zoo.registry import is_model, resolve
 
     c = resolve(model, classes, input_size, width, sets)
     card = ModelCard(c.family, c.config, c.name)  # untrained: no labels (--labels or --data give them)
-    return _keras_source(c.name, "zoo" if is_model(model) else "spec", c.build(), card)
+    km = c.build()
+    return Source(c.name, "zoo" if is_model(model) else "spec", card,
+                  lambda x: np.asarray(km.predict(x, batch_size=64, verbose=0)), km, None, km)
 
 
-def _keras_source(name: str, kind: str, km: Any, card: Any) -> Source:
-    shape = tuple(km.input_shape[1:]) if not isinstance(km.input_shape, list) else None
-    if shape is None or any(d is None for d in shape):
-        raise ExportError(f"{name}: export handles models with one input of static shape, got {km.input_shape}")
-    if isinstance(km.output_shape, list):
-        raise ExportError(f"{name}: export handles models with one output, got {len(km.output_shape)}")
+def file_source(loaded: Any) -> Source:
+    """A loaded model file as an export source: its own predictions as the
+    reference (ONNX: onnxruntime's), a batch-1 concrete function to convert."""
+    from odml.exporters.tflite import concrete_function
 
-    def predict(x: np.ndarray) -> np.ndarray:
-        return np.asarray(km.predict(x, batch_size=64, verbose=0))
-
-    return Source(name, kind, card, predict, km, None, km)
-
-
-def _load_savedmodel(p: Path) -> Source:
-    from odml._tf import quiet_stderr_fd, tf
-    from odml.zoo.load import ModelFileError, foreign_card
-
-    T = tf()
-    if not (p / "saved_model.pb").is_file():
-        raise ModelFileError(f"{p}: folder is not a SavedModel (no saved_model.pb)")
-    try:
-        with quiet_stderr_fd():
-            loaded = T.saved_model.load(str(p))
-    except Exception as e:
-        raise ModelFileError(f"{p}: cannot load SavedModel: {type(e).__name__}") from None
-    sigs = dict(getattr(loaded, "signatures", {}) or {})
-    if not sigs:
-        raise ModelFileError(f"{p}: SavedModel has no signature; export it with a serving_default signature")
-    sig = sigs.get("serving_default") or next(iter(sigs.values()))
-    args = sig.structured_input_signature[1]
-    if len(args) != 1:
-        raise ModelFileError(f"{p}: the signature takes {len(args)} inputs; export handles one image input")
-    in_name, spec = next(iter(args.items()))
-    shape = tuple(spec.shape[1:])
-    out_name = sorted(sig.structured_outputs)[0]
-    out_shape = tuple(sig.structured_outputs[out_name].shape[1:])
-    if any(d is None for d in (*shape, *out_shape)):
-        raise ModelFileError(f"{p}: signature input {in_name} has shape {spec.shape}; need [batch, H, W, C] static")
-    card = foreign_card(shape, out_shape, "float32", p.name)
-    if card.input.kind != "image":
-        raise ModelFileError(f"{p}: signature input {in_name} has shape {spec.shape}; need [batch, H, W, C] static")
-    fn = T.function(lambda x: sig(**{in_name: x})[out_name])
-    cfn = fn.get_concrete_function(T.TensorSpec((1, *shape), T.float32))
-
-    def predict(x: np.ndarray) -> np.ndarray:
-        return np.concatenate([sig(**{in_name: T.constant(x[i:i + 64])})[out_name].numpy()
-                               for i in range(0, len(x), 64)])
-
-    return Source(p.name, "savedmodel", card, predict, cfn, loaded)
+    card, m = loaded.card, loaded.model
+    inp = card.input
+    keras = loaded.runtime == "tf_keras" and getattr(m, "inputs", None) and \
+        tuple(int(d) for d in m.inputs[0].shape[1:] if d is not None) == tuple(inp.shape)
+    convertible = m if keras else concrete_function(m, inp.shape, inp.name, inp.dtype)
+    kind = {"tf_keras": "keras"}.get(loaded.runtime, loaded.runtime)
+    return Source(card.name or loaded.path.stem, kind, card, loaded.predict, convertible,
+                  getattr(m, "loaded", None), m if keras else None)
 
 
 @dataclass
@@ -139,6 +109,25 @@ class ExportOptions:
     target: str = "cpu"  # or "edgetpu"
     metadata: Any = None  # ModelInfo
     seed: int = 0
+    data: dict[str, Any] | None = None  # where the parity and calibration inputs came from (source, split)
+
+
+def to_fp32_tflite(model: str | Path, out: Path, input_size: Any = None,
+                   input_range: tuple[float, float] | None = None) -> Path:
+    """A model file (.keras, .h5, SavedModel, .onnx) as an fp32 .tflite at
+    ``out``, with its card in the metadata (for benchmarking what is not a
+    .tflite yet)."""
+    import tempfile
+
+    from odml.exporters.metadata import ModelInfo, add_metadata
+    from odml.files import write_bytes_atomic
+
+    src = load_source(str(model), input_size=input_size, input_range=input_range)
+    data = convert(src.convertible, "fp32", None, "float", src.trackable, input_name=src.input.name)
+    with tempfile.TemporaryDirectory(prefix="odml-meta-") as d:
+        data = add_metadata(data, ModelInfo(name=src.name, description=f"{src.name} converted by odml for a benchmark",
+                                            card=src.card), Path(d))
+    return write_bytes_atomic(out, data)
 
 
 def check_out_dir(out_dir: Path) -> Path:
@@ -239,7 +228,8 @@ def run_export(src: Source, opts: ExportOptions, x_val: np.ndarray | None = None
             "output": src.output.to_dict(), "task": src.family.zoo_task,
             **({"text": src.input.text} if src.input.text else {}),
             "target": opts.target, "out_dir": str(opts.out_dir),
-            "parity_inputs": "validation data" if y_val is not None else "random",
+            "parity_inputs": "validation data" if y_val is not None else ("data" if opts.data else "random"),
+            **({"data": opts.data} if opts.data else {}),
             "artifacts": artifacts,
         }
         counts = src.family.count(src.card.config)

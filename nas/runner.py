@@ -513,10 +513,37 @@ def finish(p: Prepared, baselines: list[dict[str, Any]] | None = None) -> dict[s
         "trial_wall_s": round(sum(r.get("wall_s") or 0 for r in recs), 1),
         "best": {**_brief(best), "spec": str(p.out / "best_spec.json")},
         "pareto": [_brief(r) for r in front],
+        **({"baselines": baselines} if baselines else {}),
         "files": {k: str(p.out / k) for k in (TRIALS, "pareto.json", "pareto.png", "best_spec.json")},
     }
     _write_json(p.out / "summary.json", summary)
     return summary
+
+
+def measure_baselines(p: Prepared, models: list[str], input_size: Any = None,
+                      input_range: tuple[float, float] | None = None) -> list[dict[str, Any]]:
+    """Your own models beside the search's front: each (a .tflite, or a model
+    file converted to fp32 first) timed on the search's device as the trials
+    were, and scored on the search's validation split."""
+    import tempfile
+
+    from odml.devices.classify import classify_dataset
+    from odml.devices.device import BenchOptions, Host
+    from odml.exporters.export import to_fp32_tflite
+
+    out = []
+    opts = BenchOptions(threads=p.cfg.threads, runs=p.cfg.runs, min_secs=0.3, warmup=2)
+    with tempfile.TemporaryDirectory(prefix="odml-baseline-") as d:
+        for m in models:
+            path = Path(m)
+            if path.suffix.lower() != ".tflite":
+                path = to_fp32_tflite(path, Path(d) / f"{path.stem}_fp32.tflite", input_size, input_range)
+            lat = p.device.bench(path, opts)
+            c = classify_dataset(path, p.cfg.data, Host(), opts, seed=p.cfg.seed)
+            out.append({"name": Path(m).name, "model": str(m), "accuracy": round(float(c["accuracy"]), 4),
+                        "latency_ms": round(float(lat["median_ms"]), 4), "size_bytes": lat.get("size_bytes"),
+                        "split": c["split"], "device": p.device.label})
+    return out
 
 
 def _brief(r: dict[str, Any]) -> dict[str, Any]:

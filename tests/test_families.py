@@ -17,7 +17,7 @@ def test_one_registry_lists_every_family():
     from odml.zoo import get_entry, list_families, list_models
 
     names = {f.name for f in list_families()}
-    assert {"ibn", "pqrnn", "mobilebert", "blazepose_detector", "blazepose_landmarks", "keras_model"} <= names
+    assert {"ibn", "pqrnn", "mobilebert", "blazepose_detector", "blazepose_landmarks", "external"} <= names
     assert list_models("pqrnn*") == ["pqrnn", "pqrnn_tiny"]
     assert "mobilebert_edgetpu_xs" in list_models("edgetpu_xs") and "blazepose_full" in list_models("blazepose")
     assert "blazepose_tiny" not in list_models()  # test-sized entries exist but are not listed

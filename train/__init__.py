@@ -17,6 +17,7 @@ class TrainRequest:
     """What ``odml train`` was asked; each loop reads the options it takes."""
 
     data: str | None = None
+    val_data: str | None = None  # validate on all of this, train on all of data
     epochs: int = 5
     batch_size: int | None = None  # None: the family's default
     learning_rate: float | None = None

@@ -100,12 +100,13 @@ def train_entry(c: Any, req: Any, out: Path, progress: Any, log: Callable[[str],
     require_text_file(data, c.name)
     if req.max_len is not None:
         cfg = fam.validate(fam.with_length(cfg, req.max_len), c.name)
-    ds = load_text(data, req.label_col, req.text_col, None, req.val_split, req.seed)
+    ds = load_text(data, req.label_col, req.text_col, None, req.val_split, req.seed, req.val_data)
     vocab = fam.vocabulary(ds.texts_train, req.vocab, req.vocab_size)
     if vocab is not None:
         cfg = fam.with_vocabulary(cfg, vocab)
     tc = TextTrainConfig(epochs=req.epochs, batch_size=req.batch(fam), learning_rate=req.lr(fam),
                          distortion=req.distortion, seed=req.seed)
+    log(f"data: {ds.split}")
     for note in ds.notes:
         log(f"data: {note}")
     res = train_text(c.name, cfg, ds, tc, out, vocab, progress)

@@ -301,13 +301,15 @@ def train_entry(c: Any, req: Any, out: Path, progress: Any, log: Callable[[str],
 
     out = check_output_path(out)
     fam = c.family
-    ds = fam.read(ModelCard(fam, c.config, c.name), req.data or "digits", req.val_split, req.seed)
+    ds = fam.read(ModelCard(fam, c.config, c.name), req.data or "digits", req.val_split, req.seed,
+                  val_data=req.val_data)
     spec = fam.validate(fam.with_classes(c.config, ds.num_classes), c.name)
     logdir = req.logdir
     if logdir is None and req.tensorboard:
         logdir = str(out.with_name(out.stem + ".logs"))
     cfg = TrainConfig(epochs=req.epochs, batch_size=req.batch(fam), learning_rate=req.lr(fam), seed=req.seed,
                       logdir=str(logdir) if req.tensorboard and logdir else None)
+    log(f"data: {ds.split}")
     for note in ds.notes:
         log(f"data: {note}")
     res = train_classifier(spec, ds, cfg, out, progress)

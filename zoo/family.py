@@ -257,8 +257,10 @@ class Family:
 
     def read(self, card: Any, data: str, val_split: float = 0.2, seed: int = 0, **options: Any) -> Any:
         """``data`` as arrays of model inputs for ``card``'s model: an object
-        with x_train, y_train, x_val, y_val, class_names, source, notes (and,
-        for text, ``train_inputs(epoch, seed, distortion)``)."""
+        with x_train, y_train, x_val, y_val, class_names, source, notes, split
+        (and, for text, ``train_inputs(epoch, seed, distortion)``). Options:
+        ``val_data`` (validate on all of that source, train on all of
+        ``data``), ``split="all"`` (validate on all of ``data``)."""
         raise SpecError(f"{self.name}: odml reads no data for {self.task} models")
 
     def score(self, logits: np.ndarray, y: np.ndarray) -> dict[str, float]:

@@ -1,16 +1,36 @@
-"""Load a user's Keras model safely (``safe_mode=True``: no arbitrary code from
-Lambda layers; odml's own layers registered first) together with its model
-card: what the model is comes from the card beside it, or, for a model odml
-did not make, from the model itself (the ``keras`` family)."""
+"""Loading a model file, whatever made it, with its card:
+
+| file | loaded with | odml can |
+|---|---|---|
+| ``.keras`` saved by Keras 3 (``import keras``: the default today) | Keras 3, ``safe_mode=True`` | export, bench, compress it as a teacher |
+| ``.keras`` / ``.h5`` saved by tf_keras (what odml saves) | tf_keras, ``safe_mode=True`` | all of that, and train it jointly as a teacher |
+| a SavedModel folder (Keras ``model.save`` or ``tf.saved_model.save``) | tf_keras, else its serving signature | export, bench, compress it as a teacher |
+| ``.onnx`` (how PyTorch models travel) | onnx2tf to a tf_keras model (NCHW -> NHWC), onnxruntime as the reference | export (parity against onnxruntime), bench, compress it as a teacher |
+
+What the model is comes from the card beside it (``model.odml.json``), or,
+for a model odml did not make, from the model itself (the ``external``
+family): one input, one output, their static shapes (``input_size`` fixes a
+dynamic height and width), parameters, MACs and the range its input reads.
+A file odml cannot handle gets one line naming what it is and what odml
+accepts."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+import numpy as np
 
 from odml.errors import OdmlError
 from odml.zoo.card import Carded
+
+EXTERNAL = "external"  # the family of models odml did not make
+ACCEPTS = "a .keras file (Keras 3 or tf_keras), an .h5 file, a SavedModel folder or an .onnx file"
 
 
 class ModelFileError(OdmlError):
@@ -24,18 +44,40 @@ def _register_layers() -> None:
     import odml.zoo.pqrnn  # noqa: F401
 
 
+def keras_version(p: Path) -> str | None:
+    """The Keras version a .keras file was saved with (its metadata.json);
+    None when the zip has none."""
+    try:
+        with zipfile.ZipFile(p) as z:
+            names = set(z.namelist())
+            if "metadata.json" in names:
+                return str(json.loads(z.read("metadata.json")).get("keras_version") or "") or None
+            if "config.json" not in names:
+                raise ModelFileError(f"{p}: a zip without config.json is not a Keras model; odml reads {ACCEPTS}")
+    except zipfile.BadZipFile:
+        raise ModelFileError(f"{p}: cannot load Keras model: not a .keras zip archive (a corrupt or other file); "
+                             f"odml reads {ACCEPTS}") from None
+    except (OSError, ValueError) as e:
+        raise ModelFileError(f"{p}: cannot load Keras model: unreadable metadata ({type(e).__name__})") from None
+    return None
+
+
 def load_keras_model(path: str | Path) -> Any:
+    """A tf_keras model from a .keras or .h5 file (safe_mode on)."""
     from odml._tf import keras, quiet_stderr_fd
 
     _register_layers()
     K = keras()
-    p = Path(path)
-    if not p.exists():
-        raise ModelFileError(f"{p}: model not found")
+    p = _existing(path)
     if p.is_dir():
-        raise ModelFileError(f"{p}: is a folder; SavedModel folders are read by 'odml export'")
+        raise ModelFileError(f"{p}: is a folder; SavedModel folders are read by 'odml export' and 'odml compress'")
     if p.suffix.lower() not in (".keras", ".h5"):
         raise ModelFileError(f"{p}: expected a .keras or .h5 model")
+    if p.suffix.lower() == ".keras":
+        v = keras_version(p)
+        if v and v.startswith("3"):
+            raise ModelFileError(f"{p}: saved by Keras {v}; odml trains and prunes tf_keras models (this one it "
+                                 "exports, benchmarks and distils from)")
     try:
         with quiet_stderr_fd():
             return K.models.load_model(p, compile=False, safe_mode=True)
@@ -44,9 +86,46 @@ def load_keras_model(path: str | Path) -> Any:
         raise ModelFileError(f"{p}: cannot load Keras model: {type(e).__name__}: {msg}") from None
 
 
+def _load_keras3(p: Path, version: str) -> Any:
+    from odml._tf import quiet_stderr_fd, tf
+
+    tf()
+    import keras
+
+    try:
+        with quiet_stderr_fd():
+            return keras.saving.load_model(p, compile=False, safe_mode=True)
+    except Exception as e:
+        msg = " ".join(str(e).split())[:300]
+        hint = ("; a Lambda layer or custom code is refused (safe_mode)" if "safe_mode" in msg or "Lambda" in msg
+                else "; a custom layer must be registered with keras.saving.register_keras_serializable")
+        raise ModelFileError(f"{p}: a Keras {version} model that Keras {keras.__version__} cannot load: "
+                             f"{type(e).__name__}: {msg}{hint}") from None
+
+
+def _subclassed_shapes(p: Path, model: Any) -> tuple:
+    """(input shape, output shape, dtype) of a subclassed Keras 3 model, which
+    has no symbolic inputs: the input from the build_config Keras saved, the
+    output from one call."""
+    try:
+        with zipfile.ZipFile(p) as z:
+            shape = json.loads(z.read("config.json")).get("build_config", {}).get("input_shape")
+    except (OSError, ValueError, KeyError):
+        shape = None
+    if not shape or not isinstance(shape[0], (int, type(None))):
+        raise ModelFileError(f"{p}: a subclassed Keras model saved without its input shape (build_config); build "
+                             "it on an input before saving, or save a functional model")
+    ishape = tuple(None if d is None else int(d) for d in shape[1:])
+    if None in ishape:
+        return ishape, (None,), "float32"
+    y = model(np.zeros((1, *ishape), np.float32))
+    if isinstance(y, (list, tuple, dict)):
+        raise ModelFileError(f"{p}: the model returns several outputs; odml handles models with one")
+    return ishape, tuple(int(d) for d in y.shape[1:]), "float32"
+
+
 def load_keras_savedmodel(p: Path) -> Any:
-    """A Keras model saved in the SavedModel format (``model.save(folder)``).
-    Its functions are traced graphs, not Python, so there is no code to run."""
+    """A Keras model saved in the SavedModel format (``model.save(folder)``)."""
     from odml._tf import keras, quiet_stderr_fd
 
     _register_layers()
@@ -64,33 +143,270 @@ def load_keras_savedmodel(p: Path) -> Any:
     return model
 
 
+class SignatureModel:
+    """A plain SavedModel's serving signature as a one-input, one-output model:
+    callable on a batch (also inside a tf.function), ``predict`` on arrays."""
+
+    def __init__(self, p: Path):
+        from odml._tf import quiet_stderr_fd, tf
+
+        T = tf()
+        if not (p / "saved_model.pb").is_file():
+            raise ModelFileError(f"{p}: folder is not a SavedModel (no saved_model.pb)")
+        try:
+            with quiet_stderr_fd():
+                self.loaded = T.saved_model.load(str(p))
+        except Exception as e:
+            raise ModelFileError(f"{p}: cannot load SavedModel: {type(e).__name__}") from None
+        sigs = dict(getattr(self.loaded, "signatures", {}) or {})
+        if not sigs:
+            raise ModelFileError(f"{p}: SavedModel has no signature; export it with a serving_default signature")
+        self.sig = sigs.get("serving_default") or next(iter(sigs.values()))
+        args = self.sig.structured_input_signature[1]
+        if len(args) != 1:
+            raise ModelFileError(f"{p}: the signature takes {len(args)} inputs; odml handles models with one input")
+        self.in_name, spec = next(iter(args.items()))
+        outs = self.sig.structured_outputs
+        if len(outs) != 1:
+            raise ModelFileError(f"{p}: the signature returns {len(outs)} outputs; odml handles models with one")
+        self.out_name = next(iter(outs))
+        self.input_shape = tuple(spec.shape[1:])
+        self.output_shape = tuple(outs[self.out_name].shape[1:])
+        self.dtype = spec.dtype.name
+
+    def __call__(self, x: Any, training: bool = False) -> Any:
+        return self.sig(**{self.in_name: x})[self.out_name]
+
+    def predict(self, x: np.ndarray, batch_size: int = 64, verbose: int = 0) -> np.ndarray:
+        from odml._tf import tf
+
+        T = tf()
+        return np.concatenate([self(T.constant(x[i:i + batch_size])).numpy() for i in range(0, len(x), batch_size)])
+
+
+@contextlib.contextmanager
+def _sample_images_in(folder: Path):
+    """onnx2tf checks an image model on 20 sample images, which it downloads
+    unless a file of them lies in the working folder: write synthetic ones
+    there (nothing is fetched at run time) and work in that folder."""
+    import os
+
+    rng = np.random.default_rng(0)
+    np.save(folder / "calibration_image_sample_data_20x128x128x3_float32.npy",
+            rng.random((20, 128, 128, 3), dtype=np.float32))
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+
+
+class OnnxModel:
+    """An ONNX graph: converted to a tf_keras model by onnx2tf (an NCHW input
+    becomes NHWC, what TFLite and odml's data use), and run as it is by
+    onnxruntime for parity."""
+
+    def __init__(self, p: Path, input_size: Any = None):
+        import onnx
+
+        try:
+            graph = onnx.load(str(p))
+        except Exception as e:
+            raise ModelFileError(f"{p}: not an ONNX model ({type(e).__name__}); odml reads {ACCEPTS}") from None
+        inits = {i.name for i in graph.graph.initializer}
+        ins = [i for i in graph.graph.input if i.name not in inits]
+        outs = list(graph.graph.output)
+        if len(ins) != 1 or len(outs) != 1:
+            raise ModelFileError(f"{p}: has {len(ins)} inputs and {len(outs)} outputs; odml handles models with one "
+                                 "of each")
+        self.in_name = ins[0].name
+        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+                for d in ins[0].type.tensor_type.shape.dim]
+        if len(dims) != 4:
+            raise ModelFileError(f"{p}: input {self.in_name} has {len(dims)} dimensions; odml converts image models "
+                                 "[batch, C, H, W] (or [batch, H, W, C])")
+        self.nchw = not (dims[3] in (1, 3, 4) and dims[1] not in (1, 3, 4))
+        c = dims[1] if self.nchw else dims[3]
+        h, w = (dims[2], dims[3]) if self.nchw else (dims[1], dims[2])
+        if input_size is not None:
+            from odml.zoo.families.ibn import input_shape
+
+            h, w, _ = input_shape(int(input_size) if str(input_size).isdigit() else input_size)
+        if None in (h, w, c):
+            raise ModelFileError(f"{p}: input {self.in_name} has a dynamic size {['?' if d is None else d for d in dims]}; "
+                                 "give --input-size HxW (a dynamic batch is fixed to 1)")
+        self.hwc = (int(h), int(w), int(c))
+        self.params = int(sum(int(np.prod(i.dims)) for i in graph.graph.initializer if i.data_type == 1))  # float
+        self.model = self._convert(p, graph)
+        import onnxruntime as ort
+
+        self.session = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+
+    def _convert(self, p: Path, graph: Any) -> Any:
+        import tempfile
+
+        from odml._tf import quiet_stderr_fd, tf
+
+        tf()
+        try:
+            import onnx2tf
+        except ImportError as e:
+            raise ModelFileError(f"{p}: converting ONNX needs onnx2tf ({e}); 'make install' installs it") from None
+        h, w, c = self.hwc
+        shape = f"{self.in_name}:1,{c},{h},{w}" if self.nchw else f"{self.in_name}:1,{h},{w},{c}"
+        kw: dict[str, Any] = {"overwrite_input_shape": [shape]}
+        if not self.nchw:
+            kw["keep_nwc_or_nhwc_or_ndhwc_input_names"] = [self.in_name]
+        with tempfile.TemporaryDirectory(prefix="odml-onnx2tf-") as d, quiet_stderr_fd(), \
+                contextlib.redirect_stdout(io.StringIO()), _sample_images_in(Path(d)):
+            try:
+                model = onnx2tf.convert(input_onnx_file_path=str(p), output_folder_path=d, non_verbose=True,
+                                        disable_model_save=True, **kw)
+            except BaseException as e:  # onnx2tf reports an unmappable op by raising, or by sys.exit
+                if isinstance(e, KeyboardInterrupt):
+                    raise
+                ops = sorted({n.op_type for n in graph.graph.node})
+                msg = " ".join(str(e).split())[:200] or type(e).__name__
+                raise ModelFileError(f"{p}: onnx2tf cannot convert this ONNX graph ({msg}); its ops: "
+                                     f"{', '.join(ops)}") from None
+        if model is None or len(model.inputs) != 1 or len(model.outputs) != 1:
+            raise ModelFileError(f"{p}: onnx2tf gave no single-input, single-output model")
+        return model
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        """onnxruntime on NHWC inputs (transposed for an NCHW graph)."""
+        xs = x.transpose(0, 3, 1, 2) if self.nchw else x
+        return np.concatenate([self.session.run(None, {self.in_name: xs[i:i + 1].astype(np.float32)})[0]
+                               for i in range(len(xs))])
+
+
 @dataclass
 class Loaded(Carded):
-    """A model loaded from a file, with its card."""
+    """A model loaded from a file, with its card; ``model`` is callable on a
+    batch (in eager code and inside a tf.function), ``runtime`` says what
+    made it: tf_keras (odml's), keras3, savedmodel, onnx."""
 
     path: Path
-    model: Any  # the tf_keras model
+    model: Any
     card: Any  # ModelCard
+    runtime: str = "tf_keras"
+    reference: Callable[[np.ndarray], np.ndarray] | None = None  # the source's own runtime (ONNX: onnxruntime)
 
     @property
     def counts(self) -> Any:
         return self.card.family.count(self.card.config)
 
+    def sizes(self) -> tuple[int, int]:
+        """(trainable parameters, MACs): the card's counts, else counted on the
+        model's layers (0 where there are none to count, a SavedModel's
+        signature)."""
+        c = self.counts
+        has_layers = hasattr(self.model, "layers")
+        macs = c.macs if c.macs is not None else (count_macs(self.model) if has_layers else 0)
+        params = c.params or (count_params(self.model) if has_layers else 0)
+        return int(params), int(macs or 0)
 
-def card_of(model: Any, path: Path) -> Any:
+    @property
+    def trainable(self) -> bool:
+        """Whether odml's training loops (tf_keras) can train it."""
+        return self.runtime == "tf_keras"
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        if self.reference is not None:
+            return self.reference(x)
+        return np.asarray(self.model.predict(x, batch_size=64, verbose=0))
+
+
+def count_params(model: Any) -> int:
+    """Trainable parameters of a Keras model (tf_keras or Keras 3)."""
+    return int(sum(int(np.prod([int(d) for d in w.shape])) for w in model.trainable_weights))
+
+
+def count_macs(model: Any) -> int:
+    """Multiply-adds of the convolution and dense layers of a built Keras model
+    (tf_keras or Keras 3), from each layer's configuration and output shape;
+    0 when a shape is unknown."""
+    def shape(t: Any) -> list[int]:
+        return [int(d) for d in t.shape[1:]]
+
+    total = 0
+    try:
+        for layer in model.layers:
+            kind = type(layer).__name__
+            if kind == "DepthwiseConv2D":
+                h, w, c = shape(layer.output)
+                kh, kw = layer.kernel_size
+                total += h * w * kh * kw * c
+            elif kind in ("Conv2D", "Convolution2D"):
+                h, w, cout = shape(layer.output)
+                kh, kw = layer.kernel_size
+                total += h * w * kh * kw * (shape(layer.input)[-1] // layer.groups) * cout
+            elif kind == "Dense":
+                dims = shape(layer.input)
+                total += int(np.prod(dims[:-1] or [1])) * dims[-1] * layer.units
+    except (AttributeError, TypeError, ValueError):
+        return 0
+    return int(total)
+
+
+def _input_range(model: Any) -> tuple[float, float]:
+    """[0, 255] when the model's first layer rescales or normalizes its input
+    itself (Keras' Rescaling, Normalization: raw pixels in), else [0, 1]."""
+    layers = [lay for lay in getattr(model, "layers", []) if type(lay).__name__ != "InputLayer"]
+    if layers and type(layers[0]).__name__ in ("Rescaling", "Normalization"):
+        return (0.0, 255.0)
+    return (0.0, 1.0)
+
+
+def describe(model: Any, runtime: str, where: str, input_size: Any = None,
+             input_range: tuple[float, float] | None = None, shapes: tuple | None = None,
+             params: int | None = None) -> Any:
+    """The external family's configuration of a loaded model: one input and
+    one output of static shape (``input_size`` fixes a dynamic height and
+    width), parameters, MACs, the input range."""
+    from odml.zoo.families.external import ExternalConfig
+
+    if shapes is None:
+        ins, outs = getattr(model, "inputs", None) or [], getattr(model, "outputs", None) or []
+        if len(ins) != 1 or len(outs) != 1:
+            raise ModelFileError(f"{where}: has {len(ins)} inputs and {len(outs)} outputs; odml handles models with "
+                                 "one of each")
+        ishape = tuple(None if d is None else int(d) for d in ins[0].shape[1:])
+        oshape = tuple(None if d is None else int(d) for d in outs[0].shape[1:])
+        dtype = getattr(ins[0].dtype, "name", str(ins[0].dtype))
+    else:
+        ishape, oshape, dtype = shapes
+    if input_size is not None and len(ishape) == 3:
+        from odml.zoo.families.ibn import input_shape
+
+        h, w, _ = input_shape(int(input_size) if str(input_size).isdigit() else input_size)
+        ishape = (h, w, ishape[2])
+        if None in oshape:
+            oshape = tuple(int(d) for d in model(np.zeros((1, *ishape), np.float32)).shape[1:])
+    if None in ishape or None in oshape:
+        raise ModelFileError(f"{where}: input {list(ishape)} -> output {list(oshape)} is not of static shape; give "
+                             "--input-size HxW")
+    if params is None:
+        params = count_params(model) if hasattr(model, "trainable_weights") else 0
+    macs = count_macs(model) if hasattr(model, "layers") else 0
+    rng = input_range or (_input_range(model) if hasattr(model, "layers") else (0.0, 1.0))
+    return ExternalConfig(tuple(ishape), tuple(oshape), str(dtype), params, macs, runtime, rng)
+
+
+def card_of(model: Any, path: Path, runtime: str = "tf_keras", input_size: Any = None,
+            input_range: tuple[float, float] | None = None, shapes: tuple | None = None,
+            params: int | None = None) -> Any:
     """The card saved beside ``path``, checked against the loaded model, or a
-    card of the ``keras_model`` family read off the model."""
+    card of the ``external`` family read off the model."""
     from odml.zoo.card import ModelCard
     from odml.zoo.registry import get_family
 
     card = ModelCard.load(path) if not path.is_dir() else None
     stem = path.stem if path.suffix else path.name
     if card is None:
-        fam = get_family(FOREIGN)
-        try:
-            return ModelCard(fam, fam.from_model(model, str(path)), stem)
-        except OdmlError as e:
-            raise ModelFileError(str(e)) from None
+        return ModelCard(get_family(EXTERNAL),
+                         describe(model, runtime, str(path), input_size, input_range, shapes, params), stem)
     shape = tuple(int(d) for d in model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else None
     if shape is not None and shape != tuple(card.input.shape):
         raise ModelFileError(f"{path}: the model takes {list(shape)} but its card ({stem}.odml.json) says "
@@ -99,28 +415,61 @@ def card_of(model: Any, path: Path) -> Any:
     return card
 
 
-FOREIGN = "keras_model"  # the family of models odml did not make
-
-
 def foreign_card(input_shape: tuple[int, ...], output_shape: tuple[int, ...], dtype: str = "float32",
-                 name: str = "") -> Any:
-    """The card of a model odml did not make, from its tensors alone (a
-    SavedModel's signature, a .tflite without odml metadata)."""
+                 name: str = "", input_range: tuple[float, float] | None = None) -> Any:
+    """The card of a model odml did not make, from its tensors alone (a .tflite
+    without odml metadata)."""
     from odml.zoo.card import ModelCard
-    from odml.zoo.families.keras import KerasModelConfig
+    from odml.zoo.families.external import ExternalConfig
     from odml.zoo.registry import get_family
 
-    cfg = KerasModelConfig(tuple(int(d) for d in input_shape), tuple(int(d) for d in output_shape), dtype)
-    return ModelCard(get_family(FOREIGN), cfg, name)
+    cfg = ExternalConfig(tuple(int(d) for d in input_shape), tuple(int(d) for d in output_shape), dtype,
+                         input_range=input_range or (0.0, 1.0))
+    return ModelCard(get_family(EXTERNAL), cfg, name)
 
 
-def load_model(path: str | Path) -> Loaded:
-    """A .keras / .h5 file or a Keras SavedModel folder, with its card."""
+def _existing(path: str | Path) -> Path:
     p = Path(path)
     if not p.exists():
         raise ModelFileError(f"{p}: model not found")
-    model = load_keras_savedmodel(p) if p.is_dir() else load_keras_model(p)
-    return Loaded(p, model, card_of(model, p))
+    return p
+
+
+def load_model(path: str | Path, input_size: Any = None, input_range: tuple[float, float] | None = None) -> Loaded:
+    """Any model file odml reads (the table above), with its card."""
+    p = _existing(path)
+    suffix = p.suffix.lower()
+    if p.is_dir():
+        if not (p / "saved_model.pb").is_file():
+            raise ModelFileError(f"{p}: folder is not a SavedModel (no saved_model.pb); odml reads {ACCEPTS}")
+        try:
+            model = load_keras_savedmodel(p)
+            return Loaded(p, model, card_of(model, p, "tf_keras", input_size, input_range))
+        except ModelFileError:
+            sm = SignatureModel(p)
+            shapes = (sm.input_shape, sm.output_shape, sm.dtype)
+            return Loaded(p, sm, card_of(sm, p, "savedmodel", input_size, input_range, shapes), "savedmodel")
+    if suffix == ".onnx":
+        om = OnnxModel(p, input_size)
+        oshape = tuple(None if d is None else int(d) for d in om.model.outputs[0].shape[1:])
+        if None in oshape:
+            oshape = tuple(int(d) for d in om.model(np.zeros((1, *om.hwc), np.float32)).shape[1:])
+        card = card_of(om.model, p, "onnx", None, input_range, (om.hwc, oshape, "float32"),
+                       params=om.params)  # the graph's own weights
+        return Loaded(p, om.model, card, "onnx", om.reference)
+    if suffix == ".keras":
+        v = keras_version(p)
+        if v and v.split(".")[0] not in ("2", "3"):
+            raise ModelFileError(f"{p}: saved by Keras {v}; odml reads .keras files of Keras 3 and of tf_keras "
+                                 "(Keras 2)")
+        if v and v.startswith("3"):
+            model = _load_keras3(p, v)
+            shapes = None if getattr(model, "inputs", None) else _subclassed_shapes(p, model)
+            return Loaded(p, model, card_of(model, p, "keras3", input_size, input_range, shapes), "keras3")
+    if suffix in (".keras", ".h5"):
+        model = load_keras_model(p)
+        return Loaded(p, model, card_of(model, p, "tf_keras", input_size, input_range))
+    raise ModelFileError(f"{p}: {suffix or 'no suffix'} is not a model odml reads; it reads {ACCEPTS}")
 
 
 def save_model(model: Any, path: str | Path, card: Any) -> Path:
@@ -134,3 +483,4 @@ def save_model(model: Any, path: str | Path, card: Any) -> Path:
     card.name = card.name or p.stem
     card.save(p)
     return p
+

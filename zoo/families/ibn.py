@@ -259,7 +259,8 @@ class IBN(Family):
         from odml.data.images import load_images
 
         h, w, c = card.input.shape
-        return load_images(data, (h, w), c, val_split, seed)
+        return load_images(data, (h, w), c, val_split, seed, val_data=options.get("val_data"),
+                           split=options.get("split", "val"))
 
     # ---- compression: students of image teachers are MobileNetEdgeTPU members --------------
     def check_teacher(self, teacher: Any) -> None:

@@ -230,13 +230,15 @@ def _length(size: Any) -> int:
 
 
 def read_texts(family: Family, card: Any, data: str, val_split: float, seed: int, max_len: int,
-               label_col: Any = None, text_col: Any = None, **_: Any) -> Any:
-    """A text family's reader: labelled texts (data/text.py), checked against
-    the model's labels, featurized by the family."""
+               label_col: Any = None, text_col: Any = None, val_data: str | None = None, split: str = "val",
+               **_: Any) -> Any:
+    """A text family's reader: labelled texts (data/text.py; validation on a
+    fraction, on ``val_data``, or on all of ``data``), checked against the
+    model's labels, featurized by the family."""
     from odml.data.text import featurized, load_text, require_text_file
 
     require_text_file(data, card.name or family.name)
-    ds = load_text(data, label_col, text_col, None, val_split, seed)
+    ds = load_text(data, label_col, text_col, None, val_split, seed, val_data, split)
     if card.labels and list(ds.classes) != list(card.labels):
         raise DataError(f"{data}: classes {ds.classes} differ from the model's {card.labels}")
     return featurized(ds, family.featurizer(card), max_len)
