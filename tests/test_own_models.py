@@ -42,6 +42,10 @@ def models(tmp_path_factory):
     m3 = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=10)
     m3.save(d / "mnv2_k3.keras")
     out["mnv2_k3"] = d / "mnv2_k3.keras"
+    keras.applications.MobileNetV3Small(input_shape=(32, 32, 3), weights=None, classes=10,
+                                        include_preprocessing=False).save(d / "mnv3_k3.keras")
+    keras.applications.EfficientNetB0(input_shape=(32, 32, 3), weights=None, classes=10).save(d / "effb0_k3.keras")
+    out.update(mnv3_k3=d / "mnv3_k3.keras", effb0_k3=d / "effb0_k3.keras")
     k2 = tfk()
     m2 = k2.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=10)
     m2.save(d / "mnv2_tfk.keras")
@@ -126,19 +130,24 @@ def _export(cli, model, out, *extra):
     return rep
 
 
-@pytest.mark.parametrize("key, runtime", [("mnv2_k3", "keras3"), ("mnv2_tfk", "keras"), ("mnv2_h5", "keras"),
-                                          ("mnv2_sm", "keras")])
-def test_untrained_applications_export_every_precision(cli, tmp_path, models, key, runtime):
-    """The issue's failing case: an untrained MobileNetV2 (near-uniform
-    probabilities) exports in every precision; its agreement is labelled, not
-    failed; fp32 agrees to 1e-6."""
+@pytest.mark.parametrize("key, runtime, teach", [
+    ("mnv2_k3", "keras3", True), ("mnv3_k3", "keras3", False), ("effb0_k3", "keras3", False),
+    ("mnv2_tfk", "keras", False), ("mnv2_h5", "keras", False), ("mnv2_sm", "keras", True)])
+def test_untrained_applications_export_every_precision(cli, tmp_path, models, key, runtime, teach):
+    """The issue's failing case: untrained Keras Applications models
+    (near-uniform probabilities) export in every precision; their agreement
+    is labelled, not failed; fp32 agrees to 1e-6."""
     rep = _export(cli, models[key], tmp_path / "e")
     assert rep["source"] == runtime and rep["family"] == "external" and rep["input_shape"] == [32, 32, 3]
     fp32 = rep["artifacts"][0]["parity"]
     assert fp32["max_abs_err"] < 1e-6 and fp32["note"].startswith("untrained")
     assert rep["data"]["split"].startswith("stratified")
+    if key == "effb0_k3":  # EfficientNet rescales and normalizes inside: it reads raw pixels
+        assert rep["input"]["range"] == [0.0, 255.0]
     r = cli("bench", tmp_path / "e" / rep["artifacts"][-1]["file"], "--runs", "3", "--min-secs", "0", "--json")
     assert r.exit_code == 0 and r.json()["bench"][0]["median_ms"] > 0
+    if teach:
+        _compress(cli, models[key], tmp_path / "c")
 
 
 def test_keras3_model_with_preprocessing_inside(cli, tmp_path, models):
