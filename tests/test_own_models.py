@@ -193,7 +193,7 @@ def test_subclassed_keras3_model(cli, tmp_path, models, cli_proc):
     assert not (tmp_path / "never").exists()
 
 
-def test_onnx_from_pytorch_layout(cli, tmp_path, models):
+def test_onnx_from_pytorch_layout(cli, tmp_path, models, monkeypatch):
     """An NCHW graph with a dynamic batch: onnx2tf makes it NHWC; every file's
     parity is against onnxruntime on the same inputs; bench and compress take it."""
     rep = _export(cli, models["nchw"], tmp_path / "e")
@@ -202,8 +202,9 @@ def test_onnx_from_pytorch_layout(cli, tmp_path, models):
     r = cli("bench", models["nchw"], "--runs", "3", "--min-secs", "0", "--json")
     assert r.exit_code == 0 and r.json()["bench"][0]["model"] == str(models["nchw"])
     _compress(cli, models["nchw"], tmp_path / "c")
-    dyn = _nchw_onnx(tmp_path / "dyn.onnx", dynamic=True)
-    r = cli("export", dyn, "--quantize", "fp32", "--input-size", "24x40", "--out", tmp_path / "d", "--json")
+    _nchw_onnx(tmp_path / "dyn.onnx", dynamic=True)
+    monkeypatch.chdir(tmp_path)  # a path relative to where the user is (onnx2tf works in a folder of its own)
+    r = cli("export", "dyn.onnx", "--quantize", "fp32", "--input-size", "24x40", "--out", "d", "--json")
     assert r.exit_code == 0, r.stderr
     assert r.json()["export"]["input_shape"] == [24, 40, 3]
 

@@ -184,6 +184,40 @@ class SignatureModel:
         return np.concatenate([self(T.constant(x[i:i + batch_size])).numpy() for i in range(0, len(x), batch_size)])
 
 
+def onnx_macs(graph: Any, in_name: str, shape: list[int]) -> int:
+    """Multiply-adds of an ONNX graph's Conv, Gemm and MatMul nodes, from
+    ONNX's shape inference at the given input shape (0 when shapes are not
+    known)."""
+    import onnx
+
+    g = onnx.ModelProto()
+    g.CopyFrom(graph)
+    for i in g.graph.input:
+        if i.name == in_name:
+            for d, v in zip(i.type.tensor_type.shape.dim, shape):
+                d.ClearField("dim_param")
+                d.dim_value = int(v)
+    try:
+        g = onnx.shape_inference.infer_shapes(g)
+    except Exception:  # noqa: BLE001 - an unusual graph: its size is then its parameters
+        return 0
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in (*g.graph.value_info, *g.graph.input, *g.graph.output)}
+    shapes.update({t.name: list(t.dims) for t in g.graph.initializer})
+    total = 0
+    for n in g.graph.node:
+        try:
+            if n.op_type == "Conv":
+                w, y = shapes[n.input[1]], shapes[n.output[0]]  # weights (Cout, Cin/groups, kh, kw); output NCHW
+                total += int(np.prod(y[1:])) * int(np.prod(w[1:]))
+            elif n.op_type in ("Gemm", "MatMul"):
+                a, y = shapes[n.input[0]], shapes[n.output[0]]
+                total += int(np.prod(y)) * int(a[-1])
+        except (KeyError, IndexError, ValueError):
+            continue
+    return int(total)
+
+
 @contextlib.contextmanager
 def _sample_images_in(folder: Path):
     """onnx2tf checks an image model on 20 sample images, which it downloads
@@ -238,6 +272,7 @@ class OnnxModel:
                                  "give --input-size HxW (a dynamic batch is fixed to 1)")
         self.hwc = (int(h), int(w), int(c))
         self.params = int(sum(int(np.prod(i.dims)) for i in graph.graph.initializer if i.data_type == 1))  # float
+        self.macs = onnx_macs(graph, self.in_name, [1, c, h, w] if self.nchw else [1, h, w, c])
         self.model = self._convert(p, graph)
         import onnxruntime as ort
 
@@ -258,11 +293,12 @@ class OnnxModel:
         kw: dict[str, Any] = {"overwrite_input_shape": [shape]}
         if not self.nchw:
             kw["keep_nwc_or_nhwc_or_ndhwc_input_names"] = [self.in_name]
+        src = str(p.resolve())  # before the working folder changes
         with tempfile.TemporaryDirectory(prefix="odml-onnx2tf-") as d, quiet_stderr_fd(), \
                 contextlib.redirect_stdout(io.StringIO()), _sample_images_in(Path(d)):
             try:
-                model = onnx2tf.convert(input_onnx_file_path=str(p), output_folder_path=d, non_verbose=True,
-                                        disable_model_save=True, **kw)
+                model = onnx2tf.convert(input_onnx_file_path=src, output_folder_path=d, non_verbose=True,
+                                        disable_model_save=True, not_use_onnxsim=True, **kw)
             except BaseException as e:  # onnx2tf reports an unmappable op by raising, or by sys.exit
                 if isinstance(e, KeyboardInterrupt):
                     raise
@@ -361,7 +397,7 @@ def _input_range(model: Any) -> tuple[float, float]:
 
 def describe(model: Any, runtime: str, where: str, input_size: Any = None,
              input_range: tuple[float, float] | None = None, shapes: tuple | None = None,
-             params: int | None = None) -> Any:
+             params: int | None = None, macs: int | None = None) -> Any:
     """The external family's configuration of a loaded model: one input and
     one output of static shape (``input_size`` fixes a dynamic height and
     width), parameters, MACs, the input range."""
@@ -389,14 +425,15 @@ def describe(model: Any, runtime: str, where: str, input_size: Any = None,
                              "--input-size HxW")
     if params is None:
         params = count_params(model) if hasattr(model, "trainable_weights") else 0
-    macs = count_macs(model) if hasattr(model, "layers") else 0
+    if macs is None:
+        macs = count_macs(model) if hasattr(model, "layers") else 0
     rng = input_range or (_input_range(model) if hasattr(model, "layers") else (0.0, 1.0))
     return ExternalConfig(tuple(ishape), tuple(oshape), str(dtype), params, macs, runtime, rng)
 
 
 def card_of(model: Any, path: Path, runtime: str = "tf_keras", input_size: Any = None,
             input_range: tuple[float, float] | None = None, shapes: tuple | None = None,
-            params: int | None = None) -> Any:
+            params: int | None = None, macs: int | None = None) -> Any:
     """The card saved beside ``path``, checked against the loaded model, or a
     card of the ``external`` family read off the model."""
     from odml.zoo.card import ModelCard
@@ -406,7 +443,7 @@ def card_of(model: Any, path: Path, runtime: str = "tf_keras", input_size: Any =
     stem = path.stem if path.suffix else path.name
     if card is None:
         return ModelCard(get_family(EXTERNAL),
-                         describe(model, runtime, str(path), input_size, input_range, shapes, params), stem)
+                         describe(model, runtime, str(path), input_size, input_range, shapes, params, macs), stem)
     shape = tuple(int(d) for d in model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else None
     if shape is not None and shape != tuple(card.input.shape):
         raise ModelFileError(f"{path}: the model takes {list(shape)} but its card ({stem}.odml.json) says "
@@ -455,7 +492,7 @@ def load_model(path: str | Path, input_size: Any = None, input_range: tuple[floa
         if None in oshape:
             oshape = tuple(int(d) for d in om.model(np.zeros((1, *om.hwc), np.float32)).shape[1:])
         card = card_of(om.model, p, "onnx", None, input_range, (om.hwc, oshape, "float32"),
-                       params=om.params)  # the graph's own weights
+                       params=om.params, macs=om.macs)  # the graph's own weights and multiply-adds
         return Loaded(p, om.model, card, "onnx", om.reference)
     if suffix == ".keras":
         v = keras_version(p)
