@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -164,39 +164,104 @@ def require_text_file(data: str, model: str) -> None:
 
 @dataclass
 class FeaturizedText:
-    """A text dataset turned into model inputs by a family's featurizer
-    (``featurize(texts) -> (inputs, texts cut)``), in the shape the training
-    and compression loops expect of any data: arrays x / y for training and
-    validation. ``train_inputs`` gives an epoch's training inputs with the
-    texts distorted afresh (the same for a seed and epoch, so a resumed run
-    sees what it would have seen)."""
+    """A text dataset that a family's featurizer (``featurize(texts) ->
+    (inputs, texts cut)``) turns into model inputs batch by batch, so that
+    nothing proportional to the corpus is held but the texts: ``batches``
+    and ``epoch_dataset`` stream them (the training texts distorted afresh
+    each epoch, the same for a seed and epoch, so a resumed run sees what it
+    would have seen), ``sample`` gives a few (calibration, parity).
+    ``x_train`` / ``x_val`` featurize a whole split at once, for small data."""
 
-    x_train: Any
+    texts_train: list[str]
     y_train: np.ndarray
-    x_val: Any
+    texts_val: list[str]
     y_val: np.ndarray
     class_names: list[str]
     source: str
     notes: list[str]
-    texts_train: list[str]
-    texts_val: list[str]
     featurize: Any
-    cut: dict[str, int] = field(default_factory=dict)
+    max_len: int
     split: str = ""
+    cut: dict[str, int] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def train_inputs(self, epoch: int, seed: int, distortion: float) -> Any:
+    def _split(self, split: str) -> tuple[list[str], np.ndarray]:
+        if split == "train":
+            return self.texts_train, self.y_train
+        if split == "val":
+            return self.texts_val, self.y_val
+        raise ValueError(f"split {split!r}")
+
+    def count(self, split: str) -> int:
+        return len(self._split(split)[0])
+
+    @property
+    def x_train(self) -> Any:
+        return self.featurize(self.texts_train)[0]
+
+    @property
+    def x_val(self) -> Any:
+        return self.featurize(self.texts_val)[0]
+
+    def sample(self, split: str, n: int | None = None, seed: int | None = None) -> tuple[Any, np.ndarray]:
+        """(inputs, labels) of ``n`` texts of ``split``: the first ones, or
+        ``n`` chosen by ``seed``."""
+        texts, y = self._split(split)
+        if n is None or n >= len(texts):
+            idx = np.arange(len(texts))
+        elif seed is None:
+            idx = np.arange(n)
+        else:
+            idx = np.sort(np.random.default_rng(seed).permutation(len(texts))[:n])
+        return self.featurize([texts[i] for i in idx])[0], y[idx]
+
+    def _epoch_texts(self, epoch: int, seed: int, distortion: float) -> list[str]:
         if not distortion:
-            return self.x_train
+            return self.texts_train
         import random
 
         from odml.data.projection import distort
 
         rng = random.Random(seed * 100_003 + epoch)
-        return self.featurize([distort(t, rng, distortion) for t in self.texts_train])[0]
+        return [distort(t, rng, distortion) for t in self.texts_train]
+
+    def batches(self, split: str, batch: int, epoch: int = 0, seed: int = 0, shuffle: bool = False,
+                distortion: float = 0.0) -> Iterator[tuple[Any, np.ndarray]]:
+        """(inputs, labels) batch by batch: ``split`` in order, or shuffled
+        (and, for training, distorted) for ``epoch``. Texts longer than the
+        model's length are counted in ``cut[split]``."""
+        texts, y = self._split(split)
+        if split == "train" and distortion:
+            texts = self._epoch_texts(epoch, seed, distortion)
+        order = np.random.default_rng([seed, epoch]).permutation(len(texts)) if shuffle else np.arange(len(texts))
+        cut = 0
+        for i in range(0, len(order), batch):
+            idx = order[i:i + batch]
+            x, c = self.featurize([texts[j] for j in idx])
+            cut += c
+            yield x, y[idx]
+        self.cut[split] = max(self.cut.get(split, 0), cut)
+
+    def epoch_dataset(self, epoch: int, batch: int, seed: int, distortion: float = 0.0) -> Any:
+        """The training batches of ``epoch`` as a tf.data pipeline fed by
+        :meth:`batches` (featurized while the model trains on the batch before)."""
+        from odml._tf import tf
+
+        T = tf()
+        x0, _ = self.featurize(self.texts_train[:1])
+        spec = (T.TensorSpec((None, *x0.shape[1:]), T.as_dtype(x0.dtype)), T.TensorSpec((None,), T.int64))
+        ds = T.data.Dataset.from_generator(lambda: ((x, y.astype(np.int64)) for x, y in self.batches(
+            "train", batch, epoch, seed, True, distortion)), output_signature=spec)
+        return ds.prefetch(2)
+
+    def train_inputs(self, epoch: int, seed: int, distortion: float) -> Any:
+        """All training inputs of ``epoch`` at once (small data; streaming code uses epoch_dataset)."""
+        if not distortion:
+            return self.x_train
+        return self.featurize(self._epoch_texts(epoch, seed, distortion))[0]
 
     def summary(self) -> dict[str, Any]:
         return {"source": self.source, "classes": self.class_names, "train": len(self.texts_train),
@@ -204,13 +269,16 @@ class FeaturizedText:
 
 
 def featurized(ds: TextDataset, featurize: Any, max_len: int) -> FeaturizedText:
-    """``ds`` with its texts turned into model inputs by ``featurize``; notes
-    say how many texts were longer than ``max_len`` tokens and were cut."""
-    x_tr, cut_tr = featurize(ds.texts_train)
-    x_va, cut_va = featurize(ds.texts_val)
-    notes = list(ds.notes)
-    if cut_tr or cut_va:
-        notes.append(f"{cut_tr + cut_va} texts longer than the model's {max_len} tokens were cut")
-    return FeaturizedText(x_tr, ds.y_train, x_va, ds.y_val, list(ds.classes), ds.source, notes,
-                          list(ds.texts_train), list(ds.texts_val), featurize,
-                          {"train": cut_tr, "val": cut_va, "max_len": max_len}, ds.split)
+    """``ds`` with its texts turned into model inputs by ``featurize``, batch
+    by batch when they are used; one pass now (holding nothing) counts the
+    texts longer than ``max_len`` tokens, for the notes."""
+    data = FeaturizedText(list(ds.texts_train), ds.y_train, list(ds.texts_val), ds.y_val, list(ds.classes), ds.source,
+                          list(ds.notes), featurize, max_len, ds.split)
+    for split in ("train", "val"):
+        for _ in data.batches(split, 2048):
+            pass
+    cut = data.cut.get("train", 0) + data.cut.get("val", 0)
+    if cut:
+        data.notes.append(f"{cut} texts longer than the model's {max_len} tokens were cut")
+    data.cut["max_len"] = max_len
+    return data
