@@ -85,6 +85,9 @@ def load_text(path: str | Path, label_col: str | int | None = None, text_col: st
                        split=f"stratified {1 - val_fraction:.0%}/{val_fraction:.0%} of {path} (seed {seed})")
 
 
+MAX_TEXT_CHARS = 100_000  # a text is cut here on reading: no text model reads more than a few thousand characters
+
+
 def _read_text(path: str | Path, label_col: Any, text_col: Any, header: bool | None
                ) -> tuple[list[str], list[str], list[str], list[str]]:
     """(texts, their labels, notes, the classes in sorted order) of one file."""
@@ -101,12 +104,14 @@ def _read_text(path: str | Path, label_col: Any, text_col: Any, header: bool | N
                             f"{line[e.start:e.start + 1]!r}); convert the file to UTF-8") from None
     text = raw.decode("utf-8-sig")
     if p.suffix.lower() == ".csv":
+        csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))  # one long text is still a text
         rows = list(csv.reader(text.splitlines()))
     else:  # TSV: tabs separate, quotes are text (SMS messages are full of them)
         rows = [ln.split("\t") for ln in text.splitlines()]
     numbered = [(i, r) for i, r in enumerate(rows, 1) if any(c.strip() for c in r)]
     if not numbered:
-        raise DataError(f"{p}: no lines")
+        raise DataError(f"{p}: no labelled texts (the file is empty or only whitespace)")
+    blank = sum(1 for r in rows if not any(c.strip() for c in r)) - (1 if rows and not rows[-1] else 0)
     ncols = len(numbered[0][1])
     if ncols < 2:
         raise DataError(f"{p}: line {numbered[0][0]}: 1 column; expected a label and a text column "
@@ -128,17 +133,26 @@ def _read_text(path: str | Path, label_col: Any, text_col: Any, header: bool | N
     body = numbered[1:] if header else numbered
     li = _column(label_col, head, 0, "label", str(p), ncols)
     ti = _column(text_col, head, 1 if li == 0 else 0, "text", str(p), ncols)
-    labels, texts, empty = [], [], 0
-    for _, r in body:
+    labels, texts, empty, long = [], [], 0, []
+    for i, r in body:
         t = r[ti].strip()
         if not t:
             empty += 1
             continue
+        if len(t) > MAX_TEXT_CHARS:
+            long.append(i)
+            t = t[:MAX_TEXT_CHARS]
         labels.append(r[li].strip())
         texts.append(t)
     notes = []
+    if blank > 0:
+        notes.append(f"{blank} blank lines skipped")
     if empty:
         notes.append(f"{empty} empty texts dropped")
+    if long:
+        where = ", ".join(str(i) for i in long[:5]) + (" ..." if len(long) > 5 else "")
+        notes.append(f"{len(long)} texts longer than {MAX_TEXT_CHARS:,} characters cut to their first "
+                     f"{MAX_TEXT_CHARS:,} (line {where}; no model reads that far)")
     classes = sorted(set(labels))
     if len(classes) < 2:
         raise DataError(f"{p}: the label column has a single class ({classes[0] if classes else 'none'}); "
@@ -229,14 +243,17 @@ class FeaturizedText:
         return [distort(t, rng, distortion) for t in self.texts_train]
 
     def batches(self, split: str, batch: int, epoch: int = 0, seed: int = 0, shuffle: bool = False,
-                distortion: float = 0.0) -> Iterator[tuple[Any, np.ndarray]]:
+                distortion: float = 0.0, full: bool = False) -> Iterator[tuple[Any, np.ndarray]]:
         """(inputs, labels) batch by batch: ``split`` in order, or shuffled
-        (and, for training, distorted) for ``epoch``. Texts longer than the
-        model's length are counted in ``cut[split]``."""
+        (and, for training, distorted) for ``epoch``; with ``full``, whole
+        batches only (the few texts left over are others every epoch). Texts
+        longer than the model's length are counted in ``cut[split]``."""
         texts, y = self._split(split)
         if split == "train" and distortion:
             texts = self._epoch_texts(epoch, seed, distortion)
         order = np.random.default_rng([seed, epoch]).permutation(len(texts)) if shuffle else np.arange(len(texts))
+        if full:
+            order = order[:max(1, len(order) // batch) * batch]
         cut = 0
         for i in range(0, len(order), batch):
             idx = order[i:i + batch]
@@ -245,16 +262,17 @@ class FeaturizedText:
             yield x, y[idx]
         self.cut[split] = max(self.cut.get(split, 0), cut)
 
-    def epoch_dataset(self, epoch: int, batch: int, seed: int, distortion: float = 0.0) -> Any:
+    def epoch_dataset(self, epoch: int, batch: int, seed: int, distortion: float = 0.0, full: bool = False) -> Any:
         """The training batches of ``epoch`` as a tf.data pipeline fed by
-        :meth:`batches` (featurized while the model trains on the batch before)."""
+        :meth:`batches` (featurized while the model trains on the batch
+        before); ``full``: whole batches only (one shape for XLA)."""
         from odml._tf import tf
 
         T = tf()
         x0, _ = self.featurize(self.texts_train[:1])
         spec = (T.TensorSpec((None, *x0.shape[1:]), T.as_dtype(x0.dtype)), T.TensorSpec((None,), T.int64))
         ds = T.data.Dataset.from_generator(lambda: ((x, y.astype(np.int64)) for x, y in self.batches(
-            "train", batch, epoch, seed, True, distortion)), output_signature=spec)
+            "train", batch, epoch, seed, True, distortion, full)), output_signature=spec)
         return ds.prefetch(2)
 
     def train_inputs(self, epoch: int, seed: int, distortion: float) -> Any:
