@@ -61,8 +61,8 @@ def classify_dataset(model: str | Path, data: str, device: Any, opts: Any, ovic:
     run: dict[str, list] = {"latencies_ms": [], "predictions": [], "outputs": []}
     for x, _ in ds.batches("val", 4096):  # a text corpus is featurized chunk by chunk, never held whole
         r = device.classify(model, card.input.from_pixels(x), o)
-        for k in run:
-            run[k].extend(r[k])
+        for key in run:
+            run[key].extend(r[key])
     y = np.asarray(ds.y_val)
     correct = [p == t for p, t in zip(run["predictions"], y.tolist())]
     scores = card.family.score(np.asarray(run["outputs"], dtype=np.float64), y)

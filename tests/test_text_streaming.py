@@ -101,8 +101,8 @@ def test_xla_training_form_computes_the_exported_function(tmp_path):
 
     ds = load_text(SMS)
     out = tmp_path / "x.keras"
-    res = train_text("pqrnn_tiny", create_config("pqrnn_tiny"), ds, TextTrainConfig(epochs=1, jit_compile=True), out)
-    assert res["xla"] is True and res["val_auc"] > 0.8
+    res = train_text("pqrnn_tiny", create_config("pqrnn_tiny"), ds, TextTrainConfig(epochs=3, jit_compile=True), out)
+    assert res["xla"] is True and res["val_auc"] > 0.85  # trained, so the comparison is not of an untrained net
     card = ModelCard.load(out)
     model = load_keras_model(out)
     x = card.family.featurizer(card)(ds.texts_val[:64])[0]
