@@ -1,6 +1,6 @@
 """Text at the scale of real corpora: projections streamed batch by batch
 (never the featurized corpus at once), distortion afresh and reproducible
-per seed and epoch, XLA's training form computing what the exported file
+per seed and epoch, the training recurrence (a scan) computing what the exported file
 computes, the best epoch kept, and bad input (a 10 MB line, whitespace-only
 lines, Ctrl-C mid-epoch)."""
 
@@ -80,16 +80,37 @@ def test_training_featurizes_batch_by_batch(tmp_path, monkeypatch):
     p = tmp_path / "c.tsv"
     p.write_text("".join(f"{lab}\t{t}\n" for lab, t in _corpus(1600)))
     ds = load_text(p)
-    res = train_text("pqrnn_tiny", create_config("pqrnn_tiny"), ds, TextTrainConfig(epochs=2, batch_size=32,
-                     jit_compile=False))
+    res = train_text("pqrnn_tiny", create_config("pqrnn_tiny"), ds, TextTrainConfig(epochs=2, batch_size=32))
     assert res["epochs_run"] == 2 and res["val_accuracy"] > 0.9
     assert sum(calls) >= 2 * 1280 + 2 * 320 and max(calls) <= 512  # every epoch featurized, never all at once
 
 
+def test_scan_and_unrolled_recurrences_agree():
+    """fo-pooling as the scan used in training and as the unrolled chain
+    that is exported: the same cell states, padding steps included."""
+    from odml._tf import tf
+    from odml.zoo.pqrnn import fo_pooling
+
+    rng = np.random.default_rng(0)
+    f = rng.uniform(0, 1, (5, 17, 7)).astype(np.float32)
+    f[:, 12:] = 1.0  # padding: the state is kept
+    z = rng.uniform(-1, 1, (5, 17, 7)).astype(np.float32)
+    want = np.zeros_like(z)
+    c = np.zeros_like(z[:, 0])
+    for t in range(17):
+        c = f[:, t] * c + (1 - f[:, t]) * z[:, t]
+        want[:, t] = c
+    for form in ("scan", "unrolled"):
+        got = fo_pooling(tf().constant(f), tf().constant(z), form).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(want[:, -1], want[:, 11])
+
+
 @needs_sms
-def test_xla_training_form_computes_the_exported_function(tmp_path):
-    """The step XLA compiles for training and the .tflite file (the
-    recurrence unrolled for export) compute the same function."""
+def test_training_form_computes_the_exported_function(tmp_path):
+    """The trained model with its training-time recurrence (a scan, plain or
+    XLA-compiled), with the unrolled one, and its .tflite file (unrolled for
+    export) compute the same function."""
     from odml._tf import tf
     from odml.data.text import load_text
     from odml.exporters.tflite import concrete_function, convert
@@ -97,23 +118,30 @@ def test_xla_training_form_computes_the_exported_function(tmp_path):
     from odml.train.text import TextTrainConfig, train_text
     from odml.zoo.card import ModelCard
     from odml.zoo.load import load_keras_model
+    from odml.zoo.pqrnn import recurrence
     from odml.zoo.registry import create_config
 
     ds = load_text(SMS)
     out = tmp_path / "x.keras"
-    res = train_text("pqrnn_tiny", create_config("pqrnn_tiny"), ds, TextTrainConfig(epochs=3, jit_compile=True), out)
-    assert res["xla"] is True and res["val_auc"] > 0.85  # trained, so the comparison is not of an untrained net
+    res = train_text("pqrnn_tiny", create_config("pqrnn_tiny"), ds, TextTrainConfig(epochs=3), out)
+    assert res["val_auc"] > 0.85  # trained, so the comparison is not of an untrained net
     card = ModelCard.load(out)
     model = load_keras_model(out)
     x = card.family.featurizer(card)(ds.texts_val[:64])[0]
-    xla = tf().function(lambda v: model(v, training=False), jit_compile=True)(x).numpy()
+    assert (np.abs(x).max(-1) == 0).any()  # padded positions are part of the comparison
+    with recurrence("scan"):
+        scan = tf().function(lambda v: model(v, training=False))(x).numpy()
+        scan_xla = tf().function(lambda v: model(v, training=False), jit_compile=True)(x).numpy()
+    with recurrence("unrolled"):
+        unrolled = tf().function(lambda v: model(v, training=False))(x).numpy()
     plain = model(x, training=False).numpy()
     fn = concrete_function(model, card.input.shape, card.input.name, card.input.dtype)
     path = tmp_path / "x.tflite"
     path.write_bytes(convert(fn, "fp32"))
     lite = run_batch(load_interpreter(path), x)
-    np.testing.assert_allclose(xla, plain, atol=1e-4)
-    np.testing.assert_allclose(lite, plain, atol=1e-4)
+    assert np.abs(plain).max() > 0.1
+    for other in (scan, scan_xla, unrolled, lite):
+        np.testing.assert_allclose(other, plain, atol=1e-4)
 
 
 def test_stop_early_rule():

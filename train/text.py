@@ -25,7 +25,7 @@ class TextTrainConfig:
     distortion: float = 0.25  # probability that a token is distorted in training (0: off)
     seed: int = 0
     patience: int | None = 3  # epochs without a better validation loss before stopping (None: all epochs)
-    jit_compile: Any = False  # XLA for the training step: True, False or "auto" (see uses_xla)
+    jit_compile: bool = False  # XLA for the training step (whole batches only); pQRNN's scan trains faster without
 
 
 def train_text(name: str, cfg: Any, data: TextDataset, tc: TextTrainConfig, out: Path | None = None,
@@ -56,7 +56,7 @@ def train_text(name: str, cfg: Any, data: TextDataset, tc: TextTrainConfig, out:
     model = fam.build(cfg, name)
     n_train = len(data.texts_train)
     batch = min(tc.batch_size, n_train)
-    jit = uses_xla(tc.jit_compile, n_train * tc.epochs)
+    jit = bool(tc.jit_compile)
     # XLA compiles one step per shape: whole batches only (the remainder, others every epoch, is left out)
     steps = n_train // batch if jit else int(np.ceil(n_train / batch))
     model.compile(optimizer=make_optimizer(tc.learning_rate, tc.weight_decay, tc.epochs, steps),
@@ -114,18 +114,6 @@ def stop_early(val_losses: list[float], patience: int | None) -> bool:
     return len(val_losses) - 1 - int(np.argmin(val_losses)) >= patience
 
 
-XLA_MIN_TEXTS = 4000  # texts x epochs from which XLA's compile (30-50 s for the default pQRNN) pays for itself
-
-
-def uses_xla(setting: Any, texts_seen: int) -> bool:
-    """Whether the training step is compiled with XLA: ``True``/``False``, or
-    ``"auto"`` (a family that gains from it, on a run long enough: XLA trains
-    the default pQRNN about 3x faster on 2 cores once compiled)."""
-    if setting == "auto":
-        return texts_seen >= XLA_MIN_TEXTS
-    return bool(setting)
-
-
 def inference_function(model: Any) -> Any:
     """``model``'s forward pass in inference mode as a graph (no XLA: one
     quick trace per batch shape)."""
@@ -169,8 +157,7 @@ def train_entry(c: Any, req: Any, out: Path, progress: Any, log: Callable[[str],
     if vocab is not None:
         cfg = fam.with_vocabulary(cfg, vocab)
     tc = TextTrainConfig(epochs=req.epochs, batch_size=req.batch(fam), learning_rate=req.lr(fam),
-                         distortion=req.distortion, seed=req.seed, patience=req.patience or None,
-                         jit_compile=fam.train_defaults.get("jit_compile", False))
+                         distortion=req.distortion, seed=req.seed, patience=req.patience or None)
     log(f"data: {ds.split}")
     for note in ds.notes:
         log(f"data: {note}")

@@ -31,6 +31,11 @@ RECIPES = {  # name: (TextTrainConfig changes, configuration --set)
     "dist0.1": ({"distortion": 0.1}, {}),
     "dist0": ({"distortion": 0.0}, {}),
     "batch32": ({"batch_size": 32}, {}),
+    "batch128": ({"batch_size": 128, "learning_rate": 6e-3}, {}),
+    "small": ({}, {"bottleneck": 64, "hidden": 64}),
+    "hidden128": ({}, {"hidden": 128}),
+    "feat256": ({}, {"features": 256}),
+    "len32": ({}, {"max_len": 32}),
 }
 
 

@@ -90,7 +90,7 @@ class PQRNN(Family):
     student_family = "pqrnn"
     can_inherit = True
     distorts_text = True
-    train_defaults = {"batch_size": 64, "learning_rate": 3e-3, "jit_compile": "auto"}  # XLA on long runs
+    train_defaults = {"batch_size": 64, "learning_rate": 3e-3}
     config_type = PQRNNConfig
 
     def models(self) -> dict[str, str]:
