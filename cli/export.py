@@ -75,7 +75,9 @@ def export_cmd(
     if data is not None:  # the family reads its own data: images, labelled texts, pose samples
         ds = src.family.read(src.card, data, 0.2, seed, n_val=min(parity_samples, 100), n_cal=calibration_samples,
                              val_data=val_data)
-        x_val, y_val, x_cal = src.input.from_pixels(ds.x_val), ds.y_val, src.input.from_pixels(ds.x_train)
+        x_val, y_val = ds.sample("val", parity_samples)
+        x_val, x_cal = src.input.from_pixels(x_val), src.input.from_pixels(ds.sample("train", calibration_samples,
+                                                                                    seed)[0])
         if src.classifies and ds.class_names and len(ds.class_names) != src.outputs:
             raise OdmlError(f"{data}: {len(ds.class_names)} classes in the data but the model has {src.outputs} "
                             "outputs")

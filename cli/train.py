@@ -35,6 +35,7 @@ def train_cmd(
     vocab: Optional[Path] = typer.Option(None, "--vocab", help="MobileBERT: a WordPiece vocab.txt ([PAD] first); default: trained on the data."),
     vocab_size: int = typer.Option(8000, "--vocab-size", help="MobileBERT: size of the vocabulary trained on the data."),
     distortion: float = typer.Option(0.25, "--distortion", help="pQRNN: probability of distorting a token in training."),
+    patience: int = typer.Option(3, "--patience", min=0, help="Text: stop after this many epochs without a lower validation loss and keep the best epoch (0: train every epoch, still keep the best)."),
     sets: list[str] = typer.Option([], "--set", help="Text: override a configuration value, e.g. --set layers=2 (repeatable)."),
     variant: Optional[str] = typer.Option(None, "--variant", help="blazepose: the landmark model, lite (default), full or tiny."),
     val_images: int = typer.Option(200, "--val-images", min=1, help="blazepose: held-out images for PCK (synthetic: generated with another seed)."),
@@ -49,14 +50,20 @@ def train_cmd(
     req = TrainRequest(data=data, val_data=val_data, epochs=epochs, batch_size=batch_size, learning_rate=lr, val_split=val_split,
                        seed=seed, logdir=str(logdir) if logdir else None, tensorboard=tensorboard, max_len=max_len,
                        label_col=label_col, text_col=text_col, vocab=vocab, vocab_size=vocab_size,
-                       distortion=distortion, variant=variant, val_images=val_images, steps=steps)
+                       distortion=distortion, patience=patience, variant=variant, val_images=val_images, steps=steps)
     progress = None
     if not json_out:
         from odml.cli.progress import TrainProgress
 
         progress = TrainProgress(f"train {c.name}")
     log = (lambda m: None) if json_out else (lambda m: err.print(m, markup=False))
-    res = train_model(c, req, out_path, progress, log)
+    try:
+        res = train_model(c, req, out_path, progress, log)
+    except KeyboardInterrupt:  # the model is written only once training ends (through a temporary name)
+        if progress is not None:
+            progress.stop()
+        err.print(f"interrupted: no model written to {out_path}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
     rows, title = res.pop("summary"), res.pop("title")
     if json_out:
         print_json({"train": res})

@@ -225,7 +225,6 @@ def train_students(teacher_model: Any, students: list[Student], data: Any, recip
     ``teacher_range`` (a teacher of yours may read [0, 255] or [-1, 1]).
     Returns timing and per-epoch history."""
     from odml._tf import keras, tf
-    from odml.train.trainer import make_tf_dataset
 
     T, K = tf(), keras()
     K.utils.set_random_seed(recipe.seed)
@@ -254,8 +253,9 @@ def train_students(teacher_model: Any, students: list[Student], data: Any, recip
         soft = kl(t_soft, T.nn.softmax(logits / temp)) * temp * temp
         return (1 - alpha) * hard + alpha * soft
 
-    in_shape = list(data.x_train.shape[1:])
-    in_dtype = T.float32 if data.x_train.dtype == np.uint8 else T.as_dtype(data.x_train.dtype)
+    x0, _ = data.sample("train", 1)
+    in_shape = list(x0.shape[1:])
+    in_dtype = T.float32 if x0.dtype == np.uint8 else T.as_dtype(x0.dtype)
     for s in students:  # optimizer slots created eagerly, not while tracing
         s.optimizer.build(s.model.trainable_variables)
     if teacher_opt is not None:
@@ -324,15 +324,11 @@ def train_students(teacher_model: Any, students: list[Student], data: Any, recip
             cb.set_model(s.model)
             cb.on_train_begin()
             pruning_cbs.append(cb)
-    per_epoch = getattr(data, "train_inputs", None) if recipe.text_distortion else None  # texts distorted afresh
-    if per_epoch is None:  # one pipeline for every epoch
-        ds = make_tf_dataset(data.x_train, data.y_train, recipe.batch_size, True, recipe.seed)
     epoch_times = []
     for epoch in range(start, recipe.epochs):
         t0 = time.perf_counter()
-        if per_epoch is not None:
-            x_epoch = per_epoch(epoch, recipe.seed, recipe.text_distortion)
-            ds = make_tf_dataset(x_epoch, data.y_train, recipe.batch_size, True, recipe.seed + epoch)
+        # the epoch's batches (texts featurized as they are needed, distorted afresh when the recipe says so)
+        ds = data.epoch_dataset(epoch, recipe.batch_size, recipe.seed, recipe.text_distortion)
         sums = np.zeros((len(students), 2))
         n = 0
         for x, y in ds:

@@ -202,10 +202,11 @@ def _latency(p: Prepared, path: Path) -> dict[str, Any]:
     return p.device.bench(path, BenchOptions(threads=p.opts.threads, runs=p.opts.runs, min_secs=0.5, warmup=2))
 
 
-def _tflite_outputs(path: Path, x: np.ndarray) -> np.ndarray:
+def _tflite_outputs(path: Path, outputs: Callable, spec: Any) -> np.ndarray:
     from odml.litert import load_interpreter, run_batch
 
-    return run_batch(load_interpreter(path), x)
+    interp = load_interpreter(path)
+    return outputs(lambda x: run_batch(interp, x), spec)
 
 
 def _scores(p: Prepared, logits: np.ndarray, prefix: str = "") -> dict[str, Any]:
@@ -240,7 +241,7 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
     from odml._tf import keras
     from odml.compress.distill import Student, soft_label_stats, sparsity_per_layer, strip, train_students
     from odml.exporters.tflite import concrete_function, convert, representative_from
-    from odml.train.trainer import evaluate, recalibrate_batchnorm, save_model_atomic
+    from odml.train.trainer import recalibrate_batchnorm, save_model_atomic
     from odml.zoo.card import ModelCard
 
     K = keras()
@@ -251,14 +252,21 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
     done = {r["label"]: r for r in folder.records(RESULTS)}
     # each model reads the data as its own input says (a teacher of yours may read [0, 255], the students [0, 1])
     s_in = p.students[0][1].input
-    x_val, x_train = s_in.from_pixels(p.data.x_val), s_in.from_pixels(p.data.x_train)
-    rep = representative_from(x_train, n=p.recipe.quantize.calibration_samples, seed=p.recipe.seed)
+    y_val = p.data.y_val
+    n_cal = p.recipe.quantize.calibration_samples
+    rep = representative_from(s_in.from_pixels(p.data.sample("train", n_cal, p.recipe.seed)[0]), n=n_cal,
+                              seed=p.recipe.seed)
+
+    def outputs(run: Callable[[np.ndarray], np.ndarray], spec: Any) -> np.ndarray:
+        """``run`` over the validation split, batch by batch (text is featurized as it goes)."""
+        return np.concatenate([np.asarray(run(spec.from_pixels(x))) for x, _ in p.data.batches("val", 512)])
+
     teacher_label = f"teacher_{t.path.stem}"
     labels, name = list(p.data.class_names), s_in.name
     if teacher_label not in done:
         say("teacher: accuracy, fp32 TFLite, latency")
-        t_val = t.model.predict(t.input.from_pixels(p.data.x_val), batch_size=256, verbose=0)
-        acc = float((np.asarray(t_val).argmax(-1) == p.data.y_val).mean())
+        t_val = outputs(lambda x: t.model.predict(x, batch_size=256, verbose=0), t.input)
+        acc = float((t_val.argmax(-1) == y_val).mean())
         path = p.out / f"{teacher_label}_fp32.tflite"
         fn = concrete_function(t.model, t.input.shape, t.input.name, t.input.dtype)
         _tflite(p, path, convert(fn, "fp32", trackable=getattr(t.model, "loaded", None)), teacher_label,
@@ -266,8 +274,9 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
         lat = _latency(p, path)
         scores = _scores(p, t_val)
         say("teacher: soft labels on the training data")
-        on_train = soft_label_stats(t.model.predict(t.input.from_pixels(p.data.x_train), batch_size=256, verbose=0),
-                                    p.data.y_train, p.recipe.distill.temperature)
+        xs, ys = p.data.sample("train", 4096, p.recipe.seed)  # the whole training set when it is no larger
+        on_train = soft_label_stats(t.model.predict(t.input.from_pixels(xs), batch_size=256, verbose=0), ys,
+                                    p.recipe.distill.temperature)
         row = {"label": teacher_label, "role": "teacher", "model": str(t.path), "params": t.params,
                "macs": t.macs, "accuracy": acc, "int8_accuracy": None, "size_bytes": path.stat().st_size,
                "gzip_bytes": len(gzip.compress(path.read_bytes(), 9)), "latency_ms": lat["median_ms"],
@@ -282,7 +291,7 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
         students = [Student(lbl, spec, spec.build(lbl)) for lbl, spec in p.students]
         if p.recipe.distill.inherits:
             say("students: the teacher's most important channels")
-            channel = t.family.channel_scores(t.model, x_train)
+            channel = t.family.channel_scores(t.model, s_in.from_pixels(p.data.sample("train", 512)[0]))
             for s in students:
                 t.family.inherit(t.model, s.model, channel)
         say(f"training {len(students)} students together for {p.recipe.epochs} epochs")
@@ -297,8 +306,9 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
             say(f"{s.label}: export and measure")
             model = strip(s.model) if p.recipe.prune.enabled else s.model
             if p.recipe.quantize.mode != "qat":
-                recalibrate_batchnorm(model, p.data.x_train, seed=p.recipe.seed)
-            acc = evaluate(model, p.data.x_val, p.data.y_val)["accuracy"]
+                recalibrate_batchnorm(model, p.data.sample("train", 5120, p.recipe.seed)[0], seed=p.recipe.seed)
+            logits = outputs(lambda x: model.predict(x, batch_size=256, verbose=0), s_in)
+            acc = float((logits.argmax(-1) == y_val).mean())
             card = ModelCard(s.spec.family, s.spec.config, s.label, labels, t.card.vocab)
             if p.recipe.quantize.mode != "qat":
                 save_model_atomic(model, p.out / f"{s.label}.keras", card)
@@ -306,9 +316,9 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
             path = p.out / f"{s.label}_{precision}.tflite"
             _tflite(p, path, convert(model, precision, rep if precision == "int8" else None,
                                      sparse=p.recipe.prune.enabled, input_name=name), s.label, card)  # pruned: sparse
-            int8_out = _tflite_outputs(path, x_val) if precision == "int8" else None
-            int8_acc = float((int8_out.argmax(-1) == p.data.y_val).mean()) if int8_out is not None else None
-            scores = _scores(p, model.predict(x_val, batch_size=256, verbose=0))
+            int8_out = _tflite_outputs(path, outputs, s_in) if precision == "int8" else None
+            int8_acc = float((int8_out.argmax(-1) == y_val).mean()) if int8_out is not None else None
+            scores = _scores(p, logits)
             if int8_out is not None:
                 scores.update(_scores(p, int8_out, "int8_"))
             lat = _latency(p, path)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -53,9 +53,57 @@ class ImageDataset:
             "notes": self.notes,
         }
 
+    def count(self, split: str) -> int:
+        return len(self.y_train if split == "train" else self.y_val)
+
+    def sample(self, split: str, n: int | None = None, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(images, labels) of ``n`` images of ``split``: the first ones, or ``n``
+        chosen by ``seed`` (uint8: a model's input spec maps them)."""
+        x, y = (self.x_train, self.y_train) if split == "train" else (self.x_val, self.y_val)
+        if n is None or n >= len(y):
+            return x, y
+        idx = np.arange(n) if seed is None else np.sort(np.random.default_rng(seed).permutation(len(y))[:n])
+        return x[idx], y[idx]
+
+    def batches(self, split: str, batch: int, epoch: int = 0, seed: int = 0, shuffle: bool = False,
+                distortion: float = 0.0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        x, y = (self.x_train, self.y_train) if split == "train" else (self.x_val, self.y_val)
+        order = np.random.default_rng([seed, epoch]).permutation(len(y)) if shuffle else np.arange(len(y))
+        for i in range(0, len(order), batch):
+            idx = order[i:i + batch]
+            yield x[idx], y[idx]
+
+    def epoch_dataset(self, epoch: int, batch: int, seed: int, distortion: float = 0.0) -> Any:
+        """The training pipeline (the same object every epoch: it reshuffles
+        each pass), images as float [0, 1]."""
+        if getattr(self, "_pipeline", None) is None or self._pipeline[0] != (batch, seed):
+            self._pipeline = ((batch, seed), tf_dataset(self.x_train, self.y_train, batch, True, seed))
+        return self._pipeline[1]
+
     def everything(self) -> tuple[np.ndarray, np.ndarray]:
         """Every image of the source, training and validation together."""
         return np.concatenate([self.x_train, self.x_val]), np.concatenate([self.y_train, self.y_val])
+
+
+def tf_dataset(x: np.ndarray, y: np.ndarray, batch: int, shuffle: bool, seed: int, num_classes: int | None = None):
+    """A tf.data pipeline over uint8 arrays that yields float [0, 1] images
+    (and one-hot labels when ``num_classes`` is given); arrays that are model
+    inputs already pass as they are."""
+    from odml._tf import tf
+
+    T = tf()
+    ds = T.data.Dataset.from_tensor_slices((x, y))
+    if shuffle:
+        ds = ds.shuffle(min(len(x), 10_000), seed=seed, reshuffle_each_iteration=True)
+
+    def prep(img, label):
+        if img.dtype == T.uint8:  # images; text features and token ids are model inputs already
+            img = T.cast(img, T.float32) / 255.0
+        if num_classes:
+            label = T.one_hot(label, num_classes)
+        return img, label
+
+    return ds.batch(batch).map(prep, num_parallel_calls=T.data.AUTOTUNE).prefetch(T.data.AUTOTUNE)
 
 
 def to_float(x: np.ndarray) -> np.ndarray:

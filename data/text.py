@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -85,6 +85,9 @@ def load_text(path: str | Path, label_col: str | int | None = None, text_col: st
                        split=f"stratified {1 - val_fraction:.0%}/{val_fraction:.0%} of {path} (seed {seed})")
 
 
+MAX_TEXT_CHARS = 100_000  # a text is cut here on reading: no text model reads more than a few thousand characters
+
+
 def _read_text(path: str | Path, label_col: Any, text_col: Any, header: bool | None
                ) -> tuple[list[str], list[str], list[str], list[str]]:
     """(texts, their labels, notes, the classes in sorted order) of one file."""
@@ -101,12 +104,14 @@ def _read_text(path: str | Path, label_col: Any, text_col: Any, header: bool | N
                             f"{line[e.start:e.start + 1]!r}); convert the file to UTF-8") from None
     text = raw.decode("utf-8-sig")
     if p.suffix.lower() == ".csv":
+        csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))  # one long text is still a text
         rows = list(csv.reader(text.splitlines()))
     else:  # TSV: tabs separate, quotes are text (SMS messages are full of them)
         rows = [ln.split("\t") for ln in text.splitlines()]
     numbered = [(i, r) for i, r in enumerate(rows, 1) if any(c.strip() for c in r)]
     if not numbered:
-        raise DataError(f"{p}: no lines")
+        raise DataError(f"{p}: no labelled texts (the file is empty or only whitespace)")
+    blank = sum(1 for r in rows if not any(c.strip() for c in r)) - (1 if rows and not rows[-1] else 0)
     ncols = len(numbered[0][1])
     if ncols < 2:
         raise DataError(f"{p}: line {numbered[0][0]}: 1 column; expected a label and a text column "
@@ -128,17 +133,26 @@ def _read_text(path: str | Path, label_col: Any, text_col: Any, header: bool | N
     body = numbered[1:] if header else numbered
     li = _column(label_col, head, 0, "label", str(p), ncols)
     ti = _column(text_col, head, 1 if li == 0 else 0, "text", str(p), ncols)
-    labels, texts, empty = [], [], 0
-    for _, r in body:
+    labels, texts, empty, long = [], [], 0, []
+    for i, r in body:
         t = r[ti].strip()
         if not t:
             empty += 1
             continue
+        if len(t) > MAX_TEXT_CHARS:
+            long.append(i)
+            t = t[:MAX_TEXT_CHARS]
         labels.append(r[li].strip())
         texts.append(t)
     notes = []
+    if blank > 0:
+        notes.append(f"{blank} blank lines skipped")
     if empty:
         notes.append(f"{empty} empty texts dropped")
+    if long:
+        where = ", ".join(str(i) for i in long[:5]) + (" ..." if len(long) > 5 else "")
+        notes.append(f"{len(long)} texts longer than {MAX_TEXT_CHARS:,} characters cut to their first "
+                     f"{MAX_TEXT_CHARS:,} (line {where}; no model reads that far)")
     classes = sorted(set(labels))
     if len(classes) < 2:
         raise DataError(f"{p}: the label column has a single class ({classes[0] if classes else 'none'}); "
@@ -164,39 +178,108 @@ def require_text_file(data: str, model: str) -> None:
 
 @dataclass
 class FeaturizedText:
-    """A text dataset turned into model inputs by a family's featurizer
-    (``featurize(texts) -> (inputs, texts cut)``), in the shape the training
-    and compression loops expect of any data: arrays x / y for training and
-    validation. ``train_inputs`` gives an epoch's training inputs with the
-    texts distorted afresh (the same for a seed and epoch, so a resumed run
-    sees what it would have seen)."""
+    """A text dataset that a family's featurizer (``featurize(texts) ->
+    (inputs, texts cut)``) turns into model inputs batch by batch, so that
+    nothing proportional to the corpus is held but the texts: ``batches``
+    and ``epoch_dataset`` stream them (the training texts distorted afresh
+    each epoch, the same for a seed and epoch, so a resumed run sees what it
+    would have seen), ``sample`` gives a few (calibration, parity).
+    ``x_train`` / ``x_val`` featurize a whole split at once, for small data."""
 
-    x_train: Any
+    texts_train: list[str]
     y_train: np.ndarray
-    x_val: Any
+    texts_val: list[str]
     y_val: np.ndarray
     class_names: list[str]
     source: str
     notes: list[str]
-    texts_train: list[str]
-    texts_val: list[str]
     featurize: Any
-    cut: dict[str, int] = field(default_factory=dict)
+    max_len: int
     split: str = ""
+    cut: dict[str, int] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def train_inputs(self, epoch: int, seed: int, distortion: float) -> Any:
+    def _split(self, split: str) -> tuple[list[str], np.ndarray]:
+        if split == "train":
+            return self.texts_train, self.y_train
+        if split == "val":
+            return self.texts_val, self.y_val
+        raise ValueError(f"split {split!r}")
+
+    def count(self, split: str) -> int:
+        return len(self._split(split)[0])
+
+    @property
+    def x_train(self) -> Any:
+        return self.featurize(self.texts_train)[0]
+
+    @property
+    def x_val(self) -> Any:
+        return self.featurize(self.texts_val)[0]
+
+    def sample(self, split: str, n: int | None = None, seed: int | None = None) -> tuple[Any, np.ndarray]:
+        """(inputs, labels) of ``n`` texts of ``split``: the first ones, or
+        ``n`` chosen by ``seed``."""
+        texts, y = self._split(split)
+        if n is None or n >= len(texts):
+            idx = np.arange(len(texts))
+        elif seed is None:
+            idx = np.arange(n)
+        else:
+            idx = np.sort(np.random.default_rng(seed).permutation(len(texts))[:n])
+        return self.featurize([texts[i] for i in idx])[0], y[idx]
+
+    def _epoch_texts(self, epoch: int, seed: int, distortion: float) -> list[str]:
         if not distortion:
-            return self.x_train
+            return self.texts_train
         import random
 
         from odml.data.projection import distort
 
         rng = random.Random(seed * 100_003 + epoch)
-        return self.featurize([distort(t, rng, distortion) for t in self.texts_train])[0]
+        return [distort(t, rng, distortion) for t in self.texts_train]
+
+    def batches(self, split: str, batch: int, epoch: int = 0, seed: int = 0, shuffle: bool = False,
+                distortion: float = 0.0, full: bool = False) -> Iterator[tuple[Any, np.ndarray]]:
+        """(inputs, labels) batch by batch: ``split`` in order, or shuffled
+        (and, for training, distorted) for ``epoch``; with ``full``, whole
+        batches only (the few texts left over are others every epoch). Texts
+        longer than the model's length are counted in ``cut[split]``."""
+        texts, y = self._split(split)
+        if split == "train" and distortion:
+            texts = self._epoch_texts(epoch, seed, distortion)
+        order = np.random.default_rng([seed, epoch]).permutation(len(texts)) if shuffle else np.arange(len(texts))
+        if full:
+            order = order[:max(1, len(order) // batch) * batch]
+        cut = 0
+        for i in range(0, len(order), batch):
+            idx = order[i:i + batch]
+            x, c = self.featurize([texts[j] for j in idx])
+            cut += c
+            yield x, y[idx]
+        self.cut[split] = max(self.cut.get(split, 0), cut)
+
+    def epoch_dataset(self, epoch: int, batch: int, seed: int, distortion: float = 0.0, full: bool = False) -> Any:
+        """The training batches of ``epoch`` as a tf.data pipeline fed by
+        :meth:`batches` (featurized while the model trains on the batch
+        before); ``full``: whole batches only (one shape for XLA)."""
+        from odml._tf import tf
+
+        T = tf()
+        x0, _ = self.featurize(self.texts_train[:1])
+        spec = (T.TensorSpec((None, *x0.shape[1:]), T.as_dtype(x0.dtype)), T.TensorSpec((None,), T.int64))
+        ds = T.data.Dataset.from_generator(lambda: ((x, y.astype(np.int64)) for x, y in self.batches(
+            "train", batch, epoch, seed, True, distortion, full)), output_signature=spec)
+        return ds.prefetch(2)
+
+    def train_inputs(self, epoch: int, seed: int, distortion: float) -> Any:
+        """All training inputs of ``epoch`` at once (small data; streaming code uses epoch_dataset)."""
+        if not distortion:
+            return self.x_train
+        return self.featurize(self._epoch_texts(epoch, seed, distortion))[0]
 
     def summary(self) -> dict[str, Any]:
         return {"source": self.source, "classes": self.class_names, "train": len(self.texts_train),
@@ -204,13 +287,16 @@ class FeaturizedText:
 
 
 def featurized(ds: TextDataset, featurize: Any, max_len: int) -> FeaturizedText:
-    """``ds`` with its texts turned into model inputs by ``featurize``; notes
-    say how many texts were longer than ``max_len`` tokens and were cut."""
-    x_tr, cut_tr = featurize(ds.texts_train)
-    x_va, cut_va = featurize(ds.texts_val)
-    notes = list(ds.notes)
-    if cut_tr or cut_va:
-        notes.append(f"{cut_tr + cut_va} texts longer than the model's {max_len} tokens were cut")
-    return FeaturizedText(x_tr, ds.y_train, x_va, ds.y_val, list(ds.classes), ds.source, notes,
-                          list(ds.texts_train), list(ds.texts_val), featurize,
-                          {"train": cut_tr, "val": cut_va, "max_len": max_len}, ds.split)
+    """``ds`` with its texts turned into model inputs by ``featurize``, batch
+    by batch when they are used; one pass now (holding nothing) counts the
+    texts longer than ``max_len`` tokens, for the notes."""
+    data = FeaturizedText(list(ds.texts_train), ds.y_train, list(ds.texts_val), ds.y_val, list(ds.classes), ds.source,
+                          list(ds.notes), featurize, max_len, ds.split)
+    for split in ("train", "val"):
+        for _ in data.batches(split, 2048):
+            pass
+    cut = data.cut.get("train", 0) + data.cut.get("val", 0)
+    if cut:
+        data.notes.append(f"{cut} texts longer than the model's {max_len} tokens were cut")
+    data.cut["max_len"] = max_len
+    return data

@@ -57,8 +57,12 @@ def classify_dataset(model: str | Path, data: str, device: Any, opts: Any, ovic:
     ds = card.family.read(card, data, 0.2, seed, split=split)
     if ds.num_classes != n_out:
         raise DataError(f"{data}: {ds.num_classes} classes in the data but {model} has {n_out} outputs")
-    x = card.input.from_pixels(ds.x_val)
-    run = device.classify(model, x, replace(opts, threads=1) if ovic else opts)
+    o = replace(opts, threads=1) if ovic else opts
+    run: dict[str, list] = {"latencies_ms": [], "predictions": [], "outputs": []}
+    for x, _ in ds.batches("val", 4096):  # a text corpus is featurized chunk by chunk, never held whole
+        r = device.classify(model, card.input.from_pixels(x), o)
+        for key in run:
+            run[key].extend(r[key])
     y = np.asarray(ds.y_val)
     correct = [p == t for p, t in zip(run["predictions"], y.tolist())]
     scores = card.family.score(np.asarray(run["outputs"], dtype=np.float64), y)

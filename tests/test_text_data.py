@@ -60,7 +60,7 @@ def test_empty_texts_are_dropped_and_counted(tmp_path):
     ("ham\thello\nspam\thi\tthere\nham\tok\n", ("line 2", "3 columns, expected 2")),
     ("ham\thello\nham\thi\nham\tok\n", ("single class", "ham")),
     ("just one column\nanother\n", ("1 column",)),
-    ("", ("no lines",)),
+    ("", ("no labelled texts", "empty")),
 ])
 def test_bad_text_files(tmp_path, data, fragments):
     from odml.data.text import load_text

@@ -32,6 +32,7 @@ class TrainRequest:
     vocab: Path | None = None
     vocab_size: int = 8000
     distortion: float = 0.25
+    patience: int = 3  # text: epochs without a better validation loss before stopping (0: never stop early)
     # pose
     variant: str | None = None
     val_images: int = 200

@@ -12,6 +12,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from odml.data.images import ImageDataset, to_float
+from odml.data.images import tf_dataset as make_tf_dataset
 from odml.errors import DataError, OutputError
 from odml.zoo.spec import ModelSpec
 
@@ -160,27 +161,6 @@ def compile_classifier(model: Any, cfg: TrainConfig, steps_per_epoch: int) -> No
         loss = K.losses.SparseCategoricalCrossentropy(from_logits=True)
     metric = "accuracy" if not cfg.label_smoothing else K.metrics.CategoricalAccuracy(name="accuracy")
     model.compile(optimizer=opt, loss=loss, metrics=[metric])
-
-
-def make_tf_dataset(x: np.ndarray, y: np.ndarray, batch: int, shuffle: bool, seed: int,
-                    num_classes: int | None = None):
-    """A tf.data pipeline over uint8 arrays that yields float [0, 1] images
-    (and one-hot labels when ``num_classes`` is given)."""
-    from odml._tf import tf
-
-    T = tf()
-    ds = T.data.Dataset.from_tensor_slices((x, y))
-    if shuffle:
-        ds = ds.shuffle(min(len(x), 10_000), seed=seed, reshuffle_each_iteration=True)
-
-    def prep(img, label):
-        if img.dtype == T.uint8:  # images; text features and token ids are model inputs already
-            img = T.cast(img, T.float32) / 255.0
-        if num_classes:
-            label = T.one_hot(label, num_classes)
-        return img, label
-
-    return ds.batch(batch).map(prep, num_parallel_calls=T.data.AUTOTUNE).prefetch(T.data.AUTOTUNE)
 
 
 def recalibrate_batchnorm(model: Any, x: np.ndarray, batch_size: int = 128, max_batches: int = 40,

@@ -256,9 +256,13 @@ class Family:
         return "'digits', a folder of class subfolders, or an .npz"
 
     def read(self, card: Any, data: str, val_split: float = 0.2, seed: int = 0, **options: Any) -> Any:
-        """``data`` as arrays of model inputs for ``card``'s model: an object
-        with x_train, y_train, x_val, y_val, class_names, source, notes, split
-        (and, for text, ``train_inputs(epoch, seed, distortion)``). Options:
+        """``data`` as model inputs for ``card``'s model: an object with
+        y_train, y_val, class_names, source, notes, split, ``count(split)``,
+        ``sample(split, n, seed)`` (a few inputs: calibration, parity),
+        ``batches(split, batch, ...)`` and ``epoch_dataset(epoch, batch, seed,
+        distortion)`` (all of a split, streamed: text is featurized batch by
+        batch, never held whole), and x_train / x_val (a whole split at
+        once, for small data). Options:
         ``val_data`` (validate on all of that source, train on all of
         ``data``), ``split="all"`` (validate on all of ``data``)."""
         raise SpecError(f"{self.name}: odml reads no data for {self.task} models")

@@ -172,3 +172,7 @@ class _Inputs:
     class_names: list[str] | None = None
     notes: list[str] = dataclasses.field(default_factory=list)
 
+    def sample(self, split: str, n: int | None = None, seed: int | None = None) -> tuple[Any, None]:
+        x = self.x_train if split == "train" else self.x_val
+        return (x if n is None else x[:n]), None
+
