@@ -33,6 +33,7 @@ class ImageDataset:
     source: str
     notes: list[str] = field(default_factory=list)  # what the reader did (resized images, ...)
     split: str = ""  # which images validate: a stratified fraction, the file's own x_val, another source, all
+    _pipeline: Any = field(default=None, init=False, repr=False, compare=False)  # ((batch, seed), tf.data)
 
     @property
     def num_classes(self) -> int:
@@ -62,13 +63,13 @@ class ImageDataset:
         x, y = (self.x_train, self.y_train) if split == "train" else (self.x_val, self.y_val)
         if n is None or n >= len(y):
             return x, y
-        idx = np.arange(n) if seed is None else np.sort(np.random.default_rng(seed).permutation(len(y))[:n])
+        idx = sample_indices(len(y), n, seed)
         return x[idx], y[idx]
 
     def batches(self, split: str, batch: int, epoch: int = 0, seed: int = 0, shuffle: bool = False,
                 distortion: float = 0.0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         x, y = (self.x_train, self.y_train) if split == "train" else (self.x_val, self.y_val)
-        order = np.random.default_rng([seed, epoch]).permutation(len(y)) if shuffle else np.arange(len(y))
+        order = epoch_order(len(y), epoch, seed, shuffle)
         for i in range(0, len(order), batch):
             idx = order[i:i + batch]
             yield x[idx], y[idx]
@@ -76,13 +77,27 @@ class ImageDataset:
     def epoch_dataset(self, epoch: int, batch: int, seed: int, distortion: float = 0.0) -> Any:
         """The training pipeline (the same object every epoch: it reshuffles
         each pass), images as float [0, 1]."""
-        if getattr(self, "_pipeline", None) is None or self._pipeline[0] != (batch, seed):
+        if self._pipeline is None or self._pipeline[0] != (batch, seed):
             self._pipeline = ((batch, seed), tf_dataset(self.x_train, self.y_train, batch, True, seed))
         return self._pipeline[1]
 
     def everything(self) -> tuple[np.ndarray, np.ndarray]:
         """Every image of the source, training and validation together."""
         return np.concatenate([self.x_train, self.x_val]), np.concatenate([self.y_train, self.y_val])
+
+
+def sample_indices(total: int, n: int | None, seed: int | None) -> np.ndarray:
+    """Which ``n`` of ``total`` items a sample takes (in order): all, the
+    first ``n``, or ``n`` drawn by ``seed``."""
+    if n is None or n >= total:
+        return np.arange(total)
+    return np.arange(n) if seed is None else np.sort(np.random.default_rng(seed).permutation(total)[:n])
+
+
+def epoch_order(total: int, epoch: int, seed: int, shuffle: bool) -> np.ndarray:
+    """The order of ``total`` items in ``epoch``: as they are, or shuffled
+    (the same for a seed and epoch)."""
+    return np.random.default_rng([seed, epoch]).permutation(total) if shuffle else np.arange(total)
 
 
 def tf_dataset(x: np.ndarray, y: np.ndarray, batch: int, shuffle: bool, seed: int, num_classes: int | None = None):

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from odml.data.images import stratified_split
+from odml.data.images import epoch_order, sample_indices, stratified_split
 from odml.errors import DataError
 
 
@@ -224,12 +224,7 @@ class FeaturizedText:
         """(inputs, labels) of ``n`` texts of ``split``: the first ones, or
         ``n`` chosen by ``seed``."""
         texts, y = self._split(split)
-        if n is None or n >= len(texts):
-            idx = np.arange(len(texts))
-        elif seed is None:
-            idx = np.arange(n)
-        else:
-            idx = np.sort(np.random.default_rng(seed).permutation(len(texts))[:n])
+        idx = sample_indices(len(texts), n, seed)
         return self.featurize([texts[i] for i in idx])[0], y[idx]
 
     def _epoch_texts(self, epoch: int, seed: int, distortion: float) -> list[str]:
@@ -251,7 +246,7 @@ class FeaturizedText:
         texts, y = self._split(split)
         if split == "train" and distortion:
             texts = self._epoch_texts(epoch, seed, distortion)
-        order = np.random.default_rng([seed, epoch]).permutation(len(texts)) if shuffle else np.arange(len(texts))
+        order = epoch_order(len(texts), epoch, seed, shuffle)
         if full:
             order = order[:max(1, len(order) // batch) * batch]
         cut = 0
