@@ -29,6 +29,7 @@ class BenchOptions:
     timeout_s: float = 600.0
     core_mask: str | None = None  # adb: taskset mask of the big cores
     op_profile: bool = False  # adb: per-op profile
+    runtime: str = "interpreter"  # host: "interpreter" or "compiled" (LiteRT's CompiledModel)
 
 
 class Device:
@@ -45,6 +46,12 @@ class Device:
 
     def bench(self, path: str | Path, o: BenchOptions) -> dict[str, Any]:
         raise NotImplementedError
+
+    def bench_many(self, paths: list[Path], o: BenchOptions) -> list[dict[str, Any]]:
+        """Each of ``paths`` benchmarked (a calibration's units): a list of
+        results, or ``{"error": ...}`` for a file that does not run; a device
+        that cannot be reached raises."""
+        return [self.bench(p, o) for p in paths]
 
     def classify(self, path: str | Path, x: Any, o: BenchOptions) -> dict[str, Any]:
         """Per-input latency and outputs of every input of ``x`` (host-side runtimes only)."""
@@ -65,7 +72,7 @@ class Host(Device):
         from odml.devices.host import HostOptions
 
         return HostOptions(threads=o.threads, xnnpack=o.xnnpack, warmup=o.warmup, runs=o.runs, min_secs=o.min_secs,
-                           cpus=list(o.cpus))
+                           cpus=list(o.cpus), runtime=o.runtime)
 
     def bench(self, path: str | Path, o: BenchOptions) -> dict[str, Any]:
         from odml.devices.host import bench_host
@@ -73,6 +80,11 @@ class Host(Device):
         res = bench_host(path, self.host_options(o), timeout_s=o.timeout_s)
         res["device"] = self.label
         return res
+
+    def bench_many(self, paths: list[Path], o: BenchOptions) -> list[dict[str, Any]]:
+        from odml.devices.host import bench_host_many
+
+        return bench_host_many(paths, self.host_options(o), timeout_s=o.timeout_s * max(1, len(paths)))
 
     def classify(self, path: str | Path, x: Any, o: BenchOptions) -> dict[str, Any]:
         from odml.devices.host import classify_host
@@ -109,6 +121,9 @@ class EdgeTpu(Host):
         opts = super().host_options(o)
         opts.delegate, opts.delegate_device = self.library, self.device
         return opts
+
+    def bench_many(self, paths: list[Path], o: BenchOptions) -> list[dict[str, Any]]:
+        return [self.bench(p, o) for p in paths]  # each compiled first
 
     def bench(self, path: str | Path, o: BenchOptions) -> dict[str, Any]:
         path = Path(path)
@@ -159,6 +174,9 @@ class Adb(Device):
     def bench(self, path: str | Path, o: BenchOptions) -> dict[str, Any]:
         from odml.devices.adb import bench_adb
 
+        if o.runtime != "interpreter":
+            raise DeviceError(f"--device {self.label}: phones run TFLite's benchmark_model (the Interpreter); "
+                              "--runtime compiled is for the host")
         self._resolve()
         return bench_adb(self.serial, Path(path), self.benchmark_binary, o.threads, o.core_mask, o.runs, o.warmup,
                          o.min_secs, o.op_profile, o.xnnpack, o.timeout_s)

@@ -22,3 +22,17 @@ def latency_stats(times_s: list[float] | np.ndarray) -> dict[str, float]:
         "min_ms": float(t.min()),
         "max_ms": float(t.max()),
     }
+
+
+def segment_spread(times_s: list[float] | np.ndarray, segments: int = 5) -> float:
+    """How far apart the medians of ``segments`` consecutive stretches of the
+    runs are, as a share of the overall median: (max - min) / median. A quiet
+    machine gives a few percent; a stretch disturbed by another process shows
+    up here even when the overall median hides it."""
+    t = np.asarray(times_s, dtype=np.float64)
+    if t.size < 2 * segments:
+        segments = max(1, t.size // 2)
+    if segments < 2:
+        return 0.0
+    meds = [float(np.median(s)) for s in np.array_split(t, segments)]
+    return (max(meds) - min(meds)) / float(np.median(t))

@@ -1,0 +1,530 @@
+"""A latency predictor fitted to one device, space and precision.
+
+`odml calibrate` measures, on the device itself, a designed set of units
+(stems, blocks and heads drawn from the space: every block type, kernel,
+expansion, group count, stride, width and the resolution each stage sees)
+and a few whole architectures, then fits:
+
+- per unit, scikit-learn's gradient boosting on log latency from the unit's
+  shape (type, kernel, expansion, groups, stride, channels, resolution) and
+  its costs (MACs, activation sizes);
+- per model, what the whole model adds to the sum of its units:
+  ``measured = a * sum(units) + b + c * len(units)``, by least squares on
+  relative error over the whole models set aside for fitting (one invoke
+  instead of one per unit, caches shared between blocks).
+
+Other whole architectures are held out and only predicted: their errors are
+the accuracy the calibration reports. The predictor file holds the
+measurements and the fitted correction, not a pickled model: loading it
+refits the trees (deterministic, well under a second), so the file is plain
+JSON that any version reads and that cannot run code.
+
+Run folder (``--out``)::
+
+    calibrate.json       the settings; a rerun with the same settings resumes
+    measurements.jsonl   one line per unit or whole model measured (a rerun measures none twice)
+    predictor.json       the predictor (``odml predict``, ``odml search --predictor``)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from odml.devices.device import BenchOptions, Device, DeviceError, parse_device
+from odml.errors import OdmlError
+from odml.files import append_jsonl, read_jsonl, write_json_atomic
+from odml.nas.latency import PRECISIONS
+from odml.nas.space import SearchSpace, load_space
+from odml.nas.units import KINDS, Unit, unit_tflite, units_of
+from odml.runfolder import RunFolder
+from odml.zoo.spec import ModelSpec
+
+SCHEMA = 1
+KIND = "odml-latency-predictor"
+SETTINGS = "calibrate.json"
+MEASUREMENTS = "measurements.jsonl"
+PREDICTOR = "predictor.json"
+UNIT_SHARE = 0.5  # of the time budget spent on units; the rest on whole models (fit and held out)
+BATCH = 16  # units exported, then measured in one go
+
+
+class CalibrationError(OdmlError):
+    """Settings that cannot start a calibration, or a device that went away."""
+
+
+class PredictorError(OdmlError):
+    """A predictor file that cannot be used here."""
+
+
+@dataclass
+class CalibrationConfig:
+    device: str = "host"
+    space: str = "small32"
+    precision: str = "int8"
+    threads: int = 1
+    runtime: str = "interpreter"
+    input_size: int | None = None
+    classes: int = 10
+    seed: int = 0
+    minutes: float = 10.0
+    runs: int = 30
+    benchmark_binary: str | None = None
+
+    IDENTITY = ("device", "space", "precision", "threads", "runtime", "input_size", "classes", "seed", "runs")
+
+
+def _space(cfg_space: str, input_size: int | None) -> SearchSpace:
+    sp = load_space(cfg_space)
+    if input_size is not None:
+        sp.input_size = input_size
+    return sp
+
+
+def space_digest(sp: SearchSpace) -> str:
+    import hashlib
+
+    d = sp.to_dict()
+    d["input_size"] = sp.input_size
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def sample_spec(sp: SearchSpace, rng: random.Random, classes: int) -> ModelSpec | None:
+    """A uniformly drawn architecture of ``sp`` (None when the draw is not a
+    valid one)."""
+    values = {k: rng.choice(v) for k, v in sp.dimensions().items()}
+    try:
+        return sp.decode(values, classes, name="sampled")
+    except OdmlError:
+        return None
+
+
+def design_units(sp: SearchSpace, seed: int, classes: int):
+    """The designed set, endlessly: every stem, then round after round, for
+    every stage and both kinds of position (the first, with the stage's
+    stride and the previous stage's widths in; the others), every
+    combination of type, kernel, expansion and group choice once per round
+    in a shuffled order, each with its widths drawn from the space; a head
+    per round. The resolution of each unit is the one its stage sees."""
+    from odml.nas.space import _group_tokens, _groups_for
+    from odml.zoo.spec import Block, _conv_out
+
+    rng = random.Random(f"design-{seed}")
+    res0 = _conv_out(sp.input_size, sp.stem_stride)
+    for f in sp.stem_filters:
+        for k in sp.stem_kernel:
+            yield Unit("stem", sp.input_size, 3, f, kernel=k, stride=sp.stem_stride)
+    while True:
+        res, prev = res0, sorted(set(sp.stem_filters))
+        for st in sp.stages:
+            own = sorted({ch for ch, _, _ in st.channel_options()})
+            for first in (True, False):
+                if not first and max(st.depth) < 2:
+                    continue
+                positions = [j for j in range(max(st.depth)) if (j == 0) == first]
+                combos = []
+                for j in positions[:1]:
+                    c = st.at(j)
+                    for t in c.type:
+                        toks = _group_tokens(c) if t in ("ibn_gc", "ibn_grouped") else [1]
+                        combos += [(t, k, e, g) for k in c.kernel for e in c.expansion for g in toks]
+                rng.shuffle(combos)
+                for t, k, e, g in combos:
+                    cin = rng.choice(prev if first else own)
+                    cout = rng.choice(own)
+                    stride = st.stride if first else 1
+                    b = Block(type=t, kernel=k, expansion=e, stride=stride, filters=cout)
+                    try:
+                        groups = _groups_for(g, b, cin) if t in ("ibn_gc", "ibn_grouped") else 1
+                    except (OdmlError, ValueError, ZeroDivisionError):
+                        continue
+                    cexp = int(round(cin * e))
+                    if groups < 1 or cin % groups or cexp % groups:
+                        continue
+                    yield Unit(t, res, cin, cout, kernel=k, expansion=float(e), stride=stride, groups=groups,
+                               residual=stride == 1 and cin == cout)
+            res, prev = _conv_out(res, st.stride), own
+        yield Unit("head", res, rng.choice(prev), rng.choice(sp.head_filters), classes=classes)
+
+
+def _arch_id(spec: ModelSpec) -> str:
+    import hashlib
+
+    return hashlib.sha256(spec.to_line().encode()).hexdigest()[:16] + f"-{spec.num_classes}"
+
+
+# ---- features and the fit ----------------------------------------------------------
+def features(u: Unit) -> list[float]:
+    cexp = u.cin * u.expansion
+    row = [1.0 if u.kind == k else 0.0 for k in KINDS]
+    row += [u.kernel, u.expansion, u.groups, u.stride, u.cin, u.cout, u.res, u.classes, float(u.residual),
+            math.log2(u.macs + 1), math.log2(u.res * u.res * u.cin + 1), math.log2(u.out_res ** 2 * max(u.cout, 1) + 1),
+            math.log2(cexp + 1), math.log2(u.res * u.res * cexp + 1)]
+    row += [math.log2(m + 1) for m in u.op_macs()]
+    return row
+
+
+def _fit_trees(units: list[Unit], ms: list[float]):
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    x = np.asarray([features(u) for u in units], dtype=np.float64)
+    y = np.log(np.maximum(np.asarray(ms, dtype=np.float64), 1e-4))
+    gbr = GradientBoostingRegressor(n_estimators=300, max_depth=4, learning_rate=0.05, subsample=0.8,
+                                    min_samples_leaf=2, random_state=0)
+    gbr.fit(x, y, sample_weight=np.sqrt(np.asarray(ms, dtype=np.float64)))  # the slow units matter most to a sum
+    return gbr
+
+
+def _fit_correction(sums: list[float], counts: list[int], measured: list[float]) -> list[float]:
+    """(a, b, c) of measured = a * sum + b + c * n, minimising relative error;
+    a pure scale when there are too few models for three terms."""
+    s, n, m = (np.asarray(v, dtype=np.float64) for v in (sums, counts, measured))
+    if len(m) == 0:
+        return [1.0, 0.0, 0.0]
+    if len(m) < 4:
+        return [float(np.median(m / s)), 0.0, 0.0]
+    a = np.stack([s, np.ones_like(s), n], axis=1) / m[:, None]
+    coef, *_ = np.linalg.lstsq(a, np.ones_like(m), rcond=None)
+    if coef[0] <= 0:  # a degenerate fit: fall back to the scale
+        return [float(np.median(m / s)), 0.0, 0.0]
+    return [float(c) for c in coef]
+
+
+def accuracy(pred: list[float], measured: list[float]) -> dict[str, Any]:
+    p, m = np.asarray(pred, dtype=np.float64), np.asarray(measured, dtype=np.float64)
+    if not len(m):
+        return {"models": 0}
+    rel = p / m - 1
+    return {"models": int(len(m)), "within_5pct": float(np.mean(np.abs(rel) <= 0.05)),
+            "within_10pct": float(np.mean(np.abs(rel) <= 0.10)), "rmse_ms": float(np.sqrt(np.mean((p - m) ** 2))),
+            "mape": float(np.mean(np.abs(rel))), "max_error": float(np.max(np.abs(rel)))}
+
+
+class Predictor:
+    """Predicts a spec's latency on the device it was calibrated on."""
+
+    def __init__(self, doc: dict[str, Any], where: str = "predictor"):
+        self.doc, self.where = doc, where
+        self.units = [Unit.from_dict(r["unit"]) for r in doc["units"]]
+        self._trees = _fit_trees(self.units, [r["median_ms"] for r in doc["units"]])
+        self.correction = list(doc.get("correction", [1.0, 0.0, 0.0]))
+        self._kinds = {u.kind for u in self.units}
+        self._ranges: dict[str, tuple[float, float]] = {}
+        for f in ("res", "cin", "cout", "kernel", "expansion", "groups"):
+            vals = [float(getattr(u, f)) for u in self.units if u.kind not in ("stem", "head")]
+            if vals:
+                self._ranges[f] = (min(vals), max(vals))
+
+    # ---- identity -------------------------------------------------------------
+    @property
+    def device(self) -> str:
+        return self.doc["device"]
+
+    @property
+    def precision(self) -> str:
+        return self.doc["precision"]
+
+    def check(self, device: Device | None = None, space: SearchSpace | None = None, precision: str | None = None,
+              threads: int | None = None, runtime: str | None = None) -> "Predictor":
+        """Refuse, in one line, a predictor made for another device, space,
+        precision, thread count or runtime."""
+        d = self.doc
+        for what, mine, theirs in (("device", d["device"], device.label if device is not None else None),
+                                   ("precision", d["precision"], precision), ("threads", d["threads"], threads),
+                                   ("runtime", d.get("runtime", "interpreter"), runtime)):
+            if theirs is not None and mine != theirs:
+                raise PredictorError(f"{self.where}: fitted for {what} {mine}, not {theirs}; calibrate for "
+                                     f"{theirs} (odml calibrate --{what} {theirs})")
+        if space is not None and (d["space"]["name"] != space.name or d["space"]["digest"] != space_digest(space)):
+            other = "another version of the space" if d["space"]["name"] == space.name else f"space {d['space']['name']}"
+            raise PredictorError(f"{self.where}: fitted on {other} (input {d['space']['input_size']}), not "
+                                 f"{space.name} at input {space.input_size}; calibrate on this space")
+        return self
+
+    # ---- prediction -------------------------------------------------------------
+    def unit_ms(self, units: list[Unit]) -> np.ndarray:
+        x = np.asarray([features(u) for u in units], dtype=np.float64)
+        return np.exp(self._trees.predict(x))
+
+    def outside(self, spec: ModelSpec) -> tuple[list[str], bool]:
+        """How far ``spec`` lies outside what was measured: (notes, whether
+        the prediction is unusable)."""
+        notes, refuse = [], False
+        for i, u in enumerate(units_of(spec)):
+            if u.kind not in self._kinds:
+                notes.append(f"unit {i} is a {u.kind} block, a type never measured")
+                refuse = True
+                continue
+            if u.kind in ("stem", "head"):
+                continue
+            for f, (lo, hi) in self._ranges.items():
+                v = float(getattr(u, f))
+                if v > hi or v < lo:
+                    factor = v / hi if v > hi else lo / max(v, 1e-9)
+                    notes.append(f"unit {i} ({u.describe()}): {f} {v:g} outside the measured {lo:g}-{hi:g} "
+                                 f"({factor:.1f}x)")
+                    refuse = refuse or factor > 4
+        return notes, refuse
+
+    def predict(self, spec: ModelSpec) -> float:
+        us = units_of(spec)
+        a, b, c = self.correction
+        return float(a * self.unit_ms(us).sum() + b + c * len(us))
+
+    def predict_many(self, specs: list[ModelSpec]) -> list[float]:
+        return [self.predict(s) for s in specs]
+
+    def breakdown(self, spec: ModelSpec) -> dict[str, Any]:
+        us = units_of(spec)
+        ms = self.unit_ms(us)
+        a, b, c = self.correction
+        total = float(a * ms.sum() + b + c * len(us))
+        return {"predicted_ms": total, "units": [{"unit": u.describe(), "macs": u.macs, "predicted_ms": float(m)}
+                                                  for u, m in zip(us, ms)],
+                "sum_ms": float(ms.sum()), "whole_model_adds_ms": total - float(ms.sum())}
+
+    # ---- refit with new whole-model measurements (the hybrid search) ----------------
+    def add_measurement(self, spec: ModelSpec, measured_ms: float) -> None:
+        us = units_of(spec)
+        self.doc.setdefault("online", []).append({"line": spec.to_line(), "sum_ms": float(self.unit_ms(us).sum()),
+                                                  "units": len(us), "median_ms": float(measured_ms)})
+        rows = self.doc.get("models_fit", []) + self.doc["online"]
+        self.correction = _fit_correction([r["sum_ms"] for r in rows], [r["units"] for r in rows],
+                                          [r["median_ms"] for r in rows])
+
+
+def load_predictor(path: str | Path) -> Predictor:
+    p = Path(path)
+    if not p.is_file():
+        raise PredictorError(f"--predictor {p}: no such file (odml calibrate writes one)")
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PredictorError(f"--predictor {p}: not a predictor file ({type(e).__name__})") from None
+    if not isinstance(doc, dict) or doc.get("kind") != KIND:
+        raise PredictorError(f"--predictor {p}: not an odml latency predictor (no kind {KIND!r})")
+    if doc.get("schema") != SCHEMA:
+        raise PredictorError(f"--predictor {p}: schema {doc.get('schema')!r}, this odml reads {SCHEMA}")
+    try:
+        if len(doc["units"]) < 3:
+            raise PredictorError(f"--predictor {p}: only {len(doc['units'])} units measured; calibrate longer")
+        return Predictor(doc, str(p))
+    except (KeyError, TypeError, ValueError) as e:
+        raise PredictorError(f"--predictor {p}: malformed ({type(e).__name__}: {e})") from None
+
+
+# ---- calibration -------------------------------------------------------------------
+def run_folder(out: Path) -> RunFolder:
+    return RunFolder(out, SETTINGS, "calibration", CalibrationError)
+
+
+def _settings(cfg: CalibrationConfig, sp: SearchSpace) -> dict[str, Any]:
+    d = asdict(cfg)
+    d.update(schema=SCHEMA, space_digest=space_digest(sp), space_input_size=sp.input_size)
+    return d
+
+
+def check_calibration(cfg: CalibrationConfig, out: Path) -> tuple[SearchSpace, Device]:
+    """Everything a calibration needs, checked before anything is written."""
+    if cfg.precision not in PRECISIONS:
+        raise CalibrationError(f"--precision {cfg.precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if cfg.threads < 1 or cfg.runs < 1 or cfg.classes < 2:
+        raise CalibrationError("--threads and --runs must be at least 1, --classes at least 2")
+    if not cfg.minutes > 0:
+        raise CalibrationError(f"--minutes {cfg.minutes:g}: must be greater than 0")
+    if cfg.runtime not in ("interpreter", "compiled"):
+        raise CalibrationError(f"--runtime {cfg.runtime!r}: choose interpreter or compiled")
+    sp = _space(cfg.space, cfg.input_size)
+    dev = parse_device(cfg.device, cfg.benchmark_binary, compile=True)
+    if cfg.runtime == "compiled" and dev.kind != "host":
+        raise CalibrationError(f"--runtime compiled is for the host; {dev.label} runs the Interpreter")
+    run_folder(out).check(_settings(cfg, sp), keys=(*CalibrationConfig.IDENTITY, "space_digest"))
+    return sp, dev
+
+
+def _bench(dev: Device, paths: list[Path], cfg: CalibrationConfig, done: int) -> list[dict[str, Any]]:
+    opts = BenchOptions(threads=cfg.threads, runs=cfg.runs, min_secs=0.2, warmup=1, runtime=cfg.runtime)
+    try:
+        return dev.bench_many(paths, opts)
+    except OdmlError as e:
+        raise CalibrationError(f"--device {dev.label}: measuring failed after {done} measurements, which are kept "
+                               f"(rerun the same command to resume): {e}") from None
+
+
+def calibrate(cfg: CalibrationConfig, out: Path, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Measure units and whole models for ``cfg.minutes``, fit, write the
+    predictor; resumes what an earlier run in ``out`` measured."""
+    say = progress or (lambda s: None)
+    out = Path(out)
+    sp, dev = check_calibration(cfg, out)
+    folder = run_folder(out)
+    with folder.lock():
+        folder.write_settings(_settings(cfg, sp))
+        recs = read_jsonl(out / MEASUREMENTS)
+        seen = {r["key"] for r in recs}
+        budget = cfg.minutes * 60
+        spent = sum(r.get("cost_s", 0.0) for r in recs)  # an earlier invocation's time counts towards the budget
+        started = time.perf_counter()
+
+        def elapsed() -> float:
+            return spent + time.perf_counter() - started
+
+        lower = dev.kind == "edgetpu"
+        # 1. units, from architectures drawn at random (each stage's resolution and widths as the space has them)
+        design = design_units(sp, cfg.seed, cfg.classes)
+        queue: list[Unit] = []
+        tries = 0
+        while elapsed() < UNIT_SHARE * budget and tries < 20000:
+            while len(queue) < BATCH and tries < 20000:
+                tries += 1
+                u = next(design)
+                if u.key() not in seen and u not in queue:
+                    queue.append(u)
+            batch, queue = queue[:BATCH], queue[BATCH:]
+            if not batch:
+                break
+            say(f"units: {sum(r['what'] == 'unit' for r in recs)} measured, {elapsed() / 60:.1f} of "
+                f"{cfg.minutes:g} min")
+            recs += _measure_units(batch, dev, cfg, sp, out, lower, len(recs))
+            seen.update(r["key"] for r in recs)
+        # 2. whole models: alternately set aside for the fit and held out
+        rng = random.Random(f"models-{cfg.seed}")
+        j = 0
+        while True:
+            n_fit = sum(r["what"] == "model" and r["role"] == "fit" for r in recs)
+            n_hold = sum(r["what"] == "model" and r["role"] == "holdout" for r in recs)
+            if elapsed() >= budget and n_fit >= 2 and n_hold >= 2:
+                break
+            if j > 2000:
+                break
+            spec = sample_spec(sp, rng, cfg.classes)
+            j += 1
+            if spec is None:
+                continue
+            key = "model-" + _arch_id(spec)
+            if key in seen:
+                continue
+            role = "holdout" if (n_fit + n_hold) % 2 else "fit"
+            say(f"whole models: {n_fit} to fit, {n_hold} held out, {elapsed() / 60:.1f} of {cfg.minutes:g} min")
+            rec = _measure_model(spec, key, role, dev, cfg, sp, out, lower, len(recs))
+            recs.append(rec)
+            seen.add(key)
+        doc = fit(recs, cfg, sp, dev)
+        doc["calibration_s"] = round(elapsed(), 1)
+        write_json_atomic(out / PREDICTOR, doc)
+    return {"out": str(out), "predictor": str(out / PREDICTOR), "device": dev.label, "space": sp.name,
+            "precision": cfg.precision, "units": len(doc["units"]), "models_fit": len(doc["models_fit"]),
+            "models_held_out": len(doc["held_out"]), "accuracy": doc["accuracy"], "calibration_s": doc["calibration_s"],
+            "unit_cv": doc.get("unit_cv")}
+
+
+def _measure_units(batch: list[Unit], dev: Device, cfg: CalibrationConfig, sp: SearchSpace, out: Path, lower: bool,
+                   done: int) -> list[dict[str, Any]]:
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="odml-calib-") as d:
+        paths = []
+        for i, u in enumerate(batch):
+            p = Path(d) / f"unit{i}.tflite"
+            p.write_bytes(unit_tflite(u, cfg.precision, sp.activation, lower))
+            paths.append(p)
+        res = _bench(dev, paths, cfg, done)
+    cost = (time.perf_counter() - t0) / len(batch)
+    recs = []
+    for u, r in zip(batch, res):
+        rec = {"what": "unit", "key": u.key(), "unit": u.to_dict(), "cost_s": round(cost, 3)}
+        if "error" in r:
+            rec["error"] = r["error"]
+        else:
+            rec.update(median_ms=float(r["median_ms"]), spread=r.get("spread"), stable=r.get("stable", True))
+        append_jsonl(out / MEASUREMENTS, rec)
+        recs.append(rec)
+    return recs
+
+
+def _measure_model(spec: ModelSpec, key: str, role: str, dev: Device, cfg: CalibrationConfig, sp: SearchSpace,
+                   out: Path, lower: bool, done: int) -> dict[str, Any]:
+    from odml.exporters.tflite import convert, representative_from
+    from odml.zoo.builder import build_model
+
+    t0 = time.perf_counter()
+    model = build_model(spec)
+    if lower:
+        from odml.exporters.edgetpu import lower_for_edgetpu
+
+        model, _ = lower_for_edgetpu(model)
+    rep = None
+    if cfg.precision == "int8":
+        x = np.random.default_rng(0).uniform(0, 1, (8, *spec.input_shape)).astype(np.float32)
+        rep = representative_from(x, n=8)
+    with tempfile.TemporaryDirectory(prefix="odml-calib-") as d:
+        p = Path(d) / "model.tflite"
+        p.write_bytes(convert(model, cfg.precision, rep, input_name="image"))
+        r = _bench(dev, [p], cfg, done)[0]
+    rec = {"what": "model", "key": key, "role": role, "line": spec.to_line(), "classes": spec.num_classes,
+           "cost_s": round(time.perf_counter() - t0, 3)}
+    if "error" in r:
+        rec["error"] = r["error"]
+    else:
+        rec.update(median_ms=float(r["median_ms"]), spread=r.get("spread"), stable=r.get("stable", True))
+    append_jsonl(out / MEASUREMENTS, rec)
+    return rec
+
+
+def fit(recs: list[dict[str, Any]], cfg: CalibrationConfig, sp: SearchSpace, dev: Device) -> dict[str, Any]:
+    """The predictor document from the measurements."""
+    units = [r for r in recs if r["what"] == "unit" and "median_ms" in r]
+    if len(units) < 3:
+        raise CalibrationError(f"only {len(units)} units could be measured in {cfg.minutes:g} min; give more --minutes")
+    doc: dict[str, Any] = {
+        "schema": SCHEMA, "kind": KIND, "device": dev.label, "precision": cfg.precision, "threads": cfg.threads,
+        "runtime": cfg.runtime,
+        "space": {"name": sp.name, "digest": space_digest(sp), "input_size": sp.input_size},
+        "fitted_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "model": "gradient boosting per unit (scikit-learn) + "
+        "whole-model correction a*sum+b+c*units",
+        "units": [{"unit": r["unit"], "median_ms": r["median_ms"]} for r in units],
+        "correction": [1.0, 0.0, 0.0], "models_fit": [], "held_out": [],
+    }
+    pred = Predictor(doc, "calibration")
+    for role, name in (("fit", "models_fit"), ("holdout", "held_out")):
+        for r in recs:
+            if r["what"] != "model" or r["role"] != role or "median_ms" not in r:
+                continue
+            spec = ModelSpec.from_line(r["line"], name="m", input_shape=(sp.input_size, sp.input_size, 3),
+                                       num_classes=r.get("classes", cfg.classes), activation=sp.activation)
+            us = units_of(spec)
+            doc[name].append({"line": r["line"], "sum_ms": float(pred.unit_ms(us).sum()), "units": len(us),
+                              "median_ms": r["median_ms"]})
+    fitrows = doc["models_fit"]
+    doc["correction"] = _fit_correction([r["sum_ms"] for r in fitrows], [r["units"] for r in fitrows],
+                                        [r["median_ms"] for r in fitrows])
+    a, b, c = doc["correction"]
+    for r in doc["held_out"]:
+        r["predicted_ms"] = a * r["sum_ms"] + b + c * r["units"]
+    doc["accuracy"] = accuracy([r["predicted_ms"] for r in doc["held_out"]], [r["median_ms"] for r in doc["held_out"]])
+    doc["unit_cv"] = _unit_cv(pred.units, [r["median_ms"] for r in units])
+    return doc
+
+
+def _unit_cv(units: list[Unit], ms: list[float]) -> dict[str, float] | None:
+    """5-fold cross-validated error of the unit regressor alone."""
+    if len(units) < 20:
+        return None
+    idx = np.random.default_rng(0).permutation(len(units))
+    rel = []
+    for k in range(5):
+        test = set(idx[k::5].tolist())
+        tr = [i for i in range(len(units)) if i not in test]
+        gbr = _fit_trees([units[i] for i in tr], [ms[i] for i in tr])
+        te = sorted(test)
+        p = np.exp(gbr.predict(np.asarray([features(units[i]) for i in te])))
+        rel += list(np.abs(p / np.asarray([ms[i] for i in te]) - 1))
+    r = np.asarray(rel)
+    return {"units": len(units), "within_10pct": float(np.mean(r <= 0.10)), "mape": float(np.mean(r))}
