@@ -188,3 +188,17 @@ def _s(b: Any) -> str:
     if b is None:
         return ""
     return b.decode("utf-8", "replace") if isinstance(b, (bytes, bytearray)) else str(b)
+
+
+def precision_of(m: TFLiteModel) -> str:
+    """The precision a .tflite was exported in, read off its tensors: int8
+    (integer activations: QUANTIZE ops or int8 inputs), dynamic (int8
+    weights, float activations), fp16 (float16 weights) or fp32."""
+    w = m.weight_dtypes
+    if "QUANTIZE" in m.ops or any(t.dtype in ("int8", "uint8") for t in m.inputs):
+        return "int8"
+    if w.get("int8", 0) > w.get("float32", 0):
+        return "dynamic"
+    if w.get("float16", 0):
+        return "fp16"
+    return "fp32"

@@ -9,6 +9,7 @@ import typer
 
 from odml import __version__
 from odml.cli import bench as bench_mod
+from odml.cli import calibrate as calibrate_mod
 from odml.cli import compress as compress_mod
 from odml.cli import devices as devices_mod
 from odml.cli import export as export_mod
@@ -49,6 +50,8 @@ app.command("inspect")(inspect_mod.inspect_cmd)
 app.command("bench")(bench_mod.bench_cmd)
 app.command("devices")(devices_mod.devices_cmd)
 app.command("search")(search_mod.search_cmd)
+app.command("calibrate")(calibrate_mod.calibrate_cmd)
+app.command("predict")(calibrate_mod.predict_cmd)
 app.command("compress")(compress_mod.compress_cmd)
 app.command("pose")(pose_mod.pose_cmd)
 app.command("pose-data")(pose_mod.pose_data_cmd)

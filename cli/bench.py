@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from odml.cli.common import err, handle_errors, out, print_json
+from odml.cli.common import err, fmt_macs, handle_errors, out, print_json
 
 
 @handle_errors
@@ -18,6 +18,8 @@ def bench_cmd(
     device: str = typer.Option("host", "--device", help="Where to run, comma-separated: host, adb:SERIAL, edgetpu[:usb|pci:N]; see 'odml devices'."),
     threads: int = typer.Option(1, "--threads", help="Interpreter threads."),
     xnnpack: bool = typer.Option(True, "--xnnpack/--no-xnnpack", help="Use the XNNPACK delegate."),
+    runtime: str = typer.Option("interpreter", "--runtime", help="host: interpreter (LiteRT's Interpreter) or compiled (CompiledModel, the API LiteRT recommends for apps)."),
+    blocks: bool = typer.Option(False, "--blocks", help="Where the time goes: every block of the model (odml models and search results: the spec in its card) exported alone at the file's precision and measured on the device."),
     warmup: int = typer.Option(1, "--warmup", min=0, help="Warm-up runs (not timed)."),
     runs: int = typer.Option(50, "--runs", help="Timed runs (at least)."),
     min_secs: float = typer.Option(1.0, "--min-secs", min=0.0, help="Keep running until this much time has passed."),
@@ -64,7 +66,10 @@ def bench_cmd(
     if ovic and threads != 1:
         err.print("warning: OVIC runs on one thread; --threads ignored for the score", markup=False)
     opts = BenchOptions(threads=threads, runs=runs, warmup=warmup, min_secs=min_secs, xnnpack=xnnpack, cpus=cpu_list,
-                        timeout_s=timeout, core_mask=core_mask, op_profile=op_profile)
+                        timeout_s=timeout, core_mask=core_mask, op_profile=op_profile, runtime=runtime)
+    if runtime not in ("interpreter", "compiled"):
+        raise BenchError(f"--runtime {runtime!r}: choose interpreter or compiled")
+    specs = _block_specs(models) if blocks else {}
     if plot is not None and plot.suffix.lower() != ".png":
         raise BenchError(f"--plot {plot}: expected a .png file")
     if plot is not None and not plot.parent.is_dir():
@@ -87,6 +92,8 @@ def bench_cmd(
                 files.append((m, to_fp32_tflite(m, Path(tmp) / f"{m.stem}_fp32.tflite", input_size,
                                                 parse_range(input_range))))
         results = _bench_all(files, devices, opts, data, ovic, ovic_limit_ms, frontier_k, frontier_a0, seed, split)
+        if blocks:
+            _add_blocks(results, files, devices, opts, specs)
     if plot is not None:
         _plot(results, plot)
     for r in results:
@@ -94,7 +101,7 @@ def bench_cmd(
     if json_out:
         print_json({"bench": results})
         return
-    render_table(results, f"odml bench ({threads} thread(s), XNNPACK {'on' if xnnpack else 'off'})")
+    render_table(results, f"odml bench ({threads} thread(s), {runtime}, XNNPACK {'on' if xnnpack else 'off'})")
     for r in results:
         c = r.get("classification")
         if not c:
@@ -135,6 +142,26 @@ def _bench_all(files, devices, opts, data, ovic, ovic_limit_ms, frontier_k, fron
     return results
 
 
+def _block_specs(models) -> dict:
+    """Each model's spec and precision (from its card), before anything is measured."""
+    from odml.nas.units import spec_of
+
+    return {str(m): spec_of(str(m)) for m in models}
+
+
+def _add_blocks(results, files, devices, opts, specs) -> None:
+    from odml.nas.units import breakdown
+
+    k = 0
+    for dev in devices:
+        for given, m in files:
+            spec, prec = specs[str(given)]
+            with err.status(f"measuring the blocks of {given} on {dev.label}"):
+                results[k]["blocks"] = breakdown(spec, dev, prec or "fp32", opts, results[k].get("median_ms"),
+                                                 lower=dev.kind == "edgetpu")
+            k += 1
+
+
 def _budgets(path: Path, junit: Optional[Path], json_out: bool) -> None:
     import time
 
@@ -169,8 +196,8 @@ def _budgets(path: Path, junit: Optional[Path], json_out: bool) -> None:
 
 def render_table(results, title):
     t = Table(title=title)
-    for col in ("model", "device", "runs", "median ms", "mean ms", "p90 ms", "p99 ms", "std ms", "CV", "min ms",
-                "max ms", "init ms", "first ms", "memory MB"):
+    for col in ("model", "device", "runs", "median ms", "spread", "app ms", "mean ms", "p90 ms", "p99 ms", "std ms",
+                "CV", "min ms", "max ms", "init ms", "first ms", "memory MB"):
         t.add_column(col, justify="left" if col in ("model", "device") else "right")
 
     def f(r, k, fmt="{:.3f}"):
@@ -178,10 +205,29 @@ def render_table(results, title):
 
     for r in results:
         mem = r.get("peak_rss_mb", r.get("memory_delta_mb"))
-        t.add_row(Path(r["model"]).name, r["device"], str(r.get("count") or "-"), f(r, "median_ms"), f(r, "mean_ms"),
+        spread = "-" if r.get("spread") is None else f"{r['spread']:.1%}{'' if r.get('stable', True) else ' !'}"
+        t.add_row(Path(r["model"]).name, r["device"], str(r.get("count") or "-"), f(r, "median_ms"), spread,
+                  f(r, "app_ms"), f(r, "mean_ms"),
                   f(r, "p90_ms"), f(r, "p99_ms"), f(r, "std_ms"), f(r, "cv"), f(r, "min_ms"), f(r, "max_ms"),
                   f(r, "init_ms", "{:.1f}"), f(r, "first_ms", "{:.2f}"), "-" if mem is None else f"{mem:.0f}")
     out.print(t)
+    if any(r.get("spread") is not None for r in results):
+        out.print("median: of the medians of 3 runtime instances, each warmed up until its median settles; spread: "
+                  "how far apart those medians are (! above 10%: the machine was busy or the model is erratic, "
+                  "measure again); app ms: with writing the input and reading the outputs", markup=False)
+    for r in results:
+        b = r.get("blocks")
+        if b:
+            p = Table(title=f"blocks of {Path(r['model']).name} on {r['device']}, each measured alone")
+            for col in ("unit", "block", "MACs", "median ms", "share"):
+                p.add_column(col, justify="left" if col in ("unit", "block") else "right")
+            for row in b["blocks"]:
+                p.add_row(row["unit"], row["what"], fmt_macs(row["macs"]),
+                          "-" if row["median_ms"] is None else f"{row['median_ms']:.4f}", f"{row['share']:.1%}")
+            out.print(p)
+            if b["whole_ms"] is not None:
+                out.print(f"sum of blocks {b['sum_ms']:.4f} ms; the whole model {b['whole_ms']:.4f} ms "
+                          f"(adds {b['whole_adds_ms']:+.4f} ms)", markup=False)
     for r in results:
         if r.get("op_profile"):
             p = Table(title=f"per-op profile: {Path(r['model']).name} on {r['device']}")

@@ -37,6 +37,10 @@ def search_cmd(
     lr: float = typer.Option(3e-3, "--lr", help="Peak learning rate of proxy training."),
     input_size: Optional[int] = typer.Option(None, "--input-size", help="Override the space's input size."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split, the oracles and the training."),
+    latency: str = typer.Option("measured", "--latency", help="measured (every candidate exported and timed), predicted (by --predictor; the front's points measured at the end) or hybrid (every candidate predicted, the promising ones measured, the predictor refitted as they come)."),
+    predictor: Optional[Path] = typer.Option(None, "--predictor", help="predicted/hybrid: a predictor.json from 'odml calibrate' for this device, space and precision (default: calibrate into OUT/calibration first)."),
+    calibrate_minutes: float = typer.Option(10.0, "--calibrate-minutes", help="predicted/hybrid without --predictor: the calibration's time budget."),
+    promising: float = typer.Option(1.5, "--promising", help="predicted/hybrid: train only candidates predicted at most this x target."),
     latency_cache: Optional[Path] = typer.Option(None, "--latency-cache", help="A latency cache (JSONL) shared between runs (default: in the run folder)."),
     benchmark_binary: Optional[str] = typer.Option(None, "--benchmark-binary", help="adb: TFLite's benchmark_model for the phone."),
     role: str = typer.Option("single", "--role", help="single, or chief / worker of keras-tuner's distributed mode."),
@@ -48,7 +52,9 @@ def search_cmd(
     """Search SPACE for the most accurate architecture at --target-ms on --device.
 
     Every candidate is exported (int8 by default) and measured on the device, proxy-trained
-    on --data for a few epochs, and scored by the reward. Results go to --out: trials.jsonl,
+    on --data for a few epochs, and scored by the reward; with --latency predicted or hybrid a
+    predictor fitted to the device ('odml calibrate') answers first, so candidates predicted far
+    over the target cost nothing. Results go to --out: trials.jsonl,
     pareto.json/.png, best_spec.json (for 'odml train' and 'odml export') and summary.json.
     """
     from odml.nas.runner import SearchConfig, SearchError, distributed_env, prepare, run_search
@@ -71,7 +77,8 @@ def search_cmd(
                        threads=threads, runs=runs, max_params=max_params, max_macs=max_macs, reject_factor=reject_above,
                        population=population, sample=sample, seed=seed, input_size=input_size,
                        benchmark_binary=benchmark_binary, latency_cache=str(latency_cache) if latency_cache else None,
-                       max_minutes=max_minutes)
+                       max_minutes=max_minutes, latency=latency, predictor=str(predictor) if predictor else None,
+                       calibrate_minutes=calibrate_minutes, promising=promising)
     p = prepare(cfg, out_dir, role)
     for b in baseline:
         if not Path(b).exists():
@@ -172,7 +179,7 @@ def _show_space(d: dict[str, Any], json_out: bool) -> None:
 def _show_summary(s: dict[str, Any]) -> None:
     t = Table(title=f"search {s['space']} on {s['device']} ({s['precision']}): {s['trials']} trials, "
                     f"target {s['target_ms']:g} ms, reward {s['reward']} ({s['strategy']})")
-    for col in ("", "trial", "reward", "accuracy", "latency ms", "params", "MACs", "architecture"):
+    for col in ("", "trial", "reward", "accuracy", "latency ms", "predicted ms", "params", "MACs", "architecture"):
         t.add_column(col, justify="left" if col in ("", "architecture") else "right")
     best_id = s["best"]["trial_id"]
     rows = list(s["pareto"])
@@ -180,10 +187,14 @@ def _show_summary(s: dict[str, Any]) -> None:
         rows.append(s["best"])
     for r in rows:
         mark = ("best " if r["trial_id"] == best_id else "") + ("pareto" if r in s["pareto"] else "")
-        t.add_row(mark.strip(), r["trial_id"], f"{r['reward']:.4f}", f"{r['accuracy']:.4f}", f"{r['latency_ms']:.3f}",
+        pm = r.get("latency_predicted_ms")
+        t.add_row(mark.strip(), r["trial_id"], f"{r['reward']:.4f}", f"{r['accuracy']:.4f}",
+                  f"{r['latency_ms']:.3f}{'' if r.get('latency_source', 'measured') == 'measured' else ' (predicted)'}",
+                  "-" if pm is None else f"{pm:.3f}",
                   fmt_int(r["params"]), fmt_macs(r["macs"]), r["line"])
     out.print(t)
     out.print(f"statuses: {', '.join(f'{k} {v}' for k, v in sorted(s['status'].items()))}; "
+              f"{s.get('trained', 0)} trained, {s.get('measured', 0)} measured ({s.get('latency', 'measured')} latency); "
               f"trial time {s['trial_wall_s']:.0f} s")
     for b in s.get("baselines", []):
         out.print(f"baseline {b['name']}: accuracy {b['accuracy']:.4f}, {b['latency_ms']:.3f} ms on {b['device']} "

@@ -5,9 +5,11 @@
 expansion, group count, stride, width and the resolution each stage sees)
 and a few whole architectures, then fits:
 
-- per unit, scikit-learn's gradient boosting on log latency from the unit's
-  shape (type, kernel, expansion, groups, stride, channels, resolution) and
-  its costs (MACs, activation sizes);
+- per unit, a linear model of its costs (the MACs of each of its
+  convolutions, the activations it reads and writes) per kind of block and
+  kernel size, times scikit-learn's gradient boosting on the log of what
+  the linear part leaves (from the unit's type, kernel, expansion, groups,
+  stride, channels, resolution and costs);
 - per model, what the whole model adds to the sum of its units:
   ``measured = a * sum(units) + b + c * len(units)``, by least squares on
   relative error over the whole models set aside for fitting (one invoke
@@ -44,7 +46,7 @@ from odml.errors import OdmlError
 from odml.files import append_jsonl, read_jsonl, write_json_atomic
 from odml.nas.latency import PRECISIONS
 from odml.nas.space import SearchSpace, load_space
-from odml.nas.units import KINDS, Unit, unit_tflite, units_of
+from odml.nas.units import KINDS, Unit, export_units, units_of
 from odml.runfolder import RunFolder
 from odml.zoo.spec import ModelSpec
 
@@ -172,15 +174,60 @@ def features(u: Unit) -> list[float]:
     return row
 
 
-def _fit_trees(units: list[Unit], ms: list[float]):
-    from sklearn.ensemble import GradientBoostingRegressor
+def roofline_features(u: Unit) -> list[float]:
+    """What a unit's time is nearly linear in, per kind of unit (and, for
+    blocks, per kernel size: each kernel size is its own microkernel): the
+    MACs of its three convolutions, the activations it reads and writes, and
+    a constant."""
+    e, sp, pr = u.op_macs()
+    base = [e, sp, pr, u.res * u.res * u.cin, u.out_res ** 2 * max(u.cout, 1), u.res * u.res * u.cin * u.expansion,
+            1.0]
+    row: list[float] = []
+    for kind, kernel in _ROOF_GROUPS:
+        on = u.kind == kind and (kernel == 0 or u.kernel == kernel)
+        row += [b if on else 0.0 for b in base]
+    if not any(row):  # a kernel size outside the groups: the nearest one of its kind
+        near = min((g for g in _ROOF_GROUPS if g[0] == u.kind), key=lambda g: abs(g[1] - u.kernel), default=None)
+        if near is not None:
+            i = _ROOF_GROUPS.index(near) * len(base)
+            row[i:i + len(base)] = base
+    return row
 
-    x = np.asarray([features(u) for u in units], dtype=np.float64)
-    y = np.log(np.maximum(np.asarray(ms, dtype=np.float64), 1e-4))
-    gbr = GradientBoostingRegressor(n_estimators=300, max_depth=4, learning_rate=0.05, subsample=0.8,
-                                    min_samples_leaf=2, random_state=0)
-    gbr.fit(x, y, sample_weight=np.sqrt(np.asarray(ms, dtype=np.float64)))  # the slow units matter most to a sum
-    return gbr
+
+_ROOF_GROUPS = [("stem", 0), ("head", 0)] + [(k, kk) for k in KINDS if k not in ("stem", "head") for kk in (1, 3, 5, 7, 9)]
+
+
+class UnitModel:
+    """A unit's latency: a linear model of its costs per kind and kernel
+    (non-negative least squares on relative error: the roofline part, which
+    extrapolates), times what scikit-learn's gradient boosting learns on
+    the log of what is left (the part no linear cost explains: XNNPACK's
+    int8 depthwise 7x7, for one, is far off its 3x3 and 5x5 per MAC)."""
+
+    def __init__(self, units: list[Unit], ms: list[float]):
+        from scipy.optimize import nnls
+        from sklearn.ensemble import GradientBoostingRegressor
+
+        y = np.maximum(np.asarray(ms, dtype=np.float64), 1e-5)
+        lin = np.asarray([roofline_features(u) for u in units], dtype=np.float64)
+        a = lin / y[:, None]
+        scale = a.max(axis=0)
+        scale[scale == 0] = 1.0
+        coef, _ = nnls(a / scale, np.ones(len(y)))
+        self.coef = coef / scale
+        base = self._base(lin)
+        x = np.asarray([features(u) for u in units], dtype=np.float64)
+        self.trees = GradientBoostingRegressor(n_estimators=200, max_depth=3, learning_rate=0.05, subsample=0.8,
+                                               min_samples_leaf=3, random_state=0)
+        self.trees.fit(x, np.log(y) - np.log(base))
+
+    def _base(self, lin: np.ndarray) -> np.ndarray:
+        return np.maximum(lin @ self.coef, 1e-5)
+
+    def predict(self, units: list[Unit]) -> np.ndarray:
+        lin = np.asarray([roofline_features(u) for u in units], dtype=np.float64)
+        x = np.asarray([features(u) for u in units], dtype=np.float64)
+        return self._base(lin) * np.exp(self.trees.predict(x))
 
 
 def _fit_correction(sums: list[float], counts: list[int], measured: list[float]) -> list[float]:
@@ -214,7 +261,7 @@ class Predictor:
     def __init__(self, doc: dict[str, Any], where: str = "predictor"):
         self.doc, self.where = doc, where
         self.units = [Unit.from_dict(r["unit"]) for r in doc["units"]]
-        self._trees = _fit_trees(self.units, [r["median_ms"] for r in doc["units"]])
+        self._model = UnitModel(self.units, [r["median_ms"] for r in doc["units"]])
         self.correction = list(doc.get("correction", [1.0, 0.0, 0.0]))
         self._kinds = {u.kind for u in self.units}
         self._ranges: dict[str, tuple[float, float]] = {}
@@ -251,8 +298,7 @@ class Predictor:
 
     # ---- prediction -------------------------------------------------------------
     def unit_ms(self, units: list[Unit]) -> np.ndarray:
-        x = np.asarray([features(u) for u in units], dtype=np.float64)
-        return np.exp(self._trees.predict(x))
+        return self._model.predict(units)
 
     def outside(self, spec: ModelSpec) -> tuple[list[str], bool]:
         """How far ``spec`` lies outside what was measured: (notes, whether
@@ -273,6 +319,14 @@ class Predictor:
                                  f"({factor:.1f}x)")
                     refuse = refuse or factor > 4
         return notes, refuse
+
+    def in_space(self, spec: ModelSpec) -> bool:
+        """Whether ``spec`` is a point of the space the predictor was fitted on."""
+        try:
+            sp = _space(self.doc["space"].get("source", self.doc["space"]["name"]), self.doc["space"]["input_size"])
+        except OdmlError:
+            return False
+        return space_digest(sp) == self.doc["space"]["digest"] and sp.encode(spec) is not None
 
     def predict(self, spec: ModelSpec) -> float:
         us = units_of(spec)
@@ -430,12 +484,7 @@ def _measure_units(batch: list[Unit], dev: Device, cfg: CalibrationConfig, sp: S
                    done: int) -> list[dict[str, Any]]:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="odml-calib-") as d:
-        paths = []
-        for i, u in enumerate(batch):
-            p = Path(d) / f"unit{i}.tflite"
-            p.write_bytes(unit_tflite(u, cfg.precision, sp.activation, lower))
-            paths.append(p)
-        res = _bench(dev, paths, cfg, done)
+        res = _bench(dev, export_units(batch, cfg.precision, d, sp.activation, lower), cfg, done)
     cost = (time.perf_counter() - t0) / len(batch)
     recs = []
     for u, r in zip(batch, res):
@@ -486,9 +535,9 @@ def fit(recs: list[dict[str, Any]], cfg: CalibrationConfig, sp: SearchSpace, dev
     doc: dict[str, Any] = {
         "schema": SCHEMA, "kind": KIND, "device": dev.label, "precision": cfg.precision, "threads": cfg.threads,
         "runtime": cfg.runtime,
-        "space": {"name": sp.name, "digest": space_digest(sp), "input_size": sp.input_size},
-        "fitted_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "model": "gradient boosting per unit (scikit-learn) + "
-        "whole-model correction a*sum+b+c*units",
+        "space": {"name": sp.name, "source": cfg.space, "digest": space_digest(sp), "input_size": sp.input_size},
+        "fitted_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "model": "per unit: linear costs per kind and kernel x "
+        "gradient boosting on the rest (scikit-learn); per model: a*sum+b+c*units",
         "units": [{"unit": r["unit"], "median_ms": r["median_ms"]} for r in units],
         "correction": [1.0, 0.0, 0.0], "models_fit": [], "held_out": [],
     }
@@ -522,9 +571,9 @@ def _unit_cv(units: list[Unit], ms: list[float]) -> dict[str, float] | None:
     for k in range(5):
         test = set(idx[k::5].tolist())
         tr = [i for i in range(len(units)) if i not in test]
-        gbr = _fit_trees([units[i] for i in tr], [ms[i] for i in tr])
+        model = UnitModel([units[i] for i in tr], [ms[i] for i in tr])
         te = sorted(test)
-        p = np.exp(gbr.predict(np.asarray([features(units[i]) for i in te])))
+        p = model.predict([units[i] for i in te])
         rel += list(np.abs(p / np.asarray([ms[i] for i in te]) - 1))
     r = np.asarray(rel)
     return {"units": len(units), "within_10pct": float(np.mean(r <= 0.10)), "mape": float(np.mean(r))}

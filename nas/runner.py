@@ -41,8 +41,10 @@ from odml.nas.reward import check_reward, reward
 from odml.nas.space import SearchSpace, load_space
 
 STRATEGIES = ("evolution", "random", "bayesian", "hyperband")
+LATENCY = ("measured", "predicted", "hybrid")
 SCHEMA = 1
 TRIALS = "trials.jsonl"
+FRONT_MEASURED = "front_measured.jsonl"
 SETTINGS = "search.json"
 ROLES = ("single", "chief", "worker")
 
@@ -78,11 +80,15 @@ class SearchConfig:
     benchmark_binary: str | None = None
     latency_cache: str | None = None
     max_minutes: float | None = None  # stop starting new trials after this long (this invocation)
+    latency: str = "measured"  # measured | predicted | hybrid
+    predictor: str | None = None  # a predictor.json (odml calibrate); None: calibrate into the run folder first
+    calibrate_minutes: float = 10.0
+    promising: float = 1.5  # predicted/hybrid: candidates predicted above this x target are not trained
 
     # settings that must match to resume a run folder
     IDENTITY = ("data", "device", "target_ms", "reward", "exponent", "strategy", "epochs", "batch_size", "lr",
                 "precision", "threads", "val_split", "seed", "input_size", "max_params", "max_macs",
-                "reject_factor", "population", "sample")
+                "reject_factor", "population", "sample", "latency", "predictor", "promising")
 
 
 @dataclass
@@ -94,6 +100,7 @@ class Prepared:
     device: Any
     data: Any = None
     records: list[dict[str, Any]] = field(default_factory=list)
+    predictor: Any = None
 
 
 def _check_config(cfg: SearchConfig) -> tuple[SearchSpace, float, Any]:
@@ -109,6 +116,12 @@ def _check_config(cfg: SearchConfig) -> tuple[SearchSpace, float, Any]:
         raise SearchError(f"--val-split {cfg.val_split:g}: must be between 0 and 1")
     if cfg.max_minutes is not None and not cfg.max_minutes > 0:
         raise SearchError(f"--max-minutes {cfg.max_minutes:g}: must be greater than 0")
+    if cfg.latency not in LATENCY:
+        raise SearchError(f"--latency {cfg.latency!r}: choose one of {', '.join(LATENCY)}")
+    if cfg.latency != "measured" and not cfg.promising > 1:
+        raise SearchError(f"--promising {cfg.promising:g}: must be greater than 1 (a multiple of the target)")
+    if cfg.latency != "measured" and cfg.predictor is None and not cfg.calibrate_minutes > 0:
+        raise SearchError(f"--calibrate-minutes {cfg.calibrate_minutes:g}: must be greater than 0")
     if cfg.reject_factor <= 1:
         raise SearchError(f"--reject-above {cfg.reject_factor:g}: must be greater than 1 (a multiple of the target)")
     space = load_space(cfg.space)
@@ -117,6 +130,10 @@ def _check_config(cfg: SearchConfig) -> tuple[SearchSpace, float, Any]:
             raise SearchError(f"--input-size {cfg.input_size}: at least 8")
         space.input_size = cfg.input_size
     device = parse_device(cfg.device, cfg.benchmark_binary, compile=True)
+    if cfg.latency != "measured" and cfg.predictor is not None:
+        from odml.nas.predictor import load_predictor
+
+        load_predictor(cfg.predictor).check(device, space, cfg.precision, cfg.threads, "interpreter")
     return space, w, device
 
 
@@ -182,19 +199,31 @@ class Evaluator:
             reason = 1.0
         elif cfg.max_macs and spec.macs > cfg.max_macs:
             reason = 2.0
-        lb = self.meter.lower_bound_ms(spec)
+        pred = self.p.predictor
+        lb = self.meter.lower_bound_ms(spec) if pred is None else None
+        est = None
+        if pred is not None:  # predicted and hybrid: every candidate predicted first
+            est = m["latency_predicted_ms"] = float(pred.predict(spec))
+            if reason is None and est > cfg.promising * cfg.target_ms:
+                reason = 4.0
         if reason is None and lb is not None and lb > cfg.reject_factor * cfg.target_ms:
             reason = 3.0
         if reason is not None:
-            est = lb if lb is not None else cfg.reject_factor * cfg.target_ms
-            m.update(rejected=reason, latency_ms=est, accuracy=0.0, wall_s=time.perf_counter() - t0,
-                     reward=reward(cfg.reward, 0.0, est, cfg.target_ms, self.p.exponent))
+            est = est if est is not None else lb if lb is not None else cfg.reject_factor * cfg.target_ms
+            m.update(rejected=reason, latency_ms=est, latency_measured=0.0, accuracy=0.0,
+                     wall_s=time.perf_counter() - t0, reward=reward(cfg.reward, 0.0, est, cfg.target_ms, self.p.exponent))
             return m
-        self.on_phase(f"trial {label}: measuring latency")
-        lat, cached = self.meter.measure(spec)
-        m.update({f"latency_{k}": float(v) for k, v in lat.items() if isinstance(v, (int, float)) and k != "count"})
-        m["latency_ms"] = float(lat["median_ms"])
-        m["latency_cached"] = float(cached)
+        if cfg.latency == "predicted":
+            m.update(latency_ms=est, latency_measured=0.0)
+        else:
+            self.on_phase(f"trial {label}: measuring latency")
+            lat, cached = self.meter.measure(spec)
+            m.update({f"latency_{k}": float(v) for k, v in lat.items() if isinstance(v, (int, float)) and k != "count"})
+            m["latency_ms"] = float(lat["median_ms"])
+            m["latency_cached"] = float(cached)
+            m["latency_measured"] = 1.0
+            if pred is not None and not cached:  # hybrid: refit what the whole model adds with every measurement
+                pred.add_measurement(spec, m["latency_ms"])
         key = arch_key(spec, self.meter.device, self.meter.precision, self.meter.threads)
         same = next((r for r in recs if r.get("arch_key") == key and r["metrics"].get("epochs") == epochs
                      and not r["metrics"].get("rejected")), None)
@@ -280,6 +309,9 @@ def _record(p: Prepared, trial_id: str, values: dict[str, Any], metrics: dict[st
         "trial_id": trial_id, "line": spec.to_line(), "values": values, "metrics": metrics,
         "arch_key": _key(spec, dev, p.cfg.precision, p.cfg.threads), "device": dev.label,
         "reward": metrics.get("reward"), "accuracy": metrics.get("accuracy"), "latency_ms": metrics.get("latency_ms"),
+        "latency_source": ("measured" if metrics.get("latency_measured", 1.0) else
+                           "predicted" if "latency_predicted_ms" in metrics else "bound"),
+        "latency_predicted_ms": metrics.get("latency_predicted_ms"),
         "params": spec.params, "macs": spec.macs, "wall_s": metrics.get("wall_s"),
         "status": "rejected" if metrics.get("rejected") else ("stopped_early" if metrics.get("stopped_early") else "completed"),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -469,6 +501,7 @@ def _search(p: Prepared, role: str, listener: Callable[[dict[str, Any]], None] |
 
     meter = LatencyMeter(p.device, p.cfg.precision, p.cfg.threads, p.cfg.runs, 0.3, cache,
                          calibration=to_float(p.data.x_train[:16]))
+    p.predictor = _predictor(p, on_phase)
     evaluator = Evaluator(p, meter, on_phase)
     oracle = make_oracle(p, listener)
     tuner = make_tuner(p, evaluator, oracle)
@@ -486,13 +519,66 @@ def _search(p: Prepared, role: str, listener: Callable[[dict[str, Any]], None] |
     return finish(p)
 
 
+def _predictor(p: Prepared, on_phase: Callable[[str], None] | None) -> Any:
+    """The predictor of a predicted or hybrid search: the file given, or one
+    calibrated first into OUT/calibration (resumed like the search)."""
+    cfg = p.cfg
+    if cfg.latency == "measured":
+        return None
+    from odml.nas.predictor import CalibrationConfig, calibrate, load_predictor
+
+    path = cfg.predictor
+    if path is None:
+        cc = CalibrationConfig(device=cfg.device, space=cfg.space, precision=cfg.precision, threads=cfg.threads,
+                               input_size=cfg.input_size, classes=p.data.num_classes, seed=cfg.seed,
+                               minutes=cfg.calibrate_minutes, benchmark_binary=cfg.benchmark_binary)
+        path = calibrate(cc, p.out / "calibration", progress=on_phase)["predictor"]
+    return load_predictor(path).check(p.device, p.space, cfg.precision, cfg.threads, "interpreter")
+
+
+def _measure_front(p: Prepared, recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The candidates that were trained with a predicted latency and lie on
+    the predicted front, measured on the device (FRONT_MEASURED), so that
+    the front's points are measured figures; the records as the front sees
+    them."""
+    trained = [r for r in recs if r["status"] != "rejected"]
+    if all(r.get("latency_source", "measured") == "measured" for r in trained):
+        return trained
+    known = {r["trial_id"]: r for r in read_jsonl(p.out / FRONT_MEASURED)}
+    todo = [r for r in pareto_front(trained) if r["trial_id"] not in known]
+    if todo:
+        from odml.data.images import to_float
+
+        meter = LatencyMeter(p.device, p.cfg.precision, p.cfg.threads, p.cfg.runs, 0.3,
+                             p.out / "latency_cache.jsonl", calibration=to_float(p.data.x_train[:16]))
+        for r in todo:
+            spec = p.space.decode({k: v for k, v in r["values"].items() if not k.startswith("tuner/")},
+                                  p.data.num_classes, name=f"trial_{r['trial_id']}")
+            lat, _ = meter.measure(spec)
+            known[r["trial_id"]] = {"trial_id": r["trial_id"], "latency_ms": float(lat["median_ms"])}
+            append_jsonl(p.out / FRONT_MEASURED, known[r["trial_id"]])
+    out = []
+    for r in trained:
+        if r["trial_id"] in known:
+            m = known[r["trial_id"]]["latency_ms"]
+            r = {**r, "latency_ms": m, "latency_source": "measured", "latency_predicted_ms": r["latency_ms"],
+                 "reward": reward(p.cfg.reward, r["accuracy"], m, p.cfg.target_ms, p.exponent)}
+            out.append(r)
+    return out
+
+
 def finish(p: Prepared, baselines: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Write the Pareto front (JSON and PNG), the best spec and the summary."""
+    """Write the Pareto front (JSON and PNG), the best spec and the summary.
+    The front's points are measured figures (in a predicted search, the
+    points of the predicted front are measured now)."""
     recs = read_jsonl(p.out / TRIALS)
     if not recs:
         raise SearchError(f"{p.out}: no trial finished")
-    measured = [r for r in recs if r["status"] != "rejected"]
+    measured = _measure_front(p, recs)
     front = pareto_front(measured) if measured else []
+    if p.cfg.latency == "predicted" and measured:  # the best by measured figures
+        by_id = {r["trial_id"]: r for r in measured}
+        recs = [by_id.get(r["trial_id"], r) for r in recs]
     best = max(recs, key=lambda r: r["reward"])
     spec = p.space.decode({k: v for k, v in best["values"].items() if not k.startswith("tuner/")},
                           p.data.num_classes, name=f"{p.space.name}_best")
@@ -509,7 +595,10 @@ def finish(p: Prepared, baselines: list[dict[str, Any]] | None = None) -> dict[s
         "schema": SCHEMA, "out": str(p.out), "space": p.space.name, "space_size": p.space.size(),
         "strategy": p.cfg.strategy, "device": p.device.label, "precision": p.cfg.precision,
         "reward": p.cfg.reward, "exponent": p.exponent, "target_ms": p.cfg.target_ms,
-        "trials": len(recs), "status": status_counts,
+        "trials": len(recs), "status": status_counts, "latency": p.cfg.latency,
+        "trained": sum(1 for r in recs if r["status"] != "rejected" and not r["metrics"].get("duplicate")),
+        "measured": sum(1 for r in recs if r.get("latency_source", "measured") == "measured"
+                        and r["status"] != "rejected"),
         "trial_wall_s": round(sum(r.get("wall_s") or 0 for r in recs), 1),
         "best": {**_brief(best), "spec": str(p.out / "best_spec.json")},
         "pareto": [_brief(r) for r in front],
@@ -551,8 +640,9 @@ def _brief(r: dict[str, Any]) -> dict[str, Any]:
         return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), n)
 
     return {"trial_id": r["trial_id"], "reward": rnd(r["reward"]), "accuracy": rnd(r["accuracy"]),
-            "latency_ms": rnd(r["latency_ms"]), "params": r["params"], "macs": r["macs"], "status": r["status"],
-            "line": r["line"]}
+            "latency_ms": rnd(r["latency_ms"]), "latency_source": r.get("latency_source", "measured"),
+            "latency_predicted_ms": rnd(r.get("latency_predicted_ms")), "params": r["params"], "macs": r["macs"],
+            "status": r["status"], "line": r["line"]}
 
 
 def _write_json(path: Path, obj: Any) -> None:

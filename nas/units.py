@@ -145,3 +145,77 @@ def unit_tflite(u: Unit, precision: str, activation: str = "relu", lower: bool =
         x = np.random.default_rng(0).uniform(0, 1, (8, u.res, u.res, u.cin)).astype(np.float32)
         rep = representative_from(x, n=8)
     return convert(model, precision, rep, io="int8" if precision == "int8" else "float", input_name="image")
+
+
+def export_units(units: list[Unit], precision: str, folder: Any, activation: str = "relu",
+                 lower: bool = False) -> list[Any]:
+    """Each unit exported to ``folder``/unitN.tflite; the paths."""
+    from pathlib import Path
+
+    paths = []
+    for i, u in enumerate(units):
+        p = Path(folder) / f"unit{i}.tflite"
+        p.write_bytes(unit_tflite(u, precision, activation, lower))
+        paths.append(p)
+    return paths
+
+
+def spec_of(model: str) -> tuple[ModelSpec, str | None]:
+    """The spec of MODEL (a zoo name, a spec file, or a .tflite / .keras /
+    .h5 / SavedModel with an odml card) and, for a .tflite, the precision it
+    was exported in. Raises SpecError for a model the spec language does not
+    describe."""
+    from pathlib import Path
+
+    from odml.errors import SpecError
+    from odml.zoo.card import ModelCard
+
+    p = Path(model)
+    precision = None
+    if p.suffix.lower() == ".tflite":
+        from odml.flatbuffer import precision_of, read_tflite
+
+        m = read_tflite(p)
+        card = ModelCard.from_tflite(p.read_bytes(), str(p), m.metadata)
+        precision = precision_of(m)
+        if card is None:
+            raise SpecError(f"{p}: no odml model card in its metadata, so its architecture is unknown; give its "
+                            "spec (the JSON odml search or odml export wrote)")
+        cfg, fam = card.config, card.family.name
+    elif p.suffix.lower() in (".keras", ".h5") or p.is_dir():
+        card = ModelCard.load(p)
+        if card is None:
+            raise SpecError(f"{p}: no odml model card beside it ({p.stem}.odml.json); give its spec")
+        cfg, fam = card.config, card.family.name
+    else:
+        from odml.zoo.registry import resolve
+
+        c = resolve(model)
+        cfg, fam = c.config, c.family.name
+    if not isinstance(cfg, ModelSpec):
+        raise SpecError(f"{model}: a {fam} model; latency is predicted and broken into blocks for models of the "
+                        "spec language (MobileNetEdgeTPU, search results, spec files)")
+    return cfg, precision
+
+
+def breakdown(spec: ModelSpec, device: Any, precision: str, opts: Any, whole_ms: float | None = None,
+              lower: bool = False) -> dict[str, Any]:
+    """Where the time goes: every unit of ``spec`` exported alone at
+    ``precision`` and measured on ``device``; their sum beside the whole
+    model's figure (what the whole adds: one invoke instead of one per unit,
+    the quantize and dequantize at its ends, caches shared across blocks)."""
+    import tempfile
+
+    us = units_of(spec)
+    with tempfile.TemporaryDirectory(prefix="odml-blocks-") as d:
+        res = device.bench_many(export_units(us, precision, d, spec.activation, lower), opts)
+    rows = []
+    for i, (u, r) in enumerate(zip(us, res)):
+        name = "stem" if u.kind == "stem" else "head" if u.kind == "head" else f"block{i - 1}"
+        rows.append({"unit": name, "what": u.describe(), "macs": u.macs, "median_ms": r.get("median_ms"),
+                     "error": r.get("error")})
+    total = sum(r["median_ms"] or 0.0 for r in rows)
+    for r in rows:
+        r["share"] = (r["median_ms"] or 0.0) / total if total else 0.0
+    return {"blocks": rows, "sum_ms": total, "whole_ms": whole_ms,
+            "whole_adds_ms": None if whole_ms is None else whole_ms - total}
