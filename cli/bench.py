@@ -158,7 +158,7 @@ def _add_blocks(results, files, devices, opts, specs) -> None:
             spec, prec = specs[str(given)]
             with err.status(f"measuring the blocks of {given} on {dev.label}"):
                 results[k]["blocks"] = breakdown(spec, dev, prec or "fp32", opts, results[k].get("median_ms"),
-                                                 lower=dev.kind == "edgetpu")
+                                                 lower=dev.lowers_grouped)
             k += 1
 
 

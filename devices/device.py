@@ -9,7 +9,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from odml.errors import OdmlError
 
@@ -35,6 +35,8 @@ class BenchOptions:
 class Device:
     kind = ""
     classifies = False  # runs a dataset through the model here (per-input latency and outputs)
+    lowers_grouped = False  # grouped convolutions must be exported as split/conv/concat to run here
+    runtimes: tuple[str, ...] = ("interpreter",)  # the LiteRT runtimes --runtime may choose here
 
     @property
     def label(self) -> str:
@@ -47,11 +49,18 @@ class Device:
     def bench(self, path: str | Path, o: BenchOptions) -> dict[str, Any]:
         raise NotImplementedError
 
-    def bench_many(self, paths: list[Path], o: BenchOptions) -> list[dict[str, Any]]:
+    def bench_many(self, paths: list[Path], o: BenchOptions,
+                   on_result: Callable[[int, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
         """Each of ``paths`` benchmarked (a calibration's units): a list of
         results, or ``{"error": ...}`` for a file that does not run; a device
-        that cannot be reached raises."""
-        return [self.bench(p, o) for p in paths]
+        that cannot be reached raises. ``on_result(i, result)`` as each one
+        is done, so that what was measured before a failure is kept."""
+        out = []
+        for i, p in enumerate(paths):
+            out.append(self.bench(p, o))
+            if on_result:
+                on_result(i, out[-1])
+        return out
 
     def classify(self, path: str | Path, x: Any, o: BenchOptions) -> dict[str, Any]:
         """Per-input latency and outputs of every input of ``x`` (host-side runtimes only)."""
@@ -67,6 +76,7 @@ class Host(Device):
 
     kind = "host"
     classifies = True
+    runtimes = ("interpreter", "compiled")
 
     def host_options(self, o: BenchOptions) -> Any:
         from odml.devices.host import HostOptions
@@ -81,10 +91,14 @@ class Host(Device):
         res["device"] = self.label
         return res
 
-    def bench_many(self, paths: list[Path], o: BenchOptions) -> list[dict[str, Any]]:
+    def bench_many(self, paths: list[Path], o: BenchOptions,
+                   on_result: Callable[[int, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
         from odml.devices.host import bench_host_many
 
-        return bench_host_many(paths, self.host_options(o), timeout_s=o.timeout_s * max(1, len(paths)))
+        out = bench_host_many(paths, self.host_options(o), timeout_s=o.timeout_s * max(1, len(paths)))  # one child
+        for i, r in enumerate(out if on_result else []):
+            on_result(i, r)
+        return out
 
     def classify(self, path: str | Path, x: Any, o: BenchOptions) -> dict[str, Any]:
         from odml.devices.host import classify_host
@@ -100,6 +114,8 @@ class EdgeTpu(Host):
     device: str = "usb"
     compile: bool = False  # compile files not yet compiled (search and compress export plain int8 files)
     kind = "edgetpu"
+    lowers_grouped = True
+    runtimes = ("interpreter",)  # through libedgetpu's delegate
 
     @property
     def label(self) -> str:
@@ -122,8 +138,9 @@ class EdgeTpu(Host):
         opts.delegate, opts.delegate_device = self.library, self.device
         return opts
 
-    def bench_many(self, paths: list[Path], o: BenchOptions) -> list[dict[str, Any]]:
-        return [self.bench(p, o) for p in paths]  # each compiled first
+    def bench_many(self, paths: list[Path], o: BenchOptions,
+                   on_result: Callable[[int, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+        return Device.bench_many(self, paths, o, on_result)  # one by one, each compiled first
 
     def bench(self, path: str | Path, o: BenchOptions) -> dict[str, Any]:
         path = Path(path)

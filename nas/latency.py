@@ -93,7 +93,7 @@ class LatencyMeter:
         from odml.zoo.builder import build_model
 
         model = build_model(spec)
-        if self.device.kind == "edgetpu":  # grouped convolutions as split/conv/concat, which the Edge TPU maps
+        if self.device.lowers_grouped:  # grouped convolutions as split/conv/concat, which the Edge TPU maps
             model, _ = lower_for_edgetpu(model)
         rep = None
         if self.precision == "int8":

@@ -25,6 +25,7 @@ Run folder (``--out``)::
 
     calibrate.json       the settings; a rerun with the same settings resumes
     measurements.jsonl   one line per unit or whole model measured (a rerun measures none twice)
+    state.json           the time spent so far (the budget counts every invocation)
     predictor.json       the predictor (``odml predict``, ``odml search --predictor``)
 """
 
@@ -55,6 +56,7 @@ KIND = "odml-latency-predictor"
 SETTINGS = "calibrate.json"
 MEASUREMENTS = "measurements.jsonl"
 PREDICTOR = "predictor.json"
+STATE = "state.json"
 UNIT_SHARE = 0.5  # of the time budget spent on units; the rest on whole models (fit and held out)
 BATCH = 16  # units exported, then measured in one go
 
@@ -264,11 +266,12 @@ class Predictor:
         self._model = UnitModel(self.units, [r["median_ms"] for r in doc["units"]])
         self.correction = list(doc.get("correction", [1.0, 0.0, 0.0]))
         self._kinds = {u.kind for u in self.units}
-        self._ranges: dict[str, tuple[float, float]] = {}
-        for f in ("res", "cin", "cout", "kernel", "expansion", "groups"):
-            vals = [float(getattr(u, f)) for u in self.units if u.kind not in ("stem", "head")]
-            if vals:
-                self._ranges[f] = (min(vals), max(vals))
+        self._ranges: dict[str, dict[str, tuple[float, float]]] = {}
+        for group, fields in _RANGE_FIELDS.items():
+            mine = [u for u in self.units if _group(u) == group]
+            if mine:
+                self._ranges[group] = {f: (min(float(getattr(u, f)) for u in mine),
+                                           max(float(getattr(u, f)) for u in mine)) for f in fields}
 
     # ---- identity -------------------------------------------------------------
     @property
@@ -309,9 +312,7 @@ class Predictor:
                 notes.append(f"unit {i} is a {u.kind} block, a type never measured")
                 refuse = True
                 continue
-            if u.kind in ("stem", "head"):
-                continue
-            for f, (lo, hi) in self._ranges.items():
+            for f, (lo, hi) in self._ranges.get(_group(u), {}).items():
                 v = float(getattr(u, f))
                 if v > hi or v < lo:
                     factor = v / hi if v > hi else lo / max(v, 1e-9)
@@ -353,6 +354,14 @@ class Predictor:
         rows = self.doc.get("models_fit", []) + self.doc["online"]
         self.correction = _fit_correction([r["sum_ms"] for r in rows], [r["units"] for r in rows],
                                           [r["median_ms"] for r in rows])
+
+
+_RANGE_FIELDS = {"stem": ("res", "cout", "kernel"), "head": ("res", "cin", "cout", "classes"),
+                 "block": ("res", "cin", "cout", "kernel", "expansion", "groups")}
+
+
+def _group(u: Unit) -> str:
+    return u.kind if u.kind in ("stem", "head") else "block"
 
 
 def load_predictor(path: str | Path) -> Predictor:
@@ -398,19 +407,27 @@ def check_calibration(cfg: CalibrationConfig, out: Path) -> tuple[SearchSpace, D
         raise CalibrationError(f"--runtime {cfg.runtime!r}: choose interpreter or compiled")
     sp = _space(cfg.space, cfg.input_size)
     dev = parse_device(cfg.device, cfg.benchmark_binary, compile=True)
-    if cfg.runtime == "compiled" and dev.kind != "host":
-        raise CalibrationError(f"--runtime compiled is for the host; {dev.label} runs the Interpreter")
+    if cfg.runtime not in dev.runtimes:
+        raise CalibrationError(f"--runtime {cfg.runtime}: {dev.label} runs {' or '.join(dev.runtimes)}")
     run_folder(out).check(_settings(cfg, sp), keys=(*CalibrationConfig.IDENTITY, "space_digest"))
     return sp, dev
 
 
-def _bench(dev: Device, paths: list[Path], cfg: CalibrationConfig, done: int) -> list[dict[str, Any]]:
+def _bench(dev: Device, paths: list[Path], cfg: CalibrationConfig, done: int,
+           on_result: Callable[[int, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     opts = BenchOptions(threads=cfg.threads, runs=cfg.runs, min_secs=0.2, warmup=1, runtime=cfg.runtime)
+    kept = [done]
+
+    def count(i: int, r: dict[str, Any]) -> None:
+        kept[0] += 1
+        if on_result:
+            on_result(i, r)
+
     try:
-        return dev.bench_many(paths, opts)
+        return dev.bench_many(paths, opts, count)
     except OdmlError as e:
-        raise CalibrationError(f"--device {dev.label}: measuring failed after {done} measurements, which are kept "
-                               f"(rerun the same command to resume): {e}") from None
+        raise CalibrationError(f"--device {dev.label}: measuring failed after {kept[0]} measurements, which are kept "
+                               f"(rerun the same command to resume): {' '.join(str(e).split())[:240]}") from None
 
 
 def calibrate(cfg: CalibrationConfig, out: Path, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -424,14 +441,21 @@ def calibrate(cfg: CalibrationConfig, out: Path, progress: Callable[[str], None]
         folder.write_settings(_settings(cfg, sp))
         recs = read_jsonl(out / MEASUREMENTS)
         seen = {r["key"] for r in recs}
+        finished_before = (out / PREDICTOR).is_file()
         budget = cfg.minutes * 60
-        spent = sum(r.get("cost_s", 0.0) for r in recs)  # an earlier invocation's time counts towards the budget
+        state = out / STATE
+        try:  # an earlier invocation's time counts towards the budget
+            spent = float(json.loads(state.read_text())["elapsed_s"])
+        except (OSError, ValueError, KeyError, TypeError):
+            spent = sum(r.get("cost_s", 0.0) for r in recs)
         started = time.perf_counter()
 
         def elapsed() -> float:
-            return spent + time.perf_counter() - started
+            t = spent + time.perf_counter() - started
+            write_json_atomic(state, {"elapsed_s": round(t, 3)})
+            return t
 
-        lower = dev.kind == "edgetpu"
+        lower = dev.lowers_grouped
         # 1. units, from architectures drawn at random (each stage's resolution and widths as the space has them)
         design = design_units(sp, cfg.seed, cfg.classes)
         queue: list[Unit] = []
@@ -472,7 +496,7 @@ def calibrate(cfg: CalibrationConfig, out: Path, progress: Callable[[str], None]
             recs.append(rec)
             seen.add(key)
         doc = fit(recs, cfg, sp, dev)
-        doc["calibration_s"] = round(elapsed(), 1)
+        doc["calibration_s"] = round(spent if finished_before else elapsed(), 1)
         write_json_atomic(out / PREDICTOR, doc)
     return {"out": str(out), "predictor": str(out / PREDICTOR), "device": dev.label, "space": sp.name,
             "precision": cfg.precision, "units": len(doc["units"]), "models_fit": len(doc["models_fit"]),
@@ -483,11 +507,14 @@ def calibrate(cfg: CalibrationConfig, out: Path, progress: Callable[[str], None]
 def _measure_units(batch: list[Unit], dev: Device, cfg: CalibrationConfig, sp: SearchSpace, out: Path, lower: bool,
                    done: int) -> list[dict[str, Any]]:
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="odml-calib-") as d:
-        res = _bench(dev, export_units(batch, cfg.precision, d, sp.activation, lower), cfg, done)
-    cost = (time.perf_counter() - t0) / len(batch)
-    recs = []
-    for u, r in zip(batch, res):
+    recs: list[dict[str, Any]] = []
+    last = [t0]
+
+    def keep(i: int, r: dict[str, Any]) -> None:  # written as each result comes: a device that goes away loses none
+        u = batch[i]
+        now = time.perf_counter()
+        cost = now - last[0]  # the host answers a whole batch at once: its first unit carries the batch's time
+        last[0] = now
         rec = {"what": "unit", "key": u.key(), "unit": u.to_dict(), "cost_s": round(cost, 3)}
         if "error" in r:
             rec["error"] = r["error"]
@@ -495,6 +522,9 @@ def _measure_units(batch: list[Unit], dev: Device, cfg: CalibrationConfig, sp: S
             rec.update(median_ms=float(r["median_ms"]), spread=r.get("spread"), stable=r.get("stable", True))
         append_jsonl(out / MEASUREMENTS, rec)
         recs.append(rec)
+
+    with tempfile.TemporaryDirectory(prefix="odml-calib-") as d:
+        _bench(dev, export_units(batch, cfg.precision, d, sp.activation, lower), cfg, done, keep)
     return recs
 
 

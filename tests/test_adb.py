@@ -228,3 +228,26 @@ def test_search_measures_candidates_on_the_phone(cli, tmp_path, adb_env):
         assert all(c["device"] == f"adb:{dev.serial}" for c in cache)
         recs = read_jsonl(out / "trials.jsonl")
         assert len(recs) == 2 and all(x["device"] == f"adb:{dev.serial}" and x["latency_ms"] > 0 for x in recs)
+
+
+@needs_adb
+def test_calibration_when_the_phone_goes_away(cli, tmp_path, adb_env):
+    """odml calibrate --device adb:SERIAL: blocks are measured on the phone one
+    by one; when it vanishes, one line, exit 2, and what was measured kept."""
+    import json
+
+    from test_search import TINY
+
+    from odml.files import read_jsonl
+
+    space = tmp_path / "tiny.json"
+    space.write_text(json.dumps(TINY))
+    out = tmp_path / "cal"
+    with StandInDevice(tmp_path / "phone", vanish_marker="unit3.tflite --") as dev:
+        _connect(dev, adb_env["port"])
+        r = cli("calibrate", "--space", space, "--device", f"adb:{dev.serial}", "--benchmark-binary",
+                adb_env["binary"], "--precision", "fp32", "--minutes", "1", "--runs", "5", "--out", out)
+        assert_one_line_error(r, f"adb:{dev.serial}", "after 3 measurements", "rerun the same command to resume")
+        kept = read_jsonl(out / "measurements.jsonl")
+        assert len(kept) == 3 and all(k["median_ms"] > 0 for k in kept)
+        assert not (out / "predictor.json").exists()

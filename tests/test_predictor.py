@@ -1,0 +1,283 @@
+"""Measurement fidelity (both LiteRT runtimes, instances, spread), the units
+a spec's latency is the sum of, `odml calibrate` (resume, kill -9, a phone
+that goes away), `odml predict` (refusals, specs outside the space), `odml
+bench --blocks`, and the search with predicted and hybrid latency. Real
+LiteRT, real TensorFlow conversion, the real adb client against the
+stand-in phone."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from helpers import assert_one_line_error
+from test_search import TINY
+
+from odml.files import read_jsonl
+
+
+def _space_file(tmp_path):
+    p = tmp_path / "tiny.json"
+    p.write_text(json.dumps(TINY))
+    return p
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory):
+    """A predictor for the tiny space on the host at int8 (a short budget)."""
+    from typer.testing import CliRunner
+
+    from odml.cli.app import app
+
+    d = tmp_path_factory.mktemp("calib")
+    space = _space_file(d)
+    out = d / "cal"
+    args = ["calibrate", "--space", str(space), "--precision", "int8", "--minutes", "0.3", "--runs", "10",
+            "--out", str(out), "--json"]
+    r = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.stdout
+    return {"space": space, "out": out, "args": args, "result": json.loads(r.stdout)["calibrate"]}
+
+
+# ---- units ---------------------------------------------------------------------------
+@pytest.mark.fast
+@pytest.mark.parametrize("space_name", ["small32", "edgetpu_v2"])
+@pytest.mark.parametrize("seed", range(20))
+def test_units_add_up_to_the_spec(seed, space_name):
+    from odml.nas.predictor import sample_spec
+    from odml.nas.space import load_space
+    from odml.nas.units import units_of
+
+    sp = load_space(space_name)
+    rng = random.Random(seed)
+    spec = next(s for s in (sample_spec(sp, rng, 10) for _ in range(100)) if s is not None)
+    us = units_of(spec)
+    assert len(us) == len(spec.blocks) + 2
+    assert sum(u.macs for u in us) == spec.macs
+    for u in us:
+        assert sum(u.op_macs()) == u.macs, u
+    # the resolution each unit sees follows the strides
+    assert us[1].res == -(-spec.input_shape[0] // spec.stem.stride)
+    for a, b in zip(us[1:-1], us[2:]):
+        assert b.res == a.out_res and b.cin == a.cout
+
+
+@pytest.mark.fast
+def test_the_designed_set_covers_every_choice():
+    import itertools
+
+    from odml.nas.predictor import design_units
+    from odml.nas.space import load_space
+
+    sp = load_space("small32")
+    units = list(itertools.islice(design_units(sp, 0, 10), 400))
+    blocks = [u for u in units if u.kind not in ("stem", "head")]
+    for t in ("ibn_dw", "ibn_fused", "ibn_gc"):
+        for k in (3, 5, 7):
+            for e in (2.0, 4.0, 6.0):
+                assert any(u.kind == t and u.kernel == k and u.expansion == e for u in blocks), (t, k, e)
+    assert {u.stride for u in blocks} == {1, 2}
+    assert {u.res for u in blocks} == {16, 8, 4}  # what each stage sees
+    assert {u.groups for u in blocks if u.kind == "ibn_gc"} == {2, 4}
+    assert any(u.kind == "stem" for u in units) and any(u.kind == "head" for u in units)
+
+
+# ---- measurement fidelity ---------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tflites(tmp_path_factory):
+    import numpy as np
+
+    from odml.exporters.tflite import convert, representative_from
+    from odml.zoo import create_model, create_spec
+
+    d = tmp_path_factory.mktemp("prec")
+    model = create_model(create_spec("mobilenet_edgetpu_v1", num_classes=4, input_size=32, width=0.25))
+    x = np.random.default_rng(0).uniform(0, 1, (8, 32, 32, 3)).astype("float32")
+    files = {}
+    for p in ("fp32", "fp16", "dynamic", "int8"):
+        files[p] = d / f"m_{p}.tflite"
+        files[p].write_bytes(convert(model, p, representative_from(x, 8) if p == "int8" else None))
+    return files
+
+
+def test_precision_is_read_off_the_file(tflites):
+    from odml.flatbuffer import precision_of, read_tflite
+
+    for p, path in tflites.items():
+        assert precision_of(read_tflite(path)) == p
+
+
+def test_both_runtimes_instances_and_spread(cli, tflites):
+    from odml.devices.host import BenchError, HostOptions, bench_host
+
+    for rt in ("interpreter", "compiled"):
+        r = bench_host(tflites["int8"], HostOptions(runs=12, min_secs=0, runtime=rt))
+        assert r["runtime"] == rt and len(r["instance_medians_ms"]) == 3
+        assert min(r["instance_medians_ms"]) <= r["median_ms"] <= max(r["instance_medians_ms"])
+        assert r["spread"] == pytest.approx((max(r["instance_medians_ms"]) - min(r["instance_medians_ms"]))
+                                            / r["median_ms"])
+        assert r["stable"] == (r["spread"] <= 0.10)
+        assert r["warmup_runs"] >= 6 and r["app_ms"] > 0 and r["count"] >= 12
+    with pytest.raises(BenchError, match="--no-xnnpack"):
+        bench_host(tflites["int8"], HostOptions(runtime="compiled", xnnpack=False))
+    r = cli("bench", tflites["fp32"], "--runtime", "compiled", "--runs", "10", "--min-secs", "0", "--json")
+    assert r.exit_code == 0, r.stderr
+    res = r.json()["bench"][0]
+    assert res["runtime"] == "compiled" and res["median_ms"] > 0 and "spread" in res
+    assert_one_line_error(cli("bench", tflites["fp32"], "--runtime", "gpu"), "--runtime 'gpu'")
+
+
+# ---- calibrate, predict ------------------------------------------------------------------
+def test_calibrate_writes_a_predictor_and_resumes(cli, calibrated):
+    res, out = calibrated["result"], calibrated["out"]
+    assert res["units"] >= 3 and res["models_fit"] >= 2 and res["models_held_out"] >= 2
+    acc = res["accuracy"]
+    assert acc["models"] == res["models_held_out"] and 0 <= acc["within_5pct"] <= acc["within_10pct"] <= 1
+    assert acc["rmse_ms"] >= 0
+    doc = json.loads((out / "predictor.json").read_text())
+    assert doc["kind"] == "odml-latency-predictor" and doc["device"] == "host" and doc["precision"] == "int8"
+    assert all(r["median_ms"] > 0 for r in doc["units"])
+    recs = read_jsonl(out / "measurements.jsonl")
+    keys = [r["key"] for r in recs]
+    assert len(keys) == len(set(keys))
+    # a rerun with the same settings resumes: the budget is spent, nothing is measured again, the same fit
+    r = cli(*calibrated["args"])
+    assert r.exit_code == 0, r.stderr
+    assert len(read_jsonl(out / "measurements.jsonl")) == len(recs)
+    assert r.json()["calibrate"]["accuracy"] == pytest.approx(acc)
+    # other settings in the same folder: refused, saying which
+    args = list(calibrated["args"])
+    args[args.index("int8")] = "fp32"
+    assert_one_line_error(cli(*args), "precision")
+
+
+def test_predict_and_its_refusals(cli, calibrated, tmp_path):
+    from odml.nas.predictor import load_predictor
+    from odml.nas.space import load_space
+    from odml.zoo.spec import ModelSpec
+
+    pred_file = calibrated["out"] / "predictor.json"
+    sp = load_space(str(calibrated["space"]))
+    spec = sp.decode({}, 10, name="inside")
+    sf = tmp_path / "inside.json"
+    sf.write_text(spec.to_json())
+    r = cli("predict", sf, "--predictor", pred_file, "--json")
+    assert r.exit_code == 0, r.stderr
+    res = r.json()["predict"]
+    assert res["in_space"] and res["outside"] == [] and res["predicted_ms"] > 0
+    assert len(res["units"]) == len(spec.blocks) + 2
+    assert res["predicted_ms"] == pytest.approx(load_predictor(pred_file).predict(spec))
+    # a kernel the space never had: predicted, with a warning that says how far outside
+    k7 = ModelSpec.from_line(spec.to_line().replace("dw_k3_e2", "dw_k7_e2", 1), name="k7", input_shape=spec.input_shape,
+                             num_classes=10)
+    (tmp_path / "k7.json").write_text(k7.to_json())
+    r = cli("predict", tmp_path / "k7.json", "--predictor", pred_file)
+    assert r.exit_code == 0, r.stderr
+    assert "not a point of space" in r.stderr and "kernel 7 outside the measured 3-5 (1.4x)" in r.stderr
+    # a block type never measured: refused
+    grouped = ModelSpec.from_line(spec.to_line().replace("fused_k3_e1_s1_c8", "grouped_k3_e2_s1_c8_g2"),
+                                  name="g", input_shape=spec.input_shape, num_classes=10)
+    (tmp_path / "g.json").write_text(grouped.to_json())
+    assert_one_line_error(cli("predict", tmp_path / "g.json", "--predictor", pred_file), "ibn_grouped",
+                          "never measured")
+    # a model far bigger than anything measured (224x224 against 16x16): refused
+    assert_one_line_error(cli("predict", "mobilenet_edgetpu_v2_tiny", "--predictor", pred_file), "outside the measured")
+    # the predictor for another device, precision or space
+    assert_one_line_error(cli("predict", sf, "--predictor", pred_file, "--precision", "fp32"), "precision int8",
+                          "fp32")
+    assert_one_line_error(cli("predict", sf, "--predictor", pred_file, "--device", "adb:PHONE"), "device host")
+    other = json.loads(pred_file.read_text())
+    other["device"] = "adb:PHONE"
+    (tmp_path / "phone.json").write_text(json.dumps(other))
+    base = ("search", "--space", calibrated["space"], "--target-ms", "0.05", "--trials", "1", "--epochs", "1",
+            "--latency", "hybrid")
+    assert_one_line_error(cli(*base, "--predictor", tmp_path / "phone.json", "--out", tmp_path / "s1"),
+                          "device adb:PHONE", "not host")
+    assert_one_line_error(cli(*base, "--predictor", pred_file, "--precision", "fp32", "--out", tmp_path / "s2"),
+                          "precision int8", "not fp32")
+    assert_one_line_error(cli(*base[:2], "small32", *base[3:], "--predictor", pred_file, "--out", tmp_path / "s3"),
+                          "fitted on space tiny16", "small32")
+    assert_one_line_error(cli("predict", sf, "--predictor", sf), "not an odml latency predictor")
+    assert not any((tmp_path / s).exists() for s in ("s1", "s2", "s3"))
+
+
+def test_calibration_killed_resumes_without_measuring_twice(cli_proc, tmp_path):
+    space = _space_file(tmp_path)
+    out = tmp_path / "cal"
+    args = ["calibrate", "--space", space, "--precision", "fp32", "--minutes", "0.25", "--runs", "10", "--out", out]
+    cmd = [sys.executable, "-c", "from odml.cli.app import main; main()", *map(str, args)]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(read_jsonl(out / "measurements.jsonl")) < 3:
+        time.sleep(0.2)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    before = [r["key"] for r in read_jsonl(out / "measurements.jsonl")]
+    assert len(before) >= 3 and not (out / "predictor.json").exists()
+    r = cli_proc(*args, "--json")
+    assert r.exit_code == 0, r.stderr
+    after = [r["key"] for r in read_jsonl(out / "measurements.jsonl")]
+    assert after[:len(before)] == before and len(after) == len(set(after))
+    assert (out / "predictor.json").is_file()
+
+
+# ---- bench --blocks --------------------------------------------------------------------------
+def test_bench_blocks(cli, tmp_path, tflites):
+    from odml.nas.space import space_from_dict
+    from odml.nas.units import units_of
+
+    spec = space_from_dict(TINY).decode({"s1_depth": 2}, 10, name="tinyspec")
+    sf = tmp_path / "tinyspec.json"
+    sf.write_text(spec.to_json())
+    r = cli("export", sf, "--out", tmp_path / "exp", "--quantize", "int8", "--calibration", "random")
+    assert r.exit_code == 0, r.stderr
+    f = tmp_path / "exp" / "tinyspec_int8.tflite"
+    r = cli("bench", f, "--blocks", "--runs", "10", "--min-secs", "0", "--json")
+    assert r.exit_code == 0, r.stderr
+    b = r.json()["bench"][0]["blocks"]
+    assert [x["unit"] for x in b["blocks"]] == ["stem", "block0", "block1", "block2", "head"]
+    assert [x["macs"] for x in b["blocks"]] == [u.macs for u in units_of(spec)]
+    assert all(x["median_ms"] > 0 for x in b["blocks"])
+    assert b["sum_ms"] == pytest.approx(sum(x["median_ms"] for x in b["blocks"]))
+    assert b["whole_ms"] > 0 and sum(x["share"] for x in b["blocks"]) == pytest.approx(1.0)
+    r = cli("bench", f, "--blocks", "--runs", "10", "--min-secs", "0")
+    assert r.exit_code == 0 and "blocks of tinyspec_int8.tflite" in r.stdout and "the whole model" in r.stdout
+    # a file odml did not make has no spec to break into blocks
+    assert_one_line_error(cli("bench", tflites["fp32"], "--blocks"), "no odml model card")
+
+
+# ---- search with predicted latency ---------------------------------------------------------
+def test_search_hybrid_and_predicted(cli, calibrated, tmp_path):
+    pred_file = calibrated["out"] / "predictor.json"
+    common = ("search", "--space", calibrated["space"], "--target-ms", "0.02", "--trials", "5", "--epochs", "1",
+              "--strategy", "random", "--runs", "10", "--json")
+    r = cli(*common, "--latency", "hybrid", "--predictor", pred_file, "--promising", "100", "--out", tmp_path / "h")
+    assert r.exit_code == 0, r.stderr
+    s = r.json()["search"]
+    recs = read_jsonl(tmp_path / "h" / "trials.jsonl")
+    trained = [x for x in recs if x["status"] != "rejected"]
+    assert trained and all(x["latency_source"] == "measured" and x["latency_predicted_ms"] > 0 for x in trained)
+    assert s["measured"] == len(trained) and s["latency"] == "hybrid"
+    assert all(p["latency_source"] == "measured" for p in s["pareto"])
+    # a promising factor that nothing passes: every candidate predicted, none measured or trained
+    r = cli(*common, "--latency", "hybrid", "--predictor", pred_file, "--promising", "1.01", "--target-ms", "0.0001",
+            "--out", tmp_path / "h0")
+    assert r.exit_code == 0, r.stderr
+    recs = read_jsonl(tmp_path / "h0" / "trials.jsonl")
+    assert len(recs) == 5 and all(x["status"] == "rejected" and x["latency_source"] == "predicted" for x in recs)
+    assert not (tmp_path / "h0" / "latency_cache.jsonl").exists()
+    # predicted, with no predictor given: calibrated inside the run folder first; the front's points measured
+    r = cli(*common, "--latency", "predicted", "--calibrate-minutes", "0.2", "--promising", "100",
+            "--out", tmp_path / "p")
+    assert r.exit_code == 0, r.stderr
+    s = r.json()["search"]
+    assert (tmp_path / "p" / "calibration" / "predictor.json").is_file()
+    recs = read_jsonl(tmp_path / "p" / "trials.jsonl")
+    assert all(x["latency_source"] == "predicted" for x in recs)
+    front = read_jsonl(tmp_path / "p" / "front_measured.jsonl")
+    assert front and {f["trial_id"] for f in front} >= {p["trial_id"] for p in s["pareto"]}
+    assert all(p["latency_source"] == "measured" and p["latency_predicted_ms"] > 0 for p in s["pareto"])
