@@ -10,10 +10,13 @@ and a few whole architectures, then fits:
   kernel size, times scikit-learn's gradient boosting on the log of what
   the linear part leaves (from the unit's type, kernel, expansion, groups,
   stride, channels, resolution and costs);
-- per model, what the whole model adds to the sum of its units:
-  ``measured = a * sum(units) + b + c * len(units)``, by least squares on
-  relative error over the whole models set aside for fitting (one invoke
-  instead of one per unit, caches shared between blocks).
+- per model, what the whole model adds to the sum of its units (one invoke
+  instead of one per unit, caches shared between blocks, a kind of block
+  that runs slower inside a model than alone): either
+  ``measured = a * sum(units) + b + c * len(units)`` or a weight per kind of
+  block (type and kernel) pulled towards 1, by least squares on relative
+  error over the whole models set aside for fitting, the form chosen by
+  5-fold cross-validation on those models.
 
 Other whole architectures are held out and only predicted: their errors are
 the accuracy the calibration reports. The predictor file holds the
@@ -116,8 +119,8 @@ def design_units(sp: SearchSpace, seed: int, classes: int):
     every stage and both kinds of position (the first, with the stage's
     stride and the previous stage's widths in; the others), every
     combination of type, kernel, expansion and group choice once per round
-    in a shuffled order, each with its widths drawn from the space; a head
-    per round. The resolution of each unit is the one its stage sees."""
+    in a shuffled order, each with its widths drawn from the space; every
+    head per round. The resolution of each unit is the one its stage sees."""
     from odml.nas.space import _group_tokens, _groups_for
     from odml.zoo.spec import Block, _conv_out
 
@@ -156,7 +159,9 @@ def design_units(sp: SearchSpace, seed: int, classes: int):
                     yield Unit(t, res, cin, cout, kernel=k, expansion=float(e), stride=stride, groups=groups,
                                residual=stride == 1 and cin == cout)
             res, prev = _conv_out(res, st.stride), own
-        yield Unit("head", res, rng.choice(prev), rng.choice(sp.head_filters), classes=classes)
+        for cin in prev:  # every head the last stage's widths can meet, each round (every model has one)
+            for hf in sp.head_filters:
+                yield Unit("head", res, cin, hf, classes=classes)
 
 
 def _arch_id(spec: ModelSpec) -> str:
@@ -232,19 +237,72 @@ class UnitModel:
         return self._base(lin) * np.exp(self.trees.predict(x))
 
 
-def _fit_correction(sums: list[float], counts: list[int], measured: list[float]) -> list[float]:
-    """(a, b, c) of measured = a * sum + b + c * n, minimising relative error;
-    a pure scale when there are too few models for three terms."""
-    s, n, m = (np.asarray(v, dtype=np.float64) for v in (sums, counts, measured))
+def group_of(u: Unit) -> str:
+    return u.kind if u.kind in ("stem", "head") else f"{u.kind}_k{u.kernel}"
+
+
+def _scale_fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """measured = a * sum + b + c * units, least squares on relative error (a
+    pure scale when there are too few models for three terms)."""
+    s, n, m = (np.asarray([r[k] for r in rows], dtype=np.float64) for k in ("sum_ms", "units", "median_ms"))
     if len(m) == 0:
-        return [1.0, 0.0, 0.0]
-    if len(m) < 4:
-        return [float(np.median(m / s)), 0.0, 0.0]
-    a = np.stack([s, np.ones_like(s), n], axis=1) / m[:, None]
-    coef, *_ = np.linalg.lstsq(a, np.ones_like(m), rcond=None)
-    if coef[0] <= 0:  # a degenerate fit: fall back to the scale
-        return [float(np.median(m / s)), 0.0, 0.0]
-    return [float(c) for c in coef]
+        return {"kind": "scale", "coef": [1.0, 0.0, 0.0]}
+    if len(m) >= 4:
+        a = np.stack([s, np.ones_like(s), n], axis=1) / m[:, None]
+        coef, *_ = np.linalg.lstsq(a, np.ones_like(m), rcond=None)
+        if coef[0] > 0:
+            return {"kind": "scale", "coef": [float(c) for c in coef]}
+    return {"kind": "scale", "coef": [float(np.median(m / s)), 0.0, 0.0]}
+
+
+def _groups_fit(rows: list[dict[str, Any]], lam: float) -> dict[str, Any]:
+    """measured = sum over groups (kind and kernel) of w_g * the group's
+    predicted time + b: how much slower (or faster) each kind of block runs
+    inside a model than alone; w pulled towards 1 by ``lam`` (non-negative
+    least squares on relative error)."""
+    from scipy.optimize import nnls
+
+    names = sorted({g for r in rows for g in r["groups"]})
+    m = np.asarray([r["median_ms"] for r in rows], dtype=np.float64)
+    g = np.asarray([[r["groups"].get(k, 0.0) for k in names] + [1.0] for r in rows], dtype=np.float64)
+    reg = np.sqrt(lam) * np.eye(len(names) + 1)
+    reg[-1, -1] = 0.0
+    target = np.concatenate([np.ones(len(m)), np.sqrt(lam) * np.r_[np.ones(len(names)), 0.0]])
+    x, _ = nnls(np.vstack([g / m[:, None], reg]), target)
+    return {"kind": "groups", "lambda": lam, "weights": dict(zip(names, map(float, x[:-1]))), "const": float(x[-1])}
+
+
+def apply_correction(corr: dict[str, Any], row: dict[str, Any]) -> float:
+    if corr["kind"] == "groups":
+        w = corr["weights"]
+        return float(sum(w.get(k, 1.0) * v for k, v in row["groups"].items()) + corr["const"])
+    a, b, c = corr["coef"]
+    return float(a * row["sum_ms"] + b + c * row["units"])
+
+
+def fit_correction(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the whole model adds, chosen by 5-fold cross-validation on the
+    models set aside for fitting (never on the held-out ones): the overall
+    scale, or a weight per kind of block (three strengths of the pull
+    towards 1)."""
+    fits: list[Callable[[list[dict[str, Any]]], dict[str, Any]]] = [_scale_fit]
+    fits += [lambda rr, lam=lam: _groups_fit(rr, lam) for lam in (0.3, 1.0, 3.0)]
+    if len(rows) < 10:
+        return _scale_fit(rows)
+    folds = [list(range(k, len(rows), 5)) for k in range(5)]
+    best, best_err = _scale_fit, float("inf")
+    for f in fits:
+        errs = []
+        for te in folds:
+            tr = [rows[i] for i in range(len(rows)) if i not in te]
+            c = f(tr)
+            errs += [abs(apply_correction(c, rows[i]) / rows[i]["median_ms"] - 1) for i in te]
+        err = float(np.mean(errs))
+        if err < best_err:
+            best, best_err = f, err
+    out = best(rows)
+    out["cv_error"] = best_err
+    return out
 
 
 def accuracy(pred: list[float], measured: list[float]) -> dict[str, Any]:
@@ -264,7 +322,7 @@ class Predictor:
         self.doc, self.where = doc, where
         self.units = [Unit.from_dict(r["unit"]) for r in doc["units"]]
         self._model = UnitModel(self.units, [r["median_ms"] for r in doc["units"]])
-        self.correction = list(doc.get("correction", [1.0, 0.0, 0.0]))
+        self.correction = dict(doc.get("correction") or {"kind": "scale", "coef": [1.0, 0.0, 0.0]})
         self._kinds = {u.kind for u in self.units}
         self._ranges: dict[str, dict[str, tuple[float, float]]] = {}
         for group, fields in _RANGE_FIELDS.items():
@@ -329,10 +387,18 @@ class Predictor:
             return False
         return space_digest(sp) == self.doc["space"]["digest"] and sp.encode(spec) is not None
 
-    def predict(self, spec: ModelSpec) -> float:
+    def row(self, spec: ModelSpec) -> dict[str, Any]:
+        """What the correction reads of a spec: the units' predicted sum, their
+        count and the sum per kind of block."""
         us = units_of(spec)
-        a, b, c = self.correction
-        return float(a * self.unit_ms(us).sum() + b + c * len(us))
+        ms = self.unit_ms(us)
+        groups: dict[str, float] = {}
+        for u, m in zip(us, ms):
+            groups[group_of(u)] = groups.get(group_of(u), 0.0) + float(m)
+        return {"sum_ms": float(ms.sum()), "units": len(us), "groups": groups}
+
+    def predict(self, spec: ModelSpec) -> float:
+        return apply_correction(self.correction, self.row(spec))
 
     def predict_many(self, specs: list[ModelSpec]) -> list[float]:
         return [self.predict(s) for s in specs]
@@ -340,20 +406,16 @@ class Predictor:
     def breakdown(self, spec: ModelSpec) -> dict[str, Any]:
         us = units_of(spec)
         ms = self.unit_ms(us)
-        a, b, c = self.correction
-        total = float(a * ms.sum() + b + c * len(us))
+        total = self.predict(spec)
         return {"predicted_ms": total, "units": [{"unit": u.describe(), "macs": u.macs, "predicted_ms": float(m)}
                                                   for u, m in zip(us, ms)],
                 "sum_ms": float(ms.sum()), "whole_model_adds_ms": total - float(ms.sum())}
 
     # ---- refit with new whole-model measurements (the hybrid search) ----------------
     def add_measurement(self, spec: ModelSpec, measured_ms: float) -> None:
-        us = units_of(spec)
-        self.doc.setdefault("online", []).append({"line": spec.to_line(), "sum_ms": float(self.unit_ms(us).sum()),
-                                                  "units": len(us), "median_ms": float(measured_ms)})
-        rows = self.doc.get("models_fit", []) + self.doc["online"]
-        self.correction = _fit_correction([r["sum_ms"] for r in rows], [r["units"] for r in rows],
-                                          [r["median_ms"] for r in rows])
+        self.doc.setdefault("online", []).append({"line": spec.to_line(), **self.row(spec),
+                                                  "median_ms": float(measured_ms)})
+        self.correction = fit_correction(self.doc.get("models_fit", []) + self.doc["online"])
 
 
 _RANGE_FIELDS = {"stem": ("res", "cout", "kernel"), "head": ("res", "cin", "cout", "classes"),
@@ -365,23 +427,20 @@ def _group(u: Unit) -> str:
 
 
 def load_predictor(path: str | Path) -> Predictor:
+    from odml.documents import read_document
+
     p = Path(path)
-    if not p.is_file():
-        raise PredictorError(f"--predictor {p}: no such file (odml calibrate writes one)")
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise PredictorError(f"--predictor {p}: not a predictor file ({type(e).__name__})") from None
+    doc = read_document(p, "predictor", PredictorError)  # one line for a missing or unreadable file
     if not isinstance(doc, dict) or doc.get("kind") != KIND:
-        raise PredictorError(f"--predictor {p}: not an odml latency predictor (no kind {KIND!r})")
+        raise PredictorError(f"{p}: not an odml latency predictor (no kind {KIND!r}; odml calibrate writes one)")
     if doc.get("schema") != SCHEMA:
-        raise PredictorError(f"--predictor {p}: schema {doc.get('schema')!r}, this odml reads {SCHEMA}")
+        raise PredictorError(f"{p}: schema {doc.get('schema')!r}, this odml reads {SCHEMA}")
     try:
         if len(doc["units"]) < 3:
-            raise PredictorError(f"--predictor {p}: only {len(doc['units'])} units measured; calibrate longer")
+            raise PredictorError(f"{p}: only {len(doc['units'])} units measured; calibrate longer")
         return Predictor(doc, str(p))
     except (KeyError, TypeError, ValueError) as e:
-        raise PredictorError(f"--predictor {p}: malformed ({type(e).__name__}: {e})") from None
+        raise PredictorError(f"{p}: malformed ({type(e).__name__}: {e})") from None
 
 
 # ---- calibration -------------------------------------------------------------------
@@ -441,7 +500,7 @@ def calibrate(cfg: CalibrationConfig, out: Path, progress: Callable[[str], None]
         folder.write_settings(_settings(cfg, sp))
         recs = read_jsonl(out / MEASUREMENTS)
         seen = {r["key"] for r in recs}
-        finished_before = (out / PREDICTOR).is_file()
+        finished_before, n_before = (out / PREDICTOR).is_file(), len(recs)
         budget = cfg.minutes * 60
         state = out / STATE
         try:  # an earlier invocation's time counts towards the budget
@@ -456,7 +515,7 @@ def calibrate(cfg: CalibrationConfig, out: Path, progress: Callable[[str], None]
             return t
 
         lower = dev.lowers_grouped
-        # 1. units, from architectures drawn at random (each stage's resolution and widths as the space has them)
+        # 1. units: the designed set (each stage's resolution and widths as the space has them)
         design = design_units(sp, cfg.seed, cfg.classes)
         queue: list[Unit] = []
         tries = 0
@@ -496,7 +555,7 @@ def calibrate(cfg: CalibrationConfig, out: Path, progress: Callable[[str], None]
             recs.append(rec)
             seen.add(key)
         doc = fit(recs, cfg, sp, dev)
-        doc["calibration_s"] = round(spent if finished_before else elapsed(), 1)
+        doc["calibration_s"] = round(spent if finished_before and len(recs) == n_before else elapsed(), 1)
         write_json_atomic(out / PREDICTOR, doc)
     return {"out": str(out), "predictor": str(out / PREDICTOR), "device": dev.label, "space": sp.name,
             "precision": cfg.precision, "units": len(doc["units"]), "models_fit": len(doc["models_fit"]),
@@ -519,7 +578,8 @@ def _measure_units(batch: list[Unit], dev: Device, cfg: CalibrationConfig, sp: S
         if "error" in r:
             rec["error"] = r["error"]
         else:
-            rec.update(median_ms=float(r["median_ms"]), spread=r.get("spread"), stable=r.get("stable", True))
+            rec.update(median_ms=float(r["median_ms"]), min_ms=r.get("min_ms"), spread=r.get("spread"),
+                       stable=r.get("stable", True))
         append_jsonl(out / MEASUREMENTS, rec)
         recs.append(rec)
 
@@ -552,7 +612,8 @@ def _measure_model(spec: ModelSpec, key: str, role: str, dev: Device, cfg: Calib
     if "error" in r:
         rec["error"] = r["error"]
     else:
-        rec.update(median_ms=float(r["median_ms"]), spread=r.get("spread"), stable=r.get("stable", True))
+        rec.update(median_ms=float(r["median_ms"]), min_ms=r.get("min_ms"), spread=r.get("spread"),
+                       stable=r.get("stable", True))
     append_jsonl(out / MEASUREMENTS, rec)
     return rec
 
@@ -567,9 +628,10 @@ def fit(recs: list[dict[str, Any]], cfg: CalibrationConfig, sp: SearchSpace, dev
         "runtime": cfg.runtime,
         "space": {"name": sp.name, "source": cfg.space, "digest": space_digest(sp), "input_size": sp.input_size},
         "fitted_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "model": "per unit: linear costs per kind and kernel x "
-        "gradient boosting on the rest (scikit-learn); per model: a*sum+b+c*units",
+        "gradient boosting on the rest (scikit-learn); per model: a weight per kind of block or a*sum+b+c*units, "
+        "chosen by cross-validation on the fitted models",
         "units": [{"unit": r["unit"], "median_ms": r["median_ms"]} for r in units],
-        "correction": [1.0, 0.0, 0.0], "models_fit": [], "held_out": [],
+        "correction": {"kind": "scale", "coef": [1.0, 0.0, 0.0]}, "models_fit": [], "held_out": [],
     }
     pred = Predictor(doc, "calibration")
     for role, name in (("fit", "models_fit"), ("holdout", "held_out")):
@@ -578,15 +640,10 @@ def fit(recs: list[dict[str, Any]], cfg: CalibrationConfig, sp: SearchSpace, dev
                 continue
             spec = ModelSpec.from_line(r["line"], name="m", input_shape=(sp.input_size, sp.input_size, 3),
                                        num_classes=r.get("classes", cfg.classes), activation=sp.activation)
-            us = units_of(spec)
-            doc[name].append({"line": r["line"], "sum_ms": float(pred.unit_ms(us).sum()), "units": len(us),
-                              "median_ms": r["median_ms"]})
-    fitrows = doc["models_fit"]
-    doc["correction"] = _fit_correction([r["sum_ms"] for r in fitrows], [r["units"] for r in fitrows],
-                                        [r["median_ms"] for r in fitrows])
-    a, b, c = doc["correction"]
+            doc[name].append({"line": r["line"], **pred.row(spec), "median_ms": r["median_ms"]})
+    doc["correction"] = fit_correction(doc["models_fit"])
     for r in doc["held_out"]:
-        r["predicted_ms"] = a * r["sum_ms"] + b + c * r["units"]
+        r["predicted_ms"] = apply_correction(doc["correction"], r)
     doc["accuracy"] = accuracy([r["predicted_ms"] for r in doc["held_out"]], [r["median_ms"] for r in doc["held_out"]])
     doc["unit_cv"] = _unit_cv(pred.units, [r["median_ms"] for r in units])
     return doc

@@ -533,7 +533,15 @@ def _predictor(p: Prepared, on_phase: Callable[[str], None] | None) -> Any:
                                input_size=cfg.input_size, classes=p.data.num_classes, seed=cfg.seed,
                                minutes=cfg.calibrate_minutes, benchmark_binary=cfg.benchmark_binary)
         path = calibrate(cc, p.out / "calibration", progress=on_phase)["predictor"]
-    return load_predictor(path).check(p.device, p.space, cfg.precision, cfg.threads, "interpreter")
+    pred = load_predictor(path).check(p.device, p.space, cfg.precision, cfg.threads, "interpreter")
+    if cfg.latency == "hybrid":  # a resumed search refits with what it measured before
+        for r in read_jsonl(p.out / TRIALS):
+            if r["status"] != "rejected" and r.get("latency_source") == "measured" \
+                    and not r["metrics"].get("latency_cached"):
+                spec = p.space.decode({k: v for k, v in r["values"].items() if not k.startswith("tuner/")},
+                                      p.data.num_classes)
+                pred.add_measurement(spec, float(r["latency_ms"]))
+    return pred
 
 
 def _measure_front(p: Prepared, recs: list[dict[str, Any]]) -> list[dict[str, Any]]:

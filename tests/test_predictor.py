@@ -116,10 +116,11 @@ def test_both_runtimes_instances_and_spread(cli, tflites):
 
     for rt in ("interpreter", "compiled"):
         r = bench_host(tflites["int8"], HostOptions(runs=12, min_secs=0, runtime=rt))
-        assert r["runtime"] == rt and len(r["instance_medians_ms"]) == 3
-        assert min(r["instance_medians_ms"]) <= r["median_ms"] <= max(r["instance_medians_ms"])
-        assert r["spread"] == pytest.approx((max(r["instance_medians_ms"]) - min(r["instance_medians_ms"]))
-                                            / r["median_ms"])
+        meds = sorted(r["instance_medians_ms"])
+        assert r["runtime"] == rt and len(meds) in (3, 5)  # five when the first three disagree
+        assert r["median_ms"] == pytest.approx(meds[len(meds) // 2])
+        mid = meds[len(meds) // 2 - 1:len(meds) // 2 + 2]
+        assert r["spread"] == pytest.approx((mid[-1] - mid[0]) / r["median_ms"])
         assert r["stable"] == (r["spread"] <= 0.10)
         assert r["warmup_runs"] >= 6 and r["app_ms"] > 0 and r["count"] >= 12
     with pytest.raises(BenchError, match="--no-xnnpack"):
