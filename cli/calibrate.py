@@ -36,7 +36,7 @@ def calibrate_cmd(
     and only predicted. Writes OUT/predictor.json for 'odml predict' and 'odml search --predictor'
     and reports the accuracy on the held-out architectures. Interrupted, it resumes where it was.
     """
-    from odml.nas.predictor import CalibrationConfig, calibrate, load_predictor
+    from odml.nas.predictor import CalibrationConfig, calibrate
 
     cfg = CalibrationConfig(device=device, space=space, precision=precision, threads=threads, runtime=runtime,
                             input_size=input_size, classes=classes, seed=seed, minutes=minutes, runs=runs,

@@ -75,7 +75,7 @@ class LatencyMeter:
             return self._cache[key], True
         with tempfile.TemporaryDirectory(prefix="odml-nas-") as tmp:
             path = Path(tmp) / "candidate.tflite"
-            path.write_bytes(self._export(spec))
+            path.write_bytes(self.export(spec))
             stats = self._bench(path)
         lat = {k: stats[k] for k in ("median_ms", "mean_ms", "p90_ms", "p99_ms", "std_ms", "min_ms", "count")
                if k in stats}
@@ -87,7 +87,8 @@ class LatencyMeter:
                                            "latency": lat})
         return lat, False
 
-    def _export(self, spec: ModelSpec) -> bytes:
+    def export(self, spec: ModelSpec) -> bytes:
+        """``spec`` as the .tflite its latency is measured on (lowered for a device that needs it)."""
         from odml.exporters.edgetpu import lower_for_edgetpu
         from odml.exporters.tflite import convert, representative_from
         from odml.zoo.builder import build_model

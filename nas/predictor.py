@@ -45,10 +45,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from odml.devices.device import BenchOptions, Device, DeviceError, parse_device
+from odml.devices.device import BenchOptions, Device, parse_device
 from odml.errors import OdmlError
 from odml.files import append_jsonl, read_jsonl, write_json_atomic
-from odml.nas.latency import PRECISIONS
+from odml.nas.latency import PRECISIONS, LatencyMeter
 from odml.nas.space import SearchSpace, load_space
 from odml.nas.units import KINDS, Unit, export_units, units_of
 from odml.runfolder import RunFolder
@@ -551,7 +551,7 @@ def calibrate(cfg: CalibrationConfig, out: Path, progress: Callable[[str], None]
                 continue
             role = "holdout" if (n_fit + n_hold) % 2 else "fit"
             say(f"whole models: {n_fit} to fit, {n_hold} held out, {elapsed() / 60:.1f} of {cfg.minutes:g} min")
-            rec = _measure_model(spec, key, role, dev, cfg, sp, out, lower, len(recs))
+            rec = _measure_model(spec, key, role, dev, cfg, out, len(recs))
             recs.append(rec)
             seen.add(key)
         doc = fit(recs, cfg, sp, dev)
@@ -574,12 +574,7 @@ def _measure_units(batch: list[Unit], dev: Device, cfg: CalibrationConfig, sp: S
         now = time.perf_counter()
         cost = now - last[0]  # the host answers a whole batch at once: its first unit carries the batch's time
         last[0] = now
-        rec = {"what": "unit", "key": u.key(), "unit": u.to_dict(), "cost_s": round(cost, 3)}
-        if "error" in r:
-            rec["error"] = r["error"]
-        else:
-            rec.update(median_ms=float(r["median_ms"]), min_ms=r.get("min_ms"), spread=r.get("spread"),
-                       stable=r.get("stable", True))
+        rec = {"what": "unit", "key": u.key(), "unit": u.to_dict(), "cost_s": round(cost, 3), **_result(r)}
         append_jsonl(out / MEASUREMENTS, rec)
         recs.append(rec)
 
@@ -588,32 +583,23 @@ def _measure_units(batch: list[Unit], dev: Device, cfg: CalibrationConfig, sp: S
     return recs
 
 
-def _measure_model(spec: ModelSpec, key: str, role: str, dev: Device, cfg: CalibrationConfig, sp: SearchSpace,
-                   out: Path, lower: bool, done: int) -> dict[str, Any]:
-    from odml.exporters.tflite import convert, representative_from
-    from odml.zoo.builder import build_model
+def _result(r: dict[str, Any]) -> dict[str, Any]:
+    """What a measurement record keeps of a benchmark result."""
+    if "error" in r:
+        return {"error": r["error"]}
+    return {"median_ms": float(r["median_ms"]), "min_ms": r.get("min_ms"), "spread": r.get("spread"),
+            "stable": r.get("stable", True)}
 
+
+def _measure_model(spec: ModelSpec, key: str, role: str, dev: Device, cfg: CalibrationConfig, out: Path,
+                   done: int) -> dict[str, Any]:
     t0 = time.perf_counter()
-    model = build_model(spec)
-    if lower:
-        from odml.exporters.edgetpu import lower_for_edgetpu
-
-        model, _ = lower_for_edgetpu(model)
-    rep = None
-    if cfg.precision == "int8":
-        x = np.random.default_rng(0).uniform(0, 1, (8, *spec.input_shape)).astype(np.float32)
-        rep = representative_from(x, n=8)
     with tempfile.TemporaryDirectory(prefix="odml-calib-") as d:
         p = Path(d) / "model.tflite"
-        p.write_bytes(convert(model, cfg.precision, rep, input_name="image"))
+        p.write_bytes(LatencyMeter(dev, cfg.precision).export(spec))  # exported as the search exports candidates
         r = _bench(dev, [p], cfg, done)[0]
     rec = {"what": "model", "key": key, "role": role, "line": spec.to_line(), "classes": spec.num_classes,
-           "cost_s": round(time.perf_counter() - t0, 3)}
-    if "error" in r:
-        rec["error"] = r["error"]
-    else:
-        rec.update(median_ms=float(r["median_ms"]), min_ms=r.get("min_ms"), spread=r.get("spread"),
-                       stable=r.get("stable", True))
+           "cost_s": round(time.perf_counter() - t0, 3), **_result(r)}
     append_jsonl(out / MEASUREMENTS, rec)
     return rec
 
