@@ -67,7 +67,9 @@ def bench_cmd(
         err.print("warning: OVIC runs on one thread; --threads ignored for the score", markup=False)
     opts = BenchOptions(threads=threads, runs=runs, warmup=warmup, min_secs=min_secs, xnnpack=xnnpack, cpus=cpu_list,
                         timeout_s=timeout, core_mask=core_mask, op_profile=op_profile, runtime=runtime)
-    if runtime not in ("interpreter", "compiled"):
+    from odml.devices.host import RUNTIMES
+
+    if runtime not in RUNTIMES:
         raise BenchError(f"--runtime {runtime!r}: choose interpreter or compiled")
     specs = _block_specs(models) if blocks else {}
     if plot is not None and plot.suffix.lower() != ".png":

@@ -76,7 +76,7 @@ class Host(Device):
 
     kind = "host"
     classifies = True
-    runtimes = ("interpreter", "compiled")
+    runtimes = ("interpreter", "compiled")  # devices.host.RUNTIMES
 
     def host_options(self, o: BenchOptions) -> Any:
         from odml.devices.host import HostOptions

@@ -400,9 +400,6 @@ class Predictor:
     def predict(self, spec: ModelSpec) -> float:
         return apply_correction(self.correction, self.row(spec))
 
-    def predict_many(self, specs: list[ModelSpec]) -> list[float]:
-        return [self.predict(s) for s in specs]
-
     def breakdown(self, spec: ModelSpec) -> dict[str, Any]:
         us = units_of(spec)
         ms = self.unit_ms(us)
@@ -462,7 +459,9 @@ def check_calibration(cfg: CalibrationConfig, out: Path) -> tuple[SearchSpace, D
         raise CalibrationError("--threads and --runs must be at least 1, --classes at least 2")
     if not cfg.minutes > 0:
         raise CalibrationError(f"--minutes {cfg.minutes:g}: must be greater than 0")
-    if cfg.runtime not in ("interpreter", "compiled"):
+    from odml.devices.host import RUNTIMES
+
+    if cfg.runtime not in RUNTIMES:
         raise CalibrationError(f"--runtime {cfg.runtime!r}: choose interpreter or compiled")
     sp = _space(cfg.space, cfg.input_size)
     dev = parse_device(cfg.device, cfg.benchmark_binary, compile=True)
