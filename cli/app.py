@@ -79,6 +79,9 @@ _reflow_all(app)
 
 
 def main() -> None:
+    from odml import interrupts
+
+    interrupts.install()
     app()
 
 

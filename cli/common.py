@@ -12,6 +12,7 @@ from typing import Any, Callable
 import typer
 from rich.console import Console
 
+from odml import interrupts
 from odml.errors import OdmlError
 from odml.files import jsonable
 
@@ -35,6 +36,7 @@ def handle_errors(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        interrupts.clear()
         try:
             return fn(*args, **kwargs)
         except OdmlError as e:

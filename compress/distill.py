@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from odml import interrupts
 from odml.compress.recipe import Recipe, RecipeError
 from odml.files import write_text_atomic
 
@@ -332,6 +333,7 @@ def train_students(teacher_model: Any, students: list[Student], data: Any, recip
         sums = np.zeros((len(students), 2))
         n = 0
         for x, y in ds:
+            interrupts.check()
             for cb in pruning_cbs:
                 cb.on_train_batch_begin(batch=-1)
             res = step(x, y)

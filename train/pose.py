@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from odml import interrupts
 from odml.data.pose import LEFT_SHOULDER, RIGHT_HIP, PoseSample, alignment_points, torso_size
 from odml.data.pose_geometry import anchor_strides, anchors, letterbox, pck, roi_from_alignment
 from odml.data.pose_items import Samples, batches, detector_item, landmark_item
@@ -112,6 +113,7 @@ def _fit(model: Any, trainable: list, loss_fn: Callable, make: Callable, steps: 
     last_save = time.time()
     it = batches(make, cfg.batch_size)
     for i in range(done, steps):
+        interrupts.check()
         b = next(it)
         loss = float(step({k: tf.constant(v, tf.float32) for k, v in b.items()}))
         losses.append(loss)

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from odml import interrupts
 from odml.data.text import TextDataset
 
 
@@ -40,7 +41,7 @@ def train_text(name: str, cfg: Any, data: TextDataset, tc: TextTrainConfig, out:
     training stops after ``tc.patience`` epochs without a better one."""
     from odml._tf import keras
     from odml.data.text import FeaturizedText
-    from odml.train.trainer import _keras_callback, make_optimizer, save_model_atomic
+    from odml.train.trainer import _keras_callback, interrupt_callback, make_optimizer, save_model_atomic
     from odml.zoo.builder import trainable_params
     from odml.zoo.card import ModelCard
     from odml.zoo.registry import family_for
@@ -67,7 +68,7 @@ def train_text(name: str, cfg: Any, data: TextDataset, tc: TextTrainConfig, out:
     history: list[dict[str, Any]] = []
     best: tuple[float, int, list[np.ndarray]] | None = None
     t0, fit_s = time.perf_counter(), 0.0
-    cbs = []
+    cbs = [interrupt_callback(K)]
     if progress is not None:
         cbs.append(_keras_callback(K, progress))
         progress.start(tc.epochs, steps)
@@ -76,6 +77,7 @@ def train_text(name: str, cfg: Any, data: TextDataset, tc: TextTrainConfig, out:
         h = model.fit(fdata.epoch_dataset(epoch, batch, tc.seed, distortion, full=jit), epochs=epoch + 1,
                       initial_epoch=epoch, steps_per_epoch=steps, verbose=0, callbacks=cbs)
         fit_s += time.perf_counter() - t_fit
+        interrupts.check()
         logits = predict_split(forward, fdata, "val")
         val = fam.score(logits, data.y_val)
         val_loss = cross_entropy(logits, data.y_val)

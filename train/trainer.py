@@ -11,6 +11,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from odml import interrupts
 from odml.data.images import ImageDataset, to_float
 from odml.data.images import tf_dataset as make_tf_dataset
 from odml.errors import DataError, OutputError
@@ -123,6 +124,21 @@ def precise_val(data: ImageDataset, batches: int = 8, seed: int = 0) -> Callable
     return measure
 
 
+def interrupt_callback(K):
+    """Raise a Ctrl-C that Keras or TensorFlow swallowed, after the batch it
+    came in (see odml.interrupts)."""
+    from odml import interrupts
+
+    class _Interrupt(K.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            interrupts.check()
+
+        def on_epoch_end(self, epoch, logs=None):
+            interrupts.check()
+
+    return _Interrupt()
+
+
 def _stop_callback(K, should_stop: Callable[[int, dict], bool]):
     class _Stop(K.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -227,7 +243,7 @@ def train_classifier(spec: ModelSpec, data: ImageDataset, cfg: TrainConfig, out:
     onehot = spec.num_classes if cfg.label_smoothing else None
     train_ds = make_tf_dataset(data.x_train, data.y_train, cfg.batch_size, True, cfg.seed, onehot)
     val_ds = make_tf_dataset(data.x_val, data.y_val, 256, False, cfg.seed, onehot)
-    callbacks = []
+    callbacks = [interrupt_callback(K)]
     if cfg.logdir:
         callbacks.append(K.callbacks.TensorBoard(log_dir=cfg.logdir, histogram_freq=0, write_graph=False,
                                                  update_freq="epoch", profile_batch=0))
@@ -239,6 +255,7 @@ def train_classifier(spec: ModelSpec, data: ImageDataset, cfg: TrainConfig, out:
     t0 = time.perf_counter()
     try:
         hist = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=0)
+        interrupts.check()
     finally:
         if progress:
             progress.stop()
