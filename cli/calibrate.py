@@ -25,6 +25,7 @@ def calibrate_cmd(
     classes: int = typer.Option(10, "--classes", help="Classes of the head (as in your search)."),
     runs: int = typer.Option(30, "--runs", help="Timed runs per measurement (at least)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the designed blocks and the sampled architectures."),
+    statistic: str = typer.Option("min", "--statistic", help="The figure predicted: min (a model's fastest timed run) or median (of its runtime instances' medians). Rerun with the other to refit the same measurements."),
     benchmark_binary: Optional[str] = typer.Option(None, "--benchmark-binary", help="adb: TFLite's benchmark_model for the phone."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -40,7 +41,7 @@ def calibrate_cmd(
 
     cfg = CalibrationConfig(device=device, space=space, precision=precision, threads=threads, runtime=runtime,
                             input_size=input_size, classes=classes, seed=seed, minutes=minutes, runs=runs,
-                            benchmark_binary=benchmark_binary)
+                            benchmark_binary=benchmark_binary, statistic=statistic)
     try:
         with err.status("calibrating") as status:
             res = calibrate(cfg, out_dir, progress=status.update)
@@ -55,7 +56,7 @@ def calibrate_cmd(
         print_json({"calibrate": res})
         return
     a = res["accuracy"]
-    out.print(f"calibrated {res['space']} at {res['precision']} on {res['device']} in {res['calibration_s'] / 60:.1f} "
+    out.print(f"calibrated {res['space']} at {res['precision']} ({res['statistic']} latency) on {res['device']} in {res['calibration_s'] / 60:.1f} "
               f"min: {res['units']} blocks, {res['models_fit']} whole models to fit, {res['models_held_out']} held out")
     if a.get("models"):
         out.print(f"held-out architectures: {a['within_5pct']:.0%} within ±5%, {a['within_10pct']:.0%} within ±10%, "
@@ -91,7 +92,7 @@ def predict_cmd(
     if refuse:
         raise PredictorError(f"{model}: too far outside what {predictor} measured to predict: {notes[0]}")
     res = {"model": model, "line": spec.to_line(), "device": pred.device, "precision": pred.precision,
-           "in_space": in_space, "outside": notes, **pred.breakdown(spec)}
+           "statistic": pred.statistic, "in_space": in_space, "outside": notes, **pred.breakdown(spec)}
     for n in ([] if json_out else ([f"{model} is not a point of space {pred.doc['space']['name']}"] if not in_space
                                    else []) + notes[:5]):
         err.print(f"warning: {n}", markup=False)
@@ -105,5 +106,5 @@ def predict_cmd(
         for u in res["units"]:
             t.add_row(u["unit"], fmt_macs(u["macs"]), f"{u['predicted_ms']:.4f}")
         out.print(t)
-    out.print(f"{model}: predicted {res['predicted_ms']:.4f} ms on {pred.device} ({pred.precision}; blocks "
+    out.print(f"{model}: predicted {res['predicted_ms']:.4f} ms ({pred.statistic}) on {pred.device} ({pred.precision}; blocks "
               f"{res['sum_ms']:.4f} ms, the whole model adds {res['whole_model_adds_ms']:+.4f} ms)")

@@ -17,7 +17,7 @@ def search_cmd(
     show_space: bool = typer.Option(False, "--show-space", help="Print the space's choices and size, then exit."),
     data: str = typer.Option("digits", "--data", help="'digits' (embedded), a folder of class subfolders, or an .npz."),
     device: str = typer.Option("host", "--device", help="Where latency is measured: host, adb:SERIAL or edgetpu."),
-    target_ms: Optional[float] = typer.Option(None, "--target-ms", help="Latency target in ms (median, on --device)."),
+    target_ms: Optional[float] = typer.Option(None, "--target-ms", help="Latency target in ms on --device (of the --statistic figure)."),
     reward_kind: str = typer.Option("mnas", "--reward", help="mnas (soft), mnas_hard or abs (TuNAS)."),
     exponent: Optional[float] = typer.Option(None, "--exponent", help="w of mnas/mnas_hard (default -0.07) or beta of abs (-0.10)."),
     strategy: str = typer.Option("evolution", "--strategy", help="evolution (regularized), random, bayesian or hyperband."),
@@ -41,6 +41,8 @@ def search_cmd(
     predictor: Optional[Path] = typer.Option(None, "--predictor", help="predicted/hybrid: a predictor.json from 'odml calibrate' for this device, space and precision (default: calibrate into OUT/calibration first)."),
     calibrate_minutes: float = typer.Option(10.0, "--calibrate-minutes", help="predicted/hybrid without --predictor: the calibration's time budget."),
     promising: float = typer.Option(1.5, "--promising", help="predicted/hybrid: train only candidates predicted at most this x target."),
+    statistic: str = typer.Option("min", "--statistic", help="A candidate's latency: min (its fastest timed run, which repeats to a fraction of a percent) or median (of the runtime instances' medians, which moves with the machine's load)."),
+    screen: Optional[int] = typer.Option(None, "--screen", help="evolution with predicted/hybrid latency: children predicted per trial, the largest predicted within the target trained (default 8; 1: off)."),
     latency_cache: Optional[Path] = typer.Option(None, "--latency-cache", help="A latency cache (JSONL) shared between runs (default: in the run folder)."),
     benchmark_binary: Optional[str] = typer.Option(None, "--benchmark-binary", help="adb: TFLite's benchmark_model for the phone."),
     role: str = typer.Option("single", "--role", help="single, or chief / worker of keras-tuner's distributed mode."),
@@ -78,7 +80,7 @@ def search_cmd(
                        population=population, sample=sample, seed=seed, input_size=input_size,
                        benchmark_binary=benchmark_binary, latency_cache=str(latency_cache) if latency_cache else None,
                        max_minutes=max_minutes, latency=latency, predictor=str(predictor) if predictor else None,
-                       calibrate_minutes=calibrate_minutes, promising=promising)
+                       calibrate_minutes=calibrate_minutes, promising=promising, screen=screen, statistic=statistic)
     p = prepare(cfg, out_dir, role)
     for b in baseline:
         if not Path(b).exists():
@@ -193,6 +195,9 @@ def _show_summary(s: dict[str, Any]) -> None:
                   "-" if pm is None else f"{pm:.3f}",
                   fmt_int(r["params"]), fmt_macs(r["macs"]), r["line"])
     out.print(t)
+    if s.get("considered", s["trials"]) > s["trials"]:
+        out.print(f"{s['considered']} candidates considered: {s['considered'] - s['trials']} more ranked by "
+                  "predicted latency and not picked (screened.jsonl)")
     out.print(f"statuses: {', '.join(f'{k} {v}' for k, v in sorted(s['status'].items()))}; "
               f"{s.get('trained', 0)} trained, {s.get('measured', 0)} measured ({s.get('latency', 'measured')} latency); "
               f"trial time {s['trial_wall_s']:.0f} s")

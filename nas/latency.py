@@ -42,6 +42,7 @@ class LatencyMeter:
     min_secs: float = 0.3
     cache_path: Path | None = None
     calibration: np.ndarray | None = None  # images for int8 calibration (random data when None)
+    statistic: str = "min"  # the figure a candidate's latency is: its fastest timed run, or the median
     _cache: dict[str, dict[str, Any]] = field(default_factory=dict)
     _ratios: list[float] = field(default_factory=list)  # measured ms per MAC, for the bound
 
@@ -53,10 +54,14 @@ class LatencyMeter:
                 if "key" in rec and "latency" in rec:
                     self._remember(rec["key"], rec["latency"], rec.get("macs"))
 
+    def figure(self, lat: dict[str, Any]) -> float:
+        """A measurement's latency in the statistic the search ranks by."""
+        return float(lat.get(f"{self.statistic}_ms") or lat["median_ms"])
+
     def _remember(self, key: str, lat: dict[str, Any], macs: int | None) -> None:
         self._cache[key] = lat
         if macs:
-            self._ratios.append(lat["median_ms"] / macs)
+            self._ratios.append(self.figure(lat) / macs)
 
     def lower_bound_ms(self, spec: ModelSpec) -> float | None:
         """A cheap optimistic latency: the candidate's MACs at the fastest rate

@@ -54,7 +54,7 @@ from odml.nas.units import KINDS, Unit, export_units, units_of
 from odml.runfolder import RunFolder
 from odml.zoo.spec import ModelSpec
 
-SCHEMA = 1
+SCHEMA = 2
 KIND = "odml-latency-predictor"
 SETTINGS = "calibrate.json"
 MEASUREMENTS = "measurements.jsonl"
@@ -62,6 +62,7 @@ PREDICTOR = "predictor.json"
 STATE = "state.json"
 UNIT_SHARE = 0.5  # of the time budget spent on units; the rest on whole models (fit and held out)
 BATCH = 16  # units exported, then measured in one go
+STATISTICS = ("min", "median")  # the latency figure predicted: the fastest timed run, or the median of instance medians
 
 
 class CalibrationError(OdmlError):
@@ -85,6 +86,7 @@ class CalibrationConfig:
     minutes: float = 10.0
     runs: int = 30
     benchmark_binary: str | None = None
+    statistic: str = "min"  # not part of the identity: the same measurements refit for either
 
     IDENTITY = ("device", "space", "precision", "threads", "runtime", "input_size", "classes", "seed", "runs")
 
@@ -241,43 +243,52 @@ def group_of(u: Unit) -> str:
     return u.kind if u.kind in ("stem", "head") else f"{u.kind}_k{u.kernel}"
 
 
-def _scale_fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """measured = a * sum + b + c * units, least squares on relative error (a
-    pure scale when there are too few models for three terms)."""
-    s, n, m = (np.asarray([r[k] for r in rows], dtype=np.float64) for k in ("sum_ms", "units", "median_ms"))
+def _scale_fit(rows: list[dict[str, Any]], weights: bool = False) -> dict[str, Any]:
+    """measured = a * sum + b + c * units (+ d * parameters), least squares on
+    relative error (a pure scale when there are too few models). The
+    parameter term is what a model pays for weights that no longer stay in
+    the caches from one block to the next: a unit measured alone keeps its
+    own weights warm, a large model does not."""
+    s, n, m = (np.asarray([r[k] for r in rows], dtype=np.float64) for k in ("sum_ms", "units", "ms"))
     if len(m) == 0:
-        return {"kind": "scale", "coef": [1.0, 0.0, 0.0]}
-    if len(m) >= 4:
-        a = np.stack([s, np.ones_like(s), n], axis=1) / m[:, None]
-        coef, *_ = np.linalg.lstsq(a, np.ones_like(m), rcond=None)
+        return {"kind": "scale", "coef": [1.0, 0.0, 0.0, 0.0]}
+    if len(m) >= 6 or (len(m) >= 4 and not weights):
+        cols = [s, np.ones_like(s), n]
+        if weights:
+            cols.append(np.asarray([r.get("params", 0) for r in rows], dtype=np.float64) * 1e-6)
+        coef, *_ = np.linalg.lstsq(np.stack(cols, axis=1) / m[:, None], np.ones_like(m), rcond=None)
         if coef[0] > 0:
-            return {"kind": "scale", "coef": [float(c) for c in coef]}
-    return {"kind": "scale", "coef": [float(np.median(m / s)), 0.0, 0.0]}
+            return {"kind": "scale", "coef": [float(c) for c in coef] + ([] if weights else [0.0])}
+    return {"kind": "scale", "coef": [float(np.median(m / s)), 0.0, 0.0, 0.0]}
 
 
 def _groups_fit(rows: list[dict[str, Any]], lam: float) -> dict[str, Any]:
     """measured = sum over groups (kind and kernel) of w_g * the group's
-    predicted time + b: how much slower (or faster) each kind of block runs
-    inside a model than alone; w pulled towards 1 by ``lam`` (non-negative
-    least squares on relative error)."""
+    predicted time + b + d * parameters: how much slower (or faster) each
+    kind of block runs inside a model than alone, and what weights that do
+    not stay cached cost; w pulled towards 1 by ``lam`` (non-negative least
+    squares on relative error)."""
     from scipy.optimize import nnls
 
     names = sorted({g for r in rows for g in r["groups"]})
-    m = np.asarray([r["median_ms"] for r in rows], dtype=np.float64)
-    g = np.asarray([[r["groups"].get(k, 0.0) for k in names] + [1.0] for r in rows], dtype=np.float64)
-    reg = np.sqrt(lam) * np.eye(len(names) + 1)
-    reg[-1, -1] = 0.0
-    target = np.concatenate([np.ones(len(m)), np.sqrt(lam) * np.r_[np.ones(len(names)), 0.0]])
+    m = np.asarray([r["ms"] for r in rows], dtype=np.float64)
+    g = np.asarray([[r["groups"].get(k, 0.0) for k in names] + [1.0, r.get("params", 0) * 1e-6] for r in rows],
+                   dtype=np.float64)
+    reg = np.sqrt(lam) * np.eye(len(names) + 2)
+    reg[-2:, -2:] = 0.0
+    target = np.concatenate([np.ones(len(m)), np.sqrt(lam) * np.r_[np.ones(len(names)), 0.0, 0.0]])
     x, _ = nnls(np.vstack([g / m[:, None], reg]), target)
-    return {"kind": "groups", "lambda": lam, "weights": dict(zip(names, map(float, x[:-1]))), "const": float(x[-1])}
+    return {"kind": "groups", "lambda": lam, "weights": dict(zip(names, map(float, x[:-2]))), "const": float(x[-2]),
+            "per_mparam": float(x[-1])}
 
 
 def apply_correction(corr: dict[str, Any], row: dict[str, Any]) -> float:
     if corr["kind"] == "groups":
         w = corr["weights"]
-        return float(sum(w.get(k, 1.0) * v for k, v in row["groups"].items()) + corr["const"])
-    a, b, c = corr["coef"]
-    return float(a * row["sum_ms"] + b + c * row["units"])
+        return float(sum(w.get(k, 1.0) * v for k, v in row["groups"].items()) + corr["const"]
+                     + corr.get("per_mparam", 0.0) * row.get("params", 0) * 1e-6)
+    a, b, c, d = (list(corr["coef"]) + [0.0])[:4]
+    return float(a * row["sum_ms"] + b + c * row["units"] + d * row.get("params", 0) * 1e-6)
 
 
 def fit_correction(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -285,7 +296,7 @@ def fit_correction(rows: list[dict[str, Any]]) -> dict[str, Any]:
     models set aside for fitting (never on the held-out ones): the overall
     scale, or a weight per kind of block (three strengths of the pull
     towards 1)."""
-    fits: list[Callable[[list[dict[str, Any]]], dict[str, Any]]] = [_scale_fit]
+    fits: list[Callable[[list[dict[str, Any]]], dict[str, Any]]] = [_scale_fit, lambda rr: _scale_fit(rr, True)]
     fits += [lambda rr, lam=lam: _groups_fit(rr, lam) for lam in (0.3, 1.0, 3.0)]
     if len(rows) < 10:
         return _scale_fit(rows)
@@ -296,7 +307,7 @@ def fit_correction(rows: list[dict[str, Any]]) -> dict[str, Any]:
         for te in folds:
             tr = [rows[i] for i in range(len(rows)) if i not in te]
             c = f(tr)
-            errs += [abs(apply_correction(c, rows[i]) / rows[i]["median_ms"] - 1) for i in te]
+            errs += [abs(apply_correction(c, rows[i]) / rows[i]["ms"] - 1) for i in te]
         err = float(np.mean(errs))
         if err < best_err:
             best, best_err = f, err
@@ -321,8 +332,8 @@ class Predictor:
     def __init__(self, doc: dict[str, Any], where: str = "predictor"):
         self.doc, self.where = doc, where
         self.units = [Unit.from_dict(r["unit"]) for r in doc["units"]]
-        self._model = UnitModel(self.units, [r["median_ms"] for r in doc["units"]])
-        self.correction = dict(doc.get("correction") or {"kind": "scale", "coef": [1.0, 0.0, 0.0]})
+        self._model = UnitModel(self.units, [r["ms"] for r in doc["units"]])
+        self.correction = dict(doc.get("correction") or {"kind": "scale", "coef": [1.0, 0.0, 0.0, 0.0]})
         self._kinds = {u.kind for u in self.units}
         self._ranges: dict[str, dict[str, tuple[float, float]]] = {}
         for group, fields in _RANGE_FIELDS.items():
@@ -340,14 +351,19 @@ class Predictor:
     def precision(self) -> str:
         return self.doc["precision"]
 
+    @property
+    def statistic(self) -> str:
+        return self.doc["statistic"]
+
     def check(self, device: Device | None = None, space: SearchSpace | None = None, precision: str | None = None,
-              threads: int | None = None, runtime: str | None = None) -> "Predictor":
+              threads: int | None = None, runtime: str | None = None, statistic: str | None = None) -> "Predictor":
         """Refuse, in one line, a predictor made for another device, space,
-        precision, thread count or runtime."""
+        precision, thread count, runtime or statistic."""
         d = self.doc
         for what, mine, theirs in (("device", d["device"], device.label if device is not None else None),
                                    ("precision", d["precision"], precision), ("threads", d["threads"], threads),
-                                   ("runtime", d.get("runtime", "interpreter"), runtime)):
+                                   ("runtime", d.get("runtime", "interpreter"), runtime),
+                                   ("statistic", d["statistic"], statistic)):
             if theirs is not None and mine != theirs:
                 raise PredictorError(f"{self.where}: fitted for {what} {mine}, not {theirs}; calibrate for "
                                      f"{theirs} (odml calibrate --{what} {theirs})")
@@ -395,7 +411,7 @@ class Predictor:
         groups: dict[str, float] = {}
         for u, m in zip(us, ms):
             groups[group_of(u)] = groups.get(group_of(u), 0.0) + float(m)
-        return {"sum_ms": float(ms.sum()), "units": len(us), "groups": groups}
+        return {"sum_ms": float(ms.sum()), "units": len(us), "groups": groups, "params": spec.params}
 
     def predict(self, spec: ModelSpec) -> float:
         return apply_correction(self.correction, self.row(spec))
@@ -411,7 +427,7 @@ class Predictor:
     # ---- refit with new whole-model measurements (the hybrid search) ----------------
     def add_measurement(self, spec: ModelSpec, measured_ms: float) -> None:
         self.doc.setdefault("online", []).append({"line": spec.to_line(), **self.row(spec),
-                                                  "median_ms": float(measured_ms)})
+                                                  "ms": float(measured_ms)})
         self.correction = fit_correction(self.doc.get("models_fit", []) + self.doc["online"])
 
 
@@ -455,6 +471,8 @@ def check_calibration(cfg: CalibrationConfig, out: Path) -> tuple[SearchSpace, D
     """Everything a calibration needs, checked before anything is written."""
     if cfg.precision not in PRECISIONS:
         raise CalibrationError(f"--precision {cfg.precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if cfg.statistic not in STATISTICS:
+        raise CalibrationError(f"--statistic {cfg.statistic!r}: choose min (the fastest timed run) or median")
     if cfg.threads < 1 or cfg.runs < 1 or cfg.classes < 2:
         raise CalibrationError("--threads and --runs must be at least 1, --classes at least 2")
     if not cfg.minutes > 0:
@@ -557,7 +575,7 @@ def calibrate(cfg: CalibrationConfig, out: Path, progress: Callable[[str], None]
         doc["calibration_s"] = round(spent if finished_before and len(recs) == n_before else elapsed(), 1)
         write_json_atomic(out / PREDICTOR, doc)
     return {"out": str(out), "predictor": str(out / PREDICTOR), "device": dev.label, "space": sp.name,
-            "precision": cfg.precision, "units": len(doc["units"]), "models_fit": len(doc["models_fit"]),
+            "precision": cfg.precision, "statistic": cfg.statistic, "units": len(doc["units"]), "models_fit": len(doc["models_fit"]),
             "models_held_out": len(doc["held_out"]), "accuracy": doc["accuracy"], "calibration_s": doc["calibration_s"],
             "unit_cv": doc.get("unit_cv")}
 
@@ -605,6 +623,7 @@ def _measure_model(spec: ModelSpec, key: str, role: str, dev: Device, cfg: Calib
 
 def fit(recs: list[dict[str, Any]], cfg: CalibrationConfig, sp: SearchSpace, dev: Device) -> dict[str, Any]:
     """The predictor document from the measurements."""
+    key = f"{cfg.statistic}_ms"
     units = [r for r in recs if r["what"] == "unit" and "median_ms" in r]
     if len(units) < 3:
         raise CalibrationError(f"only {len(units)} units could be measured in {cfg.minutes:g} min; give more --minutes")
@@ -612,11 +631,12 @@ def fit(recs: list[dict[str, Any]], cfg: CalibrationConfig, sp: SearchSpace, dev
         "schema": SCHEMA, "kind": KIND, "device": dev.label, "precision": cfg.precision, "threads": cfg.threads,
         "runtime": cfg.runtime,
         "space": {"name": sp.name, "source": cfg.space, "digest": space_digest(sp), "input_size": sp.input_size},
-        "fitted_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "model": "per unit: linear costs per kind and kernel x "
-        "gradient boosting on the rest (scikit-learn); per model: a weight per kind of block or a*sum+b+c*units, "
+        "fitted_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "model": "per unit (its fastest run): linear costs per kind "
+        "and kernel x gradient boosting on the rest (scikit-learn); per model: a weight per kind of block or a*sum+b+c*units, "
         "chosen by cross-validation on the fitted models",
-        "units": [{"unit": r["unit"], "median_ms": r["median_ms"]} for r in units],
-        "correction": {"kind": "scale", "coef": [1.0, 0.0, 0.0]}, "models_fit": [], "held_out": [],
+        "statistic": cfg.statistic,
+        "units": [{"unit": r["unit"], "ms": _unit_figure(r)} for r in units],
+        "correction": {"kind": "scale", "coef": [1.0, 0.0, 0.0, 0.0]}, "models_fit": [], "held_out": [],
     }
     pred = Predictor(doc, "calibration")
     for role, name in (("fit", "models_fit"), ("holdout", "held_out")):
@@ -625,13 +645,23 @@ def fit(recs: list[dict[str, Any]], cfg: CalibrationConfig, sp: SearchSpace, dev
                 continue
             spec = ModelSpec.from_line(r["line"], name="m", input_shape=(sp.input_size, sp.input_size, 3),
                                        num_classes=r.get("classes", cfg.classes), activation=sp.activation)
-            doc[name].append({"line": r["line"], **pred.row(spec), "median_ms": r["median_ms"]})
+            doc[name].append({"line": r["line"], **pred.row(spec), "ms": float(r.get(key) or r["median_ms"])})
     doc["correction"] = fit_correction(doc["models_fit"])
     for r in doc["held_out"]:
         r["predicted_ms"] = apply_correction(doc["correction"], r)
-    doc["accuracy"] = accuracy([r["predicted_ms"] for r in doc["held_out"]], [r["median_ms"] for r in doc["held_out"]])
-    doc["unit_cv"] = _unit_cv(pred.units, [r["median_ms"] for r in units])
+    doc["accuracy"] = accuracy([r["predicted_ms"] for r in doc["held_out"]], [r["ms"] for r in doc["held_out"]])
+    doc["unit_cv"] = _unit_cv(pred.units, [r["ms"] for r in doc["units"]])
     return doc
+
+
+def _unit_figure(r: dict[str, Any]) -> float:
+    """What a unit is fitted on, whatever the statistic predicted: its fastest
+    run. A unit alone runs for tens of microseconds, so its median moves with
+    every disturbance (and with where one instance's buffers land) far more
+    than a whole model's; the fastest run repeats to a fraction of a percent
+    (docs/benchmarks/latency-predictor.md). The per-model correction, fitted
+    on the whole models' figures in the chosen statistic, carries the rest."""
+    return float(r.get("min_ms") or r["median_ms"])
 
 
 def _unit_cv(units: list[Unit], ms: list[float]) -> dict[str, float] | None:

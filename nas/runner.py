@@ -9,6 +9,8 @@ Run folder (``--out``)::
     tuner/               keras-tuner's project (oracle state, one folder per trial)
     trials.jsonl         one line per finished trial (written by the oracle, so
                          the chief records the trials of every worker)
+    screened.jsonl       with a predictor: the children each trial ranked by
+                         predicted latency and the one it picked
     latency_cache.jsonl  measured latencies per (architecture, device, precision)
     pareto.json, pareto.png, best_spec.json, summary.json   at the end
 
@@ -45,6 +47,7 @@ LATENCY = ("measured", "predicted", "hybrid")
 SCHEMA = 1
 TRIALS = "trials.jsonl"
 FRONT_MEASURED = "front_measured.jsonl"
+SCREENED = "screened.jsonl"
 SETTINGS = "search.json"
 ROLES = ("single", "chief", "worker")
 
@@ -84,11 +87,13 @@ class SearchConfig:
     predictor: str | None = None  # a predictor.json (odml calibrate); None: calibrate into the run folder first
     calibrate_minutes: float = 10.0
     promising: float = 1.5  # predicted/hybrid: candidates predicted above this x target are not trained
+    screen: int | None = None  # evolution with a predictor: children predicted per trial (None: 8; 1: off)
+    statistic: str = "min"  # a candidate's latency: its fastest timed run (reproducible) or the median
 
     # settings that must match to resume a run folder
     IDENTITY = ("data", "device", "target_ms", "reward", "exponent", "strategy", "epochs", "batch_size", "lr",
                 "precision", "threads", "val_split", "seed", "input_size", "max_params", "max_macs",
-                "reject_factor", "population", "sample", "latency", "predictor", "promising")
+                "reject_factor", "population", "sample", "latency", "predictor", "promising", "screen", "statistic")
 
 
 @dataclass
@@ -122,6 +127,14 @@ def _check_config(cfg: SearchConfig) -> tuple[SearchSpace, float, Any]:
         raise SearchError(f"--promising {cfg.promising:g}: must be greater than 1 (a multiple of the target)")
     if cfg.latency != "measured" and cfg.predictor is None and not cfg.calibrate_minutes > 0:
         raise SearchError(f"--calibrate-minutes {cfg.calibrate_minutes:g}: must be greater than 0")
+    if cfg.screen is not None and cfg.screen != 1:
+        if cfg.screen < 1:
+            raise SearchError(f"--screen {cfg.screen}: must be at least 1 (1: no screening)")
+        if cfg.latency == "measured" or cfg.strategy != "evolution":
+            raise SearchError(f"--screen {cfg.screen}: ranks children by predicted latency, so it needs "
+                              "--strategy evolution and --latency predicted or hybrid")
+    if cfg.statistic not in ("min", "median"):
+        raise SearchError(f"--statistic {cfg.statistic!r}: choose min (the fastest timed run) or median")
     if cfg.reject_factor <= 1:
         raise SearchError(f"--reject-above {cfg.reject_factor:g}: must be greater than 1 (a multiple of the target)")
     space = load_space(cfg.space)
@@ -133,7 +146,7 @@ def _check_config(cfg: SearchConfig) -> tuple[SearchSpace, float, Any]:
     if cfg.latency != "measured" and cfg.predictor is not None:
         from odml.nas.predictor import load_predictor
 
-        load_predictor(cfg.predictor).check(device, space, cfg.precision, cfg.threads, "interpreter")
+        load_predictor(cfg.predictor).check(device, space, cfg.precision, cfg.threads, "interpreter", cfg.statistic)
     return space, w, device
 
 
@@ -219,7 +232,7 @@ class Evaluator:
             self.on_phase(f"trial {label}: measuring latency")
             lat, cached = self.meter.measure(spec)
             m.update({f"latency_{k}": float(v) for k, v in lat.items() if isinstance(v, (int, float)) and k != "count"})
-            m["latency_ms"] = float(lat["median_ms"])
+            m["latency_ms"] = self.meter.figure(lat)
             m["latency_cached"] = float(cached)
             m["latency_measured"] = 1.0
             if pred is not None and not cached:  # hybrid: refit what the whole model adds with every measurement
@@ -328,9 +341,11 @@ def evolution_oracle_class() -> type:
     from keras_tuner.src.engine import trial as trial_module
 
     class EvolutionOracle(kt.Oracle):
-        def __init__(self, population: int = 10, sample: int = 3, space: SearchSpace | None = None, **kwargs):
+        def __init__(self, population: int = 10, sample: int = 3, space: SearchSpace | None = None,
+                     children: int = 1, screen: Callable[[str, list[dict[str, Any]]], int] | None = None, **kwargs):
             super().__init__(**kwargs)
             self.population, self.sample, self.space = population, sample, space
+            self.children, self.screen = max(1, children), screen
 
         def _arch(self, values: dict[str, Any]) -> str | None:
             """The architecture ``values`` decode to (None when it is not a valid
@@ -348,21 +363,37 @@ def evolution_oracle_class() -> type:
             done = [self.trials[t] for t in self.end_order
                     if self.trials[t].status == trial_module.TrialStatus.COMPLETED and self.trials[t].score is not None]
             rng = random.Random(f"{self.seed}-{trial_id}")
-            values = None
+            want = self.children if self.screen is not None else 1
+            cands: list[dict[str, Any]] = []
+            seen = {self._arch(t.hyperparameters.values) for t in self.trials.values()}
             if len(done) >= self.population:
                 pool = done[-self.population:]
                 parent = max(rng.sample(pool, min(self.sample, len(pool))), key=lambda t: t.score)
-                seen = {self._arch(t.hyperparameters.values) for t in self.trials.values()}
-                for _ in range(100):  # a mutation that changes the architecture, into one not tried yet
+                for _ in range(100 * want):  # mutations that change the architecture, into ones not tried yet
                     child = self._mutate(parent.hyperparameters.values, rng)
                     arch = self._arch(child)
                     if arch is not None and arch not in seen and not self._duplicate(child):
-                        values = child
+                        cands.append(child)
+                        seen.add(arch)
+                        if len(cands) >= want:
+                            break
+            if not cands:  # random draws of architectures not tried yet (values that differ only in
+                for _ in range(20 * want):  # positions the depth leaves out are the same architecture)
+                    v = self._random_values()
+                    if v is None:
                         break
-            if values is None:
-                values = self._random_values()
-            if values is None:
+                    arch = self._arch(v)
+                    if arch is not None and arch not in seen:
+                        cands.append(v)
+                        seen.add(arch)
+                        if len(cands) >= want:
+                            break
+            if not cands:
+                v = self._random_values()
+                cands = [v] if v is not None else []
+            if not cands:
                 return {"status": trial_module.TrialStatus.STOPPED, "values": None}
+            values = cands[self.screen(trial_id, cands)] if self.screen is not None and len(cands) > 1 else cands[0]
             return {"status": trial_module.TrialStatus.RUNNING, "values": values}
 
         def _mutate(self, values: dict[str, Any], rng: random.Random) -> dict[str, Any]:
@@ -395,8 +426,51 @@ def make_oracle(p: Prepared, listener: Callable[[dict[str, Any]], None] | None =
         oracle.max_trials = cfg.trials  # the brackets run until the trial budget is spent
     else:
         oracle = _recording(evolution_oracle_class(), p, listener)(
-            max_trials=cfg.trials, population=cfg.population, sample=cfg.sample, space=p.space, **common)
+            max_trials=cfg.trials, population=cfg.population, sample=cfg.sample, space=p.space,
+            children=screen_count(cfg), screen=_screener(p), **common)
     return oracle
+
+
+def screen_count(cfg: SearchConfig) -> int:
+    """How many children each evolution trial ranks by predicted latency
+    (1: no screening)."""
+    if cfg.screen is not None:
+        return cfg.screen
+    return 8 if cfg.latency != "measured" and cfg.strategy == "evolution" else 1
+
+
+def _screener(p: Prepared) -> Callable[[str, list[dict[str, Any]]], int] | None:
+    """With a predictor, each new trial of the evolution is the best of
+    several children (or random draws while the population fills): every
+    child is predicted, and the one trained is the largest (in MACs)
+    predicted within the target, or the fastest when none is (what
+    Once-for-All's and HAT's searches do with their predictors: many
+    candidates ranked per one evaluated). Every screened child is written to
+    screened.jsonl (the summary counts them as candidates considered)."""
+    if p.predictor is None or screen_count(p.cfg) <= 1:
+        return None
+    target = p.cfg.target_ms
+
+    def screen(trial_id: str, cands: list[dict[str, Any]]) -> int:
+        rows = []
+        for v in cands:
+            spec = p.space.decode({k: x for k, x in v.items() if not k.startswith("tuner/")}, p.data.num_classes)
+            rows.append({"line": spec.to_line(), "predicted_ms": round(float(p.predictor.predict(spec)), 6),
+                         "macs": spec.macs})
+        fits = [i for i, r in enumerate(rows) if r["predicted_ms"] <= target]
+        pick = (max(fits, key=lambda i: rows[i]["macs"]) if fits
+                else min(range(len(rows)), key=lambda i: rows[i]["predicted_ms"]))
+        append_jsonl(p.out / SCREENED, {"trial_id": trial_id, "chosen": pick, "candidates": rows})
+        return pick
+
+    return screen
+
+
+def considered(out: Path, recs: list[dict[str, Any]]) -> int:
+    """Candidates the search looked at: its trials, and the children that
+    screening ranked and did not pick (each trial's last screening counts)."""
+    extra = {r["trial_id"]: len(r["candidates"]) - 1 for r in read_jsonl(out / SCREENED)}
+    return len(recs) + sum(extra.values())
 
 
 class _BudgetSpent(Exception):
@@ -500,7 +574,7 @@ def _search(p: Prepared, role: str, listener: Callable[[dict[str, Any]], None] |
     from odml.data.images import to_float
 
     meter = LatencyMeter(p.device, p.cfg.precision, p.cfg.threads, p.cfg.runs, 0.3, cache,
-                         calibration=to_float(p.data.x_train[:16]))
+                         calibration=to_float(p.data.x_train[:16]), statistic=p.cfg.statistic)
     p.predictor = _predictor(p, on_phase)
     evaluator = Evaluator(p, meter, on_phase)
     oracle = make_oracle(p, listener)
@@ -531,9 +605,10 @@ def _predictor(p: Prepared, on_phase: Callable[[str], None] | None) -> Any:
     if path is None:
         cc = CalibrationConfig(device=cfg.device, space=cfg.space, precision=cfg.precision, threads=cfg.threads,
                                input_size=cfg.input_size, classes=p.data.num_classes, seed=cfg.seed,
-                               minutes=cfg.calibrate_minutes, benchmark_binary=cfg.benchmark_binary)
+                               minutes=cfg.calibrate_minutes, benchmark_binary=cfg.benchmark_binary,
+                               statistic=cfg.statistic)
         path = calibrate(cc, p.out / "calibration", progress=on_phase)["predictor"]
-    pred = load_predictor(path).check(p.device, p.space, cfg.precision, cfg.threads, "interpreter")
+    pred = load_predictor(path).check(p.device, p.space, cfg.precision, cfg.threads, "interpreter", cfg.statistic)
     if cfg.latency == "hybrid":  # a resumed search refits with what it measured before
         for r in read_jsonl(p.out / TRIALS):
             if r["status"] != "rejected" and r.get("latency_source") == "measured" \
@@ -558,12 +633,13 @@ def _measure_front(p: Prepared, recs: list[dict[str, Any]]) -> list[dict[str, An
         from odml.data.images import to_float
 
         meter = LatencyMeter(p.device, p.cfg.precision, p.cfg.threads, p.cfg.runs, 0.3,
-                             p.out / "latency_cache.jsonl", calibration=to_float(p.data.x_train[:16]))
+                             p.out / "latency_cache.jsonl", calibration=to_float(p.data.x_train[:16]),
+                             statistic=p.cfg.statistic)
         for r in todo:
             spec = p.space.decode({k: v for k, v in r["values"].items() if not k.startswith("tuner/")},
                                   p.data.num_classes, name=f"trial_{r['trial_id']}")
             lat, _ = meter.measure(spec)
-            known[r["trial_id"]] = {"trial_id": r["trial_id"], "latency_ms": float(lat["median_ms"])}
+            known[r["trial_id"]] = {"trial_id": r["trial_id"], "latency_ms": meter.figure(lat)}
             append_jsonl(p.out / FRONT_MEASURED, known[r["trial_id"]])
     out = []
     for r in trained:
@@ -603,7 +679,8 @@ def finish(p: Prepared, baselines: list[dict[str, Any]] | None = None) -> dict[s
         "schema": SCHEMA, "out": str(p.out), "space": p.space.name, "space_size": p.space.size(),
         "strategy": p.cfg.strategy, "device": p.device.label, "precision": p.cfg.precision,
         "reward": p.cfg.reward, "exponent": p.exponent, "target_ms": p.cfg.target_ms,
-        "trials": len(recs), "status": status_counts, "latency": p.cfg.latency,
+        "trials": len(recs), "considered": considered(p.out, recs), "status": status_counts,
+        "latency": p.cfg.latency,
         "trained": sum(1 for r in recs if r["status"] != "rejected" and not r["metrics"].get("duplicate")),
         "measured": sum(1 for r in recs if r.get("latency_source", "measured") == "measured"
                         and r["status"] != "rejected"),
@@ -638,7 +715,8 @@ def measure_baselines(p: Prepared, models: list[str], input_size: Any = None,
             lat = p.device.bench(path, opts)
             c = classify_dataset(path, p.cfg.data, Host(), opts, seed=p.cfg.seed)
             out.append({"name": Path(m).name, "model": str(m), "accuracy": round(float(c["accuracy"]), 4),
-                        "latency_ms": round(float(lat["median_ms"]), 4), "size_bytes": lat.get("size_bytes"),
+                        "latency_ms": round(float(lat.get(f"{p.cfg.statistic}_ms") or lat["median_ms"]), 4),
+                        "size_bytes": lat.get("size_bytes"),
                         "split": c["split"], "device": p.device.label})
     return out
 

@@ -141,15 +141,35 @@ def test_calibrate_writes_a_predictor_and_resumes(cli, calibrated):
     assert acc["rmse_ms"] >= 0
     doc = json.loads((out / "predictor.json").read_text())
     assert doc["kind"] == "odml-latency-predictor" and doc["device"] == "host" and doc["precision"] == "int8"
-    assert all(r["median_ms"] > 0 for r in doc["units"])
     recs = read_jsonl(out / "measurements.jsonl")
     keys = [r["key"] for r in recs]
     assert len(keys) == len(set(keys))
+    # units are fitted on their fastest run; whole models on the statistic asked for (min by default)
+    by_key = {r["key"]: r for r in recs}
+    from odml.nas.units import Unit
+
+    assert doc["statistic"] == "min" and all(r["ms"] == by_key[Unit.from_dict(r["unit"]).key()]["min_ms"]
+                                             for r in doc["units"])
+    mins = {r["line"]: r["min_ms"] for r in recs if r["what"] == "model" and r["role"] == "holdout"}
+    meds = {r["line"]: r["median_ms"] for r in recs if r["what"] == "model" and r["role"] == "holdout"}
+    assert {r["line"]: r["ms"] for r in doc["held_out"]} == mins
     # a rerun with the same settings resumes: the budget is spent, nothing is measured again, the same fit
     r = cli(*calibrated["args"])
     assert r.exit_code == 0, r.stderr
     assert len(read_jsonl(out / "measurements.jsonl")) == len(recs)
     assert r.json()["calibrate"]["accuracy"] == pytest.approx(acc)
+    # the other statistic refits the same measurements, measuring nothing
+    med = cli(*calibrated["args"], "--statistic", "median")
+    assert med.exit_code == 0, med.stderr
+    assert len(read_jsonl(out / "measurements.jsonl")) == len(recs) and med.json()["calibrate"]["statistic"] == "median"
+    doc2 = json.loads((out / "predictor.json").read_text())
+    assert doc2["statistic"] == "median" and {r["line"]: r["ms"] for r in doc2["held_out"]} == meds
+    # and a search that ranks by the other statistic refuses it in one line
+    assert_one_line_error(cli("search", "--space", calibrated["space"], "--target-ms", "0.02", "--latency", "hybrid",
+                              "--predictor", out / "predictor.json", "--out", out.parent / "s_min"),
+                          "fitted for statistic median, not min")
+    r = cli(*calibrated["args"])  # back to min for the tests that follow
+    assert r.exit_code == 0 and json.loads((out / "predictor.json").read_text())["statistic"] == "min"
     # other settings in the same folder: refused, saying which
     args = list(calibrated["args"])
     args[args.index("int8")] = "fp32"
@@ -282,3 +302,36 @@ def test_search_hybrid_and_predicted(cli, calibrated, tmp_path):
     front = read_jsonl(tmp_path / "p" / "front_measured.jsonl")
     assert front and {f["trial_id"] for f in front} >= {p["trial_id"] for p in s["pareto"]}
     assert all(p["latency_source"] == "measured" and p["latency_predicted_ms"] > 0 for p in s["pareto"])
+
+
+def test_search_screens_children_by_prediction(cli, calibrated, tmp_path):
+    """Evolution with a predictor: each trial is the pick of several children
+    (random draws while the population fills), every one predicted; the pick
+    is the largest predicted within the target, or the fastest when none is."""
+    pred_file = calibrated["out"] / "predictor.json"
+    r = cli("search", "--space", calibrated["space"], "--target-ms", "0.02", "--trials", "4", "--epochs", "1",
+            "--population", "2", "--runs", "10", "--latency", "hybrid", "--predictor", pred_file,
+            "--promising", "100", "--screen", "4", "--out", tmp_path / "s", "--json")
+    assert r.exit_code == 0, r.stderr
+    s = r.json()["search"]
+    recs = read_jsonl(tmp_path / "s" / "trials.jsonl")
+    screened = {x["trial_id"]: x for x in read_jsonl(tmp_path / "s" / "screened.jsonl")}
+    assert len(recs) == 4 and set(screened) >= {x["trial_id"] for x in recs}
+    ranked = 0
+    for rec in recs:
+        sc = screened[rec["trial_id"]]
+        c = sc["candidates"]
+        assert 2 <= len(c) <= 4 and len({x["line"] for x in c}) == len(c)
+        assert c[sc["chosen"]]["line"] == rec["line"]  # the trial trained the pick
+        assert rec["latency_predicted_ms"] == pytest.approx(c[sc["chosen"]]["predicted_ms"], abs=1e-6)  # written to 6 places
+        fits = [x for x in c if x["predicted_ms"] <= 0.02]
+        want = max(fits, key=lambda x: x["macs"]) if fits else min(c, key=lambda x: x["predicted_ms"])
+        assert c[sc["chosen"]]["macs"] == want["macs"] and c[sc["chosen"]]["predicted_ms"] == want["predicted_ms"]
+        ranked += len(c) - 1
+    assert s["considered"] == len(recs) + ranked > len(recs)
+    # screening needs a predictor and the evolution
+    for extra in (("--latency", "measured"), ("--latency", "hybrid", "--predictor", str(pred_file),
+                                              "--strategy", "random")):
+        assert_one_line_error(cli("search", "--space", calibrated["space"], "--target-ms", "0.02", "--screen", "4",
+                                  *extra, "--out", tmp_path / "x"), "--screen 4")
+    assert not (tmp_path / "x").exists()

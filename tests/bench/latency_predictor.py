@@ -76,11 +76,11 @@ def main() -> None:
         err = None
         if best.get("latency_predicted_ms") and best["latency_source"] == "measured":
             err = best["latency_predicted_ms"] / best["latency_ms"] - 1
-        res[mode] = {"considered": len(recs), "trained": s["trained"], "measured": s["measured"],
+        res[mode] = {"considered": s["considered"], "trials": len(recs), "trained": s["trained"], "measured": s["measured"],
                      "best_reward": best["reward"], "best_accuracy": best["accuracy"],
                      "best_latency_ms": best["latency_ms"], "best_predicted_ms": best.get("latency_predicted_ms"),
                      "winner_prediction_error": err, "wall_s": s["trial_wall_s"]}
-        print(f"  {mode}: {len(recs)} candidates considered, {s['trained']} trained, best reward "
+        print(f"  {mode}: {s['considered']} candidates considered ({len(recs)} trials), {s['trained']} trained, best reward "
               f"{best['reward']:.4f} (accuracy {best['accuracy']:.4f}, {best['latency_ms']:.4f} ms measured"
               + (f", {best['latency_predicted_ms']:.4f} predicted: {err:+.1%}" if err is not None else "") + ")",
               flush=True)
