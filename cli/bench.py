@@ -24,7 +24,7 @@ def bench_cmd(
     runs: int = typer.Option(50, "--runs", help="Timed runs (at least)."),
     min_secs: float = typer.Option(1.0, "--min-secs", min=0.0, help="Keep running until this much time has passed."),
     cpus: Optional[str] = typer.Option(None, "--cpus", help="Pin to these cores, e.g. '0' or '0,1'."),
-    data: Optional[str] = typer.Option(None, "--data", help="Classify the validation split of this dataset ('digits', a folder, an .npz; a .tsv/.csv of texts for a text model): accuracy (and ROC AUC for texts) and per-input latency."),
+    data: Optional[str] = typer.Option(None, "--data", help="Classify the validation split of this dataset ('digits', 'shapes', a folder, an .npz; a .tsv/.csv of texts for a text model): accuracy (and ROC AUC for texts) and per-input latency."),
     ovic: bool = typer.Option(False, "--ovic", help="Score by the OVIC 2018 rule (needs --data; one thread)."),
     ovic_limit_ms: float = typer.Option(33.0, "--ovic-limit-ms", help="OVIC per-image time limit."),
     frontier_k: Optional[float] = typer.Option(None, "--frontier-k", help="OVIC frontier a(t) = k ln t + a0: k."),

@@ -15,7 +15,7 @@ from odml.cli.common import err, fmt_int, handle_errors, out, print_json
 @handle_errors
 def compress_cmd(
     teacher: Path = typer.Argument(..., help="The pre-trained classifier: .keras (Keras 3 or tf_keras) or .h5 (loaded with safe_mode), a SavedModel folder, or an .onnx graph."),
-    data: str = typer.Option("digits", "--data", help="'digits' (embedded), a folder of class subfolders, or an .npz; a .tsv/.csv of texts for a text teacher."),
+    data: str = typer.Option("digits", "--data", help="'digits' or 'shapes' (embedded), a folder of class subfolders, or an .npz; a .tsv/.csv of texts for a text teacher."),
     out_dir: Path = typer.Option(..., "--out", help="Run folder; rerun the same command to resume."),
     val_data: Optional[str] = typer.Option(None, "--val-data", help="Score the teacher and students on all of this data (your validation set; the same classes) and train on all of --data."),
     recipe: Optional[Path] = typer.Option(None, "--recipe", help="A YAML/JSON recipe (keys in the README); options given here override it."),

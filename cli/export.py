@@ -17,7 +17,7 @@ def export_cmd(
     model: str = typer.Argument(..., help="A zoo name, a spec JSON, a .keras (Keras 3 or tf_keras) or .h5 model, a SavedModel folder, or an .onnx graph."),
     out_dir: Path = typer.Option(..., "--out", help="Output folder (created if missing; its parent must exist)."),
     quantize: str = typer.Option("fp32,int8", "--quantize", help="Comma list of fp32, fp16, dynamic, int8."),
-    data: Optional[str] = typer.Option(None, "--data", help="Calibration and parity data: 'digits', an image folder or an .npz; for a text model a .tsv/.csv."),
+    data: Optional[str] = typer.Option(None, "--data", help="Calibration and parity data: 'digits', 'shapes', an image folder or an .npz; for a text model a .tsv/.csv."),
     val_data: Optional[str] = typer.Option(None, "--val-data", help="Check parity on all of this data (your validation set) and calibrate on all of --data."),
     calibration: str = typer.Option("data", "--calibration", help="'data' (from --data) or 'random' (int8 accuracy unknown)."),
     calibration_samples: int = typer.Option(200, "--calibration-samples", min=1),

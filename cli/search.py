@@ -15,12 +15,12 @@ from odml.cli.common import err, fmt_int, fmt_macs, handle_errors, out, print_js
 def search_cmd(
     space: str = typer.Option("small32", "--space", help="A built-in space (small32, edgetpu_v2) or a JSON/YAML space file."),
     show_space: bool = typer.Option(False, "--show-space", help="Print the space's choices and size, then exit."),
-    data: str = typer.Option("digits", "--data", help="'digits' (embedded), a folder of class subfolders, or an .npz."),
+    data: str = typer.Option("digits", "--data", help="'digits' or 'shapes' (embedded; shapes:N for N images), a folder of class subfolders, or an .npz."),
     device: str = typer.Option("host", "--device", help="Where latency is measured: host, adb:SERIAL or edgetpu."),
     target_ms: Optional[float] = typer.Option(None, "--target-ms", help="Latency target in ms on --device (of the --statistic figure)."),
-    reward_kind: str = typer.Option("mnas", "--reward", help="mnas (soft), mnas_hard or abs (TuNAS)."),
+    reward_kind: Optional[str] = typer.Option(None, "--reward", help="mnas (soft), mnas_hard or abs (TuNAS); default mnas, abs for --strategy oneshot."),
     exponent: Optional[float] = typer.Option(None, "--exponent", help="w of mnas/mnas_hard (default -0.07) or beta of abs (-0.10)."),
-    strategy: str = typer.Option("evolution", "--strategy", help="evolution (regularized), random, bayesian or hyperband."),
+    strategy: str = typer.Option("evolution", "--strategy", help="evolution (regularized), random, bayesian, hyperband, or oneshot (a weight-sharing supernet and a REINFORCE controller, TuNAS-style; latency from the predictor)."),
     trials: int = typer.Option(20, "--trials", help="Number of trials (candidates) in all."),
     epochs: int = typer.Option(3, "--epochs", help="Proxy-training epochs per candidate (Hyperband: the most)."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Start no new trial after this many minutes (rerun to continue)."),
@@ -73,6 +73,11 @@ def search_cmd(
         raise SearchError("--target-ms is required (the latency target in ms)")
     if out_dir is None:
         raise SearchError("--out is required (the run folder)")
+    if strategy == "oneshot" and role != "single":
+        raise SearchError("--strategy oneshot trains one supernet in one process; --role chief/worker is for the "
+                          "trial-based strategies")
+    if reward_kind is None:
+        reward_kind = "abs" if strategy == "oneshot" else "mnas"
     env = distributed_env(role, oracle, worker_id)
     cfg = SearchConfig(space=space, data=data, device=device, target_ms=target_ms, reward=reward_kind, exponent=exponent,
                        strategy=strategy, trials=trials, epochs=epochs, batch_size=batch_size, lr=lr, precision=precision,
@@ -198,6 +203,9 @@ def _show_summary(s: dict[str, Any]) -> None:
     if s.get("considered", s["trials"]) > s["trials"]:
         out.print(f"{s['considered']} candidates considered: {s['considered'] - s['trials']} more ranked by "
                   "predicted latency and not picked (screened.jsonl)")
+    if s.get("failed_reason"):
+        out.print(f"{s['status'].get('failed', 0)} trials failed (trials.jsonl says why); the first: "
+                  f"{s['failed_reason']}", markup=False)
     out.print(f"statuses: {', '.join(f'{k} {v}' for k, v in sorted(s['status'].items()))}; "
               f"{s.get('trained', 0)} trained, {s.get('measured', 0)} measured ({s.get('latency', 'measured')} latency); "
               f"trial time {s['trial_wall_s']:.0f} s")

@@ -16,7 +16,7 @@ from odml.cli.common import err, handle_errors, out, print_json
 @handle_errors
 def train_cmd(
     model: str = typer.Argument(..., help="A zoo name (see 'odml zoo list') or a spec JSON file."),
-    data: Optional[str] = typer.Option(None, "--data", help="'digits' (embedded, the default), a folder of class subfolders, or an .npz with x and y; text models: a .tsv/.csv; blazepose: 'synthetic' (the default) or a COCO-style keypoint .json."),
+    data: Optional[str] = typer.Option(None, "--data", help="'digits' (embedded, the default) or 'shapes' (generated figures in clutter), a folder of class subfolders, or an .npz with x and y; text models: a .tsv/.csv; blazepose: 'synthetic' (the default) or a COCO-style keypoint .json."),
     epochs: int = typer.Option(5, "--epochs", min=1, help="Training epochs."),
     out_path: Path = typer.Option(..., "--out", help="Where to save the trained model (.keras or .h5)."),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="Input size N or HxW (images are resized to it)."),

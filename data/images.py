@@ -1,7 +1,9 @@
 """Image-classification data: a folder of class subfolders (the conventions of
 Keras' ``image_dataset_from_directory``), an ``.npz`` with ``x`` and ``y``, or
 the embedded default ``digits`` (scikit-learn's 1,797 real 8x8 handwritten
-digits, upscaled), so the main job needs no download.
+digits, upscaled), so the main job needs no download, or the generated
+``shapes`` (data/shapes.py: ten classes of figures in clutter, a proxy task
+that small models do not saturate).
 
 Images are held as uint8 arrays at the model's input size (images of other
 sizes are resized); models read float32 in [0, 1]. The train/validation split
@@ -20,7 +22,7 @@ import numpy as np
 from odml.errors import DataError
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
-EMBEDDED = ("digits",)
+EMBEDDED = ("digits", "shapes")  # and shapes:N
 
 
 @dataclass
@@ -182,6 +184,29 @@ def load_digits(size: tuple[int, int], channels: int = 3, val_fraction: float = 
                         [f"scikit-learn digits: 1797 8x8 images upscaled to {size[0]}x{size[1]}"])
 
 
+def load_shapes(source: str, size: tuple[int, int], channels: int = 3, val_fraction: float = 0.2,
+                seed: int = 0) -> ImageDataset:
+    """``shapes`` or ``shapes:N``: the generated figures-in-clutter set
+    (data/shapes.py), drawn at the model's input size."""
+    from odml.data.shapes import CLASSES, DEFAULT_COUNT, generate
+
+    n = DEFAULT_COUNT
+    if source != "shapes":
+        text = source.split(":", 1)[1]
+        if not text.isdigit() or not 100 <= int(text) <= 500_000:
+            raise DataError(f"--data {source}: shapes:N takes a number of images from 100 to 500000")
+        n = int(text)
+    h, w = size
+    x, y = generate(n, max(h, w))
+    if h != w:
+        x = _resize_all(x, size, 3)
+    if channels == 1:
+        x = np.round(x.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).astype(np.uint8)[..., None]
+    tr, va = stratified_split(y, val_fraction, seed)
+    return ImageDataset(x[tr], y[tr], x[va], y[va], list(CLASSES), source,
+                        [f"generated: {n} figures in clutter, {len(CLASSES)} classes, at {h}x{w}"])
+
+
 def load_npz(path: Path, size: tuple[int, int], channels: int = 3, val_fraction: float = 0.2, seed: int = 0) -> ImageDataset:
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -323,13 +348,15 @@ def _load(source: str, size: tuple[int, int], channels: int, val_fraction: float
 
 def _read(source: str, size: tuple[int, int], channels: int, val_fraction: float, seed: int,
           progress: Callable[[int, int], None] | None) -> ImageDataset:
-    if source in EMBEDDED:
+    if source == "digits":
         return load_digits(size, channels, val_fraction, seed)
+    if source == "shapes" or source.startswith("shapes:"):
+        return load_shapes(source, size, channels, val_fraction, seed)
     p = Path(source)
     if p.suffix.lower() == ".npz":
         if not p.is_file():
             raise DataError(f"{p}: .npz file not found")
         return load_npz(p, size, channels, val_fraction, seed)
     if p.is_file():
-        raise DataError(f"{p}: not an image dataset (expected a folder of class subfolders, an .npz, or 'digits')")
+        raise DataError(f"{p}: not an image dataset (expected a folder of class subfolders, an .npz, 'digits' or 'shapes')")
     return load_folder(p, size, channels, val_fraction, seed, progress)

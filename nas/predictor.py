@@ -123,7 +123,7 @@ def design_units(sp: SearchSpace, seed: int, classes: int):
     combination of type, kernel, expansion and group choice once per round
     in a shuffled order, each with its widths drawn from the space; every
     head per round. The resolution of each unit is the one its stage sees."""
-    from odml.nas.space import _group_tokens, _groups_for
+    from odml.nas.space import _groups_for
     from odml.zoo.spec import Block, _conv_out
 
     rng = random.Random(f"design-{seed}")
@@ -139,12 +139,7 @@ def design_units(sp: SearchSpace, seed: int, classes: int):
                 if not first and max(st.depth) < 2:
                     continue
                 positions = [j for j in range(max(st.depth)) if (j == 0) == first]
-                combos = []
-                for j in positions[:1]:
-                    c = st.at(j)
-                    for t in c.type:
-                        toks = _group_tokens(c) if t in ("ibn_gc", "ibn_grouped") else [1]
-                        combos += [(t, k, e, g) for k in c.kernel for e in c.expansion for g in toks]
+                combos = list(st.at(positions[0]).combos()) if positions else []
                 rng.shuffle(combos)
                 for t, k, e, g in combos:
                     cin = rng.choice(prev if first else own)

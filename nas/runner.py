@@ -42,12 +42,14 @@ from odml.runfolder import RunFolder
 from odml.nas.reward import check_reward, reward
 from odml.nas.space import SearchSpace, load_space
 
-STRATEGIES = ("evolution", "random", "bayesian", "hyperband")
+STRATEGIES = ("evolution", "random", "bayesian", "hyperband", "oneshot")
 LATENCY = ("measured", "predicted", "hybrid")
 SCHEMA = 1
 TRIALS = "trials.jsonl"
 FRONT_MEASURED = "front_measured.jsonl"
 SCREENED = "screened.jsonl"
+FAILURES = "failures.jsonl"
+MAX_FAILURES = 10  # consecutive failed trials before the search stops, saying why
 SETTINGS = "search.json"
 ROLES = ("single", "chief", "worker")
 
@@ -125,7 +127,8 @@ def _check_config(cfg: SearchConfig) -> tuple[SearchSpace, float, Any]:
         raise SearchError(f"--latency {cfg.latency!r}: choose one of {', '.join(LATENCY)}")
     if cfg.latency != "measured" and not cfg.promising > 1:
         raise SearchError(f"--promising {cfg.promising:g}: must be greater than 1 (a multiple of the target)")
-    if cfg.latency != "measured" and cfg.predictor is None and not cfg.calibrate_minutes > 0:
+    if (cfg.latency != "measured" or cfg.strategy == "oneshot") and cfg.predictor is None \
+            and not cfg.calibrate_minutes > 0:
         raise SearchError(f"--calibrate-minutes {cfg.calibrate_minutes:g}: must be greater than 0")
     if cfg.screen is not None and cfg.screen != 1:
         if cfg.screen < 1:
@@ -143,7 +146,11 @@ def _check_config(cfg: SearchConfig) -> tuple[SearchSpace, float, Any]:
             raise SearchError(f"--input-size {cfg.input_size}: at least 8")
         space.input_size = cfg.input_size
     device = parse_device(cfg.device, cfg.benchmark_binary, compile=True)
-    if cfg.latency != "measured" and cfg.predictor is not None:
+    if cfg.strategy == "oneshot" and any(t == "ibn_grouped" for st in space.stages for j in range(max(st.depth))
+                                         for t in st.at(j).type):
+        raise SearchError(f"--strategy oneshot: space {space.name} has ibn_grouped blocks, which the supernet does "
+                          "not share weights for yet; use --strategy evolution")
+    if (cfg.latency != "measured" or cfg.strategy == "oneshot") and cfg.predictor is not None:
         from odml.nas.predictor import load_predictor
 
         load_predictor(cfg.predictor).check(device, space, cfg.precision, cfg.threads, "interpreter", cfg.statistic)
@@ -196,9 +203,20 @@ class Evaluator:
             if r["trial_id"] == trial_id:  # finished before an interruption: answer from the record
                 return dict(r["metrics"])
         epochs = int(values.get("tuner/epochs", cfg.epochs))
-        spec = sp.decode({k: v for k, v in values.items() if not k.startswith("tuner/")}, self.p.data.num_classes,
-                         name=f"trial_{trial_id}")
-        return self.evaluate(spec, epochs, recs, trial_id)
+        t0 = time.perf_counter()
+        try:
+            spec = sp.decode({k: v for k, v in values.items() if not k.startswith("tuner/")},
+                             self.p.data.num_classes, name=f"trial_{trial_id}")
+            return self.evaluate(spec, epochs, recs, trial_id)
+        except Exception as e:  # noqa: BLE001 - a candidate that cannot be built, converted, measured or trained
+            why = f"{type(e).__name__}: {' '.join(str(e).split())}"[:300]
+            if not isinstance(e, OdmlError):
+                why = f"internal error: {why}"
+            append_jsonl(self.p.out / FAILURES, {"trial_id": trial_id, "reason": why})
+            est = cfg.reject_factor * cfg.target_ms
+            return {"failed": 1.0, "rejected": 5.0, "accuracy": 0.0, "latency_ms": est, "latency_measured": 0.0,
+                    "epochs": float(epochs), "wall_s": time.perf_counter() - t0,
+                    "reward": reward(cfg.reward, 0.0, est, cfg.target_ms, self.p.exponent)}
 
     def evaluate(self, spec, epochs: int, recs: list[dict[str, Any]] | None = None,
                  label: str = "") -> dict[str, float]:
@@ -315,18 +333,29 @@ def _recording(base: type, p: Prepared, listener: Callable[[dict[str, Any]], Non
 
 def _record(p: Prepared, trial_id: str, values: dict[str, Any], metrics: dict[str, float]) -> dict[str, Any]:
     vals = {k: v for k, v in values.items() if not k.startswith("tuner/")}
-    spec = p.space.decode(vals, p.data.num_classes, name=f"trial_{trial_id}")
     dev = p.device
-    _key = arch_key
+    try:
+        spec = p.space.decode(vals, p.data.num_classes, name=f"trial_{trial_id}")
+        line, key, params, macs = spec.to_line(), arch_key(spec, dev, p.cfg.precision, p.cfg.threads), spec.params, \
+            spec.macs
+    except OdmlError:  # a failed trial whose values do not decode (its reason says so)
+        line, key, params, macs = None, None, None, None
+    failed = bool(metrics.get("failed"))
+    reason = None
+    if failed:
+        reason = next((r["reason"] for r in reversed(read_jsonl(p.out / FAILURES)) if r["trial_id"] == trial_id),
+                      "failed (no reason recorded)")
     return {
-        "trial_id": trial_id, "line": spec.to_line(), "values": values, "metrics": metrics,
-        "arch_key": _key(spec, dev, p.cfg.precision, p.cfg.threads), "device": dev.label,
+        "trial_id": trial_id, "line": line, "values": values, "metrics": metrics,
+        "arch_key": key, "device": dev.label,
         "reward": metrics.get("reward"), "accuracy": metrics.get("accuracy"), "latency_ms": metrics.get("latency_ms"),
         "latency_source": ("measured" if metrics.get("latency_measured", 1.0) else
                            "predicted" if "latency_predicted_ms" in metrics else "bound"),
         "latency_predicted_ms": metrics.get("latency_predicted_ms"),
-        "params": spec.params, "macs": spec.macs, "wall_s": metrics.get("wall_s"),
-        "status": "rejected" if metrics.get("rejected") else ("stopped_early" if metrics.get("stopped_early") else "completed"),
+        "params": params, "macs": macs, "wall_s": metrics.get("wall_s"),
+        "status": "failed" if failed else "rejected" if metrics.get("rejected") else (
+            "stopped_early" if metrics.get("stopped_early") else "completed"),
+        **({"reason": reason} if failed else {}),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
 
@@ -467,14 +496,21 @@ def _screener(p: Prepared) -> Callable[[str, list[dict[str, Any]]], int] | None:
 
 
 def considered(out: Path, recs: list[dict[str, Any]]) -> int:
-    """Candidates the search looked at: its trials, and the children that
-    screening ranked and did not pick (each trial's last screening counts)."""
+    """Candidates the search looked at: its trials, the children that
+    screening ranked and did not pick (each trial's last screening counts),
+    and the distinct paths a one-shot controller sampled."""
     extra = {r["trial_id"]: len(r["candidates"]) - 1 for r in read_jsonl(out / SCREENED)}
-    return len(recs) + sum(extra.values())
+    oneshot = read_jsonl(out / "oneshot" / "log.jsonl")
+    paths = max(0, oneshot[-1]["paths_considered"] - 1) if oneshot else 0
+    return len(recs) + sum(extra.values()) + paths
 
 
 class _BudgetSpent(Exception):
     """--max-minutes has passed: no new trial is started."""
+
+
+class _Failing(Exception):
+    """The last MAX_FAILURES trials all failed: the search stops."""
 
 
 def atomic_tuner_files() -> None:
@@ -511,6 +547,9 @@ def make_tuner(p: Prepared, evaluator: Evaluator, oracle: Any):
             budget = p.cfg.max_minutes
             if budget is not None and time.perf_counter() - self.started > budget * 60:
                 raise _BudgetSpent()
+            last = read_jsonl(p.out / TRIALS)[-MAX_FAILURES:]
+            if len(last) == MAX_FAILURES and all(r["status"] == "failed" for r in last):
+                raise _Failing(last[-1].get("reason", "failed"))
 
         def run_trial(self, trial, *args, **kwargs):
             try:
@@ -577,6 +616,8 @@ def _search(p: Prepared, role: str, listener: Callable[[dict[str, Any]], None] |
                          calibration=to_float(p.data.x_train[:16]), statistic=p.cfg.statistic)
     p.predictor = _predictor(p, on_phase)
     evaluator = Evaluator(p, meter, on_phase)
+    if p.cfg.strategy == "oneshot":
+        return _oneshot(p, evaluator, listener, on_phase)
     oracle = make_oracle(p, listener)
     tuner = make_tuner(p, evaluator, oracle)
     t0 = time.perf_counter()
@@ -586,6 +627,10 @@ def _search(p: Prepared, role: str, listener: Callable[[dict[str, Any]], None] |
             tuner.search(verbose=0)
         except _BudgetSpent:
             pass
+        except _Failing as e:
+            if all(r["status"] == "failed" for r in read_jsonl(p.out / TRIALS)):
+                raise SearchError(f"{p.out}: no candidate could be evaluated: the first {MAX_FAILURES} trials all "
+                                  f"failed (recorded in trials.jsonl); the last: {e}") from None
     wall = time.perf_counter() - t0
     if role == "worker":
         return {"role": "worker", "tuner_id": os.environ.get("KERASTUNER_TUNER_ID"), "trained": evaluator.trained_here,
@@ -593,11 +638,31 @@ def _search(p: Prepared, role: str, listener: Callable[[dict[str, Any]], None] |
     return finish(p)
 
 
+def _oneshot(p: Prepared, evaluator: Evaluator, listener: Callable[[dict[str, Any]], None] | None,
+             on_phase: Callable[[str], None] | None) -> dict[str, Any]:
+    """--strategy oneshot: the supernet and its controller (nas/oneshot.py),
+    then the controller's architecture trained standalone, measured and
+    recorded as the run's trial."""
+    from odml.nas.oneshot import search_oneshot
+
+    if not any(r["trial_id"] == "oneshot" for r in read_jsonl(p.out / TRIALS)):
+        res = search_oneshot(p, p.predictor.predict, on_phase or (lambda s: None))
+        if on_phase:
+            on_phase("one-shot: training the architecture found standalone")
+        metrics = evaluator.evaluate(res["spec"], p.cfg.epochs, label="oneshot")
+        rec = _record(p, "oneshot", res["values"], metrics)
+        append_jsonl(p.out / TRIALS, rec)
+        if listener:
+            listener(rec)
+    return finish(p)
+
+
 def _predictor(p: Prepared, on_phase: Callable[[str], None] | None) -> Any:
-    """The predictor of a predicted or hybrid search: the file given, or one
-    calibrated first into OUT/calibration (resumed like the search)."""
+    """The predictor of a predicted or hybrid search, and of the one-shot
+    strategy (it predicts every path the controller samples): the file given,
+    or one calibrated first into OUT/calibration (resumed like the search)."""
     cfg = p.cfg
-    if cfg.latency == "measured":
+    if cfg.latency == "measured" and cfg.strategy != "oneshot":
         return None
     from odml.nas.predictor import CalibrationConfig, calibrate, load_predictor
 
@@ -611,7 +676,7 @@ def _predictor(p: Prepared, on_phase: Callable[[str], None] | None) -> Any:
     pred = load_predictor(path).check(p.device, p.space, cfg.precision, cfg.threads, "interpreter", cfg.statistic)
     if cfg.latency == "hybrid":  # a resumed search refits with what it measured before
         for r in read_jsonl(p.out / TRIALS):
-            if r["status"] != "rejected" and r.get("latency_source") == "measured" \
+            if not r["metrics"].get("rejected") and r.get("latency_source") == "measured" \
                     and not r["metrics"].get("latency_cached"):
                 spec = p.space.decode({k: v for k, v in r["values"].items() if not k.startswith("tuner/")},
                                       p.data.num_classes)
@@ -624,7 +689,7 @@ def _measure_front(p: Prepared, recs: list[dict[str, Any]]) -> list[dict[str, An
     the predicted front, measured on the device (FRONT_MEASURED), so that
     the front's points are measured figures; the records as the front sees
     them."""
-    trained = [r for r in recs if r["status"] != "rejected"]
+    trained = [r for r in recs if not r["metrics"].get("rejected")]
     if all(r.get("latency_source", "measured") == "measured" for r in trained):
         return trained
     known = {r["trial_id"]: r for r in read_jsonl(p.out / FRONT_MEASURED)}
@@ -658,12 +723,15 @@ def finish(p: Prepared, baselines: list[dict[str, Any]] | None = None) -> dict[s
     recs = read_jsonl(p.out / TRIALS)
     if not recs:
         raise SearchError(f"{p.out}: no trial finished")
+    if all(r["status"] == "failed" for r in recs):
+        raise SearchError(f"{p.out}: no candidate could be evaluated: all {len(recs)} trials failed; the last: "
+                          f"{recs[-1].get('reason', 'failed')}")
     measured = _measure_front(p, recs)
     front = pareto_front(measured) if measured else []
     if p.cfg.latency == "predicted" and measured:  # the best by measured figures
         by_id = {r["trial_id"]: r for r in measured}
         recs = [by_id.get(r["trial_id"], r) for r in recs]
-    best = max(recs, key=lambda r: r["reward"])
+    best = max((r for r in recs if r["status"] != "failed"), key=lambda r: r["reward"])
     spec = p.space.decode({k: v for k, v in best["values"].items() if not k.startswith("tuner/")},
                           p.data.num_classes, name=f"{p.space.name}_best")
     _write_json(p.out / "best_spec.json", spec.to_dict())
@@ -680,10 +748,11 @@ def finish(p: Prepared, baselines: list[dict[str, Any]] | None = None) -> dict[s
         "strategy": p.cfg.strategy, "device": p.device.label, "precision": p.cfg.precision,
         "reward": p.cfg.reward, "exponent": p.exponent, "target_ms": p.cfg.target_ms,
         "trials": len(recs), "considered": considered(p.out, recs), "status": status_counts,
+        "failed_reason": next((r.get("reason") for r in recs if r["status"] == "failed"), None),
         "latency": p.cfg.latency,
-        "trained": sum(1 for r in recs if r["status"] != "rejected" and not r["metrics"].get("duplicate")),
+        "trained": sum(1 for r in recs if not r["metrics"].get("rejected") and not r["metrics"].get("duplicate")),
         "measured": sum(1 for r in recs if r.get("latency_source", "measured") == "measured"
-                        and r["status"] != "rejected"),
+                        and not r["metrics"].get("rejected")),
         "trial_wall_s": round(sum(r.get("wall_s") or 0 for r in recs), 1),
         "best": {**_brief(best), "spec": str(p.out / "best_spec.json")},
         "pareto": [_brief(r) for r in front],

@@ -17,10 +17,14 @@ A space is a JSON or YAML document::
           kernel: [3, 5]
           expansion: [2, 4, 6]
           groups: [2, 4]         # GC-IBN group count (or group_size: [64] as in the Model Garden)
+          ibn_gc: {expansion: [4, 6]}  # a type's own choices (the others keep the ones above)
         positions:               # optional per-position overrides, by index
           - {expansion: [8]}
 
-The first block of a stage carries its stride; all blocks of a stage output
+Each block position is one hyperparameter whose values are its valid block
+choices (``gc_k3_e4_g2``, ``dw_k5_e6``): the product of each type's choices,
+less any the spec language rejects, so that every sampler and mutation draws
+valid architectures only and the size counts valid ones. The first block of a stage carries its stride; all blocks of a stage output
 its channels, and a block has a residual when its input and output match.
 Every choice becomes one keras-tuner hyperparameter (fixed ones are left out),
 so any oracle can sample the space; ``decode`` turns sampled values into a
@@ -55,12 +59,55 @@ class Choices:
     expansion: list[float]
     groups: list[int] = field(default_factory=list)  # explicit GC-IBN group counts ...
     group_size: list[int] = field(default_factory=list)  # ... or channels per group (fitted per block)
+    by_type: dict[str, "Choices"] = field(default_factory=dict)  # a block type's own kernels, expansions, groups
+    _combos: list | None = field(default=None, init=False, repr=False, compare=False)
+
+    def of(self, t: str) -> "Choices":
+        """The choices a block of type ``t`` has (its own where the space says so)."""
+        return self.by_type.get(t, self)
+
+    def combos(self) -> list[tuple[str, int, float, Any]]:
+        """Every valid (type, kernel, expansion, group token) of a block here:
+        the product of each type's choices, less what the spec language
+        rejects whatever the channels (an ibn_gc of expansion 1, for one).
+        One hyperparameter of the search holds them, so that no sampler,
+        mutation or oracle can draw an invalid block."""
+        if self._combos is not None:
+            return self._combos
+        out = []
+        for t in self.type:
+            c = self.of(t)
+            grouped = t in ("ibn_gc", "ibn_grouped")
+            for k in c.kernel:
+                for e in c.expansion:
+                    for g in (_group_tokens(c) if grouped else [1]):
+                        if _block_ok(t, k, e, g):
+                            out.append((t, k, e, g))
+        self._combos = out
+        return out
 
     def count(self) -> int:
-        per_type = 0
-        for t in self.type:
-            per_type += max(1, len(self.groups) + len(self.group_size)) if t in ("ibn_gc", "ibn_grouped") else 1
-        return per_type * len(self.kernel) * len(self.expansion)
+        return len(self.combos())
+
+
+def block_token(combo: tuple[str, int, float, Any]) -> str:
+    """A block choice as one hyperparameter value: gc_k3_e4_g2, dw_k5_e6, gc_k3_e4_size64."""
+    t, k, e, g = combo
+    tok = f"{t.replace('ibn_', '')}_k{k}_e{e:g}"
+    return tok + (f"_{g}" if str(g).startswith("size") else f"_g{g}") if t in ("ibn_gc", "ibn_grouped") else tok
+
+
+def _block_ok(t: str, k: int, e: float, g: Any) -> bool:
+    """Whether the spec language accepts this block for channels that every
+    group count divides (channel-dependent rules are check_groups')."""
+    from odml.zoo.spec import _validate_block
+
+    groups = 1 if str(g).startswith("size") else int(g)
+    try:
+        _validate_block(Block(type=t, kernel=k, expansion=e, stride=1, filters=8, groups=groups), 64 * groups, "")
+    except SpecError:
+        return False
+    return True
 
 
 @dataclass
@@ -108,12 +155,18 @@ class SearchSpace:
         for i, st in enumerate(self.stages):
             for j in range(max(st.depth)):
                 c = st.at(j)
+                combos = c.combos()
+                grouped = [c.of(t) for t in c.type if t in ("ibn_gc", "ibn_grouped")]
                 rows.append({
                     "stage": i, "position": j, "stride": st.stride if j == 0 else 1,
                     "filters": sorted({ch for ch, _, _ in st.channel_options()}),
                     "depth": st.depth, "optional": j >= min(st.depth),
-                    "type": c.type, "kernel": c.kernel, "expansion": c.expansion,
-                    "groups": c.groups, "group_size": c.group_size, "choices": c.count(),
+                    "type": c.type, "kernel": sorted({x[1] for x in combos}),
+                    "expansion": sorted({x[2] for x in combos}),
+                    "groups": sorted({g for x in grouped for g in x.groups}),
+                    "group_size": sorted({g for x in grouped for g in x.group_size}),
+                    "by_type": {t: _choice_dict(x) for t, x in c.by_type.items()},
+                    "choices": c.count(),
                 })
         size = self.size()
         return {
@@ -141,12 +194,7 @@ class SearchSpace:
             add(f"s{i}_mult", st.filter_mult)
             add(f"s{i}_depth", st.depth)
             for j in range(max(st.depth)):
-                c = st.at(j)
-                add(f"s{i}_b{j}_type", c.type)
-                add(f"s{i}_b{j}_kernel", c.kernel)
-                add(f"s{i}_b{j}_exp", c.expansion)
-                if any(t in ("ibn_gc", "ibn_grouped") for t in c.type):
-                    add(f"s{i}_b{j}_groups", _group_tokens(c))
+                add(f"s{i}_b{j}_block", [block_token(x) for x in st.at(j).combos()])
         return dims
 
     def declare(self, hp: Any) -> None:
@@ -169,13 +217,15 @@ class SearchSpace:
         for i, st in enumerate(self.stages):
             cout = round_filters(int(v(f"s{i}_filters", st.filters)), float(v(f"s{i}_mult", st.filter_mult)))
             for j in range(int(v(f"s{i}_depth", st.depth))):
-                c = st.at(j)
-                typ = v(f"s{i}_b{j}_type", c.type)
-                exp = v(f"s{i}_b{j}_exp", c.expansion)
-                b = Block(type=typ, kernel=int(v(f"s{i}_b{j}_kernel", c.kernel)), expansion=exp,
-                          stride=st.stride if j == 0 else 1, filters=cout)
+                combos = st.at(j).combos()
+                tok = values.get(f"s{i}_b{j}_block", block_token(combos[0]))
+                combo = next((x for x in combos if block_token(x) == tok), None)
+                if combo is None:
+                    raise SpaceError(f"space {self.name}: s{i}_b{j}_block {tok!r} is not one of its block choices")
+                typ, k, exp, g = combo
+                b = Block(type=typ, kernel=k, expansion=exp, stride=st.stride if j == 0 else 1, filters=cout)
                 if typ in ("ibn_gc", "ibn_grouped"):
-                    b.groups = _groups_for(v(f"s{i}_b{j}_groups", _group_tokens(c)), b, cin)
+                    b.groups = _groups_for(g, b, cin)
                 blocks.append(b)
                 cin = cout
         spec = ModelSpec(name=name, input_shape=(self.input_size, self.input_size, 3), num_classes=int(num_classes),
@@ -214,21 +264,16 @@ class SearchSpace:
                 vals: dict[str, Any] = {f"s{i}_filters": f, f"s{i}_mult": m, f"s{i}_depth": d}
                 c_in, ok = cin, True
                 for j, b in enumerate(part):
-                    c = st.at(j)
-                    if b.type not in c.type or b.kernel not in c.kernel or b.expansion not in c.expansion \
-                            or b.stride != (st.stride if j == 0 else 1) or b.se or not b.skip or b.activation:
+                    if b.stride != (st.stride if j == 0 else 1) or b.se or not b.skip or b.activation:
                         ok = False
                         break
-                    vals.update({f"s{i}_b{j}_type": b.type, f"s{i}_b{j}_kernel": b.kernel, f"s{i}_b{j}_exp": b.expansion})
-                    if b.type in ("ibn_gc", "ibn_grouped"):
-                        tok = next((t for t in _group_tokens(c) if _groups_for(t, b, c_in) == b.groups), None)
-                        if tok is None:
-                            ok = False
-                            break
-                        vals[f"s{i}_b{j}_groups"] = tok
-                    elif b.groups != 1:
+                    grouped = b.type in ("ibn_gc", "ibn_grouped")
+                    combo = next((x for x in st.at(j).combos() if x[:3] == (b.type, b.kernel, b.expansion)
+                                  and (_groups_for(x[3], b, c_in) if grouped else 1) == b.groups), None)
+                    if combo is None:
                         ok = False
                         break
+                    vals[f"s{i}_b{j}_block"] = block_token(combo)
                     c_in = b.filters
                 if ok:
                     rest = self._encode_stages(blocks, pos + d, ch, i + 1)
@@ -238,14 +283,7 @@ class SearchSpace:
 
     # ---- serialisation -----------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        def ch(c: Choices) -> dict[str, Any]:
-            d: dict[str, Any] = {"type": c.type, "kernel": c.kernel, "expansion": c.expansion}
-            if c.groups:
-                d["groups"] = c.groups
-            if c.group_size:
-                d["group_size"] = c.group_size
-            return d
-
+        ch = _choice_dict
         return {
             "schema": SCHEMA, "name": self.name, "description": self.description, "input_size": self.input_size,
             "activation": self.activation, "dropout": self.dropout,
@@ -258,6 +296,17 @@ class SearchSpace:
                 for st in self.stages
             ],
         }
+
+
+def _choice_dict(c: Choices) -> dict[str, Any]:
+    d: dict[str, Any] = {"type": c.type, "kernel": c.kernel, "expansion": c.expansion}
+    if c.groups:
+        d["groups"] = c.groups
+    if c.group_size:
+        d["group_size"] = c.group_size
+    for t, sub in c.by_type.items():
+        d[t] = {k: v for k, v in _choice_dict(sub).items() if k != "type"}
+    return d
 
 
 def _group_tokens(c: Choices) -> list:
@@ -315,8 +364,8 @@ def _check_keys(d: Any, known: tuple[str, ...], where: str) -> dict:
     return d
 
 
-def _choices(d: Any, where: str, base: Choices | None = None) -> Choices:
-    d = _check_keys(d, _CHOICE_KEYS, where)
+def _choices(d: Any, where: str, base: Choices | None = None, by_type: bool = True) -> Choices:
+    d = _check_keys(d, _CHOICE_KEYS + (BLOCK_TYPES if by_type else ()), where)
     c = Choices(
         type=_list(d, "type", str, where, base.type if base else None),
         kernel=_list(d, "kernel", int, where, base.kernel if base else None),
@@ -339,8 +388,21 @@ def _choices(d: Any, where: str, base: Choices | None = None) -> Choices:
     for g in c.groups + c.group_size:
         if g < 1:
             raise SpaceError(f"{where}: group choice {g} must be at least 1")
-    if any(t in ("ibn_gc", "ibn_grouped") for t in c.type) and not (c.groups or c.group_size):
+    own = {t: d[t] for t in BLOCK_TYPES if t in d} if by_type else {}
+    inherited = {t: x for t, x in (base.by_type.items() if base else ()) if t not in own and t in c.type}
+    for t, sub in own.items():  # a type's own choices: {ibn_gc: {expansion: [2, 4]}}
+        if t not in c.type:
+            raise SpaceError(f"{where}: choices given for {t}, which is not one of its types ({', '.join(c.type)})")
+        if not isinstance(sub, dict) or "type" in sub:
+            raise SpaceError(f"{where}: {t}: expected a mapping of kernel, expansion, groups or group_size")
+        parent = base.by_type.get(t, c) if base else c
+        c.by_type[t] = _choices({**sub, "type": [t]}, f"{where}: {t}", parent, by_type=False)
+    c.by_type.update(inherited)
+    if any(c.of(t).groups == [] and c.of(t).group_size == [] for t in c.type if t in ("ibn_gc", "ibn_grouped")):
         raise SpaceError(f"{where}: ibn_gc needs 'groups' (counts) or 'group_size' choices")
+    if by_type and not c.combos():
+        raise SpaceError(f"{where}: no valid block: every combination of its types, kernels and expansions is "
+                         "rejected by the spec language (ibn_gc needs an expansion other than 1)")
     return c
 
 
@@ -396,17 +458,15 @@ def check_groups(sp: SearchSpace, where: str) -> None:
         own = [(ch, f"filters {f} x filter_mult {m:g}") for ch, f, m in st.channel_options()]
         for j in range(max(st.depth)):
             c = st.at(j)
-            if not any(t in ("ibn_gc", "ibn_grouped") for t in c.type):
-                continue
-            for g in c.groups:
+            for t, _k, e, g in c.combos():
+                if t not in ("ibn_gc", "ibn_grouped") or str(g).startswith("size"):
+                    continue
                 for cin, why in (prev if j == 0 else own):
-                    for e in c.expansion:
-                        cexp = int(round(cin * e))
-                        bad = [n for n, what in ((cin, "input"), (cexp, "expanded")) if n % g]
-                        if ("ibn_gc" in c.type and bad) or ("ibn_grouped" in c.type and cexp % g):
-                            raise SpaceError(
-                                f"{where}: stage {i} block {j}: group count {g} does not divide the "
-                                f"{cin} input / {cexp} expanded channels ({why}, expansion {e:g})")
+                    cexp = int(round(cin * e))
+                    if (t == "ibn_gc" and (cin % g or cexp % g)) or cexp % g:
+                        raise SpaceError(
+                            f"{where}: stage {i} block {j}: {t} group count {g} does not divide the "
+                            f"{cin} input / {cexp} expanded channels ({why}, expansion {e:g})")
         prev = own
 
 
@@ -434,7 +494,8 @@ def edgetpu_v2_space() -> SearchSpace:
     released tiny, xs, s, m and l are points of it."""
     from odml.zoo.families.ibn import V2_GROUPS, V2_SIZES
 
-    free = {"type": _ALL_TYPES, "kernel": [3, 5, 7], "expansion": [1, 2, 4, 6, 8], "group_size": [64, 128]}
+    free = {"type": _ALL_TYPES, "kernel": [3, 5, 7], "expansion": [1, 2, 4, 6, 8], "group_size": [64, 128],
+            "ibn_gc": {"expansion": [2, 4, 6, 8]}}  # a GC-IBN's k x k expansion conv is its group conv
     depth_choices = [[1], [1, 2, 3], [2, 3, 4, 5], [2, 3, 4, 5], [2, 3, 4, 5], [2, 3, 4, 5], [1, 2]]
     stages = []
     for gi, group in enumerate(V2_GROUPS):

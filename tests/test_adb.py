@@ -251,3 +251,45 @@ def test_calibration_when_the_phone_goes_away(cli, tmp_path, adb_env):
         kept = read_jsonl(out / "measurements.jsonl")
         assert len(kept) == 3 and all(k["median_ms"] > 0 for k in kept)
         assert not (out / "predictor.json").exists()
+
+
+@needs_adb
+def test_failed_trials_are_recorded_and_the_search_goes_on(cli, tmp_path, adb_env):
+    """A phone whose benchmark_model fails on some models (an op its runtime
+    lacks): each such trial is recorded as failed with its reason, no
+    traceback, and the search goes on; when every model fails, one line,
+    exit 2."""
+    import json
+
+    from test_search import TINY
+
+    from odml.files import read_jsonl
+
+    space = tmp_path / "tiny.json"
+    space.write_text(json.dumps(TINY))
+    flaky = tmp_path / "flaky_benchmark_model"  # fails on every other run, as a phone lacking an op would
+    count = tmp_path / "count"
+    flaky.write_text(f"#!/bin/sh\nn=$(cat {count} 2>/dev/null || echo 0); echo $((n+1)) > {count}\n"
+                     f"if [ $((n % 2)) -eq 0 ]; then echo \"ERROR: Didn't find op for builtin opcode 'CONV_2D'\"; "
+                     f"exit 1; fi\nexec {adb_env['binary']} \"$@\"\n")
+    flaky.chmod(0o755)
+    broken = tmp_path / "broken_benchmark_model"
+    broken.write_text("#!/bin/sh\necho \"ERROR: Didn't find op for builtin opcode 'CONV_2D'\"\nexit 1\n")
+    broken.chmod(0o755)
+    with StandInDevice(tmp_path / "phone") as dev:
+        _connect(dev, adb_env["port"])
+        common = ("search", "--space", space, "--device", f"adb:{dev.serial}", "--target-ms", "0.05", "--trials",
+                  "4", "--epochs", "1", "--runs", "5", "--strategy", "random")
+        r = cli(*common, "--benchmark-binary", flaky, "--out", tmp_path / "some", "--json")
+        assert r.exit_code == 0, r.stderr
+        assert "Traceback" not in r.stderr and "FailedTrialError" not in r.stderr
+        recs = read_jsonl(tmp_path / "some" / "trials.jsonl")
+        failed = [x for x in recs if x["status"] == "failed"]
+        assert len(recs) == 4 and 1 <= len(failed) < 4
+        assert all("CONV_2D" in x["reason"] for x in failed)
+        s = r.json()["search"]
+        assert s["status"]["failed"] == len(failed) and s["best"]["trial_id"] not in {x["trial_id"] for x in failed}
+        r = cli(*common, "--benchmark-binary", broken, "--out", tmp_path / "none")
+        assert_one_line_error(r, "no candidate could be evaluated", "CONV_2D")
+        assert "Traceback" not in r.stderr
+        assert all(x["status"] == "failed" for x in read_jsonl(tmp_path / "none" / "trials.jsonl"))

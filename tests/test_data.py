@@ -95,3 +95,36 @@ def test_npz(tmp_path):
     np.savez(tmp_path / "range.npz", x=x * 7, y=y)
     with pytest.raises(DataError, match=r"\[0, 1\]"):
         load_images(str(tmp_path / "range.npz"), (16, 16))
+
+
+@pytest.mark.fast
+def test_shapes_is_generated_deterministic_balanced_and_not_trivial():
+    """The generated proxy task: the same images whatever the count or the
+    split seed, ten balanced classes, and not separable from raw pixels by a
+    linear model (colour and position say nothing of the class)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from odml.data.images import load_images
+    from odml.data.shapes import CLASSES, generate
+
+    x, y = generate(400, 16)
+    x2, _ = generate(100, 16)
+    assert np.array_equal(x[:100], x2) and np.bincount(y).tolist() == [40] * 10
+    a = load_images("shapes:1000", (16, 16), seed=0)
+    b = load_images("shapes:1000", (16, 16), seed=1)
+    assert a.class_names == list(CLASSES) and a.num_classes == 10 and a.x_train.shape[1:] == (16, 16, 3)
+    assert np.array_equal(np.sort(np.concatenate([a.y_train, a.y_val])), np.sort(np.concatenate([b.y_train, b.y_val])))
+    assert not np.array_equal(a.y_val, b.y_val)  # the split follows --seed, the images do not
+    g = load_images("shapes:200", (12, 20), channels=1)
+    assert g.x_train.shape[1:] == (12, 20, 1)
+    lin = LogisticRegression(max_iter=300).fit(a.x_train.reshape(len(a.x_train), -1) / 255.0, a.y_train)
+    assert lin.score(a.x_val.reshape(len(a.x_val), -1) / 255.0, a.y_val) < 0.4  # chance is 0.1
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("bad", ["shapes:abc", "shapes:10", "shapes:"])
+def test_shapes_count_must_be_a_number(cli, bad):
+    from helpers import assert_one_line_error
+
+    assert_one_line_error(cli("train", "mobilenet_edgetpu_v2_tiny", "--data", bad, "--epochs", "1", "--out", "x.keras"),
+                          "shapes:N takes a number of images")

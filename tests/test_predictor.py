@@ -335,3 +335,72 @@ def test_search_screens_children_by_prediction(cli, calibrated, tmp_path):
         assert_one_line_error(cli("search", "--space", calibrated["space"], "--target-ms", "0.02", "--screen", "4",
                                   *extra, "--out", tmp_path / "x"), "--screen 4")
     assert not (tmp_path / "x").exists()
+
+
+# ---- one-shot search ---------------------------------------------------------------------
+def test_supernet_masks_what_a_path_does_not_use(calibrated):
+    """The supernet set to a narrow path computes the same whatever the
+    weights of the channels and kernel taps the path leaves out hold: a
+    smaller kernel is the centre of the largest, a narrower width the first
+    channels."""
+    import numpy as np
+
+    from odml.nas.oneshot import Supernet
+    from odml.nas.space import load_space
+
+    sp = load_space(str(calibrated["space"]))
+    net = Supernet(sp, 10, seed=0)
+    values = {k: v[0] for k, v in sp.dimensions().items()}  # the first choice everywhere: the narrowest widths
+    values.update({k: next(t for t in v if t.startswith("dw_k3")) for k, v in sp.dimensions().items()
+                   if k.endswith("_block") and any(t.startswith("dw_k3") for t in v)})
+    spec = sp.decode(values, 10)
+    net.configure(spec, values)
+    x = np.random.default_rng(0).uniform(0, 1, (4, sp.input_size, sp.input_size, 3)).astype(np.float32)
+    before = net(x).numpy()
+    stage1 = spec.blocks[-1].filters
+    changed = 0
+    for name, w in net.weights.items():
+        a = w.numpy().copy()
+        if name.startswith("s1b") and name.endswith("/p") and a.shape[-1] > stage1:  # projections: unused widths
+            a[..., stage1:] += 5.0
+            changed += 1
+        if name.endswith("ibn_dw/d") and a.shape[0] == 5:  # a 3x3 path in a 5x5 kernel: the outer ring
+            a[0], a[-1], a[:, 0], a[:, -1] = 7.0, 7.0, 7.0, 7.0
+            changed += 1
+        w.assign(a)
+    assert changed >= 2
+    np.testing.assert_allclose(net(x).numpy(), before, rtol=1e-4, atol=1e-4)
+    wide = {k: v[-1] for k, v in sp.dimensions().items()}  # and a wider path sees those weights
+    net.configure(sp.decode(wide, 10), wide)
+    assert not np.allclose(net(x).numpy(), before, atol=1e-3)
+
+
+def test_oneshot_search_end_to_end_and_resumes_after_kill_9(calibrated, tmp_path):
+    """--strategy oneshot: the supernet and controller train for --epochs
+    (one log line per epoch, state saved after each), the controller's
+    architecture is trained standalone, measured and recorded; killed with
+    SIGKILL after its first epoch, the same command resumes there."""
+    pred_file = calibrated["out"] / "predictor.json"
+    out = tmp_path / "os"
+    args = [sys.executable, "-c", "from odml.cli.app import main; main()", "search", "--space",
+            str(calibrated["space"]), "--strategy", "oneshot", "--predictor", str(pred_file), "--target-ms", "0.01",
+            "--epochs", "3", "--runs", "10", "--out", str(out), "--json"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(read_jsonl(out / "oneshot" / "log.jsonl")) < 1:
+        time.sleep(0.1)
+        assert proc.poll() is None, proc.communicate()
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(read_jsonl(out / "oneshot" / "log.jsonl"))
+    assert 1 <= done < 3 and not (out / "trials.jsonl").exists()
+    r = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    log = read_jsonl(out / "oneshot" / "log.jsonl")
+    assert [x["epoch"] for x in log] == [1, 2, 3]  # none lost, none trained twice
+    assert log[-1]["paths_considered"] > log[0]["paths_considered"] > 1
+    recs = read_jsonl(out / "trials.jsonl")
+    assert len(recs) == 1 and recs[0]["trial_id"] == "oneshot" and recs[0]["line"] == log[-1]["line"]
+    assert recs[0]["latency_source"] == "measured" and recs[0]["accuracy"] > 0.1
+    s = json.loads(r.stdout)["search"]
+    assert s["strategy"] == "oneshot" and s["reward"] == "abs" and s["considered"] == log[-1]["paths_considered"]

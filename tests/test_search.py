@@ -3,6 +3,7 @@ after kill -9, and keras-tuner's chief/worker mode on loopback."""
 
 import itertools
 import json
+import random
 import math
 import os
 import signal
@@ -71,6 +72,62 @@ def test_space_size_counts_distinct_architectures():
     assert sp.size() == len(lines) == 4 * 40
 
 
+CONSTRAINED = {
+    "name": "constrained", "input_size": 32,
+    "stem": {"filters": [16], "kernel": [3], "stride": 2},
+    "head": {"filters": [64]},
+    "stages": [
+        {"stride": 2, "filters": [24], "filter_mult": [0.5, 1.0], "depth": [1, 2],
+         "choices": {"type": ["ibn_dw", "ibn_gc"], "kernel": [3, 5], "expansion": [1, 2, 4], "groups": [2, 4],
+                     "ibn_gc": {"expansion": [4], "kernel": [3]}}},
+        {"stride": 2, "filters": [32], "depth": [1, 2],
+         "choices": {"type": ["ibn_fused", "ibn_gc"], "kernel": [3], "expansion": [1, 2], "group_size": [8]},
+         "positions": [{"ibn_gc": {"expansion": [2]}}]},
+    ],
+}
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("name", ["small32", "edgetpu_v2", "constrained"])
+def test_every_draw_of_a_space_is_a_valid_architecture(name):
+    """10,000 random draws (every hyperparameter uniform, as the random and
+    evolution oracles draw) decode to specs the spec language accepts, and a
+    type's own choices hold: no GC-IBN of expansion 1 anywhere."""
+    from odml.nas.space import load_space, space_from_dict
+    from odml.zoo.spec import ModelSpec
+
+    sp = space_from_dict(CONSTRAINED) if name == "constrained" else load_space(name)
+    dims = sp.dimensions()
+    rng = random.Random(0)
+    seen_types = set()
+    for _ in range(10_000):
+        spec = sp.decode({k: rng.choice(v) for k, v in dims.items()}, 10)
+        spec.validate("draw")  # decode validates too; a spec that fails raises here
+        ModelSpec.from_line(spec.to_line(), input_shape=spec.input_shape, num_classes=10)
+        for b in spec.blocks:
+            seen_types.add(b.type)
+            assert not (b.type == "ibn_gc" and b.expansion == 1)
+            if name == "constrained" and b.type == "ibn_gc":
+                assert (b.kernel, b.expansion) == (3, 4) or (b.filters == 32 and b.expansion == 2)
+    assert "ibn_gc" in seen_types
+    if name == "constrained":  # the size counts valid blocks only: stage 0 dw 2x3 + gc 1x1x2 groups;
+        # stage 1 fused 1x2 + gc 1x1 (its expansion 1 is not a GC-IBN) x 1 group size
+        assert [r["choices"] for r in sp.describe()["positions"]] == [8, 8, 3, 3]
+        assert sp.size() == 1 * (2 * (8 + 8 * 8)) * (3 + 3 * 3)
+
+
+@pytest.mark.fast
+def test_space_with_no_valid_block_is_refused(cli, tmp_path):
+    bad = json.loads(json.dumps(TINY))
+    bad["stages"][1]["choices"] = {"type": ["ibn_gc"], "kernel": [3], "expansion": [1], "groups": [2]}
+    p = tmp_path / "bad.json"
+    p.write_text(json.dumps(bad))
+    assert_one_line_error(cli("search", "--show-space", "--space", p), "stage 1: choices: no valid block")
+    bad["stages"][1]["choices"] = {"type": ["ibn_dw"], "kernel": [3], "expansion": [2], "ibn_gc": {"expansion": [2]}}
+    p.write_text(json.dumps(bad))
+    assert_one_line_error(cli("search", "--show-space", "--space", p), "choices given for ibn_gc")
+
+
 def test_show_space_json_and_table(cli, tiny_space):
     r = cli("search", "--show-space", "--space", tiny_space, "--json")
     assert r.exit_code == 0, r.stderr
@@ -78,7 +135,7 @@ def test_show_space_json_and_table(cli, tiny_space):
     assert d["size"] == 160 and d["name"] == "tiny16" and len(d["positions"]) == 3
     assert d["positions"][2]["optional"] and d["positions"][1]["groups"] == [2]
     r = cli("search", "--show-space", "--space", "edgetpu_v2")
-    assert r.exit_code == 0 and "edgetpu_v2" in r.stdout and "10^51" in r.stdout
+    assert r.exit_code == 0 and "edgetpu_v2" in r.stdout and "10^50.5" in r.stdout  # valid architectures only
 
 
 def test_yaml_space_file(cli, tmp_path):
@@ -373,3 +430,20 @@ def test_rejected_candidates_are_not_measured(cli, tiny_space, tmp_path):
     assert [x["status"] for x in recs] == ["rejected", "rejected"]
     assert all(x["reward"] == 0 and not math.isnan(x["latency_ms"]) for x in recs)
     assert read_jsonl(out / "latency_cache.jsonl") == []  # nothing was exported or measured
+
+
+def test_search_edgetpu_v2_end_to_end(cli, tmp_path):
+    """The seed's space searched for real (evolution, a tiny input, a few
+    trials): every candidate is a valid MobileNetEdgeTPUV2-style network that
+    is exported, measured and trained; no trial fails."""
+    from odml.files import read_jsonl
+
+    out = tmp_path / "v2"
+    r = cli("search", "--space", "edgetpu_v2", "--input-size", "32", "--data", "digits", "--target-ms", "1",
+            "--trials", "3", "--population", "2", "--epochs", "1", "--runs", "5", "--out", out, "--json")
+    assert r.exit_code == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    recs = read_jsonl(out / "trials.jsonl")
+    assert len(recs) == 3 and all(x["status"] in ("completed", "stopped_early") for x in recs)
+    assert all(x["latency_ms"] > 0 and x["accuracy"] >= 0 and len(x["line"].split()) >= 9 for x in recs)
+    assert r.json()["search"]["space"] == "edgetpu_v2"

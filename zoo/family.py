@@ -253,7 +253,7 @@ class Family:
     # ---- data and scores ------------------------------------------------------------------
     def data_hint(self) -> str:
         """What --data takes for this family (for error messages and help)."""
-        return "'digits', a folder of class subfolders, or an .npz"
+        return "'digits', 'shapes', a folder of class subfolders, or an .npz"
 
     def read(self, card: Any, data: str, val_split: float = 0.2, seed: int = 0, **options: Any) -> Any:
         """``data`` as model inputs for ``card``'s model: an object with

@@ -48,7 +48,8 @@ def build_models(out: Path) -> list[Path]:
 
     sp = load_space("small32")
     big = {k: v[-1] for k, v in sp.dimensions().items()}  # the largest point: the tool reports 0.01 ms steps
-    big.update({k: "ibn_fused" for k in big if k.endswith("_type")})
+    big.update({k: max((t for t in v if t.startswith("fused_")), key=lambda t: [int(x[1:]) for x in t.split("_")[1:]])
+                for k, v in sp.dimensions().items() if k.endswith("_block")})
     small = sp.decode(big, 10, "small32_point")
     specs = [("v2s_224", create_spec("mobilenet_edgetpu_v2_s")),
              ("v2tiny_128", create_spec("mobilenet_edgetpu_v2_tiny", num_classes=10, input_size=128)),
