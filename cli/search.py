@@ -107,6 +107,10 @@ def search_cmd(
         done = len(read_jsonl(p.out / "trials.jsonl"))
         err.print(f"interrupted after {done} finished trials; run the same command to resume", markup=False)
         raise typer.Exit(130)
+    except Exception:
+        if progress:  # an error is one line: the bar goes
+            progress.discard()
+        raise
     finally:
         if progress:
             progress.stop()
@@ -160,6 +164,10 @@ class SearchProgress:
         self.bar.update(self.task, phase=text)
 
     def stop(self) -> None:
+        self.bar.stop()
+
+    def discard(self) -> None:
+        self.bar.live.transient = True
         self.bar.stop()
 
 
