@@ -126,6 +126,17 @@ def test_space_with_no_valid_block_is_refused(cli, tmp_path):
     bad["stages"][1]["choices"] = {"type": ["ibn_dw"], "kernel": [3], "expansion": [2], "ibn_gc": {"expansion": [2]}}
     p.write_text(json.dumps(bad))
     assert_one_line_error(cli("search", "--show-space", "--space", p), "choices given for ibn_gc")
+    bad["stages"][1]["choices"] = {"type": ["ibn_gc"], "kernel": [3], "expansion": [2], "groups": [2],
+                                   "ibn_gc": {"expanson": [4]}}
+    p.write_text(json.dumps(bad))
+    assert_one_line_error(cli("search", "--show-space", "--space", p), "stage 1: choices: ibn_gc", "expanson")
+    # a one-shot search over blocks the supernet cannot share weights for: one line, before anything is written
+    bad["stages"][1]["choices"] = {"type": ["ibn_dw", "ibn_grouped"], "kernel": [3], "expansion": [2],
+                                   "groups": [2]}
+    p.write_text(json.dumps(bad))
+    assert_one_line_error(cli("search", "--space", p, "--strategy", "oneshot", "--target-ms", "0.1",
+                              "--out", tmp_path / "os"), "--strategy oneshot", "ibn_grouped")
+    assert not (tmp_path / "os").exists()
 
 
 def test_show_space_json_and_table(cli, tiny_space):
