@@ -450,7 +450,7 @@ def test_search_edgetpu_v2_end_to_end(cli, tmp_path):
     from odml.files import read_jsonl
 
     out = tmp_path / "v2"
-    r = cli("search", "--space", "edgetpu_v2", "--input-size", "32", "--data", "digits", "--target-ms", "1",
+    r = cli("search", "--space", "edgetpu_v2", "--input-size", "16", "--data", "shapes:300", "--target-ms", "1",
             "--trials", "3", "--population", "2", "--epochs", "1", "--runs", "5", "--out", out, "--json")
     assert r.exit_code == 0, r.stderr
     assert "Traceback" not in r.stderr
