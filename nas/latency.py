@@ -23,6 +23,12 @@ from odml.zoo.spec import ModelSpec
 PRECISIONS = ("int8", "fp32", "fp16", "dynamic")
 
 
+def latency_figure(stats: dict[str, Any], statistic: str) -> float:
+    """A measurement's latency in ``statistic`` (min or median), the median
+    where a device did not report it."""
+    return float(stats.get(f"{statistic}_ms") or stats["median_ms"])
+
+
 def arch_key(spec: ModelSpec, device: Device, precision: str, threads: int) -> str:
     """A key that ignores the name and the training-only fields of a spec."""
     d = spec.to_dict()
@@ -56,7 +62,7 @@ class LatencyMeter:
 
     def figure(self, lat: dict[str, Any]) -> float:
         """A measurement's latency in the statistic the search ranks by."""
-        return float(lat.get(f"{self.statistic}_ms") or lat["median_ms"])
+        return latency_figure(lat, self.statistic)
 
     def _remember(self, key: str, lat: dict[str, Any], macs: int | None) -> None:
         self._cache[key] = lat

@@ -48,7 +48,7 @@ import numpy as np
 from odml.devices.device import BenchOptions, Device, parse_device
 from odml.errors import OdmlError
 from odml.files import append_jsonl, read_jsonl, write_json_atomic
-from odml.nas.latency import PRECISIONS, LatencyMeter
+from odml.nas.latency import PRECISIONS, LatencyMeter, latency_figure
 from odml.nas.space import SearchSpace, load_space
 from odml.nas.units import KINDS, Unit, export_units, units_of
 from odml.runfolder import RunFolder
@@ -618,7 +618,6 @@ def _measure_model(spec: ModelSpec, key: str, role: str, dev: Device, cfg: Calib
 
 def fit(recs: list[dict[str, Any]], cfg: CalibrationConfig, sp: SearchSpace, dev: Device) -> dict[str, Any]:
     """The predictor document from the measurements."""
-    key = f"{cfg.statistic}_ms"
     units = [r for r in recs if r["what"] == "unit" and "median_ms" in r]
     if len(units) < 3:
         raise CalibrationError(f"only {len(units)} units could be measured in {cfg.minutes:g} min; give more --minutes")
@@ -640,7 +639,7 @@ def fit(recs: list[dict[str, Any]], cfg: CalibrationConfig, sp: SearchSpace, dev
                 continue
             spec = ModelSpec.from_line(r["line"], name="m", input_shape=(sp.input_size, sp.input_size, 3),
                                        num_classes=r.get("classes", cfg.classes), activation=sp.activation)
-            doc[name].append({"line": r["line"], **pred.row(spec), "ms": float(r.get(key) or r["median_ms"])})
+            doc[name].append({"line": r["line"], **pred.row(spec), "ms": latency_figure(r, cfg.statistic)})
     doc["correction"] = fit_correction(doc["models_fit"])
     for r in doc["held_out"]:
         r["predicted_ms"] = apply_correction(doc["correction"], r)
@@ -656,7 +655,7 @@ def _unit_figure(r: dict[str, Any]) -> float:
     than a whole model's; the fastest run repeats to a fraction of a percent
     (docs/benchmarks/latency-predictor.md). The per-model correction, fitted
     on the whole models' figures in the chosen statistic, carries the rest."""
-    return float(r.get("min_ms") or r["median_ms"])
+    return latency_figure(r, "min")
 
 
 def _unit_cv(units: list[Unit], ms: list[float]) -> dict[str, float] | None:

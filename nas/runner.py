@@ -36,7 +36,7 @@ from typing import Any, Callable
 from odml.devices.device import parse_device
 from odml.errors import OdmlError, SpecError
 from odml.files import append_jsonl, read_jsonl, write_json_atomic, write_text_atomic
-from odml.nas.latency import LatencyMeter, arch_key
+from odml.nas.latency import LatencyMeter, arch_key, latency_figure
 from odml.pareto import pareto_front, plot_front
 from odml.runfolder import RunFolder
 from odml.nas.reward import check_reward, reward
@@ -784,7 +784,7 @@ def measure_baselines(p: Prepared, models: list[str], input_size: Any = None,
             lat = p.device.bench(path, opts)
             c = classify_dataset(path, p.cfg.data, Host(), opts, seed=p.cfg.seed)
             out.append({"name": Path(m).name, "model": str(m), "accuracy": round(float(c["accuracy"]), 4),
-                        "latency_ms": round(float(lat.get(f"{p.cfg.statistic}_ms") or lat["median_ms"]), 4),
+                        "latency_ms": round(latency_figure(lat, p.cfg.statistic), 4),
                         "size_bytes": lat.get("size_bytes"),
                         "split": c["split"], "device": p.device.label})
     return out
