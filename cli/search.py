@@ -23,6 +23,7 @@ def search_cmd(
     strategy: str = typer.Option("evolution", "--strategy", help="evolution (regularized), random, bayesian, hyperband, or oneshot (a weight-sharing supernet and a REINFORCE controller, TuNAS-style; latency from the predictor)."),
     trials: int = typer.Option(20, "--trials", help="Number of trials (candidates) in all."),
     epochs: int = typer.Option(3, "--epochs", help="Proxy-training epochs per candidate (Hyperband: the most)."),
+    supernet_epochs: Optional[int] = typer.Option(None, "--supernet-epochs", help="--strategy oneshot: epochs of the supernet and its controller (default: --epochs; the architecture found is then trained --epochs)."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Start no new trial after this many minutes (rerun to continue)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder; rerun the same command to resume."),
     precision: str = typer.Option("int8", "--precision", help="Precision candidates are exported in: int8, fp32, fp16, dynamic."),
@@ -85,7 +86,8 @@ def search_cmd(
                        population=population, sample=sample, seed=seed, input_size=input_size,
                        benchmark_binary=benchmark_binary, latency_cache=str(latency_cache) if latency_cache else None,
                        max_minutes=max_minutes, latency=latency, predictor=str(predictor) if predictor else None,
-                       calibrate_minutes=calibrate_minutes, promising=promising, screen=screen, statistic=statistic)
+                       calibrate_minutes=calibrate_minutes, promising=promising, screen=screen, statistic=statistic,
+                       supernet_epochs=supernet_epochs)
     p = prepare(cfg, out_dir, role)
     for b in baseline:
         if not Path(b).exists():

@@ -323,8 +323,9 @@ class Supernet:
 
 def search_oneshot(p: Any, latency_of: Callable[[ModelSpec], float], say: Callable[[str], None],
                    listener: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Train the supernet and its controller on ``p.data`` for ``p.cfg.epochs``
-    epochs (resuming from the run folder), then return the controller's most
+    """Train the supernet and its controller on ``p.data`` for
+    ``p.cfg.supernet_epochs`` (default ``p.cfg.epochs``) epochs (resuming
+    from the run folder), then return the controller's most
     likely architecture with the figures of its last evaluation."""
     from odml._tf import tf
 
@@ -345,7 +346,8 @@ def search_oneshot(p: Any, latency_of: Callable[[ModelSpec], float], say: Callab
     net = Supernet(sp, classes, cfg.seed)
     ctl = Controller(sp.dimensions(), lr=0.05, seed=cfg.seed)
     steps_per_epoch = max(1, len(tr_idx) // cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
+    epochs = cfg.supernet_epochs or cfg.epochs
+    total = steps_per_epoch * epochs
     from odml._tf import keras
 
     lr = t.Variable(float(cfg.lr), trainable=False)
@@ -387,8 +389,8 @@ def search_oneshot(p: Any, latency_of: Callable[[ModelSpec], float], say: Callab
         return q, lat, reward(cfg.reward, q, lat, cfg.target_ms, p.exponent)
 
     t0 = time.perf_counter()
-    for epoch in range(epoch0, cfg.epochs):
-        lr.assign(0.5 * cfg.lr * (1 + math.cos(math.pi * epoch / cfg.epochs)))  # cosine, per epoch
+    for epoch in range(epoch0, epochs):
+        lr.assign(0.5 * cfg.lr * (1 + math.cos(math.pi * epoch / epochs)))  # cosine, per epoch
         order = rng.permutation(tr_idx)
         rewards = []
         for s in range(steps_per_epoch):
@@ -416,7 +418,7 @@ def search_oneshot(p: Any, latency_of: Callable[[ModelSpec], float], say: Callab
                 np.savez(f, **net.state(), **ctl.state(), epoch=np.array(epoch + 1),
                          considered=np.array(json.dumps(sorted(considered))))
         append_jsonl(folder / LOG, rec)
-        say(f"one-shot epoch {epoch + 1}/{cfg.epochs}: {rec['line']} (supernet accuracy {q:.3f}, "
+        say(f"one-shot epoch {epoch + 1}/{epochs}: {rec['line']} (supernet accuracy {q:.3f}, "
             f"{lat:.3f} ms predicted, entropy {rec['entropy']:.1f})")
         if listener:
             listener(rec)

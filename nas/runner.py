@@ -91,11 +91,13 @@ class SearchConfig:
     promising: float = 1.5  # predicted/hybrid: candidates predicted above this x target are not trained
     screen: int | None = None  # evolution with a predictor: children predicted per trial (None: 8; 1: off)
     statistic: str = "min"  # a candidate's latency: its fastest timed run (reproducible) or the median
+    supernet_epochs: int | None = None  # oneshot: epochs of the supernet and controller (None: --epochs)
 
     # settings that must match to resume a run folder
     IDENTITY = ("data", "device", "target_ms", "reward", "exponent", "strategy", "epochs", "batch_size", "lr",
                 "precision", "threads", "val_split", "seed", "input_size", "max_params", "max_macs",
-                "reject_factor", "population", "sample", "latency", "predictor", "promising", "screen", "statistic")
+                "reject_factor", "population", "sample", "latency", "predictor", "promising", "screen", "statistic",
+                "supernet_epochs")
 
 
 @dataclass
@@ -136,6 +138,11 @@ def _check_config(cfg: SearchConfig) -> tuple[SearchSpace, float, Any]:
         if cfg.latency == "measured" or cfg.strategy != "evolution":
             raise SearchError(f"--screen {cfg.screen}: ranks children by predicted latency, so it needs "
                               "--strategy evolution and --latency predicted or hybrid")
+    if cfg.supernet_epochs is not None:
+        if cfg.strategy != "oneshot":
+            raise SearchError(f"--supernet-epochs {cfg.supernet_epochs}: only --strategy oneshot trains a supernet")
+        if cfg.supernet_epochs < 1:
+            raise SearchError(f"--supernet-epochs {cfg.supernet_epochs}: must be at least 1")
     if cfg.statistic not in ("min", "median"):
         raise SearchError(f"--statistic {cfg.statistic!r}: choose min (the fastest timed run) or median")
     if cfg.reject_factor <= 1:

@@ -335,6 +335,10 @@ def test_search_screens_children_by_prediction(cli, calibrated, tmp_path):
         assert_one_line_error(cli("search", "--space", calibrated["space"], "--target-ms", "0.02", "--screen", "4",
                                   *extra, "--out", tmp_path / "x"), "--screen 4")
     assert not (tmp_path / "x").exists()
+    # and only the one-shot strategy has a supernet
+    assert_one_line_error(cli("search", "--space", calibrated["space"], "--target-ms", "0.02", "--supernet-epochs",
+                              "2", "--out", tmp_path / "x"), "--supernet-epochs 2")
+    assert not (tmp_path / "x").exists()
 
 
 # ---- one-shot search ---------------------------------------------------------------------
@@ -376,15 +380,16 @@ def test_supernet_masks_what_a_path_does_not_use(calibrated):
 
 
 def test_oneshot_search_end_to_end_and_resumes_after_kill_9(calibrated, tmp_path):
-    """--strategy oneshot: the supernet and controller train for --epochs
-    (one log line per epoch, state saved after each), the controller's
-    architecture is trained standalone, measured and recorded; killed with
-    SIGKILL after its first epoch, the same command resumes there."""
+    """--strategy oneshot: the supernet and controller train for
+    --supernet-epochs (one log line per epoch, state saved after each), the
+    controller's architecture is trained standalone for --epochs, measured and
+    recorded; killed with SIGKILL after its first epoch, the same command
+    resumes there."""
     pred_file = calibrated["out"] / "predictor.json"
     out = tmp_path / "os"
     args = [sys.executable, "-c", "from odml.cli.app import main; main()", "search", "--space",
             str(calibrated["space"]), "--strategy", "oneshot", "--predictor", str(pred_file), "--target-ms", "0.01",
-            "--epochs", "3", "--runs", "10", "--out", str(out), "--json"]
+            "--epochs", "1", "--supernet-epochs", "3", "--runs", "10", "--out", str(out), "--json"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline and len(read_jsonl(out / "oneshot" / "log.jsonl")) < 1:
@@ -402,5 +407,6 @@ def test_oneshot_search_end_to_end_and_resumes_after_kill_9(calibrated, tmp_path
     recs = read_jsonl(out / "trials.jsonl")
     assert len(recs) == 1 and recs[0]["trial_id"] == "oneshot" and recs[0]["line"] == log[-1]["line"]
     assert recs[0]["latency_source"] == "measured" and recs[0]["accuracy"] > 0.1
+    assert recs[0]["metrics"]["epochs"] == 1  # the standalone training has --epochs, not the supernet's
     s = json.loads(r.stdout)["search"]
     assert s["strategy"] == "oneshot" and s["reward"] == "abs" and s["considered"] == log[-1]["paths_considered"]
