@@ -116,3 +116,12 @@ def jsonable(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def data_home() -> Path:
+    """Where odml keeps what it imports for the user (released weights):
+    $ODML_HOME, else $XDG_DATA_HOME/odml, else ~/.local/share/odml."""
+    if os.environ.get("ODML_HOME"):
+        return Path(os.environ["ODML_HOME"])
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "odml"

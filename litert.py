@@ -59,3 +59,17 @@ def run_batch(interp: Any, x: np.ndarray) -> np.ndarray:
         interp.invoke()
         ys.append(_dequantize(interp.get_tensor(out["index"]), out))
     return np.concatenate(ys, axis=0)
+
+
+def run_outputs(interp: Any, x: np.ndarray) -> list[np.ndarray]:
+    """Every output of the single-input model for the batch ``x`` (run one
+    sample at a time), in the model's output order, as float32."""
+    inp = interp.get_input_details()[0]
+    outs = interp.get_output_details()
+    ys: list[list[np.ndarray]] = [[] for _ in outs]
+    for i in range(len(x)):
+        interp.set_tensor(inp["index"], _quantize(x[i:i + 1], inp))
+        interp.invoke()
+        for k, o in enumerate(outs):
+            ys[k].append(_dequantize(interp.get_tensor(o["index"]), o))
+    return [np.concatenate(y, axis=0) for y in ys]

@@ -16,7 +16,7 @@ from odml.files import atomic_output, write_bytes_atomic, write_text_atomic
 @handle_errors
 def pose_cmd(
     source: Path = typer.Argument(..., help="An image (PNG, JPEG, ...) or a video (.mp4, .mov, .avi, .mkv, .webm, .gif)."),
-    model: Path = typer.Option(Path("runs/pose"), "--model", help="Folder with detector.{keras,tflite} and landmarks.{keras,tflite} ('odml train blazepose' writes one)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Folder with detector.{keras,tflite} and landmarks.{keras,tflite} ('odml train blazepose' writes one), or 'mediapipe' for MediaPipe's released models ('odml zoo import-mediapipe'). Default: the released models when imported, else runs/pose."),
     detector: Optional[Path] = typer.Option(None, "--detector", help="The detector model (.keras or .tflite), instead of --model's."),
     landmarks: Optional[Path] = typer.Option(None, "--landmarks", help="The landmark model (.keras or .tflite), instead of --model's."),
     out_path: Optional[Path] = typer.Option(None, "--out", help="Annotated image (.png/.jpg) or video (.mp4/.gif) with the skeleton drawn."),
@@ -31,6 +31,7 @@ def pose_cmd(
     from odml.data.pose import read_image
     from odml.errors import DataError, OutputError
     from odml.pose.pipeline import PoseTracker, draw, is_video, read_frames
+    from odml.zoo.mediapipe import imported as released_folder
 
     for p in (out_path, keypoints_out):
         if p is not None and not p.parent.is_dir():
@@ -49,8 +50,10 @@ def pose_cmd(
     first = next(frames)  # decoding errors surface before any model is loaded
     if detector is not None:
         tracker = PoseTracker(detector, landmarks, min_detection, min_pose)
+    elif model == "mediapipe" or (model is None and released_folder() is not None):
+        tracker = PoseTracker.released(None, prefer, min_detection=min_detection, min_pose=min_pose)
     else:
-        tracker = PoseTracker.from_dir(model, prefer, min_detection=min_detection, min_pose=min_pose)
+        tracker = PoseTracker.from_dir(model or "runs/pose", prefer, min_detection=min_detection, min_pose=min_pose)
     results, drawn = [], []
     import itertools
 

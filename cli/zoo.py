@@ -105,3 +105,30 @@ def show_cmd(
         out.print(t)
     if spec_out is not None:
         out.print(f"configuration written to {spec_out}", markup=False)
+
+
+@app.command("import-mediapipe")
+@handle_errors
+def import_mediapipe_cmd(
+    wheel: Optional[Path] = typer.Option(None, "--wheel", help="A mediapipe wheel (.whl) already on disk; default: 'pip download mediapipe==VERSION --no-deps'."),
+    version: str = typer.Option("0.10.21", "--version", help="The mediapipe wheel to download (0.10.x wheels hold the pose models)."),
+    folder: Optional[Path] = typer.Option(None, "--out", help="Where the imported models go (default: $ODML_HOME/mediapipe_pose, ~/.local/share/odml/mediapipe_pose)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
+) -> None:
+    """Import MediaPipe's released BlazePose models (person detector and full
+    landmark model, Apache-2.0) from the mediapipe wheel into odml's Keras
+    models, checked against the released files; 'odml pose' then uses them."""
+    from odml.zoo.mediapipe import import_mediapipe
+
+    if folder is not None and not folder.parent.is_dir():
+        from odml.errors import OutputError
+
+        raise OutputError(f"--out {folder}: parent folder {folder.parent} does not exist")
+    m = import_mediapipe(wheel, folder, version, say=lambda s: out.print(s, markup=False) if not json_out else None)
+    if json_out:
+        print_json({"import": m})
+        return
+    for part, d in m["models"].items():
+        fig = ", ".join(f"{k} {v:.2g}" for k, v in d["parity_random_inputs"].items())
+        out.print(f"{part}: {d['params']:,} weights from {d['member']}; Keras vs released file: {fig}", markup=False)
+    out.print(f"imported into {m['folder']} ('odml pose IMAGE' uses it)", markup=False)

@@ -38,7 +38,8 @@ class PoseResult:
 
 
 class _Runner:
-    """One model, Keras or LiteRT, as x (1, H, W, 3) float -> flat output."""
+    """One model, Keras or LiteRT, as x (1, H, W, 3) float -> its outputs
+    (a list, the batch dimension dropped)."""
 
     def __init__(self, model: Any, threads: int = 2):
         self.interp = None
@@ -59,12 +60,13 @@ class _Runner:
         self.model = model
         self.size = int(model.input_shape[1])
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
         if self.interp is not None:
-            from odml.litert import run_batch
+            from odml.litert import run_outputs
 
-            return run_batch(self.interp, x.astype(np.float32))[0]
-        return np.asarray(self.model(x.astype(np.float32), training=False))[0]
+            return [y[0] for y in run_outputs(self.interp, x.astype(np.float32))]
+        y = self.model(x.astype(np.float32), training=False)
+        return [np.asarray(t)[0] for t in (y if isinstance(y, (list, tuple)) else [y])]
 
 
 class PoseTracker:
@@ -95,9 +97,24 @@ class PoseTracker:
     def reset(self) -> None:
         self.roi = None
 
+    @classmethod
+    def released(cls, folder: str | Path | None = None, prefer: str = "keras", **kw: Any) -> "PoseTracker":
+        """MediaPipe's released models as imported by 'odml zoo import-mediapipe'."""
+        from odml.zoo.mediapipe import imported, not_imported_message
+
+        d = imported(folder)
+        if d is None:
+            raise DataError(not_imported_message(folder))
+        return cls.from_dir(d, prefer, **kw)
+
     def detect(self, image: np.ndarray) -> Roi | None:
+        from odml.data.pose_geometry import REG_SCALE
+        from odml.zoo.mediapipe import detector_as_odml, is_released_detector
+
         x, lb = letterbox(image, self.det.size)
-        raw = self.det((x / 127.5 - 1.0)[None])
+        outs = self.det((x / 127.5 - 1.0)[None])
+        # MediaPipe's released detector answers in its own layout (boxes and score logits)
+        raw = detector_as_odml(outs, REG_SCALE) if is_released_detector(outs) else outs[0].reshape(len(self.anc), -1)
         dets = decode(raw, self.anc, self.min_detection)
         if not dets:
             return None
@@ -132,7 +149,10 @@ class PoseTracker:
     def _landmarks(self, image: np.ndarray, roi: Roi, detected: bool) -> PoseResult | None:
         size = self.lm.size
         crop = crop_roi(image, roi, size) / 255.0
-        out = self.lm(crop[None])
+        outs = self.lm(crop[None])
+        from odml.zoo.mediapipe import is_released_landmarks, landmarks_as_odml
+
+        out = landmarks_as_odml(outs, LANDMARKS) if is_released_landmarks(outs) else outs[0]
         flag = float(out[5 * LANDMARKS])
         if flag < self.min_pose:
             return None

@@ -253,13 +253,13 @@ def test_tracking_carries_the_roi_from_frame_to_frame(tmp_path):
         a = alignment_points(truth[state["frame"]])
         return roi_from_alignment(a[0], a[1])
 
-    def landmarks(x):  # what a perfect landmark model would output for the current ROI
+    def landmarks(x):  # what a perfect landmark model would output for the current ROI (its one output)
         kp = truth[state["frame"]]
         pts = np.concatenate([kp[:, :2], alignment_points(kp)[:2]])
         uv = image_to_crop(pts, tr.roi, 256) / 256
         out = np.zeros((35, 5))
         out[:, :2], out[:, 3:] = uv, 1.0
-        return np.concatenate([out.ravel(), [0.99]])
+        return [np.concatenate([out.ravel(), [0.99]])]
 
     tr.detect, tr.lm = detect, landmarks
     tr.lm.size = 256

@@ -41,6 +41,26 @@ class ChannelPad(K.layers.Layer):
 
 
 @K.utils.register_keras_serializable(package="odml")
+class DepthToSpace(K.layers.Layer):
+    """Channels moved into block x block cells (one DEPTH_TO_SPACE op): the
+    upsampling of MediaPipe's released pose detector."""
+
+    def __init__(self, block: int, **kwargs):
+        super().__init__(**kwargs)
+        self.block = int(block)
+
+    def call(self, x):
+        return _tf.nn.depth_to_space(x, self.block)
+
+    def compute_output_shape(self, s):
+        b = self.block
+        return (s[0], None if s[1] is None else s[1] * b, None if s[2] is None else s[2] * b, s[3] // (b * b))
+
+    def get_config(self):
+        return {**super().get_config(), "block": self.block}
+
+
+@K.utils.register_keras_serializable(package="odml")
 class AddCoords(K.layers.Layer):
     """Two channels appended: the x and y of each cell in [0, 1] (a constant
     tensor: one CONCATENATION op), so that the regression knows where it is."""

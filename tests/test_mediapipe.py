@@ -1,0 +1,248 @@
+"""MediaPipe's released BlazePose models imported into odml (issue 23):
+`odml zoo import-mediapipe` from the real mediapipe wheel (downloaded with pip
+unless ODML_TEST_MEDIAPIPE_WHEEL names one), the rebuilt Keras models against
+the released files under the real LiteRT interpreter, `odml pose` on real
+photographs (scikit-image's astronaut and cameraman) and on a video made of
+real frames, and the bad inputs of the import."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from helpers import assert_one_line_error
+
+MEMBERS = ("mediapipe/modules/pose_detection/pose_detection.tflite",
+           "mediapipe/modules/pose_landmark/pose_landmark_full.tflite")
+
+# hand-placed on astronaut.png (512x512, scikit-image), image pixels: the
+# person's left is the image's right
+ASTRONAUT = {0: (223, 127), 2: (248, 103), 5: (200, 101), 9: (241, 143), 10: (206, 143)}
+ASTRONAUT_SHOULDERS = {11: (318, 238), 12: (112, 225)}
+
+
+def _photo(name):
+    import skimage.data
+
+    im = getattr(skimage.data, name)()
+    return np.stack([im] * 3, -1) if im.ndim == 2 else im[..., :3]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    given = os.environ.get("ODML_TEST_MEDIAPIPE_WHEEL")
+    if given:
+        return Path(given)
+    from odml.zoo.mediapipe import MEDIAPIPE_VERSION, download_wheel
+
+    return download_wheel(MEDIAPIPE_VERSION, tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(scope="module")
+def released(wheel, tmp_path_factory):
+    """The import, as a user runs it (a separate process, its own ODML_HOME)."""
+    home = tmp_path_factory.mktemp("home")
+    cmd = [sys.executable, "-c", "from odml.cli.app import main; main()", "zoo", "import-mediapipe", "--wheel",
+           str(wheel), "--json"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "ODML_HOME": str(home)})
+    assert r.returncode == 0, r.stderr
+    m = json.loads(r.stdout)["import"]
+    folder = Path(m["folder"])
+    assert folder == home / "mediapipe_pose"
+    return {"home": home, "folder": folder, "manifest": m}
+
+
+def test_import_writes_keras_models_and_released_files(wheel, released):
+    f, m = released["folder"], released["manifest"]
+    assert sorted(p.name for p in f.iterdir()) == ["detector.keras", "detector.tflite", "landmarks.keras",
+                                                   "landmarks.tflite", "manifest.json"]
+    assert m["models"]["landmarks"]["params"] == 3_169_489  # the released full landmark model's weight count
+    assert m["models"]["detector"]["folded"] == {"DEQUANTIZE": 144, "DENSIFY": 38}  # sparse fp16 weights decoded
+    with zipfile.ZipFile(wheel) as z:
+        for part, member in zip(("detector", "landmarks"), MEMBERS):
+            assert (f / f"{part}.tflite").read_bytes() == z.read(member)  # the released file as it was
+
+
+def test_keras_models_agree_with_released_files_on_people(released):
+    """Parity (issue 23, step 2) on synthetic people and on real photographs:
+    keypoints within 0.5% of the crop, scores within 1e-3, detector boxes
+    within 1 px at 224."""
+    from odml.data.pose import SyntheticPeople
+    from odml.data.pose_geometry import letterbox
+    from odml.pose.pipeline import PoseTracker
+    from odml.zoo.load import load_keras_model
+    from odml.zoo.mediapipe import LIMITS, parity
+
+    f = released["folder"]
+    photos = [_photo("astronaut"), _photo("camera")]
+    people = SyntheticPeople((256, 256), seed=3)
+    synth = [people.sample().image for _ in range(2)]
+    det_in = np.stack([letterbox(im, 224)[0] / 127.5 - 1.0 for im in photos + synth])
+    fig = parity(load_keras_model(f / "detector.keras"), f / "detector.tflite", "detector", det_in)
+    assert fig["box_px"] <= LIMITS["box_px"] and fig["score"] <= LIMITS["score"], fig
+    # landmark inputs: the crops the pipeline makes of the astronaut, and synthetic people
+    tracker = PoseTracker.released(f)
+    roi = tracker.detect(photos[0])
+    assert roi is not None
+    from odml.data.pose_geometry import crop_roi
+
+    lm_in = np.stack([crop_roi(photos[0], roi, 256) / 255.0] + [s / 255.0 for s in synth])
+    fig = parity(load_keras_model(f / "landmarks.keras"), f / "landmarks.tflite", "landmarks", lm_in)
+    assert fig["keypoint_pct"] <= LIMITS["keypoint_pct"] and fig["score"] <= LIMITS["score"], fig
+
+
+def test_pose_on_a_real_photo_finds_the_person(released, cli_proc, tmp_path):
+    """`odml pose` uses the imported models by default: on the astronaut the
+    face points and shoulders lie where a person placed them by hand."""
+    from PIL import Image
+
+    img = tmp_path / "astronaut.png"
+    Image.fromarray(_photo("astronaut")).save(img)
+    env = {"ODML_HOME": str(released["home"])}
+    r = cli_proc("pose", img, "--keypoints", tmp_path / "k.json", "--out", tmp_path / "drawn.png", env=env)
+    assert r.exit_code == 0, r.stderr
+    assert "person found" in r.stdout
+    res = json.loads((tmp_path / "k.json").read_text())["results"][0]
+    kp = {i: (k["x"], k["y"]) for i, k in enumerate(res["keypoints"])}
+    for i, ref in ASTRONAUT.items():
+        assert np.hypot(*np.subtract(kp[i], ref)) < 12, (i, kp[i], ref)
+    for i, ref in ASTRONAUT_SHOULDERS.items():
+        assert np.hypot(*np.subtract(kp[i], ref)) < 40, (i, kp[i], ref)
+    assert Image.open(tmp_path / "drawn.png").size == (512, 512)
+    # the released .tflite files run the same pipeline (--prefer tflite) to the same points
+    r2 = cli_proc("pose", img, "--model", "mediapipe", "--prefer", "tflite", "--keypoints", tmp_path / "t.json",
+                  env=env)
+    assert r2.exit_code == 0, r2.stderr
+    res2 = json.loads((tmp_path / "t.json").read_text())["results"][0]
+    d = [np.hypot(a["x"] - b["x"], a["y"] - b["y"]) for a, b in zip(res["keypoints"], res2["keypoints"])]
+    assert max(d) < 0.005 * res["roi"]["size"], max(d)
+
+
+def test_pose_tracks_a_video_of_real_frames(released, tmp_path):
+    """A video panned across the astronaut photo: the detector runs on the
+    first frame, the ROI is tracked after, and the face stays where it is."""
+    from odml.pose.pipeline import PoseTracker
+
+    photo = _photo("astronaut")
+    tracker = PoseTracker.released(released["folder"])
+    detected = 0
+    for dx in range(0, 60, 6):  # the camera pans right: the person moves left by dx
+        frame = np.ascontiguousarray(photo[:, dx:dx + 440])
+        r = tracker.process(frame)
+        assert r is not None, dx
+        detected += r.detected
+        for i, (x, y) in ASTRONAUT.items():
+            assert np.hypot(r.keypoints[i, 0] - (x - dx), r.keypoints[i, 1] - y) < 20, (dx, i)  # 4% of the frame
+    assert detected == 1
+
+
+def test_cameraman_found_at_a_lower_detection_threshold(released, cli_proc, tmp_path):
+    """The released detector scores the cameraman (a grey photo, bent over a
+    camera) 0.43: no person at MediaPipe's default 0.5, found at 0.4 with the
+    head in the upper left quarter."""
+    from PIL import Image
+
+    img = tmp_path / "camera.png"
+    Image.fromarray(_photo("camera")).save(img)
+    env = {"ODML_HOME": str(released["home"])}
+    r = cli_proc("pose", img, "--json", env=env)
+    assert r.exit_code == 0 and r.json()["pose"]["frames_with_person"] == 0
+    r = cli_proc("pose", img, "--json", "--min-detection", "0.4", env=env)
+    res = r.json()["pose"]["results"][0]
+    nose = res["keypoints"][0]
+    assert res["score"] > 0.5 and 150 < nose["x"] < 300 and 80 < nose["y"] < 200, nose
+
+
+# ---- bad input --------------------------------------------------------------------------------------
+
+def _fake_wheel(path, members):
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path
+
+
+def test_wheel_without_the_models_is_refused(cli_proc, tmp_path):
+    w = _fake_wheel(tmp_path / "mediapipe-9.9-py3-none-any.whl", {"mediapipe/__init__.py": b""})
+    r = cli_proc("zoo", "import-mediapipe", "--wheel", w, env={"ODML_HOME": str(tmp_path / "home")})
+    assert_one_line_error(r, "no mediapipe/modules/pose_detection/pose_detection.tflite", "0.10.21")
+    assert not (tmp_path / "home" / "mediapipe_pose").exists()
+    assert not [p for p in (tmp_path / "home").iterdir() if p.name.startswith(".")]
+    r = cli_proc("zoo", "import-mediapipe", "--wheel", tmp_path / "absent.whl", env={"ODML_HOME": str(tmp_path / "h2")})
+    assert_one_line_error(r, "absent.whl", "not found")
+
+
+def test_wheel_whose_graph_differs_names_the_first_op(wheel, cli_proc, tmp_path):
+    """A wheel whose detector file is another graph (the landmark model put in
+    its place): one line naming the op where the graphs part."""
+    with zipfile.ZipFile(wheel) as z:
+        lm = z.read(MEMBERS[1])
+    w = _fake_wheel(tmp_path / "mediapipe-0.10.21-swapped.whl", {MEMBERS[0]: lm, MEMBERS[1]: lm})
+    r = cli_proc("zoo", "import-mediapipe", "--wheel", w, env={"ODML_HOME": str(tmp_path / "home")})
+    assert_one_line_error(r, "swapped.whl:mediapipe/modules/pose_detection/pose_detection.tflite",
+                          "not MediaPipe's pose detector", "op 5", "is DEPTHWISE_CONV_2D, expected PAD")
+    assert not (tmp_path / "home" / "mediapipe_pose").exists()
+
+
+def test_import_killed_midway_leaves_nothing_half_written(wheel, released, tmp_path):
+    """kill -9 during the import: the previous import stays whole (or none is
+    there), and the next import clears what the killed one staged."""
+    import shutil
+
+    home = tmp_path / "home"
+    shutil.copytree(released["folder"], home / "mediapipe_pose")
+    before = (home / "mediapipe_pose" / "manifest.json").read_bytes()
+    cmd = [sys.executable, "-c", "from odml.cli.app import main; main()", "zoo", "import-mediapipe", "--wheel",
+           str(wheel)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            env={**os.environ, "ODML_HOME": str(home)})
+    deadline = time.time() + 120
+    staged = []
+    while time.time() < deadline and not staged:
+        staged = [p for p in home.glob(".mediapipe_pose.import-*") if (p / "detector.tflite").exists()]
+        time.sleep(0.05)
+        assert proc.poll() is None
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (home / "mediapipe_pose" / "manifest.json").read_bytes() == before
+    assert sorted(p.name for p in (home / "mediapipe_pose").iterdir()) == sorted(
+        p.name for p in released["folder"].iterdir())
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "ODML_HOME": str(home)})
+    assert r.returncode == 0, r.stderr
+    assert [p.name for p in home.iterdir()] == ["mediapipe_pose"]
+
+
+def test_pose_with_released_models_not_imported(cli_proc, tmp_path):
+    from PIL import Image
+
+    img = tmp_path / "a.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(img)
+    r = cli_proc("pose", img, "--model", "mediapipe", env={"ODML_HOME": str(tmp_path / "empty")})
+    assert_one_line_error(r, "not imported", "odml zoo import-mediapipe")
+
+
+def test_densify_csr_against_dense():
+    """TFLite's sparsity format (dense rows, CSR last dimension) decoded back
+    to the dense tensor; inconsistent metadata is refused in one line."""
+    from odml.zoo.tflite_graph import GraphError, densify
+
+    rng = np.random.default_rng(0)
+    dense = rng.standard_normal((5, 1, 1, 7)).astype(np.float16) * (rng.random((5, 1, 1, 7)) < 0.4)
+    rows = dense.reshape(5, 7)
+    seg = np.concatenate([[0], np.cumsum((rows != 0).sum(1))])
+    idx = np.concatenate([np.nonzero(r)[0] for r in rows])
+    vec = SimpleNamespace
+    dims = [vec(format=0, denseSize=5), vec(format=0, denseSize=1), vec(format=0, denseSize=1),
+            vec(format=1, denseSize=0, arraySegments=vec(values=seg), arrayIndices=vec(values=idx))]
+    sp = vec(traversalOrder=[0, 1, 2, 3], blockMap=None, dimMetadata=dims)
+    np.testing.assert_array_equal(densify(rows[rows != 0], [5, 1, 1, 7], sp, "t"), dense)
+    with pytest.raises(GraphError, match="values for"):
+        densify(rows[rows != 0][:-1], [5, 1, 1, 7], sp, "t")
