@@ -53,6 +53,7 @@ from odml.errors import CheckFailed, DataError
 from odml.files import data_home, temp_dir_beside
 
 MEDIAPIPE_VERSION = "0.10.21"  # the newest wheel that holds the pose models (1.2.3 does not)
+WHEEL_PLATFORM = "manylinux_2_28_x86_64"
 FOLDER = "mediapipe_pose"
 MANIFEST = "manifest.json"
 DETECTOR_ANCHORS = 2254
@@ -137,10 +138,12 @@ def landmarks_as_odml(outputs: list[np.ndarray], landmarks: int) -> np.ndarray:
 # ---- import --------------------------------------------------------------------------------------
 
 def download_wheel(version: str, into: Path) -> Path:
-    """``pip download mediapipe==VERSION --no-deps`` (a binary wheel for this
-    Python; any platform's wheel holds the same model files)."""
+    """``pip download mediapipe==VERSION --no-deps``: the CPython 3.11 Linux
+    x86-64 wheel whatever this machine runs (every platform's wheel holds the
+    same model files, and 0.10.21 has no wheel for Python 3.13)."""
     cmd = [sys.executable, "-m", "pip", "download", f"mediapipe=={version}", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "-q", "-d", str(into)]
+           "--python-version", "3.11", "--platform", WHEEL_PLATFORM, "--disable-pip-version-check", "-q",
+           "-d", str(into)]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     except (OSError, subprocess.TimeoutExpired) as e:
