@@ -7,9 +7,11 @@ edgetpu_v2 and small32 spaces on the generated `shapes` proxy task.
    --seeds, so that each model's seed-to-seed spread is known.
 2. The latency target defaults to the fastest zoo model's latency (the zoo
    at its own best operating point).
-3. Each search in --searches (STRATEGY:SPACE) gets the same wall-time budget
-   (--minutes): evolution stops starting trials after it; oneshot spends
-   it on calibration (--calibrate-minutes), --supernet-epochs of supernet
+3. Each search in --searches (STRATEGY[+LATENCY]:SPACE, e.g.
+   evolution+hybrid:edgetpu_v2) gets the same wall-time budget (--minutes):
+   a trial-based search stops starting trials after it (a hybrid one first
+   calibrates its predictor for --calibrate-minutes, taken from its budget);
+   oneshot spends it on calibration, --supernet-epochs of supernet
    and controller, and the standalone training of the architecture found
    (its wall time is reported as measured, budget or not).
 4. Every model is scored with the same reward (abs, TuNAS: accuracy +
@@ -103,12 +105,13 @@ def main() -> None:
     results = []
     for item in a.searches.split(","):
         strat, space = item.split(":")
+        strat, _, latency = strat.partition("+")  # evolution+hybrid: latency predicted first, measured when trained
         cfg = SearchConfig(space=space, data=a.data, input_size=a.input_size, target_ms=target, reward=a.reward,
-                           strategy=strat, trials=1000, epochs=a.epochs, seed=seeds[0],
-                           max_minutes=a.minutes if strat != "oneshot" else None,
+                           strategy=strat, trials=1000, epochs=a.epochs, seed=seeds[0], latency=latency or "measured",
+                           max_minutes=(a.minutes - (a.calibrate_minutes if latency else 0)) if strat != "oneshot" else None,
                            calibrate_minutes=a.calibrate_minutes,
                            supernet_epochs=a.supernet_epochs if strat == "oneshot" else None)
-        folder = root / f"{strat}_{space}"
+        folder = root / f"{strat}{'_' + latency if latency else ''}_{space}"
         t1 = time.perf_counter()
         p = prepare(cfg, folder)
         run_search(p)
