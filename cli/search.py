@@ -31,7 +31,7 @@ def search_cmd(
     runs: int = typer.Option(30, "--runs", help="Benchmark runs per candidate."),
     max_params: Optional[int] = typer.Option(None, "--max-params", help="Reject candidates with more parameters, unmeasured."),
     max_macs: Optional[int] = typer.Option(None, "--max-macs", help="Reject candidates with more MACs, unmeasured."),
-    reject_above: float = typer.Option(3.0, "--reject-above", help="Reject, unmeasured, candidates whose MAC-based latency bound exceeds this x target."),
+    reject_above: float = typer.Option(3.0, "--reject-above", help="Reject, untrained, candidates whose latency exceeds this x target: their MAC-based bound (unmeasured) or their measured latency."),
     population: int = typer.Option(10, "--population", help="Regularized evolution: population (newest finished trials)."),
     sample: int = typer.Option(3, "--sample", help="Regularized evolution: tournament sample size."),
     batch_size: int = typer.Option(64, "--batch-size"),

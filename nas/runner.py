@@ -226,8 +226,10 @@ class Evaluator:
                     "reward": reward(cfg.reward, 0.0, est, cfg.target_ms, self.p.exponent)}
 
     def evaluate(self, spec, epochs: int, recs: list[dict[str, Any]] | None = None,
-                 label: str = "") -> dict[str, float]:
-        """The metrics of one architecture: bound, latency, proxy accuracy, reward."""
+                 label: str = "", reject: bool = True) -> dict[str, float]:
+        """The metrics of one architecture: bound, latency, proxy accuracy,
+        reward. ``reject=False``: trained whatever its latency (the one-shot
+        search's answer)."""
         cfg = self.p.cfg
         recs = self.records() if recs is None else recs
         t0 = time.perf_counter()
@@ -242,9 +244,9 @@ class Evaluator:
         est = None
         if pred is not None:  # predicted and hybrid: every candidate predicted first
             est = m["latency_predicted_ms"] = float(pred.predict(spec))
-            if reason is None and est > cfg.promising * cfg.target_ms:
+            if reason is None and reject and est > cfg.promising * cfg.target_ms:
                 reason = 4.0
-        if reason is None and lb is not None and lb > cfg.reject_factor * cfg.target_ms:
+        if reason is None and reject and lb is not None and lb > cfg.reject_factor * cfg.target_ms:
             reason = 3.0
         if reason is not None:
             est = est if est is not None else lb if lb is not None else cfg.reject_factor * cfg.target_ms
@@ -262,6 +264,10 @@ class Evaluator:
             m["latency_measured"] = 1.0
             if pred is not None and not cached:  # hybrid: refit what the whole model adds with every measurement
                 pred.add_measurement(spec, m["latency_ms"])
+            if reject and m["latency_ms"] > cfg.reject_factor * cfg.target_ms:  # far over the target: not trained
+                m.update(rejected=6.0, accuracy=0.0, wall_s=time.perf_counter() - t0,
+                         reward=reward(cfg.reward, 0.0, m["latency_ms"], cfg.target_ms, self.p.exponent))
+                return m
         key = arch_key(spec, self.meter.device, self.meter.precision, self.meter.threads)
         same = next((r for r in recs if r.get("arch_key") == key and r["metrics"].get("epochs") == epochs
                      and not r["metrics"].get("rejected")), None)
@@ -656,7 +662,7 @@ def _oneshot(p: Prepared, evaluator: Evaluator, listener: Callable[[dict[str, An
         res = search_oneshot(p, p.predictor.predict, on_phase or (lambda s: None))
         if on_phase:
             on_phase("one-shot: training the architecture found standalone")
-        metrics = evaluator.evaluate(res["spec"], p.cfg.epochs, label="oneshot")
+        metrics = evaluator.evaluate(res["spec"], p.cfg.epochs, label="oneshot", reject=False)
         rec = _record(p, "oneshot", res["values"], metrics)
         append_jsonl(p.out / TRIALS, rec)
         if listener:

@@ -443,6 +443,24 @@ def test_rejected_candidates_are_not_measured(cli, tiny_space, tmp_path):
     assert read_jsonl(out / "latency_cache.jsonl") == []  # nothing was exported or measured
 
 
+def test_candidates_measured_far_over_the_target_are_not_trained(cli, tiny_space, tmp_path):
+    """Before three measurements there is no MAC bound, so a candidate is
+    measured; one measured above --reject-above x target is recorded with its
+    measured latency and not trained (issue 24: an oversized first draw of
+    edgetpu_v2 took a whole search budget training)."""
+    from odml.files import read_jsonl
+
+    out = tmp_path / "run"
+    r = cli(*_search_args(tiny_space, out, "--trials", "2", "--strategy", "random", "--target-ms", "0.00001"))
+    assert r.exit_code == 0, r.stderr
+    recs = read_jsonl(out / "trials.jsonl")
+    assert [x["status"] for x in recs] == ["rejected", "rejected"]
+    assert all(x["latency_source"] == "measured" and x["latency_ms"] > 3 * 0.00001 for x in recs)
+    assert all(x["metrics"]["rejected"] == 6 and x["accuracy"] == 0 and "train_accuracy" not in x["metrics"]
+               for x in recs)
+    assert len(read_jsonl(out / "latency_cache.jsonl")) == 2  # measured, once each
+
+
 def test_search_edgetpu_v2_end_to_end(cli, tmp_path):
     """The seed's space searched for real (evolution, a tiny input, a few
     trials): every candidate is a valid MobileNetEdgeTPUV2-style network that
@@ -451,6 +469,7 @@ def test_search_edgetpu_v2_end_to_end(cli, tmp_path):
 
     out = tmp_path / "v2"
     r = cli("search", "--space", "edgetpu_v2", "--input-size", "16", "--data", "shapes:300", "--target-ms", "1",
+            "--reject-above", "50",  # every draw is trained, however large (the largest are a few ms at 16 px)
             "--trials", "3", "--population", "2", "--epochs", "1", "--runs", "5", "--out", out, "--json")
     assert r.exit_code == 0, r.stderr
     assert "Traceback" not in r.stderr
