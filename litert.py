@@ -51,14 +51,7 @@ def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
 def run_batch(interp: Any, x: np.ndarray) -> np.ndarray:
     """Run the single-input model on every sample of ``x`` (batch 1 each) and
     return the first output, dequantized to float32."""
-    inp = interp.get_input_details()[0]
-    out = interp.get_output_details()[0]
-    ys = []
-    for i in range(len(x)):
-        interp.set_tensor(inp["index"], _quantize(x[i:i + 1], inp))
-        interp.invoke()
-        ys.append(_dequantize(interp.get_tensor(out["index"]), out))
-    return np.concatenate(ys, axis=0)
+    return run_outputs(interp, x)[0]
 
 
 def run_outputs(interp: Any, x: np.ndarray) -> list[np.ndarray]:

@@ -19,7 +19,9 @@ import numpy as np
 
 from odml.data.pose import EDGES, NAMES
 from odml.errors import DataError
-from odml.data.pose_geometry import Roi, anchors, crop_roi, crop_to_image, decode, letterbox, roi_from_alignment
+from odml.data.pose_geometry import REG_SCALE, Roi, anchors, crop_roi, crop_to_image, decode, letterbox, \
+    roi_from_alignment
+from odml.zoo.mediapipe import detector_as_odml, is_released_detector, is_released_landmarks, landmarks_as_odml
 from odml.zoo.poseconfig import LANDMARKS, NUM_KEYPOINTS
 
 
@@ -108,9 +110,6 @@ class PoseTracker:
         return cls.from_dir(d, prefer, **kw)
 
     def detect(self, image: np.ndarray) -> Roi | None:
-        from odml.data.pose_geometry import REG_SCALE
-        from odml.zoo.mediapipe import detector_as_odml, is_released_detector
-
         x, lb = letterbox(image, self.det.size)
         outs = self.det((x / 127.5 - 1.0)[None])
         # MediaPipe's released detector answers in its own layout (boxes and score logits)
@@ -150,8 +149,6 @@ class PoseTracker:
         size = self.lm.size
         crop = crop_roi(image, roi, size) / 255.0
         outs = self.lm(crop[None])
-        from odml.zoo.mediapipe import is_released_landmarks, landmarks_as_odml
-
         out = landmarks_as_odml(outs, LANDMARKS) if is_released_landmarks(outs) else outs[0]
         flag = float(out[5 * LANDMARKS])
         if flag < self.min_pose:
