@@ -14,8 +14,8 @@ from odml.cli.common import err, fmt_int, handle_errors, out, print_json
 
 @handle_errors
 def compress_cmd(
-    teacher: Path = typer.Argument(..., help="The pre-trained classifier: .keras (Keras 3 or tf_keras) or .h5 (loaded with safe_mode), a SavedModel folder, or an .onnx graph."),
-    data: str = typer.Option("digits", "--data", help="'digits' or 'shapes' (embedded), a folder of class subfolders, or an .npz; a .tsv/.csv of texts for a text teacher."),
+    teacher: Path = typer.Argument(..., help="The pre-trained classifier: .keras (Keras 3 or tf_keras) or .h5 (loaded with safe_mode), a SavedModel folder, or an .onnx graph; or a keypoint teacher: a BlazePose landmark model, or blazepose_full_released (MediaPipe's, once imported)."),
+    data: Optional[str] = typer.Option(None, "--data", help="'digits' (the default) or 'shapes' (embedded), a folder of class subfolders, or an .npz; a .tsv/.csv of texts for a text teacher; 'synthetic' (the default) or a COCO-style keypoint .json for a keypoint teacher."),
     out_dir: Path = typer.Option(..., "--out", help="Run folder; rerun the same command to resume."),
     val_data: Optional[str] = typer.Option(None, "--val-data", help="Score the teacher and students on all of this data (your validation set; the same classes) and train on all of --data."),
     recipe: Optional[Path] = typer.Option(None, "--recipe", help="A YAML/JSON recipe (keys in the README); options given here override it."),
@@ -36,6 +36,8 @@ def compress_cmd(
     benchmark_binary: Optional[str] = typer.Option(None, "--benchmark-binary", help="adb: TFLite's benchmark_model for the phone."),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="The teacher's input size HxW, when its file leaves it open (an ONNX graph's dynamic size)."),
     input_range: Optional[str] = typer.Option(None, "--input-range", help="What pixels become at the teacher's input: 0,1 (the default), -1,1 or 0,255 (default 0,255 for a model that starts with Rescaling or Normalization)."),
+    calibration_samples: Optional[int] = typer.Option(None, "--calibration-samples", min=1, help="int8: calibration inputs (overrides the recipe's quantize.calibration_samples)."),
+    steps: Optional[str] = typer.Option(None, "--steps", help="A keypoint teacher's students: heatmap and regression training steps (default 700,2000)."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Compress TEACHER into several students: distillation (one teacher pass per batch for all
@@ -54,15 +56,18 @@ def compress_cmd(
         students=[s for s in (students or "").split(",") if s.strip()], sizes=size_list, epochs=epochs, joint=joint,
         prune=prune, prune_structure=prune_structure, quantize=quantize, distill=distill, augment=augment, init=init,
         device=device, threads=threads, runs=runs, pick=pick_expr, benchmark_binary=benchmark_binary,
-        input_size=input_size, input_range=input_range, val_data=val_data)
+        input_size=input_size, input_range=input_range, val_data=val_data, steps=steps,
+        calibration_samples=calibration_samples)
     if epochs is not None and epochs < 1:
         raise CompressError(f"--epochs {epochs}: must be at least 1")
     p = prepare(opts)
-    bar = None if json_out else _Bar(p.recipe.epochs, [lbl for lbl, _ in p.students])
+    keypoints = not hasattr(p, "recipe")  # a keypoint teacher's run: stages and steps, not epochs
+    bar = None if json_out or keypoints else _Bar(p.recipe.epochs, [lbl for lbl, _ in p.students])
+    said = (lambda s: err.print(s, markup=False)) if keypoints and not json_out else None
     try:
         if bar:
             bar.start()
-        rep = run(p, on_stage=bar.stage if bar else None, on_epoch=bar.epoch if bar else None)
+        rep = run(p, on_stage=bar.stage if bar else said, on_epoch=bar.epoch if bar else None)
     except KeyboardInterrupt:
         err.print("interrupted; run the same command to resume", markup=False)
         raise typer.Exit(130)
@@ -72,7 +77,7 @@ def compress_cmd(
     if json_out:
         print_json({"compress": rep})
         return
-    _table(rep)
+    (_keypoint_table if keypoints else _table)(rep)
 
 
 class _Bar:
@@ -124,5 +129,28 @@ def _table(rep: dict[str, Any]) -> None:
         out.print(f"data: {rep['data']['split']}", markup=False)
     for note in rep.get("notes", []):
         out.print(f"note: {note}", markup=False)
+    for name, path in rep["files"].items():
+        out.print(f"{name}: {path}")
+
+
+def _keypoint_table(rep: dict[str, Any]) -> None:
+    t = rep["teacher"]
+    tab = Table(title=f"odml compress on {rep['device']}: keypoint teacher {Path(t['model']).name} "
+                      f"({t['size_bytes'] / 1024:,.0f} KiB fp16, {t['latency_ms']:.3f} ms)")
+    cols = ("student", "PCK@0.2 vs teacher", "int8", "fp16", "vs truth", "params", "int8 KiB", "int8 ms", "fp16 ms",
+            "smaller", "faster")
+    for c in cols:
+        tab.add_column(c, justify="left" if c == "student" else "right")
+
+    def f(v: Any) -> str:
+        return "-" if v is None else f"{v:.4f}"
+
+    for r in rep["students"]:
+        tab.add_row(r["label"], f(r["pck@0.2_vs_teacher"]), f(r.get("int8_pck@0.2_vs_teacher")),
+                    f(r.get("fp16_pck@0.2_vs_teacher")), f(r.get("pck@0.2_vs_truth")), fmt_int(r["params"]),
+                    f"{r['int8_size_bytes'] / 1024:,.1f}", f"{r['int8_latency_ms']:.3f}", f"{r['fp16_latency_ms']:.3f}",
+                    f"{r['size_ratio']:.1f}x", f"{r['speedup']:.1f}x")
+    out.print(tab)
+    out.print(f"metric: {rep['metric']}", markup=False)
     for name, path in rep["files"].items():
         out.print(f"{name}: {path}")

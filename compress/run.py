@@ -45,7 +45,7 @@ class CompressError(OdmlError):
 @dataclass
 class CompressOptions:
     teacher: str
-    data: str = "digits"
+    data: str | None = None  # default: digits, or synthetic people for a keypoint teacher
     out: str = "runs/compress"
     recipe: str | None = None
     students: list[str] = field(default_factory=list)
@@ -67,6 +67,8 @@ class CompressOptions:
     val_data: str | None = None  # validate on all of this, train on all of data
     input_size: str | None = None  # a teacher file's dynamic height and width
     input_range: str | None = None  # what pixels become at the teacher's input: 0,1 / -1,1 / 0,255
+    steps: str | None = None  # a keypoint teacher's students: heatmap and regression steps ("700,2000")
+    calibration_samples: int | None = None  # overrides recipe.quantize.calibration_samples
 
 
 # ---- --pick -------------------------------------------------------------------------
@@ -144,6 +146,8 @@ def prepare(o: CompressOptions) -> Prepared:
         recipe.prune.enabled = True
     if o.quantize is not None:
         recipe.quantize.mode = o.quantize
+    if o.calibration_samples is not None:
+        recipe.quantize.calibration_samples = o.calibration_samples
     if o.students:
         recipe.students = list(o.students)
     if o.sizes is not None:
@@ -156,6 +160,17 @@ def prepare(o: CompressOptions) -> Prepared:
     from odml.zoo.families.external import parse_range
 
     teacher = load_teacher(o.teacher, o.input_size, parse_range(o.input_range))
+    keypoints = teacher.output.task == "keypoints"
+    o.data = o.data or ("synthetic" if keypoints else "digits")
+    if keypoints:  # students distilled from its keypoints (compress/keypoints.py)
+        from odml.compress.keypoints import prepare_keypoints, settings
+
+        if recipe.distill.joint:
+            raise RecipeError(f"distill.joint: the keypoint teacher {teacher.path} stays fixed; use --fixed-teacher")
+        return prepare_keypoints(o, recipe, teacher, device, settings)  # type: ignore[return-value]
+    if o.steps is not None:
+        raise CompressError(f"--steps: for a keypoint teacher's students; the students of {teacher.path} train for "
+                            "--epochs")
     if recipe.distill.joint and teacher.runtime != "tf_keras":
         raise RecipeError(f"distill.joint: the teacher {teacher.path} is a {teacher.runtime} model; training it with "
                           "the students needs a tf_keras model (odml's training loop); use --fixed-teacher")
@@ -233,6 +248,10 @@ def run(p: Prepared, on_stage: Callable[[str], None] | None = None,
         on_epoch: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     folder = run_folder(p.out)
     with folder.lock():
+        if not isinstance(p, Prepared):  # a keypoint teacher's run
+            from odml.compress.keypoints import run_keypoints
+
+            return run_keypoints(p, folder, on_stage or (lambda s: None))
         return _run(p, folder, on_stage, on_epoch)
 
 

@@ -44,22 +44,28 @@ class Teacher(Carded):
 
 def load_teacher(path: str | Path, input_size: Any = None, input_range: tuple[float, float] | None = None
                  ) -> Teacher:
-    """Load any model file odml reads (safe_mode on for Keras) and check that
-    it is a classifier whose family has students. The teacher only has to
-    run forward: a Keras 3 model, a SavedModel or an ONNX graph will do."""
+    """Load any model file odml reads (safe_mode on for Keras), or a zoo
+    entry that comes with weights (MediaPipe's released landmark model once
+    imported), and check that it is a classifier, or a keypoint model, whose
+    family has students. The teacher only has to run forward: a Keras 3
+    model, a SavedModel or an ONNX graph will do."""
     from odml.zoo.load import load_model
+    from odml.zoo.registry import is_model, resolve
 
     p = Path(path)
     try:
+        if not p.exists() and is_model(str(path)):
+            c = resolve(str(path))
+            p = c.family.model_file(c.config)
+            if p is None:
+                raise TeacherError(f"teacher {path}: a zoo entry without weights; give a trained model file")
         loaded = load_model(p, input_size, input_range)
     except OdmlError as e:
-        raise TeacherError(f"teacher {e}") from None
+        raise TeacherError(f"teacher {e}" if not str(e).startswith("teacher") else str(e)) from None
     fam, out = loaded.family, loaded.output
-    if out.task != "classify":
-        raise TeacherError(f"teacher {p}: not a classifier: it is {fam.noun}; its output is {out.name} "
-                           f"({out.description})")
-    if fam.student_family is None:
-        raise TeacherError(f"teacher {p}: odml has no students for {fam.noun}")
+    if fam.student_family is None or out.task not in ("classify", "keypoints"):
+        what = "not a classifier" if out.task != "classify" else "odml has no students for it"
+        raise TeacherError(f"teacher {p}: {what}: it is {fam.noun}; its output is {out.name} ({out.description})")
     params, macs = loaded.sizes()
     t = Teacher(p, loaded.model, loaded.card, params, macs, loaded.runtime)
     try:

@@ -77,8 +77,9 @@ def load_source(model: str, classes: int | None = None, input_size: str | None =
     c = resolve(model, classes, input_size, width, sets)
     card = ModelCard(c.family, c.config, c.name)  # untrained: no labels (--labels or --data give them)
     km = c.build()
-    return Source(c.name, "zoo" if is_model(model) else "spec", card,
-                  lambda x: np.asarray(km.predict(x, batch_size=64, verbose=0)), km, None, km)
+    from odml.zoo.load import predict_keras
+
+    return Source(c.name, "zoo" if is_model(model) else "spec", card, lambda x: predict_keras(km, x), km, None, km)
 
 
 def file_source(loaded: Any) -> Source:
@@ -143,9 +144,9 @@ def run_export(src: Source, opts: ExportOptions, x_val: np.ndarray | None = None
                step: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Convert, check parity, attach metadata; returns the report. Raises
     before writing anything if an input is unusable."""
-    from odml.litert import load_interpreter, run_batch
+    from odml.litert import load_interpreter, run_batch, run_outputs
     from odml.flatbuffer import parse_tflite
-    from odml.exporters.tflite import representative_from
+    from odml.exporters.tflite import judge_outputs, keep_io, parity_outputs, representative_from
 
     check_out_dir(opts.out_dir)
     rng = np.random.default_rng(opts.seed)
@@ -164,6 +165,7 @@ def run_export(src: Source, opts: ExportOptions, x_val: np.ndarray | None = None
     if y_val is not None and src.classifies and int(y_val.max()) >= src.outputs:
         raise DataError(f"the data has labels up to {int(y_val.max())} but the model has {src.outputs} outputs")
     ref = src.predict(x_val)
+    tensors = src.output.tensors  # several outputs: kept in the family's order and with its names
 
     stage = temp_dir_beside(opts.out_dir, "export")
     try:
@@ -184,6 +186,8 @@ def run_export(src: Source, opts: ExportOptions, x_val: np.ndarray | None = None
             rep = representative_from(x_calib, opts.calibration_samples, opts.seed) if prec == "int8" else None
             io = opts.io if prec == "int8" else "float"
             data = convert(convertible, prec, rep, io, src.trackable, input_name=src.input.name)
+            if tensors:
+                data = keep_io(data, src.input.name, tensors, f"{prec} file")
             conv_s = time.perf_counter() - t0
             if opts.metadata is not None:
                 from odml.exporters.metadata import add_metadata
@@ -194,10 +198,14 @@ def run_export(src: Source, opts: ExportOptions, x_val: np.ndarray | None = None
             name = f"{stem}_{prec}{'_edgetpu' if opts.target == 'edgetpu' else ''}.tflite"
             (stage / name).write_bytes(data)
             interp = load_interpreter(data)
-            p = parity(ref, run_batch(interp, x_val), y_val if src.classifies else None)
-            if not src.classifies:  # keypoints and boxes: the errors are what count, not an argmax
-                p.pop("top1_agreement", None)
-            failed = judge(p, opts.thresholds[prec])
+            if tensors:
+                p = parity_outputs(ref, run_outputs(interp, x_val), [t.name for t in tensors])
+                failed = judge_outputs(p, opts.thresholds[prec])
+            else:
+                p = parity(ref, run_batch(interp, x_val), y_val if src.classifies else None)
+                if not src.classifies:  # keypoints and boxes: the errors are what count, not an argmax
+                    p.pop("top1_agreement", None)
+                failed = judge(p, opts.thresholds[prec])
             model = parse_tflite(data, name)
             art = {"file": name, "format": "tflite", "precision": prec, "io": io, "size_bytes": len(data),
                    "convert_s": round(conv_s, 2), "ops": model.op_histogram, "parity": p,
@@ -215,8 +223,10 @@ def run_export(src: Source, opts: ExportOptions, x_val: np.ndarray | None = None
 
             if fp32_bytes is None:
                 fp32_bytes = convert(convertible, "fp32", None, "float", src.trackable, input_name=src.input.name)
+                if tensors:
+                    fp32_bytes = keep_io(fp32_bytes, src.input.name, tensors, "fp32 file")
             art = export_onnx(fp32_bytes, stage / f"{stem}.onnx", x_val, ref, y_val if src.classifies else None,
-                              opts.thresholds["fp32"])
+                              opts.thresholds["fp32"], [t.name for t in tensors])
             artifacts.append(art)
         fp32 = next((a["size_bytes"] for a in artifacts if a["precision"] == "fp32" and a["format"] == "tflite"), None)
         for a in artifacts:

@@ -129,16 +129,20 @@ def add_metadata(tflite: bytes, info: ModelInfo, workdir: Path, quantized_input:
     files: list[str] = []
     card = info.card
     inp = _input(mfb, card.input, card.vocab, workdir, files)
-    out = mfb.TensorMetadataT()
-    out.name, out.description = card.output.name, card.output.description
-    out.content = mfb.ContentT()
-    out.content.contentProperties = mfb.FeaturePropertiesT()
-    out.content.contentPropertiesType = mfb.ContentProperties.FeatureProperties
+    outs = []
+    for name, description in ([(t.name, t.description) for t in card.output.tensors] or
+                              [(card.output.name, card.output.description)]):
+        out = mfb.TensorMetadataT()
+        out.name, out.description = name, description
+        out.content = mfb.ContentT()
+        out.content.contentProperties = mfb.FeaturePropertiesT()
+        out.content.contentPropertiesType = mfb.ContentProperties.FeatureProperties
+        outs.append(out)
     if info.labels and card.output.task == "classify":
-        out.associatedFiles = [_packed_file(mfb, workdir, files, LABELS_FILE, info.labels,
-                                            mfb.AssociatedFileType.TENSOR_AXIS_LABELS, "class labels, one per line")]
+        outs[0].associatedFiles = [_packed_file(mfb, workdir, files, LABELS_FILE, info.labels,
+                                                mfb.AssociatedFileType.TENSOR_AXIS_LABELS, "class labels, one per line")]
     sub = mfb.SubGraphMetadataT()
-    sub.inputTensorMetadata, sub.outputTensorMetadata = [inp], [out]
+    sub.inputTensorMetadata, sub.outputTensorMetadata = [inp], outs
     meta.subgraphMetadata = [sub]
     b = flatbuffers.Builder(0)
     b.Finish(meta.Pack(b), md.MetadataPopulator.METADATA_FILE_IDENTIFIER)

@@ -11,13 +11,15 @@ from typing import Any
 
 import numpy as np
 
-from odml.exporters.tflite import ExportError, ParityThreshold, judge, parity
+from odml.exporters.tflite import ExportError, ParityThreshold, judge, judge_outputs, parity, parity_outputs
 
 OPSET = 15
 
 
-def export_onnx(fp32_tflite: bytes, out: Path, x: np.ndarray, ref: np.ndarray, labels: np.ndarray | None,
-                threshold: ParityThreshold) -> dict[str, Any]:
+def export_onnx(fp32_tflite: bytes, out: Path, x: np.ndarray, ref: Any, labels: np.ndarray | None,
+                threshold: ParityThreshold, names: list[str] | None = None) -> dict[str, Any]:
+    """``names``: a model of several outputs (``ref`` a list in that order):
+    the ONNX graph keeps the .tflite's outputs, each checked."""
     import onnx
     import onnxruntime as ort
     from tf2onnx import convert as t2o
@@ -37,11 +39,21 @@ def export_onnx(fp32_tflite: bytes, out: Path, x: np.ndarray, ref: np.ndarray, l
     onnx.checker.check_model(model)
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
-    y = np.concatenate([sess.run(None, {name: x[i:i + 1].astype(np.float32)})[0] for i in range(len(x))])
-    p = parity(ref, y, labels)
+    runs = [sess.run(None, {name: x[i:i + 1].astype(np.float32)}) for i in range(len(x))]
+    if names:
+        onnx_names = [o.name for o in sess.get_outputs()]
+        if [n.split(":")[0] for n in onnx_names] != names:
+            raise ExportError(f"ONNX conversion changed the outputs: {', '.join(onnx_names)} where "
+                              f"{', '.join(names)} are expected")
+        ys = [np.concatenate([r[k] for r in runs]) for k in range(len(names))]
+        p = parity_outputs(ref, ys, names)
+        failed = judge_outputs(p, threshold)
+    else:
+        p = parity(ref, np.concatenate([r[0] for r in runs]), labels)
+        failed = judge(p, threshold)
     return {"file": out.name, "format": "onnx", "precision": "fp32", "io": "float", "size_bytes": out.stat().st_size,
             "convert_s": round(time.perf_counter() - t0, 2), "opset": OPSET,
             "ops": dict(sorted({n.op_type: sum(1 for m in model.graph.node if m.op_type == n.op_type)
                                 for n in model.graph.node}.items())),
             "checker": "passed", "parity": p, "parity_threshold": vars(threshold),
-            "parity_failed": judge(p, threshold)}
+            "parity_failed": failed}

@@ -201,3 +201,64 @@ def parity_failure(results: list[dict[str, Any]]) -> CheckFailed | None:
     if not bad:
         return None
     return CheckFailed("parity failed: " + "; ".join(f"{r['precision']}: {', '.join(r['parity_failed'])}" for r in bad))
+
+
+def keep_io(data: bytes, input_name: str, tensors: Any, where: str = "converted model") -> bytes:
+    """``data`` with its input tensor named ``input_name`` and its outputs in
+    the order and with the names of ``tensors`` (OutputTensor: name, shape),
+    so that the file can replace one that an app already loads by tensor name
+    or position. Outputs are matched by shape (outputs of one shape keep the
+    converter's order, which is the model's); a file already so is returned
+    as it is. Raises CheckFailed when the outputs cannot be matched."""
+    from odml.flatbuffer import parse_tflite
+
+    import flatbuffers
+
+    model = parse_tflite(data, where)
+    want_shapes = [[1, *t.shape] for t in tensors]
+    have = [o.shape for o in model.outputs]
+    order: list[int] = []
+    for w in want_shapes:
+        k = next((j for j, s in enumerate(have) if s == w and j not in order), None)
+        if k is None:
+            raise CheckFailed(f"{where}: no output of shape {w} left to match (its outputs: "
+                              f"{', '.join(str(s) for s in have)})")
+        order.append(k)
+    if len(order) != len(model.outputs):
+        raise CheckFailed(f"{where}: {len(model.outputs)} outputs where {len(order)} are expected")
+    if order == list(range(len(model.outputs))) and [model.outputs[k].name for k in order] == [t.name for t in tensors] \
+            and model.inputs[0].name == input_name:
+        return data
+    obj = model.raw
+    g = obj.subgraphs[0]
+    g.tensors[g.inputs[0]].name = input_name
+    new_outs = [int(g.outputs[k]) for k in order]
+    for i, t in zip(new_outs, tensors):
+        g.tensors[i].name = t.name
+    g.outputs = new_outs
+    for sig in obj.signatureDefs or []:  # a signature's outputs take the same names
+        for tm in sig.outputs or []:
+            if tm.tensorIndex in new_outs:
+                tm.name = tensors[new_outs.index(tm.tensorIndex)].name
+    b = flatbuffers.Builder(len(data) + 1024)
+    b.Finish(obj.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def parity_outputs(ref: list[np.ndarray], got: list[np.ndarray], names: list[str]) -> dict[str, Any]:
+    """``parity`` of each output of a model with several (no top-1: these are
+    not class scores), and the worst figures over them."""
+    per = {}
+    for n, r, g in zip(names, ref, got):
+        p = parity(np.asarray(r), np.asarray(g))
+        p.pop("top1_agreement", None)
+        for k in [k for k in p if k.startswith("top1") or k == "median_top1_margin"]:
+            p.pop(k)
+        per[n] = p
+    worst = {k: max(p[k] for p in per.values()) for k in ("max_abs_err", "mean_abs_err", "rel_mean_err")}
+    return {"samples": int(len(ref[0])), **worst, "outputs": per}
+
+
+def judge_outputs(p: dict[str, Any], th: ParityThreshold) -> list[str]:
+    """``judge`` of every output of ``parity_outputs``."""
+    return [f"{n}: {f}" for n, q in p["outputs"].items() for f in judge(q, th)]

@@ -62,8 +62,13 @@ def released(wheel, tmp_path_factory):
 
 def test_import_writes_keras_models_and_released_files(wheel, released):
     f, m = released["folder"], released["manifest"]
-    assert sorted(p.name for p in f.iterdir()) == ["detector.keras", "detector.tflite", "landmarks.keras",
-                                                   "landmarks.tflite", "manifest.json"]
+    assert sorted(p.name for p in f.iterdir()) == ["detector.keras", "detector.odml.json", "detector.tflite",
+                                                   "landmarks.keras", "landmarks.odml.json", "landmarks.tflite",
+                                                   "manifest.json"]
+    card = json.loads((f / "landmarks.odml.json").read_text())
+    assert card["family"] == "blazepose_full_released" and card["input"]["name"] == "input_1"
+    assert [t["name"] for t in card["output"]["tensors"]] == ["Identity", "Identity_1", "Identity_2", "Identity_3",
+                                                               "Identity_4"]
     assert m["models"]["landmarks"]["params"] == 3_169_489  # the released full landmark model's weight count
     assert m["models"]["detector"]["folded"] == {"DEQUANTIZE": 144, "DENSIFY": 38}  # sparse fp16 weights decoded
     with zipfile.ZipFile(wheel) as z:
@@ -159,6 +164,114 @@ def test_cameraman_found_at_a_lower_detection_threshold(released, cli_proc, tmp_
     res = r.json()["pose"]["results"][0]
     nose = res["keypoints"][0]
     assert res["score"] > 0.5 and 150 < nose["x"] < 300 and 80 < nose["y"] < 200, nose
+
+
+# ---- drop-in exports (step 4) and compression with the released teacher (step 5) ----------------------------
+
+def _io(path):
+    from odml.litert import load_interpreter
+
+    it = load_interpreter(str(path))
+    d = lambda ts: [(t["name"], t["shape"].tolist(), np.dtype(t["dtype"]).name) for t in ts]  # noqa: E731
+    return d(it.get_input_details()), d(it.get_output_details())
+
+
+def _crops(released):
+    from odml.data.pose_geometry import crop_roi
+    from odml.pose.pipeline import PoseTracker
+
+    tracker = PoseTracker.released(released["folder"], min_detection=0.4)
+    out = []
+    for name in ("astronaut", "camera"):
+        im = _photo(name)
+        out.append(crop_roi(im, tracker.detect(im), 256) / 255.0)
+    return np.stack(out).astype(np.float32)
+
+
+def test_exports_keep_the_released_tensors_and_drop_in(released, cli, monkeypatch, tmp_path):
+    """`odml export` of the imported models: the fp16 and int8 files take and
+    give the released files' tensors (names, shapes, dtypes, order); the fp16
+    landmark file computes what the released file computes on real crops; the
+    pose pipeline runs on odml's files in place of the released ones to the
+    same keypoints."""
+    from odml.litert import load_interpreter, run_outputs
+    from odml.pose.pipeline import PoseTracker
+
+    monkeypatch.setenv("ODML_HOME", str(released["home"]))
+    f = released["folder"]
+    r = cli("export", "blazepose_detector_released", "--quantize", "fp16,int8", "--data", "synthetic",
+            "--calibration-samples", "8", "--parity-samples", "4", "--out", tmp_path / "det", "--json")
+    assert r.exit_code == 0, r.stderr
+    r = cli("export", "blazepose_full_released", "--quantize", "fp16", "--data", "synthetic", "--parity-samples", "4",
+            "--out", tmp_path / "lm", "--json")
+    assert r.exit_code == 0, r.stderr
+    rep = r.json()["export"]
+    assert sorted(rep["artifacts"][0]["parity"]["outputs"]) == ["Identity", "Identity_1", "Identity_2", "Identity_3",
+                                                                "Identity_4"]
+    det16 = tmp_path / "det" / "blazepose_detector_released_fp16.tflite"
+    lm16 = tmp_path / "lm" / "blazepose_full_released_fp16.tflite"
+    assert _io(det16) == _io(f / "detector.tflite")
+    assert _io(tmp_path / "det" / "blazepose_detector_released_int8.tflite") == _io(f / "detector.tflite")
+    assert _io(lm16) == _io(f / "landmarks.tflite")
+    assert _io(f / "landmarks.tflite")[1][0] == ("Identity", [1, 195], "float32")
+    x = _crops(released)
+    ref, got = run_outputs(load_interpreter(str(f / "landmarks.tflite")), x), run_outputs(load_interpreter(str(lm16)), x)
+    for a, b in zip(ref, got):
+        assert np.abs(a - b).max() <= 1e-3 * max(1.0, np.abs(a).max())
+    img = _photo("astronaut")
+    want = PoseTracker.released(f, prefer="tflite").process(img)
+    mine = PoseTracker(str(det16), str(lm16)).process(img)
+    assert np.abs(mine.keypoints[:, :2] - want.keypoints[:, :2]).max() < 0.5
+
+
+def test_compress_distils_the_released_model_into_a_lite_student(released, cli, monkeypatch, tmp_path):
+    """`odml compress` with the released full model as the teacher and odml's
+    lite landmark model as the student, on synthetic people (a few steps):
+    PCK against the teacher, fp16 and int8 files that run, size and latency;
+    rerun: resumed, nothing trained again."""
+    monkeypatch.setenv("ODML_HOME", str(released["home"]))
+    out = tmp_path / "kp"
+    args = ("compress", "blazepose_full_released", "--students", "blazepose_lite", "--steps", "3,3", "--runs", "3",
+            "--calibration-samples", "8", "--out", out)
+    r = cli(*args, "--json")
+    assert r.exit_code == 0, r.stderr
+    rep = r.json()["compress"]
+    assert rep["kind"] == "keypoints" and rep["teacher"]["precision"] == "fp16"
+    (s,) = rep["students"]
+    assert s["label"] == "blazepose_lite" and s["params"] < released["manifest"]["models"]["landmarks"]["params"] / 2
+    for k in ("pck@0.2_vs_teacher", "int8_pck@0.2_vs_teacher", "fp16_pck@0.2_vs_teacher", "pck@0.2_vs_truth"):
+        assert 0.0 <= s[k] <= 1.0, k
+    assert s["teacher_pck@0.2_vs_truth"] > 0.8  # the released model finds synthetic people's points
+    assert s["int8_size_bytes"] < s["fp16_size_bytes"] < rep["teacher"]["size_bytes"]
+    assert s["int8_latency_ms"] > 0 and s["speedup"] > 1
+    for name in ("blazepose_lite.keras", "blazepose_lite_int8.tflite", "blazepose_lite_fp16.tflite", "report.json"):
+        assert (out / name).is_file(), name
+    card = json.loads((out / "blazepose_lite.odml.json").read_text())
+    assert card["family"] == "blazepose_landmarks"
+    before = (out / "results.jsonl").read_text()
+    r = cli(*args, "--json")
+    assert r.exit_code == 0 and (out / "results.jsonl").read_text() == before
+
+
+@pytest.mark.parametrize("extra, words", [
+    (("--students", "blazepose_lite@0.5"), ("blazepose_lite@0.5", "not scaled by a width")),
+    (("--students", "mobilenet_edgetpu_v2_tiny"), ("blazepose_landmarks students",)),
+    (("--sizes", "0.5"), ("students", "name them")),
+    (("--students", "blazepose_lite", "--prune", "0.5"), ("prune", "not pruned")),
+    (("--students", "blazepose_lite", "--data", "digits"), ("--data digits", "synthetic")),
+    (("--students", "blazepose_lite", "--steps", "5"), ("--steps '5'", "heatmap and regression")),
+])
+def test_compress_with_a_keypoint_teacher_refuses_bad_settings(released, cli, monkeypatch, tmp_path, extra, words):
+    monkeypatch.setenv("ODML_HOME", str(released["home"]))
+    r = cli("compress", "blazepose_full_released", *extra, "--out", tmp_path / "never")
+    assert_one_line_error(r, *words)
+    assert not (tmp_path / "never").exists()
+
+
+def test_compress_with_the_released_teacher_not_imported(cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("ODML_HOME", str(tmp_path / "empty"))
+    r = cli("compress", "blazepose_full_released", "--students", "blazepose_lite", "--out", tmp_path / "never")
+    assert_one_line_error(r, "not imported", "odml zoo import-mediapipe")
 
 
 # ---- bad input --------------------------------------------------------------------------------------

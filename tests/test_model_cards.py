@@ -70,14 +70,19 @@ def test_pose_exports_say_what_their_inputs_and_outputs_are(cli, tmp_path):
     assert meta["outputs"] == ["landmarks"]
 
 
-def test_a_pose_model_is_not_a_compression_teacher(cli, tmp_path):
+def test_a_pose_detector_is_not_a_teacher_and_a_landmark_teacher_takes_pose_data(cli, tmp_path):
+    """The card says what a pose model is: a detector has no students; a
+    landmark model teaches landmark students (test_mediapipe.py runs one) on
+    people, not on digits."""
     out = tmp_path / "pose"
     r = cli("train", "blazepose", "--variant", "tiny", "--steps", "2,2,2", "--batch-size", "2", "--val-images", "3",
             "--out", out, "--json")
     assert r.exit_code == 0, r.stderr
-    for model, what in (("landmarks.keras", "keypoints"), ("detector.keras", "detections")):
-        r = cli("compress", out / model, "--data", "digits", "--out", tmp_path / "never")
-        assert_one_line_error(r, "not a classifier", what)
-        assert not (tmp_path / "never").exists()
+    r = cli("compress", out / "detector.keras", "--data", "digits", "--out", tmp_path / "never")
+    assert_one_line_error(r, "not a classifier", "detections")
+    r = cli("compress", out / "landmarks.keras", "--students", "blazepose_tiny", "--data", "digits", "--out",
+            tmp_path / "never")
+    assert_one_line_error(r, "--data digits", "'synthetic'")
+    assert not (tmp_path / "never").exists()
     card = json.loads((out / "landmarks.odml.json").read_text())
     assert card["family"] == "blazepose_landmarks" and card["task"] == "keypoints"

@@ -24,7 +24,7 @@ import numpy as np
 from odml import interrupts
 from odml.data.pose import LEFT_SHOULDER, RIGHT_HIP, PoseSample, alignment_points, torso_size
 from odml.data.pose_geometry import anchor_strides, anchors, letterbox, pck, roi_from_alignment
-from odml.data.pose_items import Samples, batches, detector_item, landmark_item
+from odml.data.pose_items import Samples, batches, detector_item, heatmap_targets, landmark_item
 from odml.errors import DataError, OutputError
 from odml.files import atomic_output, write_json_atomic
 from odml.runfolder import RunFolder
@@ -182,36 +182,12 @@ def _train(data: str, out_dir: Path, cfg: PoseTrainConfig, log: Callable[[str], 
     lcfg = pose_config(cfg.landmark)
     lm = build_pose_model(lcfg, cfg.landmark)
     lck = out_dir / "landmarks.ckpt.weights.h5"
-    if lck.is_file():
-        lm.train.load_weights(str(lck))
-    tower = set(lm.heatmap_tower)
     size, hm = lcfg.input_size, lcfg.heatmap_size
 
     def lm_item():
         return landmark_item(samples.next(), size, rng, cfg.jitter, hm)
 
-    st = run.read_state(STATE)
-    if st.get("heatmap", 0) < cfg.heatmap_steps:
-        ts = time.perf_counter()
-        vars1 = [v for layer in lm.train.layers if layer.name in tower for v in layer.trainable_weights]
-        _fit(lm.heat, vars1, heatmap_loss, lm_item, cfg.heatmap_steps, cfg, lck, st.get("heatmap", 0), log, "heatmap",
-             run, lm.train)
-        _checkpoint(lm.train, lck, "heatmap", cfg.heatmap_steps, run)
-        stages["heatmap_s"] = time.perf_counter() - ts
-    st = run.read_state(STATE)
-    if st.get("regression", 0) < cfg.regression_steps:
-        ts = time.perf_counter()
-        for layer in lm.train.layers:
-            layer.trainable = layer.name not in tower
-        if not st.get("regression"):  # a fresh stage: the coordinates start from the mean pose
-            _init_coords_bias(lm.train, [lm_item() for _ in range(64)])
-        vars2 = lm.train.trainable_variables
-        _fit(lm.train, vars2, regression_loss, lm_item, cfg.regression_steps, cfg, lck, st.get("regression", 0), log,
-             "regression", run)
-        _checkpoint(lm.train, lck, "regression", cfg.regression_steps, run)
-        stages["regression_s"] = time.perf_counter() - ts
-        for layer in lm.train.layers:
-            layer.trainable = True
+    stages.update(_landmark_stages(lm, lm_item, cfg, lck, run, log))
 
     # evaluation on the held-out images, then the deployable models with their cards
     ev = evaluate_landmarks(lm, samples.val)
@@ -233,6 +209,125 @@ def _train(data: str, out_dir: Path, cfg: PoseTrainConfig, log: Callable[[str], 
     }
     write_json_atomic(out_dir / "pose.json", res)
     return res
+
+
+def _landmark_stages(lm: Any, lm_item: Callable[[], dict[str, np.ndarray]], cfg: PoseTrainConfig, lck: Path,
+                     run: RunFolder, log: Callable[[str], None], prefix: str = "") -> dict[str, float]:
+    """The landmark model's two stages (heatmap, then regression with the
+    heatmap tower frozen) on the items ``lm_item`` makes, resumed from the
+    checkpoint ``lck`` and the run's state (stage keys after ``prefix``)."""
+    if lck.is_file():
+        lm.train.load_weights(str(lck))
+    tower = set(lm.heatmap_tower)
+    stages: dict[str, float] = {}
+    hk, rk = f"{prefix}heatmap", f"{prefix}regression"
+    st = run.read_state(STATE)
+    if st.get(hk, 0) < cfg.heatmap_steps:
+        ts = time.perf_counter()
+        vars1 = [v for layer in lm.train.layers if layer.name in tower for v in layer.trainable_weights]
+        _fit(lm.heat, vars1, heatmap_loss, lm_item, cfg.heatmap_steps, cfg, lck, st.get(hk, 0), log, hk, run, lm.train)
+        _checkpoint(lm.train, lck, hk, cfg.heatmap_steps, run)
+        stages["heatmap_s"] = time.perf_counter() - ts
+    st = run.read_state(STATE)
+    if st.get(rk, 0) < cfg.regression_steps:
+        ts = time.perf_counter()
+        for layer in lm.train.layers:
+            layer.trainable = layer.name not in tower
+        if not st.get(rk):  # a fresh stage: the coordinates start from the mean pose
+            _init_coords_bias(lm.train, [lm_item() for _ in range(64)])
+        _fit(lm.train, lm.train.trainable_variables, regression_loss, lm_item, cfg.regression_steps, cfg, lck,
+             st.get(rk, 0), log, rk, run)
+        _checkpoint(lm.train, lck, rk, cfg.regression_steps, run)
+        stages["regression_s"] = time.perf_counter() - ts
+        for layer in lm.train.layers:
+            layer.trainable = True
+    return stages
+
+
+# --- distillation from a teacher's keypoints (odml compress) ----------------------------------------------
+
+def teacher_item(item: dict[str, np.ndarray], t: np.ndarray, hm: int) -> dict[str, np.ndarray]:
+    """A landmark item whose targets are a teacher's outputs ``t`` on its crop
+    (odml's layout: LANDMARKS x (x, y as fractions of the crop, z in crop
+    widths, visibility, presence as probabilities), then the pose flag): the
+    coordinates, the soft flags and the pose flag, and heatmaps around the
+    points the teacher finds present."""
+    kp = np.asarray(t[:5 * LANDMARKS], np.float32).reshape(LANDMARKS, 5)
+    coords, flags = kp[:, :3].copy(), np.clip(kp[:, 3:5], 0.0, 1.0)
+    mask = np.ones(LANDMARKS, np.float32)
+    inside = ((coords[:, :2] >= 0) & (coords[:, :2] <= 1)).all(1)
+    heat, offs, omask = heatmap_targets(coords[:, :2], (flags[:, 1] > 0.5) & inside, hm)
+    return {**item, "coords": coords, "flags": flags, "mask": mask, "pose": np.float32(np.clip(t[-1], 0.0, 1.0)),
+            "heat": heat, "offs": offs, "omask": omask}
+
+
+def teacher_pck(student: Callable[[np.ndarray], np.ndarray], teacher: Callable[[np.ndarray], np.ndarray],
+                val: list[PoseSample], size: int, hm: int) -> dict[str, Any]:
+    """PCK@0.2 of ``student`` (a batch of crops -> odml's landmark layout) against the
+    teacher's keypoints on the held-out people cropped on their true ROI
+    (the 33 body points the teacher finds present, the torso measured on the
+    teacher's points), and of both against the ground truth."""
+    gt = true_roi_crops(val, size, hm)
+    if gt is None:
+        return {"pck@0.2_vs_teacher": None}
+    x, truth, mask, _ = gt
+    t = np.concatenate([teacher(x[i:i + 16]) for i in range(0, len(x), 16)])
+    s = np.concatenate([student(x[i:i + 16]) for i in range(0, len(x), 16)])
+    tk = t[:, :5 * LANDMARKS].reshape(len(x), LANDMARKS, 5)[:, :NUM_KEYPOINTS]
+    sk = s[:, :5 * LANDMARKS].reshape(len(x), LANDMARKS, 5)[:, :NUM_KEYPOINTS]
+    t_xy, s_xy = tk[..., :2] * size, sk[..., :2] * size
+    t_torso = np.hypot(*(t_xy[:, LEFT_SHOULDER] - t_xy[:, RIGHT_HIP]).T)
+    t_mask = (tk[..., 4] > 0.5).astype(np.float32)
+    torso = np.array([np.hypot(*(p[LEFT_SHOULDER] - p[RIGHT_HIP])) for p in truth])
+    return {"pck@0.2_vs_teacher": round(pck(s_xy, t_xy, t_mask, t_torso), 4),
+            "student_pck@0.2_vs_truth": round(pck(s_xy, truth, mask, torso), 4),
+            "teacher_pck@0.2_vs_truth": round(pck(t_xy, truth, mask, torso), 4), "people": int(len(x))}
+
+
+def distill_landmarks(teacher: Callable[[np.ndarray], np.ndarray], data: str, out_dir: Path,
+                      students: list[tuple[str, Any]], cfg: PoseTrainConfig, run: RunFolder,
+                      log: Callable[[str], None] = print,
+                      on_student: Callable[[str, dict[str, Any], Callable], None] | None = None
+                      ) -> dict[str, dict[str, Any]]:
+    """Each student (label, Configured landmark model) trained on crops of
+    ``data`` (people cropped around a jittered ROI, as the tracker feeds
+    them) with the teacher's keypoints as its targets, in the two stages of
+    odml's landmark training; saved as ``out_dir/LABEL.keras`` with its card.
+    ``teacher`` maps a batch of crops to odml's landmark layout. A student
+    whose model exists is not trained again; one interrupted resumes."""
+    from odml.zoo.blazepose import build_pose_model
+    from odml.zoo.card import ModelCard
+    from odml.zoo.load import load_keras_model, save_model
+
+    tf = _tf()
+    samples = Samples(data, cfg.seed, cfg.val_images)
+    out: dict[str, dict[str, Any]] = {}
+    for label, student in students:
+        scfg = student.config
+        path = out_dir / f"{label}.keras"
+        size, hm = scfg.input_size, scfg.heatmap_size
+        tf.keras.utils.set_random_seed(cfg.seed)
+        lm = build_pose_model(scfg, label)
+        ts = time.perf_counter()
+        if path.is_file():
+            lm.deploy.set_weights(load_keras_model(path).get_weights())
+            stages: dict[str, float] = {}
+        else:
+            rng = np.random.default_rng(cfg.seed + 7)
+
+            def item() -> dict[str, np.ndarray]:
+                it = landmark_item(samples.next(), size, rng, cfg.jitter, hm)
+                return teacher_item(it, teacher(it["image"][None])[0], hm)
+
+            stages = _landmark_stages(lm, item, cfg, out_dir / f"{label}.ckpt.weights.h5", run, log, f"{label}/")
+            save_model(lm.deploy, path, ModelCard(student.family, scfg, label))
+        res = {"file": str(path), "params": int(lm.deploy.count_params()), "stages": stages,
+               "train_s": round(time.perf_counter() - ts, 1),
+               **teacher_pck(lambda x: lm.deploy.predict(x, verbose=0), teacher, samples.val, size, hm)}
+        out[label] = res
+        if on_student:  # with the PCK against the teacher of any other form of the student (its int8 file)
+            on_student(label, res, lambda fn, size=size, hm=hm: teacher_pck(fn, teacher, samples.val, size, hm))
+    return out
 
 
 def _init_coords_bias(model: Any, items: list[dict[str, np.ndarray]]) -> None:

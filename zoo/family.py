@@ -89,18 +89,43 @@ class InputSpec:
 
 
 @dataclass(frozen=True)
+class OutputTensor:
+    """One output tensor of a model with several: its name in exported files,
+    its shape (without the batch dimension) and what it holds."""
+
+    name: str
+    shape: tuple[int, ...]
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "description": self.description}
+
+
+@dataclass(frozen=True)
 class OutputSpec:
-    """What a model's (single) output is."""
+    """What a model's output is: one tensor, or (``tensors``) several in a
+    fixed order with fixed names, the first of which is the main one that
+    ``name``, ``size`` and ``shape`` describe (a model that keeps a released
+    file's outputs, so that it can replace that file in an app)."""
 
     task: str  # classify | detect | keypoints
     name: str  # the output's name in metadata: logits, detections, landmarks
     size: int  # values per input (classes for a classifier)
     description: str = ""
     shape: tuple[int, ...] = ()
+    tensors: tuple[OutputTensor, ...] = ()
+
+    @property
+    def count(self) -> int:
+        """How many output tensors the model has."""
+        return max(1, len(self.tensors))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"task": self.task, "name": self.name, "size": self.size, "shape": list(self.shape or (self.size,)),
-                "description": self.description}
+        d = {"task": self.task, "name": self.name, "size": self.size, "shape": list(self.shape or (self.size,)),
+             "description": self.description}
+        if self.tensors:
+            d["tensors"] = [t.to_dict() for t in self.tensors]
+        return d
 
 
 @dataclass(frozen=True)
@@ -290,6 +315,18 @@ class Family:
         """(label, configuration) of student ``item`` (a zoo entry, or a
         file this family reads) at ``width``, reading the teacher's input."""
         raise SpecError(f"student {item!r}: not a model of {self.name}")
+
+    def landmarks(self, cfg: Any, outputs: Any) -> np.ndarray:
+        """A keypoint model's outputs on a batch (an array, or the list of its
+        output tensors) in odml's landmark layout (LANDMARKS x (x, y as
+        fractions of the input, z in input widths, visibility, presence), then
+        the pose flag): what a keypoint teacher gives its students."""
+        raise SpecError(f"{self.name}: its outputs are not keypoints")
+
+    def model_file(self, cfg: Any) -> Any:
+        """The file a zoo entry's trained model lives in (a Path), for
+        entries that come with weights; None for those built untrained."""
+        return None
 
     def check_teacher(self, teacher: Any) -> None:
         """Raise SpecError when ``teacher`` (of a family whose students come

@@ -348,10 +348,20 @@ class Loaded(Carded):
         """Whether odml's training loops (tf_keras) can train it."""
         return self.runtime == "tf_keras"
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def predict(self, x: np.ndarray) -> Any:
+        """The model's output on a batch: an array, or a list of arrays in the
+        card's order for a model of several outputs."""
         if self.reference is not None:
             return self.reference(x)
-        return np.asarray(self.model.predict(x, batch_size=64, verbose=0))
+        return predict_keras(self.model, x)
+
+
+def predict_keras(model: Any, x: np.ndarray, batch_size: int = 64) -> Any:
+    """``model.predict`` as an array, or a list of arrays (a model of several outputs)."""
+    y = model.predict(x, batch_size=batch_size, verbose=0)
+    if isinstance(y, dict):
+        y = [y[k] for k in model.output_names]
+    return [np.asarray(v) for v in y] if isinstance(y, (list, tuple)) else np.asarray(y)
 
 
 def count_params(model: Any) -> int:

@@ -70,19 +70,41 @@ class Released:
     signature: str  # op sequence after DEQUANTIZE / DENSIFY are folded (letters of tflite_graph.LETTERS)
     input_shape: tuple[int, ...]
     output_shapes: tuple[tuple[int, ...], ...]
+    input_range: tuple[float, float]  # what pixels 0..255 become at the input
+    input_description: str
+    output_descriptions: tuple[str, ...]
+    input_name: str = "input_1"  # the released tensors' names
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple("Identity" + (f"_{i}" if i else "") for i in range(len(self.output_shapes)))
 
 
 RELEASED = (
     Released("detector", "mediapipe/modules/pose_detection/pose_detection.tflite",
              "MediaPipe's pose detector (pose_detection.tflite)",
              "PCDCCPDCCDCACPDCCDCACDCPDCCDCACDCACDCCDCACDCACDCPDCCDCACDCACDCACDTRCADCADCATRCADCADCATPDCSDCSPDCSDCSPDCSKDC"
-             "SK", (1, 224, 224, 3), ((1, DETECTOR_ANCHORS, 12), (1, DETECTOR_ANCHORS, 1))),
+             "SK", (1, 224, 224, 3), ((1, DETECTOR_ANCHORS, 12), (1, DETECTOR_ANCHORS, 1)), (-1.0, 1.0),
+             "RGB image letterboxed to 224x224; the model reads pixel / 127.5 - 1",
+             ("per SSD anchor: box centre x, y, width, height and 4 alignment keypoints (x, y), offsets in input pixels",
+              "per SSD anchor: score logit")),
     Released("landmarks", "mediapipe/modules/pose_landmark/pose_landmark_full.tflite",
              "MediaPipe's full pose landmark model (pose_landmark_full.tflite)",
              "PCDCCDCPDCCDCACDCPDCCDCACDCPDCCDCACDCACDCCDCACDCACDCPDCCDCACDCACDCACDDCRARARADCRADCADCARDCADCACCDCDCMADCADCA"
              "DCADCADCMADCADCADCADCADCACSCSCLS", (1, 256, 256, 3),
-             ((1, 195), (1, 1), (1, 256, 256, 1), (1, 64, 64, 39), (1, 117))),
+             ((1, 195), (1, 1), (1, 256, 256, 1), (1, 64, 64, 39), (1, 117)), (0.0, 1.0),
+             "RGB crop around the person's region of interest, 256x256; the model reads pixel / 255",
+             ("39 landmarks x (x, y, z in input pixels, visibility logit, presence logit): 33 body points, 2 alignment "
+              "points, 4 more", "pose flag: the probability that a person is in the crop",
+             "segmentation logits", "heatmaps of the 39 landmarks", "39 world landmarks x (x, y, z) in metres")),
 )
+
+
+def released(part: str) -> Released:
+    return next(r for r in RELEASED if r.part == part)
+
+
+FAMILIES = {"detector": "blazepose_detector_released", "landmarks": "blazepose_full_released"}  # zoo/families/
 
 
 def default_folder() -> Path:
@@ -91,9 +113,11 @@ def default_folder() -> Path:
 
 def imported(folder: str | Path | None = None) -> Path | None:
     """The import folder when a finished import is there (its manifest is
-    written last), else None."""
+    written last; an import made before the models had cards beside them
+    counts as none, so that the user is told to import again), else None."""
     d = Path(folder) if folder is not None else default_folder()
-    return d if (d / MANIFEST).is_file() else None
+    done = (d / MANIFEST).is_file() and all((d / f"{r.part}.odml.json").is_file() for r in RELEASED)
+    return d if done else None
 
 
 def not_imported_message(folder: str | Path | None = None) -> str:
@@ -214,6 +238,8 @@ def import_mediapipe(wheel: str | Path | None = None, folder: str | Path | None 
     """Import the two released models into ``folder`` (default: the odml data
     home); returns the manifest."""
     from odml._tf import quiet_stderr_fd
+    from odml.zoo.card import ModelCard
+    from odml.zoo.registry import get_family
     from odml.zoo.tflite_graph import build_keras, check_signature, read_graph
 
     say = say or (lambda s: None)
@@ -242,7 +268,7 @@ def import_mediapipe(wheel: str | Path | None = None, folder: str | Path | None 
                 raise DataError(f"{g.path}: not {r.what}: input and outputs {shapes}, expected "
                                 f"{(r.input_shape, r.output_shapes)}")
             say(f"building the Keras {r.part} model ({len(g.ops)} layers)")
-            model = build_keras(g, f"blazepose_{'detector' if r.part == 'detector' else 'full'}_released")
+            model = build_keras(g, FAMILIES[r.part])
             lo = -1.0 if r.part == "detector" else 0.0
             x = rng.uniform(lo, 1.0, (2, *r.input_shape[1:])).astype(np.float32)
             fig = parity(model, files[r.part], r.part, x)
@@ -250,6 +276,9 @@ def import_mediapipe(wheel: str | Path | None = None, folder: str | Path | None 
             keras_path = stage / f"{r.part}.keras"
             with quiet_stderr_fd():
                 model.save(keras_path)
+            family = get_family(FAMILIES[r.part])
+            ModelCard(family, family.config_from_dict({"part": r.part, "folder": "" if folder is None else
+                                                       str(dest.resolve())}), family.name).save(keras_path)
             manifest["models"][r.part] = {
                 "member": r.member, "sha256": hashlib.sha256(files[r.part].read_bytes()).hexdigest(),
                 "keras": keras_path.name, "tflite": files[r.part].name, "params": int(model.count_params()),

@@ -122,6 +122,7 @@ class BlazePoseDetector(_BlazePose):
 @register_family
 class BlazePoseLandmarks(_BlazePose):
     name = "blazepose_landmarks"
+    student_family = "blazepose_landmarks"  # a trained landmark model teaches smaller ones
     task = "keypoints"
     noun = "a pose landmark model"
     zoo_task = "pose_landmarks"
@@ -151,6 +152,31 @@ class BlazePoseLandmarks(_BlazePose):
         return OutputSpec("keypoints", "landmarks", 5 * LANDMARKS + 1,
                           f"{LANDMARKS} keypoints x (x, y as fractions of the crop, z in crop widths, visibility, "
                           "presence), then the pose flag")
+
+    def landmarks(self, cfg: LandmarkConfig, outputs: Any) -> Any:
+        import numpy as np
+
+        return np.asarray(outputs[0] if isinstance(outputs, (list, tuple)) else outputs, np.float32)
+
+    # ---- compression: odml's landmark models are the students of a keypoint teacher (distilled on its keypoints)
+    def student(self, item: str, width: float | None, teacher: Any) -> tuple[str, LandmarkConfig]:
+        if item not in self.models() and item != "blazepose_tiny":
+            raise SpecError(f"student {item!r}: not a BlazePose landmark model ({', '.join(self.models())})")
+        if width is not None and width != 1.0:
+            raise SpecError(f"student {item}@{width:g}: BlazePose landmark models are not scaled by a width")
+        cfg = self.config(item)
+        if (cfg.input_size, cfg.input_size, 3) != tuple(teacher.input.shape):
+            raise SpecError(f"student {item!r}: reads {cfg.input_size}x{cfg.input_size} crops but the teacher reads "
+                            f"{'x'.join(map(str, teacher.input.shape))}")
+        return item, cfg
+
+    def derived(self, base: Any, width: float, teacher: Any) -> Any:
+        raise SpecError("sizes: BlazePose students are named (--students blazepose_lite), not derived by size")
+
+    def check_teacher(self, teacher: Any) -> None:
+        shape = tuple(teacher.input.shape)
+        if teacher.input.kind != "image" or len(shape) != 3 or shape[0] != shape[1]:
+            raise SpecError(f"a keypoint teacher reads square image crops; this one reads {list(shape)}")
 
     def read(self, card: Any, data: str, val_split: float = 0.2, seed: int = 0, **options: Any) -> Any:
         from odml.data.pose_items import landmark_inputs

@@ -1,0 +1,163 @@
+"""MediaPipe's released BlazePose models as odml models (``odml zoo
+import-mediapipe`` puts them in odml's data home): the person detector
+``blazepose_detector_released`` (pose_detection.tflite) and the full landmark
+model ``blazepose_full_released`` (pose_landmark_full.tflite), rebuilt as
+tf_keras models one layer per op with the released weights.
+
+They keep the released files' conventions: the input tensor ``input_1``
+(the detector reads pixel / 127.5 - 1, the landmark model pixel / 255) and the
+output tensors ``Identity``, ``Identity_1``, ... in the released order and
+shapes (``odml.zoo.mediapipe`` says what each holds), so that what ``odml
+export`` makes of them loads where the released file loads. They are not
+trained by odml; the landmark model is a teacher for odml's BlazePose
+landmark models (``odml compress``), its keypoints the students' targets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from odml.errors import DataError, SpecError
+from odml.zoo.family import Counts, Family, InputSpec, OutputSpec, OutputTensor
+from odml.zoo.registry import register_family
+
+PARTS = ("detector", "landmarks")
+
+
+@dataclass(frozen=True)
+class ReleasedConfig:
+    part: str  # detector | landmarks
+    folder: str = ""  # the import folder ("" : odml's data home, see odml.zoo.mediapipe)
+
+    def validate(self) -> "ReleasedConfig":
+        if self.part not in PARTS:
+            raise SpecError(f"part {self.part!r}: expected one of {', '.join(PARTS)}")
+        return self
+
+
+class _Released(Family):
+    trainer = None
+    config_type = ReleasedConfig
+    part = ""
+    entry = ""
+
+    def models(self) -> dict[str, str]:
+        from odml.zoo.mediapipe import released
+
+        return {self.entry: f"{released(self.part).what}, imported by 'odml zoo import-mediapipe'"}
+
+    def config(self, name: str) -> ReleasedConfig:
+        if name != self.entry:
+            raise SpecError(f"{self.name}: no zoo entry {name!r}")
+        return ReleasedConfig(self.part)
+
+    def _folder(self, cfg: ReleasedConfig) -> Path | None:
+        from odml.zoo.mediapipe import imported
+
+        return imported(cfg.folder or None)
+
+    def count(self, cfg: ReleasedConfig) -> Counts:
+        """The weights the import counted (0 before an import); MACs are not
+        counted for a rebuilt graph."""
+        import json
+
+        d = self._folder(cfg)
+        if d is None:
+            return Counts(0, None)
+        try:
+            return Counts(int(json.loads((d / "manifest.json").read_text())["models"][self.part]["params"]), None)
+        except (OSError, ValueError, KeyError, TypeError):
+            return Counts(0, None)
+
+    def model_file(self, cfg: ReleasedConfig) -> Path:
+        from odml.zoo.mediapipe import not_imported_message
+
+        d = self._folder(cfg)
+        if d is None:
+            raise DataError(not_imported_message(cfg.folder or None))
+        return d / f"{self.part}.keras"
+
+    def build(self, cfg: ReleasedConfig, name: str | None = None) -> Any:
+        from odml.zoo.load import load_keras_model
+
+        return load_keras_model(self.model_file(cfg))
+
+    def describe(self, cfg: ReleasedConfig, name: str = "") -> str:
+        n = self.count(cfg).params
+        return f"released weights ({n:,})" if n else "not imported yet: 'odml zoo import-mediapipe'"
+
+    def inputs(self, cfg: ReleasedConfig, vocab: list[str] | None = None) -> InputSpec:
+        from odml.zoo.mediapipe import released
+
+        r = released(self.part)
+        return InputSpec("image", r.input_shape[1:], "float32", r.input_range, r.input_name, r.input_description)
+
+    def _tensors(self) -> tuple[OutputTensor, ...]:
+        from odml.zoo.mediapipe import released
+
+        r = released(self.part)
+        return tuple(OutputTensor(n, s[1:], d) for n, s, d in zip(r.output_names, r.output_shapes, r.output_descriptions))
+
+    def data_hint(self) -> str:
+        return "'synthetic' or a COCO-style keypoint .json"
+
+    def check_data(self, data: str) -> None:
+        if data != "synthetic" and not data.lower().endswith(".json"):
+            raise DataError(f"--data {data}: {self.noun} takes 'synthetic' or a COCO-style keypoint .json")
+
+
+@register_family
+class ReleasedDetector(_Released):
+    name = "blazepose_detector_released"
+    task = "detect"
+    noun = "MediaPipe's released pose detector"
+    zoo_task = "pose_detection"
+    title = "MediaPipe's released BlazePose person detector (pose_detection.tflite, Apache-2.0)"
+    part = "detector"
+    entry = "blazepose_detector_released"
+
+    def outputs(self, cfg: ReleasedConfig) -> OutputSpec:
+        t = self._tensors()
+        return OutputSpec("detect", t[0].name, int(np.prod(t[0].shape)), t[0].description, t[0].shape, t)
+
+    def read(self, card: Any, data: str, val_split: float = 0.2, seed: int = 0, **options: Any) -> Any:
+        from odml.data.pose_items import detector_inputs
+        from odml.zoo.families.blazepose import _Inputs
+
+        self.check_data(data)
+        size = self.inputs(card.config).shape[0]
+        return _Inputs(*detector_inputs(size, data, options.get("n_val", 100), options.get("n_cal", 200), seed), data)
+
+
+@register_family
+class ReleasedLandmarks(_Released):
+    name = "blazepose_full_released"
+    task = "keypoints"
+    noun = "MediaPipe's released full pose landmark model"
+    zoo_task = "pose_landmarks"
+    title = "MediaPipe's released full BlazePose landmark model (pose_landmark_full.tflite, Apache-2.0)"
+    part = "landmarks"
+    entry = "blazepose_full_released"
+    student_family = "blazepose_landmarks"
+
+    def outputs(self, cfg: ReleasedConfig) -> OutputSpec:
+        t = self._tensors()
+        return OutputSpec("keypoints", t[0].name, int(np.prod(t[0].shape)), t[0].description, t[0].shape, t)
+
+    def landmarks(self, cfg: Any, outputs: list[np.ndarray]) -> np.ndarray:
+        from odml.zoo.mediapipe import landmarks_as_odml
+        from odml.zoo.poseconfig import LANDMARKS
+
+        n = len(outputs[0])
+        return np.stack([landmarks_as_odml([o[i] for o in outputs], LANDMARKS) for i in range(n)]).astype(np.float32)
+
+    def read(self, card: Any, data: str, val_split: float = 0.2, seed: int = 0, **options: Any) -> Any:
+        from odml.data.pose_items import landmark_inputs
+        from odml.zoo.families.blazepose import _Inputs
+
+        self.check_data(data)
+        size = self.inputs(card.config).shape[0]
+        return _Inputs(*landmark_inputs(size, data, options.get("n_val", 100), options.get("n_cal", 200), seed), data)
