@@ -253,6 +253,22 @@ def test_compress_distils_the_released_model_into_a_lite_student(released, cli, 
     assert r.exit_code == 0 and (out / "results.jsonl").read_text() == before
 
 
+def test_compress_with_the_released_teacher_on_a_coco_style_file(released, cli, monkeypatch, tmp_path):
+    """A user's COCO-style keypoint file as --data: its keypoints place the
+    crops, the teacher labels them; PCK against the teacher on its held-out
+    images."""
+    from odml.data.pose import write_coco
+
+    monkeypatch.setenv("ODML_HOME", str(released["home"]))
+    ann = write_coco(tmp_path / "people", 12, seed=5)
+    r = cli("compress", "blazepose_full_released", "--students", "blazepose_lite", "--data", ann, "--steps", "2,2",
+            "--runs", "3", "--calibration-samples", "4", "--out", tmp_path / "kp", "--json")
+    assert r.exit_code == 0, r.stderr
+    rep = r.json()["compress"]
+    (s,) = rep["students"]
+    assert rep["data"]["source"] == str(ann) and s["people"] >= 1 and 0.0 <= s["pck@0.2_vs_teacher"] <= 1.0
+
+
 @pytest.mark.parametrize("extra, words", [
     (("--students", "blazepose_lite@0.5"), ("blazepose_lite@0.5", "not scaled by a width")),
     (("--students", "mobilenet_edgetpu_v2_tiny"), ("blazepose_landmarks students",)),
