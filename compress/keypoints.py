@@ -211,13 +211,9 @@ def run_keypoints(p: KeypointPrepared, folder: Any, say: Callable[[str], None]) 
 
 
 def report_keypoints(p: KeypointPrepared, teacher_row: dict[str, Any]) -> dict[str, Any]:
-    from odml.compress.run import RESULTS, SCHEMA, run_folder
+    from odml.compress.run import RESULTS, SCHEMA, run_folder, versus_teacher
 
-    rows = run_folder(p.out).records(RESULTS)
-    students = [r for r in rows if r["role"] == "student"]
-    for r in students:
-        r["size_ratio"] = round(teacher_row["size_bytes"] / r["size_bytes"], 2)
-        r["speedup"] = round(teacher_row["latency_ms"] / r["latency_ms"], 2)
+    students = versus_teacher(run_folder(p.out), teacher_row)
     students.sort(key=lambda r: r["latency_ms"])
     rep = {"schema": SCHEMA, "kind": "keypoints", "out": str(p.out), "device": p.device.label,
            "teacher": teacher_row, "students": students, "data": {"source": p.opts.data},

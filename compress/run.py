@@ -363,15 +363,21 @@ def _lat_fields(lat: dict[str, Any]) -> dict[str, Any]:
     return {k: lat[k] for k in ("median_ms", "mean_ms", "p90_ms", "p99_ms", "std_ms", "count") if k in lat}
 
 
+def versus_teacher(folder: RunFolder, teacher_row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's student rows with how much smaller and faster than the teacher each is."""
+    students = [r for r in folder.records(RESULTS) if r["role"] == "student"]
+    for r in students:
+        r["size_ratio"] = round(teacher_row["size_bytes"] / r["size_bytes"], 2)
+        r["speedup"] = round(teacher_row["latency_ms"] / r["latency_ms"], 2)
+    return students
+
+
 def report(p: Prepared, teacher_row: dict[str, Any]) -> dict[str, Any]:
     from odml.compress.distill import soft_label_note
     from odml.pareto import pareto_front
 
-    rows = run_folder(p.out).records(RESULTS)
-    students = [r for r in rows if r["role"] == "student"]
+    students = versus_teacher(run_folder(p.out), teacher_row)
     for r in students:
-        r["size_ratio"] = round(teacher_row["size_bytes"] / r["size_bytes"], 2)
-        r["speedup"] = round(teacher_row["latency_ms"] / r["latency_ms"], 2)
         r["final_accuracy"] = r["int8_accuracy"] if r["int8_accuracy"] is not None else r["accuracy"]
     front = {r["label"] for r in pareto_front(students, acc="final_accuracy")}
     for r in students:

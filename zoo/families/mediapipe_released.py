@@ -101,6 +101,21 @@ class _Released(Family):
         r = released(self.part)
         return tuple(OutputTensor(n, s[1:], d) for n, s, d in zip(r.output_names, r.output_shapes, r.output_descriptions))
 
+    def outputs(self, cfg: ReleasedConfig) -> OutputSpec:
+        t = self._tensors()
+        return OutputSpec(self.task, t[0].name, int(np.prod(t[0].shape)), t[0].description, t[0].shape, t)
+
+    def read(self, card: Any, data: str, val_split: float = 0.2, seed: int = 0, **options: Any) -> Any:
+        """Export inputs: people letterboxed (detector) or cropped on their ROI
+        (landmark model), as odml's BlazePose families read them."""
+        from odml.data import pose_items
+        from odml.zoo.families.blazepose import _Inputs
+
+        self.check_data(data)
+        inputs = pose_items.detector_inputs if self.part == "detector" else pose_items.landmark_inputs
+        size = self.inputs(card.config).shape[0]
+        return _Inputs(*inputs(size, data, options.get("n_val", 100), options.get("n_cal", 200), seed), data)
+
     def data_hint(self) -> str:
         return "'synthetic' or a COCO-style keypoint .json"
 
@@ -119,18 +134,6 @@ class ReleasedDetector(_Released):
     part = "detector"
     entry = "blazepose_detector_released"
 
-    def outputs(self, cfg: ReleasedConfig) -> OutputSpec:
-        t = self._tensors()
-        return OutputSpec("detect", t[0].name, int(np.prod(t[0].shape)), t[0].description, t[0].shape, t)
-
-    def read(self, card: Any, data: str, val_split: float = 0.2, seed: int = 0, **options: Any) -> Any:
-        from odml.data.pose_items import detector_inputs
-        from odml.zoo.families.blazepose import _Inputs
-
-        self.check_data(data)
-        size = self.inputs(card.config).shape[0]
-        return _Inputs(*detector_inputs(size, data, options.get("n_val", 100), options.get("n_cal", 200), seed), data)
-
 
 @register_family
 class ReleasedLandmarks(_Released):
@@ -143,10 +146,6 @@ class ReleasedLandmarks(_Released):
     entry = "blazepose_full_released"
     student_family = "blazepose_landmarks"
 
-    def outputs(self, cfg: ReleasedConfig) -> OutputSpec:
-        t = self._tensors()
-        return OutputSpec("keypoints", t[0].name, int(np.prod(t[0].shape)), t[0].description, t[0].shape, t)
-
     def landmarks(self, cfg: Any, outputs: list[np.ndarray]) -> np.ndarray:
         from odml.zoo.mediapipe import landmarks_as_odml
         from odml.zoo.poseconfig import LANDMARKS
@@ -154,10 +153,3 @@ class ReleasedLandmarks(_Released):
         n = len(outputs[0])
         return np.stack([landmarks_as_odml([o[i] for o in outputs], LANDMARKS) for i in range(n)]).astype(np.float32)
 
-    def read(self, card: Any, data: str, val_split: float = 0.2, seed: int = 0, **options: Any) -> Any:
-        from odml.data.pose_items import landmark_inputs
-        from odml.zoo.families.blazepose import _Inputs
-
-        self.check_data(data)
-        size = self.inputs(card.config).shape[0]
-        return _Inputs(*landmark_inputs(size, data, options.get("n_val", 100), options.get("n_cal", 200), seed), data)
