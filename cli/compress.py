@@ -110,19 +110,31 @@ def _table(rep: dict[str, Any]) -> None:
                       f"(accuracy {t['accuracy']:.4f}{auc}, {t['size_bytes'] / 1024:,.0f} KiB fp32, "
                       f"{t['latency_ms']:.3f} ms)")
     text = "auc" in t
-    cols = ("", "student", "accuracy", "int8 acc", *(("AUC", "int8 AUC") if text else ()), "params", "size KiB",
+    qat = any(r.get("ptq_int8_accuracy") is not None for r in rep["students"])
+    cols = ("", "student", "accuracy", "int8 acc", *(("float", "PTQ int8") if qat else ()),
+            *(("AUC", "int8 AUC") if text else ()), "params", "size KiB",
             "gzip KiB", "latency ms", "smaller", "faster", "sparsity")
     for c in cols:
         tab.add_column(c, justify="left" if c in ("", "student") else "right")
     for r in rep["students"]:
         mark = " ".join(m for m, on in (("picked", r["picked"]), ("pareto", r["pareto"])) if on)
         aucs = (f"{r['auc']:.4f}", "-" if r.get("int8_auc") is None else f"{r['int8_auc']:.4f}") if text else ()
+        qats = tuple("-" if r.get(k) is None else f"{r[k]:.4f}" for k in ("float_accuracy", "ptq_int8_accuracy")
+                     ) if qat else ()
         tab.add_row(mark, r["label"], f"{r['accuracy']:.4f}",
-                    "-" if r["int8_accuracy"] is None else f"{r['int8_accuracy']:.4f}", *aucs, fmt_int(r["params"]),
+                    "-" if r["int8_accuracy"] is None else f"{r['int8_accuracy']:.4f}", *qats, *aucs,
+                    fmt_int(r["params"]),
                     f"{r['size_bytes'] / 1024:,.1f}", f"{r['gzip_bytes'] / 1024:,.1f}", f"{r['latency_ms']:.3f}",
                     f"{r['size_ratio']:.1f}x", f"{r['speedup']:.1f}x",
                     "-" if "sparsity" not in r else f"{r['sparsity']:.0%}")
     out.print(tab)
+    ph = rep.get("phases") or {}
+    if ph.get("wall_s") is not None:
+        f = lambda k: "-" if ph.get(k) is None else f"{ph[k]:.1f} s"  # noqa: E731
+        cost = (f" ({ph['students']} students: {ph['vs_one_student']:.2f}x one student's training step)"
+                if ph.get("vs_one_student") is not None else "")
+        out.print(f"time: {ph['wall_s']:.1f} s = teacher {f('teacher_s')}, training {f('training_s')}{cost}, "
+                  f"export {f('export_s')}, measurement {f('measure_s')}", markup=False)
     if rep["pick"]:
         out.print(f"pick {rep['pick']!r}: {rep['picked'] or 'no student meets it'}", markup=False)
     if rep.get("data", {}).get("split"):

@@ -28,6 +28,7 @@ class Student:
     model: Any = None  # what trains (wrapped for pruning / QAT)
     optimizer: Any = None
     history: list[dict[str, float]] = field(default_factory=list)
+    masks: Any = None  # pruned and trained quantization-aware: the masks held by odml (compress/masks.py)
 
 
 def _prunable(layer, K, structure: str) -> bool:
@@ -77,12 +78,49 @@ def wrap_for_qat(model: Any, label: str) -> Any:
     """tfmot's quantization-aware model (fake-quant of weights and activations)."""
     import tensorflow_model_optimization as tfmot
 
+    import re
+
     try:
         return tfmot.quantization.keras.quantize_model(model)
     except Exception as e:  # layers tfmot cannot quantize (custom ones, grouped convolutions, ...)
-        msg = " ".join(str(e).split())[:200]
+        msg = " ".join(str(e).split())
+        m = re.search(r"Layer ([^\s:]+):<class '([^']+)'> is not supported", msg)
+        if m:
+            raise RecipeError(f"student {label}: quantization-aware training: tfmot has no scheme for layer "
+                              f"{m[1]} ({m[2].rsplit('.', 1)[-1]}); use --quantize ptq") from None
         raise RecipeError(f"student {label}: quantization-aware training is not possible for this model "
-                          f"({type(e).__name__}: {msg}); use quantize.mode ptq") from None
+                          f"({type(e).__name__}: {msg[:200]}); use --quantize ptq") from None
+
+
+def check_techniques(label: str, model: Any, recipe: Recipe) -> None:
+    """Refuse, before any training, a chain a student cannot take: QAT of a
+    layer tfmot has no scheme for, 2:4 sparsity where no layer has input
+    channels in multiples of 4."""
+    from odml._tf import keras
+
+    K = keras()
+    if recipe.prune.enabled and recipe.prune.structure == "2:4" and not any(
+            _prunable(layer, K, "2:4") for layer in model.layers):
+        raise RecipeError(f"student {label}: no layer has input channels in multiples of 4, which 2:4 sparsity "
+                          "needs; use --prune-structure unstructured")
+    if recipe.quantize.mode == "qat":
+        wrap_for_qat(model, label)
+
+
+def float_weights(qat_model: Any, plain: Any) -> Any:
+    """``plain`` (the student built afresh) with the weights of its QAT model,
+    matched by variable name (a QAT wrapper holds its layer's variables under
+    the layer's own names, beside the quantizers' ranges); None when one is
+    missing."""
+    src = {v.name: v for v in qat_model.weights}
+    values = []
+    for w in plain.weights:
+        v = src.get(w.name)
+        if v is None or tuple(v.shape) != tuple(w.shape):
+            return None
+        values.append(v.numpy())
+    plain.set_weights(values)
+    return plain
 
 
 def strip(model: Any) -> Any:
@@ -95,18 +133,21 @@ def sparsity_per_layer(model: Any) -> list[dict[str, Any]]:
     """The fraction of zero weights of every convolution / dense kernel (and of
     the weights a layer names as prunable)."""
     from odml._tf import keras
+    from odml.compress.masks import kernel_var
 
     K = keras()
     rows = []
     for layer in model.layers:
         named = layer.get_prunable_weights() if hasattr(layer, "get_prunable_weights") and layer.weights else []
+        inner = getattr(layer, "layer", layer)  # inside a QAT wrapper, which holds the variables
+        kernel = kernel_var(inner, layer) if isinstance(inner, (K.layers.Conv2D, K.layers.Dense)) else None
         if named:  # the QRNN gates
             k = np.concatenate([w.numpy().ravel() for w in named])
-        elif isinstance(layer, (K.layers.Conv2D, K.layers.Dense)) and layer.weights:
-            k = layer.weights[0].numpy()
+        elif kernel is not None:
+            k = kernel.numpy()
         else:
             continue
-        rows.append({"layer": layer.name, "weights": int(k.size), "sparsity": round(float((k == 0).mean()), 4)})
+        rows.append({"layer": inner.name, "weights": int(k.size), "sparsity": round(float((k == 0).mean()), 4)})
     return rows
 
 
@@ -232,14 +273,23 @@ def train_students(teacher_model: Any, students: list[Student], data: Any, recip
     steps = int(np.ceil(len(data.y_train) / recipe.batch_size))
     total_steps = steps * recipe.epochs
     d = recipe.distill
-    for s in students:
+    chain = recipe.prune.enabled and recipe.quantize.mode == "qat"  # tfmot's two wrappers do not nest
+
+    def prepare_student(s: Student) -> None:
         model = s.model
-        if recipe.prune.enabled:
+        if recipe.prune.enabled and not chain:
             model = wrap_for_pruning(model, recipe, total_steps)
         if recipe.quantize.mode == "qat":
             model = wrap_for_qat(model, s.label)
+        if chain:
+            from odml.compress.masks import HeldMasks
+
+            s.masks = HeldMasks(model, recipe.prune, total_steps)
         s.model = model
         s.optimizer = _optimizer(recipe, steps)
+
+    for s in students:
+        prepare_student(s)
     teacher_opt = _optimizer(recipe, steps) if d.joint else None
     ce = K.losses.SparseCategoricalCrossentropy(from_logits=True)
     kl = K.losses.KLDivergence()
@@ -266,35 +316,43 @@ def train_students(teacher_model: Any, students: list[Student], data: Any, recip
     to_teacher = None if (lo, hi) == (0.0, 1.0) else (float(hi - lo), float(lo))  # [0, 1] -> the teacher's range
     aug = d.augment if d.enabled and alpha else "none"  # (mixup on token ids is refused by compress.run.prepare)
 
-    # one trace for every batch size (the last batch is smaller)
-    @T.function(input_signature=[T.TensorSpec([None, *in_shape], in_dtype), T.TensorSpec([None], T.int64)])
-    def step(x, y):
-        n = T.shape(x)[0]
-        if aug != "none":  # one pass over the batch and its perturbed copy
-            x = T.concat([x, perturb(x, aug, input_kind)], 0)
-        xt = x if to_teacher is None else x * to_teacher[0] + to_teacher[1]
-        if not (d.enabled or d.joint):
-            t_logits = None  # plain training: no teacher pass at all
-        elif d.joint:
-            with T.GradientTape() as tape:
-                t_logits = teacher_model(xt, training=True)
-                t_loss = ce(y, t_logits[:n])
-            grads = tape.gradient(t_loss, teacher_model.trainable_variables)
-            teacher_opt.apply_gradients(zip(grads, teacher_model.trainable_variables))
-        else:
-            t_logits = teacher_model(xt, training=False)  # one teacher pass, shared by every student
-        t_soft = None if t_logits is None else T.stop_gradient(T.nn.softmax(t_logits / temp))
-        out = []
-        for s in students:
-            with T.GradientTape() as tape:
-                logits = s.model(x, training=True)
-                loss = student_loss(y, logits, t_soft)
-            grads = tape.gradient(loss, s.model.trainable_variables)
-            s.optimizer.apply_gradients(zip(grads, s.model.trainable_variables))
-            pred = T.argmax(logits[:n], -1, output_type=T.int32)
-            acc = T.reduce_mean(T.cast(T.equal(pred, T.cast(y, T.int32)), T.float32))
-            out.append((loss, acc))
-        return out
+    def make_step(group: list[Student]) -> Any:
+        """One training step of ``group`` (one trace for every batch size: the last batch is smaller)."""
+
+        @T.function(input_signature=[T.TensorSpec([None, *in_shape], in_dtype), T.TensorSpec([None], T.int64)])
+        def step(x, y):
+            n = T.shape(x)[0]
+            if aug != "none":  # one pass over the batch and its perturbed copy
+                x = T.concat([x, perturb(x, aug, input_kind)], 0)
+            xt = x if to_teacher is None else x * to_teacher[0] + to_teacher[1]
+            if not (d.enabled or d.joint):
+                t_logits = None  # plain training: no teacher pass at all
+            elif d.joint:
+                with T.GradientTape() as tape:
+                    t_logits = teacher_model(xt, training=True)
+                    t_loss = ce(y, t_logits[:n])
+                grads = tape.gradient(t_loss, teacher_model.trainable_variables)
+                teacher_opt.apply_gradients(zip(grads, teacher_model.trainable_variables))
+            else:
+                t_logits = teacher_model(xt, training=False)  # one teacher pass, shared by every student
+            t_soft = None if t_logits is None else T.stop_gradient(T.nn.softmax(t_logits / temp))
+            out = []
+            for s in group:
+                with T.GradientTape() as tape:
+                    logits = s.model(x, training=True)
+                    loss = student_loss(y, logits, t_soft)
+                grads = tape.gradient(loss, s.model.trainable_variables)
+                s.optimizer.apply_gradients(zip(grads, s.model.trainable_variables))
+                if s.masks is not None:
+                    s.masks.apply()
+                pred = T.argmax(logits[:n], -1, output_type=T.int32)
+                acc = T.reduce_mean(T.cast(T.equal(pred, T.cast(y, T.int32)), T.float32))
+                out.append((loss, acc))
+            return out
+
+        return step
+
+    step = make_step(students)
 
     epoch_var = T.Variable(0, dtype=T.int64, trainable=False)
     objs: dict[str, Any] = {"epoch": epoch_var}
@@ -316,8 +374,12 @@ def train_students(teacher_model: Any, students: list[Student], data: Any, recip
         saved = json.loads(hist_file.read_text())
         for s in students:
             s.history = [h for h in saved.get(s.label, []) if h["epoch"] < start]
+    for s in students:
+        if s.masks is not None and start:
+            s.masks.resume()
+    global_step = start * steps
     pruning_cbs = []
-    if recipe.prune.enabled:
+    if recipe.prune.enabled and not chain:
         import tensorflow_model_optimization as tfmot
 
         for s in students:
@@ -325,20 +387,39 @@ def train_students(teacher_model: Any, students: list[Student], data: Any, recip
             cb.set_model(s.model)
             cb.on_train_begin()
             pruning_cbs.append(cb)
-    epoch_times = []
+    solo = None
+    if len(students) > 1 and start < recipe.epochs and not d.joint:
+        # one student's training cost, to set the run's against (Learn2Compress: many students for little more than
+        # one): a copy of the first student, trained alone on the first batches and thrown away
+        first = students[0]
+        alone = Student(first.label, first.spec, first.spec.build(f"{first.label}_alone"))
+        prepare_student(alone)
+        alone.optimizer.build(alone.model.trainable_variables)
+        solo = _time_steps(make_step([alone]), data, recipe, 12, 2)
+    epoch_times: list[float] = []
+    step_times: list[float] = []
     for epoch in range(start, recipe.epochs):
         t0 = time.perf_counter()
         # the epoch's batches (texts featurized as they are needed, distorted afresh when the recipe says so)
         ds = data.epoch_dataset(epoch, recipe.batch_size, recipe.seed, recipe.text_distortion)
         sums = np.zeros((len(students), 2))
         n = 0
+        t_step = time.perf_counter()
         for x, y in ds:
             interrupts.check()
             for cb in pruning_cbs:
                 cb.on_train_batch_begin(batch=-1)
+            for s in students:
+                if s.masks is not None:
+                    s.masks.update(global_step)
             res = step(x, y)
+            global_step += 1
             sums += np.array([[float(l), float(a)] for l, a in res])
             n += 1
+            now = time.perf_counter()
+            if global_step > start * steps + 2:  # the first two: the trace
+                step_times.append(now - t_step)
+            t_step = now
         for cb in pruning_cbs:
             cb.on_epoch_end(batch=-1)
         epoch_times.append(time.perf_counter() - t0)
@@ -351,5 +432,26 @@ def train_students(teacher_model: Any, students: list[Student], data: Any, recip
         manager.save()
         if on_epoch:
             on_epoch(epoch, logs)
-    return {"start_epoch": start, "epochs": recipe.epochs, "epoch_s": epoch_times,
-            "train_s": float(sum(epoch_times))}
+    res = {"start_epoch": start, "epochs": recipe.epochs, "epoch_s": epoch_times, "train_s": float(sum(epoch_times)),
+           "steps_per_epoch": steps}
+    if solo is not None and step_times:
+        per_step = float(np.median(step_times))
+        res.update(one_student_step_s=round(solo, 5), step_s=round(per_step, 5), vs_one_student=round(per_step / solo, 3))
+    return res
+
+
+def _time_steps(step: Any, data: Any, recipe: Recipe, n: int, warmup: int) -> float:
+    """Median seconds per step of ``step`` (the batch fetched as in training)
+    over the first ``n`` batches after ``warmup`` ones (the trace)."""
+    ds = data.epoch_dataset(0, recipe.batch_size, recipe.seed, recipe.text_distortion)
+    times = []
+    t = time.perf_counter()
+    for i, (x, y) in enumerate(ds):
+        [float(loss) for loss, _ in step(x, y)]  # as training reads them: the step has finished
+        now = time.perf_counter()
+        if i >= warmup:
+            times.append(now - t)
+        t = now
+        if len(times) >= n:
+            break
+    return float(np.median(times)) if times else float("nan")

@@ -192,6 +192,11 @@ def prepare(o: CompressOptions) -> Prepared:
     students = resolve_students(recipe.students, teacher) if recipe.students else derive_students(recipe.sizes, teacher)
     if recipe.distill.inherits:
         check_inherit(teacher, students)
+    if recipe.quantize.mode == "qat" or (recipe.prune.enabled and recipe.prune.structure == "2:4"):
+        from odml.compress.distill import check_techniques
+
+        for label, spec in students:  # before anything is trained
+            check_techniques(label, spec.build(label), recipe)
     out = Path(o.out)
     run_folder(out).check(_settings(o, recipe, teacher, students), defaults={"recipe": Recipe().to_dict()},
                           ignore=("pick",))
@@ -283,6 +288,7 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
     teacher_label = f"teacher_{t.path.stem}"
     labels, name = list(p.data.class_names), s_in.name
     if teacher_label not in done:
+        t_start = time.perf_counter()
         say("teacher: accuracy, fp32 TFLite, latency")
         t_val = outputs(lambda x: t.model.predict(x, batch_size=256, verbose=0), t.input)
         acc = float((t_val.argmax(-1) == y_val).mean())
@@ -299,7 +305,8 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
         row = {"label": teacher_label, "role": "teacher", "model": str(t.path), "params": t.params,
                "macs": t.macs, "accuracy": acc, "int8_accuracy": None, "size_bytes": path.stat().st_size,
                "gzip_bytes": len(gzip.compress(path.read_bytes(), 9)), "latency_ms": lat["median_ms"],
-               "latency": _lat_fields(lat), "tflite": path.name, "on_train": on_train, **scores}
+               "latency": _lat_fields(lat), "tflite": path.name, "on_train": on_train, **scores,
+               "phase_s": round(time.perf_counter() - t_start, 2)}
         folder.append(RESULTS, row)
         done[teacher_label] = row
     teacher_row = done[teacher_label]
@@ -323,9 +330,11 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
             if s.label in done:
                 continue
             say(f"{s.label}: export and measure")
-            model = strip(s.model) if p.recipe.prune.enabled else s.model
-            if p.recipe.quantize.mode != "qat":
-                recalibrate_batchnorm(model, p.data.sample("train", 5120, p.recipe.seed)[0], seed=p.recipe.seed)
+            te = time.perf_counter()
+            qat = p.recipe.quantize.mode == "qat"
+            model = strip(s.model) if p.recipe.prune.enabled and not qat else s.model  # (pruned + QAT: masks held)
+            # the moving BN statistics from the data (a QAT model's too: its batch norms sit inside the wrappers)
+            recalibrate_batchnorm(model, p.data.sample("train", 5120, p.recipe.seed)[0], seed=p.recipe.seed)
             logits = outputs(lambda x: model.predict(x, batch_size=256, verbose=0), s_in)
             acc = float((logits.argmax(-1) == y_val).mean())
             card = ModelCard(s.spec.family, s.spec.config, s.label, labels, t.card.vocab)
@@ -340,6 +349,10 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
             scores = _scores(p, logits)
             if int8_out is not None:
                 scores.update(_scores(p, int8_out, "int8_"))
+            if qat:  # what QAT bought: its float weights alone, and those quantized after training (PTQ)
+                scores.update(_float_and_ptq(p, model, s, outputs, rep, name))
+            export_s = time.perf_counter() - te
+            tm = time.perf_counter()
             lat = _latency(p, path)
             size = path.stat().st_size
             row = {"label": s.label, "role": "student", "line": s.spec.to_line(), "params": s.spec.params,
@@ -347,7 +360,10 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
                    "size_bytes": size, "gzip_bytes": len(gzip.compress(path.read_bytes(), 9)),
                    "latency_ms": lat["median_ms"], "latency": _lat_fields(lat), "tflite": path.name,
                    "history": s.history, "epochs": p.recipe.epochs, "start_epoch": train_info.get("start_epoch"),
-                   "train_s": train_info.get("train_s"), "epoch_s": train_info.get("epoch_s"), **scores}
+                   "train_s": train_info.get("train_s"), "epoch_s": train_info.get("epoch_s"), **scores,
+                   "export_s": round(export_s, 2), "measure_s": round(time.perf_counter() - tm, 2),
+                   **{k: train_info[k] for k in ("one_student_step_s", "step_s", "vs_one_student", "wall_s")
+                      if k in train_info}}
             if p.recipe.prune.enabled:
                 layers = sparsity_per_layer(model)
                 total = sum(r["weights"] for r in layers)
@@ -357,6 +373,24 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
             done[s.label] = row
         shutil.rmtree(p.out / "checkpoints", ignore_errors=True)  # every student is safe in results.jsonl
     return report(p, teacher_row)
+
+
+def _float_and_ptq(p: Prepared, qat_model: Any, s: Any, outputs: Callable, rep: Any, name: str) -> dict[str, Any]:
+    """A QAT student's weights in the float student (no fake quantization):
+    its accuracy, and the accuracy of those weights quantized after training
+    (PTQ int8), beside the QAT int8 file's."""
+    from odml.compress.distill import float_weights
+    from odml.exporters.tflite import convert
+    from odml.litert import load_interpreter, run_batch
+
+    plain = float_weights(qat_model, s.spec.build(f"{s.label}_float"))
+    if plain is None:
+        return {"float_accuracy": None, "ptq_int8_accuracy": None}
+    y = p.data.y_val
+    f_out = outputs(lambda x: plain.predict(x, batch_size=256, verbose=0), s.spec.input)
+    interp = load_interpreter(convert(plain, "int8", rep, input_name=name))
+    ptq = outputs(lambda x: run_batch(interp, x), s.spec.input)
+    return {"float_accuracy": float((f_out.argmax(-1) == y).mean()), "ptq_int8_accuracy": float((ptq.argmax(-1) == y).mean())}
 
 
 def _lat_fields(lat: dict[str, Any]) -> dict[str, Any]:
@@ -370,6 +404,28 @@ def versus_teacher(folder: RunFolder, teacher_row: dict[str, Any]) -> list[dict[
         r["size_ratio"] = round(teacher_row["size_bytes"] / r["size_bytes"], 2)
         r["speedup"] = round(teacher_row["latency_ms"] / r["latency_ms"], 2)
     return students
+
+
+def phases(teacher_row: dict[str, Any], students: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where the run's time went: the teacher (accuracy, file, latency, soft
+    labels), the students' training (all together), their export and their
+    measurement; and the training's cost against one student's (its steps
+    timed alone on the first batches), Learn2Compress's claim checked on
+    this run."""
+    def total(key: str) -> float | None:
+        vals = [r[key] for r in students if r.get(key) is not None]
+        return round(sum(vals), 2) if vals else None
+
+    training = sorted({round(r["wall_s"], 2) for r in students if r.get("wall_s") is not None})  # one per session
+    out = {"teacher_s": teacher_row.get("phase_s"), "training_s": round(sum(training), 2) if training else None,
+           "export_s": total("export_s"), "measure_s": total("measure_s"), "students": len(students)}
+    out["wall_s"] = round(sum(v for k, v in out.items() if k.endswith("_s") and v is not None), 2)
+    ratio = [r["vs_one_student"] for r in students if r.get("vs_one_student") is not None]
+    if ratio:
+        out["vs_one_student"] = ratio[0]
+        out["one_student_step_s"] = next(r["one_student_step_s"] for r in students if r.get("one_student_step_s"))
+        out["step_s"] = next(r["step_s"] for r in students if r.get("step_s"))
+    return out
 
 
 def report(p: Prepared, teacher_row: dict[str, Any]) -> dict[str, Any]:
@@ -391,7 +447,7 @@ def report(p: Prepared, teacher_row: dict[str, Any]) -> dict[str, Any]:
     if weak:
         notes.append(weak)
     rep = {"schema": SCHEMA, "out": str(p.out), "device": p.device.label, "recipe": p.recipe.to_dict(),
-           "teacher": teacher_row, "students": students, "pick": p.opts.pick,
+           "teacher": teacher_row, "students": students, "phases": phases(teacher_row, students), "pick": p.opts.pick,
            "picked": chosen["label"] if chosen else None, "notes": notes,
            "data": {"source": p.opts.data, "split": getattr(p.data, "split", "")}}
     write_json_atomic(p.out / "report.json", rep)

@@ -362,6 +362,69 @@ def test_qat_and_joint(cli, teacher, tmp_path):
     assert "FAKE_QUANT" not in ops and "QUANTIZE" in ops
 
 
+def _int8_weight_zeros(path):
+    """Per CONV_2D / FULLY_CONNECTED weight tensor of an int8 .tflite: the share of zeros."""
+    from odml.flatbuffer import read_tflite
+
+    m = read_tflite(path).raw
+    g, codes = m.subgraphs[0], m.operatorCodes
+    out = []
+    for op in g.operators:
+        code = max(int(codes[op.opcodeIndex].builtinCode or 0), int(codes[op.opcodeIndex].deprecatedBuiltinCode or 0))
+        if code in (3, 9):  # CONV_2D, FULLY_CONNECTED
+            t = g.tensors[op.inputs[1]]
+            data = m.buffers[t.buffer].data
+            if data is not None and len(data):
+                out.append(float((np.asarray(data) == 0).mean()))
+    return out
+
+
+def test_pruning_then_qat_keeps_the_sparsity_into_the_int8_file(cli, teacher, tmp_path):
+    """Learn2Compress's chain (issue 25): 2:4 pruning with quantization-aware
+    training and distillation in one run: the int8 file keeps the zeros, and
+    the accuracy is reported float, QAT int8 and PTQ int8 side by side."""
+    out = tmp_path / "chain"
+    r = cli("compress", teacher, "--students", "mobilenet_edgetpu_v2_tiny@0.25", "--prune", "0.5", "--prune-structure",
+            "2:4", "--quantize", "qat", "--epochs", "1", "--runs", "5", "--out", out, "--json")
+    assert r.exit_code == 0, r.stderr
+    (s,) = r.json()["compress"]["students"]
+    assert s["precision"] == "int8"
+    for k in ("accuracy", "int8_accuracy", "float_accuracy", "ptq_int8_accuracy"):
+        assert 0.0 <= s[k] <= 1.0, k
+    pruned = [row for row in s["sparsity_per_layer"] if row["sparsity"] > 0]
+    assert pruned and all(row["sparsity"] == 0.5 for row in pruned)  # 2 of every 4, nothing else
+    assert 0.3 < s["sparsity"] <= 0.5
+    zeros = _int8_weight_zeros(out / s["tflite"])
+    assert sum(z >= 0.5 for z in zeros) >= len(pruned) - 1  # the int8 kernels hold the zeros (a 1x1 stem may not)
+    ph = r.json()["compress"]["phases"]
+    assert ph["wall_s"] >= ph["training_s"] > 0 and ph["export_s"] > 0 and ph["teacher_s"] > 0
+
+
+def test_unstructured_pruning_with_qat_reaches_its_sparsity(cli, teacher, tmp_path):
+    r = cli("compress", teacher, "--students", "mobilenet_edgetpu_v2_tiny@0.25,mobilenet_edgetpu_v2_tiny@0.3",
+            "--prune", "0.6", "--quantize", "qat", "--epochs", "2", "--runs", "5", "--out", tmp_path / "u", "--json")
+    assert r.exit_code == 0, r.stderr
+    rep = r.json()["compress"]
+    for s in rep["students"]:
+        assert abs(s["sparsity"] - 0.6) < 0.02, s["sparsity"]
+        assert min(_int8_weight_zeros(tmp_path / "u" / s["tflite"])) > 0.5
+    ph = rep["phases"]  # two students trained together, against one alone
+    assert ph["students"] == 2 and ph["vs_one_student"] > 0 and ph["step_s"] > 0
+
+
+def test_chains_a_student_cannot_take_are_refused_before_training(cli, teacher, tmp_path):
+    spec = {"schema": 1, "name": "odd", "input_shape": [32, 32, 3], "num_classes": 10,
+            "stem": {"filters": 5, "kernel": 3, "stride": 2}, "head": {"filters": 7, "dropout": 0.0},
+            "blocks": [{"type": "ibn_dw", "kernel": 3, "expansion": 1, "stride": 1, "filters": 5, "groups": 1,
+                        "se": 0.0, "activation": None, "skip": True}]}
+    f = tmp_path / "odd.json"
+    f.write_text(json.dumps(spec))
+    r = cli("compress", teacher, "--students", f, "--prune", "0.5", "--prune-structure", "2:4", "--epochs", "1",
+            "--out", tmp_path / "never")
+    assert_one_line_error(r, "no layer has input channels in multiples of 4", "--prune-structure unstructured")
+    assert not (tmp_path / "never").exists()
+
+
 def _odml(*args):
     return [sys.executable, "-c", "from odml.cli.app import main; main()", *map(str, args)]
 
@@ -431,6 +494,9 @@ def test_text_teacher_students_pruned(cli, tmp_path):
     assert r.exit_code == 0, r.stderr
     assert json.loads((tmp_path / "inh" / "compress.json").read_text())["recipe"]["distill"]["init"] == "teacher"
     assert r.json()["compress"]["students"][0]["accuracy"] > 0.5
+    r = cli("compress", teacher, "--data", data, "--students", "pqrnn_tiny@0.5", "--quantize", "qat", "--out",
+            tmp_path / "x")
+    assert_one_line_error(r, "pqrnn_tiny_w0.5", "tfmot has no scheme for layer", "--quantize ptq")
     r = cli("compress", teacher, "--data", "digits", "--out", tmp_path / "y")
     assert_one_line_error(r, "is a text model")
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
