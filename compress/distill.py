@@ -395,7 +395,15 @@ def train_students(teacher_model: Any, students: list[Student], data: Any, recip
         alone = Student(first.label, first.spec, first.spec.build(f"{first.label}_alone"))
         prepare_student(alone)
         alone.optimizer.build(alone.model.trainable_variables)
-        solo = _time_steps(make_step([alone]), data, recipe, 12, 2)
+        before = None
+        if recipe.prune.enabled and not chain:  # tfmot's wrappers want their step counter, as in training
+            import tensorflow_model_optimization as tfmot
+
+            cb = tfmot.sparsity.keras.UpdatePruningStep()
+            cb.set_model(alone.model)
+            cb.on_train_begin()
+            before = lambda: cb.on_train_batch_begin(batch=-1)  # noqa: E731
+        solo = _time_steps(make_step([alone]), data, recipe, 12, 2, before)
     epoch_times: list[float] = []
     step_times: list[float] = []
     for epoch in range(start, recipe.epochs):
@@ -440,13 +448,16 @@ def train_students(teacher_model: Any, students: list[Student], data: Any, recip
     return res
 
 
-def _time_steps(step: Any, data: Any, recipe: Recipe, n: int, warmup: int) -> float:
+def _time_steps(step: Any, data: Any, recipe: Recipe, n: int, warmup: int,
+                before: Callable[[], None] | None = None) -> float:
     """Median seconds per step of ``step`` (the batch fetched as in training)
     over the first ``n`` batches after ``warmup`` ones (the trace)."""
     ds = data.epoch_dataset(0, recipe.batch_size, recipe.seed, recipe.text_distortion)
     times = []
     t = time.perf_counter()
     for i, (x, y) in enumerate(ds):
+        if before is not None:
+            before()
         [float(loss) for loss, _ in step(x, y)]  # as training reads them: the step has finished
         now = time.perf_counter()
         if i >= warmup:

@@ -58,7 +58,10 @@ def test_zoo_list_shows_the_pose_models(cli):
     r = cli("zoo", "list", "blazepose", "--json")
     assert r.exit_code == 0, r.stderr
     rows = {m["name"]: m for m in r.json()["models"]}
-    assert set(rows) == {"blazepose_detector", "blazepose_lite", "blazepose_full"}
+    released = {"blazepose_detector_released", "blazepose_full_released"}  # MediaPipe's, once imported
+    assert set(rows) == {"blazepose_detector", "blazepose_lite", "blazepose_full"} | released
+    for name in released:
+        assert rows.pop(name)["task"] in ("pose_detection", "pose_landmarks")
     for name, row in rows.items():
         c = count(pose_config(name))
         assert (row["params"], row["macs"]) == (c["params"], c["macs"])
