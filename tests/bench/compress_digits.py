@@ -11,6 +11,8 @@
    run against one.
 5. 50% magnitude pruning of the 1/2 student: gzip size against the unpruned
    student (int8 and fp32 files), accuracy kept.
+6. The chains (issue 25): 50% pruning (unstructured, 2:4) with QAT against
+   pruning then PTQ: float, QAT int8 and PTQ int8 accuracy, sizes.
 Prints the figures and writes report.json. The same flow for text waits for
 the text models (issue 7).
 """
@@ -76,6 +78,10 @@ def compress_figures(teacher: Path, data: str, epochs: int, root: Path, arg_of) 
     pruned = go("pruned", students=[half], prune=0.5)
     fp32 = go("unpruned_fp32", students=[half], quantize="none")
     fp32_pruned = go("pruned_fp32", students=[half], quantize="none", prune=0.5)
+    chains = {"pruned_qat": go("pruned_qat", students=[half], prune=0.5, quantize="qat"),
+              "pruned_2of4_qat": go("pruned_2of4_qat", students=[half], prune=0.5, prune_structure="2:4",
+                                    quantize="qat"),
+              "pruned_2of4_ptq": go("pruned_2of4_ptq", students=[half], prune=0.5, prune_structure="2:4")}
 
     t = main_run["teacher"]
     by = {s["label"]: s for s in main_run["students"]}
@@ -100,7 +106,12 @@ def compress_figures(teacher: Path, data: str, epochs: int, root: Path, arg_of) 
                      "ok": smallest["size_ratio"] >= 4 and smallest["points_lost"] <= 3},
         "distilled_beats_plain": {r["student"]: r["accuracy"] > r["no_teacher_accuracy"] for r in rows},
         "wall": {"three_students_s": round(three_s, 1), "one_student_s": round(one_s, 1),
-                 "ratio": round(three_s / one_s, 2)},
+                 "ratio": round(three_s / one_s, 2), "step_vs_one_student": main_run["phases"].get("vs_one_student"),
+                 "phases": main_run["phases"]},
+        # Learn2Compress's chain: pruning with QAT against pruning then PTQ (issue 25)
+        "chains": {name: {k: r["students"][0].get(k) for k in (
+            "accuracy", "int8_accuracy", "float_accuracy", "ptq_int8_accuracy", "sparsity", "size_bytes",
+            "gzip_bytes", "latency_ms")} for name, r in [("pruned_ptq", pruned), *chains.items()]},
         "pruning": {"sparsity": p8["sparsity"], "int8_gzip_ratio": round(p8["gzip_bytes"] / u8["gzip_bytes"], 3),
                     "fp32_gzip_ratio": round(p32["gzip_bytes"] / u32["gzip_bytes"], 3),
                     "accuracy_kept_int8": round(p8["int8_accuracy"] / u8["int8_accuracy"], 4),
