@@ -48,3 +48,24 @@ def test_keep_io_refuses_outputs_that_do_not_match():
         keep_io(data, "x", (OutputTensor("a", (7,)), OutputTensor("b", (3,))), "test model")
     with pytest.raises(CheckFailed, match="2 outputs where 1 are expected"):
         keep_io(data, "x", (OutputTensor("a", (3,)),), "test model")
+
+
+def test_onnx_export_checks_every_output(tmp_path):
+    """The ONNX file made from such a .tflite keeps its outputs, named and in
+    order, each checked against the source with onnxruntime."""
+    from odml.exporters.onnx import export_onnx
+    from odml.exporters.tflite import DEFAULT_THRESHOLDS, convert, keep_io
+    from odml.zoo.family import OutputTensor
+
+    m = _model()
+    want = (OutputTensor("scores", (5,)), OutputTensor("boxes", (3,)))
+    data = keep_io(convert(m, "fp32", input_name="x"), "input_1", want, "test model")
+    x = np.random.default_rng(1).normal(size=(4, 6)).astype(np.float32)
+    small, large = (np.asarray(y) for y in m(x))
+    art = export_onnx(data, tmp_path / "m.onnx", x, [large, small], None, DEFAULT_THRESHOLDS["fp32"],
+                      ["scores", "boxes"])
+    assert art["parity_failed"] == [] and sorted(art["parity"]["outputs"]) == ["boxes", "scores"]
+    assert art["parity"]["max_abs_err"] < 1e-4
+    bad = export_onnx(data, tmp_path / "b.onnx", x, [small * 0 + 9, large * 0 + 9][::-1], None,
+                      DEFAULT_THRESHOLDS["fp32"], ["scores", "boxes"])
+    assert bad["parity_failed"] and bad["parity_failed"][0].startswith("scores:")
