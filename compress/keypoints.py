@@ -76,6 +76,9 @@ def prepare_keypoints(o: Any, recipe: Any, teacher: Any, device: Any, settings: 
         read_coco(o.data)  # a bad file fails here
     if o.val_data:
         raise RecipeError("--val-data: a keypoint teacher's students are checked on held-out images of --data")
+    if o.pick:
+        raise RecipeError("--pick: its metrics are a classifier's; a keypoint teacher's students are listed with their "
+                          "PCK, size and latency to choose from")
     if recipe.prune.enabled:
         raise RecipeError("prune: keypoint students are distilled, not pruned (export them with 'odml export')")
     if recipe.quantize.mode == "qat":

@@ -276,6 +276,7 @@ def test_compress_with_the_released_teacher_on_a_coco_style_file(released, cli, 
     (("--students", "blazepose_lite", "--prune", "0.5"), ("prune", "not pruned")),
     (("--students", "blazepose_lite", "--data", "digits"), ("--data digits", "synthetic")),
     (("--students", "blazepose_lite", "--steps", "5"), ("--steps '5'", "heatmap and regression")),
+    (("--students", "blazepose_lite", "--pick", "latency_ms<=5"), ("--pick", "classifier")),
 ])
 def test_compress_with_a_keypoint_teacher_refuses_bad_settings(released, cli, monkeypatch, tmp_path, extra, words):
     monkeypatch.setenv("ODML_HOME", str(released["home"]))
