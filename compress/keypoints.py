@@ -180,8 +180,9 @@ def run_keypoints(p: KeypointPrepared, folder: Any, say: Callable[[str], None]) 
             loaded = load_model(res["file"])
             size = loaded.input.shape[0]
             x_cal = landmark_inputs(size, p.data, 1, p.calibration_samples, p.seed)[1]
-            row: dict[str, Any] = {"label": label, "role": "student", "line": dict(p.students)[label].to_line(),
-                                   "params": res["params"], "macs": dict(p.students)[label].macs,
+            spec = dict(p.students)[label]
+            row: dict[str, Any] = {"label": label, "role": "student", "line": spec.to_line(),
+                                   "params": res["params"], "macs": spec.macs,
                                    "keras": res["file"], "train_s": res["train_s"], "stages": res["stages"],
                                    "steps": [p.heatmap_steps, p.regression_steps],
                                    "pck@0.2_vs_teacher": res["pck@0.2_vs_teacher"],

@@ -261,17 +261,26 @@ def teacher_item(item: dict[str, np.ndarray], t: np.ndarray, hm: int) -> dict[st
             "heat": heat, "offs": offs, "omask": omask}
 
 
-def teacher_pck(student: Callable[[np.ndarray], np.ndarray], teacher: Callable[[np.ndarray], np.ndarray],
-                val: list[PoseSample], size: int, hm: int) -> dict[str, Any]:
-    """PCK@0.2 of ``student`` (a batch of crops -> odml's landmark layout) against the
-    teacher's keypoints on the held-out people cropped on their true ROI
-    (the 33 body points the teacher finds present, the torso measured on the
-    teacher's points), and of both against the ground truth."""
+def teacher_reference(teacher: Callable[[np.ndarray], np.ndarray], val: list[PoseSample], size: int,
+                      hm: int) -> tuple | None:
+    """The held-out people cropped on their true ROI, their true keypoints
+    and mask, and the teacher's outputs on the crops (labelled once, for
+    every form of a student); None when no image has a person."""
     gt = true_roi_crops(val, size, hm)
     if gt is None:
-        return {"pck@0.2_vs_teacher": None}
+        return None
     x, truth, mask, _ = gt
-    t = np.concatenate([teacher(x[i:i + 16]) for i in range(0, len(x), 16)])
+    return x, truth, mask, np.concatenate([teacher(x[i:i + 16]) for i in range(0, len(x), 16)])
+
+
+def teacher_pck(student: Callable[[np.ndarray], np.ndarray], ref: tuple | None, size: int) -> dict[str, Any]:
+    """PCK@0.2 of ``student`` (a batch of crops -> odml's landmark layout) against the
+    teacher's keypoints of ``ref`` (teacher_reference: the 33 body points the
+    teacher finds present, the torso measured on the teacher's points), and
+    of both against the ground truth."""
+    if ref is None:
+        return {"pck@0.2_vs_teacher": None}
+    x, truth, mask, t = ref
     s = np.concatenate([student(x[i:i + 16]) for i in range(0, len(x), 16)])
     tk = t[:, :5 * LANDMARKS].reshape(len(x), LANDMARKS, 5)[:, :NUM_KEYPOINTS]
     sk = s[:, :5 * LANDMARKS].reshape(len(x), LANDMARKS, 5)[:, :NUM_KEYPOINTS]
@@ -302,6 +311,7 @@ def distill_landmarks(teacher: Callable[[np.ndarray], np.ndarray], data: str, ou
     tf = _tf()
     samples = Samples(data, cfg.seed, cfg.val_images)
     out: dict[str, dict[str, Any]] = {}
+    refs: dict[tuple[int, int], Any] = {}  # the teacher's labels of the held-out crops, per crop size
     for label, student in students:
         scfg = student.config
         path = out_dir / f"{label}.keras"
@@ -321,12 +331,15 @@ def distill_landmarks(teacher: Callable[[np.ndarray], np.ndarray], data: str, ou
 
             stages = _landmark_stages(lm, item, cfg, out_dir / f"{label}.ckpt.weights.h5", run, log, f"{label}/")
             save_model(lm.deploy, path, ModelCard(student.family, scfg, label))
+        if (size, hm) not in refs:
+            refs[size, hm] = teacher_reference(teacher, samples.val, size, hm)
+        ref = refs[size, hm]
         res = {"file": str(path), "params": int(lm.deploy.count_params()), "stages": stages,
                "train_s": round(time.perf_counter() - ts, 1),
-               **teacher_pck(lambda x: lm.deploy.predict(x, verbose=0), teacher, samples.val, size, hm)}
+               **teacher_pck(lambda x: lm.deploy.predict(x, verbose=0), ref, size)}
         out[label] = res
         if on_student:  # with the PCK against the teacher of any other form of the student (its int8 file)
-            on_student(label, res, lambda fn, size=size, hm=hm: teacher_pck(fn, teacher, samples.val, size, hm))
+            on_student(label, res, lambda fn, ref=ref, size=size: teacher_pck(fn, ref, size))
     return out
 
 
