@@ -37,6 +37,7 @@ def compress_cmd(
     input_size: Optional[str] = typer.Option(None, "--input-size", help="The teacher's input size HxW, when its file leaves it open (an ONNX graph's dynamic size)."),
     input_range: Optional[str] = typer.Option(None, "--input-range", help="What pixels become at the teacher's input: 0,1 (the default), -1,1 or 0,255 (default 0,255 for a model that starts with Rescaling or Normalization)."),
     calibration_samples: Optional[int] = typer.Option(None, "--calibration-samples", min=1, help="int8: calibration inputs (overrides the recipe's quantize.calibration_samples)."),
+    shared: Optional[bool] = typer.Option(None, "--shared/--separate", help="The students are widths of one network, trained together (each step: the widest, the narrowest and one more), then copied out and fine-tuned apart for the last recipe shared.finetune_epochs (1)."),
     steps: Optional[str] = typer.Option(None, "--steps", help="A keypoint teacher's students: heatmap and regression training steps (default 700,2000)."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
@@ -57,7 +58,7 @@ def compress_cmd(
         prune=prune, prune_structure=prune_structure, quantize=quantize, distill=distill, augment=augment, init=init,
         device=device, threads=threads, runs=runs, pick=pick_expr, benchmark_binary=benchmark_binary,
         input_size=input_size, input_range=input_range, val_data=val_data, steps=steps,
-        calibration_samples=calibration_samples)
+        calibration_samples=calibration_samples, shared=shared)
     if epochs is not None and epochs < 1:
         raise CompressError(f"--epochs {epochs}: must be at least 1")
     p = prepare(opts)
@@ -131,8 +132,11 @@ def _table(rep: dict[str, Any]) -> None:
     ph = rep.get("phases") or {}
     if ph.get("wall_s") is not None:
         f = lambda k: "-" if ph.get(k) is None else f"{ph[k]:.1f} s"  # noqa: E731
-        cost = (f" ({ph['students']} students: {ph['vs_one_student']:.2f}x one student's training step)"
-                if ph.get("vs_one_student") is not None else "")
+        sh = ph.get("shared")
+        cost = (f" ({ph['students']} students{' sharing one network' if sh else ''}: {ph['vs_one_student']:.2f}x "
+                "one student's training step)" if ph.get("vs_one_student") is not None else "")
+        if sh and sh.get("finetune_epochs"):
+            cost += f", of which {sh['finetune_s']:.1f} s fine-tuning the widths apart"
         out.print(f"time: {ph['wall_s']:.1f} s = teacher {f('teacher_s')}, training {f('training_s')}{cost}, "
                   f"export {f('export_s')}, measurement {f('measure_s')}", markup=False)
     if rep["pick"]:

@@ -259,13 +259,17 @@ def perturb(x: Any, how: str, kind: str, rate: float = 0.15) -> Any:
 
 def train_students(teacher_model: Any, students: list[Student], data: Any, recipe: Recipe, ckpt_dir: Path,
                    on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
-                   input_kind: str = "image", teacher_range: tuple[float, float] | None = None) -> dict[str, Any]:
+                   input_kind: str = "image", teacher_range: tuple[float, float] | None = None,
+                   shared: int | None = None, time_one: bool = True) -> dict[str, Any]:
     """Train all students together for recipe.epochs on ``data`` (arrays of
     model inputs: images, or texts featurized by the teacher's family,
     ``input_kind`` saying which), resuming from the last finished epoch in
     ``ckpt_dir``. Images reach the students in [0, 1] and the teacher in
     ``teacher_range`` (a teacher of yours may read [0, 255] or [-1, 1]).
-    Returns timing and per-epoch history."""
+    ``shared``: the index of the widest student, whose variables all the
+    students share (compress/shared.py). ``time_one``: time one student's
+    step alone, to set the run's against. Returns timing and per-epoch
+    history."""
     from odml._tf import keras, tf
 
     T, K = tf(), keras()
@@ -290,6 +294,14 @@ def train_students(teacher_model: Any, students: list[Student], data: Any, recip
 
     for s in students:
         prepare_student(s)
+    sh = None
+    if shared is not None:
+        from odml.compress.shared import SharedWidths
+
+        sh = SharedWidths([s.model for s in students], shared)
+        for i in range(len(students)):  # the narrower ones start as slices of the widest
+            if i != shared:
+                sh.load(i)
     teacher_opt = _optimizer(recipe, steps) if d.joint else None
     ce = K.losses.SparseCategoricalCrossentropy(from_logits=True)
     kl = K.losses.KLDivergence()
@@ -307,8 +319,9 @@ def train_students(teacher_model: Any, students: list[Student], data: Any, recip
     x0, _ = data.sample("train", 1)
     in_shape = list(x0.shape[1:])
     in_dtype = T.float32 if x0.dtype == np.uint8 else T.as_dtype(x0.dtype)
-    for s in students:  # optimizer slots created eagerly, not while tracing
-        s.optimizer.build(s.model.trainable_variables)
+    for i, s in enumerate(students):  # optimizer slots created eagerly, not while tracing
+        if sh is None or i == shared:  # shared: the widest's optimizer steps for all
+            s.optimizer.build(s.model.trainable_variables)
     if teacher_opt is not None:
         teacher_opt.build(teacher_model.trainable_variables)
 
@@ -316,8 +329,10 @@ def train_students(teacher_model: Any, students: list[Student], data: Any, recip
     to_teacher = None if (lo, hi) == (0.0, 1.0) else (float(hi - lo), float(lo))  # [0, 1] -> the teacher's range
     aug = d.augment if d.enabled and alpha else "none"  # (mixup on token ids is refused by compress.run.prepare)
 
-    def make_step(group: list[Student]) -> Any:
-        """One training step of ``group`` (one trace for every batch size: the last batch is smaller)."""
+    def make_step(group: list[Student], tied: Any = None, idx: tuple[int, ...] = ()) -> Any:
+        """One training step of ``group`` (one trace for every batch size: the
+        last batch is smaller). ``tied``: the students share the widest's
+        variables (``idx``: their indices, the widest first)."""
 
         @T.function(input_signature=[T.TensorSpec([None, *in_shape], in_dtype), T.TensorSpec([None], T.int64)])
         def step(x, y):
@@ -337,22 +352,39 @@ def train_students(teacher_model: Any, students: list[Student], data: Any, recip
                 t_logits = teacher_model(xt, training=False)  # one teacher pass, shared by every student
             t_soft = None if t_logits is None else T.stop_gradient(T.nn.softmax(t_logits / temp))
             out = []
-            for s in group:
+            summed, w_soft = None, None
+            for j, s in enumerate(group):
+                target = t_soft
+                if tied is not None and j:  # in-place distillation: the narrower learn from the widest too
+                    tied.load(idx[j])
+                    target = w_soft if t_soft is None else (t_soft + w_soft) / 2
                 with T.GradientTape() as tape:
                     logits = s.model(x, training=True)
-                    loss = student_loss(y, logits, t_soft)
+                    loss = student_loss(y, logits, target)
                 grads = tape.gradient(loss, s.model.trainable_variables)
-                s.optimizer.apply_gradients(zip(grads, s.model.trainable_variables))
+                if tied is None:
+                    s.optimizer.apply_gradients(zip(grads, s.model.trainable_variables))
+                else:  # one optimizer step for all widths, after the last
+                    summed = tied.add(summed, idx[j], grads)
+                    if not j:
+                        w_soft = T.stop_gradient(T.nn.softmax(logits / temp))
                 if s.masks is not None:
                     s.masks.apply()
                 pred = T.argmax(logits[:n], -1, output_type=T.int32)
                 acc = T.reduce_mean(T.cast(T.equal(pred, T.cast(y, T.int32)), T.float32))
                 out.append((loss, acc))
+            if tied is not None:
+                group[0].optimizer.apply_gradients(zip(summed, group[0].model.trainable_variables))
             return out
 
         return step
 
-    step = make_step(students)
+    steps_of: dict[tuple[int, ...], Any] = {}
+
+    def step_for(idx: tuple[int, ...]) -> Any:
+        if idx not in steps_of:
+            steps_of[idx] = make_step([students[i] for i in idx], sh, idx)
+        return steps_of[idx]
 
     epoch_var = T.Variable(0, dtype=T.int64, trainable=False)
     objs: dict[str, Any] = {"epoch": epoch_var}
@@ -388,10 +420,10 @@ def train_students(teacher_model: Any, students: list[Student], data: Any, recip
             cb.on_train_begin()
             pruning_cbs.append(cb)
     solo = None
-    if len(students) > 1 and start < recipe.epochs and not d.joint:
+    if len(students) > 1 and start < recipe.epochs and not d.joint and time_one:
         # one student's training cost, to set the run's against (Learn2Compress: many students for little more than
         # one): a copy of the first student, trained alone on the first batches and thrown away
-        first = students[0]
+        first = students[shared or 0]  # shared: the widest
         alone = Student(first.label, first.spec, first.spec.build(f"{first.label}_alone"))
         prepare_student(alone)
         alone.optimizer.build(alone.model.trainable_variables)
@@ -410,8 +442,8 @@ def train_students(teacher_model: Any, students: list[Student], data: Any, recip
         t0 = time.perf_counter()
         # the epoch's batches (texts featurized as they are needed, distorted afresh when the recipe says so)
         ds = data.epoch_dataset(epoch, recipe.batch_size, recipe.seed, recipe.text_distortion)
-        sums = np.zeros((len(students), 2))
-        n = 0
+        sums, counts = np.zeros((len(students), 2)), np.zeros(len(students))
+        groups = iter(sh.groups(np.random.default_rng([recipe.seed, epoch]), steps, recipe.shared.widths_per_step)) if sh is not None else None
         t_step = time.perf_counter()
         for x, y in ds:
             interrupts.check()
@@ -420,10 +452,11 @@ def train_students(teacher_model: Any, students: list[Student], data: Any, recip
             for s in students:
                 if s.masks is not None:
                     s.masks.update(global_step)
-            res = step(x, y)
+            idx = tuple(next(groups)) if groups is not None else tuple(range(len(students)))
+            res = step_for(idx)(x, y)
             global_step += 1
-            sums += np.array([[float(l), float(a)] for l, a in res])
-            n += 1
+            sums[list(idx)] += np.array([[float(l), float(a)] for l, a in res])
+            counts[list(idx)] += 1
             now = time.perf_counter()
             if global_step > start * steps + 2:  # the first two: the trace
                 step_times.append(now - t_step)
@@ -432,7 +465,7 @@ def train_students(teacher_model: Any, students: list[Student], data: Any, recip
             cb.on_epoch_end(batch=-1)
         epoch_times.append(time.perf_counter() - t0)
         logs = {}
-        for s, (loss, acc) in zip(students, sums / max(n, 1)):
+        for s, (loss, acc) in zip(students, sums / np.maximum(counts, 1)[:, None]):
             s.history.append({"epoch": epoch, "loss": float(loss), "accuracy": float(acc)})
             logs[s.label] = {"loss": float(loss), "accuracy": float(acc)}
         epoch_var.assign(epoch + 1)
@@ -442,9 +475,10 @@ def train_students(teacher_model: Any, students: list[Student], data: Any, recip
             on_epoch(epoch, logs)
     res = {"start_epoch": start, "epochs": recipe.epochs, "epoch_s": epoch_times, "train_s": float(sum(epoch_times)),
            "steps_per_epoch": steps}
+    if step_times:
+        res["step_s"] = round(float(np.median(step_times)), 5)
     if solo is not None and step_times:
-        per_step = float(np.median(step_times))
-        res.update(one_student_step_s=round(solo, 5), step_s=round(per_step, 5), vs_one_student=round(per_step / solo, 3))
+        res.update(one_student_step_s=round(solo, 5), vs_one_student=round(res["step_s"] / solo, 3))
     return res
 
 

@@ -83,6 +83,9 @@ def prepare_keypoints(o: Any, recipe: Any, teacher: Any, device: Any, settings: 
         raise RecipeError("prune: keypoint students are distilled, not pruned (export them with 'odml export')")
     if recipe.quantize.mode == "qat":
         raise RecipeError("quantize: qat is for classifier students; keypoint students are quantized after training")
+    if recipe.shared.enabled:
+        raise RecipeError("--shared: a keypoint teacher's students train in stages one after the other; they do not "
+                          "share parameters")
     if not recipe.students:
         raise RecipeError(f"students: name them for a keypoint teacher (--students blazepose_lite); {sf.name} "
                           "students are not derived by size")

@@ -11,6 +11,7 @@ one-line error that names the file and the key.
     distill: {enabled: true, temperature: 4, alpha: 0.3, joint: false, augment: none, init: random}
     prune: {enabled: false, sparsity: 0.5, structure: unstructured, begin: 0.2, end: 0.8, frequency: 10}
     quantize: {mode: ptq, calibration_samples: 200}
+    shared: {enabled: false, finetune_epochs: 1, widths_per_step: 3}   # students that are widths of one network (compress/shared.py)
 """
 
 from __future__ import annotations
@@ -68,6 +69,16 @@ class Quantize:
 
 
 @dataclass
+class Shared:
+    enabled: bool = False  # the students are widths of one network, trained together (compress/shared.py)
+    finetune_epochs: int = 1  # the last of the epochs: each width copied out and trained apart (0: none)
+    # widths trained per step: 3 is the sandwich rule (the widest, the narrowest, one other at random); 2 trains the
+    # widest and one other at random (cheaper steps, fewer for each narrower width); more: the widest, the narrowest
+    # and others at random
+    widths_per_step: int = 3
+
+
+@dataclass
 class Recipe:
     epochs: int = 10
     batch_size: int = 64
@@ -83,6 +94,7 @@ class Recipe:
     distill: Distill = field(default_factory=Distill)
     prune: Prune = field(default_factory=Prune)
     quantize: Quantize = field(default_factory=Quantize)
+    shared: Shared = field(default_factory=Shared)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -127,10 +139,18 @@ class Recipe:
             raise bad("quantize.mode", f"must be ptq, qat or none, got {q.mode!r}")
         if not isinstance(q.calibration_samples, int) or q.calibration_samples < 1:
             raise bad("quantize.calibration_samples", f"must be a positive integer, got {q.calibration_samples!r}")
+        sh = self.shared
+        if not isinstance(sh.finetune_epochs, int) or sh.finetune_epochs < 0:
+            raise bad("shared.finetune_epochs", f"must be a whole number of epochs, got {sh.finetune_epochs!r}")
+        if not isinstance(sh.widths_per_step, int) or sh.widths_per_step < 2:
+            raise bad("shared.widths_per_step", f"must be 2 or more (the widest and another), got {sh.widths_per_step!r}")
+        if sh.enabled and sh.finetune_epochs >= self.epochs:
+            raise bad("shared.finetune_epochs", f"{sh.finetune_epochs} of {self.epochs} epochs leaves none to train "
+                      "the widths together; give more epochs or fewer to fine-tune")
         return self
 
 
-_SECTIONS = {"distill": Distill, "prune": Prune, "quantize": Quantize}
+_SECTIONS = {"distill": Distill, "prune": Prune, "quantize": Quantize, "shared": Shared}
 
 
 def _build(cls: type, d: Any, where: str) -> Any:

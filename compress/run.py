@@ -69,6 +69,7 @@ class CompressOptions:
     input_range: str | None = None  # what pixels become at the teacher's input: 0,1 / -1,1 / 0,255
     steps: str | None = None  # a keypoint teacher's students: heatmap and regression steps ("700,2000")
     calibration_samples: int | None = None  # overrides recipe.quantize.calibration_samples
+    shared: bool | None = None  # the students are widths of one network (recipe.shared.enabled)
 
 
 # ---- --pick -------------------------------------------------------------------------
@@ -152,6 +153,8 @@ def prepare(o: CompressOptions) -> Prepared:
         recipe.students = list(o.students)
     if o.sizes is not None:
         recipe.sizes = list(o.sizes)
+    if o.shared is not None:
+        recipe.shared.enabled = o.shared
     recipe.validate("settings" if o.recipe is None else f"{o.recipe} (with the command-line settings)")
     conds = parse_pick(o.pick) if o.pick else None
     if o.threads < 1 or o.runs < 1:
@@ -171,6 +174,10 @@ def prepare(o: CompressOptions) -> Prepared:
     if o.steps is not None:
         raise CompressError(f"--steps: for a keypoint teacher's students; the students of {teacher.path} train for "
                             "--epochs")
+    if recipe.shared.enabled and recipe.distill.joint:
+        raise RecipeError("--shared: the widths learn from a fixed teacher; use --fixed-teacher")
+    if recipe.shared.enabled and recipe.distill.inherits:
+        raise RecipeError("--shared: the widths start from one network of their own; use --init random")
     if recipe.distill.joint and teacher.runtime != "tf_keras":
         raise RecipeError(f"distill.joint: the teacher {teacher.path} is a {teacher.runtime} model; training it with "
                           "the students needs a tf_keras model (odml's training loop); use --fixed-teacher")
@@ -192,6 +199,10 @@ def prepare(o: CompressOptions) -> Prepared:
     students = resolve_students(recipe.students, teacher) if recipe.students else derive_students(recipe.sizes, teacher)
     if recipe.distill.inherits:
         check_inherit(teacher, students)
+    if recipe.shared.enabled:
+        from odml.compress.shared import check_widths
+
+        check_widths([(label, spec.build(label)) for label, spec in students])
     if recipe.quantize.mode == "qat" or (recipe.prune.enabled and recipe.prune.structure == "2:4"):
         from odml.compress.distill import check_techniques
 
@@ -320,11 +331,13 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
             channel = t.family.channel_scores(t.model, s_in.from_pixels(p.data.sample("train", 512)[0]))
             for s in students:
                 t.family.inherit(t.model, s.model, channel)
-        say(f"training {len(students)} students together for {p.recipe.epochs} epochs")
         t0 = time.perf_counter()
-        train_info = train_students(t.model, students, p.data, p.recipe, p.out / "checkpoints", on_epoch,
-                                    input_kind=t.input.kind, teacher_range=t.input.range if t.input.kind == "image"
-                                    else None)
+        kw = dict(input_kind=t.input.kind, teacher_range=t.input.range if t.input.kind == "image" else None)
+        if p.recipe.shared.enabled:
+            train_info = _train_shared(p, students, on_epoch, say, kw)
+        else:
+            say(f"training {len(students)} students together for {p.recipe.epochs} epochs")
+            train_info = train_students(t.model, students, p.data, p.recipe, p.out / "checkpoints", on_epoch, **kw)
         train_info["wall_s"] = time.perf_counter() - t0
         for s in students:
             if s.label in done:
@@ -362,7 +375,7 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
                    "history": s.history, "epochs": p.recipe.epochs, "start_epoch": train_info.get("start_epoch"),
                    "train_s": train_info.get("train_s"), "epoch_s": train_info.get("epoch_s"), **scores,
                    "export_s": round(export_s, 2), "measure_s": round(time.perf_counter() - tm, 2),
-                   **{k: train_info[k] for k in ("one_student_step_s", "step_s", "vs_one_student", "wall_s")
+                   **{k: train_info[k] for k in ("one_student_step_s", "step_s", "vs_one_student", "wall_s", "shared")
                       if k in train_info}}
             if p.recipe.prune.enabled:
                 layers = sparsity_per_layer(model)
@@ -373,6 +386,53 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
             done[s.label] = row
         shutil.rmtree(p.out / "checkpoints", ignore_errors=True)  # every student is safe in results.jsonl
     return report(p, teacher_row)
+
+
+def _train_shared(p: Prepared, students: list[Any], on_epoch: Callable | None, say: Callable[[str], None],
+                  kw: dict[str, Any]) -> dict[str, Any]:
+    """--shared: the students trained as widths of one network (compress/shared.py) for all but the last
+    ``shared.finetune_epochs`` epochs, then copied out and trained apart for those (with the pruning and QAT
+    the recipe asks for)."""
+    import copy
+
+    from odml.compress.distill import train_students
+    from odml.compress.shared import SharedWidths, check_widths
+
+    r, t = p.recipe, p.teacher
+    ft = r.shared.finetune_epochs
+    together = copy.deepcopy(r)
+    together.epochs = r.epochs - ft
+    together.prune.enabled, together.quantize.mode = False, "none"  # those come in the fine-tuning
+    widest = check_widths([(s.label, s.model) for s in students])
+    say(f"training {len(students)} students as widths of one network for {together.epochs} epochs")
+    info = train_students(t.model, students, p.data, together, p.out / "checkpoints" / "shared", on_epoch,
+                          shared=widest, **kw)
+    tied = SharedWidths([s.model for s in students], widest)
+    for i in range(len(students)):  # each width copied out of the widest
+        if i != widest:
+            tied.load(i)
+    out = {k: info[k] for k in ("start_epoch", "epoch_s", "one_student_step_s", "step_s", "vs_one_student",
+                                "steps_per_epoch") if k in info}
+    out["shared"] = {"widest": students[widest].label, "epochs": together.epochs, "train_s": info["train_s"],
+                     "step_s": info.get("step_s"), "finetune_epochs": ft, "finetune_s": 0.0}
+    out["train_s"] = info["train_s"]
+    if ft:
+        apart = copy.deepcopy(r)
+        apart.epochs, apart.learning_rate = ft, r.learning_rate / 10  # a short, gentle fine-tuning of each width
+        before = {s.label: s.history for s in students}
+        for s in students:
+            s.history, s.optimizer = [], None
+        say(f"fine-tuning the {len(students)} widths apart for {ft} epoch{'s' * (ft > 1)}")
+        shift = (lambda e, logs: on_epoch(e + together.epochs, logs)) if on_epoch else None
+        fi = train_students(t.model, students, p.data, apart, p.out / "checkpoints" / "finetune", shift,
+                            time_one=False, **kw)
+        for s in students:
+            s.history = before[s.label] + [{**h, "epoch": h["epoch"] + together.epochs, "apart": True}
+                                           for h in s.history]
+        out["shared"].update(finetune_s=fi["train_s"], finetune_step_s=fi.get("step_s"))
+        out["train_s"] += fi["train_s"]
+        out["epoch_s"] = list(out.get("epoch_s", [])) + list(fi["epoch_s"])
+    return out
 
 
 def _float_and_ptq(p: Prepared, qat_model: Any, s: Any, outputs: Callable, rep: Any, name: str) -> dict[str, Any]:
@@ -425,6 +485,9 @@ def phases(teacher_row: dict[str, Any], students: list[dict[str, Any]]) -> dict[
         out["vs_one_student"] = ratio[0]
         out["one_student_step_s"] = next(r["one_student_step_s"] for r in students if r.get("one_student_step_s"))
         out["step_s"] = next(r["step_s"] for r in students if r.get("step_s"))
+    shared = next((r["shared"] for r in students if r.get("shared")), None)
+    if shared:  # --shared: the time together and the time apart
+        out["shared"] = shared
     return out
 
 

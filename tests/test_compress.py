@@ -150,6 +150,9 @@ def test_several_students_in_one_run(cli, teacher, tmp_path):
         assert 0 <= s["int8_accuracy"] <= 1 and s["params"] < t["params"]
         assert len(s["history"]) == 1 and s["epochs"] == 1
     assert any(s["pareto"] for s in studs)
+    ph = rep["phases"]  # two students trained together, against one alone
+    assert ph["students"] == 2 and ph["vs_one_student"] > 0 and ph["step_s"] > 0
+    assert ph["wall_s"] >= ph["training_s"] > 0 and ph["measure_s"] > 0
     from odml.compress.distill import soft_label_note
 
     on_train = t["on_train"]  # the teacher's soft labels on the training images
@@ -401,15 +404,12 @@ def test_pruning_then_qat_keeps_the_sparsity_into_the_int8_file(cli, teacher, tm
 
 
 def test_unstructured_pruning_with_qat_reaches_its_sparsity(cli, teacher, tmp_path):
-    r = cli("compress", teacher, "--students", "mobilenet_edgetpu_v2_tiny@0.25,mobilenet_edgetpu_v2_tiny@0.3",
-            "--prune", "0.6", "--quantize", "qat", "--epochs", "2", "--runs", "5", "--out", tmp_path / "u", "--json")
+    r = cli("compress", teacher, "--students", "mobilenet_edgetpu_v2_tiny@0.25", "--prune", "0.6", "--quantize", "qat",
+            "--epochs", "2", "--runs", "5", "--out", tmp_path / "u", "--json")
     assert r.exit_code == 0, r.stderr
-    rep = r.json()["compress"]
-    for s in rep["students"]:
-        assert abs(s["sparsity"] - 0.6) < 0.02, s["sparsity"]
-        assert min(_int8_weight_zeros(tmp_path / "u" / s["tflite"])) > 0.5
-    ph = rep["phases"]  # two students trained together, against one alone
-    assert ph["students"] == 2 and ph["vs_one_student"] > 0 and ph["step_s"] > 0
+    (s,) = r.json()["compress"]["students"]
+    assert abs(s["sparsity"] - 0.6) < 0.02, s["sparsity"]
+    assert min(_int8_weight_zeros(tmp_path / "u" / s["tflite"])) > 0.5
 
 
 def test_chains_a_student_cannot_take_are_refused_before_training(cli, teacher, tmp_path):
@@ -423,6 +423,62 @@ def test_chains_a_student_cannot_take_are_refused_before_training(cli, teacher, 
             "--out", tmp_path / "never")
     assert_one_line_error(r, "no layer has input channels in multiples of 4", "--prune-structure unstructured")
     assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.fast
+def test_shared_widths_trained_per_step():
+    from odml.compress.shared import SharedWidths
+
+    sw = SharedWidths.__new__(SharedWidths)
+    sw.order = [2, 0, 3, 1]  # the widest first, the narrowest last
+    rng = np.random.default_rng(0)
+    g3 = sw.groups(rng, 200, 3)  # the sandwich rule
+    assert all(g[0] == 2 and g[-1] == 1 and len(g) == 3 for g in g3) and {g[1] for g in g3} == {0, 3}
+    g2 = sw.groups(rng, 200, 2)
+    assert all(g[0] == 2 and len(g) == 2 for g in g2) and {g[1] for g in g2} == {0, 3, 1}
+    assert sw.groups(rng, 5, 4) == [[2, 0, 3, 1]] * 5
+
+
+def test_shared_students_are_widths_of_one_network(cli, teacher, tmp_path):
+    """--shared (issue 25): two widths trained as one network for an epoch,
+    then copied out and fine-tuned apart for one; each exported."""
+    from odml.zoo.load import load_model
+
+    out = tmp_path / "shared"
+    r = cli("compress", teacher, "--students", "mobilenet_edgetpu_v2_tiny@0.25,mobilenet_edgetpu_v2_tiny@0.35",
+            "--shared", "--epochs", "2", "--runs", "5", "--out", out, "--json")
+    assert r.exit_code == 0, r.stderr
+    rep = r.json()["compress"]
+    sh = rep["phases"]["shared"]
+    assert sh["widest"] == "v2_tiny_w0.35" and sh["epochs"] == 1 and sh["finetune_epochs"] == 1
+    assert sh["train_s"] > 0 and sh["finetune_s"] > 0 and rep["phases"]["vs_one_student"] > 0
+    for s in rep["students"]:
+        assert [h.get("apart", False) for h in s["history"]] == [False, True]
+        assert (out / s["tflite"]).is_file() and 0 <= s["int8_accuracy"] <= 1
+    # the narrower was copied out of the widest: after the short fine-tuning apart its kernels are still close to
+    # the leading slices of the widest's (a student trained on its own would be as far as random)
+    wide, narrow = (load_model(out / f"v2_tiny_w{w}.keras").model for w in ("0.35", "0.25"))
+    far = []
+    for n, w in zip(narrow.trainable_weights, wide.trainable_weights):
+        if len(n.shape) == 4:
+            a, b = n.numpy(), w.numpy()[tuple(slice(0, d) for d in n.shape)]
+            far.append(np.linalg.norm(a - b) / np.linalg.norm(a))
+    assert len(far) > 20 and np.median(far) < 0.3, np.median(far)
+
+
+def test_shared_students_refused_when_they_cannot_share(cli, teacher, tmp_path):
+    never = tmp_path / "never"
+    r = cli("compress", teacher, "--students", "mobilenet_edgetpu_v2_tiny@0.25,mobilenet_edgetpu_v1@0.25", "--shared",
+            "--epochs", "2", "--out", never)
+    assert_one_line_error(r, "--shared", "not widths of one network")
+    r = cli("compress", teacher, "--sizes", "0.5,0.25", "--shared", "--joint", "--epochs", "2", "--out", never)
+    assert_one_line_error(r, "--shared", "--fixed-teacher")
+    r = cli("compress", teacher, "--sizes", "0.5,0.25", "--shared", "--epochs", "1", "--out", never)
+    assert_one_line_error(r, "shared.finetune_epochs", "leaves none")
+    r = cli("compress", teacher, "--students", "mobilenet_edgetpu_v2_tiny@0.25", "--shared", "--epochs", "2",
+            "--out", never)
+    assert_one_line_error(r, "--shared", "at least two students")
+    assert not never.exists()
 
 
 def _odml(*args):

@@ -470,10 +470,10 @@ def test_search_edgetpu_v2_end_to_end(cli, tmp_path):
     out = tmp_path / "v2"
     r = cli("search", "--space", "edgetpu_v2", "--input-size", "16", "--data", "shapes:300", "--target-ms", "1",
             "--reject-above", "50",  # every draw is trained, however large (the largest are a few ms at 16 px)
-            "--trials", "3", "--population", "2", "--epochs", "1", "--runs", "5", "--out", out, "--json")
+            "--trials", "2", "--population", "2", "--epochs", "1", "--runs", "5", "--out", out, "--json")
     assert r.exit_code == 0, r.stderr
     assert "Traceback" not in r.stderr
     recs = read_jsonl(out / "trials.jsonl")
-    assert len(recs) == 3 and all(x["status"] in ("completed", "stopped_early") for x in recs)
+    assert len(recs) == 2 and all(x["status"] in ("completed", "stopped_early") for x in recs)
     assert all(x["latency_ms"] > 0 and x["accuracy"] >= 0 and len(x["line"].split()) >= 9 for x in recs)
     assert r.json()["search"]["space"] == "edgetpu_v2"

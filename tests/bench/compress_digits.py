@@ -13,6 +13,12 @@
    student (int8 and fp32 files), accuracy kept.
 6. The chains (issue 25): 50% pruning (unstructured, 2:4) with QAT against
    pruning then PTQ: float, QAT int8 and PTQ int8 accuracy, sizes.
+7. Shared students (issue 25, ``--shared``): the same three sizes as widths
+   of one network (the sandwich rule, and two widths per step), their
+   training time against one student's and against separate students, and
+   their accuracy against separate students trained for the same wall time.
+   ``--only shared`` runs this part alone (with the separate and one-student
+   runs it compares against).
 Prints the figures and writes report.json. The same flow for text waits for
 the text models (issue 7).
 """
@@ -39,6 +45,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--teacher-epochs", type=int, default=15)
     ap.add_argument("--out", default="runs/bench_compress")
+    ap.add_argument("--only", choices=("all", "shared"), default="all")
     a = ap.parse_args()
     root = Path(a.out)
     root.mkdir(parents=True, exist_ok=True)
@@ -49,6 +56,11 @@ def main() -> None:
                                teacher)
         print(f"teacher trained: val accuracy {res['val_accuracy']:.4f} in {res['train_wall_s']:.0f} s", flush=True)
 
+    if a.only == "shared":
+        report = shared_figures(teacher, "digits", a.epochs, root, _arg)
+        (root / "shared_report.json").write_text(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2))
+        return
     report = compress_figures(teacher, "digits", a.epochs, root, _arg)
     report["text"] = "measured by tests/bench/text_sms.py (the SMS Spam Collection, a pQRNN teacher)"
     (root / "report.json").write_text(json.dumps(report, indent=2))
@@ -123,6 +135,53 @@ def compress_figures(teacher: Path, data: str, epochs: int, root: Path, arg_of) 
             r["auc"], r["int8_auc"] = by[r["student"]]["auc"], by[r["student"]]["int8_auc"]
             r["no_teacher_auc"] = nd[r["student"]]["auc"]
     return report
+
+
+def shared_figures(teacher: Path, data: str, epochs: int, root: Path, arg_of) -> dict:
+    """Three students at 1/2, 1/4, 1/8 of the teacher's MACs: separately, one
+    alone, --shared (three widths per step: the sandwich rule; and two), and
+    separately for the shared run's training time."""
+    from odml.compress.run import CompressOptions, prepare, run
+
+    def go(name: str, epochs: int = epochs, **kw):
+        t0 = time.perf_counter()
+        rep = run(prepare(CompressOptions(teacher=str(teacher), data=data, out=str(root / name), epochs=epochs,
+                                          runs=100, sizes=[0.5, 0.25, 0.125], **kw)))
+        print(f"run {name}: {time.perf_counter() - t0:.0f} s", flush=True)
+        return rep
+
+    separate = go("students")
+    labels = [s["label"] for s in sorted(separate["students"], key=lambda s: -s["params"])]
+    one = go("one_student", students=[arg_of(labels[0])])
+    shared = go("shared", shared=True)
+    two = root / "two_per_step.json"
+    two.write_text(json.dumps({"shared": {"enabled": True, "widths_per_step": 2}}))
+    shared2 = go("shared_2_per_step", recipe=str(two))
+    train_s = lambda rep: rep["phases"]["training_s"]  # noqa: E731
+    e_eq = max(1, round(epochs * train_s(shared) / train_s(separate)))
+    equal = separate if e_eq == epochs else go(f"students_{e_eq}_epochs", epochs=e_eq)
+
+    def acc(rep):
+        return {s["label"]: s["int8_accuracy"] for s in rep["students"]}
+
+    a_sep, a_sh, a_sh2, a_eq = acc(separate), acc(shared), acc(shared2), acc(equal)
+    by = {s["label"]: s for s in shared["students"]}
+    rows = [{"student": lbl, "params": by[lbl]["params"], "int8_bytes": by[lbl]["size_bytes"],
+             "gzip_bytes": by[lbl]["gzip_bytes"], "latency_ms": by[lbl]["latency_ms"],
+             "shared_int8_accuracy": a_sh[lbl], "shared_2_per_step_int8_accuracy": a_sh2[lbl],
+             "separate_int8_accuracy": a_sep[lbl], f"separate_{e_eq}_epochs_int8_accuracy": a_eq[lbl]}
+            for lbl in labels]
+    one_s = train_s(one)
+
+    def cost(rep):
+        ph = rep["phases"]
+        return {"training_s": ph["training_s"], "vs_one_student_run": round(ph["training_s"] / one_s, 2),
+                "step_vs_one_student": ph.get("vs_one_student"), "step_s": ph.get("step_s"),
+                "one_student_step_s": ph.get("one_student_step_s"), "shared": ph.get("shared")}
+
+    return {"teacher": {"accuracy": separate["teacher"]["accuracy"], "params": separate["teacher"]["params"]},
+            "epochs": epochs, "equal_wall_epochs": e_eq, "students": rows, "one_student_training_s": one_s,
+            "cost": {"separate": cost(separate), "shared": cost(shared), "shared_2_per_step": cost(shared2)}}
 
 
 def _arg(label: str) -> str:
