@@ -7,6 +7,7 @@ TensorFlow."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -17,9 +18,51 @@ from typing import Any, Iterator
 from odml.errors import OutputError
 
 
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
+_WRITE_WORDS = ("No space left on device", "File too large", "Disk quota exceeded", "Read-only file system",
+                "Permission denied")
+
+
+def write_failure(e: BaseException) -> OutputError | None:
+    """The one-line error for ``e`` when it (or what caused it) is a failed
+    write: a full disk, a file size limit, a read-only or unwritable folder.
+    TensorFlow's writers raise their own error types with the system's
+    message in the text; None for anything else."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OutputError):
+            return e
+        if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
+            where = e.filename or "a file"
+            return OutputError(f"{where}: cannot write: {e.strerror}")
+        text = " ".join(str(e).split())
+        word = next((w for w in _WRITE_WORDS if w in text), None)
+        if word:
+            return OutputError(f"cannot write: {word} ({type(e).__name__}: {text[:200]})")
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def _check_parent(path: Path) -> None:
     if not path.parent.is_dir():
         raise OutputError(f"{path}: output folder {path.parent} does not exist")
+
+
+def write_file(path: str | Path, data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` directly (a file in a staging or temporary
+    folder that is renamed or removed as a whole); a failed write is a
+    one-line OutputError naming the file."""
+    path = Path(path)
+    try:
+        path.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    except OSError as e:
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise OutputError(f"{path}: cannot write: {e.strerror}") from None
+    return path
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
@@ -50,8 +93,16 @@ def atomic_output(path: str | Path, suffix: str | None = None) -> Iterator[Path]
     suffix = path.name[len(path.stem):] if suffix is None else suffix
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{suffix}")
     try:
-        yield tmp
-        os.replace(tmp, path)
+        try:
+            yield tmp
+            os.replace(tmp, path)
+        except OutputError:
+            raise
+        except Exception as e:  # a full disk, a size limit: say which file (the temporary one goes below)
+            failed = write_failure(e)
+            if failed is None:
+                raise
+            raise OutputError(f"{path}: cannot write: {str(failed).split('cannot write: ', 1)[-1]}") from None
     finally:
         if tmp.is_dir() and not tmp.is_symlink():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -71,15 +122,29 @@ def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
     """Append one record durably (flushed and fsynced before returning). A
     torn line left by an earlier kill is ended first, so it cannot swallow
     this record."""
-    with open(path, "a+b") as f:
-        f.seek(0, os.SEEK_END)
-        if f.tell():
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":
-                f.write(b"\n")
-        f.write((json.dumps(record, sort_keys=True, default=jsonable) + "\n").encode())
-        f.flush()
-        os.fsync(f.fileno())
+    line = (json.dumps(record, sort_keys=True, default=jsonable) + "\n").encode()
+    try:
+        with open(path, "a+b", buffering=0) as f:  # unbuffered: what failed to go out can be taken back
+            end = f.seek(0, os.SEEK_END)
+            if end:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    line = b"\n" + line
+            try:
+                view = memoryview(line)
+                while view:
+                    n = f.write(view)
+                    if not n:
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                    view = view[n:]
+                os.fsync(f.fileno())
+            except OSError:
+                os.ftruncate(f.fileno(), end)  # no torn record left behind
+                raise
+    except OSError as e:
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        raise OutputError(f"{path}: cannot write: {e.strerror}") from None
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

@@ -23,6 +23,9 @@ _TYPE_NAMES = {
 _TYPE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 8: 8, 9: 1, 10: 8, 11: 16, 12: 8, 15: 4, 16: 2}
 
 
+MAX_TENSOR_BYTES = 2 ** 31  # an activation larger than 2 GiB: a malformed shape, not a model for a device
+
+
 class ModelFormatError(OdmlError):
     """A model file that is not a well-formed model of the expected format."""
 
@@ -144,9 +147,13 @@ def _describe(model: Any, data: bytes, where: str) -> TFLiteModel:
             check_index(int(i), f"operator {k}")
         ops.append(codes[op.opcodeIndex])
     for s in model.subgraphs:
-        for t in s.tensors or []:
+        for j, t in enumerate(s.tensors or []):
             if not 0 <= t.buffer < max(1, len(buffers)):
                 raise ModelFormatError(f"{where}: malformed TFLite model (tensor buffer {t.buffer} of {len(buffers)})")
+            try:  # the interpreter hands names to Python as UTF-8
+                (t.name or b"").decode("utf-8") if isinstance(t.name, (bytes, bytearray)) else None
+            except UnicodeDecodeError:
+                raise ModelFormatError(f"{where}: malformed TFLite model (tensor {j}'s name is not UTF-8)") from None
     for b in buffers:
         if b.offset and (b.offset + b.size > len(data)):
             raise ModelFormatError(f"{where}: truncated TFLite model (a buffer ends past the file)")
@@ -162,9 +169,17 @@ def _describe(model: Any, data: bytes, where: str) -> TFLiteModel:
 
     params = wbytes = 0
     wtypes: Counter = Counter()
-    for t in tensors:
+    for j, t in enumerate(tensors):
         buf = buffers[t.buffer] if t.buffer < len(buffers) else None
         has = buf is not None and ((buf.data is not None and len(buf.data) > 0) or (buf.offset and buf.size))
+        dims = [int(d) for d in t.shape] if t.shape is not None else []
+        if any(d < -1 for d in dims):
+            raise ModelFormatError(f"{where}: malformed TFLite model (tensor {j} has shape {dims})")
+        size = float(np.prod([max(d, 1) for d in dims], dtype=np.float64)) * _TYPE_BYTES.get(t.type, 1)
+        if not has and size > MAX_TENSOR_BYTES:  # the interpreter would allocate it (a constant's bytes are in the file)
+            raise ModelFormatError(f"{where}: malformed TFLite model (tensor {j} of shape {dims} would take "
+                                   f"{size / 2 ** 30:,.1f} GiB; odml runs models whose tensors take at most "
+                                   f"{MAX_TENSOR_BYTES / 2 ** 30:g} GiB)")
         if has and t.shape is not None:
             n = int(np.prod(t.shape)) if len(t.shape) else 1
             params += n

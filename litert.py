@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from odml._fd import quiet_stderr_fd
-from odml.flatbuffer import parse_tflite
+from odml.flatbuffer import ModelFormatError, parse_tflite
 
 
 def load_interpreter(model: str | Path | bytes, threads: int = 1, xnnpack: bool = True, verify: bool = True,
@@ -21,10 +21,14 @@ def load_interpreter(model: str | Path | bytes, threads: int = 1, xnnpack: bool 
     if verify:
         parse_tflite(bytes(data), str(model) if not isinstance(model, (bytes, bytearray)) else "model")
     resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    with quiet_stderr_fd():  # LiteRT announces its XNNPACK delegate on fd 2
-        interp = Interpreter(model_content=bytes(data), num_threads=threads, experimental_op_resolver_type=resolver,
-                             experimental_delegates=delegates)
-        interp.allocate_tensors()
+    try:
+        with quiet_stderr_fd():  # LiteRT announces its XNNPACK delegate on fd 2
+            interp = Interpreter(model_content=bytes(data), num_threads=threads,
+                                 experimental_op_resolver_type=resolver, experimental_delegates=delegates)
+            interp.allocate_tensors()
+    except (ValueError, RuntimeError) as e:  # well-formed, but LiteRT cannot build or size it
+        where = str(model) if not isinstance(model, (bytes, bytearray)) else "model"
+        raise ModelFormatError(f"{where}: LiteRT cannot load it: {' '.join(str(e).split())[:300]}") from None
     return interp
 
 
@@ -61,8 +65,13 @@ def run_outputs(interp: Any, x: np.ndarray) -> list[np.ndarray]:
     outs = interp.get_output_details()
     ys: list[list[np.ndarray]] = [[] for _ in outs]
     for i in range(len(x)):
-        interp.set_tensor(inp["index"], _quantize(x[i:i + 1], inp))
-        interp.invoke()
+        try:
+            interp.set_tensor(inp["index"], _quantize(x[i:i + 1], inp))
+            interp.invoke()
+            got = [interp.get_tensor(o["index"]) for o in outs]
+        except (ValueError, RuntimeError) as e:  # a sample of another shape, a kernel that refuses the model
+            raise ModelFormatError(f"LiteRT cannot run the model on this input: {' '.join(str(e).split())[:300]}"
+                                   ) from None
         for k, o in enumerate(outs):
-            ys[k].append(_dequantize(interp.get_tensor(o["index"]), o))
+            ys[k].append(_dequantize(got[k], o))
     return [np.concatenate(y, axis=0) for y in ys]

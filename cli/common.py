@@ -51,6 +51,11 @@ def handle_errors(fn: Callable) -> Callable:
         except Exception as e:  # a bug of ours: one line, the traceback with --debug
             if STATE["debug"]:
                 raise
+            from odml.files import write_failure
+
+            failed = write_failure(e)  # a full disk, a size limit, an unwritable folder: the user's to fix
+            if failed is not None:
+                fail(str(failed), failed.exit_code)
             fail(f"internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", 1)
 
     return wrapper

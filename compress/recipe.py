@@ -16,6 +16,7 @@ one-line error that names the file and the key.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,11 @@ def _build(cls: type, d: Any, where: str) -> Any:
         elif k in ("students", "sizes"):
             if not isinstance(v, list):
                 raise RecipeError(f"{where}: {k}: expected a list")
+            want = str if k == "students" else (int, float)
+            for x in v:
+                if not isinstance(x, want) or isinstance(x, bool):
+                    raise RecipeError(f"{where}: {k}: expected a list of {'names' if k == 'students' else 'numbers'}, "
+                                      f"got {x!r}")
         else:
             default = getattr(cls(), k)
             if isinstance(default, bool) and not isinstance(v, bool):
@@ -176,6 +182,8 @@ def _build(cls: type, d: Any, where: str) -> Any:
                     raise RecipeError(f"{where}: {k}: expected a number, got {v!r}")
                 if isinstance(default, float):
                     v = float(v)
+                if not math.isfinite(v):
+                    raise RecipeError(f"{where}: {k}: expected a finite number, got {v!r}")
             if isinstance(default, str) and not isinstance(v, str):
                 v = str(v)
         kwargs[k] = v

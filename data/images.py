@@ -299,8 +299,8 @@ def load_folder(path: Path, size: tuple[int, int], channels: int = 3, val_fracti
             with Image.open(f) as img:
                 sizes.add(img.size)
                 x[i] = _resize_all([np.asarray(img.convert("RGB"))], size, channels)[0]
-        except (UnidentifiedImageError, OSError, ValueError) as e:
-            raise DataError(f"{f}: cannot decode image: {e}") from None
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            raise DataError(f"{f}: cannot decode image: {' '.join(str(e).split())[:200]}") from None
         if progress:
             progress(i + 1, len(files))
     notes = []

@@ -330,7 +330,7 @@ def read_image(path: str | Path) -> np.ndarray:
     try:
         with Image.open(p) as im:
             return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise DataError(f"{p}: cannot decode image: {' '.join(str(e).split())[:200]}") from None
 
 

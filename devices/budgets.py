@@ -77,13 +77,38 @@ def _quantity(value: Any, units: dict[str, float], kind: str, where: str) -> flo
     unit = m[2].lower()
     if unit not in units:
         raise BudgetFileError(f"{where}: {m[2]!r} is not a {kind} unit (use {', '.join(units)})")
-    return float(m[1]) * units[unit]
+    out = float(m[1]) * units[unit]
+    if not out < float("inf"):
+        raise BudgetFileError(f"{where}: {value!r} is too large")
+    return out
 
 
 def _fraction(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
         raise BudgetFileError(f"{where}: must be a number in [0, 1], got {value!r}")
     return float(value)
+
+
+DEFAULT_TYPES = {"device": "text", "threads": "count", "runs": "count", "warmup": "whole", "min_secs": "whole+",
+                 "xnnpack": "flag", "data": "text", "ovic_limit_ms": "positive", "rounds": "count"}
+
+
+def _typed(v: Any, kind: str, where: str) -> Any:
+    """``v`` if it is of ``kind`` (text, flag, count >= 1, whole >= 0, positive or whole+ >= 0 finite numbers)."""
+    import math
+
+    number = isinstance(v, (int, float)) and not isinstance(v, bool)
+    ok = {"text": isinstance(v, str) and bool(v.strip()), "flag": isinstance(v, bool),
+          "count": number and isinstance(v, int) and 1 <= v <= 10 ** 6,
+          "whole": number and isinstance(v, int) and 0 <= v <= 10 ** 6,
+          "positive": number and math.isfinite(v) and v > 0,
+          "whole+": number and math.isfinite(v) and v >= 0}[kind]
+    if not ok:
+        want = {"text": "a non-empty string", "flag": "true or false", "count": "a whole number from 1",
+                "whole": "a whole number from 0", "positive": "a positive number",
+                "whole+": "a number from 0"}[kind]
+        raise BudgetFileError(f"{where}: expected {want}, got {v!r}")
+    return v
 
 
 def load_budgets(path: str | Path) -> BudgetFile:
@@ -104,9 +129,13 @@ def load_budgets(path: str | Path) -> BudgetFile:
     if unknown:
         raise BudgetFileError(f"{where}: unknown key(s) {', '.join(unknown)} (expected [defaults] and [[model]])")
     defaults = doc.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise BudgetFileError(f"{where}: [defaults] must be a table, got {defaults!r}")
     bad = sorted(set(defaults) - DEFAULT_KEYS)
     if bad:
         raise BudgetFileError(f"{where}: [defaults] unknown key(s) {', '.join(bad)}; known: {', '.join(sorted(DEFAULT_KEYS))}")
+    for k, v in defaults.items():
+        _typed(v, DEFAULT_TYPES[k], f"{where}: [defaults] {k}")
     models = doc.get("model", [])
     if not isinstance(models, list) or not models:
         raise BudgetFileError(f"{where}: no [[model]] entries")
@@ -114,11 +143,16 @@ def load_budgets(path: str | Path) -> BudgetFile:
     out = BudgetFile(where, defaults)
     for i, m in enumerate(models):
         w = f"{where}: model {i + 1}"
+        if not isinstance(m, dict):
+            raise BudgetFileError(f"{w}: must be a [[model]] table, got {m!r}")
         bad = sorted(set(m) - MODEL_KEYS)
         if bad:
             raise BudgetFileError(f"{w}: unknown key(s) {', '.join(bad)}; known: {', '.join(sorted(MODEL_KEYS))}")
         if "path" not in m:
             raise BudgetFileError(f"{w}: missing 'path'")
+        for k in ("path", "name", "statistic", "reference"):
+            if k in m:
+                _typed(m[k], "text", f"{w}: {k}")
         b = ModelBudget(path=base / m["path"], name=m.get("name", Path(m["path"]).name))
         stat = m.get("statistic", "p50")
         if stat not in STATISTICS:
@@ -135,13 +169,13 @@ def load_budgets(path: str | Path) -> BudgetFile:
         if "min_ovic_score" in m:
             b.min_ovic_score = _fraction(m["min_ovic_score"], f"{w}: min_ovic_score")
         if "ovic_limit_ms" in m:
-            b.ovic_limit_ms = float(m["ovic_limit_ms"])
+            b.ovic_limit_ms = float(_typed(m["ovic_limit_ms"], "positive", f"{w}: ovic_limit_ms"))
         if ("reference" in m) != ("max_ratio" in m):
             raise BudgetFileError(f"{w}: 'reference' and 'max_ratio' go together")
         if "reference" in m:
             b.reference = base / m["reference"]
             r = m["max_ratio"]
-            if isinstance(r, bool) or not isinstance(r, (int, float)) or r <= 0:
+            if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r < float("inf"):
                 raise BudgetFileError(f"{w}: max_ratio must be a positive number, got {r!r}")
             b.max_ratio = float(r)
         if (b.min_accuracy is not None or b.min_ovic_score is not None) and "data" not in defaults:

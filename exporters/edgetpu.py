@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
+from odml.files import write_file
 
 # Operations the Edge TPU compiler maps (Coral's list; each has further limits)
 SUPPORTED = {
@@ -156,5 +157,5 @@ def try_compile(tflite: Path, out_dir: Path, warn: Callable[[str], None]) -> dic
         return {"available": False}
     p = subprocess.run([exe, "-s", "-o", str(out_dir), str(tflite)], capture_output=True, text=True, timeout=600)
     log = p.stdout + p.stderr
-    (out_dir / (tflite.stem + "_compiler.log")).write_text(log)
+    write_file(out_dir / (tflite.stem + "_compiler.log"), log)
     return {"available": True, "returncode": p.returncode, **parse_compiler_log(log)}

@@ -18,7 +18,7 @@ import numpy as np
 from odml.errors import DataError, OutputError
 from odml.exporters.metadata import PACKED
 from odml.exporters.tflite import DEFAULT_THRESHOLDS, ExportError, ParityThreshold, convert, judge, parity
-from odml.files import temp_dir_beside, write_json_atomic
+from odml.files import temp_dir_beside, write_file, write_json_atomic
 from odml.zoo.card import Carded
 
 REPORT_NAME = "export.json"
@@ -196,7 +196,7 @@ def run_export(src: Source, opts: ExportOptions, x_val: np.ndarray | None = None
             if prec == "fp32":
                 fp32_bytes = data
             name = f"{stem}_{prec}{'_edgetpu' if opts.target == 'edgetpu' else ''}.tflite"
-            (stage / name).write_bytes(data)
+            write_file(stage / name, data)
             interp = load_interpreter(data)
             if tensors:
                 p = parity_outputs(ref, run_outputs(interp, x_val), [t.name for t in tensors])

@@ -58,13 +58,18 @@ def _inspect_onnx(p: Path, data: bytes) -> dict[str, Any]:
         return {"name": v.name, "shape": shape, "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name}
 
     inits = {i.name for i in model.graph.initializer}
-    params = sum(int(numpy_helper.to_array(i).size) for i in model.graph.initializer)
+    try:  # what the checker lets through may still name element types no runtime knows
+        params = sum(int(numpy_helper.to_array(i).size) for i in model.graph.initializer)
+        inputs = [tensor(v) for v in model.graph.input if v.name not in inits]
+        outputs = [tensor(v) for v in model.graph.output]
+    except (KeyError, ValueError, TypeError) as e:
+        raise ModelFormatError(f"{p}: malformed ONNX model ({type(e).__name__}: {' '.join(str(e).split())[:150]}; "
+                               "an unknown element type or a tensor whose data does not match its shape)") from None
     return {
         "file": str(p), "format": "onnx", "size_bytes": len(data), "ir_version": model.ir_version,
         "opsets": {o.domain or "ai.onnx": o.version for o in model.opset_import},
         "producer": f"{model.producer_name} {model.producer_version}".strip(),
-        "inputs": [tensor(v) for v in model.graph.input if v.name not in inits],
-        "outputs": [tensor(v) for v in model.graph.output],
+        "inputs": inputs, "outputs": outputs,
         "ops": dict(Counter(n.op_type for n in model.graph.node).most_common()),
         "op_count": len(model.graph.node), "params": params,
         "metadata": {e.key: e.value for e in model.metadata_props} or None,

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from odml.errors import OdmlError
+from odml.files import write_file
 
 METADATA_NAME = "TFLITE_METADATA"
 LABELS_FILE = "labels.txt"
@@ -112,7 +113,7 @@ def _packed_file(mfb, workdir: Path, files: list[str], name: str, lines: list[st
     f = mfb.AssociatedFileT()
     f.name, f.description, f.type = name, description, kind
     path = workdir / name
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_file(path, "\n".join(lines) + "\n")
     files.append(str(path))
     return f
 
@@ -147,15 +148,24 @@ def add_metadata(tflite: bytes, info: ModelInfo, workdir: Path, quantized_input:
     b = flatbuffers.Builder(0)
     b.Finish(meta.Pack(b), md.MetadataPopulator.METADATA_FILE_IDENTIFIER)
     tflite = add_model_entry(tflite, CARD_ENTRY, card.to_json(with_vocab=False).encode("utf-8"))
-    pop = md.MetadataPopulator.with_model_buffer(tflite)
+    # the populator works on a file: ours, in the work folder (its own temporary file, when it cannot be written,
+    # leaves a half-made object whose finalizer fails at exit)
+    model_file = workdir / "model_with_metadata.tflite"
+    write_file(model_file, tflite)
+    pop = md.MetadataPopulator.with_model_file(str(model_file))
     pop.load_metadata_buffer(bytes(b.Output()))
     if files:
         pop.load_associated_files(files)
     try:
         pop.populate()
     except Exception as e:
+        from odml.files import write_failure
+
+        failed = write_failure(e)
+        if failed:
+            raise failed from None
         raise MetadataError(f"writing TFLite metadata failed: {e}") from None
-    return bytes(pop.get_model_buffer())
+    return model_file.read_bytes()
 
 
 def read_metadata(model_bytes: bytes, metadata_buffers: dict[str, bytes]) -> dict[str, Any] | None:

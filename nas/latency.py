@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from odml.devices.device import BenchOptions, Device, DeviceError
-from odml.files import append_jsonl, read_jsonl
+from odml.files import append_jsonl, read_jsonl, write_file
 from odml.zoo.spec import ModelSpec
 
 PRECISIONS = ("int8", "fp32", "fp16", "dynamic")
@@ -86,7 +86,7 @@ class LatencyMeter:
             return self._cache[key], True
         with tempfile.TemporaryDirectory(prefix="odml-nas-") as tmp:
             path = Path(tmp) / "candidate.tflite"
-            path.write_bytes(self.export(spec))
+            write_file(path, self.export(spec))
             stats = self._bench(path)
         lat = {k: stats[k] for k in ("median_ms", "mean_ms", "p90_ms", "p99_ms", "std_ms", "min_ms", "count")
                if k in stats}

@@ -47,7 +47,7 @@ import numpy as np
 
 from odml.devices.device import BenchOptions, Device, parse_device
 from odml.errors import OdmlError
-from odml.files import append_jsonl, read_jsonl, write_json_atomic
+from odml.files import append_jsonl, read_jsonl, write_file, write_json_atomic
 from odml.nas.latency import PRECISIONS, LatencyMeter, latency_figure
 from odml.nas.space import SearchSpace, load_space
 from odml.nas.units import KINDS, Unit, export_units, units_of
@@ -608,7 +608,7 @@ def _measure_model(spec: ModelSpec, key: str, role: str, dev: Device, cfg: Calib
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="odml-calib-") as d:
         p = Path(d) / "model.tflite"
-        p.write_bytes(LatencyMeter(dev, cfg.precision).export(spec))  # exported as the search exports candidates
+        write_file(p, LatencyMeter(dev, cfg.precision).export(spec))  # exported as the search exports candidates
         r = _bench(dev, [p], cfg, done)[0]
     rec = {"what": "model", "key": key, "role": role, "line": spec.to_line(), "classes": spec.num_classes,
            "cost_s": round(time.perf_counter() - t0, 3), **_result(r)}

@@ -17,6 +17,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from odml.files import write_file
 from odml.zoo.spec import Block, ModelSpec, block_cost, has_residual, _conv_out
 
 KINDS = ("stem", "ibn_dw", "ibn_fused", "ibn_gc", "ibn_grouped", "head")
@@ -155,7 +156,7 @@ def export_units(units: list[Unit], precision: str, folder: Any, activation: str
     paths = []
     for i, u in enumerate(units):
         p = Path(folder) / f"unit{i}.tflite"
-        p.write_bytes(unit_tflite(u, precision, activation, lower))
+        write_file(p, unit_tflite(u, precision, activation, lower))
         paths.append(p)
     return paths
 

@@ -44,12 +44,95 @@ def _register_layers() -> None:
     import odml.zoo.pqrnn  # noqa: F401
 
 
+CONFIG_LIMIT = 64 << 20  # bytes of config.json odml reads
+BIG = 1 << 24  # no layer setting (units, filters, a dimension, a node index) is larger in a model odml can load
+
+
+def _check_config(p: Path, z: zipfile.ZipFile) -> None:
+    """config.json of a .keras zip read by odml before Keras sees it: a sane
+    size, and no layer setting or node reference so large that Keras would
+    spend forever (or crash) building it."""
+    info = z.getinfo("config.json")
+    if info.file_size > CONFIG_LIMIT:
+        raise ModelFileError(f"{p}: config.json declares {info.file_size:,} bytes; odml reads at most {CONFIG_LIMIT:,}")
+    try:
+        cfg = json.loads(z.read("config.json"))
+    except RecursionError:
+        raise ModelFileError(f"{p}: config.json is nested too deeply") from None
+
+    def walk(x: Any, where: str, depth: int) -> None:
+        if depth > 200:
+            raise ModelFileError(f"{p}: config.json is nested too deeply (at {where})")
+        if isinstance(x, dict):
+            for k, v in x.items():
+                if k not in ("seed", "shared_object_id"):  # (random seeds, Keras 3's object ids: any size)
+                    walk(v, f"{where}.{k}", depth + 1)
+        elif isinstance(x, list):
+            for i, v in enumerate(x):
+                walk(v, f"{where}[{i}]", depth + 1)
+        elif isinstance(x, int) and not isinstance(x, bool) and abs(x) > BIG:
+            raise ModelFileError(f"{p}: config.json{where} = {x} is beyond any model odml loads (at most {BIG:,})")
+        elif isinstance(x, float) and not np.isfinite(x):
+            raise ModelFileError(f"{p}: config.json{where} = {x} is not a finite number")
+
+    walk(cfg, "", 0)
+    _check_graphs(p, cfg)
+
+
+def _check_graphs(p: Path, cfg: Any) -> None:
+    """Every node reference of a functional model in ``cfg`` ([layer, node
+    index, tensor index]: tf_keras's inbound_nodes and Keras 3's
+    keras_history) names a layer of its model and one of that layer's calls;
+    Keras loops forever on one that does not."""
+    def graphs(x: Any):
+        if isinstance(x, dict):
+            if isinstance(x.get("layers"), list) and "output_layers" in x:
+                yield x
+            for v in x.values():
+                yield from graphs(v)
+        elif isinstance(x, list):
+            for v in x:
+                yield from graphs(v)
+
+    def refs(x: Any):
+        if isinstance(x, dict):
+            if "keras_history" in x:
+                yield x["keras_history"]
+            for k, v in x.items():
+                if k != "keras_history" and k != "layers":
+                    yield from refs(v)
+        elif isinstance(x, list):
+            if 3 <= len(x) <= 4 and isinstance(x[0], str) and not isinstance(x[1], (list, dict)):
+                yield x
+            else:
+                for v in x:
+                    yield from refs(v)
+
+    for g in graphs(cfg):
+        calls = {}
+        for layer in g["layers"]:
+            if not isinstance(layer, dict) or not isinstance(layer.get("name"), str):
+                raise ModelFileError(f"{p}: config.json: a layer without a name")
+            nodes = layer.get("inbound_nodes") or []
+            calls[layer["name"]] = max(1, len(nodes) if isinstance(nodes, list) else 1)
+        parts = [layer.get("inbound_nodes") for layer in g["layers"]] + [g.get("input_layers"), g.get("output_layers")]
+        for r in refs(parts):
+            ok = (isinstance(r, list) and len(r) >= 3 and isinstance(r[0], str) and r[0] in calls
+                  and all(isinstance(i, int) and not isinstance(i, bool) for i in r[1:3])
+                  and 0 <= r[1] < calls[r[0]] and 0 <= r[2] < 1024)
+            if not ok:
+                raise ModelFileError(f"{p}: config.json: the node reference {json.dumps(r)[:80]} names no call of a "
+                                     "layer of its model")
+
+
 def keras_version(p: Path) -> str | None:
     """The Keras version a .keras file was saved with (its metadata.json);
-    None when the zip has none."""
+    None when the zip has none. Checks its config.json (``_check_config``)."""
     try:
         with zipfile.ZipFile(p) as z:
             names = set(z.namelist())
+            if "config.json" in names:
+                _check_config(p, z)
             if "metadata.json" in names:
                 return str(json.loads(z.read("metadata.json")).get("keras_version") or "") or None
             if "config.json" not in names:
@@ -57,8 +140,9 @@ def keras_version(p: Path) -> str | None:
     except zipfile.BadZipFile:
         raise ModelFileError(f"{p}: cannot load Keras model: not a .keras zip archive (a corrupt or other file); "
                              f"odml reads {ACCEPTS}") from None
-    except (OSError, ValueError) as e:
-        raise ModelFileError(f"{p}: cannot load Keras model: unreadable metadata ({type(e).__name__})") from None
+    except (OSError, ValueError, zipfile.LargeZipFile, NotImplementedError, EOFError) as e:
+        raise ModelFileError(f"{p}: cannot load Keras model: unreadable config or metadata ({type(e).__name__})"
+                             ) from None
     return None
 
 

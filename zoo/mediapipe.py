@@ -50,7 +50,7 @@ from typing import Any, Callable
 import numpy as np
 
 from odml.errors import CheckFailed, DataError
-from odml.files import data_home, temp_dir_beside
+from odml.files import data_home, temp_dir_beside, write_file
 
 MEDIAPIPE_VERSION = "0.10.21"  # the newest wheel that holds the pose models (1.2.3 does not)
 WHEEL_PLATFORM = "manylinux_2_28_x86_64"
@@ -283,7 +283,7 @@ def import_mediapipe(wheel: str | Path | None = None, folder: str | Path | None 
                 "member": r.member, "sha256": hashlib.sha256(files[r.part].read_bytes()).hexdigest(),
                 "keras": keras_path.name, "tflite": files[r.part].name, "params": int(model.count_params()),
                 "folded": g.folded, "parity_random_inputs": {k: round(v, 7) for k, v in fig.items()}}
-        (stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")  # last: marks a finished import
+        write_file(stage / MANIFEST, json.dumps(manifest, indent=2) + "\n")  # last: marks a finished import
         os.chmod(stage, 0o755)
         old = None
         if dest.exists():

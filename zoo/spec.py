@@ -172,10 +172,10 @@ class ModelSpec:
                 d.setdefault("head", head)
             if "input_shape" in d:
                 shape = d["input_shape"]
-                if not (isinstance(shape, (list, tuple)) and len(shape) == 3 and all(isinstance(v, int) for v in shape)):
+                if not (isinstance(shape, (list, tuple)) and len(shape) == 3 and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 16384 for v in shape)):
                     raise SpecError(f"{where}: input_shape must be [height, width, channels], got {shape!r}")
                 d["input_shape"] = tuple(shape)
-            spec = cls(**d)
+            spec = _check_fields(cls(**d), where)
         except TypeError as e:
             raise SpecError(f"{where}: {e}") from None
         spec.validate(where)
@@ -384,9 +384,29 @@ def _from_fields(cls, d: Any, where: str):
     if unknown:
         raise SpecError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     try:
-        return cls(**d)
+        return _check_fields(cls(**d), where)
     except TypeError as e:
         raise SpecError(f"{where}: {e}") from None
+
+
+_FIELD_TYPES = {"int": "a whole number", "float": "a number", "str": "a string", "bool": "true or false",
+                "str | None": "a string or null"}
+
+
+def _check_fields(obj: Any, where: str) -> Any:
+    """Each scalar field of the dataclass ``obj`` holds a value of its declared
+    type (a finite number for int and float; true/false is not a number)."""
+    for f in fields(obj):
+        if f.type not in _FIELD_TYPES:
+            continue
+        v = getattr(obj, f.name)
+        number = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        ok = {"int": number and isinstance(v, int) and abs(v) < 2 ** 31, "float": number,
+              "str": isinstance(v, str), "bool": isinstance(v, bool),
+              "str | None": v is None or isinstance(v, str)}[f.type]
+        if not ok:
+            raise SpecError(f"{where}: {f.name} must be {_FIELD_TYPES[f.type]}, got {v!r}")
+    return obj
 
 
 _NUM = r"(\d+(?:\.\d+)?)"
