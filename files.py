@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import shutil
@@ -125,6 +126,7 @@ def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
     line = (json.dumps(record, sort_keys=True, default=jsonable) + "\n").encode()
     try:
         with open(path, "a+b", buffering=0) as f:  # unbuffered: what failed to go out can be taken back
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # one writer at a time (two searches sharing a latency cache)
             end = f.seek(0, os.SEEK_END)
             if end:
                 f.seek(-1, os.SEEK_END)

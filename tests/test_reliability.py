@@ -1,8 +1,13 @@
 """Reliability under the faults long runs meet (issue 26): a full disk (a
 file size limit stands in for it) and an unwritable output folder get a
-one-line error naming the file, and nothing half-written is left behind."""
+one-line error naming the file, and nothing half-written is left behind; a
+second run on a held folder is refused naming the first; two writers of one
+record file; `odml train` killed at random moments. (kill -9 of search,
+compress and calibration: their own test files; many kills per verb:
+tests/bench/kill9.py.)"""
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -71,3 +76,73 @@ def test_an_output_path_under_a_file_is_one_line(cli, tmp_path):
     (tmp_path / "file").write_text("not a folder")
     r = cli("zoo", "show", "mobilenet_edgetpu_v2_tiny", "--out", tmp_path / "file" / "spec.json")
     assert_one_line_error(r, "spec.json")
+
+
+def _cmd(*args):
+    return [sys.executable, "-c", "from odml.cli.app import main; main()", *map(str, args)]
+
+
+def test_a_second_search_on_the_same_folder_is_refused_naming_the_first(cli, tmp_path):
+    import time
+
+    from test_search import TINY
+
+    space = tmp_path / "tiny.json"
+    space.write_text(json.dumps(TINY))
+    out = tmp_path / "run"
+    args = ["search", "--space", space, "--data", "digits", "--target-ms", "0.05", "--epochs", "1", "--runs", "10",
+            "--trials", "50", "--strategy", "random", "--out", out]
+    first = subprocess.Popen(_cmd(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (out / "trials.jsonl").is_file():  # the folder is held by then
+            time.sleep(0.2)
+            assert first.poll() is None
+        assert_one_line_error(cli(*args), str(out), f"pid {first.pid}")
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_two_writers_of_one_record_file_leave_every_line_whole(tmp_path):
+    """A latency cache shared by two searches: both append at once."""
+    code = """
+import sys
+from odml.files import append_jsonl
+for i in range(400):
+    append_jsonl(sys.argv[1], {"writer": sys.argv[2], "i": i, "pad": "x" * (i % 97) * 40})
+"""
+    f = tmp_path / "cache.jsonl"
+    ps = [subprocess.Popen([sys.executable, "-c", code, str(f), w]) for w in ("a", "b")]
+    assert all(p.wait(timeout=300) == 0 for p in ps)
+    recs = [json.loads(line) for line in f.read_text().splitlines()]
+    for w in ("a", "b"):
+        assert [r["i"] for r in recs if r["writer"] == w] == list(range(400))
+
+
+def test_train_killed_at_random_moments_leaves_no_half_model(tmp_path):
+    """kill -9 during `odml train` (twice, at seeded random moments): no
+    model file or a whole one, every file complete; the rerun trains it."""
+    import random
+    import signal
+    import time
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent / "bench"))
+    from kill9 import check_files
+
+    spec = tmp_path / "spec.json"
+    assert _odml(["zoo", "show", "mobilenet_edgetpu_v2_tiny", "--width", "0.25", "--input-size", "32", "--classes",
+                  "10", "--out", spec]).exit_code == 0
+    out = tmp_path / "out"
+    out.mkdir()
+    args = _cmd("train", spec, "--data", "digits", "--epochs", "1", "--out", out / "model.keras")
+    rng = random.Random(0)
+    for _ in range(2):
+        p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(rng.uniform(3, 10))
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        assert check_files(out) == []
+    r = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert check_files(out) == [] and (out / "model.keras").is_file()

@@ -1,0 +1,251 @@
+"""Crash consistency (issue 26): start a long odml command, kill -9 it at a
+random moment, check every file it left, start it again; many times; then
+let it finish and check that nothing finished was lost or done twice.
+
+    python tests/bench/kill9.py --verb search --kills 20 [--seed 0] [--out runs/kill9]
+    python tests/bench/kill9.py --verb all --kills 20
+
+Verbs: search (trials.jsonl: every finished trial kept, none twice),
+compress (results.jsonl: every finished student kept, none twice),
+calibrate (measurements.jsonl: no block or model measured twice) and train
+(a clean restart: never a half-written model). After every kill each file
+present must be complete: JSON parses, every JSONL line but a torn last one
+parses, a .keras loads, a .tflite passes odml's verification. Prints one
+line per kill and a summary; writes <out>/<verb>.json. Exit 1 on any
+problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+TINY = {  # tests/test_search.py's tiny space
+    "name": "tiny16", "input_size": 16,
+    "stem": {"filters": [8], "kernel": [3], "stride": 2},
+    "head": {"filters": [32], "dropout": 0.0},
+    "stages": [
+        {"stride": 1, "filters": [8], "depth": [1], "choices": {"type": ["ibn_fused", "ibn_dw"], "kernel": [3],
+                                                                "expansion": [1, 2]}},
+        {"stride": 2, "filters": [16], "filter_mult": [0.5, 1.0], "depth": [1, 2],
+         "choices": {"type": ["ibn_dw", "ibn_gc"], "kernel": [3, 5], "expansion": [2], "groups": [2]}},
+    ],
+}
+
+
+def odml(*args) -> list[str]:
+    return [sys.executable, "-c", "from odml.cli.app import main; main()", *map(str, args)]
+
+
+class Verb:
+    """A command, the records that say what it finished, and what it must end with."""
+    records: str | None = None
+    key: str = ""
+    window = (3.0, 40.0)  # seconds after the start when the kill comes
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.out = root / "out"
+
+    def prepare(self) -> None:
+        pass
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def finished(self) -> list[str]:
+        """The keys of the records finished so far."""
+        from odml.files import read_jsonl
+
+        return [str(r[self.key]) for r in read_jsonl(self.out / self.records)] if self.records else []
+
+    def final(self) -> list[str]:
+        """Problems of the finished run."""
+        return []
+
+
+class Search(Verb):
+    records, key = "trials.jsonl", "trial_id"
+
+    def prepare(self) -> None:
+        (self.root / "tiny.json").write_text(json.dumps(TINY))
+
+    def command(self) -> list[str]:
+        return odml("search", "--space", self.root / "tiny.json", "--data", "digits", "--target-ms", "0.05",
+                    "--epochs", "1", "--runs", "10", "--trials", "10", "--strategy", "random", "--out", self.out)
+
+    def final(self) -> list[str]:
+        done = self.finished()
+        return [] if len(done) == 10 else [f"{len(done)} trials at the end, not 10"]
+
+
+class Compress(Verb):
+    records, key = "results.jsonl", "label"
+    window = (3.0, 60.0)
+
+    def prepare(self) -> None:
+        teacher = self.root / "teacher.keras"
+        if not teacher.is_file():
+            spec = self.root / "spec.json"
+            subprocess.run(odml("zoo", "show", "mobilenet_edgetpu_v2_tiny", "--width", "0.35", "--input-size", "32",
+                                "--classes", "10", "--out", spec), check=True, capture_output=True)
+            subprocess.run(odml("train", spec, "--data", "digits", "--epochs", "2", "--out", teacher), check=True,
+                           capture_output=True)
+
+    def command(self) -> list[str]:
+        return odml("compress", self.root / "teacher.keras", "--data", "digits", "--students",
+                    "mobilenet_edgetpu_v2_tiny@0.25,mobilenet_edgetpu_v2_tiny@0.3", "--epochs", "3", "--runs", "5",
+                    "--out", self.out)
+
+    def final(self) -> list[str]:
+        done = self.finished()
+        return [] if len(done) == 3 and (self.out / "report.json").is_file() else [f"results at the end: {done}"]
+
+
+class Calibrate(Verb):
+    records, key = "measurements.jsonl", "key"
+
+    def prepare(self) -> None:
+        (self.root / "tiny.json").write_text(json.dumps(TINY))
+
+    def command(self) -> list[str]:
+        return odml("calibrate", "--space", self.root / "tiny.json", "--precision", "fp32", "--minutes", "0.5",
+                    "--runs", "10", "--out", self.out)
+
+    def final(self) -> list[str]:
+        return [] if (self.out / "predictor.json").is_file() else ["no predictor.json at the end"]
+
+
+class Train(Verb):
+    window = (3.0, 30.0)
+
+    def prepare(self) -> None:
+        spec = self.root / "spec.json"
+        subprocess.run(odml("zoo", "show", "mobilenet_edgetpu_v2_tiny", "--width", "0.25", "--input-size", "32",
+                            "--classes", "10", "--out", spec), check=True, capture_output=True)
+
+    def command(self) -> list[str]:
+        self.out.mkdir(parents=True, exist_ok=True)
+        return odml("train", self.root / "spec.json", "--data", "digits", "--epochs", "3", "--out",
+                    self.out / "model.keras")
+
+    def final(self) -> list[str]:
+        return [] if (self.out / "model.keras").is_file() else ["no model.keras at the end"]
+
+
+VERBS = {"search": Search, "compress": Compress, "calibrate": Calibrate, "train": Train}
+
+
+def check_files(folder: Path) -> list[str]:
+    """Every file in ``folder`` complete (temporary files of a killed write are listed apart)."""
+    from odml.errors import OdmlError
+    from odml.flatbuffer import parse_tflite
+
+    bad = []
+    for p in sorted(folder.rglob("*")):
+        if not p.is_file() or ".tmp-" in p.name or p.name.startswith(".") or "checkpoints" in p.parts:
+            continue
+        try:
+            if p.suffix == ".json":
+                json.loads(p.read_text())
+            elif p.suffix == ".jsonl":
+                lines = p.read_text().splitlines()
+                for i, line in enumerate(lines):
+                    try:
+                        json.loads(line)
+                    except ValueError:
+                        if i != len(lines) - 1:  # a torn last line is a killed append, skipped by readers
+                            raise
+            elif p.suffix == ".tflite":
+                parse_tflite(p.read_bytes(), str(p))
+            elif p.suffix == ".keras":
+                from odml.zoo.load import load_model
+
+                load_model(p)
+        except (ValueError, OdmlError) as e:
+            bad.append(f"{p.relative_to(folder)}: {type(e).__name__}: {str(e)[:120]}")
+    return bad
+
+
+def run_verb(name: str, kills: int, root: Path, seed: int) -> dict:
+    rng = random.Random(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    v = VERBS[name](root)
+    v.prepare()
+    shutil.rmtree(v.out, ignore_errors=True)
+    log, problems, done_before_kill, restarts = [], [], 0, 0
+    kept: list[str] = []
+    while len(log) < kills:
+        p = subprocess.Popen(v.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        wait = rng.uniform(*v.window)
+        t0 = time.time()
+        while time.time() - t0 < wait and p.poll() is None:
+            time.sleep(0.05)
+        if p.poll() is not None:  # it finished (or failed) before the kill: check it, then start afresh
+            err = p.stderr.read().decode(errors="replace")
+            if p.returncode != 0:
+                problems.append(f"exit {p.returncode} before the kill: {err.strip()[-300:]}")
+            problems += [f"finished run: {x}" for x in v.final() + check_files(v.out)]
+            done_before_kill += 1
+            shutil.rmtree(v.out, ignore_errors=True)
+            kept = []
+            continue
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        at = round(time.time() - t0, 1)
+        bad = check_files(v.out) if v.out.exists() else []
+        now = v.finished()
+        lost = [k for k in kept if k not in now]
+        twice = sorted({k for k in now if now.count(k) > 1})
+        problems += [f"kill {len(log) + 1}: {x}" for x in bad]
+        if lost or twice or now[:len(kept)] != kept:
+            problems.append(f"kill {len(log) + 1}: finished records changed: lost {lost}, twice {twice}")
+        temps = sorted(str(x.relative_to(v.out)) for x in v.out.rglob("*.tmp-*")) if v.out.exists() else []
+        log.append({"kill": len(log) + 1, "after_s": at, "finished": len(now), "files_bad": bad, "temporaries": temps})
+        print(f"{name} kill {len(log)}/{kills} after {at} s: {len(now)} finished, {len(bad)} bad files"
+              + (f", {len(temps)} temporaries" if temps else ""), flush=True)
+        kept = now
+        restarts += 1
+    r = subprocess.run(v.command(), capture_output=True, text=True)  # the last start runs to the end
+    if r.returncode != 0:
+        problems.append(f"the final run failed: {r.stderr.strip()[-300:]}")
+    now = v.finished()
+    if now[:len(kept)] != kept or len(set(now)) != len(now):
+        problems.append(f"the final run changed finished records: {kept} -> {now}")
+    problems += [f"final: {x}" for x in v.final() + check_files(v.out)]
+    return {"verb": name, "kills": len(log), "finished_before_a_kill": done_before_kill, "problems": problems,
+            "clean": len(problems) == 0, "log": log}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--verb", default="all", choices=("all", *VERBS))
+    ap.add_argument("--kills", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="runs/kill9")
+    a = ap.parse_args()
+    verbs = list(VERBS) if a.verb == "all" else [a.verb]
+    bad = 0
+    for name in verbs:
+        res = run_verb(name, a.kills, Path(a.out) / name, a.seed)
+        (Path(a.out) / f"{name}.json").write_text(json.dumps(res, indent=2))
+        print(f"{name}: {res['kills']} kills, {res['finished_before_a_kill']} runs finished before their kill, "
+              f"{'all clean' if res['clean'] else str(len(res['problems'])) + ' problems'}", flush=True)
+        for x in res["problems"]:
+            print(f"  PROBLEM {x}")
+        bad += not res["clean"]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
