@@ -159,7 +159,9 @@ def _describe(model: Any, data: bytes, where: str) -> TFLiteModel:
             raise ModelFormatError(f"{where}: truncated TFLite model (a buffer ends past the file)")
 
     def info(i: int) -> TensorInfo:
-        check_index(int(i), "a subgraph input or output")
+        if not 0 <= int(i) < nt:  # (-1, "no tensor", is for an operator's optional inputs only)
+            raise ModelFormatError(f"{where}: malformed TFLite model (a subgraph input or output refers to tensor "
+                                   f"{int(i)} of {nt})")
         t = tensors[i]
         q = t.quantization
         scale = [float(x) for x in (q.scale if q is not None and q.scale is not None else [])]

@@ -335,34 +335,50 @@ _CHECKS: dict[str, Callable[[bytes, Path], None]] = {
     "tflite": _check_tflite, "onnx": _check_onnx, "keras": _check_keras, "images": _check_images, "text": _check_text}
 
 
+def replay_files(folder: Path) -> list[Path]:
+    """Saved inputs (``NAME.KIND``: what a finding left, kept as a regression case)."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix[1:] in KINDS)
+
+
 def worker(seed_dir: Path, work: Path, kinds: list[str], seed: int, start: int, cases: int, deadline: float,
-           emit: Callable[[dict[str, Any]], None]) -> None:
+           emit: Callable[[dict[str, Any]], None], replay: str | None = None) -> None:
     """Cases ``start`` .. ``cases`` - 1 (case i: kind i mod len(kinds), its
-    mutant drawn from a generator seeded with (seed, i)); each result emitted
-    as a record, the case's input saved to ``work/current`` before it runs
-    (what a crash leaves behind)."""
+    mutant drawn from a generator seeded with (seed, i); or, ``replay``, the
+    i-th saved input of that folder); each result emitted as a record, the
+    case's input saved to ``work/current`` before it runs (what a crash
+    leaves behind)."""
     import time
 
     seeds = make_seeds(seed_dir)
     work.mkdir(parents=True, exist_ok=True)
+    saved = replay_files(Path(replay)) if replay else []
     for i in range(start, cases):
         if time.time() > deadline:
             break
-        kind = kinds[i % len(kinds)]
-        data = mutate(kind, seeds[kind], np.random.default_rng([seed, i]))
+        if replay:
+            kind, data = saved[i].suffix[1:], saved[i].read_bytes()
+        else:
+            kind = kinds[i % len(kinds)]
+            data = mutate(kind, seeds[kind], np.random.default_rng([seed, i]))
         (work / "current").write_bytes(data)
         (work / "current.json").write_text(json.dumps({"case": i, "kind": kind}))
         outcome, detail = run_case(kind, data, work)
+        if outcome == "bug":  # kept by the worker: the parent reads it after this case, when current has moved on
+            (work / f"found_{i}").write_bytes(data)
         emit({"case": i, "kind": kind, "outcome": outcome, "detail": detail})
 
 
 def fuzz(kinds: list[str], seed: int, cases: int, seconds: float, work: Path, save: Path | None = None,
-         python: str = sys.executable) -> dict[str, Any]:
+         python: str = sys.executable, replay: Path | None = None) -> dict[str, Any]:
     """Run the cases in worker processes (a fresh one after a crash or a hang); returns
-    counts per kind and outcome, and the findings (bugs and crashes) with
-    the saved input of each."""
+    counts per kind and outcome, and the findings (bugs, crashes, hangs) with
+    the saved input of each. ``replay``: a folder of saved inputs to run
+    instead of mutants."""
     import subprocess
     import time
+
+    if replay is not None:
+        kinds, cases = list(KINDS), len(replay_files(replay))
 
     work.mkdir(parents=True, exist_ok=True)
     deadline = time.time() + seconds
@@ -373,7 +389,8 @@ def fuzz(kinds: list[str], seed: int, cases: int, seconds: float, work: Path, sa
     while start < cases and time.time() < deadline:
         cmd = [python, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import fuzzing; fuzzing._worker_main()",
                str(here), json.dumps({"seed_dir": str(work / "seeds"), "work": str(work / "w"), "kinds": kinds,
-                                      "seed": seed, "start": start, "cases": cases, "deadline": deadline})]
+                                      "seed": seed, "start": start, "cases": cases, "deadline": deadline,
+                                      "replay": str(replay) if replay else None})]
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_USE_LEGACY_KERAS": "1"}
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
         lines: queue.Queue = queue.Queue()
@@ -394,7 +411,7 @@ def fuzz(kinds: list[str], seed: int, cases: int, seconds: float, work: Path, sa
             last = rec["case"]
             counts[rec["kind"]][rec["outcome"]] += 1
             if rec["outcome"] == "bug":
-                findings.append({**rec, "input": _keep(save, rec, (work / "w" / "current").read_bytes())})
+                findings.append({**rec, "input": _keep(save, rec, (work / "w" / f"found_{rec['case']}").read_bytes())})
         rc = p.wait()
         if rc == 0 and not hung:
             break
@@ -416,7 +433,7 @@ def _keep(save: Path | None, rec: dict[str, Any], data: bytes) -> str | None:
     if save is None:
         return None
     save.mkdir(parents=True, exist_ok=True)
-    p = save / f"{rec['outcome']}_{rec['kind']}_{rec['case']}.bin"
+    p = save / f"{rec['outcome']}_{rec['case']}.{rec['kind']}"  # as tests/fuzz_regressions/ keeps them
     p.write_bytes(data)
     return str(p)
 
@@ -428,4 +445,5 @@ def _worker_main() -> None:
         sys.stdout.write(json.dumps(rec) + "\n")
         sys.stdout.flush()
 
-    worker(Path(a["seed_dir"]), Path(a["work"]), a["kinds"], a["seed"], a["start"], a["cases"], a["deadline"], emit)
+    worker(Path(a["seed_dir"]), Path(a["work"]), a["kinds"], a["seed"], a["start"], a["cases"], a["deadline"], emit,
+           a.get("replay"))

@@ -15,6 +15,17 @@ def test_mutants_of_every_input_kind_get_a_result_or_one_line(tmp_path):
     assert sum(c["ok"] for c in res["counts"].values()) > 0  # ... and some still read
 
 
+def test_inputs_that_found_bugs_stay_fixed(tmp_path):
+    """Every input a fuzzing run found a traceback, a crash or a hang with
+    (tests/fuzz_regressions/NAME.KIND), replayed in a worker process."""
+    from pathlib import Path
+
+    folder = Path(__file__).parent / "fuzz_regressions"
+    res = fuzzing.fuzz([], 0, 0, 600, tmp_path, replay=folder)
+    assert res["cases"] == len(fuzzing.replay_files(folder)) >= 8
+    assert res["findings"] == [], res["findings"]
+
+
 # ---- documents: specs, spaces, recipes, budgets (Hypothesis) ---------------------------------
 import copy  # noqa: E402
 import json  # noqa: E402

@@ -6,7 +6,8 @@
 Prints the cases tried and the outcomes per kind (ok: a result; error: a
 one-line OdmlError; bug: any other exception; crash: the process died;
 hang: no answer in a minute), and
-every finding with the input saved under --save for a regression test.
+every finding with the input saved under --save/findings as NAME.KIND:
+once fixed, copy it to tests/fuzz_regressions/, which the tests replay.
 Exit 1 when there is a finding.
 """
 

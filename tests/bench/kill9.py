@@ -30,17 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-TINY = {  # tests/test_search.py's tiny space
-    "name": "tiny16", "input_size": 16,
-    "stem": {"filters": [8], "kernel": [3], "stride": 2},
-    "head": {"filters": [32], "dropout": 0.0},
-    "stages": [
-        {"stride": 1, "filters": [8], "depth": [1], "choices": {"type": ["ibn_fused", "ibn_dw"], "kernel": [3],
-                                                                "expansion": [1, 2]}},
-        {"stride": 2, "filters": [16], "filter_mult": [0.5, 1.0], "depth": [1, 2],
-         "choices": {"type": ["ibn_dw", "ibn_gc"], "kernel": [3, 5], "expansion": [2], "groups": [2]}},
-    ],
-}
+from test_search import TINY  # noqa: E402  (the tiny space of the search tests)
 
 
 def odml(*args) -> list[str]:
