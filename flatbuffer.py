@@ -195,6 +195,8 @@ def _describe(model: Any, data: bytes, where: str) -> TFLiteModel:
                 metadata[_s(m.name)] = bytes(np.asarray(b.data, dtype=np.uint8))
             elif b.offset:
                 metadata[_s(m.name)] = data[b.offset:b.offset + b.size]
+    if sg.inputs is None or not len(sg.inputs) or sg.outputs is None or not len(sg.outputs):
+        raise ModelFormatError(f"{where}: malformed TFLite model (its graph has no inputs or no outputs)")
     inputs = [info(i) for i in (sg.inputs if sg.inputs is not None else [])]
     outputs = [info(i) for i in (sg.outputs if sg.outputs is not None else [])]
     return TFLiteModel(where, len(data), inputs, outputs, ops, len(model.subgraphs), params, wbytes, dict(wtypes),

@@ -114,7 +114,8 @@ def _check_graphs(p: Path, cfg: Any) -> None:
             if not isinstance(layer, dict) or not isinstance(layer.get("name"), str):
                 raise ModelFileError(f"{p}: config.json: a layer without a name")
             nodes = layer.get("inbound_nodes") or []
-            calls[layer["name"]] = max(1, len(nodes) if isinstance(nodes, list) else 1)
+            n = len(nodes) if isinstance(nodes, list) else 1
+            calls[layer["name"]] = 1 if layer.get("class_name") == "InputLayer" else n  # called n times (an input: once)
         parts = [layer.get("inbound_nodes") for layer in g["layers"]] + [g.get("input_layers"), g.get("output_layers")]
         for r in refs(parts):
             ok = (isinstance(r, list) and len(r) >= 3 and isinstance(r[0], str) and r[0] in calls
@@ -140,7 +141,7 @@ def keras_version(p: Path) -> str | None:
     except zipfile.BadZipFile:
         raise ModelFileError(f"{p}: cannot load Keras model: not a .keras zip archive (a corrupt or other file); "
                              f"odml reads {ACCEPTS}") from None
-    except (OSError, ValueError, zipfile.LargeZipFile, NotImplementedError, EOFError) as e:
+    except (OSError, ValueError, RuntimeError, zipfile.LargeZipFile, NotImplementedError, EOFError) as e:
         raise ModelFileError(f"{p}: cannot load Keras model: unreadable config or metadata ({type(e).__name__})"
                              ) from None
     return None
