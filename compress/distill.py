@@ -473,6 +473,10 @@ def train_students(teacher_model: Any, students: list[Student], data: Any, recip
         manager.save()
         if on_epoch:
             on_epoch(epoch, logs)
+    if sh is not None:  # each width copied out of the widest, as trained (or as restored)
+        for i in range(len(students)):
+            if i != shared:
+                sh.load(i)
     res = {"start_epoch": start, "epochs": recipe.epochs, "epoch_s": epoch_times, "train_s": float(sum(epoch_times)),
            "steps_per_epoch": steps}
     if step_times:

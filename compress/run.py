@@ -391,12 +391,12 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
 def _train_shared(p: Prepared, students: list[Any], on_epoch: Callable | None, say: Callable[[str], None],
                   kw: dict[str, Any]) -> dict[str, Any]:
     """--shared: the students trained as widths of one network (compress/shared.py) for all but the last
-    ``shared.finetune_epochs`` epochs, then copied out and trained apart for those (with the pruning and QAT
-    the recipe asks for)."""
+    ``shared.finetune_epochs`` epochs (train_students copies each width out at the end), then trained apart
+    for those (with the pruning and QAT the recipe asks for)."""
     import copy
 
     from odml.compress.distill import train_students
-    from odml.compress.shared import SharedWidths, check_widths
+    from odml.compress.shared import check_widths
 
     r, t = p.recipe, p.teacher
     ft = r.shared.finetune_epochs
@@ -407,10 +407,6 @@ def _train_shared(p: Prepared, students: list[Any], on_epoch: Callable | None, s
     say(f"training {len(students)} students as widths of one network for {together.epochs} epochs")
     info = train_students(t.model, students, p.data, together, p.out / "checkpoints" / "shared", on_epoch,
                           shared=widest, **kw)
-    tied = SharedWidths([s.model for s in students], widest)
-    for i in range(len(students)):  # each width copied out of the widest
-        if i != widest:
-            tied.load(i)
     out = {k: info[k] for k in ("start_epoch", "epoch_s", "one_student_step_s", "step_s", "vs_one_student",
                                 "steps_per_epoch") if k in info}
     out["shared"] = {"widest": students[widest].label, "epochs": together.epochs, "train_s": info["train_s"],
