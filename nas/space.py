@@ -439,12 +439,15 @@ def space_from_dict(d: Any, where: str = "space") -> SearchSpace:
         if len(positions) > max(st.depth):
             raise SpaceError(f"{w}: {len(positions)} position overrides for at most {max(st.depth)} blocks")
         stages.append(st)
+    dropout = head.get("dropout", d.get("dropout", 0.2))
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise SpaceError(f"{where}: head: dropout must be a number in [0, 1), got {dropout!r}")
     sp = SearchSpace(
         name=str(d.get("name", "custom")), description=str(d.get("description", "")), input_size=input_size,
         stem_filters=_list(stem, "filters", int, f"{where}: stem"), stem_kernel=_list(stem, "kernel", int, f"{where}: stem", [3]),
         stem_stride=stem_stride, head_filters=_list(head, "filters", int, f"{where}: head", [1280]),
         stages=stages, activation=str(d.get("activation", "relu")),
-        dropout=float(head.get("dropout", d.get("dropout", 0.2))),
+        dropout=float(dropout),
     )
     check_groups(sp, where)
     return sp

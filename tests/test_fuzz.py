@@ -125,6 +125,26 @@ def test_space_documents(data):
 
 
 @pytest.mark.fast
+@pytest.mark.parametrize("dropout", [None, "0.2", True, 1.0, -0.1, float("nan"), [0.2]])
+def test_space_head_dropout_of_the_wrong_kind_is_one_line(dropout):
+    """Found by the Hypothesis test above in CI: ``head: {dropout: null}``
+    reached ``float(None)``."""
+    from test_search import TINY
+
+    from odml.nas.space import load_space
+
+    from odml.nas.space import SpaceError
+
+    doc = copy.deepcopy(TINY)
+    doc.setdefault("head", {})["dropout"] = dropout
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "space.json"
+        p.write_text(json.dumps(doc, allow_nan=True))
+        with pytest.raises(SpaceError, match=r"head: dropout must be a number in \[0, 1\)"):
+            load_space(p)
+
+
+@pytest.mark.fast
 @FUZZ
 @given(st.data())
 def test_recipe_documents(data):
