@@ -294,11 +294,18 @@ def _invoke(interp: Any) -> None:
 
 
 def _check_onnx(data: bytes, folder: Path) -> None:
+    """What a user's ONNX file meets: inspection, then loading (shape
+    inference, onnx2tf, an onnxruntime session), then one run of each."""
     from odml.exporters.inspect import inspect_model
+    from odml.zoo.load import load_model
 
     p = folder / "case.onnx"
     p.write_bytes(data)
     inspect_model(p)
+    m = load_model(p)
+    x = np.zeros((1, *m.model.inputs[0].shape[1:]), np.float32)
+    m.predict(x)  # onnxruntime: what export's parity and the accuracy table compare against
+    np.asarray(m.model(x))
 
 
 def _check_keras(data: bytes, folder: Path) -> None:

@@ -8,8 +8,10 @@ files get one line."""
 
 import json
 import os
+import shutil
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -228,6 +230,16 @@ def test_bad_own_models(cli, tmp_path, models):
     assert_one_line_error(cli("export", dyn, "--out", out), "dyn.onnx", "dynamic size", "--input-size")
     odd_op = _nchw_onnx(tmp_path / "odd.onnx", op="FancyActivation", domain="com.example")
     assert_one_line_error(cli("export", odd_op, "--out", out), "odd.onnx", "onnx2tf cannot convert", "FancyActivation")
+    # a graph onnx2tf "repairs" (its output named as its input): refused, and the user's file is left as it was
+    # (onnx2tf writes its repairs over the file it converts; odml gives it a copy)
+    fixed = tmp_path / "same_name.onnx"
+    shutil.copyfile(Path(__file__).parent / "fuzz_regressions" / "onnx_output_named_as_input.onnx", fixed)
+    before = fixed.read_bytes()
+    assert_one_line_error(cli("export", fixed, "--out", out), "same_name.onnx", "does not convert as an image model")
+    assert fixed.read_bytes() == before
+    # a graph onnxruntime refuses (an opset from the future)
+    assert_one_line_error(cli("export", Path(__file__).parent / "fuzz_regressions" / "onnx_opset_79.onnx",
+                              "--out", out), "onnx_opset_79.onnx", "onnxruntime cannot load", "Opset 79")
     # a teacher whose outputs are not class scores
     x = keras.Input((16, 16, 3))
     keras.Model(x, keras.layers.Conv2D(4, 3)(x)).save(tmp_path / "fmap.keras")

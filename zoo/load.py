@@ -19,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
+import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -361,7 +363,12 @@ class OnnxModel:
         self.model = self._convert(p, graph)
         import onnxruntime as ort
 
-        self.session = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime's Fail, InvalidGraph, NotImplemented...: one message
+            msg = " ".join(str(e).split()).split(" failed:")[-1]
+            msg = re.sub(r"^/\S+:\d+ [^(]*\(.*?\) (?=[A-Z])", "", msg)  # its C++ source line and signature
+            raise ModelFileError(f"{p}: onnxruntime cannot load this graph ({msg[:240]})") from None
 
     def _convert(self, p: Path, graph: Any) -> Any:
         import tempfile
@@ -378,9 +385,11 @@ class OnnxModel:
         kw: dict[str, Any] = {"overwrite_input_shape": [shape]}
         if not self.nchw:
             kw["keep_nwc_or_nhwc_or_ndhwc_input_names"] = [self.in_name]
-        src = str(p.resolve())  # before the working folder changes
+        orig = p.resolve()  # before the working folder changes
         with tempfile.TemporaryDirectory(prefix="odml-onnx2tf-") as d, quiet_stderr_fd(), \
                 contextlib.redirect_stdout(io.StringIO()), _sample_images_in(Path(d)):
+            src = str(Path(d) / "model.onnx")  # onnx2tf may write its repairs over the file it converts
+            shutil.copyfile(orig, src)
             try:
                 model = onnx2tf.convert(input_onnx_file_path=src, output_folder_path=d, non_verbose=True,
                                         disable_model_save=True, not_use_onnxsim=True, **kw)
@@ -393,6 +402,11 @@ class OnnxModel:
                                      f"{', '.join(ops)}") from None
         if model is None or len(model.inputs) != 1 or len(model.outputs) != 1:
             raise ModelFileError(f"{p}: onnx2tf gave no single-input, single-output model")
+        got = tuple(model.inputs[0].shape[1:])  # None where the graph's size is dynamic (given by --input-size)
+        if len(got) != 3 or any(g is not None and g != want for g, want in zip(got, self.hwc)):
+            raise ModelFileError(f"{p}: onnx2tf made an input of shape {list(got)} from {self.in_name} "
+                                 f"{list(self.hwc)} (height, width, channels); the graph does not convert as an "
+                                 "image model")
         return model
 
     def reference(self, x: np.ndarray) -> np.ndarray:
