@@ -119,6 +119,43 @@ def temp_dir_beside(path: str | Path, what: str = "stage") -> Path:
     return Path(tempfile.mkdtemp(prefix=f".{path.name}.{what}-", dir=path.parent))
 
 
+@contextlib.contextmanager
+def held(lock: str | Path, busy: Any, remove: bool = False) -> Iterator[None]:
+    """Hold ``lock`` (a file) for this process: when another live process
+    holds it, raise ``busy(pid)`` (the error that names it). The lock goes with
+    the process, so one left by a killed run is simply taken over. ``remove``:
+    delete the file when done (a lock beside a user's file, not in a run
+    folder)."""
+    lock = Path(lock)
+    while True:
+        f = open(lock, "a+")
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            pid = f.read().strip() or "?"
+            f.close()
+            raise busy(pid) from None
+        try:
+            same = os.fstat(f.fileno()).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        f.close()  # the holder removed the file as we opened it: take the one there now
+    try:
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        yield
+    finally:
+        if remove:
+            with contextlib.suppress(OSError):
+                lock.unlink()  # still held: a process that opened it meanwhile sees another file and retries
+        f.close()
+
+
 def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
     """Append one record durably (flushed and fsynced before returning). A
     torn line left by an earlier kill is ended first, so it cannot swallow

@@ -14,14 +14,13 @@ same folder, durable JSONL records and atomic state files.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 from pathlib import Path
 from typing import Any, Iterator
 
 from odml.errors import OdmlError
-from odml.files import append_jsonl, read_jsonl, write_json_atomic
+from odml.files import append_jsonl, held, read_jsonl, write_json_atomic
 
 LOCK = ".lock"
 
@@ -137,22 +136,13 @@ class RunFolder:
         folder is refused with one line (the lock goes with the process, so a
         killed run leaves none behind)."""
         self.create()
-        f = open(self.path / LOCK, "a+")
-        try:
-            try:
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                f.seek(0)
-                pid = f.read().strip() or "?"
-                raise self.error(f"{self.flag} {self.path}: another odml process (pid {pid}) is running a "
-                                 f"{self.what} in this folder; wait for it or use another folder") from None
-            f.seek(0)
-            f.truncate()
-            f.write(str(os.getpid()))
-            f.flush()
+
+        def busy(pid: str) -> OdmlError:
+            return self.error(f"{self.flag} {self.path}: another odml process (pid {pid}) is running a "
+                              f"{self.what} in this folder; wait for it or use another folder")
+
+        with held(self.path / LOCK, busy):
             yield
-        finally:
-            f.close()
 
     # ---- records and state ------------------------------------------------------
     def append(self, name: str, record: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 from odml.errors import DataError, OutputError
 from odml.exporters.metadata import PACKED
 from odml.exporters.tflite import DEFAULT_THRESHOLDS, ExportError, ParityThreshold, convert, judge, parity
-from odml.files import temp_dir_beside, write_file, write_json_atomic
+from odml.files import temp_dir_beside, write_failure, write_file, write_json_atomic
 from odml.zoo.card import Carded
 
 REPORT_NAME = "export.json"
@@ -189,14 +189,18 @@ def run_export(src: Source, opts: ExportOptions, x_val: np.ndarray | None = None
             if tensors:
                 data = keep_io(data, src.input.name, tensors, f"{prec} file")
             conv_s = time.perf_counter() - t0
-            if opts.metadata is not None:
-                from odml.exporters.metadata import add_metadata
+            name = f"{stem}_{prec}{'_edgetpu' if opts.target == 'edgetpu' else ''}.tflite"
+            try:
+                if opts.metadata is not None:
+                    from odml.exporters.metadata import add_metadata
 
-                data = add_metadata(data, opts.metadata, stage)
+                    data = add_metadata(data, opts.metadata, stage)  # its work files: in the staging folder
+                write_file(stage / name, data)
+            except OutputError as e:  # name the file the user asked for, not odml's work files
+                raise OutputError(f"{opts.out_dir / name}: cannot write: {str(e).split('cannot write: ', 1)[-1]}") \
+                    from None
             if prec == "fp32":
                 fp32_bytes = data
-            name = f"{stem}_{prec}{'_edgetpu' if opts.target == 'edgetpu' else ''}.tflite"
-            write_file(stage / name, data)
             interp = load_interpreter(data)
             if tensors:
                 p = parity_outputs(ref, run_outputs(interp, x_val), [t.name for t in tensors])
@@ -255,5 +259,10 @@ def run_export(src: Source, opts: ExportOptions, x_val: np.ndarray | None = None
                 continue  # packed into the .tflite
             os.replace(f, opts.out_dir / f.name)
         return report
+    except Exception as e:  # a full disk while staging: name the file the user asked for, not the staging one
+        failed = write_failure(e)
+        if failed is None:
+            raise
+        raise OutputError(str(failed).replace(str(stage), str(opts.out_dir))) from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)

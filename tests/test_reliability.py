@@ -39,7 +39,8 @@ def test_a_full_disk_while_exporting_is_one_line_and_leaves_nothing(tmp_path):
             "--calibration", "random", "--out", out]
     for extra in (["--no-metadata"], []):  # the model file, and the metadata written into it
         r = _odml(args + extra, limit=200_000)  # the fp32 file is about 1.5 MB
-        assert_one_line_error(r, "cannot write", "File too large", ".tflite")
+        assert_one_line_error(r, "cannot write", "File too large", f"{out / 'mobilenet_edgetpu_v2_tiny_fp32.tflite'}")
+        assert ".export-" not in r.stderr  # the file the user asked for, not odml's staging copy
         assert _left(tmp_path) == []  # no output folder, no staging folder, no temporary file
     r = _odml(args + ["--no-metadata"])  # with room, the same command works
     assert r.exit_code == 0, r.stderr
@@ -136,6 +137,18 @@ def test_train_killed_at_random_moments_leaves_no_half_model(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     args = _cmd("train", spec, "--data", "digits", "--epochs", "1", "--out", out / "model.keras")
+    # a second train into the same file while the first is alive: refused, naming it
+    first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (out / ".model.keras.lock").is_file():
+            time.sleep(0.1)
+            assert first.poll() is None
+        second = _odml(args[3:])
+        assert_one_line_error(second, "model.keras", f"pid {first.pid}", "training into this file")
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
     rng = random.Random(0)
     for _ in range(2):
         p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -146,3 +159,4 @@ def test_train_killed_at_random_moments_leaves_no_half_model(tmp_path):
     r = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert check_files(out) == [] and (out / "model.keras").is_file()
+    assert not [n for n in os.listdir(out) if n.endswith(".lock")]  # the killed runs' lock: taken over, removed

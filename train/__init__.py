@@ -56,4 +56,15 @@ def train_model(c: Any, req: TrainRequest, out: Path, progress: Any = None,
     loop = loops.get(c.family.trainer or "")
     if loop is None:
         raise SpecError(f"{c.name}: odml does not train {c.family.name} models ({c.family.title})")
-    return loop(c, req, Path(out), progress, log or (lambda m: None))
+    out = Path(out)
+    if not out.parent.is_dir():  # the loop says so in its own words
+        return loop(c, req, out, progress, log or (lambda m: None))
+    from odml.errors import OutputError
+    from odml.files import held
+
+    def busy(pid: str) -> OutputError:
+        return OutputError(f"--out {out}: another odml process (pid {pid}) is training into this file; wait for it "
+                           "or use another path")
+
+    with held(out.parent / f".{out.name}.lock", busy, remove=True):
+        return loop(c, req, out, progress, log or (lambda m: None))
