@@ -394,7 +394,10 @@ def read_coco(path: str | Path, images: str | Path | None = None) -> CocoKeypoin
             raw, idx = _field(ann, "keypoints", where, list), COCO17
         if len(raw) != 3 * len(idx) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw):
             raise DataError(f"{where}: expected {3 * len(idx)} numbers (x, y, v per point), got {len(raw)}")
-        arr = np.asarray(raw, np.float32).reshape(-1, 3)
+        try:
+            arr = np.asarray(raw, np.float64).reshape(-1, 3)  # checked against the image before any float32 cast
+        except OverflowError:
+            raise DataError(f"{where}: a coordinate too large for a number") from None
         kp = np.zeros((33, 3), np.float32)
         m, vis = np.zeros(33, np.float32), np.zeros(33, np.float32)
         for j, (x, y, v) in zip(idx, arr):

@@ -30,6 +30,7 @@ def test_inputs_that_found_bugs_stay_fixed(tmp_path):
 import copy  # noqa: E402
 import json  # noqa: E402
 import tempfile  # noqa: E402
+import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -84,7 +85,8 @@ def _one_line(load, text, suffix):
     """``load`` reads the document or raises an OdmlError of one line."""
     from odml.errors import OdmlError
 
-    with tempfile.TemporaryDirectory() as d:
+    with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # numpy's overflow warnings print a second line
         p = Path(d) / f"doc{suffix}"
         p.write_text(text)
         try:
@@ -184,3 +186,36 @@ def test_budget_documents(data):
                                                      "'''", "[[model]]", ""])))
         lines[i] = f"{key} = {value}"
     _one_line(load_budgets, "\n".join(lines) + "\n", ".toml")
+
+
+_COCO: dict = {}
+
+
+def _coco_seed():
+    """A COCO-style keypoint file of two synthetic people (written once)."""
+    if not _COCO:
+        from odml.data.pose import write_coco
+
+        folder = Path(tempfile.mkdtemp(prefix="odml-fuzz-coco-"))
+        path = write_coco(folder, 2, seed=0, size=(32, 32))
+        _COCO.update(folder=folder, doc=json.loads(path.read_text()))
+    return _COCO["folder"], _COCO["doc"]
+
+
+@pytest.mark.fast
+@FUZZ
+@given(st.data())
+def test_coco_keypoint_documents(data):
+    """A user's keypoint file (``--data`` of pose training and compression):
+    read, then every sample's image and points."""
+    from odml.data.pose import read_coco
+
+    folder, seed = _coco_seed()
+    doc = data.draw(mutated(seed))
+
+    def load(p):
+        coco = read_coco(p, images=folder)
+        for i in range(len(coco)):
+            coco.sample(i)
+
+    _one_line(load, json.dumps(doc, allow_nan=True), ".json")
