@@ -43,8 +43,10 @@ class _Runner:
     """One model, Keras or LiteRT, as x (1, H, W, 3) float -> its outputs
     (a list, the batch dimension dropped)."""
 
-    def __init__(self, model: Any, threads: int = 2):
+    def __init__(self, model: Any, part: str, threads: int = 2):
         self.interp = None
+        self.name = f"{model}" if isinstance(model, (str, Path)) else f"the {part} model"
+        self.part = part
         if isinstance(model, (str, Path)):
             p = Path(model)
             if p.suffix == ".tflite":
@@ -53,14 +55,24 @@ class _Runner:
                 if not p.is_file():
                     raise DataError(f"{p}: model not found")
                 self.interp = load_interpreter(p, threads=threads)
-                d = self.interp.get_input_details()[0]
-                self.size = int(d["shape"][1])
-                return
-            from odml.zoo.load import load_keras_model
+                shape = tuple(int(v) for v in self.interp.get_input_details()[0]["shape"])
+            else:
+                from odml.zoo.load import load_keras_model
 
-            model = load_keras_model(p)
-        self.model = model
-        self.size = int(model.input_shape[1])
+                model = load_keras_model(p)
+        if self.interp is None:
+            self.model = model
+            shape = tuple(model.input_shape)
+        if len(shape) != 4 or shape[3] != 3 or shape[1] != shape[2] or not shape[1] or shape[1] < 16:
+            raise DataError(f"{self.name}: takes inputs of shape {list(shape)}; a BlazePose {part} takes square RGB "
+                            "images (1, S, S, 3), S at least 16")
+        self.size = int(shape[1])
+
+    def check(self, ok: bool, outs: list[np.ndarray], expected: str) -> None:
+        """Refuse a model whose answer to one image is not what the pipeline reads."""
+        if not ok:
+            got = ", ".join(str(list(o.shape)) for o in outs)
+            raise DataError(f"{self.name}: answers {got}; a BlazePose {self.part} answers {expected}")
 
     def __call__(self, x: np.ndarray) -> list[np.ndarray]:
         if self.interp is not None:
@@ -74,9 +86,20 @@ class _Runner:
 class PoseTracker:
     def __init__(self, detector: Any, landmarks: Any, min_detection: float = 0.5, min_pose: float = 0.5,
                  threads: int = 2):
-        self.det = _Runner(detector, threads)
-        self.lm = _Runner(landmarks, threads)
+        self.det = _Runner(detector, "detector", threads)
+        self.lm = _Runner(landmarks, "landmark model", threads)
         self.anc = anchors(self.det.size)
+        n = len(self.anc)
+        outs = self.det(np.zeros((1, self.det.size, self.det.size, 3), np.float32))
+        self.det.check(is_released_detector(outs) and outs[0].size == 12 * n and outs[1].size == n
+                       or not is_released_detector(outs) and len(outs) >= 1 and outs[0].size == 13 * n, outs,
+                       f"[{n}, 13] (a score and 12 offsets per anchor) or MediaPipe's boxes [{n}, 12] and scores "
+                       f"[{n}, 1]")
+        outs = self.lm(np.zeros((1, self.lm.size, self.lm.size, 3), np.float32))
+        self.lm.check(is_released_landmarks(outs) and outs[0].size >= 5 * LANDMARKS and outs[1].size >= 1
+                      or not is_released_landmarks(outs) and len(outs) >= 1 and outs[0].size >= 5 * LANDMARKS + 1,
+                      outs, f"[{5 * LANDMARKS + 1}] ({LANDMARKS} points x, y, z, visibility, presence, then the "
+                      "pose flag) or MediaPipe's five outputs")
         self.min_detection, self.min_pose = min_detection, min_pose
         self.roi: Roi | None = None
 

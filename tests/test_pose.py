@@ -222,6 +222,40 @@ def test_bad_media_is_one_line_exit_2(cli, tmp_path):
     assert_one_line_error(r, "nothing", "pose model folder not found")
 
 
+def test_models_that_are_not_blazepose_stages_are_one_line(cli, tmp_path):
+    """A classifier given as the detector or the landmark model (found by
+    fuzzing: a reshape error deep in the pipeline, exit 1)."""
+    from PIL import Image
+
+    from odml._tf import keras as tf_keras
+    from odml.zoo.poseconfig import LANDMARKS
+
+    keras = tf_keras()  # what odml's pose training writes
+
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "ok.png")
+
+    def model(size, outputs, name):
+        x = keras.Input((size, size, 3))
+        y = keras.layers.Dense(outputs)(keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(x)))
+        keras.Model(x, y).save(tmp_path / name)
+        return tmp_path / name
+
+    classifier = model(64, 3, "classifier.keras")
+    landmarks = model(64, 5 * LANDMARKS + 1, "landmarks.keras")
+    r = cli("pose", tmp_path / "ok.png", "--detector", classifier, "--landmarks", landmarks)
+    assert_one_line_error(r, "classifier.keras", "answers [3]", "BlazePose detector")
+    from odml.data.pose_geometry import anchors
+
+    detector = model(64, 13 * len(anchors(64)), "detector.keras")
+    r = cli("pose", tmp_path / "ok.png", "--detector", detector, "--landmarks", classifier)
+    assert_one_line_error(r, "classifier.keras", "answers [3]", "BlazePose landmark model")
+    small = model(8, 3, "small.keras")
+    r = cli("pose", tmp_path / "ok.png", "--detector", small, "--landmarks", landmarks)
+    assert_one_line_error(r, "small.keras", "[None, 8, 8, 3]", "S at least 16")
+    r = cli("pose", tmp_path / "ok.png", "--detector", detector, "--landmarks", landmarks, "--json")
+    assert r.exit_code == 0, r.stderr  # the right shapes (untrained): the pipeline runs
+
+
 def test_a_video_with_no_frames_is_exit_2(cli, tmp_path):
     import imageio.v3 as iio
 
