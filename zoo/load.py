@@ -397,7 +397,9 @@ class OnnxModel:
                 if isinstance(e, KeyboardInterrupt):
                     raise
                 ops = sorted({n.op_type for n in graph.graph.node})
-                msg = " ".join(str(e).split())[:200] or type(e).__name__
+                msg = " ".join(str(e).split())[:200]
+                if len(msg) < 24:  # a bare key or number says nothing alone
+                    msg = f"{type(e).__name__} {msg}".strip()
                 raise ModelFileError(f"{p}: onnx2tf cannot convert this ONNX graph ({msg}); its ops: "
                                      f"{', '.join(ops)}") from None
         if model is None or len(model.inputs) != 1 or len(model.outputs) != 1:
