@@ -82,6 +82,38 @@ def write_json_atomic(path: str | Path, obj: Any, indent: int | None = 2) -> Pat
     return write_text_atomic(path, json.dumps(obj, indent=indent, default=jsonable) + "\n")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def sweep_temporaries(folder: Path, prefix: str) -> None:
+    """Remove what killed writers left in ``folder``: entries named
+    ``prefix`` + the writer's pid + ``.`` or ``-`` ..., when that process is
+    gone (a live writer's are left alone)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        digits = name[len(prefix):].split(".", 1)[0].split("-", 1)[0]
+        if not digits.isdigit() or int(digits) == os.getpid() or _alive(int(digits)):
+            continue
+        p = folder / name
+        with contextlib.suppress(OSError):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """A temporary path beside ``path`` for writers that take a path (Keras'
@@ -92,6 +124,7 @@ def atomic_output(path: str | Path, suffix: str | None = None) -> Iterator[Path]
     path = Path(path)
     _check_parent(path)
     suffix = path.name[len(path.stem):] if suffix is None else suffix
+    sweep_temporaries(path.parent, f".{path.stem}.tmp-")  # a killed run's half-written file of this name
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{suffix}")
     try:
         try:
@@ -116,7 +149,8 @@ def temp_dir_beside(path: str | Path, what: str = "stage") -> Path:
     renamed into place)."""
     path = Path(path)
     _check_parent(path)
-    return Path(tempfile.mkdtemp(prefix=f".{path.name}.{what}-", dir=path.parent))
+    sweep_temporaries(path.parent, f".{path.name}.{what}-")  # staging folders of killed runs
+    return Path(tempfile.mkdtemp(prefix=f".{path.name}.{what}-{os.getpid()}-", dir=path.parent))
 
 
 @contextlib.contextmanager

@@ -160,3 +160,31 @@ def test_train_killed_at_random_moments_leaves_no_half_model(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert check_files(out) == [] and (out / "model.keras").is_file()
     assert not [n for n in os.listdir(out) if n.endswith(".lock")]  # the killed runs' lock: taken over, removed
+
+
+def test_what_a_killed_writer_left_is_swept_by_the_next_write(tmp_path):
+    """A kill -9 during a save leaves its temporary (named with the writer's
+    pid); the next write of that file, or the next export beside it, removes
+    it unless the writer is still alive."""
+    from odml.files import temp_dir_beside, write_json_atomic
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        for pid in (dead.pid, live.pid):
+            (tmp_path / f".model.tmp-{pid}.keras").write_bytes(b"half a model")
+            (tmp_path / f".state.tmp-{pid}.json").write_text('{"half": ')
+            (tmp_path / f".out.export-{pid}-abc").mkdir()
+            (tmp_path / f".out.export-{pid}-abc" / "m.tflite").write_bytes(b"half")
+        (tmp_path / ".model.tmp-notapid.keras").write_bytes(b"not ours to judge")
+        write_json_atomic(tmp_path / "state.json", {"a": 1})
+        write_json_atomic(tmp_path / "model.keras", {"stand-in": True})
+        stage = temp_dir_beside(tmp_path / "out", "export")
+        left = sorted(os.listdir(tmp_path))
+        assert left == sorted([f".model.tmp-{live.pid}.keras", f".state.tmp-{live.pid}.json",
+                               f".out.export-{live.pid}-abc", ".model.tmp-notapid.keras", stage.name,
+                               "model.keras", "state.json"]), left
+    finally:
+        live.kill()
+        live.wait()

@@ -42,6 +42,7 @@ class Verb:
     records: str | None = None
     key: str = ""
     window = (3.0, 40.0)  # seconds after the start when the kill comes
+    during: str | None = None  # a glob in the output: every other kill waits for it and comes while it exists
 
     def __init__(self, root: Path):
         self.root = root
@@ -118,6 +119,7 @@ class Calibrate(Verb):
 
 class Train(Verb):
     window = (3.0, 30.0)
+    during = ".model.tmp-*"  # the model being saved (then renamed into place)
 
     def prepare(self) -> None:
         spec = self.root / "spec.json"
@@ -179,8 +181,12 @@ def run_verb(name: str, kills: int, root: Path, seed: int) -> dict:
         p = subprocess.Popen(v.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         wait = rng.uniform(*v.window)
         t0 = time.time()
+        if v.during and len(log) % 2:  # a kill while the file is being written
+            while p.poll() is None and not any(v.out.glob(v.during)) and time.time() - t0 < 600:
+                time.sleep(0.005)
+            wait = time.time() - t0 + rng.uniform(0.0, 0.2)
         while time.time() - t0 < wait and p.poll() is None:
-            time.sleep(0.05)
+            time.sleep(0.005)
         if p.poll() is not None:  # it finished (or failed) before the kill: check it, then start afresh
             err = p.stderr.read().decode(errors="replace")
             if p.returncode != 0:
@@ -201,7 +207,8 @@ def run_verb(name: str, kills: int, root: Path, seed: int) -> dict:
         if lost or twice or now[:len(kept)] != kept:
             problems.append(f"kill {len(log) + 1}: finished records changed: lost {lost}, twice {twice}")
         temps = sorted(str(x.relative_to(v.out)) for x in v.out.rglob("*.tmp-*")) if v.out.exists() else []
-        log.append({"kill": len(log) + 1, "after_s": at, "finished": len(now), "files_bad": bad, "temporaries": temps})
+        log.append({"kill": len(log) + 1, "after_s": at, "finished": len(now), "files_bad": bad, "temporaries": temps,
+                    "while_writing": bool(v.during and temps)})
         print(f"{name} kill {len(log)}/{kills} after {at} s: {len(now)} finished, {len(bad)} bad files"
               + (f", {len(temps)} temporaries" if temps else ""), flush=True)
         kept = now
@@ -213,7 +220,11 @@ def run_verb(name: str, kills: int, root: Path, seed: int) -> dict:
     if now[:len(kept)] != kept or len(set(now)) != len(now):
         problems.append(f"the final run changed finished records: {kept} -> {now}")
     problems += [f"final: {x}" for x in v.final() + check_files(v.out)]
-    return {"verb": name, "kills": len(log), "finished_before_a_kill": done_before_kill, "problems": problems,
+    left = sorted(str(x.relative_to(v.out)) for x in v.out.rglob("*.tmp-*"))
+    if left:  # a killed writer's temporary is swept when its file is next written
+        problems.append(f"final: temporaries of killed writers left: {left[:5]}")
+    return {"verb": name, "kills": len(log), "finished_before_a_kill": done_before_kill,
+            "kills_while_writing": sum(x["while_writing"] for x in log), "problems": problems,
             "clean": len(problems) == 0, "log": log}
 
 
@@ -229,7 +240,8 @@ def main() -> int:
     for name in verbs:
         res = run_verb(name, a.kills, Path(a.out) / name, a.seed)
         (Path(a.out) / f"{name}.json").write_text(json.dumps(res, indent=2))
-        print(f"{name}: {res['kills']} kills, {res['finished_before_a_kill']} runs finished before their kill, "
+        print(f"{name}: {res['kills']} kills ({res['kills_while_writing']} while writing its output), "
+              f"{res['finished_before_a_kill']} runs finished before their kill, "
               f"{'all clean' if res['clean'] else str(len(res['problems'])) + ' problems'}", flush=True)
         for x in res["problems"]:
             print(f"  PROBLEM {x}")
