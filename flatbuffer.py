@@ -122,6 +122,10 @@ def parse_tflite(data: bytes, where: str = "model") -> TFLiteModel:
         raise ModelFormatError(f"{where}: malformed TFLite model ({type(e).__name__}: {e})") from None
 
 
+# inputs an operator cannot do without, where more than its first (the rest may be -1: optional)
+_REQUIRED_INPUTS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "CONV_3D": 2, "TRANSPOSE_CONV": 3}
+
+
 def _describe(model: Any, data: bytes, where: str) -> TFLiteModel:
     if not model.subgraphs:
         raise ModelFormatError(f"{where}: malformed TFLite model (no subgraphs)")
@@ -143,9 +147,16 @@ def _describe(model: Any, data: bytes, where: str) -> TFLiteModel:
     for k, op in enumerate(sg.operators or []):
         if not 0 <= op.opcodeIndex < len(codes):
             raise ModelFormatError(f"{where}: malformed TFLite model (operator {k} has opcode {op.opcodeIndex})")
-        for i in list(op.inputs if op.inputs is not None else []) + list(op.outputs if op.outputs is not None else []):
-            check_index(int(i), f"operator {k}")
-        ops.append(codes[op.opcodeIndex])
+        ins = [int(i) for i in (op.inputs if op.inputs is not None else [])]
+        outs = [int(i) for i in (op.outputs if op.outputs is not None else [])]
+        for i in ins + outs:
+            check_index(i, f"operator {k}")
+        name = codes[op.opcodeIndex]
+        required = ins[:_REQUIRED_INPUTS.get(name, 1)]  # -1 ("no tensor") only where an input is optional:
+        if -1 in required or -1 in outs:  # LiteRT dereferences these unchecked (a crash, found by fuzzing)
+            raise ModelFormatError(f"{where}: malformed TFLite model (operator {k} ({name}) lacks a required "
+                                   "input or output tensor)")
+        ops.append(name)
     for s in model.subgraphs:
         for j, t in enumerate(s.tensors or []):
             if not 0 <= t.buffer < max(1, len(buffers)):

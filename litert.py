@@ -26,9 +26,10 @@ def load_interpreter(model: str | Path | bytes, threads: int = 1, xnnpack: bool 
             interp = Interpreter(model_content=bytes(data), num_threads=threads,
                                  experimental_op_resolver_type=resolver, experimental_delegates=delegates)
             interp.allocate_tensors()
-    except (ValueError, RuntimeError) as e:  # well-formed, but LiteRT cannot build or size it
+    except (ValueError, RuntimeError, MemoryError) as e:  # well-formed, but LiteRT cannot build or size it
         where = str(model) if not isinstance(model, (bytes, bytearray)) else "model"
-        raise ModelFormatError(f"{where}: LiteRT cannot load it: {' '.join(str(e).split())[:300]}") from None
+        why = "its tensors do not fit in memory" if isinstance(e, MemoryError) else " ".join(str(e).split())[:300]
+        raise ModelFormatError(f"{where}: LiteRT cannot load it: {why}") from None
     return interp
 
 

@@ -347,6 +347,9 @@ class OnnxModel:
         if len(dims) != 4:
             raise ModelFileError(f"{p}: input {self.in_name} has {len(dims)} dimensions; odml converts image models "
                                  "[batch, C, H, W] (or [batch, H, W, C])")
+        if dims[0] not in (None, 1):
+            raise ModelFileError(f"{p}: input {self.in_name} has a fixed batch of {dims[0]}; odml runs one image at a "
+                                 "time (export the graph with a batch of 1 or a dynamic one)")
         self.nchw = not (dims[3] in (1, 3, 4) and dims[1] not in (1, 3, 4))
         c = dims[1] if self.nchw else dims[3]
         h, w = (dims[2], dims[3]) if self.nchw else (dims[1], dims[2])
