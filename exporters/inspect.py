@@ -44,7 +44,8 @@ def _edgetpu_summary(m: Any, compatibility: Any) -> dict[str, Any]:
 
 def _inspect_onnx(p: Path, data: bytes) -> dict[str, Any]:
     import onnx
-    from onnx import numpy_helper
+
+    from odml.zoo.load import onnx_tensors
 
     try:
         model = onnx.load_from_string(data)
@@ -52,19 +53,7 @@ def _inspect_onnx(p: Path, data: bytes) -> dict[str, Any]:
     except Exception as e:
         raise ModelFormatError(f"{p}: not a valid ONNX model ({type(e).__name__}: {' '.join(str(e).split())[:150]})") from None
 
-    def tensor(v: Any) -> dict[str, Any]:
-        t = v.type.tensor_type
-        shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
-        return {"name": v.name, "shape": shape, "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name}
-
-    inits = {i.name for i in model.graph.initializer}
-    try:  # what the checker lets through may still name element types no runtime knows
-        params = sum(int(numpy_helper.to_array(i).size) for i in model.graph.initializer)
-        inputs = [tensor(v) for v in model.graph.input if v.name not in inits]
-        outputs = [tensor(v) for v in model.graph.output]
-    except (KeyError, ValueError, TypeError) as e:
-        raise ModelFormatError(f"{p}: malformed ONNX model ({type(e).__name__}: {' '.join(str(e).split())[:150]}; "
-                               "an unknown element type or a tensor whose data does not match its shape)") from None
+    inputs, outputs, params = onnx_tensors(model, p)
     return {
         "file": str(p), "format": "onnx", "size_bytes": len(data), "ir_version": model.ir_version,
         "opsets": {o.domain or "ai.onnx": o.version for o in model.opset_import},

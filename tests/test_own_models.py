@@ -240,6 +240,11 @@ def test_bad_own_models(cli, tmp_path, models):
     # a graph onnxruntime refuses (an opset from the future)
     assert_one_line_error(cli("export", Path(__file__).parent / "fuzz_regressions" / "onnx_opset_79.onnx",
                               "--out", out), "onnx_opset_79.onnx", "onnxruntime cannot load", "Opset 79")
+    # an element type no runtime knows: inspect, export and bench refuse it in the same words
+    unknown = Path(__file__).parent / "fuzz_regressions" / "onnx_unknown_elem_type2.onnx"
+    for verb in (["inspect"], ["export", "--out", out], ["bench"]):
+        assert_one_line_error(cli(verb[0], unknown, *verb[1:]), "onnx_unknown_elem_type2.onnx",
+                              "malformed ONNX model", "unknown element type")
     # a teacher whose outputs are not class scores
     x = keras.Input((16, 16, 3))
     keras.Model(x, keras.layers.Conv2D(4, 3)(x)).save(tmp_path / "fmap.keras")

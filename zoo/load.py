@@ -271,6 +271,31 @@ class SignatureModel:
         return np.concatenate([self(T.constant(x[i:i + batch_size])).numpy() for i in range(0, len(x), batch_size)])
 
 
+def onnx_tensors(graph: Any, p: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+    """The graph inputs (initializers left out) and outputs of an ONNX model,
+    each as name, shape (a dimension's number, its symbolic name or None) and
+    numpy dtype, and its parameter count. What onnx's checker lets through
+    may still name element types no runtime knows: that is refused here, in
+    the same words for inspect, export and bench."""
+    import onnx
+    from onnx import numpy_helper
+
+    def tensor(v: Any) -> dict[str, Any]:
+        t = v.type.tensor_type
+        shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
+        return {"name": v.name, "shape": shape, "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name}
+
+    inits = {i.name for i in graph.graph.initializer}
+    try:
+        params = sum(int(numpy_helper.to_array(i).size) for i in graph.graph.initializer)
+        inputs = [tensor(v) for v in graph.graph.input if v.name not in inits]
+        outputs = [tensor(v) for v in graph.graph.output]
+    except (KeyError, ValueError, TypeError) as e:
+        raise ModelFileError(f"{p}: malformed ONNX model ({type(e).__name__}: {' '.join(str(e).split())[:150]}; "
+                             "an unknown element type or a tensor whose data does not match its shape)") from None
+    return inputs, outputs, params
+
+
 def onnx_macs(graph: Any, in_name: str, shape: list[int]) -> int:
     """Multiply-adds of an ONNX graph's Conv, Gemm and MatMul nodes, from
     ONNX's shape inference at the given input shape (0 when shapes are not
@@ -335,6 +360,7 @@ class OnnxModel:
             graph = onnx.load(str(p))
         except Exception as e:
             raise ModelFileError(f"{p}: not an ONNX model ({type(e).__name__}); odml reads {ACCEPTS}") from None
+        onnx_tensors(graph, p)
         inits = {i.name for i in graph.graph.initializer}
         ins = [i for i in graph.graph.input if i.name not in inits]
         outs = list(graph.graph.output)
