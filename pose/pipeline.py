@@ -78,9 +78,19 @@ class _Runner:
         if self.interp is not None:
             from odml.litert import run_outputs
 
-            return [y[0] for y in run_outputs(self.interp, x.astype(np.float32))]
-        y = self.model(x.astype(np.float32), training=False)
-        return [np.asarray(t)[0] for t in (y if isinstance(y, (list, tuple)) else [y])]
+            outs = [y[0] for y in run_outputs(self.interp, x.astype(np.float32))]
+        else:
+            y = self.model(x.astype(np.float32), training=False)
+            outs = [np.asarray(t)[0] for t in (y if isinstance(y, (list, tuple)) else [y])]
+        self.finite(*outs, what="answers")
+        return outs
+
+    def finite(self, *arrays: Any, what: str) -> None:
+        """Refuse NaN and infinities: from the model itself (broken weights,
+        an overflow) or from where its answers put the person."""
+        if not all(np.isfinite(np.asarray(a, np.float64)).all() for a in arrays):
+            raise DataError(f"{self.name}: {what} NaN or infinite values on this frame; its weights are broken or its "
+                            "answers overflow")
 
 
 class PoseTracker:
@@ -141,7 +151,9 @@ class PoseTracker:
         if not dets:
             return None
         kp = lb.to_image(dets[0].keypoints)
-        return roi_from_alignment(kp[0], kp[1])
+        roi = roi_from_alignment(kp[0], kp[1])
+        self.det.finite(kp, [roi.cx, roi.cy, roi.size, roi.angle], what="places the person at")
+        return roi
 
     def process(self, image: np.ndarray) -> PoseResult | None:
         """Keypoints of the person in an RGB uint8 image (a video frame), or
@@ -165,6 +177,7 @@ class PoseTracker:
             return None
         a = res.keypoints  # the alignment points were appended after the 33
         self.roi = roi_from_alignment(a[NUM_KEYPOINTS, :2], a[NUM_KEYPOINTS + 1, :2])
+        self.lm.finite([self.roi.cx, self.roi.cy, self.roi.size, self.roi.angle], what="places the next frame's ROI at")
         res.keypoints = a[:NUM_KEYPOINTS]
         return res
 
@@ -179,6 +192,7 @@ class PoseTracker:
         kp = out[: 5 * LANDMARKS].reshape(LANDMARKS, 5).astype(np.float64)
         xy = crop_to_image(kp[:, :2] * size, roi, size)
         z = kp[:, 2] * roi.size
+        self.lm.finite(xy, z, what="places the keypoints at")
         return PoseResult(np.concatenate([xy, z[:, None], kp[:, 3:]], 1), flag, roi, detected)
 
 

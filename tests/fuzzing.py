@@ -5,7 +5,9 @@ Each input kind has a valid seed, made here, and a mutator: byte flips,
 truncations, offsets pointed elsewhere and huge dimensions for TFLite
 flatbuffers; bad members, bad JSON and huge declared sizes for .keras zips;
 byte flips and truncations for ONNX files and images; broken lines, bytes
-and encodings for text datasets. A case passes when odml answers with a
+and encodings for text datasets; for the pose pipeline, a detector and a
+landmark model (.tflite) of which one is mutated, its weights too (NaN,
+infinities, huge values), then run on frames of a video as ``odml pose`` does. A case passes when odml answers with a
 result or with an OdmlError of one line. Anything else is a finding: an
 exception of another kind (a traceback for a user), or a native crash,
 which kills the worker process: the parent sees it die, saves the input it
@@ -30,7 +32,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-KINDS = ("tflite", "onnx", "keras", "images", "text")
+KINDS = ("tflite", "onnx", "keras", "images", "text", "pose")
 CASE_TIMEOUT_S = 60  # a case that takes longer is a finding (a hang)
 
 
@@ -109,6 +111,41 @@ def _seed_text() -> bytes:
     return "".join(f"{a}\t{b}\n" for a, b in rows).encode()
 
 
+POSE_SIZE = 16  # the smallest input the pose pipeline takes
+
+
+def _seed_pose() -> bytes:
+    """A BlazePose detector and landmark model in odml's layout (tiny, random
+    weights), as one blob: POSE, the detector's length, the two .tflite files."""
+    from odml._tf import keras
+    from odml.data.pose_geometry import anchors
+    from odml.exporters.tflite import convert
+    from odml.zoo.poseconfig import LANDMARKS
+
+    K = keras()
+    K.utils.set_random_seed(0)
+
+    def tiny(units: int, shape: tuple[int, ...], name: str) -> Any:
+        inp = K.Input((POSE_SIZE, POSE_SIZE, 3), name="image")
+        x = K.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu")(inp)
+        x = K.layers.GlobalAveragePooling2D()(x)
+        return K.Model(inp, K.layers.Reshape(shape)(K.layers.Dense(units)(x)), name=name)
+
+    n = len(anchors(POSE_SIZE))
+    det = convert(tiny(13 * n, (n, 13), "detector"), "fp32")
+    lm = convert(tiny(5 * LANDMARKS + 1, (5 * LANDMARKS + 1,), "landmarks"), "fp32")
+    return pose_blob(det, lm)
+
+
+def pose_blob(det: bytes, lm: bytes) -> bytes:
+    return b"POSE" + struct.pack("<I", len(det)) + det + lm
+
+
+def pose_parts(blob: bytes) -> tuple[bytes, bytes]:
+    n = struct.unpack("<I", blob[4:8])[0] if len(blob) >= 8 else 0
+    return blob[8:8 + n], blob[8 + n:]
+
+
 # ---- mutators ----------------------------------------------------------------------------
 def _flip(data: bytes, rng: np.random.Generator, n: int | None = None, span: int | None = None) -> bytes:
     b = bytearray(data)
@@ -176,7 +213,19 @@ def mutate(kind: str, seed: bytes, rng: np.random.Generator) -> bytes:
         if how == 3:
             return seed.replace(b"\t", [b"", b",", b"\t\t", b"\x00"][int(rng.integers(4))])
         return seed + b"ham\t" + b"x" * int(rng.choice([1, 10000, 1_000_000])) + b"\n"
+    if kind == "pose":  # one of the two models; its weights too (they decide what the pipeline gets)
+        det, lm = pose_parts(seed)
+        part = lm if rng.integers(2) else det
+        if how in (0, 1):
+            bad = _u32(part, rng, FLOATS) if how == 0 else _flip(part, rng, n=int(rng.integers(1, 64)))
+        else:
+            bad = mutate("tflite", part, rng)
+        return pose_blob(bad, lm) if part is det else pose_blob(det, bad)
     raise ValueError(kind)
+
+
+# float32 words: NaN, infinities, huge and tiny values, 1 and -1
+FLOATS = (0x7FC00000, 0x7F800000, 0xFF800000, 0x7F7FFFFF, 0xFF7FFFFF, 0x00000001, 0x3F800000, 0xBF800000, 0x5F000000)
 
 
 def _huge_dim(seed: bytes, rng: np.random.Generator) -> bytes:
@@ -338,8 +387,28 @@ def _check_text(data: bytes, folder: Path) -> None:
     load_text(p)
 
 
+def _check_pose(data: bytes, folder: Path) -> None:
+    """What ``odml pose --detector D --landmarks L video --out x.gif
+    --keypoints k.json`` does with the two models: every frame through the
+    tracker (thresholds at -inf: every answer is used), drawn, and its
+    keypoints written as strict JSON."""
+    from odml.pose.pipeline import PoseTracker, draw
+
+    det, lm = pose_parts(data)
+    (folder / "det.tflite").write_bytes(det)
+    (folder / "lm.tflite").write_bytes(lm)
+    t = PoseTracker(folder / "det.tflite", folder / "lm.tflite", min_detection=-np.inf, min_pose=-np.inf, threads=1)
+    rng = np.random.default_rng(len(data))
+    for shape in ((40, 30, 3), (40, 30, 3), (9, 64, 3)):
+        frame = rng.integers(0, 256, shape, dtype=np.uint8)
+        r = t.process(frame)
+        draw(frame, r)
+        json.dumps(r.to_dict() if r is not None else {}, allow_nan=False)
+
+
 _CHECKS: dict[str, Callable[[bytes, Path], None]] = {
-    "tflite": _check_tflite, "onnx": _check_onnx, "keras": _check_keras, "images": _check_images, "text": _check_text}
+    "tflite": _check_tflite, "onnx": _check_onnx, "keras": _check_keras, "images": _check_images, "text": _check_text,
+    "pose": _check_pose}
 
 
 def replay_files(folder: Path) -> list[Path]:

@@ -254,6 +254,15 @@ def test_models_that_are_not_blazepose_stages_are_one_line(cli, tmp_path):
     assert_one_line_error(r, "small.keras", "[None, 8, 8, 3]", "S at least 16")
     r = cli("pose", tmp_path / "ok.png", "--detector", detector, "--landmarks", landmarks, "--json")
     assert r.exit_code == 0, r.stderr  # the right shapes (untrained): the pipeline runs
+    # a landmark model whose weights are broken (NaN): one line, and no keypoints file with NaN in it
+    # (found by fuzzing the pose models: strict JSON readers refuse NaN)
+    m = keras.models.load_model(landmarks)
+    m.set_weights([np.full_like(w, np.nan) for w in m.get_weights()])
+    m.save(tmp_path / "nan.keras")
+    r = cli("pose", tmp_path / "ok.png", "--detector", detector, "--landmarks", tmp_path / "nan.keras",
+            "--min-detection", "-inf", "--keypoints", tmp_path / "k.json", "--out", tmp_path / "drawn.png")
+    assert_one_line_error(r, "nan.keras", "NaN or infinite values")
+    assert not (tmp_path / "k.json").exists() and not (tmp_path / "drawn.png").exists()
 
 
 def test_a_video_with_no_frames_is_exit_2(cli, tmp_path):
