@@ -42,7 +42,7 @@ class Verb:
     records: str | None = None
     key: str = ""
     window = (3.0, 40.0)  # seconds after the start when the kill comes
-    during: str | None = None  # a glob in the output: every other kill waits for it and comes while it exists
+    during: str | None = None  # a glob in the output ({pid}: the process's): every other kill comes while it exists
 
     def __init__(self, root: Path):
         self.root = root
@@ -119,7 +119,7 @@ class Calibrate(Verb):
 
 class Train(Verb):
     window = (3.0, 30.0)
-    during = ".model.tmp-*"  # the model being saved (then renamed into place)
+    during = ".model.tmp-{pid}*"  # the model this process is saving (then renamed into place)
 
     def prepare(self) -> None:
         spec = self.root / "spec.json"
@@ -182,7 +182,7 @@ def run_verb(name: str, kills: int, root: Path, seed: int) -> dict:
         wait = rng.uniform(*v.window)
         t0 = time.time()
         if v.during and len(log) % 2:  # a kill while the file is being written
-            while p.poll() is None and not any(v.out.glob(v.during)) and time.time() - t0 < 600:
+            while p.poll() is None and not any(v.out.glob(v.during.format(pid=p.pid))) and time.time() - t0 < 600:
                 time.sleep(0.005)
             wait = time.time() - t0 + rng.uniform(0.0, 0.2)
         while time.time() - t0 < wait and p.poll() is None:
@@ -198,6 +198,7 @@ def run_verb(name: str, kills: int, root: Path, seed: int) -> dict:
             continue
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
+        writing = bool(v.during and any(v.out.glob(v.during.format(pid=p.pid))))  # its own, not an older run's
         at = round(time.time() - t0, 1)
         bad = check_files(v.out) if v.out.exists() else []
         now = v.finished()
@@ -208,9 +209,10 @@ def run_verb(name: str, kills: int, root: Path, seed: int) -> dict:
             problems.append(f"kill {len(log) + 1}: finished records changed: lost {lost}, twice {twice}")
         temps = sorted(str(x.relative_to(v.out)) for x in v.out.rglob("*.tmp-*")) if v.out.exists() else []
         log.append({"kill": len(log) + 1, "after_s": at, "finished": len(now), "files_bad": bad, "temporaries": temps,
-                    "while_writing": bool(v.during and temps)})
+                    "while_writing": writing})
         print(f"{name} kill {len(log)}/{kills} after {at} s: {len(now)} finished, {len(bad)} bad files"
-              + (f", {len(temps)} temporaries" if temps else ""), flush=True)
+              + (f", {len(temps)} temporaries" if temps else "") + (" (killed while saving)" if writing else ""),
+              flush=True)
         kept = now
         restarts += 1
     r = subprocess.run(v.command(), capture_output=True, text=True)  # the last start runs to the end
