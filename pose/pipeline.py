@@ -82,15 +82,16 @@ class _Runner:
         else:
             y = self.model(x.astype(np.float32), training=False)
             outs = [np.asarray(t)[0] for t in (y if isinstance(y, (list, tuple)) else [y])]
-        self.finite(*outs, what="answers")
+        _finite(self.name, *outs, what="answers")
         return outs
 
-    def finite(self, *arrays: Any, what: str) -> None:
-        """Refuse NaN and infinities: from the model itself (broken weights,
-        an overflow) or from where its answers put the person."""
-        if not all(np.isfinite(np.asarray(a, np.float64)).all() for a in arrays):
-            raise DataError(f"{self.name}: {what} NaN or infinite values on this frame; its weights are broken or its "
-                            "answers overflow")
+
+def _finite(name: str, *arrays: Any, what: str) -> None:
+    """Refuse NaN and infinities: from the model itself (broken weights, an
+    overflow) or from where its answers put the person."""
+    if not all(np.isfinite(np.asarray(a, np.float64)).all() for a in arrays):
+        raise DataError(f"{name}: {what} NaN or infinite values on this frame; its weights are broken or its answers "
+                        "overflow")
 
 
 class PoseTracker:
@@ -111,6 +112,7 @@ class PoseTracker:
                       outs, f"[{5 * LANDMARKS + 1}] ({LANDMARKS} points x, y, z, visibility, presence, then the "
                       "pose flag) or MediaPipe's five outputs")
         self.min_detection, self.min_pose = min_detection, min_pose
+        self.names = {"detector": self.det.name, "landmarks": self.lm.name}  # for errors on a frame
         self.roi: Roi | None = None
 
     @classmethod
@@ -152,7 +154,7 @@ class PoseTracker:
             return None
         kp = lb.to_image(dets[0].keypoints)
         roi = roi_from_alignment(kp[0], kp[1])
-        self.det.finite(kp, [roi.cx, roi.cy, roi.size, roi.angle], what="places the person at")
+        _finite(self.names["detector"], kp, [roi.cx, roi.cy, roi.size, roi.angle], what="places the person at")
         return roi
 
     def process(self, image: np.ndarray) -> PoseResult | None:
@@ -177,7 +179,8 @@ class PoseTracker:
             return None
         a = res.keypoints  # the alignment points were appended after the 33
         self.roi = roi_from_alignment(a[NUM_KEYPOINTS, :2], a[NUM_KEYPOINTS + 1, :2])
-        self.lm.finite([self.roi.cx, self.roi.cy, self.roi.size, self.roi.angle], what="places the next frame's ROI at")
+        _finite(self.names["landmarks"], [self.roi.cx, self.roi.cy, self.roi.size, self.roi.angle],
+                what="places the next frame's ROI at")
         res.keypoints = a[:NUM_KEYPOINTS]
         return res
 
@@ -185,14 +188,18 @@ class PoseTracker:
         size = self.lm.size
         crop = crop_roi(image, roi, size) / 255.0
         outs = self.lm(crop[None])
-        out = landmarks_as_odml(outs, LANDMARKS) if is_released_landmarks(outs) else outs[0]
+        # (any shape: a flat [176] from odml's model, [1, 195] from MediaPipe's; its size was checked at load)
+        out = landmarks_as_odml(outs, LANDMARKS) if is_released_landmarks(outs) else np.reshape(outs[0], -1)
+        if out.size < 5 * LANDMARKS + 1:  # a model whose output shape depends on the frame
+            raise DataError(f"{self.names['landmarks']}: answers {out.size} values on this frame; a BlazePose "
+                            f"landmark model answers {5 * LANDMARKS + 1}")
         flag = float(out[5 * LANDMARKS])
         if flag < self.min_pose:
             return None
         kp = out[: 5 * LANDMARKS].reshape(LANDMARKS, 5).astype(np.float64)
         xy = crop_to_image(kp[:, :2] * size, roi, size)
         z = kp[:, 2] * roi.size
-        self.lm.finite(xy, z, what="places the keypoints at")
+        _finite(self.names["landmarks"], xy, z, what="places the keypoints at")
         return PoseResult(np.concatenate([xy, z[:, None], kp[:, 3:]], 1), flag, roi, detected)
 
 
