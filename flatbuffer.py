@@ -122,8 +122,20 @@ def parse_tflite(data: bytes, where: str = "model") -> TFLiteModel:
         raise ModelFormatError(f"{where}: malformed TFLite model ({type(e).__name__}: {e})") from None
 
 
-# inputs an operator cannot do without, where more than its first (the rest may be -1: optional)
-_REQUIRED_INPUTS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "CONV_3D": 2, "TRANSPOSE_CONV": 3}
+# Operators with optional inputs (-1, "no tensor", where the schema allows it): how many of the first inputs
+# they cannot do without. Every other builtin operator needs all of its inputs: LiteRT's kernels read them
+# unchecked (a RESHAPE whose shape input was -1 crashed, found by fuzzing). The recurrent operators have many
+# optional inputs in many places; custom operators say nothing: only their first input is required.
+_REQUIRED_INPUTS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "CONV_3D": 2, "TRANSPOSE_CONV": 3,
+                    "CONV_3D_TRANSPOSE": 3}
+_MANY_OPTIONAL = ("LSTM", "UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "RNN",
+                  "UNIDIRECTIONAL_SEQUENCE_RNN", "BIDIRECTIONAL_SEQUENCE_RNN", "SVDF")
+
+
+def _required_inputs(name: str, n: int) -> int:
+    if name.startswith("CUSTOM:") or name in _MANY_OPTIONAL:
+        return 1
+    return _REQUIRED_INPUTS.get(name, n)
 
 
 def _describe(model: Any, data: bytes, where: str) -> TFLiteModel:
@@ -152,7 +164,7 @@ def _describe(model: Any, data: bytes, where: str) -> TFLiteModel:
         for i in ins + outs:
             check_index(i, f"operator {k}")
         name = codes[op.opcodeIndex]
-        required = ins[:_REQUIRED_INPUTS.get(name, 1)]  # -1 ("no tensor") only where an input is optional:
+        required = ins[:_required_inputs(name, len(ins))]  # -1 ("no tensor") only where an input is optional:
         if -1 in required or -1 in outs:  # LiteRT dereferences these unchecked (a crash, found by fuzzing)
             raise ModelFormatError(f"{where}: malformed TFLite model (operator {k} ({name}) lacks a required "
                                    "input or output tensor)")
