@@ -101,6 +101,15 @@ def read_tflite(path: str | Path) -> TFLiteModel:
     return parse_tflite(data, str(p))
 
 
+def pack_tflite(model: Any, size_hint: int = 0) -> bytes:
+    """A schema ``ModelT`` (``TFLiteModel.raw``, edited) as .tflite bytes."""
+    import flatbuffers
+
+    b = flatbuffers.Builder(size_hint + 1024)
+    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
 def parse_tflite(data: bytes, where: str = "model") -> TFLiteModel:
     if len(data) == 0:
         raise ModelFormatError(f"{where}: empty file")

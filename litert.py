@@ -21,19 +21,22 @@ def load_interpreter(model: str | Path | bytes, threads: int = 1, xnnpack: bool 
     if verify:
         parse_tflite(bytes(data), str(model) if not isinstance(model, (bytes, bytearray)) else "model")
     plain = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    # The model is first built with LiteRT's own kernels, whose Prepare checks every operator's tensors and
-    # parameters; only then is it handed to XNNPACK, whose delegate reads them unchecked (a crash, found by
-    # fuzzing: an operator code changed to SPLIT, its axis then a float activation). Not with other delegates:
-    # their models hold custom operators that only the delegate runs (Edge TPU).
-    resolvers = ([plain] if xnnpack and not delegates else []) + [OpResolverType.AUTO if xnnpack else plain]
+
+    def build(resolver: Any, with_delegates: list | None) -> Any:
+        interp = Interpreter(model_content=bytes(data), num_threads=threads, experimental_op_resolver_type=resolver,
+                             experimental_delegates=with_delegates)
+        interp.allocate_tensors()
+        return interp
+
     try:
         with quiet_stderr_fd():  # LiteRT announces its XNNPACK delegate on fd 2
-            for k, resolver in enumerate(resolvers):
-                last = k == len(resolvers) - 1
-                interp = Interpreter(model_content=bytes(data), num_threads=threads,
-                                     experimental_op_resolver_type=resolver,
-                                     experimental_delegates=delegates if last else None)
-                interp.allocate_tensors()
+            if xnnpack and not delegates:
+                # First LiteRT's own kernels, whose Prepare checks every operator's tensors and parameters; only
+                # then XNNPACK, whose delegate reads them unchecked (a crash, found by fuzzing: an operator code
+                # changed to SPLIT, its axis then a float activation). Not with other delegates: their models hold
+                # custom operators that only the delegate runs (Edge TPU).
+                build(plain, None)
+            interp = build(OpResolverType.AUTO if xnnpack else plain, delegates)
     except (ValueError, RuntimeError, MemoryError) as e:  # well-formed, but LiteRT cannot build or size it
         where = str(model) if not isinstance(model, (bytes, bytearray)) else "model"
         why = "its tensors do not fit in memory" if isinstance(e, MemoryError) else " ".join(str(e).split())[:300]

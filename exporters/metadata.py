@@ -217,9 +217,10 @@ def read_metadata(model_bytes: bytes, metadata_buffers: dict[str, bytes]) -> dic
 def add_model_entry(tflite: bytes, name: str, data: bytes) -> bytes:
     """``tflite`` with one more entry ``name`` in the flatbuffer's metadata
     map (Model.metadata -> a buffer), replacing one of that name."""
-    import flatbuffers
     import numpy as np
     from ai_edge_litert import schema_py_generated as schema
+
+    from odml.flatbuffer import pack_tflite
 
     model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
     buf = schema.BufferT()
@@ -229,7 +230,5 @@ def add_model_entry(tflite: bytes, name: str, data: bytes) -> bytes:
     entry.name, entry.buffer = name, len(model.buffers) - 1
     model.metadata = [m for m in (model.metadata or []) if (m.name.decode() if isinstance(m.name, bytes) else m.name)
                       != name] + [entry]
-    b = flatbuffers.Builder(len(tflite) + len(data) + 1024)
-    b.Finish(model.Pack(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
+    return pack_tflite(model, len(tflite) + len(data))
 

@@ -210,9 +210,7 @@ def keep_io(data: bytes, input_name: str, tensors: Any, where: str = "converted 
     or position. Outputs are matched by shape (outputs of one shape keep the
     converter's order, which is the model's); a file already so is returned
     as it is. Raises CheckFailed when the outputs cannot be matched."""
-    from odml.flatbuffer import parse_tflite
-
-    import flatbuffers
+    from odml.flatbuffer import pack_tflite, parse_tflite
 
     model = parse_tflite(data, where)
     want_shapes = [[1, *t.shape] for t in tensors]
@@ -240,9 +238,7 @@ def keep_io(data: bytes, input_name: str, tensors: Any, where: str = "converted 
         for tm in sig.outputs or []:
             if tm.tensorIndex in new_outs:
                 tm.name = tensors[new_outs.index(tm.tensorIndex)].name
-    b = flatbuffers.Builder(len(data) + 1024)
-    b.Finish(obj.Pack(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
+    return pack_tflite(obj, len(data))
 
 
 def parity_outputs(ref: list[np.ndarray], got: list[np.ndarray], names: list[str]) -> dict[str, Any]:

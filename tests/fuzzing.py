@@ -238,11 +238,9 @@ def _huge_dim(seed: bytes, rng: np.random.Generator) -> bytes:
     shape = list(t.shape) if t.shape is not None else [1]
     shape[int(rng.integers(len(shape)))] = int(rng.choice([0, -7, 1 << 20, (1 << 31) - 1]))
     t.shape = shape
-    import flatbuffers
+    from odml.flatbuffer import pack_tflite
 
-    b = flatbuffers.Builder(len(seed) + 1024)
-    b.Finish(m.Pack(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
+    return pack_tflite(m, len(seed))
 
 
 def _mutate_zip(seed: bytes, rng: np.random.Generator) -> bytes:

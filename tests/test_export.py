@@ -304,8 +304,9 @@ def test_operator_swapped_for_another_is_one_line_not_a_crash(cli_proc, cli, tmp
     """An operator code changed to SPLIT (found by fuzzing): well-formed, but
     its axis is then an activation. XNNPACK read it unchecked and the process
     died; the model is now built with LiteRT's own kernels first."""
-    import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
+
+    from odml.flatbuffer import pack_tflite
 
     out = tmp_path / "exp"
     assert cli("export", trained, "--quantize", "fp32", "--out", out, "--no-metadata").exit_code == 0
@@ -313,10 +314,8 @@ def test_operator_swapped_for_another_is_one_line_not_a_crash(cli_proc, cli, tmp
     mean = [oc for oc in m.operatorCodes if oc.builtinCode == schema.BuiltinOperator.MEAN]
     assert mean, "the test model has a global average pool (MEAN)"
     mean[0].builtinCode = mean[0].deprecatedBuiltinCode = schema.BuiltinOperator.SPLIT
-    b = flatbuffers.Builder(0)
-    b.Finish(m.Pack(b), file_identifier=b"TFL3")
     bad = tmp_path / "split.tflite"
-    bad.write_bytes(bytes(b.Output()))
+    bad.write_bytes(pack_tflite(m))
     r = cli_proc("bench", bad, "--runs", "2", "--warmup", "1")
     assert r.exit_code == 2, (r.exit_code, r.stderr[-2000:])
     assert_one_line_error(r, str(bad), "LiteRT cannot load it")
