@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from odml import interrupts
-from odml.errors import OdmlError
+from odml.errors import INTERNAL_ERROR, INTERRUPTED, OdmlError
 from odml.files import jsonable
 
 # Tables keep their columns when piped (rich would otherwise assume 80 columns).
@@ -32,7 +32,8 @@ def fail(message: str, code: int = 2) -> None:
 
 def handle_errors(fn: Callable) -> Callable:
     """Turn an OdmlError into one line on stderr and its exit code (2 for bad
-    input, 1 for a failed check); a traceback only with --debug."""
+    input, 1 for a failed check), any other exception into one line and
+    INTERNAL_ERROR (70); a traceback only with --debug."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -45,18 +46,19 @@ def handle_errors(fn: Callable) -> Callable:
             fail(str(e), e.exit_code)
         except KeyboardInterrupt:
             err.print("interrupted")
-            raise typer.Exit(130)
+            raise typer.Exit(INTERRUPTED)
         except typer.Exit:
             raise
         except Exception as e:  # a bug of ours: one line, the traceback with --debug
             if STATE["debug"]:
-                raise
+                traceback.print_exc()
             from odml.files import write_failure
 
             failed = write_failure(e)  # a full disk, a size limit, an unwritable folder: the user's to fix
             if failed is not None:
                 fail(str(failed), failed.exit_code)
-            fail(f"internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", 1)
+            fail(f"internal error: {type(e).__name__}: {e}"
+                 + ("" if STATE["debug"] else " (rerun with --debug for the traceback)"), INTERNAL_ERROR)
 
     return wrapper
 
