@@ -270,87 +270,131 @@ def train_students(teacher_model: Any, students: list[Student], data: Any, recip
     students share (compress/shared.py). ``time_one``: time one student's
     step alone, to set the run's against. Returns timing and per-epoch
     history."""
-    from odml._tf import keras, tf
+    trainer = StudentTrainer(teacher_model, students, data, recipe, input_kind, teacher_range, shared)
+    return EpochLoop(trainer, ckpt_dir, on_epoch).run(time_one)
 
-    T, K = tf(), keras()
-    K.utils.set_random_seed(recipe.seed)
-    steps = int(np.ceil(len(data.y_train) / recipe.batch_size))
-    total_steps = steps * recipe.epochs
-    d = recipe.distill
-    chain = recipe.prune.enabled and recipe.quantize.mode == "qat"  # tfmot's two wrappers do not nest
 
-    def prepare_student(s: Student) -> None:
+class StudentTrainer:
+    """The students of one run made ready to train (wrapped for pruning and
+    QAT, optimizers built, the narrower shared widths loaded from the
+    widest), the teacher and its optimizer when it trains too (joint), the
+    losses, and the training step: one ``tf.function`` per group of students
+    trained together."""
+
+    def __init__(self, teacher_model: Any, students: list[Student], data: Any, recipe: Recipe,
+                 input_kind: str = "image", teacher_range: tuple[float, float] | None = None,
+                 shared: int | None = None):
+        from odml._tf import keras, tf
+
+        T, K = tf(), keras()
+        K.utils.set_random_seed(recipe.seed)
+        self.teacher, self.students, self.data, self.recipe = teacher_model, students, data, recipe
+        self.input_kind, self.shared = input_kind, shared
+        self.steps = int(np.ceil(len(data.y_train) / recipe.batch_size))  # per epoch
+        self.total_steps = self.steps * recipe.epochs
+        d = self.distill = recipe.distill
+        self.chain = recipe.prune.enabled and recipe.quantize.mode == "qat"  # tfmot's two wrappers do not nest
+        for s in students:
+            self.prepare(s)
+        self.sh = self._share()
+        self.teacher_opt = _optimizer(recipe, self.steps) if d.joint else None
+        self.ce = K.losses.SparseCategoricalCrossentropy(from_logits=True)
+        self.kl = K.losses.KLDivergence()
+        self.temp, self.alpha = float(d.temperature), float(d.alpha) if d.enabled else 0.0
+        x0, _ = data.sample("train", 1)
+        in_dtype = T.float32 if x0.dtype == np.uint8 else T.as_dtype(x0.dtype)
+        self.signature = [T.TensorSpec([None, *list(x0.shape[1:])], in_dtype), T.TensorSpec([None], T.int64)]
+        for i, s in enumerate(students):  # optimizer slots created eagerly, not while tracing
+            if self.sh is None or i == shared:  # shared: the widest's optimizer steps for all
+                s.optimizer.build(s.model.trainable_variables)
+        if self.teacher_opt is not None:
+            self.teacher_opt.build(teacher_model.trainable_variables)
+        lo, hi = teacher_range or (0.0, 1.0)
+        self.to_teacher = None if (lo, hi) == (0.0, 1.0) else (float(hi - lo), float(lo))  # [0, 1] -> its range
+        self.aug = d.augment if d.enabled and self.alpha else "none"  # (mixup on token ids: refused by compress.run)
+        self._steps: dict[tuple[int, ...], Any] = {}
+
+    def prepare(self, s: Student) -> None:
+        """``s`` wrapped for pruning and / or QAT (or its masks held by odml
+        when both), with its optimizer."""
+        recipe = self.recipe
         model = s.model
-        if recipe.prune.enabled and not chain:
-            model = wrap_for_pruning(model, recipe, total_steps)
+        if recipe.prune.enabled and not self.chain:
+            model = wrap_for_pruning(model, recipe, self.total_steps)
         if recipe.quantize.mode == "qat":
             model = wrap_for_qat(model, s.label)
-        if chain:
+        if self.chain:
             from odml.compress.masks import HeldMasks
 
-            s.masks = HeldMasks(model, recipe.prune, total_steps)
+            s.masks = HeldMasks(model, recipe.prune, self.total_steps)
         s.model = model
-        s.optimizer = _optimizer(recipe, steps)
+        s.optimizer = _optimizer(recipe, self.steps)
 
-    for s in students:
-        prepare_student(s)
-    sh = None
-    if shared is not None:
+    def _share(self) -> Any:
+        """``shared``: the students' variables as slices of the widest's, the
+        narrower ones starting as those slices."""
+        if self.shared is None:
+            return None
         from odml.compress.shared import SharedWidths
 
-        sh = SharedWidths([s.model for s in students], shared)
-        for i in range(len(students)):  # the narrower ones start as slices of the widest
-            if i != shared:
-                sh.load(i)
-    teacher_opt = _optimizer(recipe, steps) if d.joint else None
-    ce = K.losses.SparseCategoricalCrossentropy(from_logits=True)
-    kl = K.losses.KLDivergence()
-    temp, alpha = float(d.temperature), float(d.alpha) if d.enabled else 0.0
+        sh = SharedWidths([s.model for s in self.students], self.shared)
+        self.load_widths(sh)
+        return sh
 
-    def student_loss(y, logits, t_soft):
+    def load_widths(self, sh: Any = None) -> None:
+        """Each narrower width copied out of the widest (shared widths)."""
+        sh = self.sh if sh is None else sh
+        for i in range(len(self.students)):
+            if i != self.shared:
+                sh.load(i)
+
+    def student_loss(self, y: Any, logits: Any, t_soft: Any) -> Any:
         """Hard loss on the labelled rows; the soft loss on every row (with an
         augmented step, the perturbed copy after them has soft labels alone)."""
-        hard = ce(y, logits[: T.shape(y)[0]])
-        if not alpha or t_soft is None:
+        from odml._tf import tf
+
+        T = tf()
+        hard = self.ce(y, logits[: T.shape(y)[0]])
+        if not self.alpha or t_soft is None:
             return hard
-        soft = kl(t_soft, T.nn.softmax(logits / temp)) * temp * temp
-        return (1 - alpha) * hard + alpha * soft
+        soft = self.kl(t_soft, T.nn.softmax(logits / self.temp)) * self.temp * self.temp
+        return (1 - self.alpha) * hard + self.alpha * soft
 
-    x0, _ = data.sample("train", 1)
-    in_shape = list(x0.shape[1:])
-    in_dtype = T.float32 if x0.dtype == np.uint8 else T.as_dtype(x0.dtype)
-    for i, s in enumerate(students):  # optimizer slots created eagerly, not while tracing
-        if sh is None or i == shared:  # shared: the widest's optimizer steps for all
-            s.optimizer.build(s.model.trainable_variables)
-    if teacher_opt is not None:
-        teacher_opt.build(teacher_model.trainable_variables)
+    def teacher_soft(self, x: Any, y: Any, n: Any) -> Any:
+        """The teacher's softened distribution on ``x`` (None in plain
+        training: no teacher pass at all); joint: the teacher steps on the
+        labels of the first ``n`` rows in the same pass."""
+        from odml._tf import tf
 
-    lo, hi = teacher_range or (0.0, 1.0)
-    to_teacher = None if (lo, hi) == (0.0, 1.0) else (float(hi - lo), float(lo))  # [0, 1] -> the teacher's range
-    aug = d.augment if d.enabled and alpha else "none"  # (mixup on token ids is refused by compress.run.prepare)
+        T, d, teacher = tf(), self.distill, self.teacher
+        xt = x if self.to_teacher is None else x * self.to_teacher[0] + self.to_teacher[1]
+        if not (d.enabled or d.joint):
+            return None
+        if d.joint:
+            with T.GradientTape() as tape:
+                t_logits = teacher(xt, training=True)
+                t_loss = self.ce(y, t_logits[:n])
+            grads = tape.gradient(t_loss, teacher.trainable_variables)
+            self.teacher_opt.apply_gradients(zip(grads, teacher.trainable_variables))
+        else:
+            t_logits = teacher(xt, training=False)  # one teacher pass, shared by every student
+        return T.stop_gradient(T.nn.softmax(t_logits / self.temp))
 
-    def make_step(group: list[Student], tied: Any = None, idx: tuple[int, ...] = ()) -> Any:
+    def make_step(self, group: list[Student], tied: Any = None, idx: tuple[int, ...] = ()) -> Any:
         """One training step of ``group`` (one trace for every batch size: the
         last batch is smaller). ``tied``: the students share the widest's
         variables (``idx``: their indices, the widest first)."""
+        from odml._tf import tf
 
-        @T.function(input_signature=[T.TensorSpec([None, *in_shape], in_dtype), T.TensorSpec([None], T.int64)])
+        T = tf()
+        aug, temp, kind = self.aug, self.temp, self.input_kind
+
+        @T.function(input_signature=self.signature)
         def step(x, y):
             n = T.shape(x)[0]
             if aug != "none":  # one pass over the batch and its perturbed copy
-                x = T.concat([x, perturb(x, aug, input_kind)], 0)
-            xt = x if to_teacher is None else x * to_teacher[0] + to_teacher[1]
-            if not (d.enabled or d.joint):
-                t_logits = None  # plain training: no teacher pass at all
-            elif d.joint:
-                with T.GradientTape() as tape:
-                    t_logits = teacher_model(xt, training=True)
-                    t_loss = ce(y, t_logits[:n])
-                grads = tape.gradient(t_loss, teacher_model.trainable_variables)
-                teacher_opt.apply_gradients(zip(grads, teacher_model.trainable_variables))
-            else:
-                t_logits = teacher_model(xt, training=False)  # one teacher pass, shared by every student
-            t_soft = None if t_logits is None else T.stop_gradient(T.nn.softmax(t_logits / temp))
+                x = T.concat([x, perturb(x, aug, kind)], 0)
+            t_soft = self.teacher_soft(x, y, n)
             out = []
             summed, w_soft = None, None
             for j, s in enumerate(group):
@@ -360,7 +404,7 @@ def train_students(teacher_model: Any, students: list[Student], data: Any, recip
                     target = w_soft if t_soft is None else (t_soft + w_soft) / 2
                 with T.GradientTape() as tape:
                     logits = s.model(x, training=True)
-                    loss = student_loss(y, logits, target)
+                    loss = self.student_loss(y, logits, target)
                 grads = tape.gradient(loss, s.model.trainable_variables)
                 if tied is None:
                     s.optimizer.apply_gradients(zip(grads, s.model.trainable_variables))
@@ -379,111 +423,166 @@ def train_students(teacher_model: Any, students: list[Student], data: Any, recip
 
         return step
 
-    steps_of: dict[tuple[int, ...], Any] = {}
+    def step_for(self, idx: tuple[int, ...]) -> Any:
+        """The step of the students ``idx`` (traced once per group)."""
+        if idx not in self._steps:
+            self._steps[idx] = self.make_step([self.students[i] for i in idx], self.sh, idx)
+        return self._steps[idx]
 
-    def step_for(idx: tuple[int, ...]) -> Any:
-        if idx not in steps_of:
-            steps_of[idx] = make_step([students[i] for i in idx], sh, idx)
-        return steps_of[idx]
+    def groups(self, epoch: int) -> Any:
+        """The students each step of ``epoch`` trains (shared widths: a draw of
+        widths per step); None: all of them every step."""
+        if self.sh is None:
+            return None
+        return iter(self.sh.groups(np.random.default_rng([self.recipe.seed, epoch]), self.steps,
+                                   self.recipe.shared.widths_per_step))
 
-    epoch_var = T.Variable(0, dtype=T.int64, trainable=False)
-    objs: dict[str, Any] = {"epoch": epoch_var}
-    if d.joint:  # a fixed teacher does not change: nothing of it to checkpoint
-        objs["teacher"] = teacher_model
-    for i, s in enumerate(students):
-        objs[f"student{i}"] = s.model
-        objs[f"opt{i}"] = s.optimizer
-    if teacher_opt is not None:
-        objs["teacher_opt"] = teacher_opt
-    ckpt = T.train.Checkpoint(**objs)
-    manager = T.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=1)
-    Path(ckpt_dir).mkdir(parents=True, exist_ok=True)
-    hist_file = Path(ckpt_dir) / "history.json"
-    if manager.latest_checkpoint:
-        ckpt.restore(manager.latest_checkpoint).expect_partial()
-    start = int(epoch_var.numpy())
-    if start and hist_file.is_file():  # written just before each checkpoint: keep the epochs it holds
-        saved = json.loads(hist_file.read_text())
-        for s in students:
-            s.history = [h for h in saved.get(s.label, []) if h["epoch"] < start]
-    for s in students:
-        if s.masks is not None and start:
-            s.masks.resume()
-    global_step = start * steps
-    pruning_cbs = []
-    if recipe.prune.enabled and not chain:
+    def pruning_callbacks(self, models: list[Any]) -> list[Any]:
+        """tfmot's step counters of the pruning wrappers of ``models`` (none
+        when the masks are odml's, or nothing is pruned)."""
+        if not (self.recipe.prune.enabled and not self.chain):
+            return []
         import tensorflow_model_optimization as tfmot
 
-        for s in students:
+        cbs = []
+        for model in models:
             cb = tfmot.sparsity.keras.UpdatePruningStep()
-            cb.set_model(s.model)
+            cb.set_model(model)
             cb.on_train_begin()
-            pruning_cbs.append(cb)
-    solo = None
-    if len(students) > 1 and start < recipe.epochs and not d.joint and time_one:
-        # one student's training cost, to set the run's against (Learn2Compress: many students for little more than
-        # one): a copy of the first student, trained alone on the first batches and thrown away
-        first = students[shared or 0]  # shared: the widest
+            cbs.append(cb)
+        return cbs
+
+    def time_one_student(self) -> float:
+        """One student's training cost, to set the run's against
+        (Learn2Compress: many students for little more than one): a copy of
+        the first student (shared: the widest), trained alone on the first
+        batches and thrown away."""
+        first = self.students[self.shared or 0]
         alone = Student(first.label, first.spec, first.spec.build(f"{first.label}_alone"))
-        prepare_student(alone)
+        self.prepare(alone)
         alone.optimizer.build(alone.model.trainable_variables)
         before = None
-        if recipe.prune.enabled and not chain:  # tfmot's wrappers want their step counter, as in training
-            import tensorflow_model_optimization as tfmot
+        cbs = self.pruning_callbacks([alone.model])  # tfmot's wrappers want their step counter, as in training
+        if cbs:
+            before = lambda: cbs[0].on_train_batch_begin(batch=-1)  # noqa: E731
+        return _time_steps(self.make_step([alone]), self.data, self.recipe, 12, 2, before)
 
-            cb = tfmot.sparsity.keras.UpdatePruningStep()
-            cb.set_model(alone.model)
-            cb.on_train_begin()
-            before = lambda: cb.on_train_batch_begin(batch=-1)  # noqa: E731
-        solo = _time_steps(make_step([alone]), data, recipe, 12, 2, before)
-    epoch_times: list[float] = []
-    step_times: list[float] = []
-    for epoch in range(start, recipe.epochs):
+
+class EpochLoop:
+    """The epochs of a ``StudentTrainer`` from the last finished one in
+    ``ckpt_dir``: after every epoch the students' history (history.json) and
+    a ``tf.train.Checkpoint`` (students, optimizers, a joint teacher, the
+    epoch); the timings of the epochs and steps."""
+
+    def __init__(self, trainer: StudentTrainer, ckpt_dir: Path,
+                 on_epoch: Callable[[int, dict[str, Any]], None] | None = None):
+        from odml._tf import tf
+
+        T = tf()
+        self.tr, self.on_epoch = trainer, on_epoch
+        self.epoch_var = T.Variable(0, dtype=T.int64, trainable=False)
+        self.manager = self._checkpoint(ckpt_dir)
+        self.hist_file = Path(ckpt_dir) / "history.json"
+        self.start = self._resume()
+        self.global_step = self.start * trainer.steps
+        self.pruning_cbs = trainer.pruning_callbacks([s.model for s in trainer.students])
+        self.epoch_times: list[float] = []
+        self.step_times: list[float] = []
+
+    def _checkpoint(self, ckpt_dir: Path) -> Any:
+        from odml._tf import tf
+
+        T, tr = tf(), self.tr
+        objs: dict[str, Any] = {"epoch": self.epoch_var}
+        if tr.distill.joint:  # a fixed teacher does not change: nothing of it to checkpoint
+            objs["teacher"] = tr.teacher
+        for i, s in enumerate(tr.students):
+            objs[f"student{i}"] = s.model
+            objs[f"opt{i}"] = s.optimizer
+        if tr.teacher_opt is not None:
+            objs["teacher_opt"] = tr.teacher_opt
+        self.ckpt = T.train.Checkpoint(**objs)
+        manager = T.train.CheckpointManager(self.ckpt, str(ckpt_dir), max_to_keep=1)
+        Path(ckpt_dir).mkdir(parents=True, exist_ok=True)
+        return manager
+
+    def _resume(self) -> int:
+        """The first epoch to train: the checkpoint restored, with the
+        students' history of the epochs before it and their held masks."""
+        if self.manager.latest_checkpoint:
+            self.ckpt.restore(self.manager.latest_checkpoint).expect_partial()
+        start = int(self.epoch_var.numpy())
+        students = self.tr.students
+        if start and self.hist_file.is_file():  # written just before each checkpoint: keep the epochs it holds
+            saved = json.loads(self.hist_file.read_text())
+            for s in students:
+                s.history = [h for h in saved.get(s.label, []) if h["epoch"] < start]
+        for s in students:
+            if s.masks is not None and start:
+                s.masks.resume()
+        return start
+
+    def run(self, time_one: bool = True) -> dict[str, Any]:
+        tr, recipe = self.tr, self.tr.recipe
+        solo = None
+        if len(tr.students) > 1 and self.start < recipe.epochs and not tr.distill.joint and time_one:
+            solo = tr.time_one_student()
+        for epoch in range(self.start, recipe.epochs):
+            self.epoch(epoch)
+        if tr.sh is not None:  # each width copied out of the widest, as trained (or as restored)
+            tr.load_widths()
+        res = {"start_epoch": self.start, "epochs": recipe.epochs, "epoch_s": self.epoch_times,
+               "train_s": float(sum(self.epoch_times)), "steps_per_epoch": tr.steps}
+        if self.step_times:
+            res["step_s"] = round(float(np.median(self.step_times)), 5)
+        if solo is not None and self.step_times:
+            res.update(one_student_step_s=round(solo, 5), vs_one_student=round(res["step_s"] / solo, 3))
+        return res
+
+    def epoch(self, epoch: int) -> None:
+        """One epoch of every student, then its history and checkpoint."""
+        tr, recipe = self.tr, self.tr.recipe
+        students = tr.students
         t0 = time.perf_counter()
         # the epoch's batches (texts featurized as they are needed, distorted afresh when the recipe says so)
-        ds = data.epoch_dataset(epoch, recipe.batch_size, recipe.seed, recipe.text_distortion)
+        ds = tr.data.epoch_dataset(epoch, recipe.batch_size, recipe.seed, recipe.text_distortion)
         sums, counts = np.zeros((len(students), 2)), np.zeros(len(students))
-        groups = iter(sh.groups(np.random.default_rng([recipe.seed, epoch]), steps, recipe.shared.widths_per_step)) if sh is not None else None
+        groups = tr.groups(epoch)
         t_step = time.perf_counter()
         for x, y in ds:
             interrupts.check()
-            for cb in pruning_cbs:
+            for cb in self.pruning_cbs:
                 cb.on_train_batch_begin(batch=-1)
             for s in students:
                 if s.masks is not None:
-                    s.masks.update(global_step)
+                    s.masks.update(self.global_step)
             idx = tuple(next(groups)) if groups is not None else tuple(range(len(students)))
-            res = step_for(idx)(x, y)
-            global_step += 1
+            res = tr.step_for(idx)(x, y)
+            self.global_step += 1
             sums[list(idx)] += np.array([[float(l), float(a)] for l, a in res])
             counts[list(idx)] += 1
             now = time.perf_counter()
-            if global_step > start * steps + 2:  # the first two: the trace
-                step_times.append(now - t_step)
+            if self.global_step > self.start * tr.steps + 2:  # the first two: the trace
+                self.step_times.append(now - t_step)
             t_step = now
-        for cb in pruning_cbs:
+        for cb in self.pruning_cbs:
             cb.on_epoch_end(batch=-1)
-        epoch_times.append(time.perf_counter() - t0)
+        self.epoch_times.append(time.perf_counter() - t0)
+        self._end_epoch(epoch, sums / np.maximum(counts, 1)[:, None])
+
+    def _end_epoch(self, epoch: int, means: np.ndarray) -> None:
+        """The epoch's mean loss and accuracy into each student's history, the
+        history file, the checkpoint; ``on_epoch`` told."""
+        students = self.tr.students
         logs = {}
-        for s, (loss, acc) in zip(students, sums / np.maximum(counts, 1)[:, None]):
+        for s, (loss, acc) in zip(students, means):
             s.history.append({"epoch": epoch, "loss": float(loss), "accuracy": float(acc)})
             logs[s.label] = {"loss": float(loss), "accuracy": float(acc)}
-        epoch_var.assign(epoch + 1)
-        write_text_atomic(hist_file, json.dumps({s.label: s.history for s in students}))
-        manager.save()
-        if on_epoch:
-            on_epoch(epoch, logs)
-    if sh is not None:  # each width copied out of the widest, as trained (or as restored)
-        for i in range(len(students)):
-            if i != shared:
-                sh.load(i)
-    res = {"start_epoch": start, "epochs": recipe.epochs, "epoch_s": epoch_times, "train_s": float(sum(epoch_times)),
-           "steps_per_epoch": steps}
-    if step_times:
-        res["step_s"] = round(float(np.median(step_times)), 5)
-    if solo is not None and step_times:
-        res.update(one_student_step_s=round(solo, 5), vs_one_student=round(res["step_s"] / solo, 3))
-    return res
+        self.epoch_var.assign(epoch + 1)
+        write_text_atomic(self.hist_file, json.dumps({s.label: s.history for s in students}))
+        self.manager.save()
+        if self.on_epoch:
+            self.on_epoch(epoch, logs)
 
 
 def _time_steps(step: Any, data: Any, recipe: Recipe, n: int, warmup: int,

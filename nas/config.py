@@ -1,0 +1,180 @@
+"""A search's settings: ``SearchConfig`` (what ``odml search`` takes), its
+checks, the run folder's names, and ``prepare``, which checks everything a
+search needs (settings, space, device, data, run folder) before anything is
+written and hands the rest of the search a ``Prepared``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from odml.devices.device import parse_device
+from odml.errors import OdmlError
+from odml.files import read_jsonl
+from odml.nas.reward import check_reward
+from odml.nas.space import SearchSpace, load_space
+from odml.runfolder import RunFolder
+
+STRATEGIES = ("evolution", "random", "bayesian", "hyperband", "oneshot")
+LATENCY = ("measured", "predicted", "hybrid")
+SCHEMA = 1
+TRIALS = "trials.jsonl"
+FRONT_MEASURED = "front_measured.jsonl"
+SCREENED = "screened.jsonl"
+FAILURES = "failures.jsonl"
+LATENCY_CACHE = "latency_cache.jsonl"  # in the run folder, unless --latency-cache names another
+MAX_FAILURES = 10  # consecutive failed trials before the search stops, saying why
+SETTINGS = "search.json"
+ROLES = ("single", "chief", "worker")
+
+
+class SearchError(OdmlError):
+    """Settings that cannot start (or resume) a search."""
+
+
+@dataclass
+class SearchConfig:
+    space: str = "small32"
+    data: str = "digits"
+    device: str = "host"
+    target_ms: float = 1.0
+    reward: str = "mnas"
+    exponent: float | None = None
+    strategy: str = "evolution"
+    trials: int = 20
+    epochs: int = 3
+    batch_size: int = 64
+    lr: float = 3e-3
+    precision: str = "int8"
+    threads: int = 1
+    runs: int = 30
+    max_params: int | None = None
+    max_macs: int | None = None
+    reject_factor: float = 3.0  # skip candidates whose optimistic latency is above this x target
+    population: int = 10  # regularized evolution
+    sample: int = 3
+    val_split: float = 0.2
+    seed: int = 0
+    input_size: int | None = None  # override the space's input size
+    benchmark_binary: str | None = None
+    latency_cache: str | None = None
+    max_minutes: float | None = None  # stop starting new trials after this long (this invocation)
+    latency: str = "measured"  # measured | predicted | hybrid
+    predictor: str | None = None  # a predictor.json (odml calibrate); None: calibrate into the run folder first
+    calibrate_minutes: float = 10.0
+    promising: float = 1.5  # predicted/hybrid: candidates predicted above this x target are not trained
+    screen: int | None = None  # evolution with a predictor: children predicted per trial (None: 8; 1: off)
+    statistic: str = "min"  # a candidate's latency: its fastest timed run (reproducible) or the median
+    supernet_epochs: int | None = None  # oneshot: epochs of the supernet and controller (None: --epochs)
+
+    # settings that must match to resume a run folder
+    IDENTITY = ("data", "device", "target_ms", "reward", "exponent", "strategy", "epochs", "batch_size", "lr",
+                "precision", "threads", "val_split", "seed", "input_size", "max_params", "max_macs",
+                "reject_factor", "population", "sample", "latency", "predictor", "promising", "screen", "statistic",
+                "supernet_epochs")
+
+
+@dataclass
+class Prepared:
+    cfg: SearchConfig
+    space: SearchSpace
+    exponent: float
+    out: Path
+    device: Any
+    data: Any = None
+    records: list[dict[str, Any]] = field(default_factory=list)
+    predictor: Any = None
+    meter: Any = None  # the search's LatencyMeter, made once on the latency cache (nas.evaluate.latency_meter)
+
+
+def _check_config(cfg: SearchConfig) -> tuple[SearchSpace, float, Any]:
+    w = check_reward(cfg.reward, cfg.target_ms, cfg.exponent)
+    if cfg.strategy not in STRATEGIES:
+        raise SearchError(f"--strategy {cfg.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+    for name, v, lo in (("--trials", cfg.trials, 1), ("--epochs", cfg.epochs, 1), ("--batch-size", cfg.batch_size, 1),
+                        ("--threads", cfg.threads, 1), ("--runs", cfg.runs, 1), ("--population", cfg.population, 2),
+                        ("--sample", cfg.sample, 1)):
+        if v < lo:
+            raise SearchError(f"{name} {v}: must be at least {lo}")
+    if not 0 < cfg.val_split < 1:
+        raise SearchError(f"--val-split {cfg.val_split:g}: must be between 0 and 1")
+    if cfg.max_minutes is not None and not cfg.max_minutes > 0:
+        raise SearchError(f"--max-minutes {cfg.max_minutes:g}: must be greater than 0")
+    _check_latency(cfg)
+    if cfg.statistic not in ("min", "median"):
+        raise SearchError(f"--statistic {cfg.statistic!r}: choose min (the fastest timed run) or median")
+    if cfg.reject_factor <= 1:
+        raise SearchError(f"--reject-above {cfg.reject_factor:g}: must be greater than 1 (a multiple of the target)")
+    space = load_space(cfg.space)
+    if cfg.input_size is not None:
+        if cfg.input_size < 8:
+            raise SearchError(f"--input-size {cfg.input_size}: at least 8")
+        space.input_size = cfg.input_size
+    device = parse_device(cfg.device, cfg.benchmark_binary, compile=True)
+    if cfg.strategy == "oneshot" and any(t == "ibn_grouped" for st in space.stages for j in range(max(st.depth))
+                                         for t in st.at(j).type):
+        raise SearchError(f"--strategy oneshot: space {space.name} has ibn_grouped blocks, which the supernet does "
+                          "not share weights for yet; use --strategy evolution")
+    if (cfg.latency != "measured" or cfg.strategy == "oneshot") and cfg.predictor is not None:
+        from odml.nas.predictor import load_predictor
+
+        load_predictor(cfg.predictor).check(device, space, cfg.precision, cfg.threads, "interpreter", cfg.statistic)
+    return space, w, device
+
+
+def _check_latency(cfg: SearchConfig) -> None:
+    """The settings of predicted latency: --latency, --promising,
+    --calibrate-minutes, --screen, --supernet-epochs."""
+    if cfg.latency not in LATENCY:
+        raise SearchError(f"--latency {cfg.latency!r}: choose one of {', '.join(LATENCY)}")
+    if cfg.latency != "measured" and not cfg.promising > 1:
+        raise SearchError(f"--promising {cfg.promising:g}: must be greater than 1 (a multiple of the target)")
+    if (cfg.latency != "measured" or cfg.strategy == "oneshot") and cfg.predictor is None \
+            and not cfg.calibrate_minutes > 0:
+        raise SearchError(f"--calibrate-minutes {cfg.calibrate_minutes:g}: must be greater than 0")
+    if cfg.screen is not None and cfg.screen != 1:
+        if cfg.screen < 1:
+            raise SearchError(f"--screen {cfg.screen}: must be at least 1 (1: no screening)")
+        if cfg.latency == "measured" or cfg.strategy != "evolution":
+            raise SearchError(f"--screen {cfg.screen}: ranks children by predicted latency, so it needs "
+                              "--strategy evolution and --latency predicted or hybrid")
+    if cfg.supernet_epochs is not None:
+        if cfg.strategy != "oneshot":
+            raise SearchError(f"--supernet-epochs {cfg.supernet_epochs}: only --strategy oneshot trains a supernet")
+        if cfg.supernet_epochs < 1:
+            raise SearchError(f"--supernet-epochs {cfg.supernet_epochs}: must be at least 1")
+
+
+def prepare(cfg: SearchConfig, out: Path, role: str = "single") -> Prepared:
+    """Check everything a search needs before anything is written: the
+    settings, the space, the device, the data and the run folder."""
+    from odml.data.images import load_images
+
+    space, w, device = _check_config(cfg)
+    data = load_images(cfg.data, (space.input_size, space.input_size), 3, cfg.val_split, cfg.seed)
+    out = Path(out)
+    if role == "worker":  # a worker joins the chief's run: the chief checked the folder
+        run_folder(out).check({}, keys=(), foreign_ok=True)
+    else:
+        run_folder(out).check(search_settings(cfg, space), keys=(*SearchConfig.IDENTITY, "space"))
+    return Prepared(cfg=cfg, space=space, exponent=w, out=out, device=device, data=data)
+
+
+def run_folder(out: Path) -> RunFolder:
+    return RunFolder(out, SETTINGS, "search", SearchError)
+
+
+def search_settings(cfg: SearchConfig, space: SearchSpace) -> dict[str, Any]:
+    """What search.json holds: the settings, the space as searched, the schema."""
+    d = asdict(cfg)
+    d["space_name"] = cfg.space
+    d["space"] = space.to_dict()
+    d["space"]["input_size"] = space.input_size
+    d["schema"] = SCHEMA
+    return d
+
+
+def check_prepared_for_resume(p: Prepared) -> int:
+    """How many trials the run folder already holds."""
+    return len(read_jsonl(p.out / TRIALS))
