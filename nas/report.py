@@ -11,7 +11,8 @@ from typing import Any
 
 from odml.files import append_jsonl, read_jsonl, write_json_atomic
 from odml.nas.config import FRONT_MEASURED, SCHEMA, SCREENED, TRIALS, Prepared, SearchError
-from odml.nas.latency import LatencyMeter, latency_figure
+from odml.nas.evaluate import latency_meter
+from odml.nas.latency import latency_figure
 from odml.nas.reward import reward
 from odml.pareto import pareto_front, plot_front
 
@@ -27,11 +28,7 @@ def _measure_front(p: Prepared, recs: list[dict[str, Any]]) -> list[dict[str, An
     known = {r["trial_id"]: r for r in read_jsonl(p.out / FRONT_MEASURED)}
     todo = [r for r in pareto_front(trained) if r["trial_id"] not in known]
     if todo:
-        from odml.data.images import to_float
-
-        meter = LatencyMeter(p.device, p.cfg.precision, p.cfg.threads, p.cfg.runs, 0.3,
-                             p.out / "latency_cache.jsonl", calibration=to_float(p.data.x_train[:16]),
-                             statistic=p.cfg.statistic)
+        meter = latency_meter(p)  # the search's: its latency cache (--latency-cache) answers what it holds
         for r in todo:
             spec = p.space.decode({k: v for k, v in r["values"].items() if not k.startswith("tuner/")},
                                   p.data.num_classes, name=f"trial_{r['trial_id']}")

@@ -410,3 +410,48 @@ def test_oneshot_search_end_to_end_and_resumes_after_kill_9(calibrated, tmp_path
     assert recs[0]["metrics"]["epochs"] == 1  # the standalone training has --epochs, not the supernet's
     s = json.loads(r.stdout)["search"]
     assert s["strategy"] == "oneshot" and s["reward"] == "abs" and s["considered"] == log[-1]["paths_considered"]
+
+
+def test_the_predicted_front_is_measured_through_the_latency_cache(tmp_path):
+    """A predicted search measures its front with the search's own latency
+    meter: --latency-cache answers a candidate it already holds (here with a
+    figure no host would measure) and gets the candidates it lacked appended;
+    the run folder gets no cache of its own."""
+    import itertools
+
+    from odml.files import append_jsonl
+    from odml.nas.config import SearchConfig, prepare
+    from odml.nas.evaluate import trial_record
+    from odml.nas.latency import arch_key
+    from odml.nas.report import finish
+    from odml.nas.reward import reward
+
+    cache, out = tmp_path / "shared_cache.jsonl", tmp_path / "run"
+    cfg = SearchConfig(space=str(_space_file(tmp_path)), target_ms=1.0, latency="predicted", runs=10,
+                       latency_cache=str(cache))
+    p = prepare(cfg, out)
+    out.mkdir()
+    dims = p.space.dimensions()
+    picked = {}
+    for combo in itertools.product(*dims.values()):
+        values = dict(zip(dims, combo))
+        picked.setdefault(p.space.decode(values, p.data.num_classes).to_line(), values)
+        if len(picked) == 2:
+            break
+    (va, vb) = picked.values()
+    spec_a = p.space.decode(va, p.data.num_classes)
+    append_jsonl(cache, {"key": arch_key(spec_a, p.device, "int8", 1), "line": spec_a.to_line(), "macs": spec_a.macs,
+                         "device": p.device.label, "precision": "int8", "threads": 1,
+                         "latency": {"median_ms": 42.0, "min_ms": 42.0, "count": 10, "size_bytes": 1000}})
+    for tid, values, acc, ms in (("a", va, 0.9, 0.5), ("b", vb, 0.5, 0.2)):  # both on the predicted front
+        metrics = {"accuracy": acc, "latency_ms": ms, "latency_predicted_ms": ms, "latency_measured": 0.0,
+                   "epochs": 1.0, "reward": reward(cfg.reward, acc, ms, cfg.target_ms, p.exponent)}
+        append_jsonl(out / "trials.jsonl", trial_record(p, tid, values, metrics))
+    s = finish(p)
+    front = {r["trial_id"]: r["latency_ms"] for r in read_jsonl(out / "front_measured.jsonl")}
+    assert front["a"] == 42.0  # the cache's figure: not measured again
+    assert 0 < front["b"] < 42.0  # measured now, and added to the cache
+    lines = read_jsonl(cache)
+    assert len(lines) == 2 and lines[1]["line"] == p.space.decode(vb, p.data.num_classes).to_line()
+    assert not (out / "latency_cache.jsonl").exists()
+    assert {r["trial_id"]: r["latency_ms"] for r in s["pareto"]}["a"] == 42.0
