@@ -4,6 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.test-extras
 
 .PHONY: demo test test-fast install clean
 
@@ -11,13 +12,16 @@ $(STAMP): pyproject.toml
 	@[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[dev]"
-	# tflite-support pins protobuf<4 but its metadata code needs only flatbuffers
-	$(BIN)/python -m pip install -q --no-deps tflite-support==0.4.4
-	# onnx2tf (ONNX -> TensorFlow) pins tensorflow 2.19 and numpy 1.26 exactly; it runs on the stack above
-	$(BIN)/python -m pip install -q --no-deps onnx2tf==1.29.24
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# Test-only, optional: tflite-support's MetadataDisplayer reads odml's .tflite metadata back in one test (the
+# ecosystem's own reader as a cross-check). It pins protobuf<4, so it cannot be a declared dependency: it goes in
+# with --no-deps (its metadata code needs only flatbuffers). odml itself never imports it.
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q --no-deps tflite-support==0.4.4
+	@touch $(TEST_STAMP)
 
 # The main job, end to end on the embedded digits data (about five minutes on 2 cores):
 # show the model, train it (accuracy, parameters, MACs), export fp32 and int8
@@ -34,10 +38,12 @@ demo: $(STAMP)
 	$(BIN)/odml compress runs/demo/model.keras --data digits --sizes 0.5,0.25 --epochs 4 --pick "latency_ms<=1" --out runs/demo/compress
 	$(BIN)/odml search --space small32 --data digits --target-ms 0.3 --trials 6 --epochs 1 --out runs/demo/search
 
-# two workers, one test file each at a time (module fixtures and loopback servers stay within a file)
-test: $(STAMP)
+# the fast tier first (a broken build fails in about two minutes), then the rest on two workers, one test file
+# each at a time (module fixtures and loopback servers stay within a file)
+test: $(TEST_STAMP)
 	@command -v adb >/dev/null || echo "note: adb is not installed: the 7 tests of phones over adb (tests/test_adb.py) will be skipped; Debian: apt-get install adb"
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -m fast
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not fast"
 
 # the fast tier: unit tests of specs, families, parsers, run folders and files (under two minutes)
 test-fast: $(STAMP)

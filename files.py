@@ -153,6 +153,62 @@ def temp_dir_beside(path: str | Path, what: str = "stage") -> Path:
     return Path(tempfile.mkdtemp(prefix=f".{path.name}.{what}-{os.getpid()}-", dir=path.parent))
 
 
+RENAME_EXCHANGE = 2  # linux/fs.h: swap two paths in one step
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the folders ``a`` and ``b`` in one step (renameat2 with
+    RENAME_EXCHANGE: Linux 3.15+, glibc 2.28+); False where the platform or
+    the file system cannot."""
+    import ctypes
+
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd = -100
+    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def replace_folder(staged: Path, target: Path) -> None:
+    """Put the complete folder ``staged`` (made by ``temp_dir_beside(target)``)
+    in place of ``target`` in one step, so that a reader, or a kill -9 at any
+    moment, sees the old folder whole or the new one whole, never a mix: a
+    rename when ``target`` is new, an atomic exchange when it exists (the old
+    contents end at ``staged``'s name and are removed; a kill before that
+    leaves them to the next write's sweep). Where the file system cannot
+    exchange, the old folder is renamed aside first (a short window with no
+    ``target``)."""
+    for f in staged.rglob("*"):  # the files' data on disk before the name points at them
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+    if not target.exists():
+        os.rename(staged, target)
+    elif not _exchange(staged, target):
+        aside = staged.with_name(staged.name + "-old")
+        os.rename(target, aside)
+        os.rename(staged, target)
+        staged = aside
+    _fsync_dir(target.parent)
+    if staged.exists():
+        shutil.rmtree(staged, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def held(lock: str | Path, busy: Any, remove: bool = False) -> Iterator[None]:
     """Hold ``lock`` (a file) for this process: when another live process

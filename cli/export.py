@@ -45,7 +45,7 @@ def export_cmd(
     from dataclasses import replace
 
     from odml.errors import OdmlError
-    from odml.exporters.export import ExportOptions, check_out_dir, load_source, run_export
+    from odml.exporters.export import ExportOptions, check_replaceable, load_source, run_export
     from odml.exporters.tflite import DEFAULT_THRESHOLDS, ExportError, parity_failure, parse_precisions
 
     precisions = parse_precisions(quantize)
@@ -60,7 +60,7 @@ def export_cmd(
         raise ExportError(f"--target: expected cpu or edgetpu, got {target!r}")
     if target == "edgetpu" and "int8" not in precisions:
         precisions.append("int8")
-    check_out_dir(out_dir)
+    check_replaceable(out_dir)
     if val_data is not None and data is None:
         raise ExportError("--val-data goes with --data (the calibration data)")
     label_list = None

@@ -1,12 +1,14 @@
 """The export job: a model (zoo name, spec, Keras file, SavedModel folder) ->
 a folder of .tflite (and .onnx) files with metadata, an export report, and the
 parity of every file against the source model. Files are made in a staging
-folder and moved into place only when every step succeeded, so a failed or
-interrupted export leaves nothing behind."""
+folder that takes the place of --out in one step (an atomic exchange) only
+when every step succeeded, so a failed, interrupted or killed export leaves
+the previous export whole or nothing; the report lists every file the folder
+holds, and one export at a time writes a folder."""
 
 from __future__ import annotations
 
-import os
+import json
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -16,9 +18,8 @@ from typing import Any, Callable
 import numpy as np
 
 from odml.errors import DataError, OutputError
-from odml.exporters.metadata import PACKED
 from odml.exporters.tflite import DEFAULT_THRESHOLDS, ExportError, ParityThreshold, convert, judge, parity
-from odml.files import temp_dir_beside, write_failure, write_file, write_json_atomic
+from odml.files import held, replace_folder, temp_dir_beside, write_failure, write_file, write_json_atomic
 from odml.zoo.card import Carded
 
 REPORT_NAME = "export.json"
@@ -118,16 +119,13 @@ def to_fp32_tflite(model: str | Path, out: Path, input_size: Any = None,
     """A model file (.keras, .h5, SavedModel, .onnx) as an fp32 .tflite at
     ``out``, with its card in the metadata (for benchmarking what is not a
     .tflite yet)."""
-    import tempfile
-
     from odml.exporters.metadata import ModelInfo, add_metadata
     from odml.files import write_bytes_atomic
 
     src = load_source(str(model), input_size=input_size, input_range=input_range)
     data = convert(src.convertible, "fp32", None, "float", src.trackable, input_name=src.input.name)
-    with tempfile.TemporaryDirectory(prefix="odml-meta-") as d:
-        data = add_metadata(data, ModelInfo(name=src.name, description=f"{src.name} converted by odml for a benchmark",
-                                            card=src.card), Path(d))
+    data = add_metadata(data, ModelInfo(name=src.name, description=f"{src.name} converted by odml for a benchmark",
+                                        card=src.card))
     return write_bytes_atomic(out, data)
 
 
@@ -139,16 +137,63 @@ def check_out_dir(out_dir: Path) -> Path:
     return out_dir
 
 
+WORK_FILES = ("model_with_metadata.tflite",)  # what exports before 0.2 left behind: replaced with the rest
+
+
+def exported_files(out_dir: Path) -> list[str] | None:
+    """What ``out_dir`` holds when it is an earlier odml export (its report
+    lists every file), None when it holds anything else."""
+    try:
+        report = json.loads((out_dir / REPORT_NAME).read_text(encoding="utf-8"))
+        listed = set(report.get("files") or [a["file"] for a in report["artifacts"]])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    have = {f.name for f in out_dir.iterdir()}
+    return sorted(have) if have <= listed | {REPORT_NAME, *WORK_FILES} | _compiler_files(listed) else None
+
+
+def _compiler_files(listed: set[str]) -> set[str]:
+    return {f"{Path(f).stem}_compiler.log" for f in listed}
+
+
+def check_replaceable(out_dir: Path) -> None:
+    """An export replaces its whole --out folder: refuse one that holds files
+    an export did not write (the user's), naming one."""
+    check_out_dir(out_dir)
+    if not out_dir.is_dir() or not any(out_dir.iterdir()) or exported_files(out_dir) is not None:
+        return
+    others = sorted(f.name for f in out_dir.iterdir())
+    raise OutputError(f"{out_dir}: holds {others[0]}" + (f" and {len(others) - 1} more" if len(others) > 1 else "")
+                      + " that odml export did not write; an export replaces its whole folder: give a new or empty one")
+
+
+def export_lock(out_dir: Path) -> Any:
+    """The lock of one export folder (beside it: the folder itself is swapped)."""
+    def busy(pid: str) -> OutputError:
+        return OutputError(f"{out_dir}: another odml export (pid {pid}) is writing this folder")
+
+    return held(out_dir.parent / f".{out_dir.name}.lock", busy, remove=True)
+
+
 def run_export(src: Source, opts: ExportOptions, x_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
                x_calib: np.ndarray | None = None, warn: Callable[[str], None] = print,
                step: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Convert, check parity, attach metadata; returns the report. Raises
-    before writing anything if an input is unusable."""
+    before writing anything if an input is unusable. The folder is written
+    whole or not at all, by one export at a time."""
+    check_out_dir(opts.out_dir)
+    with export_lock(opts.out_dir):
+        check_replaceable(opts.out_dir)
+        return _export(src, opts, x_val, y_val, x_calib, warn, step)
+
+
+def _export(src: Source, opts: ExportOptions, x_val: np.ndarray | None, y_val: np.ndarray | None,
+            x_calib: np.ndarray | None, warn: Callable[[str], None],
+            step: Callable[[str], None] | None) -> dict[str, Any]:
     from odml.litert import load_interpreter, run_batch, run_outputs
     from odml.flatbuffer import parse_tflite
     from odml.exporters.tflite import judge_outputs, keep_io, parity_outputs, representative_from
 
-    check_out_dir(opts.out_dir)
     rng = np.random.default_rng(opts.seed)
     if "int8" in opts.precisions:
         if x_calib is None:
@@ -194,7 +239,7 @@ def run_export(src: Source, opts: ExportOptions, x_val: np.ndarray | None = None
                 if opts.metadata is not None:
                     from odml.exporters.metadata import add_metadata
 
-                    data = add_metadata(data, opts.metadata, stage)  # its work files: in the staging folder
+                    data = add_metadata(data, opts.metadata)
                 write_file(stage / name, data)
             except OutputError as e:  # name the file the user asked for, not odml's work files
                 raise OutputError(f"{opts.out_dir / name}: cannot write: {str(e).split('cannot write: ', 1)[-1]}") \
@@ -252,12 +297,9 @@ def run_export(src: Source, opts: ExportOptions, x_val: np.ndarray | None = None
         report["ok"] = not failed
         if failed:
             return report  # the caller reports the failure; nothing is written
+        report["files"] = sorted(f.name for f in stage.iterdir()) + [REPORT_NAME]  # all the folder will hold
         write_json_atomic(stage / REPORT_NAME, {"schema": 1, **report})
-        opts.out_dir.mkdir(exist_ok=True)
-        for f in sorted(stage.iterdir()):
-            if f.name in PACKED:
-                continue  # packed into the .tflite
-            os.replace(f, opts.out_dir / f.name)
+        replace_folder(stage, opts.out_dir)  # the whole export in one step: the old one whole or the new one
         return report
     except Exception as e:  # a full disk while staging: name the file the user asked for, not the staging one
         failed = write_failure(e)

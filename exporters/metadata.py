@@ -1,35 +1,50 @@
-"""TFLite metadata (the format of tflite-support): name, version, author,
+"""TFLite metadata (the format of tflite-support's metadata_schema.fbs, which
+LiteRT's and MediaPipe's metadata readers share): name, version, author,
 license, description, what the input is (an image and its normalization, a
 text projection, token ids and the packed vocab.txt), what the output is, a
 packed labels.txt, and the model card as the ``odml_card`` entry of the
 flatbuffer's metadata map, so that a .tflite alone says what it is.
 
-Written with the ecosystem's own MetadataPopulator; read back here without
-TensorFlow, with the generated schema and zipfile. tflite-support 0.4.4 pins
-protobuf<4, so odml installs it with ``--no-deps`` (the metadata code needs
-only flatbuffers) and preloads libusb from the ``libusb-package`` wheel, which
-its native extension links against."""
+Written and read here in pure Python with the ``flatbuffers`` runtime, the
+way the schema lays it out: a ``ModelMetadata`` table (file identifier
+``M001``) in a buffer named ``TFLITE_METADATA`` of the model's metadata map,
+and the associated files as an uncompressed zip appended to the model (as
+tflite-support's MetadataPopulator packs them). No work files, no native
+code: tflite-support itself pins protobuf<4 and cannot install beside
+TensorFlow 2.21, so odml does not depend on it; a test reads odml's files
+back with its MetadataDisplayer where it is installed."""
 
 from __future__ import annotations
 
-import ctypes
-import glob
 import io
 import json
-import os
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from odml.errors import OdmlError
-from odml.files import write_file
 
 METADATA_NAME = "TFLITE_METADATA"
+METADATA_IDENTIFIER = b"M001"
+MIN_PARSER_VERSION = "1.0.0"  # what the fields below need (tflite-support's metadata parser 1.0.0 reads them)
 LABELS_FILE = "labels.txt"
 VOCAB_FILE = "vocab.txt"
 CARD_ENTRY = "odml_card"  # the model card (JSON) as an entry of the flatbuffer's own metadata map
-PACKED = (LABELS_FILE, VOCAB_FILE)  # written to the stage folder, packed into the .tflite
+
+# metadata_schema.fbs: union and enum values, and each table's field slots
+FEATURE_PROPERTIES, IMAGE_PROPERTIES = 1, 2  # ContentProperties
+NORMALIZATION_OPTIONS = 1  # ProcessUnitOptions
+RGB = 1  # ColorSpaceType
+TENSOR_AXIS_LABELS, VOCABULARY = 2, 5  # AssociatedFileType
+_MODEL = dict(name=0, description=1, version=2, subgraphs=3, author=4, license=5, min_parser_version=7)
+_SUBGRAPH = dict(inputs=2, outputs=3)
+_TENSOR = dict(name=0, description=1, content=3, process_units=4, stats=5, associated_files=6)
+_CONTENT = dict(properties_type=0, properties=1)
+_IMAGE = dict(color_space=0)
+_UNIT = dict(options_type=0, options=1)
+_NORMALIZATION = dict(mean=0, std=1)
+_STATS = dict(max=0, min=1)
+_FILE = dict(name=0, description=1, type=2)
 
 
 class MetadataError(OdmlError):
@@ -50,122 +65,194 @@ class ModelInfo:
     card: Any = None  # ModelCard: input normalization, vocabulary, output name; stored whole
 
 
-def _schema():
-    try:
-        from tensorflow_lite_support.metadata import metadata_schema_py_generated as mfb
-    except ImportError:
-        raise MetadataError(
-            "TFLite metadata needs tflite-support: pip install --no-deps tflite-support==0.4.4 (see README)"
-        ) from None
-    return mfb
+class _Writer:
+    """A flatbuffers Builder with the few shapes the metadata needs; children
+    are built before the table that points at them."""
+
+    def __init__(self):
+        import flatbuffers
+
+        self.b = flatbuffers.Builder(1024)
+
+    def table(self, offsets: dict[int, int | None], bytes_: dict[int, int] | None = None) -> int:
+        b = self.b
+        slots = [s for s, o in offsets.items() if o is not None] + list(bytes_ or {})
+        b.StartObject(max(slots) + 1 if slots else 0)
+        for slot, off in offsets.items():
+            if off is not None:
+                b.PrependUOffsetTRelativeSlot(slot, off, 0)
+        for slot, v in (bytes_ or {}).items():
+            b.PrependUint8Slot(slot, v, 0)
+        return b.EndObject()
+
+    def string(self, s: str | None) -> int | None:
+        return None if s is None else self.b.CreateString(s)
+
+    def tables(self, offs: list[int]) -> int:
+        self.b.StartVector(4, len(offs), 4)
+        for o in reversed(offs):
+            self.b.PrependUOffsetTRelative(o)
+        return self.b.EndVector()
+
+    def floats(self, xs: list[float]) -> int:
+        self.b.StartVector(4, len(xs), 4)
+        for x in reversed(xs):
+            self.b.PrependFloat32(float(x))
+        return self.b.EndVector()
 
 
-def ecosystem_metadata_module():
-    """tflite-support's metadata module (MetadataPopulator, MetadataDisplayer)."""
-    try:
-        import libusb_package
-
-        for lib in glob.glob(os.path.join(os.path.dirname(libusb_package.__file__), "libusb-1.0*.so*")):
-            ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)
-            break
-    except (ImportError, OSError):
-        pass  # a system libusb may still be there
-    try:
-        from tensorflow_lite_support.metadata.python import metadata as md
-    except ImportError as e:
-        raise MetadataError(f"cannot load tflite-support's metadata writer: {e}") from None
-    return md
+def _file(w: _Writer, name: str, description: str, kind: int) -> int:
+    return w.table({_FILE["name"]: w.string(name), _FILE["description"]: w.string(description)}, {_FILE["type"]: kind})
 
 
-def _input(mfb, spec: Any, vocab: list[str] | None, workdir: Path, files: list[str]):
+def _content(w: _Writer, image: bool) -> int:
+    props = w.table({}, {_IMAGE["color_space"]: RGB}) if image else w.table({})
+    return w.table({_CONTENT["properties"]: props},
+                   {_CONTENT["properties_type"]: IMAGE_PROPERTIES if image else FEATURE_PROPERTIES})
+
+
+def _tensor(w: _Writer, name: str, description: str, content: int, units: int | None = None,
+            stats: int | None = None, files: int | None = None) -> int:
+    return w.table({_TENSOR["name"]: w.string(name), _TENSOR["description"]: w.string(description),
+                    _TENSOR["content"]: content, _TENSOR["process_units"]: units, _TENSOR["stats"]: stats,
+                    _TENSOR["associated_files"]: files})
+
+
+def _input(w: _Writer, spec: Any, vocab: list[str] | None, packed: dict[str, bytes]) -> int:
     """The input tensor's metadata, from the card's input: an image with its
     normalization (mean, std: the model reads (pixel - mean) / std) and value
     range, or features (a text projection, token ids with the packed
     vocabulary, any other tensor)."""
-    inp = mfb.TensorMetadataT()
-    inp.name, inp.description = spec.name, spec.description
-    inp.content = mfb.ContentT()
     if spec.kind == "image":
-        inp.content.contentProperties = mfb.ImagePropertiesT()
-        inp.content.contentProperties.colorSpace = mfb.ColorSpaceType.RGB
-        inp.content.contentPropertiesType = mfb.ContentProperties.ImageProperties
-        norm = mfb.ProcessUnitT()
-        norm.optionsType = mfb.ProcessUnitOptions.NormalizationOptions
-        norm.options = mfb.NormalizationOptionsT()
         mean, std = spec.normalization
-        norm.options.mean, norm.options.std = [float(mean)], [float(std)]
-        inp.processUnits = [norm]
-        stats = mfb.StatsT()
-        stats.max, stats.min = [float(spec.range[1])], [float(spec.range[0])]
-        inp.stats = stats
-        return inp
-    inp.content.contentProperties = mfb.FeaturePropertiesT()
-    inp.content.contentPropertiesType = mfb.ContentProperties.FeatureProperties
+        norm = w.table({_NORMALIZATION["mean"]: w.floats([mean]), _NORMALIZATION["std"]: w.floats([std])})
+        unit = w.table({_UNIT["options"]: norm}, {_UNIT["options_type"]: NORMALIZATION_OPTIONS})
+        stats = w.table({_STATS["max"]: w.floats([spec.range[1]]), _STATS["min"]: w.floats([spec.range[0]])})
+        return _tensor(w, spec.name, spec.description, _content(w, True), w.tables([unit]), stats)
+    files = None
     if vocab:
-        inp.associatedFiles = [_packed_file(mfb, workdir, files, VOCAB_FILE, vocab, mfb.AssociatedFileType.VOCABULARY,
-                                            "WordPiece vocabulary, one token per line, id = line number - 1")]
-    return inp
+        packed[VOCAB_FILE] = ("\n".join(vocab) + "\n").encode("utf-8")
+        files = w.tables([_file(w, VOCAB_FILE, "WordPiece vocabulary, one token per line, id = line number - 1",
+                                VOCABULARY)])
+    return _tensor(w, spec.name, spec.description, _content(w, False), files=files)
 
 
-def _packed_file(mfb, workdir: Path, files: list[str], name: str, lines: list[str], kind: int, description: str):
-    """An associated file's metadata; its text is written to ``workdir`` and
-    listed in ``files`` to be packed into the model."""
-    f = mfb.AssociatedFileT()
-    f.name, f.description, f.type = name, description, kind
-    path = workdir / name
-    write_file(path, "\n".join(lines) + "\n")
-    files.append(str(path))
-    return f
+def metadata_buffer(info: ModelInfo) -> tuple[bytes, dict[str, bytes]]:
+    """The ModelMetadata flatbuffer of ``info`` and the files it names, to be packed."""
+    w, card, packed = _Writer(), info.card, {}
+    inp = _input(w, card.input, card.vocab, packed)
+    outs = []
+    tensors = [(t.name, t.description) for t in card.output.tensors] or [(card.output.name, card.output.description)]
+    for i, (name, description) in enumerate(tensors):
+        files = None
+        if i == 0 and info.labels and card.output.task == "classify":
+            packed[LABELS_FILE] = ("\n".join(info.labels) + "\n").encode("utf-8")
+            files = w.tables([_file(w, LABELS_FILE, "class labels, one per line", TENSOR_AXIS_LABELS)])
+        outs.append(_tensor(w, name, description, _content(w, False), files=files))
+    sub = w.table({_SUBGRAPH["inputs"]: w.tables([inp]), _SUBGRAPH["outputs"]: w.tables(outs)})
+    strings = {k: w.string(v) for k, v in (("name", info.name), ("description", info.description),
+                                            ("version", info.version), ("author", info.author),
+                                            ("license", info.license), ("min_parser_version", MIN_PARSER_VERSION))}
+    root = w.table({_MODEL["subgraphs"]: w.tables([sub]), **{_MODEL[k]: v for k, v in strings.items()}})
+    w.b.Finish(root, METADATA_IDENTIFIER)
+    return bytes(w.b.Output()), packed
 
 
-def add_metadata(tflite: bytes, info: ModelInfo, workdir: Path, quantized_input: bool = False) -> bytes:
-    """Return ``tflite`` with metadata (and a packed labels file) attached."""
+def pack_files(tflite: bytes, files: dict[str, bytes]) -> bytes:
+    """``tflite`` with ``files`` appended as an uncompressed zip (readers mmap
+    them in place), as the metadata's associated files."""
+    if not files:
+        return tflite
+    buf = io.BytesIO(tflite)
+    buf.seek(0, io.SEEK_END)
+    with zipfile.ZipFile(buf, "a", compression=zipfile.ZIP_STORED) as z:
+        for name, data in files.items():
+            z.writestr(zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0)), data)  # a fixed date: the same bytes each time
+    return buf.getvalue()
+
+
+def add_metadata(tflite: bytes, info: ModelInfo, quantized_input: bool = False) -> bytes:
+    """Return ``tflite`` with metadata, the model card and the packed files
+    (labels, vocabulary) attached; all in memory."""
+    meta, files = metadata_buffer(info)
+    tflite = add_model_entry(tflite, CARD_ENTRY, info.card.to_json(with_vocab=False).encode("utf-8"))
+    tflite = add_model_entry(tflite, METADATA_NAME, meta)
+    return pack_files(tflite, files)
+
+
+class _Table:
+    """A flatbuffers table read by field slot (the reader of the tables above)."""
+
+    def __init__(self, buf: bytearray, pos: int):
+        from flatbuffers.table import Table
+
+        self.t = Table(buf, pos)
+
+    def _at(self, slot: int) -> int:
+        return self.t.Offset(4 + 2 * slot)
+
+    def string(self, slot: int) -> str:
+        o = self._at(slot)
+        return self.t.String(o + self.t.Pos).decode("utf-8", "replace") if o else ""
+
+    def u8(self, slot: int) -> int:
+        import flatbuffers
+
+        o = self._at(slot)
+        return self.t.Get(flatbuffers.number_types.Uint8Flags, o + self.t.Pos) if o else 0
+
+    def table(self, slot: int) -> "_Table | None":
+        o = self._at(slot)
+        return _Table(self.t.Bytes, self.t.Indirect(o + self.t.Pos)) if o else None
+
+    def tables(self, slot: int) -> list["_Table"]:
+        o = self._at(slot)
+        if not o:
+            return []
+        start, n = self.t.Vector(o), self._len(o)
+        return [_Table(self.t.Bytes, self.t.Indirect(start + 4 * i)) for i in range(n)]
+
+    def _len(self, o: int) -> int:
+        n = self.t.VectorLen(o)
+        if n * 4 > len(self.t.Bytes):
+            raise ValueError("a vector longer than its buffer")
+        return n
+
+    def floats(self, slot: int) -> list[float]:
+        import flatbuffers
+
+        o = self._at(slot)
+        if not o:
+            return []
+        start, n = self.t.Vector(o), self._len(o)
+        return [float(self.t.Get(flatbuffers.number_types.Float32Flags, start + 4 * i)) for i in range(n)]
+
+
+def _root(buf: bytes) -> _Table:
     import flatbuffers
 
-    mfb = _schema()
-    md = ecosystem_metadata_module()
-    meta = mfb.ModelMetadataT()
-    meta.name, meta.version, meta.author, meta.license = info.name, info.version, info.author, info.license
-    meta.description = info.description
-    files: list[str] = []
-    card = info.card
-    inp = _input(mfb, card.input, card.vocab, workdir, files)
-    outs = []
-    for name, description in ([(t.name, t.description) for t in card.output.tensors] or
-                              [(card.output.name, card.output.description)]):
-        out = mfb.TensorMetadataT()
-        out.name, out.description = name, description
-        out.content = mfb.ContentT()
-        out.content.contentProperties = mfb.FeaturePropertiesT()
-        out.content.contentPropertiesType = mfb.ContentProperties.FeatureProperties
-        outs.append(out)
-    if info.labels and card.output.task == "classify":
-        outs[0].associatedFiles = [_packed_file(mfb, workdir, files, LABELS_FILE, info.labels,
-                                                mfb.AssociatedFileType.TENSOR_AXIS_LABELS, "class labels, one per line")]
-    sub = mfb.SubGraphMetadataT()
-    sub.inputTensorMetadata, sub.outputTensorMetadata = [inp], outs
-    meta.subgraphMetadata = [sub]
-    b = flatbuffers.Builder(0)
-    b.Finish(meta.Pack(b), md.MetadataPopulator.METADATA_FILE_IDENTIFIER)
-    tflite = add_model_entry(tflite, CARD_ENTRY, card.to_json(with_vocab=False).encode("utf-8"))
-    # the populator works on a file: ours, in the work folder (its own temporary file, when it cannot be written,
-    # leaves a half-made object whose finalizer fails at exit)
-    model_file = workdir / "model_with_metadata.tflite"
-    write_file(model_file, tflite)
-    pop = md.MetadataPopulator.with_model_file(str(model_file))
-    pop.load_metadata_buffer(bytes(b.Output()))
-    if files:
-        pop.load_associated_files(files)
-    try:
-        pop.populate()
-    except Exception as e:
-        from odml.files import write_failure
+    data = bytearray(buf)
+    if len(data) < 8:
+        raise ValueError("too short")
+    return _Table(data, flatbuffers.encode.Get(flatbuffers.packer.uoffset, data, 0))
 
-        failed = write_failure(e)
-        if failed:
-            raise failed from None
-        raise MetadataError(f"writing TFLite metadata failed: {e}") from None
-    return model_file.read_bytes()
+
+def _read_tables(buf: bytes) -> dict[str, Any]:
+    m = _root(buf)
+    res: dict[str, Any] = {k: m.string(_MODEL[k]) for k in ("name", "version", "author", "license", "description")}
+    for sg in m.tables(_MODEL["subgraphs"]):
+        ins, outs = sg.tables(_SUBGRAPH["inputs"]), sg.tables(_SUBGRAPH["outputs"])
+        res["inputs"] = [t.string(_TENSOR["name"]) for t in ins]
+        res["outputs"] = [t.string(_TENSOR["name"]) for t in outs]
+        for t in ins:
+            for pu in t.tables(_TENSOR["process_units"]):
+                opts = pu.table(_UNIT["options"])
+                if pu.u8(_UNIT["options_type"]) == NORMALIZATION_OPTIONS and opts is not None:
+                    res["normalization"] = {"mean": opts.floats(_NORMALIZATION["mean"]),
+                                            "std": opts.floats(_NORMALIZATION["std"])}
+        res["associated_files"] = [f.string(_FILE["name"]) for t in ins + outs
+                                   for f in t.tables(_TENSOR["associated_files"])]
+    return res
 
 
 def read_metadata(model_bytes: bytes, metadata_buffers: dict[str, bytes]) -> dict[str, Any] | None:
@@ -174,28 +261,10 @@ def read_metadata(model_bytes: bytes, metadata_buffers: dict[str, bytes]) -> dic
     buf = metadata_buffers.get(METADATA_NAME)
     if not buf:
         return None
-    mfb = _schema()
     try:
-        m = mfb.ModelMetadataT.InitFromObj(mfb.ModelMetadata.GetRootAsModelMetadata(bytearray(buf), 0))
-    except Exception as e:
+        res = _read_tables(buf)
+    except Exception as e:  # a damaged buffer: flatbuffers reads past its end, or finds nonsense
         return {"error": f"unreadable metadata ({type(e).__name__})"}
-
-    def s(v):
-        return v.decode("utf-8", "replace") if isinstance(v, (bytes, bytearray)) else (v or "")
-
-    res: dict[str, Any] = {"name": s(m.name), "version": s(m.version), "author": s(m.author),
-                           "license": s(m.license), "description": s(m.description)}
-    for sg in m.subgraphMetadata or []:
-        res["inputs"] = [s(t.name) for t in sg.inputTensorMetadata or []]
-        res["outputs"] = [s(t.name) for t in sg.outputTensorMetadata or []]
-        for t in sg.inputTensorMetadata or []:
-            for pu in t.processUnits or []:
-                if pu.optionsType == mfb.ProcessUnitOptions.NormalizationOptions:
-                    res["normalization"] = {"mean": [float(x) for x in pu.options.mean],
-                                            "std": [float(x) for x in pu.options.std]}
-        assoc = [s(f.name) for t in (sg.inputTensorMetadata or []) + (sg.outputTensorMetadata or [])
-                 for f in (t.associatedFiles or [])]
-        res["associated_files"] = assoc
     try:
         with zipfile.ZipFile(io.BytesIO(model_bytes)) as z:
             if LABELS_FILE in z.namelist():
