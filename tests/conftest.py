@@ -12,6 +12,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
+@pytest.fixture
+def sms():
+    """The SMS Spam Collection from ../shared/data; skips (fails under CI) with why when it is missing."""
+    from helpers import need_sms
+
+    return need_sms()
+
+
 class Result:
     def __init__(self, code, stdout, stderr):
         self.exit_code, self.stdout, self.stderr = code, stdout, stderr

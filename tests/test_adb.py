@@ -13,13 +13,18 @@ from pathlib import Path
 
 import pytest
 from adb_standin import StandInDevice
-from helpers import assert_one_line_error
+from helpers import assert_one_line_error, need
 
 from odml.devices.adb import parse_benchmark_output, parse_devices
 
 HAVE_ADB = shutil.which("adb") is not None
-needs_adb = pytest.mark.skipif(not HAVE_ADB and os.environ.get("CI") != "true",
-                               reason="adb client not installed (apt-get install adb); CI installs it")
+needs_adb = pytest.mark.usefixtures("adb_client")
+
+
+@pytest.fixture
+def adb_client():
+    """The real adb client; skips saying why, or fails under CI (.ci/run installs it)."""
+    need(HAVE_ADB, "adb client not installed: apt-get install adb (.ci/run installs it)")
 
 
 # ---- the parser, on benchmark_model's output formats ---------------------------------

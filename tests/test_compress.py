@@ -230,8 +230,9 @@ def test_soft_label_stats_and_note():
 
 def test_distillation_perturbations():
     from odml.compress.distill import perturb
+    from odml._tf import tf as _tf
 
-    tf = pytest.importorskip("tensorflow")
+    tf = _tf()  # a dependency of odml (never skipped: missing, the test fails)
     tf.random.set_seed(0)
     n = 64
     rows = np.broadcast_to(np.arange(n, dtype=np.float32)[:, None, None], (n, 16, 8))  # row i: all i
@@ -255,8 +256,9 @@ def test_ngram_windows_of_texts():
     """``ngram``: every text cut to 1..5 consecutive tokens of its own, moved
     to the front, the rest padding; token ids keep [CLS] first."""
     from odml.compress.distill import NGRAM_MAX, perturb
+    from odml._tf import tf as _tf
 
-    tf = pytest.importorskip("tensorflow")
+    tf = _tf()  # a dependency of odml (never skipped: missing, the test fails)
     tf.random.set_seed(1)
     n, length = 200, 24
     lengths = np.random.RandomState(0).randint(1, length + 1, n)
@@ -293,8 +295,9 @@ def test_students_inherit_the_teachers_channels():
     from odml.zoo import create_config, get_family
 
     fam = get_family("pqrnn")
+    from odml._tf import tf as _tf
 
-    tf = pytest.importorskip("tensorflow")
+    tf = _tf()  # a dependency of odml (never skipped: missing, the test fails)
     tf.keras.utils.set_random_seed(0)
     cfg = create_config("pqrnn_tiny", layers=2, bottleneck=12, hidden=6)
     teacher = fam.build(cfg, "t")
@@ -329,7 +332,7 @@ def test_students_inherit_the_teachers_channels():
     assert small.count_params() < teacher.count_params()
 
 
-@pytest.mark.skipif(not SMS.is_file(), reason="../shared/data is not beside this checkout")
+@pytest.mark.usefixtures("sms")  # skips saying why (fails under CI) without ../shared/data
 def test_text_inputs_distorted_afresh_every_epoch(tmp_path):
     """A text teacher's training inputs: the texts distorted anew each epoch
     (the same for a given seed and epoch, so a resumed run sees the same),
@@ -511,7 +514,7 @@ def test_resume_after_kill_9(teacher, tmp_path):
 # ---- text teachers ---------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not SMS.is_file(), reason="../shared/data is not beside this checkout")
+@pytest.mark.usefixtures("sms")  # skips saying why (fails under CI) without ../shared/data
 def test_text_teacher_students_pruned(cli, tmp_path):
     """A pQRNN teacher from `odml train`, two pQRNN students (one derived by
     MACs, one named) distilled and 50% pruned in one run, with AUC float and int8."""

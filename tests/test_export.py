@@ -9,6 +9,7 @@ import pytest
 from helpers import assert_one_line_error
 
 SMALL = ["--input-size", "32", "--width", "0.25"]
+MUTANTS, MIN_RAN = 40, 10  # test_corrupted_bytes_never_crash: mutants, and how many must reach invoke() (23 do with seed 1)
 ZOO = ["mobilenet_edgetpu_v2_tiny", "mobilenet_edgetpu_v2_xs", "mobilenet_edgetpu_v2_s", "mobilenet_edgetpu_v2_m",
        "mobilenet_edgetpu_v2_l", "mobilenet_edgetpu_v1"]
 
@@ -203,26 +204,38 @@ def test_inspect_rejects_bad_tflite(cli, tmp_path, trained, kind):
     assert_one_line_error(cli("inspect", path), str(path), fragment)
 
 
-def test_corrupted_bytes_never_crash(cli_proc, tmp_path, trained, cli):
-    """Flip bytes all over a valid model: every run ends with exit 0 or 2, never a crash."""
+def test_corrupted_bytes_never_crash(cli, tmp_path, trained):
+    """Flip bytes all over a valid model and run each mutant through the real
+    CLI (`odml bench`: the file checked, then loaded and invoked by LiteRT in
+    its own process): every run ends with exit 0 (it ran: the interpreter's
+    invoke() was reached and timed) or a one-line error (exit 2), never a
+    crash (a traceback, or the runtime's process dying); and enough mutants
+    reach invoke() that refusing everything cannot pass."""
     out = tmp_path / "exp"
     assert cli("export", trained, "--quantize", "fp32", "--out", out, "--no-metadata").exit_code == 0
     data = bytearray((out / "model_fp32.tflite").read_bytes())
     rng = np.random.default_rng(1)
-    from odml.litert import load_interpreter
-    from odml.errors import OdmlError
-
-    for _ in range(40):
+    outcomes = []
+    for i in range(MUTANTS):
         bad = bytearray(data)
-        for pos in rng.integers(0, 4096, 8):  # the flatbuffer tables sit near the front
-            bad[pos] = rng.integers(0, 256)
-        try:
-            interp = load_interpreter(bytes(bad))  # verifies before the native interpreter sees it
-        except OdmlError:
-            continue
-        except (ValueError, RuntimeError):
-            continue  # LiteRT refused it cleanly
-        interp.invoke()
+        for pos in rng.integers(0, 4096, 1 + i % 3):  # the flatbuffer tables sit near the front; 1 to 3 bytes,
+            bad[pos] = rng.integers(0, 256)  # so that about half the mutants pass the checks and reach the runtime
+        path = tmp_path / f"mutant{i}.tflite"
+        path.write_bytes(bytes(bad))
+        r = cli("bench", path, "--runs", "1", "--min-secs", "0", "--json")
+        said = r.stdout + r.stderr
+        assert "Traceback" not in said and "crashed" not in said, (i, said[-2000:])
+        assert r.exit_code in (0, 1, 2), (i, r.exit_code, said[-2000:])
+        if r.exit_code == 0:
+            (res,) = r.json()["bench"]
+            assert res["count"] >= 1 and res["mean_ms"] > 0, res  # invoked, and timed
+            outcomes.append("ran")
+        else:
+            assert_one_line_error(r, str(path), code=r.exit_code)
+            outcomes.append(r.stderr.strip())
+    ran = outcomes.count("ran")
+    assert ran >= MIN_RAN, (ran, outcomes)
+    assert ran < MUTANTS, outcomes  # and the checks refused some: the mutants are not all harmless
 
 
 def test_savedmodel_without_signature(cli, tmp_path):

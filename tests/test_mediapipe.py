@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from helpers import assert_one_line_error
+from helpers import assert_one_line_error, need
 
 MEMBERS = ("mediapipe/modules/pose_detection/pose_detection.tflite",
            "mediapipe/modules/pose_landmark/pose_landmark_full.tflite")
@@ -38,12 +38,21 @@ def _photo(name):
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
+    """The released mediapipe wheel: ODML_TEST_MEDIAPIPE_WHEEL, or downloaded with pip; without either the
+    tests that need it skip saying why (and fail under CI)."""
+    from odml.errors import DataError
+    from odml.zoo.mediapipe import MEDIAPIPE_VERSION, WHEEL_PLATFORM, download_wheel
+
+    how = (f"pip download mediapipe=={MEDIAPIPE_VERSION} --no-deps --only-binary=:all: --python-version 3.11 "
+           f"--platform {WHEEL_PLATFORM} -d DIR, then set ODML_TEST_MEDIAPIPE_WHEEL to the .whl")
     given = os.environ.get("ODML_TEST_MEDIAPIPE_WHEEL")
     if given:
+        need(Path(given).is_file(), f"ODML_TEST_MEDIAPIPE_WHEEL={given}: no such file ({how})")
         return Path(given)
-    from odml.zoo.mediapipe import MEDIAPIPE_VERSION, download_wheel
-
-    return download_wheel(MEDIAPIPE_VERSION, tmp_path_factory.mktemp("wheel"))
+    try:
+        return download_wheel(MEDIAPIPE_VERSION, tmp_path_factory.mktemp("wheel"))
+    except DataError as e:
+        need(False, f"the mediapipe {MEDIAPIPE_VERSION} wheel could not be downloaded ({e}); offline: {how}")
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ def test_params_from_config_equal_the_built_model():
     assert 500_000 < PRESETS["default"].params < 1_300_000  # pQRNN-sized (the paper: 1.3M 8-bit)
 
 
-@pytest.mark.skipif(not SMS.is_file(), reason="../shared/data is not beside this checkout")
+@pytest.mark.usefixtures("sms")  # skips saying why (fails under CI) without ../shared/data
 def test_train_export_int8_and_reload(tmp_path):
     from odml._tf import keras
     from odml.data.projection import project_batch

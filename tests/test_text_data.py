@@ -11,7 +11,7 @@ pytestmark = pytest.mark.fast  # the fast tier (make test-fast)
 SMS = SHARED / "data" / "sms_spam" / "SMSSpamCollection.tsv"
 
 
-@pytest.mark.skipif(not SMS.is_file(), reason="../shared/data is not beside this checkout")
+@pytest.mark.usefixtures("sms")  # skips saying why (fails under CI) without ../shared/data
 def test_sms_spam_collection():
     from odml.data.text import load_text
 

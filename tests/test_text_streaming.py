@@ -15,7 +15,7 @@ from conftest import SHARED
 from helpers import assert_one_line_error
 
 SMS = SHARED / "data" / "sms_spam" / "SMSSpamCollection.tsv"
-needs_sms = pytest.mark.skipif(not SMS.is_file(), reason="../shared/data is not beside this checkout")
+needs_sms = pytest.mark.usefixtures("sms")  # skips saying why (fails under CI) without ../shared/data
 
 
 def _corpus(n=400, seed=0):
