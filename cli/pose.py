@@ -52,6 +52,10 @@ def pose_cmd(
         tracker = PoseTracker(detector, landmarks, min_detection, min_pose)
     elif model == "mediapipe" or (model is None and released_folder() is not None):
         tracker = PoseTracker.released(None, prefer, min_detection=min_detection, min_pose=min_pose)
+    elif model is None and not Path("runs/pose").is_dir():  # a newcomer: nothing imported, nothing trained
+        raise DataError("no pose models yet: run 'odml zoo import-mediapipe' once (MediaPipe's released BlazePose "
+                        "models, from the mediapipe wheel), or train your own with 'odml train blazepose' and give "
+                        "--model DIR")
     else:
         tracker = PoseTracker.from_dir(model or "runs/pose", prefer, min_detection=min_detection, min_pose=min_pose)
     results, drawn = [], []

@@ -140,31 +140,28 @@ def check_out_dir(out_dir: Path) -> Path:
 WORK_FILES = ("model_with_metadata.tflite",)  # what exports before 0.2 left behind: replaced with the rest
 
 
-def exported_files(out_dir: Path) -> list[str] | None:
-    """What ``out_dir`` holds when it is an earlier odml export (its report
-    lists every file), None when it holds anything else."""
+def unexported_files(out_dir: Path) -> list[str]:
+    """The files of ``out_dir`` that no odml export wrote: all of them unless
+    it holds an earlier export's report, which lists every file it wrote."""
+    have = sorted(f.name for f in out_dir.iterdir())
     try:
         report = json.loads((out_dir / REPORT_NAME).read_text(encoding="utf-8"))
         listed = set(report.get("files") or [a["file"] for a in report["artifacts"]])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-    have = {f.name for f in out_dir.iterdir()}
-    return sorted(have) if have <= listed | {REPORT_NAME, *WORK_FILES} | _compiler_files(listed) else None
-
-
-def _compiler_files(listed: set[str]) -> set[str]:
-    return {f"{Path(f).stem}_compiler.log" for f in listed}
+        return have
+    listed |= {REPORT_NAME, *WORK_FILES} | {f"{Path(f).stem}_compiler.log" for f in listed}
+    return [f for f in have if f not in listed]
 
 
 def check_replaceable(out_dir: Path) -> None:
     """An export replaces its whole --out folder: refuse one that holds files
-    an export did not write (the user's), naming one."""
+    an export did not write (the user's), naming them."""
     check_out_dir(out_dir)
-    if not out_dir.is_dir() or not any(out_dir.iterdir()) or exported_files(out_dir) is not None:
-        return
-    others = sorted(f.name for f in out_dir.iterdir())
-    raise OutputError(f"{out_dir}: holds {others[0]}" + (f" and {len(others) - 1} more" if len(others) > 1 else "")
-                      + " that odml export did not write; an export replaces its whole folder: give a new or empty one")
+    others = unexported_files(out_dir) if out_dir.is_dir() else []
+    if others:
+        raise OutputError(f"{out_dir}: holds {others[0]}" + (f" and {len(others) - 1} more" if len(others) > 1 else "")
+                          + " that odml export did not write; an export replaces its whole folder: give a new or "
+                          "empty one")
 
 
 def export_lock(out_dir: Path) -> Any:
@@ -297,7 +294,7 @@ def _export(src: Source, opts: ExportOptions, x_val: np.ndarray | None, y_val: n
         report["ok"] = not failed
         if failed:
             return report  # the caller reports the failure; nothing is written
-        report["files"] = sorted(f.name for f in stage.iterdir()) + [REPORT_NAME]  # all the folder will hold
+        report["files"] = sorted([*(f.name for f in stage.iterdir()), REPORT_NAME])  # all the folder will hold
         write_json_atomic(stage / REPORT_NAME, {"schema": 1, **report})
         replace_folder(stage, opts.out_dir)  # the whole export in one step: the old one whole or the new one
         return report

@@ -121,7 +121,9 @@ class PoseTracker:
         (``odml train blazepose`` writes the .keras files)."""
         d = Path(folder)
         if not d.is_dir():
-            raise DataError(f"{d}: pose model folder not found (train one with 'odml train blazepose')")
+            raise DataError(f"{d}: pose model folder not found (import MediaPipe's released models with "
+                            "'odml zoo import-mediapipe' and give --model mediapipe, or train one with "
+                            "'odml train blazepose')")
         found = {}
         for part in ("detector", "landmarks"):
             order = (".keras", ".tflite") if prefer == "keras" else (".tflite", ".keras")

@@ -48,9 +48,10 @@ def cli():
 def cli_proc():
     """Run the odml CLI as a separate process, exactly as a user would."""
 
-    def run(*args, env=None, timeout=300):
+    def run(*args, env=None, timeout=300, cwd=None):
         cmd = [sys.executable, "-c", "from odml.cli.app import main; main()", *map(str, args)]
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+                           cwd=cwd)
         return Result(p.returncode, p.stdout, p.stderr)
 
     return run

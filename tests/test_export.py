@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import assert_one_line_error
+from helpers import assert_one_line_error, need
 
 SMALL = ["--input-size", "32", "--width", "0.25"]
 MUTANTS, MIN_RAN = 40, 10  # test_corrupted_bytes_never_crash: mutants, and how many must reach invoke() (23 do with seed 1)
@@ -86,14 +86,32 @@ def test_trained_model_all_precisions_metadata_and_inspect(cli, tmp_path, traine
     assert r.exit_code == 0 and "metadata" in r.stdout and "DEPTHWISE_CONV_2D" in r.stdout
 
 
-def test_metadata_reads_back_with_tflite_support(tmp_path, trained, cli):
-    from odml.exporters.metadata import ecosystem_metadata_module
+def _tflite_support_metadata():
+    """tflite-support's metadata module (the ecosystem's reader), with the
+    libusb its native extension links against preloaded from libusb-package."""
+    import ctypes
+    import glob
+    import os
 
+    try:
+        import libusb_package
+
+        for lib in glob.glob(os.path.join(os.path.dirname(libusb_package.__file__), "libusb-1.0*.so*"))[:1]:
+            ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)
+        from tensorflow_lite_support.metadata.python import metadata
+    except ImportError as e:
+        need(False, f"tflite-support is not installed ({e}): make test installs it, or "
+                    "pip install --no-deps tflite-support==0.4.4 (test-only; it pins protobuf<4)")
+    return metadata
+
+
+def test_metadata_reads_back_with_tflite_support(tmp_path, trained, cli):
+    """odml writes the metadata itself; the ecosystem's own reader must agree."""
+    md = _tflite_support_metadata()
     out = tmp_path / "exp"
     r = cli("export", trained, "--data", "digits", "--quantize", "fp32", "--out", out, "--name", "digits-net",
             "--description", "handwritten digits")
     assert r.exit_code == 0, r.stderr
-    md = ecosystem_metadata_module()
     disp = md.MetadataDisplayer.with_model_file(str(out / "model_fp32.tflite"))
     meta = json.loads(disp.get_metadata_json())
     assert meta["name"] == "digits-net" and meta["description"] == "handwritten digits"
@@ -101,6 +119,12 @@ def test_metadata_reads_back_with_tflite_support(tmp_path, trained, cli):
     assert norm == {"mean": [0.0], "std": [255.0]}
     assert disp.get_packed_associated_file_list() == ["labels.txt"]
     assert disp.get_associated_file_buffer("labels.txt").decode().split() == [str(i) for i in range(10)]
+    assert meta["min_parser_version"] == "1.0.0" and meta["version"] == "1"
+    out_md = meta["subgraph_metadata"][0]["output_tensor_metadata"][0]
+    assert out_md["associated_files"][0]["type"] == "TENSOR_AXIS_LABELS"
+    assert meta["subgraph_metadata"][0]["input_tensor_metadata"][0]["content"]["content_properties"] == \
+        {"color_space": "RGB"}
+    assert sorted(f.name for f in out.iterdir()) == ["export.json", "model_fp32.tflite"]  # no work file left
 
 
 def test_int8_io_and_onnx_parity(cli, tmp_path, trained):

@@ -376,3 +376,15 @@ def test_train_pose_then_run_the_pipeline_and_export(cli, tmp_path):
             exp / "landmarks_int8.tflite", "--json", "--min-detection", "0.0", "--min-pose", "0.0")
     assert r.exit_code == 0, r.stderr
     assert r.json()["pose"]["results"][0]["person"]
+
+
+def test_a_newcomer_without_models_is_told_to_import_mediapipe_first(cli_proc, tmp_path):
+    """`odml pose photo.png` before anything was imported or trained: the
+    README's first step is named, not a folder the user never made."""
+    from PIL import Image
+
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "photo.png")
+    r = cli_proc("pose", tmp_path / "photo.png", "--out", tmp_path / "a.png",
+                 env={"ODML_HOME": str(tmp_path / "home")}, cwd=tmp_path)
+    assert_one_line_error(r, "odml zoo import-mediapipe", "odml train blazepose")
+    assert not (tmp_path / "a.png").exists()

@@ -4,11 +4,13 @@ let it finish and check that nothing finished was lost or done twice.
 
     python tests/bench/kill9.py --verb search --kills 20 [--seed 0] [--out runs/kill9]
     python tests/bench/kill9.py --verb all --kills 20
+    python tests/bench/kill9.py --verb export --kills 20
 
 Verbs: search (trials.jsonl: every finished trial kept, none twice),
 compress (results.jsonl: every finished student kept, none twice),
 calibrate (measurements.jsonl: no block or model measured twice) and train
-(a clean restart: never a half-written model). After every kill each file
+(a clean restart: never a half-written model) and export (the folder is
+absent or one complete export, never a mix of two, no work file). After every kill each file
 present must be complete: JSON parses, every JSONL line but a torn last one
 parses, a .keras loads, a .tflite passes odml's verification. Prints one
 line per kill and a summary; writes <out>/<verb>.json. Exit 1 on any
@@ -43,6 +45,7 @@ class Verb:
     key: str = ""
     window = (3.0, 40.0)  # seconds after the start when the kill comes
     during: str | None = None  # a glob in the output ({pid}: the process's): every other kill comes while it exists
+    during_in = "out"  # or "root": where that glob looks
 
     def __init__(self, root: Path):
         self.root = root
@@ -62,6 +65,10 @@ class Verb:
 
     def final(self) -> list[str]:
         """Problems of the finished run."""
+        return []
+
+    def state(self) -> list[str]:
+        """Problems of what a kill left, beyond each file being whole."""
         return []
 
 
@@ -135,7 +142,55 @@ class Train(Verb):
         return [] if (self.out / "model.keras").is_file() else ["no model.keras at the end"]
 
 
-VERBS = {"search": Search, "compress": Compress, "calibrate": Calibrate, "train": Train}
+class Export(Verb):
+    """Exports of two different sets of files, one after the other, into one
+    folder: after every kill the folder is absent, or one complete export
+    (its report lists exactly what the folder holds, each file whole), never a
+    mix of the two, and no work file."""
+    window = (3.0, 25.0)
+    during = ".out.export-{pid}-*"  # every other kill while this process's staging folder exists (beside out)
+    during_in = "root"
+    SETS = (("fp32", "tflite"), ("fp32,int8", "tflite,onnx"))
+
+    def __init__(self, root: Path):
+        super().__init__(root)
+        self.runs = 0
+        self.model = "mobilenet_edgetpu_v2_tiny"
+
+    def command(self) -> list[str]:
+        quantize, fmt = self.SETS[self.runs % 2]
+        self.runs += 1
+        return odml("export", self.model, "--input-size", "32", "--width", "0.25", "--classes", "10",
+                    "--calibration", "random", "--quantize", quantize, "--format", fmt, "--out", self.out)
+
+    def state(self) -> list[str]:
+        if not self.out.exists():
+            return []
+        report = self.out / "export.json"
+        if not report.is_file():
+            return [f"a folder without its report: {sorted(p.name for p in self.out.iterdir())}"]
+        r = json.loads(report.read_text())
+        have = sorted(p.name for p in self.out.iterdir())
+        problems = [] if have == sorted(r["files"]) else [f"holds {have}, its report lists {sorted(r['files'])}"]
+        for a in r["artifacts"]:
+            f = self.out / a["file"]
+            if not f.is_file() or f.stat().st_size != a["size_bytes"]:
+                problems.append(f"{a['file']}: not the file its report describes")
+        files = sorted(f for f in r["files"] if f != "export.json")
+        known = [sorted(self._files(q, fm)) for q, fm in self.SETS]
+        return problems + ([] if files in known else [f"a mix of two exports: {files}"])
+
+    def _files(self, quantize: str, fmt: str) -> list[str]:
+        return [f"{self.model}_{q}.tflite" for q in quantize.split(",")] + \
+            ([f"{self.model}.onnx"] if "onnx" in fmt else [])
+
+    def final(self) -> list[str]:
+        left = [p.name for p in self.root.glob(".out.*")]
+        return self.state() + ([f"left beside the folder: {left}"] if left else []) + \
+            ([] if (self.out / "export.json").is_file() else ["no export at the end"])
+
+
+VERBS = {"search": Search, "compress": Compress, "calibrate": Calibrate, "train": Train, "export": Export}
 
 
 def check_files(folder: Path) -> list[str]:
@@ -182,7 +237,8 @@ def run_verb(name: str, kills: int, root: Path, seed: int) -> dict:
         wait = rng.uniform(*v.window)
         t0 = time.time()
         if v.during and len(log) % 2:  # a kill while the file is being written
-            while p.poll() is None and not any(v.out.glob(v.during.format(pid=p.pid))) and time.time() - t0 < 600:
+            watch = getattr(v, v.during_in)
+            while p.poll() is None and not any(watch.glob(v.during.format(pid=p.pid))) and time.time() - t0 < 600:
                 time.sleep(0.005)
             wait = time.time() - t0 + rng.uniform(0.0, 0.2)
         while time.time() - t0 < wait and p.poll() is None:
@@ -198,13 +254,13 @@ def run_verb(name: str, kills: int, root: Path, seed: int) -> dict:
             continue
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
-        writing = bool(v.during and any(v.out.glob(v.during.format(pid=p.pid))))  # its own, not an older run's
+        writing = bool(v.during and any(getattr(v, v.during_in).glob(v.during.format(pid=p.pid))))  # its own, not an older run's
         at = round(time.time() - t0, 1)
         bad = check_files(v.out) if v.out.exists() else []
         now = v.finished()
         lost = [k for k in kept if k not in now]
         twice = sorted({k for k in now if now.count(k) > 1})
-        problems += [f"kill {len(log) + 1}: {x}" for x in bad]
+        problems += [f"kill {len(log) + 1}: {x}" for x in bad + v.state()]
         if lost or twice or now[:len(kept)] != kept:
             problems.append(f"kill {len(log) + 1}: finished records changed: lost {lost}, twice {twice}")
         temps = sorted(str(x.relative_to(v.out)) for x in v.out.rglob("*.tmp-*")) if v.out.exists() else []
