@@ -193,6 +193,12 @@ def replace_folder(staged: Path, target: Path) -> None:
     leaves them to the next write's sweep). Where the file system cannot
     exchange, the old folder is renamed aside first (a short window with no
     ``target``)."""
+    if target.exists():  # the folder keeps its permissions (the staging folder was made private)
+        os.chmod(staged, target.stat().st_mode & 0o7777)
+    else:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(staged, 0o777 & ~mask)
     for f in staged.rglob("*"):  # the files' data on disk before the name points at them
         if f.is_file():
             with open(f, "rb") as fh:

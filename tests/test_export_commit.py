@@ -116,8 +116,16 @@ def test_a_kill_before_the_exchange_leaves_the_earlier_export(tmp_path):
     (out / "a.tflite").write_bytes(b"old")
     stage = temp_dir_beside(out, "export")
     (stage / "b.tflite").write_bytes(b"new")
+    out.chmod(0o750)
     replace_folder(stage, out)
     assert _listing(out) == ["b.tflite"] and not stage.exists()
+    assert out.stat().st_mode & 0o777 == 0o750  # the folder's permissions, not the private staging folder's
+    new = tmp_path / "new"
+    stage = temp_dir_beside(new, "export")
+    replace_folder(stage, new)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert new.stat().st_mode & 0o777 == 0o777 & ~mask  # as mkdir would make it
     # a killed exporter's staging folder (its pid is gone) is removed by the next one
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
