@@ -34,6 +34,12 @@ class DataError(OdmlError):
     """A dataset that is missing, malformed or unusable."""
 
 
+class UnsupportedError(OdmlError):
+    """Something a model's family does not do (a hook of ``zoo.family.Family``
+    it does not provide), or an option it does not take: "<family>: <what> is
+    not supported"."""
+
+
 class OutputError(OdmlError):
     """An output path that cannot be written."""
 

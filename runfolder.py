@@ -64,6 +64,23 @@ def differences(old: dict[str, Any], new: dict[str, Any], keys: tuple[str, ...] 
     return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
+def set_dotted(obj: Any, overrides: dict[str, Any]) -> Any:
+    """``obj`` (nested dataclasses, such as a recipe) with the value of each
+    dotted key of ``overrides`` (``epochs``, ``distill.joint``) set in place,
+    in order; a value of None is skipped (a command-line option not given)."""
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        *path, last = key.split(".")
+        target = obj
+        for part in path:
+            target = getattr(target, part)
+        if not hasattr(target, last):
+            raise KeyError(f"{key}: no such setting of {type(obj).__name__}")
+        setattr(target, last, value)
+    return obj
+
+
 def _short(v: Any, n: int = 48) -> str:
     s = repr(v)
     return s if len(s) <= n else s[: n - 3] + "..."

@@ -30,6 +30,20 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def given_options(ctx: typer.Context) -> tuple[set[str], dict[str, str]]:
+    """(the names of the options given on the command line or through the
+    environment, each option's name -> its flag): what a verb checks
+    against what a model's family takes."""
+    def source(name: str) -> str:  # by name: typer carries its own copy of click and of its ParameterSource
+        s = ctx.get_parameter_source(name)
+        return s.name if s is not None else ""
+
+    given = {p.name for p in ctx.command.params if p.name and source(p.name) in ("COMMANDLINE", "ENVIRONMENT")}
+    flags = {p.name: "/".join([*p.opts, *p.secondary_opts]) for p in ctx.command.params
+             if p.name and p.opts and p.opts[0].startswith("-")}
+    return given, flags
+
+
 def handle_errors(fn: Callable) -> Callable:
     """Turn an OdmlError into one line on stderr and its exit code (2 for bad
     input, 1 for a failed check), any other exception into one line and

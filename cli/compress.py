@@ -62,9 +62,9 @@ def compress_cmd(
     if epochs is not None and epochs < 1:
         raise CompressError(f"--epochs {epochs}: must be at least 1")
     p = prepare(opts)
-    keypoints = not hasattr(p, "recipe")  # a keypoint teacher's run: stages and steps, not epochs
-    bar = None if json_out or keypoints else _Bar(p.recipe.epochs, [lbl for lbl, _ in p.students])
-    said = (lambda s: err.print(s, markup=False)) if keypoints and not json_out else None
+    stages = p.epochs is None  # a run in stages and steps (a keypoint teacher's students): its stages as lines
+    bar = None if json_out or stages else _Bar(p.epochs, [lbl for lbl, _ in p.students])
+    said = (lambda s: err.print(s, markup=False)) if stages and not json_out else None
     try:
         if bar:
             bar.start()
@@ -78,7 +78,7 @@ def compress_cmd(
     if json_out:
         print_json({"compress": rep})
         return
-    (_keypoint_table if keypoints else _table)(rep)
+    TABLES[p.teacher.compressor](rep)
 
 
 class _Bar:
@@ -170,3 +170,6 @@ def _keypoint_table(rep: dict[str, Any]) -> None:
     out.print(f"metric: {rep['metric']}", markup=False)
     for name, path in rep["files"].items():
         out.print(f"{name}: {path}")
+
+
+TABLES = {"distill": _table, "keypoints": _keypoint_table}  # by the pipeline the teacher's family names

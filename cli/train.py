@@ -10,11 +10,12 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from odml.cli.common import err, handle_errors, out, print_json
+from odml.cli.common import err, given_options, handle_errors, out, print_json
 
 
 @handle_errors
 def train_cmd(
+    ctx: typer.Context,
     model: str = typer.Argument(..., help="A zoo name (see 'odml zoo list') or a spec JSON file."),
     data: Optional[str] = typer.Option(None, "--data", help="'digits' (embedded, the default) or 'shapes' (generated figures in clutter), a folder of class subfolders, or an .npz with x and y; text models: a .tsv/.csv; blazepose: 'synthetic' (the default) or a COCO-style keypoint .json."),
     epochs: int = typer.Option(5, "--epochs", min=1, help="Training epochs."),
@@ -22,7 +23,7 @@ def train_cmd(
     input_size: Optional[str] = typer.Option(None, "--input-size", help="Input size N or HxW (images are resized to it)."),
     width: Optional[float] = typer.Option(None, "--width", help="Width multiplier of a zoo model."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Default 64 (blazepose: 8)."),
-    lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help="Peak learning rate (AdamW, warm-up then cosine decay); default 2e-3 for images, 3e-3 pQRNN, 5e-4 MobileBERT."),
+    learning_rate: Optional[float] = typer.Option(None, "--lr", min=0.0, help="Peak learning rate (AdamW, warm-up then cosine decay); default 2e-3 for images, 3e-3 pQRNN, 5e-4 MobileBERT."),
     val_split: float = typer.Option(0.2, "--val-split", help="Fraction of each class held out for validation."),
     val_data: Optional[str] = typer.Option(None, "--val-data", help="Validate on all of this data (your validation set; the same classes) and train on all of --data."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split, the initialisation and the shuffling."),
@@ -42,12 +43,15 @@ def train_cmd(
     steps: str = typer.Option("300,700,2000", "--steps", help="blazepose: training steps of the detector, the heatmap stage and the regression stage (about 12 minutes for lite on 2 cores)."),
 ) -> None:
     """Train MODEL on DATA and save it to OUT with its model card (OUT.odml.json); print the validation figures,
-    parameters and MACs."""
-    from odml.train import TrainRequest, train_model
+    parameters and MACs. An option MODEL's family does not take is refused."""
+    from odml.train import TrainRequest, check_options, train_model
     from odml.zoo.registry import resolve
 
     c = resolve(model, None, input_size, width, sets or None)  # the classes follow the data
-    req = TrainRequest(data=data, val_data=val_data, epochs=epochs, batch_size=batch_size, learning_rate=lr, val_split=val_split,
+    given, flags = given_options(ctx)
+    check_options(c, given - {"model", "out_path", "json_out"}, flags)
+    req = TrainRequest(data=data, val_data=val_data, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                       val_split=val_split,
                        seed=seed, logdir=str(logdir) if logdir else None, tensorboard=tensorboard, max_len=max_len,
                        label_col=label_col, text_col=text_col, vocab=vocab, vocab_size=vocab_size,
                        distortion=distortion, patience=patience, variant=variant, val_images=val_images, steps=steps)

@@ -50,6 +50,11 @@ class KeypointPrepared:
     def data(self) -> str:
         return self.opts.data
 
+    @property
+    def epochs(self) -> None:
+        """None: the students train in stages of steps, not epochs."""
+        return None
+
 
 def parse_steps(text: str | None) -> tuple[int, int]:
     try:
@@ -61,14 +66,29 @@ def parse_steps(text: str | None) -> tuple[int, int]:
     return h, r
 
 
-def prepare_keypoints(o: Any, recipe: Any, teacher: Any, device: Any, settings: Callable) -> KeypointPrepared:
+def prepare_keypoints(o: Any, recipe: Any, teacher: Any, device: Any) -> KeypointPrepared:
     """Everything checked before anything is written: the data, the
     students (named: BlazePose landmark models reading the teacher's crops),
     the techniques (distillation only: pruning and quantization-aware
-    training are refused), the steps, the run folder's settings."""
+    training are refused), the steps, the run folder's settings; and the
+    options of the classifier pipeline, refused rather than ignored."""
     from odml.compress.students import resolve_students
 
     sf = teacher.student_family
+    if recipe.distill.joint:
+        raise RecipeError(f"distill.joint: the keypoint teacher {teacher.path} stays fixed; use --fixed-teacher")
+    if o.epochs is not None:
+        raise RecipeError(f"--epochs: a keypoint teacher's students train in stages of --steps (heatmap, regression; "
+                          f"default {DEFAULT_STEPS}), not epochs")
+    if o.sizes is not None:
+        raise RecipeError(f"--sizes: {sf.name} students are not derived by size; name them for a keypoint teacher "
+                          "(--students blazepose_lite)")
+    if recipe.distill.augment != "none":
+        raise RecipeError(f"distill.augment: {recipe.distill.augment} is for classifier students; a keypoint "
+                          "teacher's students learn from its keypoints on each crop: use none")
+    if recipe.distill.init != "random":
+        raise RecipeError(f"distill.init: {recipe.distill.init}: a keypoint teacher's students start from random "
+                          "weights: use random")
     sf.check_data(o.data)
     if o.data != "synthetic":
         from odml.data.pose import read_coco
@@ -146,11 +166,16 @@ def _export(path: Path, model: Any, precision: str, card: Any, what: str, rep: A
     return data
 
 
-def run_keypoints(p: KeypointPrepared, folder: Any, say: Callable[[str], None]) -> dict[str, Any]:
+def run_keypoints(p: KeypointPrepared, folder: Any, on_stage: Callable[[str], None] | None = None,
+                  on_epoch: Any = None) -> dict[str, Any]:
+    """The students trained, exported and measured (``on_epoch`` unused:
+    they train in stages, told through ``on_stage``)."""
     from odml.compress.run import RESULTS, _lat_fields, _latency
     from odml.exporters.tflite import representative_from
     from odml.litert import load_interpreter, run_outputs
     from odml.train.pose import PoseTrainConfig, distill_landmarks
+
+    say = on_stage or (lambda s: None)
 
     t = p.teacher
     if not folder.settings_path.is_file():

@@ -31,7 +31,7 @@ from odml.compress.recipe import Recipe, RecipeError, load_recipe
 from odml.compress.students import Teacher, derive_students, load_teacher, resolve_students
 from odml.errors import DataError, OdmlError
 from odml.files import atomic_output, write_bytes_atomic, write_json_atomic
-from odml.runfolder import RunFolder
+from odml.runfolder import RunFolder, set_dotted
 
 SCHEMA = 1
 RESULTS = "results.jsonl"
@@ -111,6 +111,26 @@ def pick(rows: list[dict[str, Any]], conds: list[tuple[str, str, float]]) -> dic
     return max(ok, key=lambda r: (r.get("int8_accuracy") or r["accuracy"], -r["latency_ms"])) if ok else None
 
 
+# ---- the pipelines -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Pipeline:
+    """One way of compressing a teacher, under the key its family's
+    ``compressor`` names."""
+
+    default_data: str  # --data when none is given
+    prepare: Callable[..., Any]  # (options, recipe, teacher, device) -> the prepared run (``epochs``: None in stages)
+    run: Callable[..., dict[str, Any]]  # (prepared, run folder, on_stage, on_epoch) -> the report
+
+
+def pipelines() -> dict[str, Pipeline]:
+    """The pipelines by key: "distill" (classifier students, here and in
+    distill.py) and "keypoints" (landmark students, keypoints.py)."""
+    from odml.compress import keypoints
+
+    return {"distill": Pipeline("digits", _prepare, _run),
+            "keypoints": Pipeline("synthetic", keypoints.prepare_keypoints, keypoints.run_keypoints)}
+
+
 # ---- preparation -------------------------------------------------------------------------
 @dataclass
 class Prepared:
@@ -123,54 +143,55 @@ class Prepared:
     out: Path
     pick: list[tuple[str, str, float]] | None
 
+    @property
+    def epochs(self) -> int:
+        return self.recipe.epochs
 
-def prepare(o: CompressOptions) -> Prepared:
-    """Check everything before anything is written."""
+
+def recipe_of(o: CompressOptions) -> Recipe:
+    """The recipe (--recipe, or the default one) with the command-line
+    settings over it, checked."""
+    recipe = set_dotted(load_recipe(o.recipe), {
+        "epochs": o.epochs, "distill.joint": o.joint, "distill.enabled": o.distill, "distill.augment": o.augment,
+        "distill.init": o.init, "prune.sparsity": o.prune, "prune.structure": o.prune_structure,
+        # --prune 0 turns pruning off, --prune-structure on (whatever --prune says)
+        "prune.enabled": True if o.prune_structure is not None else None if o.prune is None else o.prune > 0,
+        "quantize.mode": o.quantize, "quantize.calibration_samples": o.calibration_samples,
+        "students": list(o.students) or None, "sizes": None if o.sizes is None else list(o.sizes),
+        "shared.enabled": o.shared})
+    return recipe.validate("settings" if o.recipe is None else f"{o.recipe} (with the command-line settings)")
+
+
+def prepare(o: CompressOptions) -> Any:
+    """Check everything before anything is written: the settings, the
+    device, the teacher, then what the pipeline its family names checks."""
     from odml.devices.device import parse_device
 
-    recipe = load_recipe(o.recipe)
-    if o.epochs is not None:
-        recipe.epochs = o.epochs
-    if o.joint is not None:
-        recipe.distill.joint = o.joint
-    if o.distill is not None:
-        recipe.distill.enabled = o.distill
-    if o.augment is not None:
-        recipe.distill.augment = o.augment
-    if o.init is not None:
-        recipe.distill.init = o.init
-    if o.prune is not None:
-        recipe.prune.enabled = o.prune > 0
-        recipe.prune.sparsity = o.prune
-    if o.prune_structure is not None:
-        recipe.prune.structure = o.prune_structure
-        recipe.prune.enabled = True
-    if o.quantize is not None:
-        recipe.quantize.mode = o.quantize
-    if o.calibration_samples is not None:
-        recipe.quantize.calibration_samples = o.calibration_samples
-    if o.students:
-        recipe.students = list(o.students)
-    if o.sizes is not None:
-        recipe.sizes = list(o.sizes)
-    if o.shared is not None:
-        recipe.shared.enabled = o.shared
-    recipe.validate("settings" if o.recipe is None else f"{o.recipe} (with the command-line settings)")
-    conds = parse_pick(o.pick) if o.pick else None
+    recipe = recipe_of(o)
+    if o.pick:
+        parse_pick(o.pick)  # a bad expression first, whatever the teacher
     if o.threads < 1 or o.runs < 1:
         raise CompressError("--threads and --runs must be at least 1")
     device = parse_device(o.device, o.benchmark_binary, compile=True)
     from odml.zoo.families.external import parse_range
 
     teacher = load_teacher(o.teacher, o.input_size, parse_range(o.input_range))
-    keypoints = teacher.output.task == "keypoints"
-    o.data = o.data or ("synthetic" if keypoints else "digits")
-    if keypoints:  # students distilled from its keypoints (compress/keypoints.py)
-        from odml.compress.keypoints import prepare_keypoints, settings
+    pipeline = pipeline_of(teacher)
+    o.data = o.data or pipeline.default_data
+    return pipeline.prepare(o, recipe, teacher, device)
 
-        if recipe.distill.joint:
-            raise RecipeError(f"distill.joint: the keypoint teacher {teacher.path} stays fixed; use --fixed-teacher")
-        return prepare_keypoints(o, recipe, teacher, device, settings)  # type: ignore[return-value]
+
+def pipeline_of(teacher: Teacher) -> Pipeline:
+    pipeline = pipelines().get(teacher.compressor)
+    if pipeline is None:
+        raise CompressError(f"teacher {teacher.path}: its family {teacher.family.name} names the compression pipeline "
+                            f"{teacher.compressor!r}, which odml does not have ({', '.join(pipelines())})")
+    return pipeline
+
+
+def _prepare(o: CompressOptions, recipe: Recipe, teacher: Teacher, device: Any) -> Prepared:
+    """The classifier pipeline's checks: data, students, techniques."""
+    conds = parse_pick(o.pick) if o.pick else None
     if o.steps is not None:
         raise CompressError(f"--steps: for a keypoint teacher's students; the students of {teacher.path} train for "
                             "--epochs")
@@ -260,15 +281,12 @@ def _tflite(p: Prepared, path: Path, data: bytes, name: str, card: Any) -> None:
         write_bytes_atomic(path, add_metadata(data, info, Path(d)))
 
 
-def run(p: Prepared, on_stage: Callable[[str], None] | None = None,
+def run(p: Any, on_stage: Callable[[str], None] | None = None,
         on_epoch: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run a prepared compression with the pipeline its teacher's family names."""
     folder = run_folder(p.out)
     with folder.lock():
-        if not isinstance(p, Prepared):  # a keypoint teacher's run
-            from odml.compress.keypoints import run_keypoints
-
-            return run_keypoints(p, folder, on_stage or (lambda s: None))
-        return _run(p, folder, on_stage, on_epoch)
+        return pipeline_of(p.teacher).run(p, folder, on_stage, on_epoch)
 
 
 def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,

@@ -30,6 +30,7 @@ class Teacher(Carded):
     params: int
     macs: int
     runtime: str = "tf_keras"  # what made it (odml's training loops train tf_keras models only)
+    compressor: str = "distill"  # the pipeline that compresses it, as its family names it (Family.compressor)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -63,11 +64,12 @@ def load_teacher(path: str | Path, input_size: Any = None, input_range: tuple[fl
     except OdmlError as e:
         raise TeacherError(f"teacher {e}" if not str(e).startswith("teacher") else str(e)) from None
     fam, out = loaded.family, loaded.output
-    if fam.student_family is None or out.task not in ("classify", "keypoints"):
-        what = "not a classifier" if out.task != "classify" else "odml has no students for it"
-        raise TeacherError(f"teacher {p}: {what}: it is {fam.noun}; its output is {out.name} ({out.description})")
+    try:
+        compressor = fam.compressor(loaded.card.config)
+    except OdmlError as e:
+        raise TeacherError(f"teacher {p}: {e}: it is {fam.noun}; its output is {out.name} ({out.description})") from None
     params, macs = loaded.sizes()
-    t = Teacher(p, loaded.model, loaded.card, params, macs, loaded.runtime)
+    t = Teacher(p, loaded.model, loaded.card, params, macs, loaded.runtime, compressor)
     try:
         t.student_family.check_teacher(t)
     except SpecError as e:
@@ -96,7 +98,7 @@ def resolve_students(items: list[str], teacher: Teacher) -> list[tuple[str, Conf
                     raise RecipeError(f"student {item!r}: {_a(teacher.family.name)} teacher takes {sf.name} students "
                                       "(they must read the same input)")
                 label, cfg = sf.student(m["name"], float(m["width"]) if m["width"] else None, teacher)
-            elif Path(item).suffix.lower() in getattr(sf, "file_suffixes", ()) or Path(item).exists():
+            elif Path(item).suffix.lower() in sf.file_suffixes or Path(item).exists():
                 label, cfg = sf.student(item, None, teacher)
             else:
                 raise RecipeError(f"student {item!r}: not a zoo name (NAME or NAME@WIDTH, see 'odml zoo list') "

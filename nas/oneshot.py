@@ -147,7 +147,7 @@ class Supernet:
                     if ty == "ibn_dw":
                         self._w(f"{name}/{ty}/e", (1, 1, c_in, cexp))
                         self._bn(f"{name}/{ty}/e", cexp)
-                        self._w(f"{name}/{ty}/d", (kk, kk, cexp, 1))
+                        self._w(f"{name}/{ty}/d", (kk, kk, cexp, 1), depthwise=True)
                         self._bn(f"{name}/{ty}/d", cexp)
                     elif ty == "ibn_fused" or "ibn_fused" not in types:  # one k x k (group) conv expands;
                         self._w(f"{name}/{ty}/e", (kk, kk, c_in, cexp))  # a GC-IBN shares the fused one's
@@ -173,10 +173,10 @@ class Supernet:
         self._forward = t.function(self._call, reduce_retracing=True)
 
     # ---- variables -------------------------------------------------------------------
-    def _w(self, name: str, shape: tuple[int, ...]) -> None:
-        fan_in = float(np.prod(shape[:-1])) if len(shape) > 2 else float(shape[0])
-        if len(shape) == 4 and shape[-1] == 1:  # depthwise
-            fan_in = float(shape[0] * shape[1])
+    def _w(self, name: str, shape: tuple[int, ...], depthwise: bool = False) -> None:
+        """He-initialised weights: the fan-in is all but the output axis (a
+        dense kernel's rows), a depthwise kernel's its window."""
+        fan_in = float(np.prod(shape[:2] if depthwise else shape[:-1]))
         init = self.rng.normal(0, math.sqrt(2.0 / fan_in), shape).astype(np.float32)
         self.weights[name] = self.tf.Variable(init, name=name.replace("/", "_"))
 

@@ -168,7 +168,7 @@ def spec_of(model: str) -> tuple[ModelSpec, str | None]:
     describe."""
     from pathlib import Path
 
-    from odml.errors import SpecError
+    from odml.errors import SpecError, UnsupportedError
     from odml.zoo.card import ModelCard
 
     p = Path(model)
@@ -182,21 +182,22 @@ def spec_of(model: str) -> tuple[ModelSpec, str | None]:
         if card is None:
             raise SpecError(f"{p}: no odml model card in its metadata, so its architecture is unknown; give its "
                             "spec (the JSON odml search or odml export wrote)")
-        cfg, fam = card.config, card.family.name
+        cfg, fam = card.config, card.family
     elif p.suffix.lower() in (".keras", ".h5") or p.is_dir():
         card = ModelCard.load(p)
         if card is None:
             raise SpecError(f"{p}: no odml model card beside it ({p.stem}.odml.json); give its spec")
-        cfg, fam = card.config, card.family.name
+        cfg, fam = card.config, card.family
     else:
         from odml.zoo.registry import resolve
 
         c = resolve(model)
-        cfg, fam = c.config, c.family.name
-    if not isinstance(cfg, ModelSpec):
-        raise SpecError(f"{model}: a {fam} model; latency is predicted and broken into blocks for models of the "
-                        "spec language (MobileNetEdgeTPU, search results, spec files)")
-    return cfg, precision
+        cfg, fam = c.config, c.family
+    try:
+        return fam.block_spec(cfg), precision
+    except UnsupportedError as e:
+        raise SpecError(f"{model}: {e} (only models of the spec language have blocks: MobileNetEdgeTPU, search "
+                        "results, spec files)") from None
 
 
 def breakdown(spec: ModelSpec, device: Any, precision: str, opts: Any, whole_ms: float | None = None,

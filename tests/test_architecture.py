@@ -9,6 +9,7 @@ model families, which read their data through data/, hence data below zoo;
 pose (the BlazePose pipeline) runs zoo's models and is run by training."""
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,7 @@ LAYERS = [
     ["odml.nas", "odml.compress"],
     ["odml.cli"],
 ]
-VERBS = ("cli", "exporters", "devices", "compress", "train")  # where no kind checks may be
+VERBS = ("cli", "exporters", "devices", "compress", "train", "nas")  # where no kind checks may be
 
 
 def _modules():
@@ -109,9 +110,10 @@ def _names():
 
 def _kind_checks(path: Path, names: set[str], configs: set[str]) -> list[str]:
     """Places that find out what kind of model something is by looking at it:
-    isinstance/hasattr on a family's configuration or its attributes, a
-    model or family name compared or matched, the rank of a shape compared,
-    a text-data suffix tested."""
+    isinstance/hasattr on a family's configuration or its attributes,
+    getattr/hasattr on a family (a hook it may lack: hooks are declared on
+    Family and called), a model or family name compared or matched, the rank
+    of a shape compared, a text-data suffix tested."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     found = []
 
@@ -128,6 +130,9 @@ def _kind_checks(path: Path, names: set[str], configs: set[str]) -> list[str]:
             if any(c in text for c in configs) or (node.func.id == "hasattr" and any(
                     a in text for a in ("'features'", "'build'", "'text'", "'vocab'", "'spec'"))):
                 found.append(f"{node.lineno}: {text}")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr") \
+                and node.args and re.search(r"\b(fam\w*|sf)\b|\.family\b|student_family", ast.unparse(node.args[0])):
+            found.append(f"{node.lineno}: {ast.unparse(node)}")
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in (
                 "startswith", "endswith"):
             if any(named(a) for a in node.args):
@@ -163,9 +168,25 @@ def test_the_verbs_ask_the_family_instead_of_testing_names_shapes_or_suffixes():
     "if len(x.shape) == 4: pass",
     "if Path(d).suffix.lower() in ('.tsv', '.csv'): pass",
     "if hasattr(cfg, 'features'): pass",
+    "ok = Path(item).suffix in getattr(sf, 'file_suffixes', ())",
+    "if hasattr(teacher.family, 'channel_scores'): pass",
 ])
 def test_the_kind_check_finds_each_way_of_guessing(tmp_path, code):
     names, configs = _names()
     p = tmp_path / "verb.py"
     p.write_text(code + "\n")
     assert _kind_checks(p, names, configs), code
+
+
+def test_every_hook_of_a_family_is_declared_on_family():
+    """What a family adds to Family is private: every hook a verb may call
+    is declared on Family with a default (one that says "not supported", or
+    an empty one), so no verb reaches for one with getattr or hasattr."""
+    from odml.zoo.family import Family
+    from odml.zoo.registry import families
+
+    own = sorted({f"{cls.__name__}.{k}" for f in families() for cls in type(f).__mro__
+                  if cls is not Family and issubclass(cls, Family)
+                  for k in vars(cls) if not k.startswith("_") and not hasattr(Family, k)})
+    assert not own, "hooks a family provides that Family does not declare: " + ", ".join(own)
+

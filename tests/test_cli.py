@@ -122,3 +122,23 @@ def test_help_paragraphs_wrap_to_the_terminal(cli_proc):
     """A docstring's paragraphs are not broken where the source wraps them."""
     r = cli_proc("search", "--help", env={"COLUMNS": "250"})
     assert r.exit_code == 0 and "proxy-trained on --data for a few epochs" in r.stdout
+
+
+@pytest.mark.parametrize("model, extra, words", [
+    ("mobilenet_edgetpu_v2_tiny", ("--max-len", "16"), ("ibn: --max-len is not supported",)),
+    ("mobilenet_edgetpu_v2_tiny", ("--patience", "1"), ("ibn: --patience is not supported",)),
+    ("mobilenet_edgetpu_v2_tiny", ("--variant", "full"), ("ibn: --variant is not supported",)),
+    ("mobilenet_edgetpu_v2_tiny", ("--steps", "1,1,1"), ("ibn: --steps is not supported", "--epochs")),
+    ("pqrnn_tiny", ("--no-tensorboard",), ("pqrnn: --tensorboard/--no-tensorboard is not supported",)),
+    ("pqrnn_tiny", ("--vocab-size", "100"), ("pqrnn: --vocab-size is not supported",)),
+    ("blazepose", ("--epochs", "2"), ("blazepose_landmarks: --epochs is not supported", "--steps")),
+    ("blazepose_lite", ("--variant", "full"), ("--variant", "one landmark model")),
+])
+def test_train_refuses_an_option_the_family_does_not_take(cli, tmp_path, model, extra, words):
+    """An option of `odml train` that the model's family does not take (its
+    train_options) is refused in one line, exit 2, before anything is read
+    or written, instead of being ignored."""
+    r = cli("train", model, *extra, "--out", tmp_path / "m.keras")
+    assert_one_line_error(r, *words)
+    assert list(tmp_path.iterdir()) == []
+

@@ -234,3 +234,34 @@ def test_devices_parse_once_and_say_why_not():
     if not status()["available"]:
         with pytest.raises(DeviceError, match="unavailable"):
             parse_device("edgetpu")
+
+
+def test_a_hook_a_family_lacks_says_not_supported_in_one_line():
+    """The hooks the verbs call are declared on Family: a family without one
+    answers "<family>: <what> is not supported" (exit 2), or an empty default
+    where not having it is normal; which compression pipeline and which
+    training options a family takes are data it declares."""
+    from odml.errors import UnsupportedError
+    from odml.zoo import get_family, resolve
+
+    ibn, pq, det = get_family("ibn"), get_family("pqrnn"), get_family("blazepose_detector")
+    calls = {"ibn": [lambda: ibn.featurizer(None), lambda: ibn.channel_scores(None, None),
+                     lambda: ibn.inherit(None, None, []), lambda: ibn.pair("mobilenet_edgetpu_v2_tiny")],
+             "pqrnn": [lambda: pq.block_spec(resolve("pqrnn_tiny").config), lambda: pq.load_file("x.json")],
+             "blazepose_detector": [lambda: det.compressor(resolve("blazepose_detector").config)]}
+    for name, hooks in calls.items():
+        for call in hooks:
+            with pytest.raises(UnsupportedError) as e:
+                call()
+            msg = str(e.value)
+            assert msg.startswith(f"{name}: ") and msg.endswith(" is not supported") and "\n" not in msg, msg
+            assert e.value.exit_code == 2
+    assert pq.file_suffixes == () and ibn.check_data("digits") is None  # empty defaults
+    assert ibn.block_spec(resolve("mobilenet_edgetpu_v2_tiny").config).name == "mobilenet_edgetpu_v2_tiny"
+    assert {n: resolve(n).family.compressor(resolve(n).config) for n in ("mobilenet_edgetpu_v2_tiny", "pqrnn_tiny",
+                                                                       "blazepose_lite")} == \
+        {"mobilenet_edgetpu_v2_tiny": "distill", "pqrnn_tiny": "distill", "blazepose_lite": "keypoints"}
+    assert "max_len" in pq.train_options and "max_len" not in ibn.train_options
+    assert "epochs" not in get_family("blazepose_landmarks").train_options
+    assert get_family("external").train_options == frozenset()  # not trained by odml
+

@@ -286,6 +286,11 @@ def test_compress_with_the_released_teacher_on_a_coco_style_file(released, cli, 
     (("--students", "blazepose_lite", "--data", "digits"), ("--data digits", "synthetic")),
     (("--students", "blazepose_lite", "--steps", "5"), ("--steps '5'", "heatmap and regression")),
     (("--students", "blazepose_lite", "--pick", "latency_ms<=5"), ("--pick", "classifier")),
+    # the classifier pipeline's options: refused, not ignored
+    (("--students", "blazepose_lite", "--epochs", "2"), ("--epochs", "--steps", "not epochs")),
+    (("--students", "blazepose_lite", "--sizes", "0.5"), ("--sizes", "not derived by size")),
+    (("--students", "blazepose_lite", "--init", "teacher"), ("distill.init", "use random")),
+    (("--students", "blazepose_lite", "--augment", "mixup"), ("distill.augment", "use none")),
 ])
 def test_compress_with_a_keypoint_teacher_refuses_bad_settings(released, cli, monkeypatch, tmp_path, extra, words):
     monkeypatch.setenv("ODML_HOME", str(released["home"]))

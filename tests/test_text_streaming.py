@@ -214,7 +214,7 @@ def test_ctrl_c_mid_epoch_writes_no_model(tmp_path):
     p.write_text("".join(f"{lab}\t{t}\n" for lab, t in _corpus(4000)))
     out = tmp_path / "m.keras"
     cmd = [sys.executable, "-c", "from odml.cli.app import main; main()", "train", "pqrnn_tiny", "--data", str(p),
-           "--epochs", "200", "--out", str(out), "--no-tensorboard"]
+           "--epochs", "200", "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = [proc.stderr.readline() for _ in range(1)]
     while not seen[-1].startswith("data:") and seen[-1] and len(seen) < 50:  # "data: ..." comes just before training

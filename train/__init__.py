@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
-from odml.errors import SpecError
+from odml.errors import SpecError, UnsupportedError
 
 
 @dataclass
@@ -44,6 +44,25 @@ class TrainRequest:
 
     def lr(self, family: Any) -> float:
         return self.learning_rate or float(family.train_defaults.get("learning_rate", 2e-3))
+
+
+def check_options(c: Any, given: Iterable[str], flags: dict[str, str] | None = None) -> None:
+    """Refuse, in one line, an option of `odml train` that the family of
+    Configured ``c`` does not take (its ``train_options``) rather than
+    ignore it. ``given``: the names of the options given (TrainRequest's
+    fields, and input_size, width, sets); ``flags``: name -> the flag as the
+    user types it (default ``--name`` with dashes)."""
+    fam = c.family
+    if not fam.train_options:
+        return  # not trained by odml: train_model says so
+
+    def flag(name: str) -> str:
+        return (flags or {}).get(name) or "--" + name.replace("_", "-")
+
+    for name in sorted(given):
+        if name not in fam.train_options:
+            raise UnsupportedError(f"{fam.name}: {flag(name)} is not supported: odml trains {c.name} ({fam.noun}) "
+                                   f"with {', '.join(sorted(map(flag, fam.train_options)))}")
 
 
 def train_model(c: Any, req: TrainRequest, out: Path, progress: Any = None,

@@ -23,9 +23,18 @@ from typing import Any
 
 import numpy as np
 
-from odml.errors import SpecError
+from odml.errors import SpecError, UnsupportedError
 
 TASKS = ("classify", "detect", "keypoints")
+
+# The options of `odml train`, named as odml.train.TrainRequest's fields (and --input-size, --width, --set as
+# input_size, width, sets): a family's ``train_options`` is the set its training loop takes; `odml train` refuses
+# the others in one line instead of ignoring them. The groups below are what each loop of odml.train reads.
+TRAIN_COMMON = frozenset({"data", "batch_size", "learning_rate", "seed"})
+TRAIN_EPOCHS = TRAIN_COMMON | {"epochs", "val_split", "val_data"}
+TRAIN_IMAGES = TRAIN_EPOCHS | {"logdir", "tensorboard", "input_size", "width", "sets"}  # the classifier loop
+TRAIN_TEXT = TRAIN_EPOCHS | {"max_len", "label_col", "text_col", "patience", "width", "sets"}  # the text loop
+TRAIN_POSE = TRAIN_COMMON | {"variant", "val_images", "steps"}  # the pose loop (stages of steps, not epochs)
 
 
 @dataclass(frozen=True)
@@ -152,6 +161,12 @@ class Family:
     distorts_text = False  # text: training texts distorted afresh every epoch by default
     train_defaults: dict[str, Any] = {"batch_size": 64, "learning_rate": 2e-3}
     config_type: type | None = None  # the configuration dataclass
+    file_suffixes: tuple[str, ...] = ()  # suffixes of the spec files ``load_file`` reads (none: it reads none)
+    train_options: frozenset[str] = frozenset()  # the options of `odml train` its loop takes (see TRAIN_IMAGES)
+
+    def unsupported(self, what: str) -> UnsupportedError:
+        """The one-line error of a hook this family does not provide."""
+        return UnsupportedError(f"{self.name}: {what} is not supported")
 
     # ---- the zoo ----------------------------------------------------------------------
     def models(self) -> dict[str, str]:
@@ -179,6 +194,12 @@ class Family:
         if width is not None and width != 1.0:
             cfg = self.scale(cfg, width, name)
         return self.validate(cfg, name)
+
+    def load_file(self, path: str, classes: int | None = None, input_size: Any = None,
+                  width: float | None = None) -> Any:
+        """The configuration in spec file ``path`` (one of ``file_suffixes``)
+        with the overrides every verb offers."""
+        raise self.unsupported("reading spec files")
 
     def setting_names(self) -> list[str]:
         """What ``--set KEY=VALUE`` may change."""
@@ -300,7 +321,41 @@ class Family:
         """The vocabulary a model of this family needs (None: it needs none)."""
         return None
 
+    def featurizer(self, card: Any) -> Any:
+        """texts -> (model inputs, tokens cut) for ``card``'s model: how a
+        text family turns texts into what its model reads."""
+        raise self.unsupported("featurizing texts")
+
+    def check_data(self, data: str) -> None:
+        """Raise DataError, before anything is written, when --data ``data``
+        is not something this family's ``read`` takes; by default there is
+        nothing to check ahead of ``read``."""
+
+    # ---- training --------------------------------------------------------------------------
+    def pair(self, name: str, variant: str | None = None) -> tuple[str, str]:
+        """(detector, landmark model) that ``odml train NAME --variant V``
+        trains (a pose pipeline's two models)."""
+        raise self.unsupported("training a detector and landmark pair")
+
+    # ---- latency ---------------------------------------------------------------------------
+    def block_spec(self, cfg: Any) -> Any:
+        """``cfg`` in odml's spec language (a zoo.spec.ModelSpec): what latency
+        prediction and the per-block breakdown read."""
+        raise self.unsupported("latency prediction and breakdown by blocks")
+
     # ---- compression ------------------------------------------------------------------------
+    def compressor(self, cfg: Any) -> str:
+        """The pipeline of odml.compress that compresses a teacher of this
+        family (configuration ``cfg``), by its key: "distill" (classifier
+        students distilled together, pruned, quantized: compress/run.py and
+        distill.py) or "keypoints" (landmark students trained on a keypoint
+        teacher's outputs: compress/keypoints.py)."""
+        if self.outputs(cfg).task != "classify":
+            raise self.unsupported("compression of a model that is not a classifier")
+        if self.student_family is None:
+            raise self.unsupported(f"compression of {self.noun} (odml has no students for it)")
+        return "distill"
+
     def student_base(self, teacher: Any) -> tuple[str, Any]:
         """(label stem, configuration) of the member students derived by MACs
         are narrowed from, for ``teacher`` (a loaded model of a family whose
@@ -334,6 +389,17 @@ class Family:
 
     def check_inherit(self, teacher_cfg: Any, student_cfg: Any, label: str) -> None:
         raise SpecError(f"students inherit the teacher's channels only from a {inheriting()} teacher")
+
+    def channel_scores(self, teacher: Any, x: Any, samples: int = 512) -> list[Any]:
+        """How much the teacher (a built model of this family) relies on each
+        of its channels, on inputs ``x``: what ``inherit`` keeps (families
+        with ``can_inherit``)."""
+        raise self.unsupported("starting students from the teacher's channels")
+
+    def inherit(self, teacher: Any, student: Any, scores: list[Any]) -> dict[str, Any]:
+        """Give a narrower ``student`` the teacher's most important channels
+        by ``scores`` (from ``channel_scores``) and their weights."""
+        raise self.unsupported("starting students from the teacher's channels")
 
     def __repr__(self) -> str:
         return f"<family {self.name}>"

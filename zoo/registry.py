@@ -135,12 +135,12 @@ def resolve(model: str, classes: int | None = None, input_size: Any = None, widt
         cfg = fam.configure(model, classes=classes, input_size=input_size, width=width, sets=parsed)
         return Configured(fam, cfg, model)
     p = Path(model)
-    readers = [f for f in families() if p.suffix.lower() in getattr(f, "file_suffixes", ())]
+    readers = [f for f in families() if p.suffix.lower() in f.file_suffixes]
     looks_like_file = bool(readers) or p.exists() or "/" in model
     if not looks_like_file:
         family_of(model)  # the unknown-name error, with suggestions
     if not readers:
-        kinds = sorted({s for f in families() for s in getattr(f, "file_suffixes", ())})
+        kinds = sorted({s for f in families() for s in f.file_suffixes})
         raise SpecError(f"{model}: not a zoo name nor a spec file ({', '.join(kinds)})")
     if sets:
         raise SpecError(f"{model}: --set applies to zoo names; edit the file instead")

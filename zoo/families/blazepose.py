@@ -19,7 +19,7 @@ import dataclasses
 from typing import Any
 
 from odml.errors import DataError, SpecError
-from odml.zoo.family import Counts, Family, InputSpec, OutputSpec
+from odml.zoo.family import TRAIN_POSE, Counts, Family, InputSpec, OutputSpec
 from odml.zoo.poseconfig import LANDMARKS, PUBLISHED_WEIGHTS, DetectorConfig, LandmarkConfig, \
     anchor_counts, count, pose_config
 from odml.zoo.registry import register_family
@@ -30,6 +30,7 @@ PAIR = "blazepose"  # `odml train blazepose --variant V`: the detector and the l
 
 class _BlazePose(Family):
     trainer = "pose"
+    train_options = TRAIN_POSE
     train_defaults = {"batch_size": 8, "learning_rate": 2e-3}
     config_type: type = LandmarkConfig
 
@@ -68,12 +69,15 @@ class _BlazePose(Family):
 
     def pair(self, name: str, variant: str | None = None) -> tuple[str, str]:
         """(detector, landmark model) that ``odml train NAME`` trains."""
-        if name == PAIR or name in BlazePoseDetector.names:
+        if name == PAIR or name in BlazePoseDetector._names:
             variant = variant or "lite"
             if variant not in VARIANTS:
                 raise DataError(f"--variant: expected {', '.join(VARIANTS)}, got {variant!r}")
             lm = f"blazepose_{variant}"
         else:
+            if variant is not None:
+                raise DataError(f"--variant: {name} is one landmark model; --variant picks the landmark model of "
+                                f"'odml train {PAIR}'")
             lm = name
         return ("blazepose_detector_tiny" if lm == "blazepose_tiny" else "blazepose_detector"), lm
 
@@ -86,7 +90,7 @@ class BlazePoseDetector(_BlazePose):
     zoo_task = "pose_detection"
     title = "the BlazePose person detector (MediaPipe pose_detection)"
     config_type = DetectorConfig
-    names = ("blazepose_detector", "blazepose_detector_tiny")
+    _names = ("blazepose_detector", "blazepose_detector_tiny")
 
     def models(self) -> dict[str, str]:
         return {"blazepose_detector": "BlazePose person detector (SSD, 2254 anchors)"}
@@ -169,6 +173,9 @@ class BlazePoseLandmarks(_BlazePose):
             raise SpecError(f"student {item!r}: reads {cfg.input_size}x{cfg.input_size} crops but the teacher reads "
                             f"{'x'.join(map(str, teacher.input.shape))}")
         return item, cfg
+
+    def compressor(self, cfg: Any) -> str:
+        return "keypoints"
 
     def derived(self, base: Any, width: float, teacher: Any) -> Any:
         raise SpecError("sizes: BlazePose students are named (--students blazepose_lite), not derived by size")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from odml.errors import SpecError
-from odml.zoo.family import Counts, Family, InputSpec, OutputSpec
+from odml.zoo.family import TRAIN_IMAGES, Counts, Family, InputSpec, OutputSpec
 from odml.zoo.registry import register_family
 from odml.zoo.spec import Block, Head, ModelSpec, Stem, round_filters
 
@@ -173,6 +173,7 @@ class IBN(Family):
     student_family = "ibn"
     config_type = ModelSpec
     file_suffixes = (".json", ".yaml", ".yml")
+    train_options = TRAIN_IMAGES
     width_range = (0.05, 4.0)
 
     def models(self) -> dict[str, str]:
@@ -239,6 +240,9 @@ class IBN(Family):
 
     def blocks(self, cfg: ModelSpec) -> list[dict[str, Any]]:
         return cfg.layers()
+
+    def block_spec(self, cfg: ModelSpec) -> ModelSpec:
+        return cfg
 
     def count(self, cfg: ModelSpec) -> Counts:
         return Counts(cfg.params, cfg.macs)

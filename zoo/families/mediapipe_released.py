@@ -41,18 +41,18 @@ class ReleasedConfig:
 class _Released(Family):
     trainer = None
     config_type = ReleasedConfig
-    part = ""
-    entry = ""
+    _part = ""
+    _entry = ""
 
     def models(self) -> dict[str, str]:
         from odml.zoo.mediapipe import released
 
-        return {self.entry: f"{released(self.part).what}, imported by 'odml zoo import-mediapipe'"}
+        return {self._entry: f"{released(self._part).what}, imported by 'odml zoo import-mediapipe'"}
 
     def config(self, name: str) -> ReleasedConfig:
-        if name != self.entry:
+        if name != self._entry:
             raise SpecError(f"{self.name}: no zoo entry {name!r}")
-        return ReleasedConfig(self.part)
+        return ReleasedConfig(self._part)
 
     def _folder(self, cfg: ReleasedConfig) -> Path | None:
         from odml.zoo.mediapipe import imported
@@ -68,7 +68,7 @@ class _Released(Family):
         if d is None:
             return Counts(0, None)
         try:
-            return Counts(int(json.loads((d / "manifest.json").read_text())["models"][self.part]["params"]), None)
+            return Counts(int(json.loads((d / "manifest.json").read_text())["models"][self._part]["params"]), None)
         except (OSError, ValueError, KeyError, TypeError):
             return Counts(0, None)
 
@@ -78,7 +78,7 @@ class _Released(Family):
         d = self._folder(cfg)
         if d is None:
             raise DataError(not_imported_message(cfg.folder or None))
-        return d / f"{self.part}.keras"
+        return d / f"{self._part}.keras"
 
     def build(self, cfg: ReleasedConfig, name: str | None = None) -> Any:
         from odml.zoo.load import load_keras_model
@@ -92,13 +92,13 @@ class _Released(Family):
     def inputs(self, cfg: ReleasedConfig, vocab: list[str] | None = None) -> InputSpec:
         from odml.zoo.mediapipe import released
 
-        r = released(self.part)
+        r = released(self._part)
         return InputSpec("image", r.input_shape[1:], "float32", r.input_range, r.input_name, r.input_description)
 
     def _tensors(self) -> tuple[OutputTensor, ...]:
         from odml.zoo.mediapipe import released
 
-        r = released(self.part)
+        r = released(self._part)
         return tuple(OutputTensor(n, s[1:], d) for n, s, d in zip(r.output_names, r.output_shapes, r.output_descriptions))
 
     def outputs(self, cfg: ReleasedConfig) -> OutputSpec:
@@ -112,7 +112,7 @@ class _Released(Family):
         from odml.zoo.families.blazepose import _Inputs
 
         self.check_data(data)
-        inputs = pose_items.detector_inputs if self.part == "detector" else pose_items.landmark_inputs
+        inputs = pose_items.detector_inputs if self._part == "detector" else pose_items.landmark_inputs
         size = self.inputs(card.config).shape[0]
         return _Inputs(*inputs(size, data, options.get("n_val", 100), options.get("n_cal", 200), seed), data)
 
@@ -131,8 +131,8 @@ class ReleasedDetector(_Released):
     noun = "MediaPipe's released pose detector"
     zoo_task = "pose_detection"
     title = "MediaPipe's released BlazePose person detector (pose_detection.tflite, Apache-2.0)"
-    part = "detector"
-    entry = "blazepose_detector_released"
+    _part = "detector"
+    _entry = "blazepose_detector_released"
 
 
 @register_family
@@ -142,9 +142,12 @@ class ReleasedLandmarks(_Released):
     noun = "MediaPipe's released full pose landmark model"
     zoo_task = "pose_landmarks"
     title = "MediaPipe's released full BlazePose landmark model (pose_landmark_full.tflite, Apache-2.0)"
-    part = "landmarks"
-    entry = "blazepose_full_released"
+    _part = "landmarks"
+    _entry = "blazepose_full_released"
     student_family = "blazepose_landmarks"
+
+    def compressor(self, cfg: Any) -> str:
+        return "keypoints"
 
     def landmarks(self, cfg: Any, outputs: list[np.ndarray]) -> np.ndarray:
         from odml.zoo.mediapipe import landmarks_as_odml

@@ -23,7 +23,7 @@ import numpy as np
 from odml.errors import SpecError
 from odml.numeric import classification_scores
 from odml.zoo.families.pqrnn import _length, read_texts
-from odml.zoo.family import Counts, Family, InputSpec, OutputSpec
+from odml.zoo.family import TRAIN_TEXT, Counts, Family, InputSpec, OutputSpec
 from odml.zoo.registry import register_family
 
 
@@ -111,6 +111,7 @@ class MobileBert(Family):
     student_family = "mobilebert"
     train_defaults = {"batch_size": 64, "learning_rate": 5e-4}
     config_type = MobileBertConfig
+    train_options = TRAIN_TEXT | {"vocab", "vocab_size"}  # (texts are not distorted: distorts_text is off)
 
     def models(self) -> dict[str, str]:
         return {n: f"{c.layers} blocks, intra {c.intra}, {c.ffn} FFNs" for n, c in PRESETS.items()}

@@ -23,7 +23,7 @@ import numpy as np
 
 from odml.errors import DataError, SpecError
 from odml.numeric import classification_scores
-from odml.zoo.family import Counts, Family, InputSpec, OutputSpec
+from odml.zoo.family import TRAIN_TEXT, Counts, Family, InputSpec, OutputSpec
 from odml.zoo.registry import register_family
 
 
@@ -90,6 +90,7 @@ class PQRNN(Family):
     student_family = "pqrnn"
     can_inherit = True
     distorts_text = True
+    train_options = TRAIN_TEXT | {"distortion"}  # (no vocabulary: the projection hashes tokens)
     train_defaults = {"batch_size": 64, "learning_rate": 3e-3}
     config_type = PQRNNConfig
 
