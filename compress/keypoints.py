@@ -150,8 +150,6 @@ def teacher_runner(t: Any) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _export(path: Path, model: Any, precision: str, card: Any, what: str, rep: Any = None) -> bytes:
-    import tempfile
-
     from odml.exporters.metadata import ModelInfo, add_metadata
     from odml.exporters.tflite import concrete_function, convert, keep_io
 
@@ -160,8 +158,7 @@ def _export(path: Path, model: Any, precision: str, card: Any, what: str, rep: A
     data = convert(fn, precision, rep, "float", getattr(model, "loaded", None), input_name=inp.name)
     if card.output.tensors:
         data = keep_io(data, inp.name, card.output.tensors, f"{path.name}")
-    with tempfile.TemporaryDirectory(prefix="odml-meta-") as d:
-        data = add_metadata(data, ModelInfo(name=card.name, description=what, card=card), Path(d))
+    data = add_metadata(data, ModelInfo(name=card.name, description=what, card=card))
     write_bytes_atomic(path, data)
     return data
 

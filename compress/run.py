@@ -270,15 +270,12 @@ def _scores(p: Prepared, logits: np.ndarray, prefix: str = "") -> dict[str, Any]
 def _tflite(p: Prepared, path: Path, data: bytes, name: str, card: Any) -> None:
     """Write an exported model with its metadata: the labels, the card (and a
     text student's vocabulary), as `odml export` writes them."""
-    import tempfile
-
     from odml.exporters.metadata import ModelInfo, add_metadata
 
     labels = list(p.data.class_names)
     info = ModelInfo(name=name, description=f"{name}, compressed by odml from {p.teacher.path.name}", labels=labels,
                      card=card)
-    with tempfile.TemporaryDirectory(prefix="odml-meta-") as d:
-        write_bytes_atomic(path, add_metadata(data, info, Path(d)))
+    write_bytes_atomic(path, add_metadata(data, info))
 
 
 def run(p: Any, on_stage: Callable[[str], None] | None = None,
