@@ -46,6 +46,8 @@ class Verb:
     window = (3.0, 40.0)  # seconds after the start when the kill comes
     during: str | None = None  # a glob in the output ({pid}: the process's): every other kill comes while it exists
     during_in = "out"  # or "root": where that glob looks
+    keep_finished = False  # a run that finished before its kill: start the next from nothing
+    during_delay = 0.2  # the kill comes this long at most after the glob appears
 
     def __init__(self, root: Path):
         self.root = root
@@ -70,6 +72,10 @@ class Verb:
     def state(self) -> list[str]:
         """Problems of what a kill left, beyond each file being whole."""
         return []
+
+    def describe(self) -> str:
+        """What a kill left, in a word or two (for the log)."""
+        return ""
 
 
 class Search(Verb):
@@ -147,9 +153,11 @@ class Export(Verb):
     folder: after every kill the folder is absent, or one complete export
     (its report lists exactly what the folder holds, each file whole), never a
     mix of the two, and no work file."""
-    window = (3.0, 25.0)
-    during = ".out.export-{pid}-*"  # every other kill while this process's staging folder exists (beside out)
-    during_in = "root"
+    window = (2.0, 12.0)
+    during = ".out.export-{pid}-*/.export.tmp-*"  # every other kill at the commit: the staged report being
+    during_in = "root"                              # written, the folder swapped in milliseconds later
+    keep_finished = True  # a finished export stays: the next one replaces it
+    during_delay = 0.003
     SETS = (("fp32", "tflite"), ("fp32,int8", "tflite,onnx"))
 
     def __init__(self, root: Path):
@@ -179,6 +187,12 @@ class Export(Verb):
         files = sorted(f for f in r["files"] if f != "export.json")
         known = [sorted(self._files(q, fm)) for q, fm in self.SETS]
         return problems + ([] if files in known else [f"a mix of two exports: {files}"])
+
+    def describe(self) -> str:
+        if not (self.out / "export.json").is_file():
+            return "no export yet"
+        files = json.loads((self.out / "export.json").read_text())["files"]
+        return f"the export of {self.SETS[['onnx' in f for f in files].count(True)][0]}"
 
     def _files(self, quantize: str, fmt: str) -> list[str]:
         return [f"{self.model}_{q}.tflite" for q in quantize.split(",")] + \
@@ -239,8 +253,8 @@ def run_verb(name: str, kills: int, root: Path, seed: int) -> dict:
         if v.during and len(log) % 2:  # a kill while the file is being written
             watch = getattr(v, v.during_in)
             while p.poll() is None and not any(watch.glob(v.during.format(pid=p.pid))) and time.time() - t0 < 600:
-                time.sleep(0.005)
-            wait = time.time() - t0 + rng.uniform(0.0, 0.2)
+                time.sleep(0.0005)
+            wait = time.time() - t0 + rng.uniform(0.0, v.during_delay)
         while time.time() - t0 < wait and p.poll() is None:
             time.sleep(0.005)
         if p.poll() is not None:  # it finished (or failed) before the kill: check it, then start afresh
@@ -249,12 +263,14 @@ def run_verb(name: str, kills: int, root: Path, seed: int) -> dict:
                 problems.append(f"exit {p.returncode} before the kill: {err.strip()[-300:]}")
             problems += [f"finished run: {x}" for x in v.final() + check_files(v.out)]
             done_before_kill += 1
-            shutil.rmtree(v.out, ignore_errors=True)
+            if not v.keep_finished:
+                shutil.rmtree(v.out, ignore_errors=True)
             kept = []
             continue
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
-        writing = bool(v.during and any(getattr(v, v.during_in).glob(v.during.format(pid=p.pid))))  # its own, not an older run's
+        writing = bool(v.during and any(getattr(v, v.during_in).glob(v.during.format(pid=p.pid).split("/")[0])))
+        # (its own, not an older run's: the pid is in the name)
         at = round(time.time() - t0, 1)
         bad = check_files(v.out) if v.out.exists() else []
         now = v.finished()
@@ -265,9 +281,10 @@ def run_verb(name: str, kills: int, root: Path, seed: int) -> dict:
             problems.append(f"kill {len(log) + 1}: finished records changed: lost {lost}, twice {twice}")
         temps = sorted(str(x.relative_to(v.out)) for x in v.out.rglob("*.tmp-*")) if v.out.exists() else []
         log.append({"kill": len(log) + 1, "after_s": at, "finished": len(now), "files_bad": bad, "temporaries": temps,
-                    "while_writing": writing})
+                    "while_writing": writing, "left": v.describe()})
         print(f"{name} kill {len(log)}/{kills} after {at} s: {len(now)} finished, {len(bad)} bad files"
-              + (f", {len(temps)} temporaries" if temps else "") + (" (killed while saving)" if writing else ""),
+              + (f", {len(temps)} temporaries" if temps else "") + (" (killed while saving)" if writing else "")
+              + (f"; left {v.describe()}" if v.describe() else ""),
               flush=True)
         kept = now
         restarts += 1
