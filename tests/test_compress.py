@@ -14,6 +14,10 @@ import pytest
 from helpers import assert_one_line_error, make_image_folder
 
 SMS = __import__("conftest").SHARED / "data" / "sms_spam" / "SMSSpamCollection.tsv"
+# digits: 10 classes, chance 0.1 (a broken QAT once scored 0.097). The tiny students below, distilled for one
+# or two epochs, reach 0.29 to 0.78 (measured); a student must clear these floors to count as trained.
+ABOVE_CHANCE = 0.2  # the weakest configs (v1 at width 0.25, one epoch or 2:4-pruned) measured 0.29 to 0.34
+CLEARLY_ABOVE = 0.3  # configs measured at 0.41 and more
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +151,8 @@ def test_several_students_in_one_run(cli, teacher, tmp_path):
         assert load_interpreter(f).get_input_details()[0]["dtype"] == np.float32  # float io, int8 inside
         assert s["size_ratio"] == pytest.approx(t["size_bytes"] / s["size_bytes"], rel=0.01)
         assert s["speedup"] == pytest.approx(t["latency_ms"] / s["latency_ms"], rel=0.01)
-        assert 0 <= s["int8_accuracy"] <= 1 and s["params"] < t["params"]
+        assert ABOVE_CHANCE < s["int8_accuracy"] <= 1 and ABOVE_CHANCE < s["accuracy"] <= 1, s  # 0.29 to 0.42
+        assert s["params"] < t["params"]
         assert len(s["history"]) == 1 and s["epochs"] == 1
     assert any(s["pareto"] for s in studs)
     ph = rep["phases"]  # two students trained together, against one alone
@@ -157,7 +162,8 @@ def test_several_students_in_one_run(cli, teacher, tmp_path):
 
     on_train = t["on_train"]  # the teacher's soft labels on the training images
     assert on_train["examples"] > 100 and 0 <= on_train["sure_share"] <= 1 and on_train["temperature"] == 4
-    assert 0 < on_train["soft_label_mean"] < 1 and 0 <= on_train["accuracy"] <= 1
+    assert 0 < on_train["soft_label_mean"] < 1 and 0.6 < on_train["accuracy"] <= 1
+    assert 0.6 < t["accuracy"] <= 1  # the teacher: 0.91 after three epochs (0.98 on its training images)
     assert (soft_label_note(on_train) is not None) == any("the teacher is sure" in n for n in rep["notes"])
     picked = [s for s in studs if s["picked"]]
     assert len(picked) == 1 and rep["picked"] == picked[0]["label"]
@@ -189,6 +195,7 @@ def test_pruning(cli, teacher, tmp_path, structure):
             "mobilenet_edgetpu_v1@0.25", "--prune", "0.5", "--prune-structure", structure, "--json")
     assert r.exit_code == 0, r.stderr
     s = r.json()["compress"]["students"][0]
+    assert ABOVE_CHANCE < s["int8_accuracy"] <= 1, s["int8_accuracy"]  # 0.43 unstructured, 0.34 2:4
     assert 0.45 <= s["sparsity"] <= 0.55  # over the pruned and unpruned kernels alike
     assert s["gzip_bytes"] < s["size_bytes"]
     layers = {x["layer"]: x["sparsity"] for x in s["sparsity_per_layer"]}
@@ -361,7 +368,10 @@ def test_qat_and_joint(cli, teacher, tmp_path):
             "mobilenet_edgetpu_v2_tiny@0.25", "--quantize", "qat", "--joint", "--augment", "mixup", "--json")
     assert r.exit_code == 0, r.stderr
     s = r.json()["compress"]["students"][0]
-    assert s["precision"] == "int8" and 0 <= s["int8_accuracy"] <= 1
+    assert s["precision"] == "int8"
+    # trained: clearly above chance (0.48 measured), and int8 within a few points of QAT's float weights
+    assert CLEARLY_ABOVE < s["int8_accuracy"] <= 1 and CLEARLY_ABOVE < s["float_accuracy"] <= 1, s
+    assert abs(s["int8_accuracy"] - s["float_accuracy"]) < 0.1, s
     from odml.litert import load_interpreter
 
     ops = {d["op_name"] for d in load_interpreter(out / s["tflite"])._get_ops_details()}
@@ -395,8 +405,8 @@ def test_pruning_then_qat_keeps_the_sparsity_into_the_int8_file(cli, teacher, tm
     assert r.exit_code == 0, r.stderr
     (s,) = r.json()["compress"]["students"]
     assert s["precision"] == "int8"
-    for k in ("accuracy", "int8_accuracy", "float_accuracy", "ptq_int8_accuracy"):
-        assert 0.0 <= s[k] <= 1.0, k
+    for k in ("accuracy", "int8_accuracy", "float_accuracy", "ptq_int8_accuracy"):  # 0.41 to 0.43 measured
+        assert CLEARLY_ABOVE < s[k] <= 1.0, (k, s[k])
     pruned = [row for row in s["sparsity_per_layer"] if row["sparsity"] > 0]
     assert pruned and all(row["sparsity"] == 0.5 for row in pruned)  # 2 of every 4, nothing else
     assert 0.3 < s["sparsity"] <= 0.5
@@ -412,6 +422,7 @@ def test_unstructured_pruning_with_qat_reaches_its_sparsity(cli, teacher, tmp_pa
     assert r.exit_code == 0, r.stderr
     (s,) = r.json()["compress"]["students"]
     assert abs(s["sparsity"] - 0.6) < 0.02, s["sparsity"]
+    assert CLEARLY_ABOVE < s["int8_accuracy"] <= 1, s["int8_accuracy"]  # 0.42 measured
     assert min(_int8_weight_zeros(tmp_path / "u" / s["tflite"])) > 0.5
 
 
@@ -457,7 +468,7 @@ def test_shared_students_are_widths_of_one_network(cli, teacher, tmp_path):
     assert sh["train_s"] > 0 and sh["finetune_s"] > 0 and rep["phases"]["vs_one_student"] > 0
     for s in rep["students"]:
         assert [h.get("apart", False) for h in s["history"]] == [False, True]
-        assert (out / s["tflite"]).is_file() and 0 <= s["int8_accuracy"] <= 1
+        assert (out / s["tflite"]).is_file() and CLEARLY_ABOVE < s["int8_accuracy"] <= 1, s  # 0.56 and 0.78
     # the narrower was copied out of the widest: after the short fine-tuning apart its kernels are still close to
     # the leading slices of the widest's (a student trained on its own would be as far as random)
     wide, narrow = (load_model(out / f"v2_tiny_w{w}.keras").model for w in ("0.35", "0.25"))
@@ -517,29 +528,44 @@ def test_resume_after_kill_9(teacher, tmp_path):
 @pytest.mark.usefixtures("sms")  # skips saying why (fails under CI) without ../shared/data
 def test_text_teacher_students_pruned(cli, tmp_path):
     """A pQRNN teacher from `odml train`, two pQRNN students (one derived by
-    MACs, one named) distilled and 50% pruned in one run, with AUC float and int8."""
+    MACs, one named) distilled and 50% pruned in one run, with AUC float and
+    int8; teacher and students beat always answering the majority class
+    (ham) on the validation texts."""
+    from helpers import majority_rate
+    from odml.data.text import load_text
+
     lines = SMS.read_text(encoding="utf-8").splitlines()
     data = tmp_path / "sms_part.tsv"  # the first 1,500 messages: the same flow, a third of the time
     data.write_text("\n".join(lines[:1500]) + "\n", encoding="utf-8")
+    # the validation split compress and train score on (20%, stratified, seed 0): 86% ham, so a model that always
+    # says ham scores 0.857; each model must beat that by BEAT (9 of the 300 texts)
+    majority = majority_rate(load_text(data, val_fraction=0.2, seed=0).y_val)
+    assert 0.8 < majority < 0.9, majority
+    BEAT = 0.03
     teacher = tmp_path / "pq.keras"
-    r = cli("train", "pqrnn_tiny", "--data", data, "--epochs", "2", "--set", "hidden=16", "--set", "bottleneck=24",
-            "--out", teacher, "--json")
+    # 10 epochs at lr 0.01 (seconds): 0.93 measured; 2 epochs at the default lr scored exactly the majority (0.857)
+    r = cli("train", "pqrnn_tiny", "--data", data, "--epochs", "10", "--lr", "0.01", "--set", "hidden=16", "--set",
+            "bottleneck=24", "--out", teacher, "--json")
     assert r.exit_code == 0, r.stderr
     out = tmp_path / "run"
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text("text_distortion: 0.25\n")  # the texts distorted afresh every epoch, as `odml train` does
-    r = cli("compress", teacher, "--data", data, "--students", "pqrnn_tiny@0.5,pqrnn@0.05", "--epochs", "1",
-            "--prune", "0.5", "--augment", "ngram", "--recipe", recipe, "--runs", "5", "--out", out, "--json")
+    # the texts distorted afresh every epoch, as `odml train` does; 20 epochs at lr 0.01: the students measured
+    # 0.93 and 0.95 (1 to 10 epochs at the default lr left both at the majority's 0.857, however high their AUC)
+    recipe.write_text("text_distortion: 0.25\nlearning_rate: 0.01\n")
+    r = cli("compress", teacher, "--data", data, "--students", "pqrnn_tiny@0.5,pqrnn@0.05", "--epochs", "20",
+            "--prune", "0.5", "--recipe", recipe, "--runs", "5", "--out", out, "--json")
     assert r.exit_code == 0, r.stderr
     rep = r.json()["compress"]
     assert json.loads((out / "compress.json").read_text())["recipe"]["text_distortion"] == 0.25
     t = rep["teacher"]
-    assert 0.5 <= t["auc"] <= 1 and t["accuracy"] > 0.7
+    assert 0.9 < t["auc"] <= 1 and majority + BEAT < t["accuracy"] <= 1, (majority, t)  # 0.95, 0.93 measured
     labels = {s["label"]: s for s in rep["students"]}
     assert set(labels) == {"pqrnn_tiny_w0.5", "pqrnn_w0.05"}
     for s in labels.values():
         assert s["line"].startswith("pqrnn(max_len=24,features=64,")  # the teacher's input, kept
-        assert 0 <= s["int8_auc"] <= 1 and 0 <= s["auc"] <= 1 and s["int8_accuracy"] is not None
+        assert 0.85 < s["int8_auc"] <= 1 and 0.85 < s["auc"] <= 1, s  # 0.95 and 0.96 measured
+        for k in ("accuracy", "int8_accuracy"):  # 0.93 to 0.95 measured
+            assert majority + BEAT < s[k] <= 1, (k, majority, s["label"], s[k])
         assert 0.3 < s["sparsity"] < 0.7
         assert any(l["layer"].startswith("qrnn0_fw") and l["sparsity"] > 0.3 for l in s["sparsity_per_layer"])
         assert s["params"] < t["params"] and (out / s["tflite"]).is_file()
@@ -548,11 +574,15 @@ def test_text_teacher_students_pruned(cli, tmp_path):
     assert_one_line_error(r, "a pqrnn teacher takes pqrnn students")
     r = cli("compress", teacher, "--data", data, "--students", "pqrnn@0.5", "--init", "teacher", "--out", tmp_path / "x")
     assert_one_line_error(r, "distill.init", "pqrnn_w0.5 is not a narrower copy")  # pqrnn has 2 layers, the teacher 1
+    # a narrower copy of the teacher, distilled on 1..5-token windows of the texts (--augment ngram) for an epoch:
+    # 0.92 measured (students trained from scratch on the windows stayed at the majority's 0.857 in 20 epochs)
     r = cli("compress", teacher, "--data", data, "--students", "pqrnn_tiny@0.5", "--init", "teacher", "--epochs", "1",
-            "--quantize", "none", "--runs", "2", "--out", tmp_path / "inh", "--json")
+            "--augment", "ngram", "--quantize", "none", "--runs", "2", "--out", tmp_path / "inh", "--json")
     assert r.exit_code == 0, r.stderr
-    assert json.loads((tmp_path / "inh" / "compress.json").read_text())["recipe"]["distill"]["init"] == "teacher"
-    assert r.json()["compress"]["students"][0]["accuracy"] > 0.5
+    saved = json.loads((tmp_path / "inh" / "compress.json").read_text())["recipe"]["distill"]
+    assert saved["init"] == "teacher" and saved["augment"] == "ngram"
+    inherited = r.json()["compress"]["students"][0]
+    assert majority + BEAT < inherited["accuracy"] <= 1 and inherited["auc"] > 0.85, (majority, inherited)
     r = cli("compress", teacher, "--data", data, "--students", "pqrnn_tiny@0.5", "--quantize", "qat", "--out",
             tmp_path / "x")
     assert_one_line_error(r, "pqrnn_tiny_w0.5", "tfmot has no scheme for layer", "--quantize ptq")
