@@ -41,7 +41,7 @@ demo: $(STAMP)
 # the fast tier first (a broken build fails in about two minutes), then the rest on two workers, one test file
 # each at a time (module fixtures and loopback servers stay within a file)
 test: $(TEST_STAMP)
-	@command -v adb >/dev/null || echo "note: adb is not installed: the 7 tests of phones over adb (tests/test_adb.py) will be skipped; Debian: apt-get install adb"
+	@command -v adb >/dev/null || echo "note: adb is not installed: the tests of phones over adb (tests/test_adb.py) will be skipped (and fail under CI=true); Debian: apt-get install adb"
 	$(BIN)/python -m pytest -q -m fast
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not fast"
 
