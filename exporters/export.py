@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -179,9 +179,12 @@ def run_export(src: Source, opts: ExportOptions, x_val: np.ndarray | None = None
     before writing anything if an input is unusable. The folder is written
     whole or not at all, by one export at a time."""
     check_out_dir(opts.out_dir)
-    with export_lock(opts.out_dir):
-        check_replaceable(opts.out_dir)
-        return _export(src, opts, x_val, y_val, x_calib, warn, step)
+    folder = opts.out_dir.resolve() if opts.out_dir.is_symlink() else opts.out_dir  # a link keeps pointing there
+    with export_lock(folder):
+        check_replaceable(folder)
+        report = _export(src, replace(opts, out_dir=folder), x_val, y_val, x_calib, warn, step)
+        report["out_dir"] = str(opts.out_dir)  # as the user named it
+        return report
 
 
 def _export(src: Source, opts: ExportOptions, x_val: np.ndarray | None, y_val: np.ndarray | None,

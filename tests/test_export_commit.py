@@ -133,3 +133,13 @@ def test_a_kill_before_the_exchange_leaves_the_earlier_export(tmp_path):
     left.mkdir()
     nxt = temp_dir_beside(out, "export")
     assert not left.exists() and nxt.exists() and os.path.basename(nxt).startswith(f".e.export-{os.getpid()}-")
+
+
+def test_an_out_folder_given_as_a_link_stays_a_link(cli, tmp_path):
+    real = tmp_path / "real"
+    _export(cli, real, "--quantize", "fp32")
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    rep = _export(cli, link, "--quantize", "fp16")
+    assert link.is_symlink() and link.resolve() == real.resolve() and rep["out_dir"] == str(link)
+    assert _listing(real) == ["export.json", "mobilenet_edgetpu_v2_tiny_fp16.tflite"]
