@@ -137,7 +137,7 @@ def check_out_dir(out_dir: Path) -> Path:
     return out_dir
 
 
-WORK_FILES = ("model_with_metadata.tflite",)  # what exports before 0.2 left behind: replaced with the rest
+WORK_FILES = ("model_with_metadata.tflite",)  # the work file earlier exports left behind: replaced with the rest
 
 
 def unexported_files(out_dir: Path) -> list[str]:
@@ -178,7 +178,7 @@ def run_export(src: Source, opts: ExportOptions, x_val: np.ndarray | None = None
     """Convert, check parity, attach metadata; returns the report. Raises
     before writing anything if an input is unusable. The folder is written
     whole or not at all, by one export at a time."""
-    check_out_dir(opts.out_dir)
+    check_out_dir(opts.out_dir)  # its parent exists: the lock goes there
     folder = opts.out_dir.resolve() if opts.out_dir.is_symlink() else opts.out_dir  # a link keeps pointing there
     with export_lock(folder):
         check_replaceable(folder)

@@ -171,7 +171,7 @@ def pack_files(tflite: bytes, files: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def add_metadata(tflite: bytes, info: ModelInfo, quantized_input: bool = False) -> bytes:
+def add_metadata(tflite: bytes, info: ModelInfo) -> bytes:
     """Return ``tflite`` with metadata, the model card and the packed files
     (labels, vocabulary) attached; all in memory."""
     meta, files = metadata_buffer(info)
