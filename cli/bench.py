@@ -33,6 +33,7 @@ def bench_cmd(
     split: str = typer.Option("val", "--split", help="With --data: score its validation split (val, 20%% stratified by --seed) or all of it (all: your own test set)."),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="A model file's input size HxW, when the file leaves it open."),
     input_range: Optional[str] = typer.Option(None, "--input-range", help="A model file's input range: 0,1, -1,1 or 0,255."),
+    task: Optional[str] = typer.Option(None, "--task", help="A model file's outputs: classify, segment, detect, keypoints, sequence or features."),
     benchmark_binary: Optional[Path] = typer.Option(None, "--benchmark-binary", help="adb: TFLite's benchmark_model for the phone (or $ODML_BENCHMARK_BINARY)."),
     core_mask: Optional[str] = typer.Option(None, "--core-mask", help="adb: taskset CPU mask of the big cores, e.g. f0."),
     op_profile: bool = typer.Option(False, "--op-profile", help="adb: per-op profile (benchmark_model --enable_op_profiling)."),
@@ -92,7 +93,7 @@ def bench_cmd(
 
             with err.status(f"converting {m} to an fp32 .tflite"):
                 files.append((m, to_fp32_tflite(m, Path(tmp) / f"{m.stem}_fp32.tflite", input_size,
-                                                parse_range(input_range))))
+                                                parse_range(input_range), task)))
         results = _bench_all(files, devices, opts, data, ovic, ovic_limit_ms, frontier_k, frontier_a0, seed, split)
         if blocks:
             _add_blocks(results, files, devices, opts, specs)

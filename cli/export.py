@@ -1,5 +1,6 @@
-"""odml export: a zoo model, spec, Keras file or SavedModel -> TFLite (fp32,
-fp16, dynamic, int8), Edge TPU and ONNX, with metadata and parity."""
+"""odml export: a zoo model, spec, Keras file, SavedModel, ONNX graph or float
+.tflite -> TFLite (fp32, fp16, dynamic, int8), Edge TPU and ONNX, with
+metadata and parity judged per output by what the output is."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from odml.cli.common import err, handle_errors, out, print_json
 
 @handle_errors
 def export_cmd(
-    model: str = typer.Argument(..., help="A zoo name, a spec JSON, a .keras (Keras 3 or tf_keras) or .h5 model, a SavedModel folder, or an .onnx graph."),
+    model: str = typer.Argument(..., help="A zoo name, a spec JSON, a .keras (Keras 3 or tf_keras) or .h5 model, a SavedModel folder, an .onnx graph, or a float .tflite (re-quantized)."),
     out_dir: Path = typer.Option(..., "--out", help="Output folder (created if missing; its parent must exist)."),
     quantize: str = typer.Option("fp32,int8", "--quantize", help="Comma list of fp32, fp16, dynamic, int8."),
     data: Optional[str] = typer.Option(None, "--data", help="Calibration and parity data: 'digits', 'shapes', an image folder or an .npz; for a text model a .tsv/.csv."),
@@ -29,6 +30,7 @@ def export_cmd(
     max_rel_err: Optional[float] = typer.Option(None, "--max-rel-err", help="Override the maximum relative mean error."),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="Input size N or HxW: of a zoo model or spec, or of a model file that leaves it open (a dynamic ONNX size)."),
     input_range: Optional[str] = typer.Option(None, "--input-range", help="Model files: what pixels become at the input, 0,1 (default), -1,1 or 0,255 (default 0,255 for a model that starts with Rescaling or Normalization)."),
+    task: Optional[str] = typer.Option(None, "--task", help="Model files: what the outputs are, classify, segment, detect, keypoints, sequence or features (how parity judges them; default: its card, else read off the shapes)."),
     width: Optional[float] = typer.Option(None, "--width", help="Zoo models: width multiplier."),
     classes: Optional[int] = typer.Option(None, "--classes", help="Zoo/spec models: number of classes."),
     name: Optional[str] = typer.Option(None, "--name", help="Metadata: model name."),
@@ -70,7 +72,7 @@ def export_cmd(
         label_list = [ln.strip() for ln in labels.read_text(encoding="utf-8").splitlines() if ln.strip()]
     from odml.zoo.families.external import parse_range
 
-    src = load_source(model, classes, input_size, width, input_range=parse_range(input_range))
+    src = load_source(model, classes, input_size, width, input_range=parse_range(input_range), task=task)
     x_val = y_val = x_cal = None
     if data is not None:  # the family reads its own data: images, labelled texts, pose samples
         ds = src.family.read(src.card, data, 0.2, seed, n_val=min(parity_samples, 100), n_cal=calibration_samples,
@@ -118,20 +120,30 @@ def export_cmd(
 
 
 def render_report(report: dict) -> None:
+    from odml.exporters.tflite import agreement_text
+
     t = Table(title=f"export {report['model']} ({report['source']}, parity on {report['parity_inputs']} inputs)")
-    for col in ("file", "precision", "io", "size", "vs fp32", "max err", "mean err", "top-1 agree", "accuracy", "parity"):
+    for col in ("file", "precision", "io", "size", "vs fp32", "max err", "mean err", "agreement", "accuracy", "parity"):
         t.add_column(col, justify="left" if col in ("file", "precision", "io", "parity") else "right")
     for a in report["artifacts"]:
         p = a["parity"]
+        per = p.get("outputs") or {}
         acc = f"{p['tflite_accuracy']:.4f} (keras {p['keras_accuracy']:.4f})" if "tflite_accuracy" in p else "-"
+        agree = agreement_text(next(iter(per.values())) if len(per) == 1 else p)
         t.add_row(a["file"], a["precision"], a["io"], f"{a['size_bytes'] / 1024:,.1f} KiB",
                   f"{a['size_vs_fp32']:.3f}" if "size_vs_fp32" in a else "-", f"{p['max_abs_err']:.2e}", f"{p['mean_abs_err']:.2e}",
-                  f"{p['top1_agreement']:.3f}" if "top1_agreement" in p else "-", acc,
+                  agree, acc,
                   ("[green]ok[/]" + ("*" if "note" in p else "")) if not a["parity_failed"] else "[red]FAILED[/]")
+        if len(per) > 1:  # one line per output, judged by what it is
+            for n, q in per.items():
+                t.add_row(f"  {n}", "", "", "", "", f"{q['max_abs_err']:.2e}", f"{q['mean_abs_err']:.2e}",
+                          agreement_text(q) if agreement_text(q) != "-" else f"rel {q['rel_mean_err']:.1e}", "", "")
     out.print(t)
     if report.get("data", {}).get("split"):
         out.print(f"data: {report['data']['split']}", markup=False)
-    notes = sorted({a["parity"]["note"] for a in report["artifacts"] if "note" in a["parity"]})
+    notes = sorted({a["parity"]["note"] for a in report["artifacts"] if "note" in a["parity"]}
+                   | {f"{n}: {q['note']}" for a in report["artifacts"] for n, q in (a["parity"].get("outputs") or {}).items()
+                      if "note" in q and len(a["parity"]["outputs"]) > 1})
     for n in notes:
         out.print(f"* {n}", markup=False)
     for a in report["artifacts"]:

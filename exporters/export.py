@@ -37,6 +37,8 @@ class Source(Carded):
     convertible: Any  # a Keras model or a concrete function
     trackable: Any = None
     keras_model: Any = None
+    requantize: Callable[[str, np.ndarray | None], bytes] | None = None  # a float .tflite: (precision, calibration)
+    info: dict[str, Any] | None = None  # how a model file was read (ONNX: exporter, ops, preparation)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -54,24 +56,29 @@ class Source(Carded):
         return self.input.random(rng, n)
 
 
-MODEL_FILES = (".keras", ".h5", ".onnx")
+MODEL_FILES = (".keras", ".h5", ".onnx", ".tflite")
 
 
 def load_source(model: str, classes: int | None = None, input_size: str | None = None,
                 width: float | None = None, sets: list[str] | None = None,
-                input_range: tuple[float, float] | None = None) -> Source:
+                input_range: tuple[float, float] | None = None, task: str | None = None) -> Source:
     """A zoo name (with overrides), a spec file, or a model file: .keras
     (Keras 3 or tf_keras) / .h5 with its card beside it or read off the model,
     a SavedModel folder, an .onnx graph (converted by onnx2tf; parity against
-    onnxruntime). ``input_size`` fixes a file's dynamic height and width."""
+    onnxruntime), a float .tflite (re-quantized; parity against the file under
+    LiteRT). ``input_size`` fixes a file's dynamic height and width; ``task``
+    says what a file's outputs are."""
     from odml.zoo.load import load_model
 
     p = Path(model)
     if p.is_dir() or p.suffix.lower() in MODEL_FILES:
         if classes is not None or width is not None or sets:
             raise ExportError(f"{p}: --classes, --width and --set apply to zoo names and specs, not to a model file")
-        loaded = load_model(p, input_size, input_range)
+        loaded = load_model(p, input_size, input_range, task)
         return file_source(loaded)
+    if task is not None:
+        raise ExportError(f"--task applies to model files; {model} is a {'spec' if p.suffix else 'zoo model'} whose "
+                          "family says what its outputs are")
     from odml.zoo.card import ModelCard
     from odml.zoo.registry import is_model, resolve
 
@@ -90,12 +97,20 @@ def file_source(loaded: Any) -> Source:
 
     card, m = loaded.card, loaded.model
     inp = card.input
+    kind = {"tf_keras": "keras"}.get(loaded.runtime, loaded.runtime)
+    name = card.name or loaded.path.stem
+    if loaded.runtime == "litert":  # a .tflite: re-quantized as it is, never rebuilt
+        from odml.exporters.requantize import check_float, requantize
+
+        data = loaded.path.read_bytes()
+        check_float(data, str(loaded.path))
+        return Source(name, kind, card, loaded.predict, None, None, None,
+                      lambda prec, x: requantize(data, prec, x, str(loaded.path)), loaded.info)
     keras = loaded.runtime == "tf_keras" and getattr(m, "inputs", None) and \
         tuple(int(d) for d in m.inputs[0].shape[1:] if d is not None) == tuple(inp.shape)
     convertible = m if keras else concrete_function(m, inp.shape, inp.name, inp.dtype)
-    kind = {"tf_keras": "keras"}.get(loaded.runtime, loaded.runtime)
-    return Source(card.name or loaded.path.stem, kind, card, loaded.predict, convertible,
-                  getattr(m, "loaded", None), m if keras else None)
+    return Source(name, kind, card, loaded.predict, convertible, getattr(m, "loaded", None), m if keras else None,
+                  None, loaded.info)
 
 
 @dataclass
@@ -115,18 +130,31 @@ class ExportOptions:
 
 
 def to_fp32_tflite(model: str | Path, out: Path, input_size: Any = None,
-                   input_range: tuple[float, float] | None = None) -> Path:
+                   input_range: tuple[float, float] | None = None, task: str | None = None) -> Path:
     """A model file (.keras, .h5, SavedModel, .onnx) as an fp32 .tflite at
     ``out``, with its card in the metadata (for benchmarking what is not a
     .tflite yet)."""
     from odml.exporters.metadata import ModelInfo, add_metadata
+    from odml.exporters.tflite import keep_io
     from odml.files import write_bytes_atomic
 
-    src = load_source(str(model), input_size=input_size, input_range=input_range)
-    data = convert(src.convertible, "fp32", None, "float", src.trackable, input_name=src.input.name)
+    src = load_source(str(model), input_size=input_size, input_range=input_range, task=task)
+    data = src.requantize("fp32", None) if src.requantize is not None else \
+        convert(src.convertible, "fp32", None, "float", src.trackable, input_name=src.input.name)
+    if src.output.tensors:
+        data = keep_io(data, src.input.name, src.output.tensors, f"{src.name} fp32 file")
     data = add_metadata(data, ModelInfo(name=src.name, description=f"{src.name} converted by odml for a benchmark",
                                         card=src.card))
     return write_bytes_atomic(out, data)
+
+
+def _calibration(x: np.ndarray | None, opts: ExportOptions) -> np.ndarray | None:
+    """Up to ``calibration_samples`` inputs of ``x``, drawn as the converter's
+    representative dataset draws them."""
+    if x is None:
+        return None
+    idx = np.random.default_rng(opts.seed).permutation(len(x))[:opts.calibration_samples]
+    return np.asarray(x[idx], np.float32)
 
 
 def check_out_dir(out_dir: Path) -> Path:
@@ -210,7 +238,14 @@ def _export(src: Source, opts: ExportOptions, x_val: np.ndarray | None, y_val: n
     if y_val is not None and src.classifies and int(y_val.max()) >= src.outputs:
         raise DataError(f"the data has labels up to {int(y_val.max())} but the model has {src.outputs} outputs")
     ref = src.predict(x_val)
-    tensors = src.output.tensors  # several outputs: kept in the family's order and with its names
+    tensors = src.output.tensors  # outputs kept in the family's order and with its names, each judged by its measure
+    if tensors and not isinstance(ref, (list, tuple)):
+        ref = [ref]
+    measures = [t.measure for t in tensors]
+    labels = y_val if src.classifies else None
+    if src.requantize is not None and opts.io != "float" and "int8" in opts.precisions:
+        raise ExportError(f"--io {opts.io}: a .tflite is re-quantized with float input and output (its app feeds "
+                          "floats); leave --io float")
 
     stage = temp_dir_beside(opts.out_dir, "export")
     try:
@@ -228,9 +263,12 @@ def _export(src: Source, opts: ExportOptions, x_val: np.ndarray | None, y_val: n
             if step:
                 step(f"tflite {prec}")
             t0 = time.perf_counter()
-            rep = representative_from(x_calib, opts.calibration_samples, opts.seed) if prec == "int8" else None
             io = opts.io if prec == "int8" else "float"
-            data = convert(convertible, prec, rep, io, src.trackable, input_name=src.input.name)
+            if src.requantize is not None:
+                data = src.requantize(prec, _calibration(x_calib, opts) if prec == "int8" else None)
+            else:
+                rep = representative_from(x_calib, opts.calibration_samples, opts.seed) if prec == "int8" else None
+                data = convert(convertible, prec, rep, io, src.trackable, input_name=src.input.name)
             if tensors:
                 data = keep_io(data, src.input.name, tensors, f"{prec} file")
             conv_s = time.perf_counter() - t0
@@ -248,12 +286,10 @@ def _export(src: Source, opts: ExportOptions, x_val: np.ndarray | None, y_val: n
                 fp32_bytes = data
             interp = load_interpreter(data)
             if tensors:
-                p = parity_outputs(ref, run_outputs(interp, x_val), [t.name for t in tensors])
+                p = parity_outputs(ref, run_outputs(interp, x_val), [t.name for t in tensors], measures, labels)
                 failed = judge_outputs(p, opts.thresholds[prec])
-            else:
-                p = parity(ref, run_batch(interp, x_val), y_val if src.classifies else None)
-                if not src.classifies:  # keypoints and boxes: the errors are what count, not an argmax
-                    p.pop("top1_agreement", None)
+            else:  # keypoints and boxes: the errors are what count, not an argmax
+                p = parity(ref, run_batch(interp, x_val), labels, src.output.measure)
                 failed = judge(p, opts.thresholds[prec])
             model = parse_tflite(data, name)
             art = {"file": name, "format": "tflite", "precision": prec, "io": io, "size_bytes": len(data),
@@ -271,18 +307,20 @@ def _export(src: Source, opts: ExportOptions, x_val: np.ndarray | None, y_val: n
             from odml.exporters.onnx import export_onnx
 
             if fp32_bytes is None:
-                fp32_bytes = convert(convertible, "fp32", None, "float", src.trackable, input_name=src.input.name)
+                fp32_bytes = src.requantize("fp32", None) if src.requantize is not None else \
+                    convert(convertible, "fp32", None, "float", src.trackable, input_name=src.input.name)
                 if tensors:
                     fp32_bytes = keep_io(fp32_bytes, src.input.name, tensors, "fp32 file")
-            art = export_onnx(fp32_bytes, stage / f"{stem}.onnx", x_val, ref, y_val if src.classifies else None,
-                              opts.thresholds["fp32"], [t.name for t in tensors])
+            art = export_onnx(fp32_bytes, stage / f"{stem}.onnx", x_val, ref, labels, opts.thresholds["fp32"],
+                              [t.name for t in tensors], measures, src.output.measure)
             artifacts.append(art)
         fp32 = next((a["size_bytes"] for a in artifacts if a["precision"] == "fp32" and a["format"] == "tflite"), None)
         for a in artifacts:
             if fp32:
                 a["size_vs_fp32"] = round(a["size_bytes"] / fp32, 4)
         report = {
-            "model": src.name, "source": src.kind, "family": src.family.name, "input_shape": list(src.input_shape),
+            "model": src.name, "source": src.kind, **({"source_info": src.info} if src.info else {}),
+            "family": src.family.name, "input_shape": list(src.input_shape),
             "input_dtype": src.input.dtype, "input": src.input.to_dict(), "outputs": src.outputs,
             "output": src.output.to_dict(), "task": src.family.zoo_task,
             **({"text": src.input.text} if src.input.text else {}),

@@ -56,6 +56,7 @@ def _inspect_onnx(p: Path, data: bytes) -> dict[str, Any]:
     inputs, outputs, params = onnx_tensors(model, p)
     return {
         "file": str(p), "format": "onnx", "size_bytes": len(data), "ir_version": model.ir_version,
+        "producer": " ".join(x for x in (model.producer_name, model.producer_version) if x) or "unknown",
         "opsets": {o.domain or "ai.onnx": o.version for o in model.opset_import},
         "producer": f"{model.producer_name} {model.producer_version}".strip(),
         "inputs": inputs, "outputs": outputs,

@@ -17,9 +17,11 @@ OPSET = 15
 
 
 def export_onnx(fp32_tflite: bytes, out: Path, x: np.ndarray, ref: Any, labels: np.ndarray | None,
-                threshold: ParityThreshold, names: list[str] | None = None) -> dict[str, Any]:
-    """``names``: a model of several outputs (``ref`` a list in that order):
-    the ONNX graph keeps the .tflite's outputs, each checked."""
+                threshold: ParityThreshold, names: list[str] | None = None, measures: list[str] | None = None,
+                measure: str = "top1") -> dict[str, Any]:
+    """``names``: the outputs by name (``ref`` a list in that order, each
+    judged by its measure: ``measures``): the ONNX graph keeps the .tflite's
+    outputs, each checked; without names one output judged by ``measure``."""
     import onnx
     import onnxruntime as ort
     from tf2onnx import convert as t2o
@@ -46,10 +48,10 @@ def export_onnx(fp32_tflite: bytes, out: Path, x: np.ndarray, ref: Any, labels: 
             raise ExportError(f"ONNX conversion changed the outputs: {', '.join(onnx_names)} where "
                               f"{', '.join(names)} are expected")
         ys = [np.concatenate([r[k] for r in runs]) for k in range(len(names))]
-        p = parity_outputs(ref, ys, names)
+        p = parity_outputs(ref, ys, names, measures, labels)
         failed = judge_outputs(p, threshold)
     else:
-        p = parity(ref, np.concatenate([r[0] for r in runs]), labels)
+        p = parity(ref, np.concatenate([r[0] for r in runs]), labels, measure)
         failed = judge(p, threshold)
     return {"file": out.name, "format": "onnx", "precision": "fp32", "io": "float", "size_bytes": out.stat().st_size,
             "convert_s": round(time.perf_counter() - t0, 2), "opset": OPSET,

@@ -97,17 +97,56 @@ class InputSpec:
         return d
 
 
+# What a model's outputs mean (``--task`` of a model file; a family's ``task``), and how each output of a task is
+# judged against the source model: top-1 agreement of class scores, per-pixel agreement of a map (the class of each
+# pixel: argmax over its channels, or above / below the middle of a one-channel map), per-step agreement of a
+# sequence (argmax at each step), and otherwise the error relative to the spread of the source's outputs.
+TASKS = ("classify", "segment", "detect", "keypoints", "sequence", "features")
+MEASURES = {"top1": "top-1 agreement", "pixels": "per-pixel agreement", "steps": "per-step agreement",
+            "error": "relative error"}
+
+
+def measure_of(task: str, shape: tuple[int, ...]) -> str:
+    """How an output of ``shape`` (without the batch) of a ``task`` model is
+    judged (a key of MEASURES)."""
+    if task == "classify" and len(shape) == 1 and shape[0] >= 2:
+        return "top1"
+    if task == "segment" and len(shape) == 3:
+        return "pixels"
+    if task == "sequence" and len(shape) == 2 and shape[1] >= 2:
+        return "steps"
+    return "error"
+
+
+def task_fits(task: str, shapes: list[tuple[int, ...]]) -> str | None:
+    """Why outputs of ``shapes`` cannot be what ``task`` says (None: they can):
+    class scores are N >= 2 values, a map is height x width x channels, a
+    sequence is steps x scores, detections are rows of values."""
+    if task not in TASKS:
+        return f"unknown task {task!r}; one of {', '.join(TASKS)}"
+    want = {"classify": ("top1", "class scores (N >= 2 values)"), "segment": ("pixels", "a map (height x width x "
+            "channels)"), "sequence": ("steps", "a sequence (steps x scores, at least 2 scores)")}
+    if task in want and measure_of(task, shapes[0]) != want[task][0]:
+        return f"{task} needs its first output to be {want[task][1]}, not {list(shapes[0])}"
+    if task == "detect" and not any(len(s) >= 2 for s in shapes):
+        return f"detect needs an output of rows of values (boxes, scores), not {', '.join(str(list(s)) for s in shapes)}"
+    return None
+
+
 @dataclass(frozen=True)
 class OutputTensor:
     """One output tensor of a model with several: its name in exported files,
-    its shape (without the batch dimension) and what it holds."""
+    its shape (without the batch dimension), what it holds and how it is
+    judged (a key of MEASURES)."""
 
     name: str
     shape: tuple[int, ...]
     description: str = ""
+    measure: str = "error"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "shape": list(self.shape), "description": self.description}
+        return {"name": self.name, "shape": list(self.shape), "description": self.description,
+                "measure": self.measure}
 
 
 @dataclass(frozen=True)
@@ -117,7 +156,7 @@ class OutputSpec:
     ``name``, ``size`` and ``shape`` describe (a model that keeps a released
     file's outputs, so that it can replace that file in an app)."""
 
-    task: str  # classify | detect | keypoints
+    task: str  # one of TASKS
     name: str  # the output's name in metadata: logits, detections, landmarks
     size: int  # values per input (classes for a classifier)
     description: str = ""
@@ -129,9 +168,14 @@ class OutputSpec:
         """How many output tensors the model has."""
         return max(1, len(self.tensors))
 
+    @property
+    def measure(self) -> str:
+        """How the (main) output is judged against the source (MEASURES)."""
+        return self.tensors[0].measure if self.tensors else measure_of(self.task, tuple(self.shape or (self.size,)))
+
     def to_dict(self) -> dict[str, Any]:
         d = {"task": self.task, "name": self.name, "size": self.size, "shape": list(self.shape or (self.size,)),
-             "description": self.description}
+             "description": self.description, "measure": self.measure}
         if self.tensors:
             d["tensors"] = [t.to_dict() for t in self.tensors]
         return d

@@ -5,12 +5,14 @@
 | ``.keras`` saved by Keras 3 (``import keras``: the default today) | Keras 3, ``safe_mode=True`` | export, bench, compress it as a teacher |
 | ``.keras`` / ``.h5`` saved by tf_keras (what odml saves) | tf_keras, ``safe_mode=True`` | all of that, and train it jointly as a teacher |
 | a SavedModel folder (Keras ``model.save`` or ``tf.saved_model.save``) | tf_keras, else its serving signature | export, bench, compress it as a teacher |
-| ``.onnx`` (how PyTorch models travel) | onnx2tf to a tf_keras model (NCHW -> NHWC), onnxruntime as the reference | export (parity against onnxruntime), bench, compress it as a teacher |
+| ``.onnx`` (how PyTorch and Paddle models travel) | prepared (shapes fixed, simplified, names made valid: ``zoo/onnx_prep.py``), onnx2tf to a tf_keras model (NCHW -> NHWC), onnxruntime as the reference | export (parity against onnxruntime), bench, compress it as a teacher |
+| a float ``.tflite`` (how MediaPipe and app teams hand models over) | LiteRT (``zoo/tflite_model.py``) | export (re-quantized by litert-quantizer, parity against the float file), bench, compress it as a teacher |
 
-What the model is comes from the card beside it (``model.odml.json``), or,
-for a model odml did not make, from the model itself (the ``external``
-family): one input, one output, their static shapes (``input_size`` fixes a
-dynamic height and width), parameters, MACs and the range its input reads.
+What the model is comes from the card beside it (``model.odml.json``) or in
+its metadata, or, for a model odml did not make, from the model itself (the
+``external`` family): one input, its outputs (names and order kept), their
+static shapes (``input_size`` fixes a dynamic height and width), parameters,
+MACs, the range its input reads and what its outputs are (``--task``).
 A file odml cannot handle gets one line naming what it is and what odml
 accepts."""
 
@@ -32,7 +34,7 @@ from odml.errors import OdmlError
 from odml.zoo.card import Carded
 
 EXTERNAL = "external"  # the family of models odml did not make
-ACCEPTS = "a .keras file (Keras 3 or tf_keras), an .h5 file, a SavedModel folder or an .onnx file"
+ACCEPTS = "a .keras file (Keras 3 or tf_keras), an .h5 file, a SavedModel folder, an .onnx file or a float .tflite"
 
 
 class ModelFileError(OdmlError):
@@ -457,7 +459,8 @@ class Loaded(Carded):
     model: Any
     card: Any  # ModelCard
     runtime: str = "tf_keras"
-    reference: Callable[[np.ndarray], np.ndarray] | None = None  # the source's own runtime (ONNX: onnxruntime)
+    reference: Callable[[np.ndarray], Any] | None = None  # the source's own runtime (ONNX: onnxruntime, .tflite: LiteRT)
+    info: dict[str, Any] | None = None  # how it was read (ONNX: exporter, ops, preparation, conversion settings)
 
     @property
     def counts(self) -> Any:
@@ -481,9 +484,10 @@ class Loaded(Carded):
     def predict(self, x: np.ndarray) -> Any:
         """The model's output on a batch: an array, or a list of arrays in the
         card's order for a model of several outputs."""
-        if self.reference is not None:
-            return self.reference(x)
-        return predict_keras(self.model, x)
+        y = self.reference(x) if self.reference is not None else predict_keras(self.model, x)
+        if isinstance(y, (list, tuple)) and len(y) == 1 and self.card.output.count == 1:
+            return np.asarray(y[0])
+        return y
 
 
 def predict_keras(model: Any, x: np.ndarray, batch_size: int = 64) -> Any:
@@ -537,43 +541,58 @@ def _input_range(model: Any) -> tuple[float, float]:
 
 def describe(model: Any, runtime: str, where: str, input_size: Any = None,
              input_range: tuple[float, float] | None = None, shapes: tuple | None = None,
-             params: int | None = None, macs: int | None = None) -> Any:
-    """The external family's configuration of a loaded model: one input and
-    one output of static shape (``input_size`` fixes a dynamic height and
-    width), parameters, MACs, the input range."""
+             params: int | None = None, macs: int | None = None, task: str | None = None,
+             names: list[str] | None = None) -> Any:
+    """The external family's configuration of a loaded model: one input, its
+    outputs (their shapes static: ``input_size`` fixes a dynamic height and
+    width; ``names`` keep them, in order, in exported files), parameters,
+    MACs, the input range, and what the outputs are (``task``; read off the
+    shapes when None)."""
+    from odml.errors import SpecError
     from odml.zoo.families.external import ExternalConfig
 
     if shapes is None:
         ins, outs = getattr(model, "inputs", None) or [], getattr(model, "outputs", None) or []
-        if len(ins) != 1 or len(outs) != 1:
+        if len(ins) != 1 or not outs:
             raise ModelFileError(f"{where}: has {len(ins)} inputs and {len(outs)} outputs; odml handles models with "
-                                 "one of each")
+                                 "one input and at least one output")
         ishape = tuple(None if d is None else int(d) for d in ins[0].shape[1:])
-        oshape = tuple(None if d is None else int(d) for d in outs[0].shape[1:])
+        oshapes = [tuple(None if d is None else int(d) for d in o.shape[1:]) for o in outs]
         dtype = getattr(ins[0].dtype, "name", str(ins[0].dtype))
+        if len(outs) > 1 and names is None:
+            names = [str(n) for n in (getattr(model, "output_names", None) or [])] or None
     else:
         ishape, oshape, dtype = shapes
+        oshapes = [tuple(o) for o in oshape] if oshape and isinstance(oshape[0], (tuple, list)) else [tuple(oshape)]
     if input_size is not None and len(ishape) == 3:
         from odml.zoo.families.ibn import input_shape
 
         h, w, _ = input_shape(int(input_size) if str(input_size).isdigit() else input_size)
         ishape = (h, w, ishape[2])
-        if None in oshape:
-            oshape = tuple(int(d) for d in model(np.zeros((1, *ishape), np.float32)).shape[1:])
-    if None in ishape or None in oshape:
-        raise ModelFileError(f"{where}: input {list(ishape)} -> output {list(oshape)} is not of static shape; give "
-                             "--input-size HxW")
+        if any(None in o for o in oshapes):
+            y = model(np.zeros((1, *ishape), np.float32))
+            y = list(y.values()) if isinstance(y, dict) else (list(y) if isinstance(y, (list, tuple)) else [y])
+            oshapes = [tuple(int(d) for d in t.shape[1:]) for t in y]
+    if None in ishape or any(None in o for o in oshapes):
+        raise ModelFileError(f"{where}: input {list(ishape)} -> output {', '.join(str(list(o)) for o in oshapes)} is "
+                             "not of static shape; give --input-size HxW")
     if params is None:
         params = count_params(model) if hasattr(model, "trainable_weights") else 0
     if macs is None:
         macs = count_macs(model) if hasattr(model, "layers") else 0
     rng = input_range or (_input_range(model) if hasattr(model, "layers") else (0.0, 1.0))
-    return ExternalConfig(tuple(ishape), tuple(oshape), str(dtype), params, macs, runtime, rng)
+    outputs = tuple(zip([str(n) for n in names], oshapes)) if names and len(names) == len(oshapes) else ()
+    try:
+        return ExternalConfig(tuple(ishape), tuple(oshapes[0]), str(dtype), params, macs, runtime, rng, outputs,
+                              task or "").validate()
+    except SpecError as e:
+        raise ModelFileError(f"{where}: {e}") from None
 
 
 def card_of(model: Any, path: Path, runtime: str = "tf_keras", input_size: Any = None,
             input_range: tuple[float, float] | None = None, shapes: tuple | None = None,
-            params: int | None = None, macs: int | None = None) -> Any:
+            params: int | None = None, macs: int | None = None, task: str | None = None,
+            names: list[str] | None = None) -> Any:
     """The card saved beside ``path``, checked against the loaded model, or a
     card of the ``external`` family read off the model."""
     from odml.zoo.card import ModelCard
@@ -582,14 +601,23 @@ def card_of(model: Any, path: Path, runtime: str = "tf_keras", input_size: Any =
     card = ModelCard.load(path) if not path.is_dir() else None
     stem = path.stem if path.suffix else path.name
     if card is None:
-        return ModelCard(get_family(EXTERNAL),
-                         describe(model, runtime, str(path), input_size, input_range, shapes, params, macs), stem)
+        return ModelCard(get_family(EXTERNAL), describe(model, runtime, str(path), input_size, input_range, shapes,
+                                                        params, macs, task, names), stem)
+    check_task(card, task, str(path))
     shape = tuple(int(d) for d in model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else None
     if shape is not None and shape != tuple(card.input.shape):
         raise ModelFileError(f"{path}: the model takes {list(shape)} but its card ({stem}.odml.json) says "
                              f"{list(card.input.shape)}; the card belongs to another model")
     card.name = card.name or stem
     return card
+
+
+def check_task(card: Any, task: str | None, where: str) -> None:
+    """``--task`` given for a model whose card already says what it is: it
+    must say the same."""
+    if task and task != card.output.task:
+        raise ModelFileError(f"{where}: --task {task}, but its model card says its output is {card.output.task} "
+                             f"({card.family.name})")
 
 
 def foreign_card(input_shape: tuple[int, ...], output_shape: tuple[int, ...], dtype: str = "float32",
@@ -612,8 +640,10 @@ def _existing(path: str | Path) -> Path:
     return p
 
 
-def load_model(path: str | Path, input_size: Any = None, input_range: tuple[float, float] | None = None) -> Loaded:
-    """Any model file odml reads (the table above), with its card."""
+def load_model(path: str | Path, input_size: Any = None, input_range: tuple[float, float] | None = None,
+               task: str | None = None) -> Loaded:
+    """Any model file odml reads (the table above), with its card; ``task``
+    says what the outputs of a model without a card are (``--task``)."""
     p = _existing(path)
     suffix = p.suffix.lower()
     if p.is_dir():
@@ -621,19 +651,24 @@ def load_model(path: str | Path, input_size: Any = None, input_range: tuple[floa
             raise ModelFileError(f"{p}: folder is not a SavedModel (no saved_model.pb); odml reads {ACCEPTS}")
         try:
             model = load_keras_savedmodel(p)
-            return Loaded(p, model, card_of(model, p, "tf_keras", input_size, input_range))
+            return Loaded(p, model, card_of(model, p, "tf_keras", input_size, input_range, task=task))
         except ModelFileError:
             sm = SignatureModel(p)
             shapes = (sm.input_shape, sm.output_shape, sm.dtype)
-            return Loaded(p, sm, card_of(sm, p, "savedmodel", input_size, input_range, shapes), "savedmodel")
+            return Loaded(p, sm, card_of(sm, p, "savedmodel", input_size, input_range, shapes, task=task), "savedmodel")
     if suffix == ".onnx":
+        from odml.zoo.onnx_prep import OnnxModel
+
         om = OnnxModel(p, input_size)
-        oshape = tuple(None if d is None else int(d) for d in om.model.outputs[0].shape[1:])
-        if None in oshape:
-            oshape = tuple(int(d) for d in om.model(np.zeros((1, *om.hwc), np.float32)).shape[1:])
-        card = card_of(om.model, p, "onnx", None, input_range, (om.hwc, oshape, "float32"),
-                       params=om.params, macs=om.macs)  # the graph's own weights and multiply-adds
-        return Loaded(p, om.model, card, "onnx", om.reference)
+        card = card_of(om.model, p, "onnx", None, input_range, (om.hwc, list(om.output_shapes), "float32"),
+                       params=om.params, macs=om.macs, task=task, names=list(om.output_names))
+        return Loaded(p, om.model, card, "onnx", om.reference, om.info)
+    if suffix == ".tflite":
+        from odml.zoo.tflite_model import TfliteModel
+
+        tm = TfliteModel(p)
+        card = _tflite_card(tm, p, input_range, task)
+        return Loaded(p, tm, card, "litert", tm.predict, {"ops": tm.ops})
     if suffix == ".keras":
         v = keras_version(p)
         if v and v.split(".")[0] not in ("2", "3"):
@@ -642,11 +677,27 @@ def load_model(path: str | Path, input_size: Any = None, input_range: tuple[floa
         if v and v.startswith("3"):
             model = _load_keras3(p, v)
             shapes = None if getattr(model, "inputs", None) else _subclassed_shapes(p, model)
-            return Loaded(p, model, card_of(model, p, "keras3", input_size, input_range, shapes), "keras3")
+            return Loaded(p, model, card_of(model, p, "keras3", input_size, input_range, shapes, task=task), "keras3")
     if suffix in (".keras", ".h5"):
         model = load_keras_model(p)
-        return Loaded(p, model, card_of(model, p, "tf_keras", input_size, input_range))
+        return Loaded(p, model, card_of(model, p, "tf_keras", input_size, input_range, task=task))
     raise ModelFileError(f"{p}: {suffix or 'no suffix'} is not a model odml reads; it reads {ACCEPTS}")
+
+
+def _tflite_card(tm: Any, p: Path, input_range: tuple[float, float] | None, task: str | None) -> Any:
+    """The card of a .tflite: the one odml wrote into its metadata, else read
+    off its tensors (the external family, names and order kept)."""
+    from odml.zoo.card import ModelCard
+    from odml.zoo.registry import get_family
+
+    card = ModelCard.from_tflite(p.read_bytes(), str(p))
+    if card is not None:
+        check_task(card, task, str(p))
+        card.name = card.name or p.stem
+        return card
+    return ModelCard(get_family(EXTERNAL), describe(tm, "litert", str(p), None, input_range,
+                                                    (tm.input_shape, list(tm.output_shapes), tm.input_dtype),
+                                                    tm.params, tm.macs, task, list(tm.output_names)), p.stem)
 
 
 def save_model(model: Any, path: str | Path, card: Any) -> Path:

@@ -1,0 +1,87 @@
+"""Outputs of any meaning (issue 38): what a task makes of a model's outputs,
+and how each output is judged against the source (top-1 for class scores,
+per-pixel agreement for maps, per-step agreement for sequences, relative
+error otherwise)."""
+
+import numpy as np
+import pytest
+
+from odml.exporters.tflite import DEFAULT_THRESHOLDS, judge, judge_outputs, parity, parity_outputs
+from odml.zoo.family import measure_of, task_fits
+from odml.zoo.families.external import ExternalConfig
+
+pytestmark = pytest.mark.fast
+
+
+def test_measure_follows_the_task_and_the_shape():
+    assert measure_of("classify", (10,)) == "top1"
+    assert measure_of("segment", (64, 64, 1)) == "pixels"
+    assert measure_of("sequence", (40, 6625)) == "steps"
+    assert measure_of("detect", (3549, 6)) == "error"
+    assert measure_of("segment", (10,)) == "error"  # a map's other outputs are judged by their error
+
+
+@pytest.mark.parametrize("task,shapes,ok", [
+    ("classify", [(2,)], True), ("classify", [(1, 80, 80)], False), ("segment", [(320, 320, 1)], True),
+    ("segment", [(2,)], False), ("sequence", [(40, 6625)], True), ("sequence", [(6625,)], False),
+    ("detect", [(2016, 18), (2016, 1)], True), ("detect", [(63,)], False), ("keypoints", [(63,), (1,)], True),
+    ("features", [(7,)], True), ("boxes", [(7,)], False)])
+def test_a_task_must_fit_the_outputs(task, shapes, ok):
+    assert (task_fits(task, shapes) is None) == ok
+
+
+def test_an_external_model_reads_its_task_off_the_shapes_or_is_told():
+    def cfg(outs, task=""):
+        return ExternalConfig((32, 32, 3), outs[0][1], outputs=tuple(outs), task=task).validate()
+
+    from odml.zoo.registry import get_family
+
+    fam = get_family("external")
+    assert fam.outputs(cfg([("prob", (5,))])).task == "classify"
+    assert fam.outputs(cfg([("map", (32, 32, 1))])).task == "segment"  # a map the size of the input
+    assert fam.outputs(cfg([("a", (8, 4)), ("b", (8, 1))])).task == "features"
+    spec = fam.outputs(cfg([("seq", (40, 97))], "sequence"))
+    assert spec.task == "sequence" and spec.measure == "steps" and [t.name for t in spec.tensors] == ["seq"]
+    from odml.errors import SpecError
+
+    with pytest.raises(SpecError, match="classify needs"):
+        cfg([("map", (32, 32, 1))], "classify")
+
+
+def test_per_pixel_agreement_catches_a_flipped_region_that_the_mean_error_forgives():
+    rng = np.random.default_rng(0)
+    ref = (rng.random((4, 32, 32, 1)) > 0.5) * 0.96 + 0.02  # a confident probability map
+    assert judge(parity(ref, ref + 1e-4, measure="pixels"), DEFAULT_THRESHOLDS["fp16"]) == []
+    bad = ref.copy()
+    bad[:, :16, :8] = 1 - bad[:, :16, :8]  # an eighth of each map flipped: a broken file
+    p = parity(ref, bad, measure="pixels")
+    assert p["agreement"] == pytest.approx(0.875, abs=0.01)
+    assert any("per-pixel agreement" in f for f in judge(p, DEFAULT_THRESHOLDS["int8"]))
+    # several channels: the class of each pixel is its argmax
+    logits = rng.normal(0, 3, (2, 8, 8, 4))
+    assert parity(logits, logits[..., ::-1], measure="pixels")["agreement"] < 0.5
+
+
+def test_per_step_agreement_catches_swapped_steps_that_the_error_forgives():
+    rng = np.random.default_rng(1)
+    ref = rng.normal(0, 1, (3, 40, 97))
+    ref[..., 0] += 6.0  # symbol 0 leads every step by a clear margin ...
+    ref[..., 1] += 5.0  # ... over symbol 1
+    p = parity(ref, ref + rng.normal(0, 1e-3, ref.shape), measure="steps")
+    assert p["agreement"] == 1.0 and judge(p, DEFAULT_THRESHOLDS["fp32"]) == []
+    bad = ref.copy()
+    bad[:, ::5, :2] = bad[:, ::5, 1::-1]  # a fifth of the steps read the runner-up
+    p = parity(ref, bad, measure="steps")
+    assert p["agreement"] == pytest.approx(0.8)
+    failed = judge(p, DEFAULT_THRESHOLDS["fp16"])
+    assert failed == [f"per-step agreement {p['agreement_clear']:.3f} < 0.99"]  # the error alone passes
+
+
+def test_several_outputs_each_judged_by_its_own_measure():
+    rng = np.random.default_rng(2)
+    scores = rng.normal(0, 3, (20, 10))
+    boxes = rng.normal(0, 1, (20, 50, 4))
+    p = parity_outputs([scores, boxes], [scores, boxes + 1.0], ["scores", "boxes"], ["top1", "error"])
+    assert p["outputs"]["scores"]["top1_agreement"] == 1.0 and "top1_agreement" not in p["outputs"]["boxes"]
+    failed = judge_outputs(p, DEFAULT_THRESHOLDS["int8"])
+    assert failed and all(f.startswith("boxes: ") for f in failed)
