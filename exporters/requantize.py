@@ -1,0 +1,722 @@
+"""A float .tflite (what MediaPipe and model zoos ship) re-quantized by odml:
+fp32, fp16, dynamic (int8 weights) and int8 (static, calibrated), each
+computing what the original computes under LiteRT, with the original's
+input and output tensors (names, order, float types), so that the file
+drops in for the original in an app.
+
+``float32_file`` first makes a plain float32 file of it: the constants that
+the original stores as float16 or in TFLite's sparse format and turns into
+float32 at load time (DEQUANTIZE and DENSIFY ops of a constant) are stored
+as float32 and those ops removed; MediaPipe's custom Convolution2DTransposeBias
+(a transposed convolution with a bias, run by its own kernels and by
+XNNPACK, not by LiteRT's builtin kernels) becomes the builtin TRANSPOSE_CONV
+with its bias input, which computes the same; a ``serving_default``
+signature names the inputs and outputs (what litert-quantizer calibrates and
+quantizes through). litert-quantizer then quantizes that file.
+
+``check_float`` refuses, in one line, what cannot be re-quantized: a file
+already quantized, TensorFlow (Flex) ops, custom ops that LiteRT cannot run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from odml.errors import OdmlError
+from odml.flatbuffer import _TYPE_NAMES, ModelFormatError, _op_names, _s, pack_tflite, parse_tflite
+
+PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
+SIGNATURE = "serving_default"
+
+_FLOAT32, _FLOAT16, _INT32 = 0, 1, 2
+_QUANTIZED_TYPES = {3: "uint8", 9: "int8", 7: "int16", 17: "int4"}
+_CUSTOM = 32
+_DEQUANTIZE, _DENSIFY, _TRANSPOSE_CONV = 6, 124, 67
+# Custom ops odml rewrites as builtin ops computing the same (MediaPipe's kernel: a TRANSPOSE_CONV whose
+# custom options are TfLiteTransposeConvParams {padding, stride_width, stride_height}, plus a bias input).
+_REWRITTEN = ("Convolution2DTransposeBias",)
+# TfLitePadding (the custom options' enum: 1 same, 2 valid) -> the schema's Padding (0 SAME, 1 VALID)
+_TFLITE_PADDING = {1: 0, 2: 1}
+
+
+class RequantizeError(OdmlError):
+    """A .tflite odml cannot re-quantize: already quantized, TensorFlow (Flex)
+    ops, custom ops LiteRT cannot run, or an op the quantizer or LiteRT
+    refuses (exit 2)."""
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _op_name(model: Any, op: Any) -> str:
+    oc = model.operatorCodes[op.opcodeIndex]
+    code = max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0))
+    return f"CUSTOM:{_s(oc.customCode)}" if code == _CUSTOM else _op_names().get(code, f"BUILTIN_{code}")
+
+
+def _read(data: bytes, where: str) -> Any:
+    """The verified ModelT of ``data``, every buffer's bytes held in the
+    object (a buffer stored past the flatbuffer, by offset, read in)."""
+    model = parse_tflite(bytes(data), where).raw
+    for b in model.buffers or []:
+        if b.offset and b.size:
+            b.data = np.frombuffer(data, np.uint8, int(b.size), int(b.offset)).copy()
+            b.offset = b.size = 0
+    return model
+
+
+def _const(model: Any, t: Any) -> np.ndarray | None:
+    """The stored bytes of tensor ``t`` (uint8), None for a computed tensor."""
+    buffers = model.buffers or []
+    if not 0 < t.buffer < len(buffers):
+        return None
+    d = buffers[t.buffer].data
+    if d is None or not len(d):
+        return None
+    return np.asarray(d, dtype=np.uint8)
+
+
+def _ops(model: Any) -> list[tuple[int, int, str]]:
+    """(subgraph, operator, op name) of every operator."""
+    return [(g, k, _op_name(model, op)) for g, sg in enumerate(model.subgraphs or [])
+            for k, op in enumerate(sg.operators or [])]
+
+
+# ---------------------------------------------------------------- checks
+
+
+def check_float(data: bytes, where: str) -> None:
+    """Refuse (RequantizeError, one line) a file odml cannot re-quantize: one
+    already quantized, one with TensorFlow (Flex) ops, one with custom ops
+    that LiteRT cannot run (MediaPipe's Convolution2DTransposeBias is taken:
+    ``float32_file`` rewrites it as the builtin TRANSPOSE_CONV)."""
+    model = _read(data, where)
+    _check_model(model, where)
+    fp32 = _pack(_float32_model(model, where))
+    _check_runs(fp32, where)
+
+
+def _check_model(model: Any, where: str) -> None:
+    ops = _ops(model)
+    flex = sorted({n.split(":", 1)[1] for _, _, n in ops if n.startswith("CUSTOM:Flex")})
+    if flex:
+        raise RequantizeError(f"{where}: uses TensorFlow ops ({', '.join(flex[:5])}: Flex, SELECT_TF_OPS), which "
+                              "LiteRT's builtin runtime does not run and no quantizer takes; re-quantizing it is "
+                              "refused (convert the model with builtin ops only)")
+    names = [n for _, _, n in ops]
+    if "QUANTIZE" in names:
+        raise RequantizeError(f"{where}: already quantized (it has QUANTIZE ops: int8 activations); re-quantizing an "
+                              "int8 file is refused: give odml the float .tflite")
+    for sg in model.subgraphs or []:
+        for t in sg.tensors or []:
+            kind = _QUANTIZED_TYPES.get(int(t.type))
+            q = t.quantization
+            if kind is not None and q is not None and q.scale is not None and len(q.scale):
+                what = "weights" if _const(model, t) is not None else "activations"
+                raise RequantizeError(f"{where}: already quantized ({kind} {what}, tensor {_s(t.name)!r}); "
+                                      "re-quantizing an int8 file is refused: give odml the float .tflite")
+    custom = sorted({n.split(":", 1)[1] for n in names if n.startswith("CUSTOM:")} - set(_REWRITTEN))
+    if custom:
+        _check_custom(model, custom, where)
+
+
+def _check_custom(model: Any, custom: list[str], where: str) -> None:
+    """Custom ops other than those odml rewrites: taken when LiteRT's own
+    kernels run them (its builtin resolver registers a few custom ops, e.g.
+    TFLite_Detection_PostProcess), refused naming the op otherwise."""
+    from odml.litert import load_interpreter
+
+    try:
+        load_interpreter(_pack(model), xnnpack=False, verify=False)
+    except ModelFormatError as e:
+        msg = str(e)
+        bad = [c for c in custom if c in msg] or custom
+        raise RequantizeError(f"{where}: has the custom op {bad[0]}, which LiteRT's kernels do not run (only an app "
+                              "that registers it can); re-quantizing it is refused") from None
+
+
+def _check_runs(fp32: bytes, where: str) -> None:
+    from odml.litert import load_interpreter
+
+    try:
+        load_interpreter(fp32, xnnpack=False, verify=False)
+    except ModelFormatError as e:
+        raise RequantizeError(f"{where}: LiteRT cannot run its float32 form: {_why(e)}") from None
+
+
+def _why(e: BaseException) -> str:
+    s = " ".join(str(e).split())
+    for prefix in ("model: LiteRT cannot load it: ",):
+        s = s.replace(prefix, "")
+    return s[:300]
+
+
+# ---------------------------------------------------------------- float32
+
+
+def float32_file(data: bytes, where: str) -> bytes:
+    """``data`` as a plain float32 .tflite: constants stored as float32
+    (DEQUANTIZE / DENSIFY of a constant folded), MediaPipe's custom
+    Convolution2DTransposeBias as the builtin TRANSPOSE_CONV, the same inputs
+    and outputs (names, order) and a ``serving_default`` signature."""
+    model = _read(data, where)
+    _check_model(model, where)
+    out = _pack(_float32_model(model, where))
+    _check_runs(out, where)
+    return _with_files(out, data)
+
+
+def _with_files(out: bytes, original: bytes) -> bytes:
+    """``out`` with the files packed in ``original`` (a zip after the
+    flatbuffer: the metadata's associated files, labels) packed again."""
+    import zipfile
+
+    from odml.exporters.metadata import pack_files
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(original)) as z:
+            files = {i.filename: z.read(i) for i in z.infolist() if not i.is_dir()}
+    except (zipfile.BadZipFile, ValueError, OSError):
+        return out
+    try:  # already there (out made from a file that had them)
+        with zipfile.ZipFile(io.BytesIO(out)) as z:
+            if set(z.namelist()) >= set(files):
+                return out
+    except (zipfile.BadZipFile, ValueError, OSError):
+        pass
+    return pack_files(out, files)
+
+
+def _pack(model: Any) -> bytes:
+    size = sum(len(b.data) for b in model.buffers or [] if b.data is not None)
+    return pack_tflite(model, size)
+
+
+def _float32_model(model: Any, where: str) -> Any:
+    for oc in model.operatorCodes or []:  # files of the old schema set only the deprecated code (litert-quantizer
+        code = max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0))  # reads only the new one)
+        oc.builtinCode, oc.deprecatedBuiltinCode = code, min(code, 127)
+    for g, sg in enumerate(model.subgraphs or []):
+        _fold(model, sg, f"{where}: subgraph {g}")
+        _rewrite_custom(model, sg, where)
+        _drop_unused_tensors(sg)
+    _drop_unused_buffers(model)
+    _drop_unused_opcodes(model)
+    _sign(model)
+    return model
+
+
+def _decode(model: Any, t: Any, raw: np.ndarray, where: str) -> np.ndarray:
+    from odml.zoo.tflite_graph import _DTYPES, densify
+
+    dt = _DTYPES.get(int(t.type))
+    if dt is None:
+        raise RequantizeError(f"{where}: tensor {_s(t.name)!r} is stored as {_TYPE_NAMES.get(int(t.type), t.type)} "
+                              "(not supported)")
+    shape = [int(d) for d in (t.shape if t.shape is not None else [])]
+    arr = np.frombuffer(raw.tobytes(), dtype=dt)
+    if t.sparsity is not None:
+        return densify(arr, shape, t.sparsity, f"{where}: tensor {_s(t.name)!r}")
+    if arr.size != int(np.prod(shape)):
+        raise RequantizeError(f"{where}: tensor {_s(t.name)!r} stores {arr.size} values for shape {shape}")
+    return arr.reshape(shape)
+
+
+def _fold(model: Any, sg: Any, where: str) -> None:
+    """Every DEQUANTIZE / DENSIFY of a constant: its output becomes a float32
+    (or, for DENSIFY of a non-float, its own type) constant; the op goes."""
+    schema = _schema()
+    tensors = sg.tensors or []
+    values: dict[int, np.ndarray] = {}
+    keep = []
+    for op in sg.operators or []:
+        name = _op_name(model, op)
+        ins = [int(i) for i in (op.inputs if op.inputs is not None else [])]
+        outs = [int(i) for i in (op.outputs if op.outputs is not None else [])]
+        if name in ("DEQUANTIZE", "DENSIFY") and len(ins) == 1 and len(outs) == 1:
+            src = tensors[ins[0]]
+            if ins[0] not in values:
+                raw = _const(model, src)
+                if raw is not None:
+                    values[ins[0]] = _decode(model, src, raw, where)
+            if ins[0] in values:
+                v = values[ins[0]]
+                q = src.quantization
+                if name == "DEQUANTIZE" and q is not None and q.scale is not None and len(q.scale):
+                    raise RequantizeError(f"{where}: already quantized ({_TYPE_NAMES.get(int(src.type))} weights, "
+                                          f"tensor {_s(src.name)!r}); re-quantizing an int8 file is refused")
+                v = v.astype(np.float32) if name == "DEQUANTIZE" else v
+                values[outs[0]] = v
+                dst = tensors[outs[0]]
+                dst.type = {np.dtype(np.float32): _FLOAT32, np.dtype(np.float16): _FLOAT16}.get(v.dtype, dst.type)
+                dst.sparsity = None
+                dst.quantization = None
+                dst.buffer = _new_buffer(model, schema, v)
+                continue
+        keep.append(op)
+    sg.operators = keep
+
+
+def _new_buffer(model: Any, schema: Any, v: np.ndarray) -> int:
+    b = schema.BufferT()
+    b.data = np.frombuffer(np.ascontiguousarray(v).astype(v.dtype.newbyteorder("<")).tobytes(), np.uint8)
+    model.buffers.append(b)
+    return len(model.buffers) - 1
+
+
+def _opcode(model: Any, schema: Any, builtin: int, version: int) -> int:
+    for k, oc in enumerate(model.operatorCodes):
+        if max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0)) == builtin:
+            oc.version = max(int(oc.version or 1), version)
+            return k
+    oc = schema.OperatorCodeT()
+    oc.builtinCode = builtin
+    oc.deprecatedBuiltinCode = min(builtin, 127)
+    oc.version = version
+    model.operatorCodes.append(oc)
+    return len(model.operatorCodes) - 1
+
+
+def _rewrite_custom(model: Any, sg: Any, where: str) -> None:
+    """MediaPipe's Convolution2DTransposeBias(input, weights OHWI, bias) as
+    TRANSPOSE_CONV(output_shape, weights, input, bias): the output shape its
+    kernel computes, the same padding and strides."""
+    schema = _schema()
+    tensors = sg.tensors
+    for k, op in enumerate(sg.operators or []):
+        if _op_name(model, op) != "CUSTOM:Convolution2DTransposeBias":
+            continue
+        ins = [int(i) for i in op.inputs]
+        opts = bytes(np.asarray(op.customOptions if op.customOptions is not None else [], np.uint8))
+        if len(ins) != 3 or len(opts) < 12:
+            raise RequantizeError(f"{where}: operator {k} (Convolution2DTransposeBias) is not MediaPipe's "
+                                  f"({len(ins)} inputs, {len(opts)} bytes of options)")
+        padding, sw, sh = (int(x) for x in np.frombuffer(opts[:12], "<i4"))
+        x, w = tensors[ins[0]], tensors[ins[1]]
+        if padding not in _TFLITE_PADDING or x.shape is None or len(x.shape) != 4 or w.shape is None \
+                or len(w.shape) != 4 or sw < 1 or sh < 1:
+            raise RequantizeError(f"{where}: operator {k} (Convolution2DTransposeBias) has padding {padding}, strides "
+                                  f"{sw}x{sh}, input {x.shape} and weights {w.shape} (not supported)")
+        _, ih, iw, _ = (int(d) for d in x.shape)
+        cout, kh, kw, _ = (int(d) for d in w.shape)
+        ph = max(0, kh - (ih - 1) % sh - 1) if padding == 1 else 0
+        pw = max(0, kw - (iw - 1) % sw - 1) if padding == 1 else 0
+        shape = np.array([int(x.shape[0]), sh * (ih - 1) + kh - ph, sw * (iw - 1) + kw - pw, cout], np.int32)
+        st = schema.TensorT()
+        st.shape = np.array([4], np.int32)
+        st.type = _INT32
+        st.name = (_s(tensors[int(op.outputs[0])].name) + "/output_shape").encode()
+        st.buffer = _new_buffer(model, schema, shape)
+        tensors.append(st)
+        o = schema.TransposeConvOptionsT()
+        o.padding = _TFLITE_PADDING[padding]
+        o.strideW, o.strideH = sw, sh
+        o.fusedActivationFunction = 0
+        op.opcodeIndex = _opcode(model, schema, _TRANSPOSE_CONV, 3)  # version 3: with a bias
+        op.inputs = [len(tensors) - 1, ins[1], ins[0], ins[2]]
+        op.builtinOptionsType = schema.BuiltinOptions.TransposeConvOptions
+        op.builtinOptions = o
+        op.customOptions = None
+        op.customOptionsFormat = 0
+
+
+def _drop_unused_tensors(sg: Any) -> None:
+    used = {int(i) for i in sg.inputs} | {int(i) for i in sg.outputs}
+    for op in sg.operators or []:
+        for ids in (op.inputs, op.outputs, op.intermediates):
+            used |= {int(i) for i in (ids if ids is not None else []) if int(i) >= 0}
+    order = sorted(used)
+    remap = {old: new for new, old in enumerate(order)}
+
+    def m(v: Any) -> Any:
+        return None if v is None else [remap[int(i)] if int(i) >= 0 else -1 for i in v]
+
+    sg.tensors = [sg.tensors[i] for i in order]
+    sg.inputs, sg.outputs = m(sg.inputs), m(sg.outputs)
+    for op in sg.operators or []:
+        op.inputs, op.outputs = m(op.inputs), m(op.outputs)
+        if op.intermediates is not None:
+            op.intermediates = m(op.intermediates)
+
+
+def _drop_unused_buffers(model: Any) -> None:
+    used = {0}
+    for sg in model.subgraphs or []:
+        used |= {int(t.buffer) for t in sg.tensors or []}
+    used |= {int(m.buffer) for m in model.metadata or []}
+    used |= {int(b) for b in (model.metadataBuffer if model.metadataBuffer is not None else [])}
+    order = sorted(used)
+    remap = {old: new for new, old in enumerate(order)}
+    model.buffers = [model.buffers[i] for i in order]
+    for sg in model.subgraphs or []:
+        for t in sg.tensors or []:
+            t.buffer = remap[int(t.buffer)]
+    for m in model.metadata or []:
+        m.buffer = remap[int(m.buffer)]
+    if model.metadataBuffer is not None:
+        model.metadataBuffer = [remap[int(b)] for b in model.metadataBuffer]
+
+
+def _drop_unused_opcodes(model: Any) -> None:
+    used = sorted({int(op.opcodeIndex) for sg in model.subgraphs or [] for op in sg.operators or []})
+    remap = {old: new for new, old in enumerate(used)}
+    model.operatorCodes = [model.operatorCodes[i] for i in used]
+    for sg in model.subgraphs or []:
+        for op in sg.operators or []:
+            op.opcodeIndex = remap[int(op.opcodeIndex)]
+
+
+def _sign(model: Any) -> None:
+    """A ``serving_default`` signature of subgraph 0 (its inputs and outputs by
+    tensor name) when the file has none."""
+    if model.signatureDefs:
+        return
+    schema = _schema()
+    sg = model.subgraphs[0]
+
+    def maps(ids: Any) -> list:
+        out = []
+        for i in ids:
+            tm = schema.TensorMapT()
+            tm.name = sg.tensors[int(i)].name
+            tm.tensorIndex = int(i)
+            out.append(tm)
+        return out
+
+    sd = schema.SignatureDefT()
+    sd.signatureKey = SIGNATURE.encode()
+    sd.subgraphIndex = 0
+    sd.inputs, sd.outputs = maps(sg.inputs), maps(sg.outputs)
+    model.signatureDefs = [sd]
+
+
+def _schema() -> Any:
+    from odml.flatbuffer import _schema as s
+
+    return s()
+
+
+# ---------------------------------------------------------------- quantizing
+
+_WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL", "CONV_3D")
+HEAD_ERROR = 0.05  # an output further than this (relative mean error) from the float file's: its head stays float
+_EVAL_SAMPLES = 16  # calibration inputs the candidates are compared on
+_CLIP_SAMPLES = 4096  # values per tensor and input the clipped ranges are fitted on
+
+
+@dataclass
+class Requantized:
+    """What ``requantize_report`` made: the file, and how. ``float_ops`` are
+    the ops left float (by their output's name) because quantizing them cost
+    an output its accuracy; ``ranges`` how int8's activation ranges were
+    set ("min-max": litert-quantizer's, "clipped": each range narrowed where
+    that lowers the error of its values); ``errors`` the relative mean error
+    of each output against the float32 file on the calibration inputs (empty
+    without them)."""
+
+    data: bytes
+    precision: str
+    float_ops: list[str] = field(default_factory=list)
+    ranges: str = ""
+    errors: list[float] = field(default_factory=list)
+
+
+def requantize(data: bytes, precision: str, calibration: np.ndarray | None = None, where: str = "model") -> bytes:
+    """``data`` (a float .tflite) in ``precision``: fp32 (``float32_file``),
+    fp16 (weights stored as float16), dynamic (int8 weights, float
+    activations quantized at run time) or int8 (int8 weights and activations,
+    calibrated on ``calibration``, a batch of inputs in the model's input
+    layout; float inputs and outputs kept). The inputs and outputs keep the
+    original's names, order and float types."""
+    return requantize_report(data, precision, calibration, where).data
+
+
+def requantize_report(data: bytes, precision: str, calibration: np.ndarray | None = None,
+                      where: str = "model") -> Requantized:
+    """``requantize``, saying how (``Requantized``). int8 (and dynamic, when
+    given calibration inputs) compares candidates on the calibration inputs
+    against the float32 file and keeps the best: litert-quantizer's
+    activation ranges or clipped ones (int8), and the ops that compute an
+    output from the last weighted op before it (a model's head) left float
+    for each output whose error exceeds HEAD_ERROR."""
+    if precision not in PRECISIONS:
+        raise RequantizeError(f"{where}: unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
+    fp32 = float32_file(data, where)
+    if precision == "fp32":
+        return Requantized(fp32, precision)
+    model = parse_tflite(fp32, where)
+    x = None
+    if precision == "int8" or calibration is not None:
+        x = _check_calibration(model, calibration, where)
+    if precision == "fp16" or x is None:
+        out = _quantize(fp32, model, precision, x, where)
+        _check_io(out, model, where)
+        res = Requantized(out, precision)
+    else:
+        res = _best(fp32, model, precision, x, where)
+    res.data = _with_files(res.data, data)
+    return res
+
+
+def _best(fp32: bytes, model: Any, precision: str, x: np.ndarray, where: str) -> Requantized:
+    # candidates are compared on inputs they were not calibrated on (a quarter of them, from 8 inputs on)
+    hold = max(len(x) // 4, 2) if len(x) >= 8 else 0
+    xc, xe = (x[:-hold], x[-hold:]) if hold else (x, x)
+    xe = xe[:_EVAL_SAMPLES]
+    ref = _outputs(fp32, xe, where)
+    qsvs: dict[str, Any] = {"": None}
+    if precision == "int8":
+        mm = _calibrate(fp32, model, xc, where)
+        qsvs = {"min-max": mm, "clipped": _clipped(fp32, model, xc, mm, where)}
+    cands = []
+    for ranges, qsv in qsvs.items():
+        q = _quantize(fp32, model, precision, xc, where, qsv=qsv)
+        c = Requantized(q, precision, [], ranges, _errors(ref, q, xe, where))
+        cands.append(c)
+        bad = [k for k, e in enumerate(c.errors) if e > HEAD_ERROR]
+        if bad:
+            heads = _heads(fp32)
+            floats = sorted({n for k in bad for n in heads.get(k, [])})
+            q = _quantize(fp32, model, precision, xc, where, floats, qsv)
+            cands.append(Requantized(q, precision, floats, ranges, _errors(ref, q, xe, where)))
+    best = cands[0]
+    for c in cands[1:]:  # another candidate only when clearly better (float heads make a larger, slower file)
+        if _score(c) < 0.9 * _score(best):
+            best = c
+    _check_io(best.data, model, where)
+    return best
+
+
+def _score(r: Requantized) -> float:
+    return max(r.errors) if r.errors else 0.0
+
+
+def _outputs(data: bytes, x: np.ndarray, where: str) -> list[np.ndarray]:
+    from odml.litert import load_interpreter, run_outputs
+
+    try:
+        return run_outputs(load_interpreter(data, verify=False), x)
+    except ModelFormatError as e:
+        raise RequantizeError(f"{where}: {_why(e)}") from None
+
+
+def _errors(ref: list[np.ndarray], q: bytes, x: np.ndarray, where: str) -> list[float]:
+    return [relative_error(a, b) for a, b in zip(ref, _outputs(q, x, where))]
+
+
+def relative_error(a: np.ndarray, b: np.ndarray) -> float:
+    """mean |b - a| / mean |a|: how far an output ``b`` is from the float
+    one ``a``, relative to its size."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.abs(b - a).mean() / max(float(np.abs(a).mean()), 1e-12))
+
+
+def _recipe(precision: str, floats: list[str] = ()) -> list[dict]:
+    from litert_quantizer import recipe
+
+    if precision == "fp16":
+        rp = [{"regex": ".*", "operation": "*", "algorithm_key": "float_casting",
+               "op_config": {"weight_tensor_config": {"num_bits": 16, "dtype": "FLOAT"},
+                             "compute_precision": "FLOAT", "explicit_dequantize": True}}]
+    elif precision == "dynamic":
+        rp = list(recipe.dynamic_wi8_afp32())
+    else:  # int8: float inputs and outputs (an app feeds and reads floats, as with the original)
+        rp = list(recipe.static_wi8_ai8()) + [{"regex": ".*", "operation": op, "algorithm_key": "no_quantize"}
+                                              for op in ("INPUT", "OUTPUT")]
+    # an op's scope is its output names, each followed by ';'
+    rp += [{"regex": f"(^|;){re.escape(name)};", "operation": "*", "algorithm_key": "no_quantize"} for name in floats]
+    return [dict(r) for r in rp]
+
+
+@contextlib.contextmanager
+def _quiet():
+    """litert-quantizer's progress bars and reports (stdout, stderr) and
+    LiteRT's native logs (fd 2), shown only if the block fails."""
+    import warnings
+
+    from odml._fd import quiet_stderr_fd
+
+    out, err = io.StringIO(), io.StringIO()
+    with quiet_stderr_fd(), warnings.catch_warnings(), contextlib.redirect_stdout(out), \
+            contextlib.redirect_stderr(err):
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _check_calibration(model: Any, x: np.ndarray | None, where: str) -> np.ndarray:
+    if len(model.inputs) != 1:
+        raise RequantizeError(f"{where}: has {len(model.inputs)} inputs; odml calibrates models with one input")
+    want = tuple(int(d) for d in model.inputs[0].shape[1:])
+    if x is None or len(x) == 0:
+        raise RequantizeError(f"{where}: int8 needs calibration inputs (a batch of shape (n, "
+                              f"{', '.join(map(str, want))}))")
+    x = np.asarray(x)
+    if tuple(x.shape[1:]) != want:
+        raise RequantizeError(f"{where}: calibration inputs of shape {tuple(x.shape[1:])}, the model takes {want}")
+    if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
+        raise RequantizeError(f"{where}: calibration inputs hold NaN, infinite or non-numeric values")
+    return x.astype(np.float32)
+
+
+def _failed(e: BaseException, what: str, where: str) -> RequantizeError:
+    return RequantizeError(f"{where}: litert-quantizer cannot {what}: {_culprit(e)}{type(e).__name__}: "
+                           f"{' '.join(str(e).split())[:200]}")
+
+
+def _calibrate(fp32: bytes, model: Any, x: np.ndarray, where: str) -> dict[str, Any]:
+    from litert_quantizer import Quantizer
+
+    try:
+        with _quiet():
+            q = Quantizer(bytearray(fp32))
+            q.load_quantization_recipe(_recipe("int8"))
+            name = model.inputs[0].name
+            return q.calibrate({SIGNATURE: [{name: x[i:i + 1]} for i in range(len(x))]}, num_threads=1)
+    except Exception as e:  # noqa: BLE001 - whatever the quantizer raises, one line naming the op if it can
+        raise _failed(e, "calibrate it", where) from None
+
+
+def _clipped(fp32: bytes, model: Any, x: np.ndarray, qsvs: dict[str, Any], where: str) -> dict[str, Any]:
+    """``qsvs`` with each activation's range [lo, hi] narrowed to a*[lo, hi]
+    (a from 1 down to 0.3) where that gives its calibration values the least
+    squared int8 error: a few outliers no longer stretch a range that most
+    values use a small part of. The model's input keeps its range."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    rng = np.random.default_rng(0)
+    with _quiet():
+        it = Interpreter(model_content=fp32, experimental_preserve_all_tensors=True, num_threads=1)
+        it.allocate_tensors()
+    index = {t["name"]: t["index"] for t in it.get_tensor_details()}
+    names = [n for n in qsvs if n in index and n != model.inputs[0].name]
+    values: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    inp = it.get_input_details()[0]["index"]
+    for i in range(len(x)):
+        it.set_tensor(inp, x[i:i + 1])
+        it.invoke()
+        for n in names:
+            v = it.get_tensor(index[n]).ravel()
+            values[n].append(v if v.size <= _CLIP_SAMPLES else rng.choice(v, _CLIP_SAMPLES, replace=False))
+    out = dict(qsvs)
+    for n in names:
+        lo, hi = float(np.min(qsvs[n]["min"])), float(np.max(qsvs[n]["max"]))
+        a = _clip_factor(np.concatenate(values[n]).astype(np.float64), lo, hi)
+        if a < 1.0:
+            out[n] = {"min": np.full_like(qsvs[n]["min"], min(lo * a, 0.0)),
+                      "max": np.full_like(qsvs[n]["max"], max(hi * a, 0.0))}
+    return out
+
+
+def _clip_factor(v: np.ndarray, lo: float, hi: float) -> float:
+    best, factor = None, 1.0
+    for a in np.linspace(1.0, 0.3, 15):
+        lo_a, hi_a = min(lo * a, 0.0), max(hi * a, 0.0)
+        step = (hi_a - lo_a) / 255 or 1e-12
+        err = float(np.mean((np.clip(np.round((v - lo_a) / step), 0, 255) * step + lo_a - v) ** 2))
+        if best is None or err < best:
+            best, factor = err, float(a)
+    return factor
+
+
+def _quantize(fp32: bytes, model: Any, precision: str, x: np.ndarray | None, where: str,
+              floats: list[str] = (), qsv: dict[str, Any] | None = None) -> bytes:
+    from litert_quantizer import Quantizer
+
+    try:
+        with _quiet():
+            q = Quantizer(bytearray(fp32))
+            q.load_quantization_recipe(_recipe(precision, floats))
+            if q.need_calibration and qsv is None:
+                name = model.inputs[0].name
+                qsv = q.calibrate({SIGNATURE: [{name: x[i:i + 1]} for i in range(len(x))]}, num_threads=1)
+            res = q.quantize(qsv if q.need_calibration else None, enable_progress_bar=False,
+                             enable_progress_report=False)
+            out = bytes(res.quantized_model)
+    except Exception as e:  # noqa: BLE001 - whatever the quantizer raises, one line naming the op if it can
+        raise _failed(e, f"make it {precision}", where) from None
+    out = _restore_names(out, model, where)
+    try:
+        from odml.litert import load_interpreter
+
+        with _quiet():
+            load_interpreter(out, verify=True)
+    except ModelFormatError as e:
+        raise RequantizeError(f"{where}: LiteRT cannot run the {precision} file litert-quantizer made: {_why(e)}"
+                              ) from None
+    return out
+
+
+def _culprit(e: BaseException) -> str:
+    """'operator N (KIND): ' when the quantizer's traceback shows which
+    operator it was working on, else ''."""
+    found = ""
+    tb = e.__traceback__
+    while tb is not None:
+        info = tb.tb_frame.f_locals.get("op_info")
+        if info is not None and hasattr(info, "subgraph_op_index"):
+            found = f"operator {info.subgraph_op_index} ({getattr(info.op_name, 'value', info.op_name)}): "
+        tb = tb.tb_next
+    return found
+
+
+def _restore_names(q: bytes, model: Any, where: str) -> bytes:
+    """The quantizer names a float output it dequantizes '<name>_dequant' and
+    gives the original name to the int8 tensor: the file's inputs and outputs
+    get back the original names (the int8 tensor becomes '<name>_int8')."""
+    m = _read(q, where)
+    sg = m.subgraphs[0]
+    names = [_s(t.name) for t in sg.tensors]
+    changed = False
+    for ids, want in ((sg.inputs, model.inputs), (sg.outputs, model.outputs)):
+        for i, t in zip(ids, want):
+            if names[int(i)] == t.name:
+                continue
+            if t.name in names:
+                sg.tensors[names.index(t.name)].name = (t.name + "_int8").encode()
+            sg.tensors[int(i)].name = t.name.encode()
+            changed = True
+    for sd in m.signatureDefs or []:
+        for tm in list(sd.inputs or []) + list(sd.outputs or []):
+            if 0 <= int(tm.tensorIndex) < len(sg.tensors) and _s(tm.name) != _s(sg.tensors[int(tm.tensorIndex)].name):
+                tm.name = sg.tensors[int(tm.tensorIndex)].name
+                changed = True
+    return _pack(m) if changed else q
+
+
+def _check_io(q: bytes, model: Any, where: str) -> None:
+    got = parse_tflite(q, where)
+    if [(t.name, t.dtype) for t in got.inputs] != [(t.name, t.dtype) for t in model.inputs] or \
+            [(t.name, t.dtype) for t in got.outputs] != [(t.name, t.dtype) for t in model.outputs]:
+        raise RequantizeError(f"{where}: the quantized file's inputs and outputs "
+                              f"({[(t.name, t.dtype) for t in got.inputs + got.outputs]}) are not the original's "
+                              f"({[(t.name, t.dtype) for t in model.inputs + model.outputs]})")
+
+
+def _heads(fp32: bytes) -> dict[int, list[str]]:
+    """Per output (its position): the ops that compute it from the last
+    weighted op(s) before it (that op included), by their first output's
+    name."""
+    model = _read(fp32, "model")
+    sg = model.subgraphs[0]
+    producer = {int(o): op for op in sg.operators or [] for o in op.outputs}
+    out: dict[int, list[str]] = {}
+    for k, t in enumerate(sg.outputs):
+        names: list[str] = []
+        todo, seen = [int(t)], set()
+        while todo:
+            op = producer.get(todo.pop())
+            if op is None or id(op) in seen:
+                continue
+            seen.add(id(op))
+            names.append(_s(sg.tensors[int(op.outputs[0])].name))
+            if _op_name(model, op) in _WEIGHTED:
+                continue
+            todo += [int(j) for j in op.inputs if int(j) >= 0 and _const(model, sg.tensors[int(j)]) is None]
+        out[k] = names
+    return out
