@@ -163,7 +163,8 @@ def _why(e: BaseException) -> str:
 def float32_file(data: bytes, where: str) -> bytes:
     """``data`` as a plain float32 .tflite: constants stored as float32
     (DEQUANTIZE / DENSIFY of a constant folded), MediaPipe's custom
-    Convolution2DTransposeBias as the builtin TRANSPOSE_CONV, the same inputs
+    Convolution2DTransposeBias as the builtin TRANSPOSE_CONV, a separate
+    RELU after a convolution or an ADD as its fused activation, the same inputs
     and outputs (names, order) and a ``serving_default`` signature."""
     model = _read(data, where)
     _check_model(model, where)
@@ -205,6 +206,7 @@ def _float32_model(model: Any, where: str) -> Any:
     for g, sg in enumerate(model.subgraphs or []):
         _fold(model, sg, f"{where}: subgraph {g}")
         _rewrite_custom(model, sg, where)
+        _fuse_activations(model, sg)
         _drop_unused_tensors(sg)
     _drop_unused_buffers(model)
     _drop_unused_opcodes(model)
@@ -326,6 +328,42 @@ def _rewrite_custom(model: Any, sg: Any, where: str) -> None:
         op.customOptionsFormat = 0
 
 
+_ACTIVATIONS = {"RELU": 1, "RELU_N1_TO_1": 2, "RELU6": 3}  # schema ActivationFunctionType
+_FUSES = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "ADD", "SUB", "MUL")
+
+
+def _fuse_activations(model: Any, sg: Any) -> None:
+    """A RELU / RELU6 / RELU_N1_TO_1 op whose input is the output of a
+    convolution, fully connected or elementwise op that nothing else reads
+    becomes that op's fused activation (the same values, one op less: int8
+    kernels, XNNPACK's among them, take a fused activation where a separate
+    int8 RELU splits the graph into many delegated parts)."""
+    ops = list(sg.operators or [])
+    readers: dict[int, int] = {}
+    for op in ops:
+        for i in op.inputs if op.inputs is not None else []:
+            readers[int(i)] = readers.get(int(i), 0) + 1
+    outputs = {int(i) for i in sg.outputs}
+    producer = {int(o): op for op in ops for o in (op.outputs if op.outputs is not None else [])}
+    drop = set()
+    for op in ops:
+        act = _ACTIVATIONS.get(_op_name(model, op))
+        if act is None or op.inputs is None or len(op.inputs) != 1:
+            continue
+        src = int(op.inputs[0])
+        prev = producer.get(src)
+        if prev is None or readers.get(src) != 1 or src in outputs or _op_name(model, prev) not in _FUSES:
+            continue
+        opts = prev.builtinOptions
+        if opts is None or getattr(opts, "fusedActivationFunction", None) != 0 or len(prev.outputs) != 1:
+            continue
+        opts.fusedActivationFunction = act
+        prev.outputs = [int(op.outputs[0])]
+        producer[int(op.outputs[0])] = prev
+        drop.add(id(op))
+    sg.operators = [op for op in ops if id(op) not in drop]
+
+
 def _drop_unused_tensors(sg: Any) -> None:
     used = {int(i) for i in sg.inputs} | {int(i) for i in sg.outputs}
     for op in sg.operators or []:
@@ -405,6 +443,10 @@ def _schema() -> Any:
 # ---------------------------------------------------------------- quantizing
 
 _WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL", "CONV_3D")
+# Ops int8 leaves float: LiteRT 2.3's XNNPACK does not take litert-quantizer's int8 HARD_SWISH, and LiteRT's own
+# int8 kernel for it is slow (MediaPipe's selfie segmentation: int8 5.3 ms, float 3.7 ms; with its 11 HARD_SWISH
+# float, int8 2.8 ms, one thread, x86).
+INT8_FLOAT_OPS = ("HARD_SWISH",)
 HEAD_ERROR = 0.05  # an output further than this (relative mean error) from the float file's: its head stays float
 _EVAL_SAMPLES = 16  # calibration inputs the candidates are compared on
 _CLIP_SAMPLES = 4096  # values per tensor and input the clipped ranges are fitted on
@@ -413,12 +455,12 @@ _CLIP_SAMPLES = 4096  # values per tensor and input the clipped ranges are fitte
 @dataclass
 class Requantized:
     """What ``requantize_report`` made: the file, and how. ``float_ops`` are
-    the ops left float (by their output's name) because quantizing them cost
-    an output its accuracy; ``ranges`` how int8's activation ranges were
+    the ops left float (by their output's name): int8's INT8_FLOAT_OPS, and
+    the heads whose quantization cost an output its accuracy; ``ranges`` how int8's activation ranges were
     set ("min-max": litert-quantizer's, "clipped": each range narrowed where
     that lowers the error of its values); ``errors`` the relative mean error
-    of each output against the float32 file on the calibration inputs (empty
-    without them)."""
+    of each output against the float32 file on the held-out calibration
+    inputs (empty without them)."""
 
     data: bytes
     precision: str
@@ -440,11 +482,13 @@ def requantize(data: bytes, precision: str, calibration: np.ndarray | None = Non
 def requantize_report(data: bytes, precision: str, calibration: np.ndarray | None = None,
                       where: str = "model") -> Requantized:
     """``requantize``, saying how (``Requantized``). int8 (and dynamic, when
-    given calibration inputs) compares candidates on the calibration inputs
-    against the float32 file and keeps the best: litert-quantizer's
-    activation ranges or clipped ones (int8), and the ops that compute an
-    output from the last weighted op before it (a model's head) left float
-    for each output whose error exceeds HEAD_ERROR."""
+    given calibration inputs) compares candidates against the float32 file
+    on a quarter of the calibration inputs (from 8 on; calibrated on the
+    rest) and keeps the first one, unless another is at least 10% better on
+    its worst output: litert-quantizer's activation ranges or clipped ones
+    (int8), then the ops that compute an output from the last weighted op
+    before it (a model's head) left float for each output whose error
+    exceeds HEAD_ERROR. fp16 takes no calibration inputs."""
     if precision not in PRECISIONS:
         raise RequantizeError(f"{where}: unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
     fp32 = float32_file(data, where)
@@ -452,7 +496,7 @@ def requantize_report(data: bytes, precision: str, calibration: np.ndarray | Non
         return Requantized(fp32, precision)
     model = parse_tflite(fp32, where)
     x = None
-    if precision == "int8" or calibration is not None:
+    if precision == "int8" or (precision == "dynamic" and calibration is not None):
         x = _check_calibration(model, calibration, where)
     if precision == "fp16" or x is None:
         out = _quantize(fp32, model, precision, x, where)
@@ -471,18 +515,20 @@ def _best(fp32: bytes, model: Any, precision: str, x: np.ndarray, where: str) ->
     xe = xe[:_EVAL_SAMPLES]
     ref = _outputs(fp32, xe, where)
     qsvs: dict[str, Any] = {"": None}
+    always: list[str] = []
     if precision == "int8":
         mm = _calibrate(fp32, model, xc, where)
         qsvs = {"min-max": mm, "clipped": _clipped(fp32, model, xc, mm, where)}
+        always = _outputs_of(fp32, INT8_FLOAT_OPS)
     cands = []
     for ranges, qsv in qsvs.items():
-        q = _quantize(fp32, model, precision, xc, where, qsv=qsv)
-        c = Requantized(q, precision, [], ranges, _errors(ref, q, xe, where))
+        q = _quantize(fp32, model, precision, xc, where, always, qsv)
+        c = Requantized(q, precision, list(always), ranges, _errors(ref, q, xe, where))
         cands.append(c)
         bad = [k for k, e in enumerate(c.errors) if e > HEAD_ERROR]
         if bad:
             heads = _heads(fp32)
-            floats = sorted({n for k in bad for n in heads.get(k, [])})
+            floats = sorted(set(always) | {n for k in bad for n in heads.get(k, [])})
             q = _quantize(fp32, model, precision, xc, where, floats, qsv)
             cands.append(Requantized(q, precision, floats, ranges, _errors(ref, q, xe, where)))
     best = cands[0]
@@ -491,6 +537,13 @@ def _best(fp32: bytes, model: Any, precision: str, x: np.ndarray, where: str) ->
             best = c
     _check_io(best.data, model, where)
     return best
+
+
+def _outputs_of(fp32: bytes, kinds: tuple[str, ...]) -> list[str]:
+    """The names of the first outputs of the ops of ``kinds``."""
+    m = _read(fp32, "model")
+    sg = m.subgraphs[0]
+    return [_s(sg.tensors[int(op.outputs[0])].name) for op in sg.operators or [] if _op_name(m, op) in kinds]
 
 
 def _score(r: Requantized) -> float:

@@ -170,6 +170,31 @@ def test_convolution2d_transpose_bias_becomes_transpose_conv(made):
     assert 0.2 < float(ref.mean()) < 0.8  # a person fills a good part of the mask: the test compares something
 
 
+def test_separate_relus_become_fused_activations(made):
+    """face detection and selfie segmentation compute RELU as separate ops;
+    the float32 file fuses them into the op before (the same values, and
+    int8 kernels take a fused activation: face detection's int8 file ran 4x
+    slower than float with them separate)."""
+    from odml.flatbuffer import parse_tflite
+
+    for key in ("mp_face_det", "mp_selfie"):
+        m = made(key)
+        assert parse_tflite(m["data"]).op_histogram["RELU"] >= 17
+        assert "RELU" not in parse_tflite(m["fp32"]).ops
+
+
+def test_int8_leaves_hard_swish_float(made):
+    from odml.flatbuffer import parse_tflite
+
+    r = made("mp_selfie")["res"]["int8"]
+    q = parse_tflite(r.data)
+    assert q.op_histogram["HARD_SWISH"] == 11 and sum(n.startswith("h_swish") for n in r.float_ops) == 11
+    sg = q.raw.subgraphs[0]
+    float_in = [op for k, op in enumerate(sg.operators) if q.ops[k] == "HARD_SWISH"
+                and sg.tensors[int(op.inputs[0])].type == 0]  # float32 inputs: XNNPACK's float kernel runs them
+    assert len(float_in) == 11
+
+
 # ---------------------------------------------------------------- requantize
 
 
