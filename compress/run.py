@@ -290,7 +290,7 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
          on_epoch: Callable[[int, dict[str, Any]], None] | None) -> dict[str, Any]:
     from odml._tf import keras
     from odml.compress.distill import Student, soft_label_stats, sparsity_per_layer, strip, train_students
-    from odml.exporters.tflite import concrete_function, convert, representative_from
+    from odml.exporters.tflite import convert, representative_from
     from odml.train.trainer import recalibrate_batchnorm, save_model_atomic
     from odml.zoo.card import ModelCard
 
@@ -316,17 +316,15 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
     if teacher_label not in done:
         t_start = time.perf_counter()
         say("teacher: accuracy, fp32 TFLite, latency")
-        t_val = outputs(lambda x: t.model.predict(x, batch_size=256, verbose=0), t.input)
+        t_val = outputs(t.predict, t.input)
         acc = float((t_val.argmax(-1) == y_val).mean())
         path = p.out / f"{teacher_label}_fp32.tflite"
-        fn = concrete_function(t.model, t.input.shape, t.input.name, t.input.dtype)
-        _tflite(p, path, convert(fn, "fp32", trackable=getattr(t.model, "loaded", None)), teacher_label,
-                replace(t.card, labels=labels))
+        _tflite(p, path, t.fp32_tflite(), teacher_label, replace(t.card, labels=labels))
         lat = _latency(p, path)
         scores = _scores(p, t_val)
         say("teacher: soft labels on the training data")
         xs, ys = p.data.sample("train", 4096, p.recipe.seed)  # the whole training set when it is no larger
-        on_train = soft_label_stats(t.model.predict(t.input.from_pixels(xs), batch_size=256, verbose=0), ys,
+        on_train = soft_label_stats(t.predict(t.input.from_pixels(xs)), ys,
                                     p.recipe.distill.temperature)
         row = {"label": teacher_label, "role": "teacher", "model": str(t.path), "params": t.params,
                "macs": t.macs, "accuracy": acc, "int8_accuracy": None, "size_bytes": path.stat().st_size,

@@ -31,6 +31,20 @@ class Teacher(Carded):
     macs: int
     runtime: str = "tf_keras"  # what made it (odml's training loops train tf_keras models only)
     compressor: str = "distill"  # the pipeline that compresses it, as its family names it (Family.compressor)
+    predict: Any = None  # its outputs on a batch of arrays, run as its file runs (a .tflite: LiteRT)
+
+    def fp32_tflite(self) -> bytes:
+        """The teacher as an fp32 .tflite (for its latency): a float .tflite
+        teacher as it is (its stored fp16 weights widened), any other model
+        converted."""
+        if self.runtime == "litert":
+            from odml.exporters.requantize import requantize
+
+            return requantize(self.path.read_bytes(), "fp32", None, str(self.path))
+        from odml.exporters.tflite import concrete_function, convert
+
+        fn = concrete_function(self.model, self.input.shape, self.input.name, self.input.dtype)
+        return convert(fn, "fp32", trackable=getattr(self.model, "loaded", None))
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -49,7 +63,8 @@ def load_teacher(path: str | Path, input_size: Any = None, input_range: tuple[fl
     entry that comes with weights (MediaPipe's released landmark model once
     imported), and check that it is a classifier, or a keypoint model, whose
     family has students. The teacher only has to run forward: a Keras 3
-    model, a SavedModel or an ONNX graph will do."""
+    model, a SavedModel, an ONNX graph or a float .tflite (run by LiteRT) will
+    do."""
     from odml.zoo.load import load_model
     from odml.zoo.registry import is_model, resolve
 
@@ -69,7 +84,7 @@ def load_teacher(path: str | Path, input_size: Any = None, input_range: tuple[fl
     except OdmlError as e:
         raise TeacherError(f"teacher {p}: {e}: it is {fam.noun}; its output is {out.name} ({out.description})") from None
     params, macs = loaded.sizes()
-    t = Teacher(p, loaded.model, loaded.card, params, macs, loaded.runtime, compressor)
+    t = Teacher(p, loaded.model, loaded.card, params, macs, loaded.runtime, compressor, loaded.predict)
     try:
         t.student_family.check_teacher(t)
     except SpecError as e:

@@ -68,8 +68,11 @@ def load_source(model: str, classes: int | None = None, input_size: str | None =
     onnxruntime), a float .tflite (re-quantized; parity against the file under
     LiteRT). ``input_size`` fixes a file's dynamic height and width; ``task``
     says what a file's outputs are."""
+    from odml.zoo.family import TASKS
     from odml.zoo.load import load_model
 
+    if task is not None and task not in TASKS:
+        raise ExportError(f"--task {task}: expected one of {', '.join(TASKS)}")
     p = Path(model)
     if p.is_dir() or p.suffix.lower() in MODEL_FILES:
         if classes is not None or width is not None or sets:

@@ -343,3 +343,34 @@ def test_search_places_your_model_beside_the_front(cli, tmp_path, models):
     (b,) = r.json()["search"]["baselines"]
     assert b["name"] == "pre_k3.keras" and b["latency_ms"] > 0 and 0 <= b["accuracy"] <= 1
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["baselines"][0]["name"] == "pre_k3.keras"
+
+
+def test_a_float_tflite_from_another_team_is_quantized_and_teaches(cli, tmp_path, models):
+    """The usual hand-over: a float .tflite with no odml card (TF's converter,
+    from a trained Keras 3 model). odml re-quantizes it with parity against the
+    file under LiteRT (accuracy on the digits kept), and distils students from
+    it, the teacher run by LiteRT."""
+    import tensorflow as tf
+
+    keras = _keras3()
+    m = keras.models.load_model(models["pre_k3"])
+    bare = tmp_path / "handed_over.tflite"
+    bare.write_bytes(tf.lite.TFLiteConverter.from_keras_model(m).convert())
+    r = cli("export", bare, "--input-range", "0,255", "--data", "digits", "--quantize", "fp32,fp16,dynamic,int8",
+            "--out", tmp_path / "e", "--json")
+    assert r.exit_code == 0, r.stderr
+    rep = r.json()["export"]
+    assert rep["source"] == "litert" and rep["output"]["task"] == "classify"
+    by = {a["precision"]: a for a in rep["artifacts"]}
+    assert by["fp32"]["parity"]["max_abs_err"] < 1e-4
+    acc = by["fp32"]["parity"]["keras_accuracy"]  # the source file's own accuracy, under LiteRT
+    assert abs(acc - models["pre_acc"]) < 0.03
+    assert by["int8"]["parity"]["tflite_accuracy"] > acc - 0.05 and by["int8"]["size_bytes"] < 0.4 * by["fp32"]["size_bytes"]
+    assert by["fp16"]["size_bytes"] < 0.6 * by["fp32"]["size_bytes"]
+    rep = _compress(cli, bare, tmp_path / "c", "--input-range", "0,255")
+    assert abs(rep["teacher"]["accuracy"] - acc) < 0.03  # the teacher is the file, run by LiteRT
+    # an int8 file is not re-quantized
+    int8 = tmp_path / "e" / by["int8"]["file"]
+    assert_one_line_error(cli("export", int8, "--quantize", "int8", "--calibration", "random", "--out",
+                              tmp_path / "never"), int8.name, "int8")
+    assert not (tmp_path / "never").exists()

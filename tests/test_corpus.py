@@ -1,0 +1,103 @@
+"""A corpus of real pretrained graphs nobody here wrote (issue 38), each taken
+through `odml export` (fp32 and fp16, parity judged per output by what the
+output is), `odml inspect` and `odml bench`, as a user runs them: ONNX graphs
+written by paddle2onnx (PP-OCR's classifier, DBNet detector and SVTR
+recognizer; a document-orientation classifier) and by torch.onnx (a YOLOX-style
+and a YOLOv8 detector), and float .tflite files of MediaPipe (hand landmarks,
+palm and face detection, selfie segmentation). Where each comes from:
+tests/pretrained.py."""
+
+import pytest
+
+from helpers import assert_one_line_error
+from pretrained import fetch
+
+# key -> (export options, the task, the measure that judges the first output)
+ONNX = {
+    "ocr_cls": (["--input-size", "48x192", "--input-range", "-1,1"], "classify", "top1"),
+    "ocr_det": (["--input-size", "320x320", "--input-range", "-1,1"], "segment", "pixels"),
+    "ocr_rec": (["--input-size", "48x320", "--input-range", "-1,1"], "sequence", "steps"),
+    "orientation": (["--input-range", "-1,1"], "classify", "top1"),
+    "captcha_det": (["--input-range", "0,255"], "detect", "error"),
+    "nudenet": (["--input-size", "320x320"], "detect", "error"),
+}
+TFLITE = {
+    "mp_hand": ([], "keypoints", "error"),
+    "mp_palm": (["--input-range", "-1,1"], "detect", "error"),
+    "mp_face_det": (["--input-range", "-1,1"], "detect", "error"),
+    "mp_selfie": ([], "segment", "pixels"),
+}
+
+
+def _export(cli, key, opts, task, out):
+    src = fetch(key)
+    r = cli("export", src, *opts, "--task", task, "--quantize", "fp32,fp16", "--parity-samples", "4", "--out", out,
+            "--json")
+    assert r.exit_code == 0, (key, r.stdout[-2000:], r.stderr[-2000:])
+    return src, r.json()["export"]
+
+
+def _source_outputs(src):
+    """The output names of the source file, in order, as its own runtime lists them."""
+    if src.suffix == ".onnx":
+        import onnx
+
+        g = onnx.load(str(src))
+        return [o.name for o in g.graph.output]
+    from odml.flatbuffer import read_tflite
+
+    return [t.name for t in read_tflite(src).outputs]
+
+
+def _check(cli, key, opts, task, measure, tmp_path):
+    src, rep = _export(cli, key, opts, task, tmp_path / key)
+    assert rep["output"]["task"] == task
+    names = _source_outputs(src)
+    for a in rep["artifacts"]:
+        assert a["parity_failed"] == [], (key, a["precision"], a["parity_failed"])
+        per = a["parity"]["outputs"]
+        assert list(per) == names  # every output kept, named and ordered as in the source
+        first = per[names[0]]
+        assert first["measure"] == measure
+        if measure == "top1":
+            assert "top1_agreement" in first
+        elif measure in ("pixels", "steps"):
+            assert first["agreement"] >= (0.999 if a["precision"] == "fp32" else 0.99)
+        assert first["rel_mean_err"] < (1e-3 if a["precision"] == "fp32" else 1e-2)
+    fp16 = tmp_path / key / next(a["file"] for a in rep["artifacts"] if a["precision"] == "fp16")
+    r = cli("inspect", fp16, "--json")
+    assert r.exit_code == 0, r.stderr
+    info = r.json()["inspect"]
+    assert [o["name"] for o in info["outputs"]] == names  # the file drops in where the source was loaded by name
+    r = cli("bench", fp16, "--runs", "3", "--warmup", "1", "--min-secs", "0", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["bench"][0]["median_ms"] > 0
+    r = cli("inspect", src, "--json")
+    assert r.exit_code == 0, r.stderr
+    return rep
+
+
+@pytest.mark.parametrize("key", list(ONNX))
+def test_real_onnx_graphs_convert_with_parity_per_output(cli, key, tmp_path):
+    opts, task, measure = ONNX[key]
+    rep = _check(cli, key, opts, task, measure, tmp_path)
+    assert rep["source"] == "onnx"
+    assert rep["source_info"]["ops"] > 0 and rep["source_info"]["convert_s"] > 0
+
+
+@pytest.mark.parametrize("key", list(TFLITE))
+def test_real_float_tflite_files_requantize_with_parity_per_output(cli, key, tmp_path):
+    opts, task, measure = TFLITE[key]
+    rep = _check(cli, key, opts, task, measure, tmp_path)
+    assert rep["source"] == "litert"
+
+
+def test_a_task_that_does_not_fit_is_refused(cli, tmp_path):
+    out = tmp_path / "never"
+    assert_one_line_error(cli("export", fetch("mp_palm"), "--task", "classify", "--quantize", "fp32", "--out", out),
+                          "palm_detection_lite.tflite", "--task classify")
+    assert_one_line_error(cli("export", fetch("mp_selfie"), "--task", "sequence", "--quantize", "fp32", "--out",
+                              out), "selfie_segmentation.tflite", "--task sequence")
+    assert_one_line_error(cli("export", fetch("mp_palm"), "--task", "boxes", "--quantize", "fp32", "--out", out),
+                          "--task boxes", "classify, segment")
+    assert not out.exists()
