@@ -124,11 +124,16 @@ def parse_tflite(data: bytes, where: str = "model") -> TFLiteModel:
         raise ModelFormatError(f"{where}: corrupt or truncated TFLite flatbuffer "
                                f"(its offsets point past the end of the data)") from None
     try:
-        return _describe(model, data, where)
+        described = _describe(model, data, where)
     except ModelFormatError:
         raise
     except Exception as e:
         raise ModelFormatError(f"{where}: malformed TFLite model ({type(e).__name__}: {e})") from None
+    for b in model.buffers or []:  # data stored after the flatbuffer (offset, size): held in the object, so that
+        if b.offset and b.offset > 1 and b.size:  # pack_tflite writes a whole file (the offsets would not survive)
+            b.data = np.frombuffer(data, np.uint8, int(b.size), int(b.offset))
+            b.offset, b.size = 0, 0
+    return described
 
 
 # Operators with optional inputs (-1, "no tensor", where the schema allows it): how many of the first inputs

@@ -622,6 +622,21 @@ def _failed(e: BaseException, what: str, where: str) -> RequantizeError:
                            f"{' '.join(str(e).split())[:200]}")
 
 
+def _signature_input(fp32: bytes, model: Any) -> tuple[str, str]:
+    """The signature key and the name its input goes by (a converter's own
+    signature names it as the Keras input, 'input_layer', not as the tensor,
+    'serving_default_input_layer:0'); the tensor's name under odml's own."""
+    from odml.flatbuffer import parse_tflite
+
+    sigs = parse_tflite(fp32, "signature").raw.signatureDefs or []
+    for sd in sigs:
+        if sd.subgraphIndex == 0 and sd.inputs:
+            key = sd.signatureKey.decode() if isinstance(sd.signatureKey, bytes) else str(sd.signatureKey)
+            nm = sd.inputs[0].name
+            return key, nm.decode() if isinstance(nm, bytes) else str(nm)
+    return SIGNATURE, model.inputs[0].name
+
+
 def _calibrate(fp32: bytes, model: Any, x: np.ndarray, where: str) -> dict[str, Any]:
     from litert_quantizer import Quantizer
 
@@ -629,8 +644,8 @@ def _calibrate(fp32: bytes, model: Any, x: np.ndarray, where: str) -> dict[str, 
         with _quiet():
             q = Quantizer(bytearray(fp32))
             q.load_quantization_recipe(_recipe("int8"))
-            name = model.inputs[0].name
-            return q.calibrate({SIGNATURE: [{name: x[i:i + 1]} for i in range(len(x))]}, num_threads=1)
+            key, name = _signature_input(fp32, model)
+            return q.calibrate({key: [{name: x[i:i + 1]} for i in range(len(x))]}, num_threads=1)
     except Exception as e:  # noqa: BLE001 - whatever the quantizer raises, one line naming the op if it can
         raise _failed(e, "calibrate it", where) from None
 

@@ -278,7 +278,7 @@ def keep_io(data: bytes, input_name: str, tensors: Any, where: str = "converted 
 
     model = parse_tflite(data, where)
     want_shapes = [[1, *t.shape] for t in tensors]
-    have = [o.shape for o in model.outputs]
+    have = [[1, *o.shape[1:]] if o.shape[:1] == [-1] else o.shape for o in model.outputs]  # a dynamic batch: 1
     order: list[int] = []
     for w in want_shapes:
         k = next((j for j, s in enumerate(have) if s == w and j not in order), None)
