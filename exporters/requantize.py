@@ -443,10 +443,13 @@ def _schema() -> Any:
 # ---------------------------------------------------------------- quantizing
 
 _WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL", "CONV_3D")
-# Ops int8 leaves float: LiteRT 2.3's XNNPACK does not take litert-quantizer's int8 HARD_SWISH, and LiteRT's own
-# int8 kernel for it is slow (MediaPipe's selfie segmentation: int8 5.3 ms, float 3.7 ms; with its 11 HARD_SWISH
-# float, int8 2.8 ms, one thread, x86).
-INT8_FLOAT_OPS = ("HARD_SWISH",)
+# Ops each precision leaves float, for LiteRT 2.3's XNNPACK (one thread, x86):
+# - dynamic: XNNPACK does not take a DEPTHWISE_CONV_2D with int8 weights and float activations; LiteRT's hybrid
+#   kernel runs it, and each splits the delegated graph (MediaPipe's hand landmarks: 13.0 ms, float 3.9 ms;
+#   with them float 3.7 ms). TensorFlow's converter leaves them float too.
+# - int8: XNNPACK does not take litert-quantizer's int8 HARD_SWISH, and LiteRT's own int8 kernel for it is slow
+#   (MediaPipe's selfie segmentation: int8 5.3 ms, float 3.7 ms; with its 11 HARD_SWISH float, int8 2.8 ms).
+FLOAT_OPS = {"dynamic": ("DEPTHWISE_CONV_2D",), "int8": ("HARD_SWISH",)}
 HEAD_ERROR = 0.05  # an output further than this (relative mean error) from the float file's: its head stays float
 _EVAL_SAMPLES = 16  # calibration inputs the candidates are compared on
 _CLIP_SAMPLES = 4096  # values per tensor and input the clipped ranges are fitted on
@@ -455,7 +458,7 @@ _CLIP_SAMPLES = 4096  # values per tensor and input the clipped ranges are fitte
 @dataclass
 class Requantized:
     """What ``requantize_report`` made: the file, and how. ``float_ops`` are
-    the ops left float (by their output's name): int8's INT8_FLOAT_OPS, and
+    the ops left float (by their output's name): FLOAT_OPS, and
     the heads whose quantization cost an output its accuracy; ``ranges`` how int8's activation ranges were
     set ("min-max": litert-quantizer's, "clipped": each range narrowed where
     that lowers the error of its values); ``errors`` the relative mean error
@@ -501,7 +504,7 @@ def requantize_report(data: bytes, precision: str, calibration: np.ndarray | Non
     if precision == "fp16" or x is None:
         out = _quantize(fp32, model, precision, x, where)
         _check_io(out, model, where)
-        res = Requantized(out, precision)
+        res = Requantized(out, precision, _outputs_of(fp32, FLOAT_OPS.get(precision, ())))
     else:
         res = _best(fp32, model, precision, x, where)
     res.data = _with_files(res.data, data)
@@ -515,14 +518,13 @@ def _best(fp32: bytes, model: Any, precision: str, x: np.ndarray, where: str) ->
     xe = xe[:_EVAL_SAMPLES]
     ref = _outputs(fp32, xe, where)
     qsvs: dict[str, Any] = {"": None}
-    always: list[str] = []
+    always = _outputs_of(fp32, FLOAT_OPS.get(precision, ()))  # (the recipe leaves them float)
     if precision == "int8":
         mm = _calibrate(fp32, model, xc, where)
         qsvs = {"min-max": mm, "clipped": _clipped(fp32, model, xc, mm, where)}
-        always = _outputs_of(fp32, INT8_FLOAT_OPS)
     cands = []
     for ranges, qsv in qsvs.items():
-        q = _quantize(fp32, model, precision, xc, where, always, qsv)
+        q = _quantize(fp32, model, precision, xc, where, qsv=qsv)
         c = Requantized(q, precision, list(always), ranges, _errors(ref, q, xe, where))
         cands.append(c)
         bad = [k for k, e in enumerate(c.errors) if e > HEAD_ERROR]
@@ -582,6 +584,7 @@ def _recipe(precision: str, floats: list[str] = ()) -> list[dict]:
     else:  # int8: float inputs and outputs (an app feeds and reads floats, as with the original)
         rp = list(recipe.static_wi8_ai8()) + [{"regex": ".*", "operation": op, "algorithm_key": "no_quantize"}
                                               for op in ("INPUT", "OUTPUT")]
+    rp += [{"regex": ".*", "operation": kind, "algorithm_key": "no_quantize"} for kind in FLOAT_OPS.get(precision, ())]
     # an op's scope is its output names, each followed by ';'
     rp += [{"regex": f"(^|;){re.escape(name)};", "operation": "*", "algorithm_key": "no_quantize"} for name in floats]
     return [dict(r) for r in rp]
