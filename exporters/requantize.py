@@ -12,7 +12,14 @@ as float32 and those ops removed; MediaPipe's custom Convolution2DTransposeBias
 XNNPACK, not by LiteRT's builtin kernels) becomes the builtin TRANSPOSE_CONV
 with its bias input, which computes the same; a ``serving_default``
 signature names the inputs and outputs (what litert-quantizer calibrates and
-quantizes through). litert-quantizer then quantizes that file.
+quantizes through); a separate RELU becomes the fused activation of the op
+before it; operator codes are written in both the old and the new schema
+fields (litert-quantizer reads only the new one). litert-quantizer then
+quantizes that file, leaving float the ops LiteRT's XNNPACK does not take
+quantized (FLOAT_OPS); int8 and dynamic compare candidates (activation
+ranges, output heads left float) on held-out calibration inputs
+(``requantize_report``). The files packed after the flatbuffer (labels) and
+the metadata entries are kept.
 
 ``check_float`` refuses, in one line, what cannot be re-quantized: a file
 already quantized, TensorFlow (Flex) ops, custom ops that LiteRT cannot run.
@@ -36,8 +43,7 @@ SIGNATURE = "serving_default"
 
 _FLOAT32, _FLOAT16, _INT32 = 0, 1, 2
 _QUANTIZED_TYPES = {3: "uint8", 9: "int8", 7: "int16", 17: "int4"}
-_CUSTOM = 32
-_DEQUANTIZE, _DENSIFY, _TRANSPOSE_CONV = 6, 124, 67
+_CUSTOM, _TRANSPOSE_CONV = 32, 67
 # Custom ops odml rewrites as builtin ops computing the same (MediaPipe's kernel: a TRANSPOSE_CONV whose
 # custom options are TfLiteTransposeConvParams {padding, stride_width, stride_height}, plus a bias input).
 _REWRITTEN = ("Convolution2DTransposeBias",)
@@ -151,10 +157,7 @@ def _check_runs(fp32: bytes, where: str) -> None:
 
 
 def _why(e: BaseException) -> str:
-    s = " ".join(str(e).split())
-    for prefix in ("model: LiteRT cannot load it: ",):
-        s = s.replace(prefix, "")
-    return s[:300]
+    return " ".join(str(e).split()).replace("model: LiteRT cannot load it: ", "")[:300]
 
 
 # ---------------------------------------------------------------- float32
@@ -176,22 +179,22 @@ def float32_file(data: bytes, where: str) -> bytes:
 def _with_files(out: bytes, original: bytes) -> bytes:
     """``out`` with the files packed in ``original`` (a zip after the
     flatbuffer: the metadata's associated files, labels) packed again."""
-    import zipfile
-
     from odml.exporters.metadata import pack_files
 
-    try:
-        with zipfile.ZipFile(io.BytesIO(original)) as z:
-            files = {i.filename: z.read(i) for i in z.infolist() if not i.is_dir()}
-    except (zipfile.BadZipFile, ValueError, OSError):
+    files = _packed(original)
+    if not files or set(_packed(out)) >= set(files):  # none, or already there (out made from a file with them)
         return out
-    try:  # already there (out made from a file that had them)
-        with zipfile.ZipFile(io.BytesIO(out)) as z:
-            if set(z.namelist()) >= set(files):
-                return out
-    except (zipfile.BadZipFile, ValueError, OSError):
-        pass
     return pack_files(out, files)
+
+
+def _packed(data: bytes) -> dict[str, bytes]:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            return {i.filename: z.read(i) for i in z.infolist() if not i.is_dir()}
+    except Exception:  # noqa: BLE001 - weights can hold bytes that look like a zip's end: then there are no files
+        return {}
 
 
 def _pack(model: Any) -> bytes:

@@ -154,6 +154,28 @@ def test_float32_file_computes_what_the_original_computes(key, made):
         assert np.abs(u - v).max() <= 1e-5 * max(1.0, float(np.abs(u).max())), (key, float(np.abs(u - v).max()))
 
 
+def test_sparse_weights_are_densified():
+    """MediaPipe's pose detector stores 38 weights in TFLite's sparse format
+    (DENSIFY, then DEQUANTIZE from float16): the float32 file stores them
+    dense and computes the same."""
+    import pretrained
+    from helpers import need
+
+    from odml.exporters.requantize import float32_file
+    from odml.flatbuffer import parse_tflite
+
+    wheel = pretrained._wheel(*pretrained.MP)
+    need(wheel is not None, f"the mediapipe {pretrained.MP[1]} wheel could not be downloaded")
+    with zipfile.ZipFile(wheel) as z:
+        data = z.read("mediapipe/modules/pose_detection/pose_detection.tflite")
+    assert parse_tflite(data).op_histogram["DENSIFY"] == 38
+    fp32 = float32_file(data, "pose_detection.tflite")
+    assert not {"DENSIFY", "DEQUANTIZE"} & set(parse_tflite(fp32).ops)
+    x = np.random.default_rng(0).random((2, 224, 224, 3), np.float32) * 2 - 1
+    for u, v in zip(original_outputs(data, x), outputs(fp32, x)):
+        assert np.abs(u - v).max() <= 1e-5 * max(1.0, float(np.abs(u).max()))
+
+
 def test_convolution2d_transpose_bias_becomes_transpose_conv(made):
     """MediaPipe's custom op, which LiteRT's kernels do not run, is the
     builtin TRANSPOSE_CONV with a bias in the float32 file: the same mask
@@ -438,3 +460,13 @@ def test_tflite_model_refuses_two_inputs(tmp_path, made):
     with pytest.raises(TfliteModelError) as e:
         TfliteModel(p)
     _one_line(e, "two.tflite", "has 2 inputs", "odml takes models with one input")
+
+
+def test_importing_the_blocks_imports_no_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys, odml.zoo.tflite_model, odml.exporters.requantize; "
+            "print([m for m in ('tensorflow', 'tf_keras', 'litert_quantizer') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
