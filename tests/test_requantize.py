@@ -254,6 +254,8 @@ def test_requantized_file_stays_near_the_float_one(key, precision, made):
     assert [(t.name, t.shape, t.dtype) for t in q.inputs] == [(t.name, t.shape, t.dtype) for t in orig.inputs]
     assert [(t.name, t.shape, t.dtype) for t in q.outputs] == [(t.name, t.shape, t.dtype) for t in orig.outputs]
     assert precision_of(q) == precision
+    sig = q.raw.signatureDefs[0]
+    assert [t.name.decode() for t in sig.outputs] == [t.name for t in orig.outputs]
     assert _packed(r.data) == _packed(m["data"])  # the metadata's packed files (labels) still packed
     errs = [relative_error(u, v) for u, v in zip(m["ref"], outputs(r.data, m["test"]))]
     for k, e in enumerate(errs):
@@ -380,7 +382,6 @@ def test_tflite_model_describes_and_runs_the_file(made):
     assert (tm.input_name, tm.input_shape, tm.input_dtype) == ("input_1", (224, 224, 3), "float32")
     assert tm.output_names == ["Identity", "Identity_1", "Identity_2", "Identity_3"]
     assert tm.output_shapes == [(63,), (1,), (1,), (63,)]
-    assert tm.input_range == (0.0, 1.0)  # the metadata's normalization: pixels / 255
     assert "DEQUANTIZE" not in tm.ops and tm.ops["CONV_2D"] == 31 and tm.ops["FULLY_CONNECTED"] == 4
     assert 1.0e6 < tm.params < 1.05e6 and 1.0e8 < tm.macs < 2.0e8
     x = m["test"][:5]
@@ -388,6 +389,14 @@ def test_tflite_model_describes_and_runs_the_file(made):
     for u, v in zip(got, original_outputs(m["data"], x)):
         assert u.shape == v.shape and np.abs(u - v).max() <= 1e-5 * max(1.0, float(np.abs(v).max()))
     assert [v.shape for v in tm.predict(x[:0])] == [(0, 63), (0, 1), (0, 1), (0, 63)]
+
+
+def test_input_range_is_read_off_the_metadata():
+    from odml.exporters.requantize import input_range
+
+    assert input_range(fetch("mp_hand").read_bytes()) == (0.0, 1.0)  # pixels / 255
+    assert input_range(fetch("mp_face_det").read_bytes()) == (-1.0, 1.0)  # (pixels - 127.5) / 127.5
+    assert input_range(fetch("mp_palm").read_bytes()) is None  # no metadata
 
 
 def test_tflite_model_runs_inside_a_tf_function(made):
