@@ -102,3 +102,27 @@ def test_a_task_that_does_not_fit_is_refused(cli, tmp_path):
     assert_one_line_error(cli("export", fetch("mp_palm"), "--task", "boxes", "--quantize", "fp32", "--out", out),
                           "--task boxes", "classify, segment")
     assert not out.exists()
+
+
+def test_tflite_files_that_cannot_be_requantized_are_refused_in_one_line(cli, tmp_path):
+    """Flex (TensorFlow) ops, a custom op LiteRT cannot run: exit 2 naming
+    the op, nothing written."""
+    from odml._tf import tf
+    from odml.flatbuffer import pack_tflite, parse_tflite
+
+    T = tf()
+    f = T.function(lambda x: T.linalg.inv(T.eye(4) + T.abs(x[0, 0])), input_signature=[T.TensorSpec([1, 4])])
+    c = T.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f)
+    c.target_spec.supported_ops = [T.lite.OpsSet.TFLITE_BUILTINS, T.lite.OpsSet.SELECT_TF_OPS]
+    flex = tmp_path / "flex.tflite"
+    flex.write_bytes(c.convert())
+    out = tmp_path / "never"
+    assert_one_line_error(cli("export", flex, "--quantize", "fp16", "--out", out), "flex.tflite", "FlexMatrixInverse")
+    model = parse_tflite(fetch("mp_selfie").read_bytes()).raw
+    for oc in model.operatorCodes:
+        if oc.customCode:
+            oc.customCode = b"SelfieSecretOp"
+    custom = tmp_path / "custom.tflite"
+    custom.write_bytes(pack_tflite(model, 400_000))
+    assert_one_line_error(cli("export", custom, "--quantize", "fp16", "--out", out), "custom.tflite", "SelfieSecretOp")
+    assert not out.exists()
