@@ -260,11 +260,18 @@ def judge(p: dict[str, Any], th: ParityThreshold) -> list[str]:
     return failed
 
 
-def parity_failure(results: list[dict[str, Any]]) -> CheckFailed | None:
+def parity_failure(results: list[dict[str, Any]], random_inputs: bool = False) -> CheckFailed | None:
+    """The failed parity checks as one error; ``random_inputs``: say that
+    they ran on noise, where a real model's outputs barely vary (so the
+    errors relative to their spread look large) and --data gives inputs like
+    the model's."""
     bad = [r for r in results if r.get("parity_failed")]
     if not bad:
         return None
-    return CheckFailed("parity failed: " + "; ".join(f"{r['precision']}: {', '.join(r['parity_failed'])}" for r in bad))
+    hint = ("; parity ran on random inputs, on which a real model's outputs barely vary: give --data (inputs like "
+            "the model's) to judge it on them") if random_inputs else ""
+    return CheckFailed("parity failed: " + "; ".join(f"{r['precision']}: {', '.join(r['parity_failed'])}"
+                                                     for r in bad) + hint)
 
 
 def keep_io(data: bytes, input_name: str, tensors: Any, where: str = "converted model") -> bytes:
