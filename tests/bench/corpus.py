@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pretrained import MODELS, fetch  # noqa: E402
-from test_corpus import ONNX, TFLITE  # noqa: E402
+from test_corpus import ONNX, TFLITE, text_lines  # noqa: E402
 
 
 def odml(*args: str, timeout: int = 1800) -> dict:
@@ -70,6 +70,7 @@ def one(key: str, work: Path) -> dict:
     row: dict = {"key": key, "package": f"{m.package} {m.version}", "file": src.name, "exporter": m.exporter,
                  "task": task}
     out = work / key
+    opts = [str(text_lines(work / "text_lines")) if o == "TEXT_LINES" else o for o in opts]  # printed text lines
     t0 = time.perf_counter()
     rep = odml("export", src, *opts, "--task", task, "--quantize", "fp32,fp16", "--parity-samples", "8", "--out", out,
                "--json")
