@@ -357,14 +357,14 @@ def test_a_float_tflite_from_another_team_is_quantized_and_teaches(cli, tmp_path
     bare = tmp_path / "handed_over.tflite"
     bare.write_bytes(tf.lite.TFLiteConverter.from_keras_model(m).convert())
     r = cli("export", bare, "--input-range", "0,255", "--data", "digits", "--quantize", "fp32,fp16,dynamic,int8",
-            "--out", tmp_path / "e", "--json")
+            "--parity-samples", "10000", "--out", tmp_path / "e", "--json")  # the whole validation split
     assert r.exit_code == 0, r.stderr
     rep = r.json()["export"]
     assert rep["source"] == "litert" and rep["output"]["task"] == "classify"
     by = {a["precision"]: a for a in rep["artifacts"]}
     assert by["fp32"]["parity"]["max_abs_err"] < 1e-4
-    acc = by["fp32"]["parity"]["keras_accuracy"]  # the source file's own accuracy, under LiteRT
-    assert abs(acc - models["pre_acc"]) < 0.03
+    acc = by["fp32"]["parity"]["keras_accuracy"]  # the source file's own accuracy under LiteRT, on the split Keras
+    assert abs(acc - models["pre_acc"]) < 0.01 and acc > 0.15  # scored it on (chance: 0.1)
     assert by["int8"]["parity"]["tflite_accuracy"] > acc - 0.05 and by["int8"]["size_bytes"] < 0.6 * by["fp32"]["size_bytes"]
     assert all(a["parity_failed"] == [] for a in by.values()) and by["fp16"]["size_bytes"] < by["fp32"]["size_bytes"]
     rep = _compress(cli, bare, tmp_path / "c", "--input-range", "0,255")
