@@ -110,6 +110,45 @@ def pack_tflite(model: Any, size_hint: int = 0) -> bytes:
     return bytes(b.Output())
 
 
+SIGNATURE = "serving_default"  # the signature key TFLite's converter, LiteRT's CompiledModel and Android's runSignature use
+
+
+def sign(model: Any, input_names: list[str] | None = None, output_names: list[str] | None = None,
+         replace: bool = False) -> None:
+    """Give a schema ``ModelT`` a ``serving_default`` signature of subgraph 0:
+    its inputs and outputs under ``input_names`` / ``output_names`` (default:
+    the tensors' own names). A model that has one keeps it unless
+    ``replace``."""
+    if model.signatureDefs and not replace:
+        return
+    schema = _schema()
+    sg = model.subgraphs[0]
+
+    def maps(ids: Any, names: list[str] | None) -> list:
+        out = []
+        for k, i in enumerate(ids):
+            tm = schema.TensorMapT()
+            tm.name = (names[k] if names and k < len(names) else _s(sg.tensors[int(i)].name)).encode()
+            tm.tensorIndex = int(i)
+            out.append(tm)
+        return out
+
+    sd = schema.SignatureDefT()
+    sd.signatureKey = SIGNATURE.encode()
+    sd.subgraphIndex = 0
+    sd.inputs, sd.outputs = maps(sg.inputs, input_names), maps(sg.outputs, output_names)
+    model.signatureDefs = [sd]
+
+
+def with_signature(data: bytes, input_names: list[str] | None = None, output_names: list[str] | None = None,
+                   where: str = "model") -> bytes:
+    """``data`` with a ``serving_default`` signature naming its inputs and
+    outputs (``sign``; any other signature replaced)."""
+    model = parse_tflite(data, where).raw
+    sign(model, input_names, output_names, replace=True)
+    return pack_tflite(model, len(data))
+
+
 def parse_tflite(data: bytes, where: str = "model") -> TFLiteModel:
     if len(data) == 0:
         raise ModelFormatError(f"{where}: empty file")

@@ -151,14 +151,14 @@ def teacher_runner(t: Any) -> Callable[[np.ndarray], np.ndarray]:
 
 def _export(path: Path, model: Any, precision: str, card: Any, what: str, rep: Any = None) -> bytes:
     from odml.exporters.metadata import ModelInfo, add_metadata
-    from odml.exporters.tflite import concrete_function, convert, keep_io
+    from odml.exporters.tflite import concrete_function, convert, keep_io, signed
 
     inp = card.input
     fn = model if hasattr(model, "inputs") and model.inputs else concrete_function(model, inp.shape, inp.name)
     data = convert(fn, precision, rep, "float", getattr(model, "loaded", None), input_name=inp.name)
     if card.output.tensors:
         data = keep_io(data, inp.name, card.output.tensors, f"{path.name}")
-    data = add_metadata(data, ModelInfo(name=card.name, description=what, card=card))
+    data = add_metadata(signed(data, card, path.name), ModelInfo(name=card.name, description=what, card=card))
     write_bytes_atomic(path, data)
     return data
 

@@ -271,11 +271,12 @@ def _tflite(p: Prepared, path: Path, data: bytes, name: str, card: Any) -> None:
     """Write an exported model with its metadata: the labels, the card (and a
     text student's vocabulary), as `odml export` writes them."""
     from odml.exporters.metadata import ModelInfo, add_metadata
+    from odml.exporters.tflite import signed
 
     labels = list(p.data.class_names)
     info = ModelInfo(name=name, description=f"{name}, compressed by odml from {p.teacher.path.name}", labels=labels,
                      card=card)
-    write_bytes_atomic(path, add_metadata(data, info))
+    write_bytes_atomic(path, add_metadata(signed(data, card, path.name), info))
 
 
 def run(p: Any, on_stage: Callable[[str], None] | None = None,

@@ -223,7 +223,7 @@ def _export(src: Source, opts: ExportOptions, x_val: np.ndarray | None, y_val: n
             step: Callable[[str], None] | None) -> dict[str, Any]:
     from odml.litert import load_interpreter, run_batch, run_outputs
     from odml.flatbuffer import parse_tflite
-    from odml.exporters.tflite import judge_outputs, keep_io, parity_outputs, representative_from
+    from odml.exporters.tflite import judge_outputs, keep_io, parity_outputs, representative_from, signed
 
     rng = np.random.default_rng(opts.seed)
     if "int8" in opts.precisions:
@@ -274,6 +274,7 @@ def _export(src: Source, opts: ExportOptions, x_val: np.ndarray | None, y_val: n
                 data = convert(convertible, prec, rep, io, src.trackable, input_name=src.input.name)
             if tensors:
                 data = keep_io(data, src.input.name, tensors, f"{prec} file")
+            data = signed(data, src.card, f"{prec} file")  # a serving_default signature, by the family's names
             conv_s = time.perf_counter() - t0
             name = f"{stem}_{prec}{'_edgetpu' if opts.target == 'edgetpu' else ''}.tflite"
             try:

@@ -274,6 +274,16 @@ def parity_failure(results: list[dict[str, Any]], random_inputs: bool = False) -
                                                      for r in bad) + hint)
 
 
+def signed(data: bytes, card: Any, where: str = "converted model") -> bytes:
+    """``data`` with a ``serving_default`` signature under the names the
+    model's family gives its input and outputs (what LiteRT's CompiledModel
+    and Android's ``runSignature`` address a model by)."""
+    from odml.flatbuffer import with_signature
+
+    out = card.output
+    return with_signature(data, [card.input.name], [t.name for t in out.tensors] or [out.name], where)
+
+
 def keep_io(data: bytes, input_name: str, tensors: Any, where: str = "converted model") -> bytes:
     """``data`` with its input tensor named ``input_name`` and its outputs in
     the order and with the names of ``tensors`` (OutputTensor: name, shape),

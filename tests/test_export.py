@@ -84,6 +84,16 @@ def test_trained_model_all_precisions_metadata_and_inspect(cli, tmp_path, traine
     assert info["weight_dtypes"].get("int8", 0) > 0.9 * info["params"] - info["weight_dtypes"].get("int32", 0)
     r = cli("inspect", out / "model_int8.tflite")
     assert r.exit_code == 0 and "metadata" in r.stdout and "DEPTHWISE_CONV_2D" in r.stdout
+    # every file carries a serving_default signature under the family's names, and runs through it
+    from ai_edge_litert.interpreter import Interpreter
+
+    x = np.random.default_rng(0).random((1, 32, 32, 3), dtype=np.float32)
+    for prec in arts:
+        it = Interpreter(model_path=str(out / f"model_{prec}.tflite"))
+        assert it.get_signature_list() == {"serving_default": {"inputs": ["image"], "outputs": ["logits"]}}, prec
+        runner = it.get_signature_runner("serving_default")
+        xi = x if prec != "int8" or runner.get_input_details()["image"]["dtype"] == np.float32 else None
+        assert runner(image=xi)["logits"].shape == (1, 10)
 
 
 def _tflite_support_metadata():

@@ -33,14 +33,15 @@ from typing import Any
 import numpy as np
 
 from odml.errors import OdmlError
-from odml.flatbuffer import _TYPE_NAMES, ModelFormatError, _op_names, _s, pack_tflite, parse_tflite
+from odml.flatbuffer import (SIGNATURE, _TYPE_NAMES, ModelFormatError, _op_names, _s, pack_tflite,  # noqa: F401
+                             parse_tflite, sign)
+
 
 class TfliteModelError(OdmlError):
     """A .tflite odml cannot take as a model: not one input, a dynamic
     shape, a file LiteRT cannot run."""
 
 
-SIGNATURE = "serving_default"
 _FLOAT32, _FLOAT16, _INT32 = 0, 1, 2
 _QUANTIZED_TYPES = {3: "uint8", 9: "int8", 7: "int16", 17: "int4"}
 _CUSTOM, _TRANSPOSE_CONV = 32, 67
@@ -194,7 +195,7 @@ def _float32_model(model: Any, where: str) -> Any:
         _drop_unused_tensors(sg)
     _drop_unused_buffers(model)
     _drop_unused_opcodes(model)
-    _sign(model)
+    sign(model)
     return model
 
 
@@ -392,30 +393,6 @@ def _drop_unused_opcodes(model: Any) -> None:
     for sg in model.subgraphs or []:
         for op in sg.operators or []:
             op.opcodeIndex = remap[int(op.opcodeIndex)]
-
-
-def _sign(model: Any) -> None:
-    """A ``serving_default`` signature of subgraph 0 (its inputs and outputs by
-    tensor name) when the file has none."""
-    if model.signatureDefs:
-        return
-    schema = _schema()
-    sg = model.subgraphs[0]
-
-    def maps(ids: Any) -> list:
-        out = []
-        for i in ids:
-            tm = schema.TensorMapT()
-            tm.name = sg.tensors[int(i)].name
-            tm.tensorIndex = int(i)
-            out.append(tm)
-        return out
-
-    sd = schema.SignatureDefT()
-    sd.signatureKey = SIGNATURE.encode()
-    sd.subgraphIndex = 0
-    sd.inputs, sd.outputs = maps(sg.inputs), maps(sg.outputs)
-    model.signatureDefs = [sd]
 
 
 def _schema() -> Any:
