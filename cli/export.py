@@ -40,6 +40,7 @@ def export_cmd(
     description: str = typer.Option("", "--description", help="Metadata: description."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Labels file (one per line); default: the data's class names."),
     metadata: bool = typer.Option(True, "--metadata/--no-metadata", help="Attach TFLite metadata."),
+    diagnose: bool = typer.Option(False, "--diagnose", help="int8: the error each op adds against the fp32 file (both run on calibration inputs, every tensor kept), mapped back to its layer; the worst ten shown."),
     seed: int = typer.Option(0, "--seed"),
     json_out: bool = typer.Option(False, "--json", help="Print the export report as JSON."),
 ) -> None:
@@ -62,6 +63,8 @@ def export_cmd(
         raise ExportError(f"--target: expected cpu or edgetpu, got {target!r}")
     if target == "edgetpu" and "int8" not in precisions:
         precisions.append("int8")
+    if diagnose and "int8" not in precisions:
+        raise ExportError("--diagnose explains an int8 file: add int8 to --quantize")
     check_replaceable(out_dir)
     if val_data is not None and data is None:
         raise ExportError("--val-data goes with --data (the calibration data)")
@@ -99,7 +102,7 @@ def export_cmd(
                          card=replace(src.card, labels=label_list if src.classifies else None))
     opts = ExportOptions(precisions=precisions, out_dir=out_dir, formats=formats, io=io, calibration=calibration,
                          calibration_samples=calibration_samples, parity_samples=parity_samples,
-                         thresholds=thresholds, target=target, metadata=info, seed=seed,
+                         thresholds=thresholds, target=target, metadata=info, seed=seed, diagnose=diagnose,
                          data={"source": data, "split": getattr(ds, "split", "")} if data is not None else None)
 
     def warn(msg: str) -> None:
@@ -147,6 +150,9 @@ def render_report(report: dict) -> None:
     for n in notes:
         out.print(f"* {n}", markup=False)
     for a in report["artifacts"]:
+        if "diagnosis" in a:
+            render_diagnosis(a)
+    for a in report["artifacts"]:
         if "edgetpu" in a:
             e = a["edgetpu"]
             out.print(f"Edge TPU ({a['file']}): {e['on_edgetpu']} ops on the Edge TPU, {e['on_cpu']} on the CPU"
@@ -155,3 +161,17 @@ def render_report(report: dict) -> None:
     if report["ok"]:
         out.print(f"written to {report['out_dir']}", markup=False)
 
+
+
+def render_diagnosis(a: dict) -> None:
+    d = a["diagnosis"]
+    outs = ", ".join(f"{n} {e:.4f}" for n, e in d["outputs"].items())
+    t = Table(title=f"{a['file']}: where int8 loses most ({d['ops_matched']} ops compared on {d['samples']} inputs; "
+                    f"at the outputs: {outs})")
+    for col in ("layer", "op", "adds", "error", "tensor"):
+        t.add_column(col, justify="right" if col in ("adds", "error") else "left")
+    for r in d["worst"]:
+        t.add_row(r["layer"], r["kind"], f"{r['added']:.4f}", f"{r['error']:.4f}", r["tensor"][:60])
+    out.print(t)
+    out.print("error: per channel, the mean absolute difference from the fp32 file over the channel's RMS, averaged; "
+              "adds: the op's error less the largest of its inputs'", markup=False)

@@ -130,6 +130,7 @@ class ExportOptions:
     metadata: Any = None  # ModelInfo
     seed: int = 0
     data: dict[str, Any] | None = None  # where the parity and calibration inputs came from (source, split)
+    diagnose: bool = False  # int8: the error each op adds against the fp32 file, mapped back to its layer
 
 
 def to_fp32_tflite(model: str | Path, out: Path, input_size: Any = None,
@@ -158,6 +159,23 @@ def _calibration(x: np.ndarray | None, opts: ExportOptions) -> np.ndarray | None
         return None
     idx = np.random.default_rng(opts.seed).permutation(len(x))[:opts.calibration_samples]
     return np.asarray(x[idx], np.float32)
+
+
+DIAGNOSIS_SAMPLES = 16  # inputs both files run on, every tensor kept
+
+
+def _diagnosis(src: Source, fp32: bytes, int8: bytes, x: np.ndarray) -> dict[str, Any]:
+    """Which layers the int8 file loses most in (``exporters/diagnose.py``),
+    on calibration inputs; the worst ten and the outputs' errors in the
+    report (every op's row stays out)."""
+    from odml.exporters.diagnose import diagnose
+
+    km = src.keras_model
+    layers = [lay.name for lay in getattr(km, "layers", [])] or None
+    outputs = list(getattr(km, "output_names", None) or [])  # the layer making each output, in order
+    d = diagnose(fp32, int8, np.asarray(x[:DIAGNOSIS_SAMPLES], np.float32), layers, outputs)
+    d.pop("all")
+    return d
 
 
 def check_out_dir(out_dir: Path) -> Path:
@@ -304,6 +322,15 @@ def _export(src: Source, opts: ExportOptions, x_val: np.ndarray | None, y_val: n
 
                 art["edgetpu"] = compatibility(model)
                 art["edgetpu"]["compiler"] = try_compile(stage / name, stage, warn)
+            if opts.diagnose and prec == "int8":
+                if step:
+                    step("int8 diagnosis")
+                if fp32_bytes is None:  # the float file of the same model, converted the same way
+                    fp32_bytes = src.requantize("fp32", None) if src.requantize is not None else \
+                        convert(convertible, "fp32", None, "float", src.trackable, input_name=src.input.name)
+                    if tensors:
+                        fp32_bytes = keep_io(fp32_bytes, src.input.name, tensors, "fp32 file")
+                art["diagnosis"] = _diagnosis(src, fp32_bytes, data, x_calib if x_calib is not None else x_val)
             artifacts.append(art)
         if "onnx" in opts.formats:
             if step:
