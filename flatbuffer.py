@@ -36,6 +36,18 @@ def _schema():
     return schema
 
 
+def builtin_code(oc: Any) -> int:
+    """An operator code's builtin operator (files of the old schema set only
+    the deprecated field, new ones may set only the new one)."""
+    return max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0))
+
+
+def op_code_name(oc: Any) -> str:
+    """An operator code's name: ``CONV_2D``, ``CUSTOM:<its custom code>``."""
+    code = builtin_code(oc)
+    return f"CUSTOM:{_s(oc.customCode)}" if code == 32 else _op_names().get(code, f"BUILTIN_{code}")
+
+
 def _op_names() -> dict[int, str]:
     schema = _schema()
     return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
@@ -195,11 +207,7 @@ def _describe(model: Any, data: bytes, where: str) -> TFLiteModel:
     if not model.subgraphs:
         raise ModelFormatError(f"{where}: malformed TFLite model (no subgraphs)")
     buffers = model.buffers or []
-    names = _op_names()
-    codes = []
-    for oc in model.operatorCodes or []:
-        code = max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0))
-        codes.append(names.get(code, f"BUILTIN_{code}") if code != 32 else f"CUSTOM:{_s(oc.customCode)}")
+    codes = [op_code_name(oc) for oc in model.operatorCodes or []]
     sg = model.subgraphs[0]
     tensors = sg.tensors or []
     nt = len(tensors)

@@ -55,6 +55,23 @@ class Source(Carded):
     def random_inputs(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return self.input.random(rng, n)
 
+    def tflite(self, precision: str, convertible: Any = None, x_calib: np.ndarray | None = None, io: str = "float",
+               samples: int = 200, seed: int = 0) -> bytes:
+        """This model as a .tflite in ``precision`` (int8 calibrated on up to
+        ``samples`` of ``x_calib``): a float .tflite re-quantized, anything
+        else converted (``convertible``: another form of it, default its
+        own); its outputs kept in the family's order and with its names."""
+        from odml.exporters.tflite import keep_io, representative_from
+
+        if self.requantize is not None:
+            data = self.requantize(precision, _calibration(x_calib, samples, seed) if precision == "int8" else None)
+        else:
+            rep = representative_from(x_calib, samples, seed) if precision == "int8" else None
+            data = convert(self.convertible if convertible is None else convertible, precision, rep, io,
+                           self.trackable, input_name=self.input.name)
+        tensors = self.output.tensors
+        return keep_io(data, self.input.name, tensors, f"{precision} file") if tensors else data
+
 
 MODEL_FILES = (".keras", ".h5", ".onnx", ".tflite")
 
@@ -105,7 +122,7 @@ def file_source(loaded: Any) -> Source:
     if loaded.runtime == "litert":  # a .tflite: re-quantized as it is, never rebuilt
         from odml.exporters.requantize import check_float, requantize
 
-        data = loaded.path.read_bytes()
+        data = loaded.model.data  # the file's bytes, read once by TfliteModel
         check_float(data, str(loaded.path))
         return Source(name, kind, card, loaded.predict, None, None, None,
                       lambda prec, x: requantize(data, prec, x, str(loaded.path)), loaded.info)
@@ -139,25 +156,20 @@ def to_fp32_tflite(model: str | Path, out: Path, input_size: Any = None,
     ``out``, with its card in the metadata (for benchmarking what is not a
     .tflite yet)."""
     from odml.exporters.metadata import ModelInfo, add_metadata
-    from odml.exporters.tflite import keep_io
     from odml.files import write_bytes_atomic
 
     src = load_source(str(model), input_size=input_size, input_range=input_range, task=task)
-    data = src.requantize("fp32", None) if src.requantize is not None else \
-        convert(src.convertible, "fp32", None, "float", src.trackable, input_name=src.input.name)
-    if src.output.tensors:
-        data = keep_io(data, src.input.name, src.output.tensors, f"{src.name} fp32 file")
-    data = add_metadata(data, ModelInfo(name=src.name, description=f"{src.name} converted by odml for a benchmark",
+    data = add_metadata(src.tflite("fp32"), ModelInfo(name=src.name, description=f"{src.name} converted by odml for a benchmark",
                                         card=src.card))
     return write_bytes_atomic(out, data)
 
 
-def _calibration(x: np.ndarray | None, opts: ExportOptions) -> np.ndarray | None:
-    """Up to ``calibration_samples`` inputs of ``x``, drawn as the converter's
-    representative dataset draws them."""
+def _calibration(x: np.ndarray | None, samples: int, seed: int) -> np.ndarray | None:
+    """Up to ``samples`` inputs of ``x``, drawn as the converter's
+    representative dataset draws them (``representative_from``)."""
     if x is None:
         return None
-    idx = np.random.default_rng(opts.seed).permutation(len(x))[:opts.calibration_samples]
+    idx = np.random.default_rng(seed).permutation(len(x))[:samples]
     return np.asarray(x[idx], np.float32)
 
 
@@ -241,7 +253,7 @@ def _export(src: Source, opts: ExportOptions, x_val: np.ndarray | None, y_val: n
             step: Callable[[str], None] | None) -> dict[str, Any]:
     from odml.litert import load_interpreter, run_batch, run_outputs
     from odml.flatbuffer import parse_tflite
-    from odml.exporters.tflite import judge_outputs, keep_io, parity_outputs, representative_from, signed
+    from odml.exporters.tflite import judge_outputs, parity_outputs, signed
 
     rng = np.random.default_rng(opts.seed)
     if "int8" in opts.precisions:
@@ -285,13 +297,7 @@ def _export(src: Source, opts: ExportOptions, x_val: np.ndarray | None, y_val: n
                 step(f"tflite {prec}")
             t0 = time.perf_counter()
             io = opts.io if prec == "int8" else "float"
-            if src.requantize is not None:
-                data = src.requantize(prec, _calibration(x_calib, opts) if prec == "int8" else None)
-            else:
-                rep = representative_from(x_calib, opts.calibration_samples, opts.seed) if prec == "int8" else None
-                data = convert(convertible, prec, rep, io, src.trackable, input_name=src.input.name)
-            if tensors:
-                data = keep_io(data, src.input.name, tensors, f"{prec} file")
+            data = src.tflite(prec, convertible, x_calib, io, opts.calibration_samples, opts.seed)
             data = signed(data, src.card, f"{prec} file")  # a serving_default signature, by the family's names
             conv_s = time.perf_counter() - t0
             name = f"{stem}_{prec}{'_edgetpu' if opts.target == 'edgetpu' else ''}.tflite"
@@ -326,10 +332,7 @@ def _export(src: Source, opts: ExportOptions, x_val: np.ndarray | None, y_val: n
                 if step:
                     step("int8 diagnosis")
                 if fp32_bytes is None:  # the float file of the same model, converted the same way
-                    fp32_bytes = src.requantize("fp32", None) if src.requantize is not None else \
-                        convert(convertible, "fp32", None, "float", src.trackable, input_name=src.input.name)
-                    if tensors:
-                        fp32_bytes = keep_io(fp32_bytes, src.input.name, tensors, "fp32 file")
+                    fp32_bytes = src.tflite("fp32", convertible)
                 art["diagnosis"] = _diagnosis(src, fp32_bytes, data, x_calib if x_calib is not None else x_val)
             artifacts.append(art)
         if "onnx" in opts.formats:
@@ -338,10 +341,7 @@ def _export(src: Source, opts: ExportOptions, x_val: np.ndarray | None, y_val: n
             from odml.exporters.onnx import export_onnx
 
             if fp32_bytes is None:
-                fp32_bytes = src.requantize("fp32", None) if src.requantize is not None else \
-                    convert(convertible, "fp32", None, "float", src.trackable, input_name=src.input.name)
-                if tensors:
-                    fp32_bytes = keep_io(fp32_bytes, src.input.name, tensors, "fp32 file")
+                fp32_bytes = src.tflite("fp32", convertible)
             art = export_onnx(fp32_bytes, stage / f"{stem}.onnx", x_val, ref, labels, opts.thresholds["fp32"],
                               [t.name for t in tensors], measures, src.output.measure)
             artifacts.append(art)

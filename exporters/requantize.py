@@ -37,9 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from odml.flatbuffer import ModelFormatError, _s, parse_tflite
+from odml.flatbuffer import SIGNATURE, ModelFormatError, _s, parse_tflite
 from odml.zoo.tflite_model import (  # noqa: F401  (check_float: part of this module's API)
-    SIGNATURE,
     RequantizeError,
     _const,
     _op_name,

@@ -573,7 +573,7 @@ def _tflite_card(tm: Any, p: Path, input_range: tuple[float, float] | None, task
     from odml.zoo.card import ModelCard
     from odml.zoo.registry import get_family
 
-    card = ModelCard.from_tflite(p.read_bytes(), str(p))
+    card = ModelCard.from_tflite(tm.data, str(p))
     if card is not None:
         check_task(card, task, str(p))
         card.name = card.name or p.stem

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from odml.errors import OdmlError
-from odml.flatbuffer import (SIGNATURE, _TYPE_NAMES, ModelFormatError, _op_names, _s, pack_tflite,  # noqa: F401
+from odml.flatbuffer import (_TYPE_NAMES, ModelFormatError, _s, builtin_code, op_code_name, pack_tflite,
                              parse_tflite, sign)
 
 
@@ -44,7 +44,7 @@ class TfliteModelError(OdmlError):
 
 _FLOAT32, _FLOAT16, _INT32 = 0, 1, 2
 _QUANTIZED_TYPES = {3: "uint8", 9: "int8", 7: "int16", 17: "int4"}
-_CUSTOM, _TRANSPOSE_CONV = 32, 67
+_TRANSPOSE_CONV = 67
 # Custom ops odml rewrites as builtin ops computing the same (MediaPipe's kernel: a TRANSPOSE_CONV whose
 # custom options are TfLiteTransposeConvParams {padding, stride_width, stride_height}, plus a bias input).
 _REWRITTEN = ("Convolution2DTransposeBias",)
@@ -62,20 +62,13 @@ class RequantizeError(OdmlError):
 
 
 def _op_name(model: Any, op: Any) -> str:
-    oc = model.operatorCodes[op.opcodeIndex]
-    code = max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0))
-    return f"CUSTOM:{_s(oc.customCode)}" if code == _CUSTOM else _op_names().get(code, f"BUILTIN_{code}")
+    return op_code_name(model.operatorCodes[op.opcodeIndex])
 
 
 def _read(data: bytes, where: str) -> Any:
-    """The verified ModelT of ``data``, every buffer's bytes held in the
-    object (a buffer stored past the flatbuffer, by offset, read in)."""
-    model = parse_tflite(bytes(data), where).raw
-    for b in model.buffers or []:
-        if b.offset and b.size:
-            b.data = np.frombuffer(data, np.uint8, int(b.size), int(b.offset)).copy()
-            b.offset = b.size = 0
-    return model
+    """The verified ModelT of ``data`` (``parse_tflite`` holds every buffer's
+    bytes in the object, one stored past the flatbuffer too)."""
+    return parse_tflite(bytes(data), where).raw
 
 
 def _const(model: Any, t: Any) -> np.ndarray | None:
@@ -186,7 +179,7 @@ def _pack(model: Any) -> bytes:
 
 def _float32_model(model: Any, where: str) -> Any:
     for oc in model.operatorCodes or []:  # files of the old schema set only the deprecated code (litert-quantizer
-        code = max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0))  # reads only the new one)
+        code = builtin_code(oc)  # reads only the new one)
         oc.builtinCode, oc.deprecatedBuiltinCode = code, min(code, 127)
     for g, sg in enumerate(model.subgraphs or []):
         _fold(model, sg, f"{where}: subgraph {g}")
