@@ -28,6 +28,7 @@ def export_cmd(
     parity_samples: int = typer.Option(100, "--parity-samples", min=1),
     min_top1: Optional[float] = typer.Option(None, "--min-top1", help="Override the minimum top-1 agreement for every precision."),
     max_rel_err: Optional[float] = typer.Option(None, "--max-rel-err", help="Override the maximum relative mean error."),
+    budget: Optional[str] = typer.Option(None, "--budget", help="int8 budget per output meaning or output name, e.g. keypoints=1.5,pixels=0.95,Identity_4=3 (keypoints: % of the crop; boxes: pixels; probability; pixels/steps/top1: minimum agreement; error: relative)."),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="Input size N or HxW: of a zoo model or spec, or of a model file that leaves it open (a dynamic ONNX size)."),
     input_range: Optional[str] = typer.Option(None, "--input-range", help="Model files: what pixels become at the input, 0,1 (default), -1,1 or 0,255 (default 0,255 for a model that starts with Rescaling or Normalization)."),
     task: Optional[str] = typer.Option(None, "--task", help="Model files: what the outputs are, classify, segment, detect, keypoints, sequence or features (how parity judges them; default: its card, else read off the shapes)."),
@@ -93,6 +94,13 @@ def export_cmd(
     thresholds = {p: replace(t, **({"min_top1": min_top1} if min_top1 is not None else {}),
                              **({"max_rel_mean_err": max_rel_err} if max_rel_err is not None else {}))
                   for p, t in DEFAULT_THRESHOLDS.items()}
+    if budget is not None:  # int8's limits, each output judged in its own units (exporters/tflite.py parse_budget)
+        from odml.exporters.tflite import check_budget, parse_budget
+
+        if "int8" not in precisions:
+            raise ExportError("--budget judges the int8 file: add int8 to --quantize")
+        thresholds["int8"] = parse_budget(budget, thresholds["int8"])
+        check_budget(thresholds["int8"], src.output.tensors)
     info = None
     if metadata:
         from odml.exporters.metadata import ModelInfo

@@ -274,7 +274,7 @@ def _export(src: Source, opts: ExportOptions, x_val: np.ndarray | None, y_val: n
     tensors = src.output.tensors  # outputs kept in the family's order and with its names, each judged by its measure
     if tensors and not isinstance(ref, (list, tuple)):
         ref = [ref]
-    measures = [t.measure for t in tensors]
+    measures = list(tensors)  # each output judged by its measure, read with its OutputTensor (points, extent, logits)
     labels = y_val if src.classifies else None
     if src.requantize is not None and opts.io != "float" and "int8" in opts.precisions:
         raise ExportError(f"--io {opts.io}: a .tflite is re-quantized with float input and output (its app feeds "

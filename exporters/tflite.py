@@ -21,11 +21,36 @@ class ExportError(OdmlError):
 @dataclass(frozen=True)
 class ParityThreshold:
     """Minimum top-1 agreement with the source model and maximum mean
-    absolute error of the outputs, relative to their spread (see parity)."""
+    absolute error of the outputs, relative to their spread (see parity);
+    for outputs judged in their own units (zoo.family.MEASURES), the most
+    each may be off: keypoints in % of the crop, boxes in input pixels,
+    probabilities (None: that output is judged by its relative error, as
+    any other); ``outputs``: (output name, limit) pairs that replace the
+    limit of that output's own measure (its maximum for keypoints, boxes,
+    probability and error, its minimum agreement for top1, pixels, steps)."""
 
     min_top1: float
     max_rel_mean_err: float
     min_agreement: float = 0.9  # the decision at each pixel of a map or step of a sequence
+    max_keypoint_pct: float | None = None
+    max_box_px: float | None = None
+    max_prob_err: float | None = None
+    outputs: tuple[tuple[str, float], ...] = ()
+
+    def limit(self, measure: str, name: str | None = None) -> float | None:
+        """The limit on the figure of an output judged by ``measure``: its
+        own (``outputs``) where ``name`` has one."""
+        own = dict(self.outputs)
+        if name is not None and name in own:
+            return own[name]
+        return getattr(self, _LIMIT_FIELD[measure])
+
+
+# The field of ParityThreshold that limits each measure's figure; the figure of each measure in the output's own
+# units (a key of parity's result).
+_LIMIT_FIELD = {"top1": "min_top1", "pixels": "min_agreement", "steps": "min_agreement", "error": "max_rel_mean_err",
+                "keypoints": "max_keypoint_pct", "boxes": "max_box_px", "probability": "max_prob_err"}
+OWN_UNITS = {"keypoints": "keypoint_pct", "boxes": "box_px", "probability": "prob_err"}
 
 
 # Why these numbers (measured on the zoo and the text models trained briefly): fp32 conversion only reorders
@@ -34,11 +59,14 @@ class ParityThreshold:
 # the argmax only where the top two classes are within that error of each other.
 # A map or a sequence is thousands of decisions per input, most of them clear-cut (coin tosses are left out, see
 # _decision_parity): a file that flips a tenth of them is broken even where a class's argmax could still agree.
+# Keypoints, boxes and probabilities are judged in the units a user reads them in. int8 and dynamic: a point 2% of
+# its crop off (5 pixels of a 256 crop), a box coordinate 2 input pixels off, a probability 0.05 off, on average;
+# fp32 and fp16 are held to their arithmetic, as above. `odml export --budget` sets int8's (parse_budget).
 DEFAULT_THRESHOLDS = {
-    "fp32": ParityThreshold(0.99, 1e-3, 0.999),
-    "fp16": ParityThreshold(0.98, 1e-2, 0.99),
-    "dynamic": ParityThreshold(0.90, 0.10, 0.95),
-    "int8": ParityThreshold(0.85, 0.25, 0.90),
+    "fp32": ParityThreshold(0.99, 1e-3, 0.999, 0.05, 0.05, 1e-3),
+    "fp16": ParityThreshold(0.98, 1e-2, 0.99, 0.5, 0.5, 0.01),
+    "dynamic": ParityThreshold(0.90, 0.10, 0.95, 2.0, 2.0, 0.05),
+    "int8": ParityThreshold(0.85, 0.25, 0.90, 2.0, 2.0, 0.05),
 }
 # Outputs that vary by less than this (standard deviation over inputs and classes) carry no class information:
 # an untrained model's near-uniform logits or probabilities (trained classifiers' outputs vary by 0.1 for
@@ -141,7 +169,7 @@ def representative_from(x: np.ndarray, n: int = 200, seed: int = 0):
 
 
 def parity(keras_out: np.ndarray, tflite_out: np.ndarray, labels: np.ndarray | None = None,
-           measure: str = "top1") -> dict[str, Any]:
+           measure: str = "top1", tensor: Any = None) -> dict[str, Any]:
     """Agreement between two output arrays of the same inputs: the absolute
     errors; the mean error relative to the spread of the source's outputs
     (near-constant outputs, an untrained model's, are judged in absolute
@@ -150,9 +178,18 @@ def parity(keras_out: np.ndarray, tflite_out: np.ndarray, labels: np.ndarray | N
     (not for near-constant outputs, nor where the source's top two classes are
     closer than the file's error) and accuracy when labels exist; the
     agreement of the decision at each pixel of a map or each step of a
-    sequence ("pixels", "steps"); nothing more for "error"."""
+    sequence ("pixels", "steps"); nothing more for "error"; and for outputs
+    in their own units, read with ``tensor`` (an OutputTensor: points,
+    extent, logits; see _own_units): "keypoints" (``keypoint_pct``: the mean
+    distance of the points' x, y in % of the extent, and ``keypoint_pct_p95``
+    over inputs of each input's mean), "boxes" (``box_px``: the mean absolute
+    error of the coordinates in pixels, ``box_px_p95`` likewise), "probability"
+    (``prob_err``: the mean absolute difference of the probabilities, after a
+    sigmoid of logits; ``prob_err_max``)."""
     if measure in ("pixels", "steps"):
         return _decision_parity(np.asarray(keras_out), np.asarray(tflite_out), measure)
+    if measure in OWN_UNITS:
+        return _own_units(np.asarray(keras_out), np.asarray(tflite_out), measure, tensor)
     res = _top1_parity(keras_out, tflite_out, labels)
     if measure != "top1":
         for k in [k for k in res if k.startswith("top1") or k in ("median_top1_margin", "keras_accuracy",
@@ -160,6 +197,43 @@ def parity(keras_out: np.ndarray, tflite_out: np.ndarray, labels: np.ndarray | N
             res.pop(k)
         if res.get("note", "").startswith("top-1"):
             res.pop("note")
+    res["measure"] = measure
+    return res
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -100.0, 100.0)))
+
+
+def _own_units(k: np.ndarray, t: np.ndarray, measure: str, tensor: Any) -> dict[str, Any]:
+    """The errors (as every output's), and the figure of an output judged in
+    its own units (see parity)."""
+    n = len(k)
+    k = k.astype(np.float64).reshape(n, -1)
+    t = t.astype(np.float64).reshape(len(t), -1)
+    _, res = _errors(k, t)
+    res.pop("note", None)  # the relative error is not what is judged here
+    res["measure"] = measure
+    points = int(getattr(tensor, "points", 0) or 0)
+    if points and k.shape[1] % points:
+        raise ExportError(f"{measure}: {k.shape[1]} values per input are not rows of {points}")
+    if measure == "keypoints":
+        extent = float(getattr(tensor, "extent", 0.0) or 0.0)
+        if points < 2 or extent <= 0:
+            raise ExportError("keypoints are judged with the values per point (at least x, y) and the extent the "
+                              "coordinates are measured against")
+        d = k.reshape(n, -1, points)[..., :2] - t.reshape(n, -1, points)[..., :2]
+        per = np.sqrt((d ** 2).sum(-1)).mean(1) / extent * 100  # each input's mean distance, in % of the extent
+        res.update(keypoint_pct=float(per.mean()), keypoint_pct_p95=float(np.percentile(per, 95)),
+                   keypoint_extent=extent, keypoint_of=getattr(tensor, "extent_name", "") or "the crop")
+    elif measure == "boxes":
+        per = np.abs(k - t).mean(1)
+        res.update(box_px=float(per.mean()), box_px_p95=float(np.percentile(per, 95)))
+    else:
+        if getattr(tensor, "logits", False):
+            k, t = _sigmoid(k), _sigmoid(t)
+        e = np.abs(k - t)
+        res.update(prob_err=float(e.mean()), prob_err_max=float(e.max()))
     return res
 
 
@@ -243,21 +317,170 @@ def _top1_parity(keras_out: np.ndarray, tflite_out: np.ndarray, labels: np.ndarr
     return res
 
 
-def judge(p: dict[str, Any], th: ParityThreshold) -> list[str]:
-    """The parity checks that failed, as short phrases (empty: parity holds)."""
+def _checks(p: dict[str, Any], th: ParityThreshold, name: str | None = None) -> list[tuple[str, float, float]]:
+    """What is judged of one output's parity: (kind, figure, limit), the
+    agreements (kinds top1, pixels, steps) at least their limit, the rest at
+    most. An output in its own units (keypoints, boxes, probability) is
+    judged by that figure alone where ``th`` has a limit for it, else by its
+    relative error as any other output; ``name`` picks the output's own limit
+    (ParityThreshold.outputs)."""
+    m = p.get("measure") or ("top1" if "top1_agreement" in p else "error")
+    if m in OWN_UNITS:
+        lim = th.limit(m, name)
+        if lim is not None:
+            return [(m, p[OWN_UNITS[m]], lim)]
+    checks = []
+    top1 = p.get("top1_agreement_clear", p.get("top1_agreement"))
+    if top1 is not None and p.get("top1_meaningful", True):
+        checks.append(("top1", top1, th.limit("top1", name) if m == "top1" else th.min_top1))
+    agree = p.get("agreement_clear", p.get("agreement"))
+    if agree is not None and p.get("agreement_meaningful", True):
+        kind = "pixels" if m == "pixels" else "steps"
+        checks.append((kind, agree, th.limit(kind, name) if m == kind else th.min_agreement))
+    checks.append(("error", p["rel_mean_err"], th.limit("error", name) if m == "error" else th.max_rel_mean_err))
+    return checks
+
+
+_AT_LEAST = ("top1", "pixels", "steps")
+
+
+def _fails(kind: str, figure: float, limit: float) -> bool:
+    return figure < limit if kind in _AT_LEAST else figure > limit
+
+
+def _phrase(kind: str, figure: float, limit: float, p: dict[str, Any]) -> str:
+    """A failed check in a few words."""
+    if kind == "keypoints":
+        return f"keypoints {figure:.2f}% of {p.get('keypoint_of', 'the crop')} > {limit:g}%"
+    if kind == "boxes":
+        return f"boxes {figure:.2f} px > {limit:g} px"
+    if kind == "probability":
+        return f"probability error {figure:.3g} > {limit:g}"
+    if kind == "top1":
+        return f"top-1 agreement {figure:.3f} < {limit}"
+    if kind in ("pixels", "steps"):
+        return f"{'per-pixel' if kind == 'pixels' else 'per-step'} agreement {figure:.3f} < {limit}"
+    return f"relative mean error {figure:.4f} > {limit}"
+
+
+def judge(p: dict[str, Any], th: ParityThreshold, name: str | None = None) -> list[str]:
+    """The parity checks that failed, as short phrases (empty: parity holds);
+    ``name``: the output's, for its own limit (ParityThreshold.outputs)."""
     if p["max_abs_err"] <= ABS_AGREE:
         return []
-    failed = []
-    top1 = p.get("top1_agreement_clear", p.get("top1_agreement"))
-    if top1 is not None and p.get("top1_meaningful", True) and top1 < th.min_top1:
-        failed.append(f"top-1 agreement {top1:.3f} < {th.min_top1}")
-    agree = p.get("agreement_clear", p.get("agreement"))
-    if agree is not None and p.get("agreement_meaningful", True) and agree < th.min_agreement:
-        what = "per-pixel" if p.get("measure") == "pixels" else "per-step"
-        failed.append(f"{what} agreement {agree:.3f} < {th.min_agreement}")
-    if p["rel_mean_err"] > th.max_rel_mean_err:
-        failed.append(f"relative mean error {p['rel_mean_err']:.4f} > {th.max_rel_mean_err}")
-    return failed
+    return [_phrase(kind, f, lim, p) for kind, f, lim in _checks(p, th, name) if _fails(kind, f, lim)]
+
+
+def _ratio(kind: str, figure: float, limit: float) -> float:
+    """A figure over its limit (at most 1: within it); of an agreement, its
+    shortfall from 1 over the limit's."""
+    num, den = (1.0 - figure, 1.0 - limit) if kind in _AT_LEAST else (figure, limit)
+    if den <= 0:
+        return 0.0 if num <= 0 else float("inf")
+    return max(0.0, num / den)
+
+
+def _per_output(p: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return p.get("outputs") or {"output": p}
+
+
+def budget_ratios(p: dict[str, Any], th: ParityThreshold) -> dict[str, float]:
+    """Per output of a ``parity_outputs`` result, how much of its budget it
+    takes: its figure over its limit (keypoints, boxes, probability, relative
+    error), or of an agreement (top-1, per pixel, per step) its shortfall from
+    1 over the limit's; the largest where an output has several checks. At
+    most 1: within budget, exactly where ``judge`` passes the output."""
+    res = {}
+    for n, q in _per_output(p).items():
+        checks = _checks(q, th, n)
+        res[n] = 0.0 if q["max_abs_err"] <= ABS_AGREE else max(_ratio(*c) for c in checks)
+    return res
+
+
+def _budget_item(kind: str, figure: float, limit: float, p: dict[str, Any]) -> str:
+    if kind == "keypoints":
+        of = p.get("keypoint_of", "the crop")
+        return f"keypoints {figure:.3g}% of {of} (budget {limit:g}%)"
+    if kind == "boxes":
+        return f"boxes {figure:.3g} px (budget {limit:g} px)"
+    if kind == "probability":
+        return f"probability {figure:.3g} (budget {limit:g})"
+    if kind in _AT_LEAST:
+        what = {"top1": "top-1", "pixels": "per-pixel", "steps": "per-step"}[kind]
+        return f"{what} agreement {figure:.3f} (budget {limit:g})"
+    return f"relative error {figure:.3g} (budget {limit:g})"
+
+
+def budget_text(p: dict[str, Any], th: ParityThreshold) -> str:
+    """Each output's figure against its budget, on one line: "Identity
+    keypoints 2.41% of the crop (budget 2%), Identity_1 probability 0.012
+    (budget 0.05)"; of an output with several checks, the one that takes
+    most of its budget."""
+    items = []
+    for n, q in _per_output(p).items():
+        checks = _checks(q, th, n)
+        worst = max(checks, key=lambda c: _ratio(*c))
+        items.append(f"{n} {_budget_item(*worst, q)}")
+    return ", ".join(items)
+
+
+def parse_budget(text: str, base: ParityThreshold) -> ParityThreshold:
+    """``base`` with the limits of ``--budget``: comma-separated KEY=VALUE
+    where KEY is a measure (zoo.family.MEASURES: keypoints in % of the crop,
+    boxes in pixels, probability, the minimum agreement of pixels, steps and
+    top1, the relative error) or the name of an output (its own measure's
+    limit; any key that is not a measure is taken as one: check_budget checks
+    them against the model's outputs). Raises ExportError naming the bad
+    item."""
+    from odml.zoo.family import MEASURES
+
+    fields: dict[str, float] = {}
+    own: dict[str, float] = dict(base.outputs)
+    items = [i.strip() for i in text.split(",") if i.strip()]
+    if not items:
+        raise ExportError("--budget: expected MEASURE=VALUE or OUTPUT=VALUE items, e.g. keypoints=1.5,Identity_4=3")
+    for item in items:
+        key, eq, value = (s.strip() for s in item.partition("="))
+        if not eq or not key or not value:
+            raise ExportError(f"--budget {item}: expected MEASURE=VALUE or OUTPUT=VALUE")
+        try:
+            v = float(value)
+        except ValueError:
+            raise ExportError(f"--budget {item}: {value!r} is not a number") from None
+        if not np.isfinite(v) or v < 0:
+            raise ExportError(f"--budget {item}: a budget is a number of at least 0")
+        if key in MEASURES:
+            if key in _AT_LEAST and v > 1:
+                raise ExportError(f"--budget {item}: {key} is a minimum agreement, from 0 to 1")
+            field = _LIMIT_FIELD[key]
+            if field in fields and fields[field] != v:  # pixels and steps share one minimum agreement
+                raise ExportError(f"--budget {item}: pixels and steps share one minimum agreement, "
+                                  f"already {fields[field]:g}")
+            fields[field] = v
+        else:
+            own[key] = v
+    from dataclasses import replace
+
+    return replace(base, **fields, outputs=tuple(own.items()))
+
+
+def check_budget(th: ParityThreshold, outputs: Any) -> None:
+    """Raise ExportError when a per-output limit of ``th`` names no output
+    of ``outputs`` (OutputTensor: name, measure), or gives an agreement
+    output a minimum above 1."""
+    from odml.zoo.family import MEASURES
+
+    by_name = {t.name: t for t in outputs}
+    for key, v in th.outputs:
+        t = by_name.get(key)
+        if t is None:
+            have = (f"this model's outputs: {', '.join(by_name)}" if by_name else
+                    "this model has one output: give its measure")
+            raise ExportError(f"--budget {key}={v:g}: unknown measure or output {key!r} (measures: "
+                              f"{', '.join(MEASURES)}; {have})")
+        if t.measure in _AT_LEAST and v > 1:
+            raise ExportError(f"--budget {key}={v:g}: {key} is judged by its {MEASURES[t.measure]}, a minimum "
+                              "from 0 to 1")
 
 
 def parity_failure(results: list[dict[str, Any]], random_inputs: bool = False) -> CheckFailed | None:
@@ -323,14 +546,17 @@ def keep_io(data: bytes, input_name: str, tensors: Any, where: str = "converted 
 
 
 def parity_outputs(ref: list[np.ndarray], got: list[np.ndarray], names: list[str],
-                   measures: list[str] | None = None, labels: np.ndarray | None = None) -> dict[str, Any]:
+                   measures: list[Any] | None = None, labels: np.ndarray | None = None) -> dict[str, Any]:
     """``parity`` of each output of a model (each judged by its measure:
-    ``measures``, default relative error), and the worst figures over them;
-    ``labels`` score the first output when it is class scores."""
+    ``measures``, default relative error: a measure's name, or the output's
+    OutputTensor, whose points, extent and logits the measures in the
+    output's own units read), and the worst figures over them; ``labels``
+    score the first output when it is class scores."""
     measures = measures or ["error"] * len(names)
     per = {}
-    for i, (n, r, g, m) in enumerate(zip(names, ref, got, measures)):
-        per[n] = parity(np.asarray(r), np.asarray(g), labels if i == 0 and m == "top1" else None, m)
+    for i, (n, r, g, mt) in enumerate(zip(names, ref, got, measures)):
+        m, tensor = (mt, None) if isinstance(mt, str) else (mt.measure, mt)
+        per[n] = parity(np.asarray(r), np.asarray(g), labels if i == 0 and m == "top1" else None, m, tensor)
         per[n]["measure"] = m
     worst = {k: max(p[k] for p in per.values()) for k in ("max_abs_err", "mean_abs_err", "rel_mean_err")}
     res: dict[str, Any] = {"samples": int(len(ref[0])), **worst, "outputs": per}
@@ -342,17 +568,27 @@ def parity_outputs(ref: list[np.ndarray], got: list[np.ndarray], names: list[str
 
 
 def judge_outputs(p: dict[str, Any], th: ParityThreshold) -> list[str]:
-    """``judge`` of every output of ``parity_outputs``."""
+    """``judge`` of every output of ``parity_outputs``, each with its own
+    limit where ``th`` gives one by name."""
     if len(p["outputs"]) == 1:
-        return judge(next(iter(p["outputs"].values())), th)
-    return [f"{n}: {f}" for n, q in p["outputs"].items() for f in judge(q, th)]
+        n, q = next(iter(p["outputs"].items()))
+        return judge(q, th, n)
+    return [f"{n}: {f}" for n, q in p["outputs"].items() for f in judge(q, th, n)]
 
 
 def agreement_text(p: dict[str, Any]) -> str:
     """The agreement figure of one output's parity for a table: top-1, per
-    pixel or per step, '-' for an output judged by its error alone."""
+    pixel or per step; the distance of keypoints in % of their crop, box
+    coordinates' error in pixels, the probability error; '-' for an output
+    judged by its error alone."""
     if "top1_agreement" in p:
         return f"{p['top1_agreement']:.3f} top-1"
     if "agreement" in p:
         return f"{p['agreement']:.3f} {'pixels' if p.get('measure') == 'pixels' else 'steps'}"
+    if "keypoint_pct" in p:
+        return f"{p['keypoint_pct']:.3g}% {p.get('keypoint_of', 'the crop').split()[-1]}"
+    if "box_px" in p:
+        return f"{p['box_px']:.3g} px"
+    if "prob_err" in p:
+        return f"{p['prob_err']:.3g} prob"
     return "-"

@@ -100,10 +100,14 @@ class InputSpec:
 # What a model's outputs mean (``--task`` of a model file; a family's ``task``), and how each output of a task is
 # judged against the source model: top-1 agreement of class scores, per-pixel agreement of a map (the class of each
 # pixel: argmax over its channels, or above / below the middle of a one-channel map), per-step agreement of a
-# sequence (argmax at each step), and otherwise the error relative to the spread of the source's outputs.
+# sequence (argmax at each step), and otherwise the error relative to the spread of the source's outputs. An output
+# whose family says what its values are is judged in their own units instead (OutputTensor's points, extent,
+# logits): points by their distance in % of the input they are in ("keypoints"), box coordinates in input pixels
+# ("boxes"), scores as probabilities ("probability").
 TASKS = ("classify", "segment", "detect", "keypoints", "sequence", "features")
 MEASURES = {"top1": "top-1 agreement", "pixels": "per-pixel agreement", "steps": "per-step agreement",
-            "error": "relative error"}
+            "error": "relative error", "keypoints": "keypoint distance in % of the input (the crop)",
+            "boxes": "box coordinate error in input pixels", "probability": "probability error"}
 
 
 def measure_of(task: str, shape: tuple[int, ...]) -> str:
@@ -137,16 +141,44 @@ def task_fits(task: str, shapes: list[tuple[int, ...]]) -> str | None:
 class OutputTensor:
     """One output tensor of a model with several: its name in exported files,
     its shape (without the batch dimension), what it holds and how it is
-    judged (a key of MEASURES)."""
+    judged (a key of MEASURES). For the measures in the output's own units:
+    ``points``, the values per point or row (the first two of a point are its
+    x, y: 5 for landmarks of x, y, z, visibility, presence; every value of a
+    box row is a pixel coordinate); ``extent``, the size the coordinates are
+    measured against (a 256-pixel crop: 256; "keypoints" needs it), and
+    ``extent_name`` what that is in words (default "the crop"); ``logits``:
+    the scores are logits (a sigmoid makes them probabilities)."""
 
     name: str
     shape: tuple[int, ...]
     description: str = ""
     measure: str = "error"
+    points: int = 0
+    extent: float = 0.0
+    logits: bool = False
+    extent_name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.measure not in MEASURES:
+            raise SpecError(f"output {self.name}: unknown measure {self.measure!r}; one of {', '.join(MEASURES)}")
+        size = int(np.prod(self.shape)) if self.shape else 0
+        if self.points < 0 or self.points and size % self.points:
+            raise SpecError(f"output {self.name}: {size} values are not rows of {self.points}")
+        if self.measure == "keypoints" and (self.points < 2 or not self.extent > 0):
+            raise SpecError(f"output {self.name}: keypoints need points (values per point, at least x, y) and the "
+                            "extent the coordinates are measured against")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "shape": list(self.shape), "description": self.description,
-                "measure": self.measure}
+        d = {"name": self.name, "shape": list(self.shape), "description": self.description, "measure": self.measure}
+        if self.points:
+            d["points"] = self.points
+        if self.extent:
+            d["extent"] = self.extent
+        if self.extent_name:
+            d["extent_name"] = self.extent_name
+        if self.logits:
+            d["logits"] = True
+        return d
 
 
 @dataclass(frozen=True)

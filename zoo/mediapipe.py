@@ -63,6 +63,17 @@ SCORE_CLIP = 100.0
 
 
 @dataclass(frozen=True)
+class OutputMeasure:
+    """How odml judges an export against one released output (zoo.family.MEASURES and OutputTensor's fields)."""
+
+    measure: str = "error"
+    points: int = 0  # values per point or row
+    extent: float = 0.0  # what the coordinates are measured against (keypoints)
+    logits: bool = False  # scores as logits
+    extent_name: str = ""  # the extent in words (default: the crop)
+
+
+@dataclass(frozen=True)
 class Released:
     part: str  # detector | landmarks
     member: str  # path in the wheel
@@ -74,6 +85,7 @@ class Released:
     input_description: str
     output_descriptions: tuple[str, ...]
     input_name: str = "input_1"  # the released tensors' names
+    output_measures: tuple[OutputMeasure, ...] = ()  # per output, how an export is judged (default: relative error)
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -87,7 +99,8 @@ RELEASED = (
              "SK", (1, 224, 224, 3), ((1, DETECTOR_ANCHORS, 12), (1, DETECTOR_ANCHORS, 1)), (-1.0, 1.0),
              "RGB image letterboxed to 224x224; the model reads pixel / 127.5 - 1",
              ("per SSD anchor: box centre x, y, width, height and 4 alignment keypoints (x, y), offsets in input pixels",
-              "per SSD anchor: score logit")),
+              "per SSD anchor: score logit"),
+             output_measures=(OutputMeasure("boxes", 12), OutputMeasure("probability", logits=True))),
     Released("landmarks", "mediapipe/modules/pose_landmark/pose_landmark_full.tflite",
              "MediaPipe's full pose landmark model (pose_landmark_full.tflite)",
              "PCDCCDCPDCCDCACDCPDCCDCACDCPDCCDCACDCACDCCDCACDCACDCPDCCDCACDCACDCACDDCRARARADCRADCADCARDCADCACCDCDCMADCADCA"
@@ -96,7 +109,10 @@ RELEASED = (
              "RGB crop around the person's region of interest, 256x256; the model reads pixel / 255",
              ("39 landmarks x (x, y, z in input pixels, visibility logit, presence logit): 33 body points, 2 alignment "
               "points, 4 more", "pose flag: the probability that a person is in the crop",
-             "segmentation logits", "heatmaps of the 39 landmarks", "39 world landmarks x (x, y, z) in metres")),
+             "segmentation logits", "heatmaps of the 39 landmarks", "39 world landmarks x (x, y, z) in metres"),
+             output_measures=(OutputMeasure("keypoints", 5, float(LANDMARK_SIZE)), OutputMeasure("probability"),
+                              OutputMeasure("pixels"), OutputMeasure("error"),
+                              OutputMeasure("keypoints", 3, 1.0, extent_name="a metre"))),
 )
 
 

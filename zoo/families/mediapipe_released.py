@@ -14,7 +14,7 @@ landmark models (``odml compress``), its keypoints the students' targets."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -96,10 +96,12 @@ class _Released(Family):
         return InputSpec("image", r.input_shape[1:], "float32", r.input_range, r.input_name, r.input_description)
 
     def _tensors(self) -> tuple[OutputTensor, ...]:
-        from odml.zoo.mediapipe import released
+        from odml.zoo.mediapipe import OutputMeasure, released
 
         r = released(self._part)
-        return tuple(OutputTensor(n, s[1:], d) for n, s, d in zip(r.output_names, r.output_shapes, r.output_descriptions))
+        measures = r.output_measures or (OutputMeasure(),) * len(r.output_shapes)
+        return tuple(OutputTensor(n, s[1:], d, **asdict(m))
+                     for n, s, d, m in zip(r.output_names, r.output_shapes, r.output_descriptions, measures))
 
     def outputs(self, cfg: ReleasedConfig) -> OutputSpec:
         t = self._tensors()
