@@ -41,6 +41,10 @@ def export_cmd(
     description: str = typer.Option("", "--description", help="Metadata: description."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Labels file (one per line); default: the data's class names."),
     metadata: bool = typer.Option(True, "--metadata/--no-metadata", help="Attach TFLite metadata."),
+    recipe: Optional[Path] = typer.Option(None, "--recipe", help="int8: make the file by this recipe (a .recipe.json an earlier export saved beside its int8 file) instead of searching."),
+    search: bool = typer.Option(True, "--search/--no-search", help="int8: when the converter's file misses the budget, try recipes (int8, int16 activations, float per op; latency measured on this host) and keep the fastest in budget."),
+    qat: bool = typer.Option(True, "--qat/--no-qat", help="int8: when no recipe meets the budget, fine-tune a quantization-aware copy toward the float model's outputs (no labels; models that rebuild as tf_keras)."),
+    qat_steps: int = typer.Option(300, "--qat-steps", min=0, help="Steps of quantization-aware fine-tuning."),
     diagnose: bool = typer.Option(False, "--diagnose", help="int8: the error each op adds against the fp32 file (both run on calibration inputs, every tensor kept), mapped back to its layer; the worst ten shown."),
     seed: int = typer.Option(0, "--seed"),
     json_out: bool = typer.Option(False, "--json", help="Print the export report as JSON."),
@@ -64,6 +68,16 @@ def export_cmd(
         raise ExportError(f"--target: expected cpu or edgetpu, got {target!r}")
     if target == "edgetpu" and "int8" not in precisions:
         precisions.append("int8")
+    recipe_obj = None
+    if recipe is not None:
+        from odml.exporters.int8_search import load_recipe
+
+        if "int8" not in precisions:
+            raise ExportError("--recipe makes the int8 file: add int8 to --quantize")
+        if io != "float" or target != "cpu":
+            raise ExportError("--recipe applies to int8 files with float input and output for the CPU (--io float, "
+                              "--target cpu)")
+        recipe_obj = load_recipe(recipe)
     if diagnose and "int8" not in precisions:
         raise ExportError("--diagnose explains an int8 file: add int8 to --quantize")
     check_replaceable(out_dir)
@@ -111,6 +125,8 @@ def export_cmd(
     opts = ExportOptions(precisions=precisions, out_dir=out_dir, formats=formats, io=io, calibration=calibration,
                          calibration_samples=calibration_samples, parity_samples=parity_samples,
                          thresholds=thresholds, target=target, metadata=info, seed=seed, diagnose=diagnose,
+                         search=search, recipe=recipe_obj, timer=host_timer if search else None,
+                         finetune=_finetune(qat_steps, seed) if qat and search else None,
                          data={"source": data, "split": getattr(ds, "split", "")} if data is not None else None)
 
     def warn(msg: str) -> None:
@@ -128,6 +144,33 @@ def export_cmd(
     failure = parity_failure(report["artifacts"], report["parity_inputs"] == "random")
     if failure is not None:
         raise failure
+
+
+def host_timer(files: list[bytes]) -> list[float]:
+    """The median latency (ms) of each file on this host (LiteRT, XNNPACK,
+    one thread), measured in one child process one after the other."""
+    import tempfile
+
+    from odml.devices.host import HostOptions, bench_host_many
+
+    with tempfile.TemporaryDirectory(prefix="odml-int8-") as d:
+        paths = []
+        for i, data in enumerate(files):
+            paths.append(Path(d) / f"candidate_{i}.tflite")
+            paths[-1].write_bytes(data)
+        res = bench_host_many(paths, HostOptions(threads=1, runs=30, min_secs=0.3, max_warmup_secs=1.0, instances=1))
+    return [float(r["median_ms"]) for r in res]
+
+
+def _finetune(steps: int, seed: int):
+    """(tf_keras model, calibration inputs) -> an int8 file fine-tuned toward
+    the model's own float outputs (compress.qat_targets)."""
+    def run(model, x):
+        from odml.compress.qat_targets import qat_finetune, qat_tflite
+
+        return qat_tflite(qat_finetune(model, x, steps=steps, seed=seed), x)
+
+    return run
 
 
 def render_report(report: dict) -> None:
@@ -158,6 +201,9 @@ def render_report(report: dict) -> None:
     for n in notes:
         out.print(f"* {n}", markup=False)
     for a in report["artifacts"]:
+        if "search" in a:
+            render_search(a)
+    for a in report["artifacts"]:
         if "diagnosis" in a:
             render_diagnosis(a)
     for a in report["artifacts"]:
@@ -169,6 +215,23 @@ def render_report(report: dict) -> None:
     if report["ok"]:
         out.print(f"written to {report['out_dir']}", markup=False)
 
+
+
+def render_search(a: dict) -> None:
+    """The int8 recipes tried, their cost and drift, the chosen one marked."""
+    srch = a["search"]
+    t = Table(title=f"{a['file']}: int8 recipes tried (budget: each output in its own measure)")
+    for col in ("step", "recipe", "ms", "vs fp16", "size", "worst output / budget", "in budget"):
+        t.add_column(col, justify="right" if col in ("ms", "vs fp16", "size", "worst output / budget") else "left")
+    for st in srch["steps"]:
+        worst = max(st["ratios"].items(), key=lambda kv: kv[1], default=("-", 0.0))
+        mark = " (chosen)" if st["step"] == srch.get("chosen") else ""
+        t.add_row(st["step"] + mark, st["what"], f"{st['ms']:.2f}" if "ms" in st else "-",
+                  f"{st['vs_fp16']:.2f}" if "vs_fp16" in st else "-", f"{st['size_bytes'] / 1024:,.0f} KiB",
+                  f"{worst[0]} {worst[1]:.2f}", "[green]yes[/]" if st["met"] else "no")
+    out.print(t)
+    if a.get("recipe_file") and a.get("written", True):
+        out.print(f"recipe: {a['recipe_file']} (give it back with --recipe)", markup=False)
 
 
 def render_diagnosis(a: dict) -> None:

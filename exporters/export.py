@@ -20,6 +20,7 @@ import numpy as np
 from odml.errors import DataError, OutputError
 from odml.exporters.tflite import DEFAULT_THRESHOLDS, ExportError, ParityThreshold, convert, judge, parity
 from odml.files import held, replace_folder, temp_dir_beside, write_failure, write_file, write_json_atomic
+from odml.exporters.int8_search import RECIPE_SUFFIX
 from odml.zoo.card import Carded
 
 REPORT_NAME = "export.json"
@@ -148,6 +149,10 @@ class ExportOptions:
     seed: int = 0
     data: dict[str, Any] | None = None  # where the parity and calibration inputs came from (source, split)
     diagnose: bool = False  # int8: the error each op adds against the fp32 file, mapped back to its layer
+    search: bool = True  # int8 (cpu, float io): recipes tried until the budget holds (exporters/int8_search.py)
+    recipe: Any = None  # int8_search.Recipe given with --recipe: applied as it is, no search
+    timer: Callable[[list[bytes]], list[float]] | None = None  # files -> host latency (ms), for the search
+    finetune: Callable[[Any, np.ndarray], bytes] | None = None  # (tf_keras model, calibration) -> int8 file (QAT)
 
 
 def to_fp32_tflite(model: str | Path, out: Path, input_size: Any = None,
@@ -171,6 +176,76 @@ def _calibration(x: np.ndarray | None, samples: int, seed: int) -> np.ndarray | 
         return None
     idx = np.random.default_rng(seed).permutation(len(x))[:samples]
     return np.asarray(x[idx], np.float32)
+
+
+def _int8(src: Source, opts: ExportOptions, convertible: Any, x_calib: np.ndarray | None,
+          judge_file: Callable[[bytes], tuple[dict[str, Any], list[str]]], made: dict[str, bytes],
+          step: Callable[[str], None] | None) -> tuple[bytes, Any]:
+    """The int8 file: ``opts.recipe`` applied, else the converter's file
+    (the first candidate) and, while the budget is not met, the recipes of
+    ``exporters.int8_search`` then quantization-aware fine-tuning
+    (``opts.finetune``); the file and the search (or None)."""
+    from odml.exporters import int8_search as s8
+    from odml.exporters.tflite import budget_ratios, budget_text, keep_io
+
+    th = opts.thresholds["int8"]
+    layers = [lay.name for lay in getattr(src.keras_model, "layers", [])] or None
+    outputs = list(getattr(src.keras_model, "output_names", None) or [])  # the layer making each output
+    x = _calibration(x_calib, opts.calibration_samples, opts.seed)
+
+    def plain() -> bytes:
+        return src.tflite("int8", convertible, x_calib, "float", opts.calibration_samples, opts.seed)
+
+    def fp32() -> bytes:
+        return made.get("fp32") or src.tflite("fp32", convertible)
+
+    def judge8(data: bytes) -> tuple[dict[str, Any], list[str], dict[str, float], str]:
+        p, failed = judge_file(data)
+        return p, failed, budget_ratios(p, th), budget_text(p, th)
+
+    if opts.recipe is not None:
+        data = s8.apply(opts.recipe, fp32(), x, layers, plain, src.name, outputs)
+        p, failed, ratios, text = judge8(data)
+        one = s8.Step("recipe", opts.recipe, data, p, failed, ratios, text, 0.0)
+        return data, s8.Searched([one], one if one.met else None)
+    first = plain()
+    p, failed = judge_file(first)
+    if not failed:
+        return first, None  # the converter's file holds: nothing to search
+    if not opts.search:
+        one = s8.Step("converter", s8.Recipe("tflite-converter"), first, p, failed, budget_ratios(p, th),
+                      budget_text(p, th), 0.0)
+        return first, s8.Searched([one], None)
+    fp16 = made.get("fp16")
+    if opts.timer is not None and fp16 is None:
+        fp16 = src.tflite("fp16", convertible)  # the reference the recipes' latency is compared with
+    say = (lambda m: step(m)) if step else None
+    res = s8.search(fp32(), x, judge8, layers, first, opts.timer, fp16, src.name, say, outputs)
+    if res.chosen is None and opts.finetune is not None and src.keras_model is not None:
+        if step:
+            step("int8: quantization-aware fine-tuning toward the float outputs")
+        t0 = time.perf_counter()
+        data = opts.finetune(src.keras_model, x)
+        tensors = src.output.tensors
+        data = keep_io(data, src.input.name, tensors, "QAT file") if tensors else data
+        p, failed, ratios, text = judge8(data)
+        q = s8.Step("qat", s8.Recipe("qat"), data, p, failed, ratios, text, time.perf_counter() - t0)
+        if opts.timer is not None and fp16 is not None:  # against the fp16 file again, scaled to its first figure
+            ms, ref_ms = opts.timer([data, fp16])
+            q.ms = ms * (res.fp16_ms or ref_ms) / ref_ms
+        res.steps.append(q)
+        res.chosen = q if q.met else None
+    return res.best.data, res
+
+
+def _fallback(res: Any, precisions: list[str]) -> str:
+    """The one line of an int8 file that no recipe kept in budget."""
+    best = res.best
+    floats = " and ".join(p for p in ("fp32", "fp16") if p in precisions)
+    tail = f"the {floats} file{'s are' if ' and ' in floats else ' is'} the fallback" if floats else \
+        "add fp32 or fp16 to --quantize for a float fallback"
+    return (f"no int8 recipe meets the budget (tried {len(res.steps)}); best reached with {best.recipe.describe()}: "
+            f"{best.budget}; {tail}")
 
 
 DIAGNOSIS_SAMPLES = 16  # inputs both files run on, every tensor kept
@@ -283,7 +358,16 @@ def _export(src: Source, opts: ExportOptions, x_val: np.ndarray | None, y_val: n
     stage = temp_dir_beside(opts.out_dir, "export")
     try:
         artifacts: list[dict[str, Any]] = []
+        artifacts_data: list[bytes] = []  # each precision's file, as made (before metadata)
         fp32_bytes = None
+
+        def judge_file(data: bytes, prec: str = "int8") -> tuple[dict[str, Any], list[str]]:
+            interp = load_interpreter(data)
+            if tensors:
+                p = parity_outputs(ref, run_outputs(interp, x_val), [t.name for t in tensors], measures, labels)
+                return p, judge_outputs(p, opts.thresholds[prec])
+            p = parity(ref, run_batch(interp, x_val), labels, src.output.measure)  # one output: errors, top-1
+            return p, judge(p, opts.thresholds[prec])
         stem = src.name
         convertible = src.convertible
         if opts.target == "edgetpu":
@@ -297,8 +381,14 @@ def _export(src: Source, opts: ExportOptions, x_val: np.ndarray | None, y_val: n
                 step(f"tflite {prec}")
             t0 = time.perf_counter()
             io = opts.io if prec == "int8" else "float"
-            data = src.tflite(prec, convertible, x_calib, io, opts.calibration_samples, opts.seed)
+            searched = None
+            if prec == "int8" and io == "float" and opts.target == "cpu":
+                made = {p: a for p, a in zip(opts.precisions, artifacts_data)}
+                data, searched = _int8(src, opts, convertible, x_calib, judge_file, made, step)
+            else:
+                data = src.tflite(prec, convertible, x_calib, io, opts.calibration_samples, opts.seed)
             data = signed(data, src.card, f"{prec} file")  # a serving_default signature, by the family's names
+            artifacts_data.append(data)
             conv_s = time.perf_counter() - t0
             name = f"{stem}_{prec}{'_edgetpu' if opts.target == 'edgetpu' else ''}.tflite"
             try:
@@ -312,17 +402,21 @@ def _export(src: Source, opts: ExportOptions, x_val: np.ndarray | None, y_val: n
                     from None
             if prec == "fp32":
                 fp32_bytes = data
-            interp = load_interpreter(data)
-            if tensors:
-                p = parity_outputs(ref, run_outputs(interp, x_val), [t.name for t in tensors], measures, labels)
-                failed = judge_outputs(p, opts.thresholds[prec])
-            else:  # keypoints and boxes: the errors are what count, not an argmax
-                p = parity(ref, run_batch(interp, x_val), labels, src.output.measure)
-                failed = judge(p, opts.thresholds[prec])
+            p, failed = judge_file(data, prec)
             model = parse_tflite(data, name)
             art = {"file": name, "format": "tflite", "precision": prec, "io": io, "size_bytes": len(data),
                    "convert_s": round(conv_s, 2), "ops": model.op_histogram, "parity": p,
                    "parity_threshold": vars(opts.thresholds[prec]), "parity_failed": failed}
+            if searched is not None:  # how the int8 file was made: the recipe (beside it) and the steps tried
+                art["search"] = searched.report()
+                recipe_file = f"{Path(name).stem}{RECIPE_SUFFIX}"
+                write_json_atomic(stage / recipe_file, searched.best.recipe.to_dict())
+                art["recipe"], art["recipe_file"] = searched.best.recipe.to_dict(), recipe_file
+                if searched.chosen is None:
+                    failed = art["parity_failed"] = [_fallback(searched, opts.precisions)]
+                    art["written"] = False
+                    (stage / name).unlink()
+                    (stage / recipe_file).unlink()
             if opts.target == "edgetpu" and prec == "int8":
                 from odml.exporters.edgetpu import compatibility, try_compile
 
@@ -364,8 +458,9 @@ def _export(src: Source, opts: ExportOptions, x_val: np.ndarray | None, y_val: n
         report["params"], report["macs"] = counts.params, counts.macs
         failed = [a for a in artifacts if a["parity_failed"]]
         report["ok"] = not failed
-        if failed:
+        if failed and not all(a.get("written") is False for a in failed):
             return report  # the caller reports the failure; nothing is written
+        # (an int8 file no recipe kept in budget is left out; the float files are written: the fallback)
         report["files"] = sorted([*(f.name for f in stage.iterdir()), REPORT_NAME])  # all the folder will hold
         write_json_atomic(stage / REPORT_NAME, {"schema": 1, **report})
         replace_folder(stage, opts.out_dir)  # the whole export in one step: the old one whole or the new one

@@ -231,7 +231,34 @@ def relative_error(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(b - a).mean() / max(float(np.abs(a).mean()), 1e-12))
 
 
-def _recipe(precision: str, floats: list[str] = ()) -> list[dict]:
+# What each mode of an int8 recipe (exporters/int8_search.py) does to an op, in litert-quantizer's terms: int8
+# activations and weights, int16 activations (int8 weights), int8 weights with float activations, float.
+MODES = ("a8w8", "a16w8", "w8", "float")
+
+
+def mode_entry(mode: str, regex: str = ".*", operation: str = "*") -> dict:
+    """One litert-quantizer recipe entry putting the ops that ``regex`` and
+    ``operation`` select in ``mode`` (MODES)."""
+    from litert_quantizer import recipe
+
+    if mode == "float":
+        return {"regex": regex, "operation": operation, "algorithm_key": "no_quantize"}
+    base = {"a8w8": recipe.static_wi8_ai8, "a16w8": recipe.static_wi8_ai16, "w8": recipe.weight_only_wi8_afp32}[mode]
+    e = dict(base()[0])
+    e.update(regex=regex, operation=operation)
+    return e
+
+
+def op_regex(name: str) -> str:
+    """The recipe regex of the op whose (first) output tensor is ``name``:
+    an op's scope is its output names, each followed by ';'."""
+    return f"(^|;){re.escape(name)};"
+
+
+def _recipe(precision: str, floats: list[str] = (), modes: list[tuple[str, str, str]] = ()) -> list[dict]:
+    """litert-quantizer's recipe for ``precision``; ``floats``: ops (by
+    output name) left float; ``modes``: (regex, operation, mode) entries
+    after those (later entries win)."""
     from litert_quantizer import recipe
 
     if precision == "fp16":
@@ -245,7 +272,8 @@ def _recipe(precision: str, floats: list[str] = ()) -> list[dict]:
                                               for op in ("INPUT", "OUTPUT")]
     rp += [{"regex": ".*", "operation": kind, "algorithm_key": "no_quantize"} for kind in FLOAT_OPS.get(precision, ())]
     # an op's scope is its output names, each followed by ';'
-    rp += [{"regex": f"(^|;){re.escape(name)};", "operation": "*", "algorithm_key": "no_quantize"} for name in floats]
+    rp += [mode_entry("float", op_regex(name)) for name in floats]
+    rp += [mode_entry(mode, regex, operation) for regex, operation, mode in modes]
     return [dict(r) for r in rp]
 
 
@@ -355,13 +383,14 @@ def _clip_factor(v: np.ndarray, lo: float, hi: float) -> float:
 
 
 def _quantize(fp32: bytes, model: Any, precision: str, x: np.ndarray | None, where: str,
-              floats: list[str] = (), qsv: dict[str, Any] | None = None) -> bytes:
+              floats: list[str] = (), qsv: dict[str, Any] | None = None,
+              modes: list[tuple[str, str, str]] = ()) -> bytes:
     from litert_quantizer import Quantizer
 
     try:
         with _quiet():
             q = Quantizer(bytearray(fp32))
-            q.load_quantization_recipe(_recipe(precision, floats))
+            q.load_quantization_recipe(_recipe(precision, floats, modes))
             if q.need_calibration and qsv is None:
                 key, name = _signature_input(fp32, model)
                 qsv = q.calibrate({key: [{name: x[i:i + 1]} for i in range(len(x))]}, num_threads=1)
