@@ -90,7 +90,15 @@ def export_cmd(
         label_list = [ln.strip() for ln in labels.read_text(encoding="utf-8").splitlines() if ln.strip()]
     from odml.zoo.families.external import parse_range
 
-    src = load_source(model, classes, input_size, width, input_range=parse_range(input_range), task=task)
+    from odml.zoo.tflite_model import RequantizeError
+
+    try:
+        src = load_source(model, classes, input_size, width, input_range=parse_range(input_range), task=task)
+    except RequantizeError as e:  # an int8 file: nothing to compare it with
+        if not diagnose:
+            raise
+        raise RequantizeError(f"--diagnose compares an int8 file with the float file it came from; {model} has no "
+                              f"float reference: {str(e).split(': ', 1)[-1]}") from None
     x_val = y_val = x_cal = None
     if data is not None:  # the family reads its own data: images, labelled texts, pose samples
         ds = src.family.read(src.card, data, 0.2, seed, n_val=min(parity_samples, 100), n_cal=calibration_samples,

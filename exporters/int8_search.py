@@ -215,6 +215,7 @@ class Quantizer:
         self.x = rq._check_calibration(self.model, x_calib, where)
         self.where = where
         self.table = op_table(self.fp32, layers, outputs)
+        self.output_names = {t.name for t in self.model.outputs}
         self._qsv: dict[str, Any] = {}
 
     def ranges(self, kind: str) -> dict[str, Any]:
@@ -306,7 +307,10 @@ def search(fp32: bytes, x_calib: np.ndarray, judge: Judge, layers: list[str] | N
     base = min(steps[-len(RANGES):], key=lambda s: s.worst)
     note("int8: diagnosing the best a8w8 file")
     d = diagnose(q.fp32, base.data, q.x[:DIAGNOSE_SAMPLES], layers, outputs)
-    ranked = [r["layer"] for r in sorted(d["all"], key=lambda r: -r["added"]) if r["added"] > 0]
+    # the layers making the outputs first (a head regressing pixels is where a budget in pixels is lost; its error
+    # per channel, what the diagnosis ranks by, can look small), then by the error each op adds
+    heads = [lay for _, n, lay in q.table if n in q.output_names]
+    ranked = heads + [r["layer"] for r in sorted(d["all"], key=lambda r: -r["added"]) if r["added"] > 0]
     ranked = list(dict.fromkeys(ranked))  # a layer's ops once
     for mode, counts in (("a16w8", SENSITIVE), ("float", WORST)):
         new = []
