@@ -232,11 +232,12 @@ def render_search(a: dict) -> None:
     for col in ("step", "recipe", "ms", "vs fp16", "size", "worst output / budget", "in budget"):
         t.add_column(col, justify="right" if col in ("ms", "vs fp16", "size", "worst output / budget") else "left")
     for st in srch["steps"]:
-        worst = max(st["ratios"].items(), key=lambda kv: kv[1], default=("-", 0.0))
+        worst = max(st["ratios"].items(), key=lambda kv: kv[1], default=None)
         mark = " (chosen)" if st["step"] == srch.get("chosen") else ""
         t.add_row(st["step"] + mark, st["what"], f"{st['ms']:.2f}" if "ms" in st else "-",
-                  f"{st['vs_fp16']:.2f}" if "vs_fp16" in st else "-", f"{st['size_bytes'] / 1024:,.0f} KiB",
-                  f"{worst[0]} {worst[1]:.2f}", "[green]yes[/]" if st["met"] else "no")
+                  f"{st['vs_fp16']:.2f}" if "vs_fp16" in st else "-",
+                  f"{st['size_bytes'] / 1024:,.0f} KiB" if st["size_bytes"] else "-",
+                  f"{worst[0]} {worst[1]:.2f}" if worst else st["budget"][:60], "[green]yes[/]" if st["met"] else "no")
     out.print(t)
     if a.get("recipe_file") and a.get("written", True):
         out.print(f"recipe: {a['recipe_file']} (give it back with --recipe)", markup=False)

@@ -169,7 +169,7 @@ def representative_from(x: np.ndarray, n: int = 200, seed: int = 0):
 
 
 def parity(keras_out: np.ndarray, tflite_out: np.ndarray, labels: np.ndarray | None = None,
-           measure: str = "top1", tensor: Any = None) -> dict[str, Any]:
+           measure: str = "top1", tensor: Any = None, scores: np.ndarray | None = None) -> dict[str, Any]:
     """Agreement between two output arrays of the same inputs: the absolute
     errors; the mean error relative to the spread of the source's outputs
     (near-constant outputs, an untrained model's, are judged in absolute
@@ -189,7 +189,7 @@ def parity(keras_out: np.ndarray, tflite_out: np.ndarray, labels: np.ndarray | N
     if measure in ("pixels", "steps"):
         return _decision_parity(np.asarray(keras_out), np.asarray(tflite_out), measure)
     if measure in OWN_UNITS:
-        return _own_units(np.asarray(keras_out), np.asarray(tflite_out), measure, tensor)
+        return _own_units(np.asarray(keras_out), np.asarray(tflite_out), measure, tensor, scores)
     res = _top1_parity(keras_out, tflite_out, labels)
     if measure != "top1":
         for k in [k for k in res if k.startswith("top1") or k in ("median_top1_margin", "keras_accuracy",
@@ -205,9 +205,19 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -100.0, 100.0)))
 
 
-def _own_units(k: np.ndarray, t: np.ndarray, measure: str, tensor: Any) -> dict[str, Any]:
+def _detected(p: np.ndarray, at_least: float = 0.5, best: int = 5) -> np.ndarray:
+    """The rows of one input whose probability ``p`` is at least
+    ``at_least``; without any, the ``best`` most probable."""
+    sel = np.flatnonzero(p >= at_least)
+    return sel if len(sel) else np.argsort(-p)[:best]
+
+
+def _own_units(k: np.ndarray, t: np.ndarray, measure: str, tensor: Any,
+               scores: np.ndarray | None = None) -> dict[str, Any]:
     """The errors (as every output's), and the figure of an output judged in
-    its own units (see parity)."""
+    its own units (see parity); ``scores``: the source's probability of each
+    row of a boxes output (its ``scored_by``), to judge the boxes where it
+    detects something."""
     n = len(k)
     k = k.astype(np.float64).reshape(n, -1)
     t = t.astype(np.float64).reshape(len(t), -1)
@@ -227,7 +237,12 @@ def _own_units(k: np.ndarray, t: np.ndarray, measure: str, tensor: Any) -> dict[
         res.update(keypoint_pct=float(per.mean()), keypoint_pct_p95=float(np.percentile(per, 95)),
                    keypoint_extent=extent, keypoint_of=getattr(tensor, "extent_name", "") or "the crop")
     elif measure == "boxes":
-        per = np.abs(k - t).mean(1)
+        rows = points or k.shape[1]
+        err = np.abs(k - t).reshape(n, -1, rows).mean(-1)  # per input and row (anchor)
+        if scores is not None:  # the rows the source detects something in
+            err = np.array([e[_detected(sc)].mean() for e, sc in zip(err, scores.reshape(n, -1))])
+            res["box_rows"] = "where the source's score is at least 0.5 (else its 5 best)"
+        per = err.mean(1) if err.ndim > 1 else err
         res.update(box_px=float(per.mean()), box_px_p95=float(np.percentile(per, 95)))
     else:
         if getattr(tensor, "logits", False):
@@ -554,9 +569,15 @@ def parity_outputs(ref: list[np.ndarray], got: list[np.ndarray], names: list[str
     score the first output when it is class scores."""
     measures = measures or ["error"] * len(names)
     per = {}
+    by_name = dict(zip(names, zip(ref, measures)))
     for i, (n, r, g, mt) in enumerate(zip(names, ref, got, measures)):
         m, tensor = (mt, None) if isinstance(mt, str) else (mt.measure, mt)
-        per[n] = parity(np.asarray(r), np.asarray(g), labels if i == 0 and m == "top1" else None, m, tensor)
+        scores = None
+        if getattr(tensor, "scored_by", "") in by_name:  # a detector's boxes: judged where the source detects
+            sr, st = by_name[tensor.scored_by]
+            scores = np.asarray(sr, np.float64)
+            scores = _sigmoid(scores) if getattr(st, "logits", False) else scores
+        per[n] = parity(np.asarray(r), np.asarray(g), labels if i == 0 and m == "top1" else None, m, tensor, scores)
         per[n]["measure"] = m
     worst = {k: max(p[k] for p in per.values()) for k in ("max_abs_err", "mean_abs_err", "rel_mean_err")}
     res: dict[str, Any] = {"samples": int(len(ref[0])), **worst, "outputs": per}

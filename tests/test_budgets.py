@@ -221,3 +221,29 @@ def test_the_released_models_declare_their_measures():
     fam = get_family("blazepose_detector_released")
     d = fam.outputs(fam.config("blazepose_detector_released")).tensors
     assert d[1].logits and d[1].to_dict()["logits"] is True and d[0].measure == "boxes"
+
+
+def test_boxes_are_judged_where_the_source_detects():
+    """A detector's background anchors regress garbage no app reads: with
+    ``scored_by`` the boxes are judged on the anchors the source scores at
+    least 0.5 (else its 5 best), not on all of them."""
+    from odml.exporters.tflite import parity_outputs
+    from odml.zoo.family import OutputTensor
+
+    n, anchors = 4, 100
+    rng = np.random.default_rng(0)
+    boxes = rng.normal(100, 30, (n, anchors, 4))
+    logits = np.full((n, anchors, 1), -8.0)
+    logits[:, :3] = 6.0  # three detections per input
+    got = boxes + 50.0  # background anchors 50 px off ...
+    got[:, :3] += -50.0 + 1.0  # ... the detected ones 1 px
+    t_box = OutputTensor("boxes", (anchors, 4), measure="boxes", points=4, scored_by="scores")
+    t_sc = OutputTensor("scores", (anchors, 1), measure="probability", logits=True)
+    p = parity_outputs([boxes, logits], [got, logits], ["boxes", "scores"], [t_box, t_sc])
+    assert p["outputs"]["boxes"]["box_px"] == pytest.approx(1.0, abs=1e-6)
+    plain = parity_outputs([boxes, logits], [got, logits], ["boxes", "scores"],
+                           [OutputTensor("boxes", (anchors, 4), measure="boxes", points=4), t_sc])
+    assert plain["outputs"]["boxes"]["box_px"] > 45  # every anchor: the background dominates
+    logits[:] = -8.0  # nothing detected: the 5 most probable anchors (ties: the first)
+    p = parity_outputs([boxes, logits], [got, logits], ["boxes", "scores"], [t_box, t_sc])
+    assert p["outputs"]["boxes"]["box_px"] > 20

@@ -147,7 +147,10 @@ class OutputTensor:
     box row is a pixel coordinate); ``extent``, the size the coordinates are
     measured against (a 256-pixel crop: 256; "keypoints" needs it), and
     ``extent_name`` what that is in words (default "the crop"); ``logits``:
-    the scores are logits (a sigmoid makes them probabilities)."""
+    the scores are logits (a sigmoid makes them probabilities); ``scored_by``:
+    the output that scores this one's rows (a detector's anchors), so that
+    boxes are judged where the source detects something, not on background
+    anchors whose regressions no app reads."""
 
     name: str
     shape: tuple[int, ...]
@@ -157,6 +160,7 @@ class OutputTensor:
     extent: float = 0.0
     logits: bool = False
     extent_name: str = ""
+    scored_by: str = ""
 
     def __post_init__(self) -> None:
         if self.measure not in MEASURES:
@@ -178,6 +182,8 @@ class OutputTensor:
             d["extent_name"] = self.extent_name
         if self.logits:
             d["logits"] = True
+        if self.scored_by:
+            d["scored_by"] = self.scored_by
         return d
 
 

@@ -71,6 +71,7 @@ class OutputMeasure:
     extent: float = 0.0  # what the coordinates are measured against (keypoints)
     logits: bool = False  # scores as logits
     extent_name: str = ""  # the extent in words (default: the crop)
+    scored_by: str = ""  # the output scoring this one's rows (boxes judged where the source detects)
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,8 @@ RELEASED = (
              "RGB image letterboxed to 224x224; the model reads pixel / 127.5 - 1",
              ("per SSD anchor: box centre x, y, width, height and 4 alignment keypoints (x, y), offsets in input pixels",
               "per SSD anchor: score logit"),
-             output_measures=(OutputMeasure("boxes", 12), OutputMeasure("probability", logits=True))),
+             output_measures=(OutputMeasure("boxes", 12, scored_by="Identity_1"),
+                              OutputMeasure("probability", logits=True))),
     Released("landmarks", "mediapipe/modules/pose_landmark/pose_landmark_full.tflite",
              "MediaPipe's full pose landmark model (pose_landmark_full.tflite)",
              "PCDCCDCPDCCDCACDCPDCCDCACDCPDCCDCACDCACDCCDCACDCACDCPDCCDCACDCACDCACDDCRARARADCRADCADCARDCADCACCDCDCMADCADCA"
