@@ -312,10 +312,12 @@ def search(fp32: bytes, x_calib: np.ndarray, judge: Judge, layers: list[str] | N
     heads = [lay for _, n, lay in q.table if n in q.output_names]
     ranked = heads + [r["layer"] for r in sorted(d["all"], key=lambda r: -r["added"]) if r["added"] > 0]
     ranked = list(dict.fromkeys(ranked))  # a layer's ops once
-    for mode, counts in (("a16w8", SENSITIVE), ("float", WORST)):
+    # (int16 activations for an op making an output would make that output int16: a16w8 leaves the heads out)
+    for mode, counts, layers_ in (("a16w8", SENSITIVE, [lay for lay in ranked if lay not in heads]),
+                                  ("float", WORST, ranked)):
         new = []
-        for k in sorted({min(k, len(ranked)) for k in counts} - {0}):
-            r = Recipe(ranges=base.recipe.ranges, ops=[{"layer": lay, "mode": mode} for lay in ranked[:k]])
+        for k in sorted({min(k, len(layers_)) for k in counts} - {0}):
+            r = Recipe(ranges=base.recipe.ranges, ops=[{"layer": lay, "mode": mode} for lay in layers_[:k]])
             note(f"int8: {r.describe()}")
             new.append(_try(f"{mode} worst {k}", r, lambda r=r: q.quantize(r), judge))
         got = stage(new)
