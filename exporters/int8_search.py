@@ -113,9 +113,11 @@ def load_recipe(path: str | Path) -> Recipe:
 
 
 def op_table(fp32: bytes, layers: list[str] | None, outputs: list[str] | None = None) -> list[tuple[str, str, str]]:
-    """(kind, output tensor name, layer) of each op of a float file; an op
-    making the k-th output of the file comes from ``outputs[k]`` (an
-    output's tensor is named after the output, not its layer)."""
+    """(kind, output tensor name, layer) of each op of a float file: the
+    layer of ``layers`` its name holds, or without them the op itself (its
+    first fused name); an op making the k-th output of the file comes from
+    ``outputs[k]`` (an output's tensor is named after the output, not its
+    layer)."""
     from odml.exporters.diagnose import layer_of
     from odml.flatbuffer import _s
     from odml.zoo.tflite_model import _op_name, _read
@@ -126,7 +128,10 @@ def op_table(fp32: bytes, layers: list[str] | None, outputs: list[str] | None = 
     rows = []
     for op in sg.operators or []:
         name = _s(sg.tensors[int(op.outputs[0])].name)
-        rows.append((_op_name(m, op), name, out_layer.get(int(op.outputs[0])) or layer_of(name, layers)))
+        # without the model's layers (a .tflite, an ONNX graph's function) an op is its own layer: the path component
+        # a name's layer would be read from can be shared by the whole graph
+        layer = out_layer.get(int(op.outputs[0])) or (layer_of(name, layers) if layers else name.split(";")[0])
+        rows.append((_op_name(m, op), name, layer))
     return rows
 
 
@@ -307,13 +312,20 @@ def search(fp32: bytes, x_calib: np.ndarray, judge: Judge, layers: list[str] | N
     base = min(steps[-len(RANGES):], key=lambda s: s.worst)
     note("int8: diagnosing the best a8w8 file")
     d = diagnose(q.fp32, base.data, q.x[:DIAGNOSE_SAMPLES], layers, outputs)
-    # the layers making the outputs first (a head regressing pixels is where a budget in pixels is lost; its error
-    # per channel, what the diagnosis ranks by, can look small), then by the error each op adds
-    heads = [lay for _, n, lay in q.table if n in q.output_names]
-    ranked = heads + [r["layer"] for r in sorted(d["all"], key=lambda r: -r["added"]) if r["added"] > 0]
-    ranked = list(dict.fromkeys(ranked))  # a layer's ops once
+    # the heads first (the ops computing each output from the last weighted op before it: a head regressing pixels
+    # is where a budget in pixels is lost, while its error per channel, what the diagnosis ranks by, can look
+    # small), then the layers by the error their ops add; named as the float file's op table names them
+    from odml.exporters.diagnose import _key
+    from odml.exporters.requantize import _heads
+
+    layer_of_tensor = {n: lay for _, n, lay in q.table}
+    heads = [layer_of_tensor[n] for chain in _heads(q.fp32).values() for n in chain if n in layer_of_tensor]
+    makers = {lay for _, n, lay in q.table if n in q.output_names}
+    worst = [layer_of_tensor.get(_key(r["tensor"])) for r in sorted(d["all"], key=lambda r: -r["added"])
+             if r["added"] > 0]
+    ranked = list(dict.fromkeys(heads + [lay for lay in worst if lay]))  # a layer's ops once
     # (int16 activations for an op making an output would make that output int16: a16w8 leaves the heads out)
-    for mode, counts, layers_ in (("a16w8", SENSITIVE, [lay for lay in ranked if lay not in heads]),
+    for mode, counts, layers_ in (("a16w8", SENSITIVE, [lay for lay in ranked if lay not in makers]),
                                   ("float", WORST, ranked)):
         new = []
         for k in sorted({min(k, len(layers_)) for k in counts} - {0}):
