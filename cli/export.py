@@ -43,7 +43,7 @@ def export_cmd(
     metadata: bool = typer.Option(True, "--metadata/--no-metadata", help="Attach TFLite metadata."),
     recipe: Optional[Path] = typer.Option(None, "--recipe", help="int8: make the file by this recipe (a .recipe.json an earlier export saved beside its int8 file) instead of searching."),
     search: bool = typer.Option(True, "--search/--no-search", help="int8: when the converter's file misses the budget, try recipes (int8, int16 activations, float per op; latency measured on this host) and keep the fastest in budget."),
-    qat: bool = typer.Option(True, "--qat/--no-qat", help="int8: when no recipe meets the budget, fine-tune a quantization-aware copy toward the float model's outputs (no labels; models that rebuild as tf_keras)."),
+    qat: bool = typer.Option(False, "--qat/--no-qat", help="int8: when no recipe meets the budget, fine-tune a quantization-aware copy toward the float model's outputs (no labels; tf_keras models). Off by default: on BlazePose it does not beat post-training int8 yet (docs/benchmarks/int8_qat.md)."),
     qat_steps: int = typer.Option(300, "--qat-steps", min=0, help="Steps of quantization-aware fine-tuning."),
     diagnose: bool = typer.Option(False, "--diagnose", help="int8: the error each op adds against the fp32 file (both run on calibration inputs, every tensor kept), mapped back to its layer; the worst ten shown."),
     seed: int = typer.Option(0, "--seed"),
