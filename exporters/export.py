@@ -243,7 +243,7 @@ def _fallback(res: Any, precisions: list[str]) -> str:
     best = res.best
     floats = " and ".join(p for p in ("fp32", "fp16") if p in precisions)
     tail = f"the {floats} file{'s are' if ' and ' in floats else ' is'} the fallback" if floats else \
-        "add fp32 or fp16 to --quantize for a float fallback"
+        "nothing written: add fp32 or fp16 to --quantize for a float fallback"
     return (f"no int8 recipe meets the budget (tried {len(res.steps)}); best reached with {best.recipe.describe()}: "
             f"{best.budget}; {tail}")
 
@@ -458,9 +458,9 @@ def _export(src: Source, opts: ExportOptions, x_val: np.ndarray | None, y_val: n
         report["params"], report["macs"] = counts.params, counts.macs
         failed = [a for a in artifacts if a["parity_failed"]]
         report["ok"] = not failed
-        if failed and not all(a.get("written") is False for a in failed):
+        if failed and (not all(a.get("written") is False for a in failed) or len(failed) == len(artifacts)):
             return report  # the caller reports the failure; nothing is written
-        # (an int8 file no recipe kept in budget is left out; the float files are written: the fallback)
+        # (an int8 file no recipe kept in budget is left out; the other files are written: the fallback)
         report["files"] = sorted([*(f.name for f in stage.iterdir()), REPORT_NAME])  # all the folder will hold
         write_json_atomic(stage / REPORT_NAME, {"schema": 1, **report})
         replace_folder(stage, opts.out_dir)  # the whole export in one step: the old one whole or the new one

@@ -92,6 +92,9 @@ def bias_correct(fp32: bytes, quant: bytes, x: np.ndarray, where: str = "model",
             continue
         if ops == "linear" and int(op.builtinOptions.fusedActivationFunction or 0) != 0:
             continue
+        w, x_in = sg.tensors[int(op.inputs[1])], sg.tensors[int(op.inputs[0])]
+        if _op_name(model, op) == "CONV_2D" and list(w.shape)[-1:] != list(x_in.shape)[-1:]:
+            continue  # a grouped convolution (each filter sees a slice of the channels): not corrected
         j = f_ops.get(_key(_s(out.name)))
         if j is not None and list(f_sg.tensors[int(f_sg.operators[j].outputs[0])].shape) == list(out.shape):
             cands.append((k, j))
