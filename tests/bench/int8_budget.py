@@ -78,7 +78,6 @@ def _load(key: str, work: Path):
 
 
 def measure(key: str, work: Path, qat_steps: int) -> dict:
-    import numpy as np
 
     from odml.devices.host import HostOptions, bench_host_many
     from odml.exporters import int8_search as s8
