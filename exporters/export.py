@@ -203,24 +203,21 @@ def _int8(src: Source, opts: ExportOptions, convertible: Any, x_calib: np.ndarra
         p, failed = judge_file(data)
         return p, failed, budget_ratios(p, th), budget_text(p, th)
 
+    def judged(name: str, recipe: Any, data: bytes, seconds: float = 0.0) -> Any:
+        return s8.Step(name, recipe, data, *judge8(data), seconds)
+
     if opts.recipe is not None:
-        data = s8.apply(opts.recipe, fp32(), x, layers, plain, src.name, outputs)
-        p, failed, ratios, text = judge8(data)
-        one = s8.Step("recipe", opts.recipe, data, p, failed, ratios, text, 0.0)
-        return data, s8.Searched([one], one if one.met else None)
-    first = plain()
-    p, failed = judge_file(first)
-    if not failed:
-        return first, None  # the converter's file holds: nothing to search
+        one = judged("recipe", opts.recipe, s8.apply(opts.recipe, fp32(), x, layers, plain, src.name, outputs))
+        return one.data, s8.Searched([one], one if one.met else None)
+    first = judged("converter", s8.Recipe("tflite-converter"), plain())
+    if first.met:
+        return first.data, None  # the converter's file holds: nothing to search
     if not opts.search:
-        one = s8.Step("converter", s8.Recipe("tflite-converter"), first, p, failed, budget_ratios(p, th),
-                      budget_text(p, th), 0.0)
-        return first, s8.Searched([one], None)
+        return first.data, s8.Searched([first], None)
     fp16 = made.get("fp16")
     if opts.timer is not None and fp16 is None:
         fp16 = src.tflite("fp16", convertible)  # the reference the recipes' latency is compared with
-    say = (lambda m: step(m)) if step else None
-    res = s8.search(fp32(), x, judge8, layers, first, opts.timer, fp16, src.name, say, outputs)
+    res = s8.search(fp32(), x, judge8, layers, first, opts.timer, fp16, src.name, step, outputs)
     if res.chosen is None and opts.finetune is not None and src.keras_model is not None:
         if step:
             step("int8: quantization-aware fine-tuning toward the float outputs")
@@ -228,8 +225,7 @@ def _int8(src: Source, opts: ExportOptions, convertible: Any, x_calib: np.ndarra
         data = opts.finetune(src.keras_model, x)
         tensors = src.output.tensors
         data = keep_io(data, src.input.name, tensors, "QAT file") if tensors else data
-        p, failed, ratios, text = judge8(data)
-        q = s8.Step("qat", s8.Recipe("qat"), data, p, failed, ratios, text, time.perf_counter() - t0)
+        q = judged("qat", s8.Recipe("qat"), data, time.perf_counter() - t0)
         if opts.timer is not None and fp16 is not None:  # against the fp16 file again, scaled to its first figure
             ms, ref_ms = opts.timer([data, fp16])
             q.ms = ms * (res.fp16_ms or ref_ms) / ref_ms

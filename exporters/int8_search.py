@@ -286,7 +286,7 @@ def _time(steps: list[Step], timer: Timer | None, fp16: bytes | None) -> float |
 
 
 def search(fp32: bytes, x_calib: np.ndarray, judge: Judge, layers: list[str] | None = None,
-           plain: bytes | None = None, timer: Timer | None = None, fp16: bytes | None = None,
+           plain: Step | None = None, timer: Timer | None = None, fp16: bytes | None = None,
            where: str = "model", say: Callable[[str], None] | None = None,
            outputs: list[str] | None = None) -> Searched:
     """The fastest recipe in budget, stage by stage (see the module's text):
@@ -313,9 +313,8 @@ def search(fp32: bytes, x_calib: np.ndarray, judge: Judge, layers: list[str] | N
         if say:
             say(msg)
 
-    if plain is not None:
-        note("int8: the converter's file")
-        got = stage([_try("converter", Recipe("tflite-converter"), lambda: plain, judge)])
+    if plain is not None:  # the converter's file, already judged
+        got = stage([plain])
         if got:
             return Searched(steps, got, fp16_ms[0])
     q = Quantizer(fp32, x_calib, layers, where, outputs)
