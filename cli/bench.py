@@ -15,7 +15,8 @@ from odml.cli.common import err, fmt_macs, handle_errors, out, print_json
 @handle_errors
 def bench_cmd(
     models: Optional[List[Path]] = typer.Argument(None, help="One or more .tflite files, or model files to convert to fp32 first (.keras, .h5, .onnx, a SavedModel folder); or give --budget."),
-    device: str = typer.Option("host", "--device", help="Where to run, comma-separated: host, adb:SERIAL, edgetpu[:usb|pci:N]; see 'odml devices'."),
+    device: Optional[str] = typer.Option(None, "--device", help="Where to run, comma-separated: host (the default), adb:SERIAL (adb:SERIAL:gpu names its accelerator), edgetpu[:usb|pci:N]; see 'odml devices'."),
+    accelerator: Optional[str] = typer.Option(None, "--accelerator", help="Where on the device, comma-separated: cpu, gpu, npu (phones: benchmark_model's GPU delegate, NNAPI or LiteRT's NPU dispatch); one row per device and accelerator, with what ran on the delegate."),
     threads: int = typer.Option(1, "--threads", help="Interpreter threads."),
     xnnpack: bool = typer.Option(True, "--xnnpack/--no-xnnpack", help="Use the XNNPACK delegate."),
     runtime: str = typer.Option("interpreter", "--runtime", help="host: interpreter (LiteRT's Interpreter) or compiled (CompiledModel, the API LiteRT recommends for apps)."),
@@ -36,7 +37,8 @@ def bench_cmd(
     task: Optional[str] = typer.Option(None, "--task", help="A model file's outputs: classify, segment, detect, keypoints, sequence or features."),
     benchmark_binary: Optional[Path] = typer.Option(None, "--benchmark-binary", help="adb: TFLite's benchmark_model for the phone (or $ODML_BENCHMARK_BINARY)."),
     core_mask: Optional[str] = typer.Option(None, "--core-mask", help="adb: taskset CPU mask of the big cores, e.g. f0."),
-    op_profile: bool = typer.Option(False, "--op-profile", help="adb: per-op profile (benchmark_model --enable_op_profiling)."),
+    op_profile: bool = typer.Option(False, "--op-profile", help="Per-op profile mapped to layers and to the blocks of the model's spec: on phones benchmark_model's, on the host each op timed alone."),
+    npu_libraries: Optional[Path] = typer.Option(None, "--npu-libraries", help="adb, npu: a folder of the vendor's LiteRT dispatch libraries (libLiteRtDispatch_*.so), pushed beside benchmark_model."),
     timeout: float = typer.Option(600.0, "--timeout", min=1.0, help="Give up on one model's benchmark after this many seconds."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the latency distributions to this .png."),
     budget: Optional[Path] = typer.Option(None, "--budget", help="Budget file (TOML, or a pyproject.toml with [tool.odml.budgets]): exit 1 when a budget is exceeded."),
@@ -48,8 +50,11 @@ def bench_cmd(
     from odml.devices.device import BenchOptions, parse_devices
     from odml.devices.host import BenchError
 
+    from odml.devices.device import parse_accelerators
+
+    accelerators = parse_accelerators(accelerator)
     if budget is not None:
-        return _budgets(budget, junit, json_out)
+        return _budgets(budget, junit, json_out, device, accelerators, benchmark_binary)
     if junit is not None:
         raise BenchError("--junit goes with --budget")
     if not models:
@@ -67,7 +72,8 @@ def bench_cmd(
     if ovic and threads != 1:
         err.print("warning: OVIC runs on one thread; --threads ignored for the score", markup=False)
     opts = BenchOptions(threads=threads, runs=runs, warmup=warmup, min_secs=min_secs, xnnpack=xnnpack, cpus=cpu_list,
-                        timeout_s=timeout, core_mask=core_mask, op_profile=op_profile, runtime=runtime)
+                        timeout_s=timeout, core_mask=core_mask, op_profile=op_profile, runtime=runtime,
+                        npu_libraries=str(npu_libraries) if npu_libraries else None)
     from odml.devices.host import RUNTIMES
 
     if runtime not in RUNTIMES:
@@ -79,7 +85,10 @@ def bench_cmd(
         raise BenchError(f"--plot {plot}: output folder {plot.parent} does not exist")
     if split not in ("val", "all"):
         raise BenchError(f"--split {split!r}: expected val or all")
-    devices = parse_devices(device, str(benchmark_binary) if benchmark_binary else None)
+    devices = parse_devices(device or "host", str(benchmark_binary) if benchmark_binary else None)
+    plan = [(dev, acc) for dev in devices for acc in dev.accelerators_for(accelerators)]
+    for dev in devices:
+        dev.say = lambda m: err.print(m, markup=False)
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="odml-bench-") as tmp:
@@ -94,7 +103,7 @@ def bench_cmd(
             with err.status(f"converting {m} to an fp32 .tflite"):
                 files.append((m, to_fp32_tflite(m, Path(tmp) / f"{m.stem}_fp32.tflite", input_size,
                                                 parse_range(input_range), task)))
-        results = _bench_all(files, devices, opts, data, ovic, ovic_limit_ms, frontier_k, frontier_a0, seed, split)
+        results = _bench_all(files, plan, opts, data, ovic, ovic_limit_ms, frontier_k, frontier_a0, seed, split)
         if blocks:
             _add_blocks(results, files, devices, opts, specs)
     if plot is not None:
@@ -126,15 +135,26 @@ def bench_cmd(
         out.print(line, markup=False)
 
 
-def _bench_all(files, devices, opts, data, ovic, ovic_limit_ms, frontier_k, frontier_a0, seed, split) -> list:
+def _bench_all(files, plan, opts, data, ovic, ovic_limit_ms, frontier_k, frontier_a0, seed, split) -> list:
+    from dataclasses import replace
+
     from odml.devices.classify import classify_dataset
+    from odml.devices.op_profile import mapped
 
     results = []
-    for dev in devices:
+    for dev, acc in plan:
         with err.status("benchmarking") as status:
             for given, m in files:
-                status.update(f"benchmarking {given} on {dev.label}")
-                res = dev.bench(m, opts)
+                status.update(f"benchmarking {given} on {dev.label} ({acc})")
+                res = dev.bench(m, replace(opts, accelerator=acc))
+                res.setdefault("accelerator", acc)
+                if opts.op_profile:
+                    status.update(f"profiling {given} op by op on {dev.label} ({acc})")
+                    rows = dev.op_profile(m, replace(opts, accelerator=acc), res)
+                    if rows is not None:
+                        res["op_breakdown"] = {**{k: v for k, v in rows.items() if k != "ops"},
+                                               **mapped(rows["ops"], str(m)),
+                                               "bench_ms": res.get("median_ms") or res.get("mean_ms")}
                 if given != m:
                     res.update(model=str(given), converted="fp32 .tflite")
                 if data is not None and dev.classifies:  # phones report latency; classification runs on the host
@@ -165,7 +185,8 @@ def _add_blocks(results, files, devices, opts, specs) -> None:
             k += 1
 
 
-def _budgets(path: Path, junit: Optional[Path], json_out: bool) -> None:
+def _budgets(path: Path, junit: Optional[Path], json_out: bool, device: Optional[str] = None,
+             accelerators: Optional[list] = None, benchmark_binary: Optional[Path] = None) -> None:
     import time
 
     from odml.files import write_text_atomic
@@ -177,7 +198,8 @@ def _budgets(path: Path, junit: Optional[Path], json_out: bool) -> None:
         raise OutputError(f"{junit}: output folder {junit.parent} does not exist")
     t0 = time.perf_counter()
     with err.status("checking budgets") as status:
-        checks = evaluate(bf, progress=status.update)
+        checks = evaluate(bf, progress=status.update, device=device, accelerators=accelerators,
+                          benchmark_binary=str(benchmark_binary) if benchmark_binary else None)
     if junit is not None:
         write_text_atomic(junit, junit_xml(checks, time_s=time.perf_counter() - t0))
     failed = [c for c in checks if not c["ok"]]
@@ -197,11 +219,21 @@ def _budgets(path: Path, junit: Optional[Path], json_out: bool) -> None:
                           + "; ".join(f"{c['model']} {c['check']}" for c in failed))
 
 
+def _delegated(r) -> str:
+    d = r.get("delegation")
+    if not d or d.get("share_ops") is None:
+        return "-"
+    text = f"{d['share_ops']:.0%} ({d['ops_delegated']}/{d['ops_total']})"
+    if d.get("share_time") is not None:
+        text += f", {d['share_time']:.0%} time"
+    return text
+
+
 def render_table(results, title):
     t = Table(title=title)
-    for col in ("model", "device", "runs", "median ms", "spread", "app ms", "mean ms", "p90 ms", "p99 ms", "std ms",
-                "CV", "min ms", "max ms", "init ms", "first ms", "memory MB"):
-        t.add_column(col, justify="left" if col in ("model", "device") else "right")
+    for col in ("model", "device", "accel", "runs", "median ms", "spread", "app ms", "mean ms", "p90 ms", "p99 ms",
+                "std ms", "CV", "min ms", "max ms", "init ms", "first ms", "memory MB", "delegated"):
+        t.add_column(col, justify="left" if col in ("model", "device", "accel", "delegated") else "right")
 
     def f(r, k, fmt="{:.3f}"):
         return fmt.format(r[k]) if r.get(k) is not None else "-"
@@ -209,15 +241,32 @@ def render_table(results, title):
     for r in results:
         mem = r.get("peak_rss_mb", r.get("memory_delta_mb"))
         spread = "-" if r.get("spread") is None else f"{r['spread']:.1%}{'' if r.get('stable', True) else ' !'}"
-        t.add_row(Path(r["model"]).name, r["device"], str(r.get("count") or "-"), f(r, "median_ms"), spread,
-                  f(r, "app_ms"), f(r, "mean_ms"),
+        t.add_row(Path(r["model"]).name, r["device"], r.get("accelerator") or "-", str(r.get("count") or "-"),
+                  f(r, "median_ms"), spread, f(r, "app_ms"), f(r, "mean_ms"),
                   f(r, "p90_ms"), f(r, "p99_ms"), f(r, "std_ms"), f(r, "cv"), f(r, "min_ms"), f(r, "max_ms"),
-                  f(r, "init_ms", "{:.1f}"), f(r, "first_ms", "{:.2f}"), "-" if mem is None else f"{mem:.0f}")
+                  f(r, "init_ms", "{:.1f}"), f(r, "first_ms", "{:.2f}"), "-" if mem is None else f"{mem:.0f}",
+                  _delegated(r))
     out.print(t)
     if any(r.get("spread") is not None for r in results):
         out.print("median: of the medians of 3 runtime instances, each warmed up until its median settles; spread: "
                   "how far apart those medians are (! above 10%: the machine was busy or the model is erratic, "
                   "measure again); app ms: with writing the input and reading the outputs", markup=False)
+    for r in results:
+        where = f"{Path(r['model']).name} on {r['device']} ({r.get('accelerator') or '-'})"
+        d = r.get("delegation")
+        if d and d.get("delegate"):
+            line = (f"{where}: {d['delegate']} took {d['ops_delegated']} of {d['ops_total'] or '?'} ops in "
+                    f"{d['partitions']} partition(s)")
+            if d["fallback"]:
+                line += "; on the CPU: " + ", ".join(f"{x['op']} ({x['reason']})" for x in d["fallback"])
+            out.print(line, markup=False)
+        if r.get("pinned") == "big cores":
+            out.print(f"{where}: pinned to the big cores (taskset {r['core_mask']})", markup=False)
+        h = r.get("thermal")
+        if h and h["throttle_risk"]:
+            err.print(f"warning: {where}: {h['zone']} ({h['type']}) went from {h['before_c']:.1f} to "
+                      f"{h['after_c']:.1f} C" + (f" (throttles at {h['trip_c']:.0f} C)" if h["trip_c"] else "")
+                      + ": the phone may have throttled; let it cool and measure again", markup=False)
     for r in results:
         b = r.get("blocks")
         if b:
@@ -239,6 +288,37 @@ def render_table(results, title):
             for row in r["op_profile"]:
                 p.add_row(row["op"], str(row["count"]), f"{row['avg_ms']:.3f}", f"{row['percent']:.1f}")
             out.print(p)
+        ob = r.get("op_breakdown")
+        if ob:
+            _render_breakdown(r, ob)
+
+
+def _render_breakdown(r, ob) -> None:
+    """Where the time goes by block of the spec (or by layer, for a model
+    without blocks), from the per-op profile."""
+    name = f"{Path(r['model']).name} on {r['device']} ({r.get('accelerator')})"
+    if ob["units"]:
+        p = Table(title="time per block (per-op profile)")
+        for col in ("block", "ops", "ms", "share"):
+            p.add_column(col, justify="left" if col == "block" else "right")
+        for u in ob["units"]:
+            p.add_row(u["unit"], str(u["ops"]), f"{u['ms']:.4f}", f"{u['share']:.1%}")
+    else:
+        p = Table(title="time per layer (per-op profile, slowest 15)")
+        for col in ("layer", "ops", "ms", "share"):
+            p.add_column(col, justify="left" if col == "layer" else "right")
+        for u in sorted(ob["layers"], key=lambda u: -u["ms"])[:15]:
+            p.add_row(u["layer"], str(u["ops"]), f"{u['ms']:.4f}", f"{u['share']:.1%}")
+    out.print(p)
+    whole, bench = ob.get("whole_ms"), ob.get("bench_ms")
+    line = f"{name}: {ob['method']}: sum {ob['sum_ms']:.4f} ms"
+    if bench:
+        line += f", {ob['sum_ms'] / bench:.0%} of the benchmark's {bench:.4f} ms"
+    if whole and whole != bench:
+        line += f" ({ob['sum_ms'] / whole:.0%} of the whole model timed the same way, {whole:.4f} ms)"
+    if ob.get("unmeasured"):
+        line += f"; {ob['unmeasured']} op(s) could not run alone"
+    out.print(line, markup=False)
 
 
 def _plot(results, path):

@@ -220,6 +220,12 @@ def render_report(report: dict) -> None:
             out.print(f"Edge TPU ({a['file']}): {e['on_edgetpu']} ops on the Edge TPU, {e['on_cpu']} on the CPU"
                       + (f"; first unsupported: #{e['first_unsupported']['index']} {e['first_unsupported']['op']}: "
                          f"{e['first_unsupported']['reason']}" if e["first_unsupported"] else ""), markup=False)
+            d = (e.get("compiler") or {}).get("delegation")
+            if d and d.get("ops_total"):
+                out.print(f"edgetpu_compiler ({a['file']}): {d['ops_delegated']} of {d['ops_total']} ops on the Edge "
+                          f"TPU ({d['share_ops']:.0%})" + ("; on the CPU: " + ", ".join(
+                              f"{x['op']} x{x['count']} ({x['reason']})" for x in d["fallback"])
+                              if d["fallback"] else ""), markup=False)
     if report["ok"]:
         out.print(f"written to {report['out_dir']}", markup=False)
 

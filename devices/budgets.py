@@ -19,6 +19,19 @@ lists models and what each may cost::
     reference = "runs/demo/export/model_fp32.tflite"
     max_ratio = 1.05           # statistic / the reference's, interleaved runs in one process
 
+On a phone (``device = "adb:SERIAL"`` and ``accelerators = ["cpu", "gpu"]``
+in [defaults], or ``--device`` / ``--accelerator`` on the command line)
+every model is measured on each accelerator; a check applies to each of
+them, and a table named after one applies to it alone::
+
+    min_delegated = 0.95       # share of the graph's ops the accelerator's delegate took
+    [model.gpu]
+    max_latency = "4 ms"
+    min_delegated = 1.0
+    min_delegated_time = 0.9   # share of the time spent in the delegate (needs an op profile: op_profile = true)
+
+A table for an accelerator that is not measured is refused.
+
 Every check becomes one row of the verdict (and one JUnit test case)."""
 
 from __future__ import annotations
@@ -40,9 +53,12 @@ class BudgetFileError(OdmlError):
 TIME_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 SIZE_UNITS = {"b": 1, "kb": 1e3, "kib": 1024, "mb": 1e6, "mib": 2**20, "gb": 1e9, "gib": 2**30}
 STATISTICS = {"p50": "median_ms", "median": "median_ms", "p90": "p90_ms", "mean": "mean_ms"}
-DEFAULT_KEYS = {"device", "threads", "runs", "warmup", "min_secs", "xnnpack", "data", "ovic_limit_ms", "rounds"}
+DEFAULT_KEYS = {"device", "threads", "runs", "warmup", "min_secs", "xnnpack", "data", "ovic_limit_ms", "rounds",
+                "accelerators", "op_profile", "benchmark_binary", "core_mask"}
+ACCEL_KEYS = {"statistic", "max_latency", "min_delegated", "min_delegated_time"}  # also in a [model.<accelerator>]
 MODEL_KEYS = {"path", "name", "statistic", "max_latency", "max_size", "max_peak_memory", "min_accuracy",
-              "min_ovic_score", "ovic_limit_ms", "reference", "max_ratio"}
+              "min_ovic_score", "ovic_limit_ms", "reference", "max_ratio", "min_delegated", "min_delegated_time"}
+ACCELERATOR_NAMES = ("cpu", "gpu", "npu", "edgetpu")  # devices.device.KNOWN_ACCELERATORS
 
 
 @dataclass
@@ -58,6 +74,9 @@ class ModelBudget:
     ovic_limit_ms: float = 33.0
     reference: Path | None = None
     max_ratio: float | None = None
+    min_delegated: float | None = None
+    min_delegated_time: float | None = None
+    per_accelerator: dict[str, "ModelBudget"] = field(default_factory=dict)  # [model.gpu]: its checks there
 
 
 @dataclass
@@ -90,7 +109,8 @@ def _fraction(value: Any, where: str) -> float:
 
 
 DEFAULT_TYPES = {"device": "text", "threads": "count", "runs": "count", "warmup": "whole", "min_secs": "whole+",
-                 "xnnpack": "flag", "data": "text", "ovic_limit_ms": "positive", "rounds": "count"}
+                 "xnnpack": "flag", "data": "text", "ovic_limit_ms": "positive", "rounds": "count",
+                 "accelerators": "names", "op_profile": "flag", "benchmark_binary": "text", "core_mask": "text"}
 
 
 def _typed(v: Any, kind: str, where: str) -> Any:
@@ -98,6 +118,11 @@ def _typed(v: Any, kind: str, where: str) -> Any:
     import math
 
     number = isinstance(v, (int, float)) and not isinstance(v, bool)
+    if kind == "names":
+        if not (isinstance(v, list) and v and all(isinstance(a, str) and a in ACCELERATOR_NAMES for a in v)):
+            raise BudgetFileError(f"{where}: expected a list of accelerators ({', '.join(ACCELERATOR_NAMES)}), "
+                                  f"got {v!r}")
+        return v
     ok = {"text": isinstance(v, str) and bool(v.strip()), "flag": isinstance(v, bool),
           "count": number and isinstance(v, int) and 1 <= v <= 10 ** 6,
           "whole": number and isinstance(v, int) and 0 <= v <= 10 ** 6,
@@ -145,21 +170,35 @@ def load_budgets(path: str | Path) -> BudgetFile:
         w = f"{where}: model {i + 1}"
         if not isinstance(m, dict):
             raise BudgetFileError(f"{w}: must be a [[model]] table, got {m!r}")
-        bad = sorted(set(m) - MODEL_KEYS)
+        bad = sorted(set(m) - MODEL_KEYS - set(ACCELERATOR_NAMES))
         if bad:
-            raise BudgetFileError(f"{w}: unknown key(s) {', '.join(bad)}; known: {', '.join(sorted(MODEL_KEYS))}")
+            raise BudgetFileError(f"{w}: unknown key(s) {', '.join(bad)}; known: {', '.join(sorted(MODEL_KEYS))} "
+                                  f"and a table per accelerator ({', '.join(ACCELERATOR_NAMES)})")
         if "path" not in m:
             raise BudgetFileError(f"{w}: missing 'path'")
         for k in ("path", "name", "statistic", "reference"):
             if k in m:
                 _typed(m[k], "text", f"{w}: {k}")
         b = ModelBudget(path=base / m["path"], name=m.get("name", Path(m["path"]).name))
-        stat = m.get("statistic", "p50")
-        if stat not in STATISTICS:
-            raise BudgetFileError(f"{w}: statistic {stat!r} is not one of p50, p90, mean")
-        b.statistic = stat
-        if "max_latency" in m:
-            b.max_latency_ms = _quantity(m["max_latency"], TIME_UNITS, "time", f"{w}: max_latency")
+        _accel_checks(b, m, w)
+        measured = defaults.get("accelerators")
+        for acc in ACCELERATOR_NAMES:
+            if acc not in m:
+                continue
+            sub = m[acc]
+            if not isinstance(sub, dict):
+                raise BudgetFileError(f"{w}: {acc} must be a table ([model.{acc}]), got {sub!r}")
+            bad = sorted(set(sub) - ACCEL_KEYS)
+            if bad:
+                raise BudgetFileError(f"{w}: [model.{acc}] unknown key(s) {', '.join(bad)}; known: "
+                                      f"{', '.join(sorted(ACCEL_KEYS))}")
+            if measured is not None and acc not in measured:
+                raise BudgetFileError(f"{w}: [model.{acc}] budgets an accelerator that is not measured "
+                                      f"(accelerators = {measured})")
+            a = ModelBudget(path=b.path, name=b.name, statistic=b.statistic, max_latency_ms=b.max_latency_ms,
+                            min_delegated=b.min_delegated, min_delegated_time=b.min_delegated_time)
+            _accel_checks(a, sub, f"{w}: [model.{acc}]")
+            b.per_accelerator[acc] = a
         if "max_size" in m:
             b.max_size_bytes = _quantity(m["max_size"], SIZE_UNITS, "size", f"{w}: max_size")
         if "max_peak_memory" in m:
@@ -182,6 +221,21 @@ def load_budgets(path: str | Path) -> BudgetFile:
             raise BudgetFileError(f"{w}: accuracy and OVIC budgets need 'data' in [defaults]")
         out.models.append(b)
     return out
+
+
+def _accel_checks(b: ModelBudget, m: dict[str, Any], w: str) -> None:
+    """The checks a model may set for every accelerator or for one ([model.gpu])."""
+    if "statistic" in m:
+        _typed(m["statistic"], "text", f"{w}: statistic")
+        if m["statistic"] not in STATISTICS:
+            raise BudgetFileError(f"{w}: statistic {m['statistic']!r} is not one of p50, p90, mean")
+        b.statistic = m["statistic"]
+    if "max_latency" in m:
+        b.max_latency_ms = _quantity(m["max_latency"], TIME_UNITS, "time", f"{w}: max_latency")
+    if "min_delegated" in m:
+        b.min_delegated = _fraction(m["min_delegated"], f"{w}: min_delegated")
+    if "min_delegated_time" in m:
+        b.min_delegated_time = _fraction(m["min_delegated_time"], f"{w}: min_delegated_time")
 
 
 def check(name: str, what: str, limit: float, measured: float, unit: str, upper: bool = True) -> dict[str, Any]:
@@ -207,38 +261,58 @@ def junit_xml(checks: list[dict[str, Any]], suite: str = "odml.budgets", time_s:
     return "\n".join(lines) + "\n"
 
 
-def evaluate(bf: BudgetFile, progress: Any = None) -> list[dict[str, Any]]:
-    """Measure every model of the budget file and return one row per check."""
+def evaluate(bf: BudgetFile, progress: Any = None, device: str | None = None, accelerators: list[str] | None = None,
+             benchmark_binary: str | None = None) -> list[dict[str, Any]]:
+    """Measure every model of the budget file and return one row per check.
+    ``device`` / ``accelerators`` (the command line's) replace the file's."""
+    from dataclasses import replace
+
     from odml.devices.classify import classify_dataset
-    from odml.devices.device import BenchOptions, Host
+    from odml.devices.device import BenchOptions, DeviceError, Host, parse_device
     from odml.devices.host import compare_host
 
     d = bf.defaults
-    device = d.get("device", "host")
-    if device != "host":
-        raise BudgetFileError(f"{bf.source}: [defaults] device {device!r} is unknown; available: host")
-    host = Host()
+    where = device or d.get("device", "host")
+    try:
+        dev = parse_device(where, benchmark_binary or d.get("benchmark_binary"), check=False)
+        accs = dev.accelerators_for(accelerators or d.get("accelerators"))
+    except DeviceError as e:
+        raise BudgetFileError(f"{bf.source}: {e}") from None
+    for b in bf.models:
+        for acc in b.per_accelerator:
+            if acc not in accs:
+                raise BudgetFileError(f"{bf.source}: {b.name}: [model.{acc}] budgets an accelerator that is not "
+                                      f"measured (measured: {', '.join(accs)})")
+        host_only = [k for k, v in (("min_accuracy", b.min_accuracy), ("min_ovic_score", b.min_ovic_score),
+                                    ("reference", b.reference)) if v is not None]
+        if host_only and not isinstance(dev, Host):
+            raise BudgetFileError(f"{bf.source}: {b.name}: {', '.join(host_only)} are measured on the host, not on "
+                                  f"{dev.label}; budget them in a file for the host")
+    dev.check()
     bopts = BenchOptions(threads=int(d.get("threads", 1)), xnnpack=bool(d.get("xnnpack", True)),
                          warmup=int(d.get("warmup", 1)), runs=int(d.get("runs", 50)),
-                         min_secs=float(d.get("min_secs", 1.0)))
-    opts = host.host_options(bopts)
+                         min_secs=float(d.get("min_secs", 1.0)), op_profile=bool(d.get("op_profile", False)),
+                         core_mask=d.get("core_mask"))
     rounds = int(d.get("rounds", 10))
     checks: list[dict[str, Any]] = []
     for b in bf.models:
-        if progress:
-            progress(f"measuring {b.name}")
-        res = host.bench(b.path, bopts)
-        key = STATISTICS[b.statistic]
-        if b.max_latency_ms is not None:
-            checks.append(check(b.name, f"{b.statistic} latency", b.max_latency_ms, res[key], "ms"))
+        for acc in accs:
+            if progress:
+                progress(f"measuring {b.name} on {dev.label} ({acc})")
+            res = dev.bench(b.path, replace(bopts, accelerator=acc))
+            tag = f" ({acc})" if len(accs) > 1 or acc != dev.accelerators[0] else ""
+            checks += _row_checks(b.per_accelerator.get(acc, b), res, tag, dev.label)
         if b.max_size_bytes is not None:
             checks.append(check(b.name, "file size", b.max_size_bytes / 2**20, res["size_bytes"] / 2**20, "MiB"))
         if b.max_peak_memory_bytes is not None:
-            checks.append(check(b.name, "peak memory", b.max_peak_memory_bytes / 2**20, res["peak_rss_mb"], "MiB"))
+            peak = res.get("peak_rss_mb", res.get("peak_memory_mb"))
+            if peak is None:
+                raise BudgetFileError(f"{bf.source}: {b.name}: {dev.label} reports no peak memory")
+            checks.append(check(b.name, "peak memory", b.max_peak_memory_bytes / 2**20, peak, "MiB"))
         if b.min_accuracy is not None or b.min_ovic_score is not None:
             if progress:
                 progress(f"classifying {d['data']} with {b.name}")
-            c = classify_dataset(b.path, d["data"], host, bopts, ovic=b.min_ovic_score is not None,
+            c = classify_dataset(b.path, d["data"], dev, bopts, ovic=b.min_ovic_score is not None,
                                  limit_ms=b.ovic_limit_ms)
             if b.min_accuracy is not None:
                 checks.append(check(b.name, "accuracy", b.min_accuracy, c["accuracy"], "", upper=False))
@@ -248,7 +322,30 @@ def evaluate(bf: BudgetFile, progress: Any = None) -> list[dict[str, Any]]:
         if b.reference is not None:
             if progress:
                 progress(f"{b.name} against {b.reference.name}, interleaved")
-            cmp = compare_host(b.path, b.reference, opts, rounds)
+            key = STATISTICS[b.statistic]
+            cmp = compare_host(b.path, b.reference, dev.host_options(bopts), rounds)
             ratio = cmp["model"][key] / cmp["reference"][key]
             checks.append(check(b.name, f"{b.statistic} vs {b.reference.name}", b.max_ratio, ratio, "x"))
     return checks
+
+
+def _row_checks(b: ModelBudget, res: dict[str, Any], tag: str, label: str) -> list[dict[str, Any]]:
+    """The latency and delegation checks of one measured row (one accelerator)."""
+    out = []
+    if b.max_latency_ms is not None:
+        key = STATISTICS[b.statistic]
+        if res.get(key) is None:
+            raise BudgetFileError(f"{b.name}: {label} reports no {b.statistic} latency (it reports "
+                                  f"{', '.join(k for k in ('median_ms', 'mean_ms', 'p90_ms') if res.get(k) is not None)})")
+        out.append(check(b.name, f"{b.statistic} latency{tag}", b.max_latency_ms, res[key], "ms"))
+    for what, limit, field_ in (("delegated ops", b.min_delegated, "share_ops"),
+                                ("delegated time", b.min_delegated_time, "share_time")):
+        if limit is None:
+            continue
+        share = (res.get("delegation") or {}).get(field_)
+        if share is None:
+            need = "an op profile (op_profile = true in [defaults])" if field_ == "share_time" else \
+                "a device whose benchmark reports its delegate (a phone over adb)"
+            raise BudgetFileError(f"{b.name}: {what} on {label}{tag} is not known: it needs {need}")
+        out.append(check(b.name, f"{what}{tag}", limit, share, "", upper=False))
+    return out

@@ -18,6 +18,22 @@ class DeviceError(OdmlError):
     """An unknown or unusable --device."""
 
 
+KNOWN_ACCELERATORS = ("cpu", "gpu", "npu", "edgetpu")
+
+
+def parse_accelerators(text: str | None) -> list[str] | None:
+    """``--accelerator cpu,gpu``: the names, each one odml knows."""
+    if text is None:
+        return None
+    names = [a.strip().lower() for a in text.split(",") if a.strip()]
+    if not names:
+        raise DeviceError("--accelerator: give cpu, gpu or npu (comma-separated)")
+    for a in names:
+        if a not in KNOWN_ACCELERATORS:
+            raise DeviceError(f"--accelerator {a!r}: unknown accelerator; known: {', '.join(KNOWN_ACCELERATORS)}")
+    return list(dict.fromkeys(names))
+
+
 @dataclass
 class BenchOptions:
     threads: int = 1
@@ -28,8 +44,10 @@ class BenchOptions:
     cpus: list[int] = field(default_factory=list)  # host: pin to these cores
     timeout_s: float = 600.0
     core_mask: str | None = None  # adb: taskset mask of the big cores
-    op_profile: bool = False  # adb: per-op profile
+    op_profile: bool = False  # per-op profile (adb: benchmark_model's; host: each op timed alone)
     runtime: str = "interpreter"  # host: "interpreter" or "compiled" (LiteRT's CompiledModel)
+    accelerator: str | None = None  # where on the device: cpu, gpu, npu (phones); None: the device's first
+    npu_libraries: str | None = None  # adb: a folder of NPU dispatch libraries pushed beside the binary
 
 
 class Device:
@@ -37,10 +55,25 @@ class Device:
     classifies = False  # runs a dataset through the model here (per-input latency and outputs)
     lowers_grouped = False  # grouped convolutions must be exported as split/conv/concat to run here
     runtimes: tuple[str, ...] = ("interpreter",)  # the LiteRT runtimes --runtime may choose here
+    accelerators: tuple[str, ...] = ("cpu",)  # what --accelerator may name here; the first is the default
+    accelerator: str | None = None  # the one named in --device (adb:SERIAL:gpu)
 
     @property
     def label(self) -> str:
         return self.kind
+
+    def accelerators_for(self, names: list[str] | None) -> list[str]:
+        """The accelerators to measure on: ``names`` (--accelerator), else the
+        one the --device value named, else the device's default; one it does
+        not have is refused."""
+        chosen = list(names or ([self.accelerator] if self.accelerator else [self.accelerators[0]]))
+        for a in chosen:
+            if a not in KNOWN_ACCELERATORS:
+                raise DeviceError(f"--accelerator {a!r}: unknown accelerator; known: {', '.join(KNOWN_ACCELERATORS)}")
+            if a not in self.accelerators:
+                raise DeviceError(f"--device {self.label}: has no {a} accelerator here (it runs "
+                                  f"{', '.join(self.accelerators)})")
+        return chosen
 
     def check(self) -> "Device":
         """Raise DeviceError when the device cannot be used now; self otherwise."""
@@ -61,6 +94,12 @@ class Device:
             if on_result:
                 on_result(i, out[-1])
         return out
+
+    def op_profile(self, path: str | Path, o: BenchOptions, result: dict[str, Any]) -> dict[str, Any] | None:
+        """Where one inference's time went, op by op: ``ops`` rows (``op``,
+        ``name``: its output tensors, ``ms``) and how they were measured;
+        ``result`` is this file's benchmark. None where the device gives none."""
+        return None
 
     def classify(self, path: str | Path, x: Any, o: BenchOptions) -> dict[str, Any]:
         """Per-input latency and outputs of every input of ``x`` (host-side runtimes only)."""
@@ -100,6 +139,13 @@ class Host(Device):
             on_result(i, r)
         return out
 
+    def op_profile(self, path: str | Path, o: BenchOptions, result: dict[str, Any]) -> dict[str, Any] | None:
+        from odml.devices.host import profile_host
+
+        if o.runtime != "interpreter":
+            return None  # each op is timed by the Interpreter
+        return profile_host(path, self.host_options(o), timeout_s=o.timeout_s)
+
     def classify(self, path: str | Path, x: Any, o: BenchOptions) -> dict[str, Any]:
         from odml.devices.host import classify_host
 
@@ -116,6 +162,7 @@ class EdgeTpu(Host):
     kind = "edgetpu"
     lowers_grouped = True
     runtimes = ("interpreter",)  # through libedgetpu's delegate
+    accelerators = ("edgetpu",)
 
     @property
     def label(self) -> str:
@@ -138,27 +185,45 @@ class EdgeTpu(Host):
         opts.delegate, opts.delegate_device = self.library, self.device
         return opts
 
+    def op_profile(self, path: str | Path, o: BenchOptions, result: dict[str, Any]) -> dict[str, Any] | None:
+        return None  # the Edge TPU runs its part of the graph as one op; the compiler's log says which ops
+
     def bench_many(self, paths: list[Path], o: BenchOptions,
                    on_result: Callable[[int, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
         return Device.bench_many(self, paths, o, on_result)  # one by one, each compiled first
 
     def bench(self, path: str | Path, o: BenchOptions) -> dict[str, Any]:
+        """``path`` on the Edge TPU; a file not compiled yet is compiled
+        first when edgetpu_compiler is on the PATH (required with
+        ``compile``), and the compiler's log says what runs where."""
+        import tempfile
+
+        from odml.zoo.opmap import compiler_delegation, parse_compiler_log
+
         path = Path(path)
-        if self.compile and not path.stem.endswith("_edgetpu"):
-            subprocess.run([shutil.which("edgetpu_compiler") or "edgetpu_compiler", "-s", "-o", str(path.parent),
-                            str(path)], capture_output=True, timeout=600, check=False)
-            compiled = path.with_name(path.stem + "_edgetpu.tflite")
-            path = compiled if compiled.is_file() else path
-        return super().bench(path, o)
+        exe = shutil.which("edgetpu_compiler")
+        if exe is None or path.stem.endswith("_edgetpu"):
+            return super().bench(path, o)
+        with tempfile.TemporaryDirectory(prefix="odml-edgetpu-") as d:
+            p = subprocess.run([exe, "-s", "-o", d, str(path)], capture_output=True, text=True, timeout=600,
+                               check=False)
+            compiled = Path(d) / (path.stem + "_edgetpu.tflite")
+            res = super().bench(compiled if compiled.is_file() else path, o)
+        res.update(model=str(path), delegation=compiler_delegation(parse_compiler_log(p.stdout + p.stderr)))
+        return res
 
 
 @dataclass(repr=False)
 class Adb(Device):
-    """An Android phone over adb, timed by TFLite's benchmark_model on it."""
+    """An Android phone over adb, timed by benchmark_model on it (LiteRT's
+    prebuilt one for the phone's ABI, fetched once, unless one is given)."""
 
     serial: str = ""
     benchmark_binary: str | None = None
+    accelerator: str | None = None
+    say: Callable[[str], None] | None = None  # where the binary's fetch is announced
     kind = "adb"
+    accelerators = ("cpu", "gpu", "npu")
 
     @property
     def label(self) -> str:
@@ -174,18 +239,21 @@ class Adb(Device):
             self.serial = ready[0]
 
     def check(self) -> "Adb":
-        from odml.devices.adb import AdbError, find_binary, list_devices
+        from odml.devices.adb import AdbError, binary_for, list_devices
 
         try:
             self._resolve()
             attached = {d["serial"]: d for d in list_devices()}
-            self.benchmark_binary = str(find_binary(self.benchmark_binary))
         except AdbError as e:
             raise DeviceError(f"--device {self.label}: {e}") from None
         if self.serial not in attached:
             raise DeviceError(f"--device {self.label}: no such phone (attached: {', '.join(attached) or 'none'})")
         if attached[self.serial]["state"] != "device":
             raise DeviceError(f"--device {self.label}: phone is {attached[self.serial]['state']}")
+        try:
+            self.benchmark_binary = str(binary_for(self.serial, self.benchmark_binary, self.say))
+        except AdbError as e:
+            raise DeviceError(f"--device {self.label}: {e}") from None
         return self
 
     def bench(self, path: str | Path, o: BenchOptions) -> dict[str, Any]:
@@ -195,8 +263,18 @@ class Adb(Device):
             raise DeviceError(f"--device {self.label}: phones run TFLite's benchmark_model (the Interpreter); "
                               "--runtime compiled is for the host")
         self._resolve()
-        return bench_adb(self.serial, Path(path), self.benchmark_binary, o.threads, o.core_mask, o.runs, o.warmup,
-                         o.min_secs, o.op_profile, o.xnnpack, o.timeout_s)
+        acc = (self.accelerators_for([o.accelerator] if o.accelerator else None))[0]
+        res = bench_adb(self.serial, Path(path), self.benchmark_binary, o.threads, o.core_mask, o.runs, o.warmup,
+                        o.min_secs, o.op_profile, o.xnnpack, o.timeout_s, accelerator=acc,
+                        libraries=Path(o.npu_libraries) if o.npu_libraries else None, say=self.say)
+        return res
+
+    def op_profile(self, path: str | Path, o: BenchOptions, result: dict[str, Any]) -> dict[str, Any] | None:
+        rows = result.get("op_rows")
+        if not rows:
+            return None
+        return {"method": "benchmark_model's op profile (Run Order)", "whole_ms": result.get("mean_ms"),
+                "ops": [{"node": r["node"], "op": r["op"], "name": r["name"], "ms": r["avg_ms"]} for r in rows]}
 
 
 def parse_device(text: str, benchmark_binary: str | None = None, check: bool = True, compile: bool = False) -> Device:
@@ -208,7 +286,16 @@ def parse_device(text: str, benchmark_binary: str | None = None, check: bool = T
     if t == "host":
         dev = Host()
     elif t == "adb" or (t.startswith("adb:") and len(t) > 4):
-        dev = Adb(serial=t[4:], benchmark_binary=str(benchmark_binary) if benchmark_binary else None)
+        serial, accel = t[4:], None
+        head, _, tail = serial.rpartition(":")
+        if head and tail.isalpha():  # adb:SERIAL:gpu (a network serial ends in its port)
+            serial, accel = head, tail.lower()
+            if accel not in KNOWN_ACCELERATORS:
+                raise DeviceError(f"--device {t!r}: unknown accelerator {tail!r}; known: "
+                                  f"{', '.join(KNOWN_ACCELERATORS)}")
+        dev = Adb(serial=serial, benchmark_binary=str(benchmark_binary) if benchmark_binary else None,
+                  accelerator=accel)
+        dev.accelerators_for(None)
     elif t == "edgetpu" or t.startswith("edgetpu:"):
         dev = EdgeTpu(device=t.partition(":")[2] or "usb", compile=compile)
     else:

@@ -69,7 +69,8 @@ def _child(path: str, opts: dict, conn: Any, task: str = "measure", extra: Any =
     from odml._fd import quiet_stderr_fd
 
     try:
-        fn = {"measure": _measure, "classify": _classify, "compare": _compare, "many": _measure_many}[task]
+        fn = {"measure": _measure, "classify": _classify, "compare": _compare, "many": _measure_many,
+              "ops": _ops}[task]
         with quiet_stderr_fd():  # LiteRT logs on fd 2 from C++ (CompiledModel's environment, delegates)
             res = fn(path, HostOptions(**opts), *(extra or ()))
         conn.send(("ok", res))
@@ -383,6 +384,23 @@ def bench_host(path: str | Path, opts: HostOptions, timeout_s: float = 600) -> d
     payload = _run_child(p, opts, "measure", None, timeout_s)
     return {"model": str(p), "device": "host", "size_bytes": model.size_bytes, "threads": opts.threads,
             "xnnpack": opts.xnnpack, "cpus": opts.cpus, **payload}
+
+
+def _ops(path: str, o: HostOptions) -> dict[str, Any]:
+    from odml.devices.op_profile import profile
+
+    if o.cpus:
+        os.sched_setaffinity(0, set(o.cpus))
+    return profile(path, threads=o.threads, xnnpack=o.xnnpack, seed=o.seed)
+
+
+def profile_host(path: str | Path, opts: HostOptions, timeout_s: float = 600) -> dict[str, Any]:
+    """Where one inference's time goes on this host, op by op
+    (``devices/op_profile.py``), in a child process."""
+    p = Path(path)
+    read_tflite_checked(p)
+    check_options(opts)
+    return _run_child(p, opts, "ops", None, timeout_s)
 
 
 def _measure_many(path: str, o: HostOptions, paths: list[str]) -> list[dict[str, Any]]:

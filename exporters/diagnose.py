@@ -23,10 +23,11 @@ tensor, named after the output, to the layer that makes it)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import numpy as np
+
+from odml.zoo.opmap import layer_of, tensor_key
 
 
 def _interpreter(data: bytes) -> Any:
@@ -67,23 +68,6 @@ def _run(it: Any, x: np.ndarray) -> None:
     it.invoke()
 
 
-def _key(name: str) -> str:
-    """A tensor's name without what quantization appends to it."""
-    return re.sub(r"(_int8|_dequantize|_quantized|;_\d+)$", "", name)
-
-
-def layer_of(tensor: str, layers: list[str] | None = None) -> str:
-    """The layer a tensor comes from: the first of ``layers`` (the model's
-    layer names, longest first) its name holds as a path component, else the
-    second component of its first fused name (``model/conv2d_3/BiasAdd``)."""
-    first = tensor.split(";")[0]
-    parts = [p for p in first.split("/") if p]
-    for name in sorted(layers or [], key=len, reverse=True):
-        if name in parts:
-            return name
-    return parts[1] if len(parts) > 2 else (parts[0] if parts else tensor)
-
-
 def diagnose(float_data: bytes, quant_data: bytes, x: np.ndarray, layers: list[str] | None = None,
              output_layers: list[str] | None = None, top: int = 10) -> dict[str, Any]:
     """The error each op of ``quant_data`` adds against ``float_data`` on
@@ -94,13 +78,13 @@ def diagnose(float_data: bytes, quant_data: bytes, x: np.ndarray, layers: list[s
     tensor is named after the output, not the layer)."""
     f_it, q_it = _interpreter(float_data), _interpreter(quant_data)
     out_layer = {d["index"]: n for d, n in zip(f_it.get_output_details(), output_layers or [])}
-    f_index = {_key(t["name"]): t for t in f_it.get_tensor_details()}
+    f_index = {tensor_key(t["name"]): t for t in f_it.get_tensor_details()}
     q_details = {t["index"]: t for t in q_it.get_tensor_details()}
     ops = q_it._get_ops_details()  # LiteRT's op list (index, op_name, inputs, outputs); no public accessor
     sums: dict[int, list[Any]] = {}  # quantized tensor index -> per channel [sum |diff|, sum f^2], count
     matched: dict[int, int] = {}  # quantized tensor index -> float tensor index
     for t in q_details.values():
-        f = f_index.get(_key(t["name"]))
+        f = f_index.get(tensor_key(t["name"]))
         if f is not None and list(f["shape"]) == list(t["shape"]):
             matched[t["index"]] = f["index"]
     for op in ops:  # an int8 output dequantized for a float caller: its int8 input is the float file's output

@@ -6,7 +6,6 @@ edgetpu_compiler when it is installed."""
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 from collections import Counter
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from odml.files import write_file
+from odml.zoo.opmap import compiler_delegation, parse_compiler_log  # noqa: F401 (parse_compiler_log: re-exported)
 
 # Operations the Edge TPU compiler maps (Coral's list; each has further limits)
 SUPPORTED = {
@@ -123,32 +123,6 @@ def compatibility(model: Any) -> dict[str, Any]:
     }
 
 
-_COUNT_RE = re.compile(r"Number of operations that will run on (Edge TPU|CPU):\s*(\d+)")
-_ROW_RE = re.compile(r"^(\S+)\s+(\d+)\s+(\S.*?)\s*$")
-
-
-def parse_compiler_log(text: str) -> dict[str, Any]:
-    """Parse edgetpu_compiler's log: the operation counts and the
-    `Operator  Count  Status` table."""
-    res: dict[str, Any] = {"on_edgetpu": None, "on_cpu": None, "table": []}
-    for where, n in _COUNT_RE.findall(text):
-        res["on_edgetpu" if where == "Edge TPU" else "on_cpu"] = int(n)
-    in_table = False
-    for line in text.splitlines():
-        if re.match(r"^\s*Operator\s+Count\s+Status", line):
-            in_table = True
-            continue
-        if in_table:
-            if not line.strip() or set(line.strip()) <= {"-"}:
-                continue
-            m = _ROW_RE.match(line.strip())
-            if m:
-                res["table"].append({"operator": m[1], "count": int(m[2]), "status": m[3]})
-            else:
-                in_table = False
-    return res
-
-
 def try_compile(tflite: Path, out_dir: Path, warn: Callable[[str], None]) -> dict[str, Any]:
     exe = shutil.which("edgetpu_compiler")
     if exe is None:
@@ -158,4 +132,5 @@ def try_compile(tflite: Path, out_dir: Path, warn: Callable[[str], None]) -> dic
     p = subprocess.run([exe, "-s", "-o", str(out_dir), str(tflite)], capture_output=True, text=True, timeout=600)
     log = p.stdout + p.stderr
     write_file(out_dir / (tflite.stem + "_compiler.log"), log)
-    return {"available": True, "returncode": p.returncode, **parse_compiler_log(log)}
+    parsed = parse_compiler_log(log)
+    return {"available": True, "returncode": p.returncode, **parsed, "delegation": compiler_delegation(parsed)}

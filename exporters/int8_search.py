@@ -6,7 +6,7 @@ boxes in pixels, maps by pixel agreement, class scores by top-1; see
 A recipe is data (saved as JSON beside the file it made, given back with
 ``odml export --recipe``): the calibration ranges and, per op kind or per
 layer of the model (the Keras layer or ONNX node its ops came from,
-``exporters.diagnose.layer_of``), a mode:
+``zoo.opmap.layer_of``), a mode:
 
 - ``a8w8``: int8 activations and weights (the default);
 - ``a16w8``: int16 activations, int8 weights (LiteRT's 16x8 kernels: more
@@ -126,7 +126,7 @@ def op_table(fp32: bytes, layers: list[str] | None, outputs: list[str] | None = 
     first fused name); an op making the k-th output of the file comes from
     ``outputs[k]`` (an output's tensor is named after the output, not its
     layer)."""
-    from odml.exporters.diagnose import layer_of
+    from odml.zoo.opmap import layer_of
     from odml.flatbuffer import _s
     from odml.zoo.tflite_model import _op_name, _read
 
@@ -329,7 +329,7 @@ def search(fp32: bytes, x_calib: np.ndarray, judge: Judge, layers: list[str] | N
     # the heads first (the ops computing each output from the last weighted op before it: a head regressing pixels
     # is where a budget in pixels is lost, while its error per channel, what the diagnosis ranks by, can look
     # small), then the layers by the error their ops add; named as the float file's op table names them
-    from odml.exporters.diagnose import _key
+    from odml.zoo.opmap import tensor_key as _key
     from odml.exporters.requantize import _heads
 
     layer_of_tensor = {n: lay for _, n, lay in q.table}

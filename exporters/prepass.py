@@ -39,7 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from odml.exporters.diagnose import _dequantized, _interpreter, _key, _run
+from odml.exporters.diagnose import _dequantized, _interpreter, _run
+from odml.zoo.opmap import tensor_key as _key
 from odml.exporters.requantize import RequantizeError, _with_files
 from odml.flatbuffer import _s, _schema
 from odml.zoo.tflite_model import _const, _op_name, _pack, _read
@@ -60,7 +61,7 @@ def bias_correct(fp32: bytes, quant: bytes, x: np.ndarray, where: str = "model",
                  at: str = "pre", stat: str = "median", ops: str = "all") -> tuple[bytes, int]:
     """``quant`` (an int8 .tflite of the float file ``fp32``) with the mean
     error of each int8 CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED whose
-    output matches a float tensor by name (``exporters.diagnose._key``)
+    output matches a float tensor by name (``zoo.opmap.tensor_key``)
     taken off its int32 bias, per output channel, measured on the inputs
     ``x`` (a batch in the model's input layout); the new file and how many
     ops changed. ``at``: "pre" measures the pre-activation from the op's

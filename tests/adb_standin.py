@@ -163,8 +163,10 @@ class _Connection(threading.Thread):
         if d.vanish_marker and d.vanish_marker in command:
             d.stop()
             return
-        mapped = command.replace(REMOTE_TMP, str(d.tmp))
-        env = {**os.environ, "PATH": f"{d.bin}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+        mapped = command.replace(REMOTE_TMP, str(d.tmp)).replace("/sys/", f"{d.sys}/")
+        env = {**os.environ, "PATH": f"{d.bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+               "ODML_STANDIN_GPU": d.gpu, "ODML_STANDIN_NPU": d.npu, "ODML_STANDIN_SYS": str(d.sys),
+               "ODML_STANDIN_HEAT": str(d.heat)}
         # one stream, as the legacy shell's pty gives: stdout and stderr interleaved
         p = subprocess.run(["/bin/sh", "-c", mapped], cwd=d.tmp, env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, timeout=600)
@@ -238,7 +240,10 @@ class StandInDevice:
     what `adb connect` takes."""
 
     def __init__(self, root: Path, model: str = "OdmlStandIn", abi: str = "arm64-v8a", android: str = "14",
-                 drop_marker: str | None = None, drops: int = 1, vanish_marker: str | None = None):
+                 drop_marker: str | None = None, drops: int = 1, vanish_marker: str | None = None,
+                 gpu: str = "all", npu: str = "none", heat: int = 0,
+                 cpu_khz: tuple[int, ...] = (1800000,) * 4 + (2850000,) * 4,
+                 zones: tuple[tuple[str, int, int], ...] = (("cpu-1-0-usr", 36000, 95000), ("battery", 31000, 60000))):
         self.root = Path(root)
         self.tmp = self.root / "data_local_tmp"
         self.bin = self.root / "bin"
@@ -251,7 +256,27 @@ class StandInDevice:
         lines = "\n".join(f"  {shlex.quote(k)}) echo {shlex.quote(v)} ;;" for k, v in self.props.items())
         getprop.write_text(f"#!/bin/sh\ncase \"$1\" in\n{lines}\n  *) echo ;;\nesac\n")
         getprop.chmod(getprop.stat().st_mode | statmod.S_IXUSR)
+        # the phone's cores are not this host's: its taskset records the mask and runs the command unpinned
+        taskset = self.bin / "taskset"
+        taskset.write_text(f"#!/bin/sh\necho \"$1\" >> {shlex.quote(str(self.root / 'taskset.log'))}\nshift\n"
+                           "exec \"$@\"\n")
+        taskset.chmod(taskset.stat().st_mode | statmod.S_IXUSR)
         self.drop_marker, self.drops_left, self.vanish_marker = drop_marker, drops, vanish_marker
+        # what the delegates take ("all", "none", or op types they refuse) and the /sys files a phone has:
+        # each core's max frequency (big.LITTLE), thermal zones with a passive trip point; each run warms them
+        self.gpu, self.npu, self.heat = gpu, npu, heat
+        self.sys = self.root / "sys"
+        for i, khz in enumerate(cpu_khz):
+            f = self.sys / "devices" / "system" / "cpu" / f"cpu{i}" / "cpufreq" / "cpuinfo_max_freq"
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(f"{khz}\n")
+        for i, (kind, temp, trip) in enumerate(zones):
+            z = self.sys / "class" / "thermal" / f"thermal_zone{i}"
+            z.mkdir(parents=True, exist_ok=True)
+            (z / "type").write_text(kind + "\n")
+            (z / "temp").write_text(f"{temp}\n")
+            (z / "trip_point_0_type").write_text("passive\n")
+            (z / "trip_point_0_temp").write_text(f"{trip}\n")
         self.commands: list[str] = []
         self.pushed: list[str] = []
         self.server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -425,6 +425,13 @@ class Family:
         prediction and the per-block breakdown read."""
         raise self.unsupported("latency prediction and breakdown by blocks")
 
+    def unit_of(self, cfg: Any, layer: str) -> str | None:
+        """The unit of ``block_spec(cfg)`` (``stem``, ``block<i>``, ``head``)
+        the layer named ``layer`` belongs to, for a per-op profile summed per
+        block (``zoo/opmap.py``); None where the family has no blocks or the
+        layer is in none."""
+        return None
+
     # ---- compression ------------------------------------------------------------------------
     def compressor(self, cfg: Any) -> str:
         """The pipeline of odml.compress that compresses a teacher of this

@@ -244,6 +244,16 @@ class IBN(Family):
     def block_spec(self, cfg: ModelSpec) -> ModelSpec:
         return cfg
 
+    def unit_of(self, cfg: ModelSpec, layer: str) -> str | None:
+        """Layers are named by ``zoo/builder.py``: ``stem_*``, ``block<i>_*``,
+        ``head_*``, then ``pool``, ``dropout`` and ``logits`` (the head's)."""
+        import re
+
+        m = re.match(r"^(stem|head|block\d+)(?:_|$)", layer)
+        if m:
+            return m[1]
+        return "head" if layer in ("pool", "dropout", "logits") else None
+
     def count(self, cfg: ModelSpec) -> Counts:
         return Counts(cfg.params, cfg.macs)
 
