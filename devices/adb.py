@@ -133,8 +133,12 @@ def status() -> list[dict[str, Any]]:
     for d in devs:
         row = {"device": f"adb:{d['serial']}", "available": d["state"] == "device", "model": d.get("model")}
         if d["state"] == "device":
+            from odml.devices.binary import status as binary_status
+
             try:
                 row.update({k: v for k, v in device_info(d["serial"]).items() if k != "serial"})
+                row["big_cores"] = big_cores(d["serial"])[0]
+                row["benchmark_model"] = binary_status(row.get("abi"))
             except AdbError as e:
                 row.update(available=False, reason=str(e))
         else:

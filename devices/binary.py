@@ -144,3 +144,17 @@ def find_binary(binary: str | Path | None, abi: str | None = None, say=None) -> 
         raise BinaryError(f"no benchmark_model binary: give --benchmark-binary or set {BINARY_ENV}")
     url_for(abi)  # an ABI LiteRT publishes nothing for is refused before anything else
     return cached(abi) or fetch(abi, say=say)
+
+
+def status(abi: str | None) -> str:
+    """What `odml devices` says about the benchmark_model a phone of ``abi`` would get."""
+    if os.environ.get(BINARY_ENV):
+        return f"{os.environ[BINARY_ENV]} (${BINARY_ENV})"
+    if not abi:
+        return "unknown ABI: give --benchmark-binary"
+    try:
+        url = url_for(abi)
+        have = cached(abi)
+    except BinaryError as e:
+        return str(e)
+    return f"cached {have} (sha256 checked)" if have else f"fetched on first use from {url}"

@@ -159,12 +159,19 @@ def test_fetch_once_rows_per_accelerator_and_a_delegation_budget(cli, tmp_path, 
     delegated share, and a min_delegated budget that fails with exit 1 and a JUnit failure."""
     with StandInDevice(tmp_path / "phone", gpu="MEAN") as dev:  # its GPU delegate refuses MEAN
         _connect(dev, adb_env["port"])
+
+        def listed():
+            return {d["device"]: d for d in cli("devices", "--json").json()["devices"]}[f"adb:{dev.serial}"]
+        row = listed()
+        assert row["big_cores"] == "f0" and row["benchmark_model"] == f"fetched on first use from {published.url}" \
+            f"{BIN_PATH}"
         r = cli("bench", tflite, "--device", f"adb:{dev.serial}", "--accelerator", "cpu,gpu", "--runs", "5",
                 "--min-secs", "0")
         assert r.exit_code == 0, r.stderr
         assert published.hits == [BIN_PATH] and "fetched LiteRT" in r.stderr
         cache = _cache(tmp_path)
         assert (cache / "benchmark_model").is_file() and len((cache / "benchmark_model.sha256").read_text()) > 64
+        assert listed()["benchmark_model"].startswith(f"cached {cache / 'benchmark_model'}")
         assert "TfLiteGpuDelegateV2 took" in r.stdout and "MEAN (Operation is not supported.)" in r.stdout
         r = cli("bench", tflite, "--device", f"adb:{dev.serial}", "--accelerator", "cpu,gpu", "--runs", "5",
                 "--min-secs", "0", "--json")
@@ -252,7 +259,7 @@ def test_accelerator_refusals(cli, tmp_path, adb_env, tflite):
 
 
 @needs_adb
-def test_big_cores_heat_and_the_profile_by_block(cli, tmp_path, adb_env, tflite):
+def test_big_cores_heat_and_the_profile_by_block(cli, tmp_path, adb_env, tflite, carded):
     from odml.zoo.card import ModelCard
 
     assert ModelCard.from_tflite(Path(tflite).read_bytes()) is None  # a file without a card: layers, no blocks
@@ -272,6 +279,13 @@ def test_big_cores_heat_and_the_profile_by_block(cli, tmp_path, adb_env, tflite)
         r = cli("bench", tflite, "--device", f"adb:{dev.serial}", "--benchmark-binary", adb_env["binary"],
                 "--runs", "5", "--min-secs", "0")
         assert "may have throttled" in r.stderr and "pinned to the big cores" in r.stdout
+        # a model whose card says its spec: the phone's profile summed per block, in the order they run
+        r = cli("bench", carded, "--device", f"adb:{dev.serial}", "--benchmark-binary", adb_env["binary"],
+                "--runs", "5", "--min-secs", "0", "--op-profile", "--json")
+        assert r.exit_code == 0, r.stderr
+        units = [u["unit"] for u in r.json()["bench"][0]["op_breakdown"]["units"]]
+        assert units[0] == "stem" and units[-1] == "head" and units[1:-1] == [f"block{i}" for i in
+                                                                               range(len(units) - 2)]
 
 
 @pytest.fixture(scope="module")
@@ -283,7 +297,7 @@ def carded(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("carded")
     r = CliRunner().invoke(app, ["export", "mobilenet_edgetpu_v2_tiny", "--input-size", "32", "--classes", "4",
-                                 "--quantize", "int8", "--calibration", "random", "--out", str(d)])
+                                 "--quantize", "fp16,int8", "--calibration", "random", "--out", str(d)])
     assert r.exit_code == 0, r.output
     return d / "mobilenet_edgetpu_v2_tiny_int8.tflite"
 
@@ -301,6 +315,14 @@ def test_host_op_profile_by_block(cli, carded):
     assert "CONV_2D" in {o["op"] for o in ob["ops"]}
     text = cli("bench", carded, "--op-profile", "--runs", "10", "--min-secs", "0")
     assert "time per block" in text.stdout and "of the benchmark's" in text.stdout
+    # fp16 weights reach their convolutions through DEQUANTIZE ops LiteRT runs once at load: those cost nothing
+    # per inference, and each convolution is timed with its weights as constants
+    fp16 = cli("bench", carded.with_name("mobilenet_edgetpu_v2_tiny_fp16.tflite"), "--op-profile", "--runs", "10",
+               "--min-secs", "0", "--json").json()["bench"][0]["op_breakdown"]
+    deq = [o for o in fp16["ops"] if o["op"] == "DEQUANTIZE"]
+    convs = [o for o in fp16["ops"] if o["op"] == "CONV_2D"]
+    assert len(deq) >= len(convs) > 10 and fp16["folded"] == len(deq)
+    assert all(o["folded"] and o["ms"] == 0 for o in deq) and all(o["ms"] > 0 for o in convs)
 
 
 def test_edgetpu_compiler_log_says_what_ran_where(cli, carded, tmp_path, monkeypatch):
@@ -338,3 +360,13 @@ EOF
     assert [f["op"] for f in d["fallback"]] == ["MEAN", "QUANTIZE", "DEQUANTIZE"]
     assert d["fallback"][0]["reason"] == "More than one subgraph is not supported"
     assert json.loads((tmp_path / "tpu" / "export.json").read_text())  # the run's record is written
+
+
+@pytest.mark.fast
+def test_the_phone_budget_example_loads():
+    from odml.devices.budgets import load_budgets
+
+    bf = load_budgets(Path(__file__).parents[1] / "examples" / "budgets-phone.toml")
+    (m,) = bf.models
+    assert bf.defaults["accelerators"] == ["cpu", "gpu"] and m.min_delegated == 0.95
+    assert m.per_accelerator["gpu"].min_delegated == 1.0 and m.per_accelerator["gpu"].max_latency_ms == 8.0
