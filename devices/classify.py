@@ -39,10 +39,14 @@ def tflite_card(path: str | Path, info: Any = None) -> Any:
 
 def classify_dataset(model: str | Path, data: str, device: Any, opts: Any, ovic: bool = False,
                      limit_ms: float = 33.0, k: float | None = None, a0: float | None = None,
-                     seed: int = 0, split: str = "val") -> dict[str, Any]:
+                     seed: int = 0, split: str = "val", latency_ms: float | None = None,
+                     latency_from: str | None = None) -> dict[str, Any]:
     """Classify the validation split of ``data`` (``split="all"``: all of it)
     with ``model`` on ``device`` (host or Edge TPU): accuracy and the family's
-    other scores, per-input latency, and the OVIC scores when asked."""
+    other scores, per-input latency, and the OVIC scores when asked.
+    ``latency_ms``: every input's latency is this figure (``latency_from``
+    says whose: a phone's, which reports a summary, not each run), the
+    predictions still the host's."""
     from dataclasses import replace
 
     from odml.devices.host import read_tflite_checked
@@ -64,6 +68,8 @@ def classify_dataset(model: str | Path, data: str, device: Any, opts: Any, ovic:
         for key in run:
             run[key].extend(r[key])
     y = np.asarray(ds.y_val)
+    if latency_ms is not None:
+        run["latencies_ms"] = [float(latency_ms)] * len(run["predictions"])
     correct = [p == t for p, t in zip(run["predictions"], y.tolist())]
     scores = card.family.score(np.asarray(run["outputs"], dtype=np.float64), y)
     res: dict[str, Any] = {"data": data, "split": ds.split, "images": len(correct),
@@ -71,6 +77,8 @@ def classify_dataset(model: str | Path, data: str, device: Any, opts: Any, ovic:
                            **{k_: v for k_, v in scores.items() if k_ != "accuracy"},
                            "mean_latency_ms": float(np.mean(run["latencies_ms"])),
                            "per_image": latency_stats(np.asarray(run["latencies_ms"]) / 1e3)}
+    if latency_ms is not None:
+        res["latency_from"] = latency_from
     if card.input.text:
         res["texts"] = len(correct)
         res["truncated"] = int(ds.cut.get("val", 0))

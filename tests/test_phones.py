@@ -370,3 +370,42 @@ def test_the_phone_budget_example_loads():
     (m,) = bf.models
     assert bf.defaults["accelerators"] == ["cpu", "gpu"] and m.min_delegated == 0.95
     assert m.per_accelerator["gpu"].min_delegated == 1.0 and m.per_accelerator["gpu"].max_latency_ms == 8.0
+
+
+@pytest.fixture(scope="module")
+def digits10(tmp_path_factory):
+    """An untrained 10-class MobileNetEdgeTPUV2 int8 file with its card: digits' classes, chance accuracy."""
+    from typer.testing import CliRunner
+
+    from odml.cli.app import app
+
+    d = tmp_path_factory.mktemp("digits10")
+    r = CliRunner().invoke(app, ["export", "mobilenet_edgetpu_v2_tiny", "--input-size", "32", "--classes", "10",
+                                 "--quantize", "int8", "--calibration", "random", "--out", str(d)])
+    assert r.exit_code == 0, r.output
+    return d / "mobilenet_edgetpu_v2_tiny_int8.tflite"
+
+
+@needs_adb
+def test_ovic_per_phone_row_and_its_budget(cli, tmp_path, adb_env, digits10):
+    """A phone reports a summary, not each run: the OVIC score of a row takes its per-inference figure for
+    every image and the host's predictions; an OVIC budget is checked per accelerator."""
+    with StandInDevice(tmp_path / "phone") as dev:
+        _connect(dev, adb_env["port"])
+        r = cli("bench", digits10, "--device", f"host,adb:{dev.serial}", "--accelerator", "cpu", "--runs", "5",
+                "--min-secs", "0", "--data", "digits", "--ovic", "--benchmark-binary", adb_env["binary"], "--json")
+        assert r.exit_code == 0, r.stderr
+        host, phone = r.json()["bench"]
+        hc, pc = host["classification"], phone["classification"]
+        assert "latency_from" not in hc and pc["latency_from"] == f"adb:{dev.serial} (cpu), per inference"
+        assert pc["accuracy"] == hc["accuracy"] and pc["images"] == hc["images"] > 300
+        assert pc["mean_latency_ms"] == pytest.approx(phone["median_ms"])
+        assert pc["ovic"]["within_budget"] == pc["ovic"]["images"]  # a ~0.1 ms model fits 33 ms per image
+        budget = tmp_path / "ovic.toml"
+        budget.write_text(f'[defaults]\ndevice = "adb:{dev.serial}"\naccelerators = ["cpu", "gpu"]\ndata = "digits"\n'
+                          f'runs = 5\nmin_secs = 0\nbenchmark_binary = "{adb_env["binary"]}"\n\n[[model]]\n'
+                          f'path = "{digits10}"\nmin_ovic_score = 0.9\n')
+        r = cli("bench", "--budget", budget, "--json")
+        assert r.exit_code == 1, r.stderr  # an untrained classifier: chance accuracy, far from 0.9
+        checks = [c["check"] for c in r.json()["budgets"]["checks"]]
+        assert checks == ["OVIC score (33 ms) (cpu)", "OVIC score (33 ms) (gpu)"]
