@@ -58,32 +58,30 @@ def main() -> None:
     ops = [o for o in it._get_ops_details() if o["op_name"] != "DELEGATE"]
     kinds = [o["op_name"] for o in ops]
 
+    def offered(env: str, default: str, name: str, created: str) -> tuple[str | None, set]:
+        """The phone's delegate for an accelerator: none (benchmark_model says so, runs on the CPU), or
+        its name and the op types it refuses."""
+        have = os.environ.get(env, default)
+        if have == "none":
+            print(f"WARNING: {created} acceleration is unsupported on this platform.")
+            return None, set()
+        print(f"INFO: Created TensorFlow Lite delegate for {created}.")
+        return name, (set() if have == "all" else set(have.split(",")))
+
     delegate, refused = None, set()
     if a.use_gpu == "true":
-        have = os.environ.get("ODML_STANDIN_GPU", "all")
-        if have == "none":
-            print("WARNING: GPU acceleration is unsupported on this platform.")
-        else:
-            delegate = "TfLiteGpuDelegateV2"
-            refused = set() if have == "all" else set(have.split(","))
-            print("INFO: Created TensorFlow Lite delegate for GPU.")
-            if refused & set(kinds):
-                print("ERROR: Following operations are not supported by GPU delegate:")
-                for k in sorted(refused & set(kinds)):
-                    print(f"{k}: Operation is not supported.")
-                off = sum(k in refused for k in kinds)
-                print(f"{len(kinds) - off} operations will run on the GPU, and the remaining {off} operation(s) "
-                      "will run on the CPU.")
-    elif a.use_npu == "true" or a.use_nnapi == "true":
-        have = os.environ.get("ODML_STANDIN_NPU", "none")
-        if have == "none":
-            print("WARNING: NNAPI acceleration is unsupported on this platform.")
-        else:
-            delegate = "TfLiteNnapiDelegate"
-            refused = set() if have == "all" else set(have.split(","))
-            print("INFO: Created TensorFlow Lite delegate for NNAPI.")
+        delegate, refused = offered("ODML_STANDIN_GPU", "all", "TfLiteGpuDelegateV2", "GPU")
+        if refused & set(kinds):
+            print("ERROR: Following operations are not supported by GPU delegate:")
             for k in sorted(refused & set(kinds)):
-                print(f"WARNING: Operator {k} (v1) refused by NNAPI delegate: Unsupported operation type.")
+                print(f"{k}: Operation is not supported.")
+            off = sum(k in refused for k in kinds)
+            print(f"{len(kinds) - off} operations will run on the GPU, and the remaining {off} operation(s) "
+                  "will run on the CPU.")
+    elif a.use_npu == "true" or a.use_nnapi == "true":
+        delegate, refused = offered("ODML_STANDIN_NPU", "none", "TfLiteNnapiDelegate", "NNAPI")
+        for k in sorted(refused & set(kinds)):
+            print(f"WARNING: Operator {k} (v1) refused by NNAPI delegate: Unsupported operation type.")
     elif a.use_xnnpack == "true":
         delegate = "TfLiteXNNPackDelegate"
         print("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.")

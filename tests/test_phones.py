@@ -288,18 +288,22 @@ def test_big_cores_heat_and_the_profile_by_block(cli, tmp_path, adb_env, tflite,
                                                                                range(len(units) - 2)]
 
 
-@pytest.fixture(scope="module")
-def carded(tmp_path_factory):
-    """A tiny MobileNetEdgeTPUV2 exported by odml: its card says its spec."""
+def _exported(tmp_path_factory, classes: int, quantize: str):
+    """An untrained tiny MobileNetEdgeTPUV2 exported by odml at 32 px: its card says its spec and classes."""
     from typer.testing import CliRunner
 
     from odml.cli.app import app
 
-    d = tmp_path_factory.mktemp("carded")
-    r = CliRunner().invoke(app, ["export", "mobilenet_edgetpu_v2_tiny", "--input-size", "32", "--classes", "4",
-                                 "--quantize", "fp16,int8", "--calibration", "random", "--out", str(d)])
+    d = tmp_path_factory.mktemp(f"exported{classes}")
+    r = CliRunner().invoke(app, ["export", "mobilenet_edgetpu_v2_tiny", "--input-size", "32", "--classes",
+                                 str(classes), "--quantize", quantize, "--calibration", "random", "--out", str(d)])
     assert r.exit_code == 0, r.output
     return d / "mobilenet_edgetpu_v2_tiny_int8.tflite"
+
+
+@pytest.fixture(scope="module")
+def carded(tmp_path_factory):
+    return _exported(tmp_path_factory, 4, "fp16,int8")
 
 
 def test_host_op_profile_by_block(cli, carded):
@@ -374,16 +378,8 @@ def test_the_phone_budget_example_loads():
 
 @pytest.fixture(scope="module")
 def digits10(tmp_path_factory):
-    """An untrained 10-class MobileNetEdgeTPUV2 int8 file with its card: digits' classes, chance accuracy."""
-    from typer.testing import CliRunner
-
-    from odml.cli.app import app
-
-    d = tmp_path_factory.mktemp("digits10")
-    r = CliRunner().invoke(app, ["export", "mobilenet_edgetpu_v2_tiny", "--input-size", "32", "--classes", "10",
-                                 "--quantize", "int8", "--calibration", "random", "--out", str(d)])
-    assert r.exit_code == 0, r.output
-    return d / "mobilenet_edgetpu_v2_tiny_int8.tflite"
+    """digits' 10 classes, untrained: chance accuracy."""
+    return _exported(tmp_path_factory, 10, "int8")
 
 
 @needs_adb
