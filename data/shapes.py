@@ -94,6 +94,14 @@ def _paint(img: np.ndarray, cover: np.ndarray, colour: np.ndarray) -> None:
 
 def render(cls: int, size: int, rng: np.random.Generator) -> np.ndarray:
     """One image of class ``cls`` at ``size`` x ``size``, float RGB in [0, 1]."""
+    return render_scene(cls, size, rng)[0]
+
+
+def render_scene(cls: int, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One image of class ``cls`` and its label map (uint8: ``cls + 1`` where
+    the figure shows, 0 for the background, the distractors and a bar drawn
+    across it): the same random draws as :func:`render`, so ``shapes`` and
+    ``shapes-seg`` hold the same scenes."""
     c = (np.arange(size) + 0.5) / size * 2 - 1
     gy, gx = np.meshgrid(c, c, indexing="ij")
     px = 2.0 / size  # one pixel in these units: the antialiasing width
@@ -117,6 +125,7 @@ def render(cls: int, size: int, rng: np.random.Generator) -> np.ndarray:
     u = ((gx - cx) * np.cos(a) + (gy - cy) * np.sin(a)) / scale
     v = (-(gx - cx) * np.sin(a) + (gy - cy) * np.cos(a)) / scale
     cover = np.clip(0.5 - _shape_sd(cls, u, v) * scale / px, 0, 1)
+    mask = np.where(cover >= 0.5, cls + 1, 0).astype(np.uint8)
     fill = _colour(rng)
     if rng.random() < 0.5:
         stripes = _grating(rng, u, v)[..., None]
@@ -128,9 +137,23 @@ def render(cls: int, size: int, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.3:  # a bar across the figure
         a2 = rng.uniform(0, np.pi)
         w = (gx - cx) * np.sin(a2) - (gy - cy) * np.cos(a2)
-        _paint(img, np.clip(0.5 - (np.abs(w) - rng.uniform(0.04, 0.1)) / px, 0, 1), _colour(rng))
+        bar = np.clip(0.5 - (np.abs(w) - rng.uniform(0.04, 0.1)) / px, 0, 1)
+        _paint(img, bar, _colour(rng))
+        mask[bar >= 0.5] = 0
     img += rng.normal(0, rng.uniform(0.01, 0.05), img.shape)
-    return np.clip(img, 0, 1)
+    return np.clip(img, 0, 1), mask
+
+
+def generate_scenes(count: int, size: int, seed: int = GENERATOR_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """``shapes-seg``: the images of :func:`generate` (uint8, (N, size, size, 3))
+    and their label maps (uint8, (N, size, size): 0 background, 1 + the class)."""
+    x = np.empty((count, size, size, 3), dtype=np.uint8)
+    m = np.empty((count, size, size), dtype=np.uint8)
+    for i in range(count):
+        rng = np.random.default_rng([seed, i])
+        img, m[i] = render_scene(i % len(CLASSES), size, rng)
+        x[i] = np.round(img * 255).astype(np.uint8)
+    return x, m
 
 
 def generate(count: int, size: int, seed: int = GENERATOR_SEED) -> tuple[np.ndarray, np.ndarray]:

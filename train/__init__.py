@@ -1,5 +1,5 @@
 """Training loops: image classifiers (``trainer``), text classifiers
-(``text``) and BlazePose (``pose``). A family names the loop that trains it
+(``text``), BlazePose (``pose``) and semantic segmentation (``segment``). A family names the loop that trains it
 (``Family.trainer``); :func:`train_model` runs that loop for a resolved zoo
 entry or spec with the options of ``odml train``."""
 
@@ -69,9 +69,10 @@ def train_model(c: Any, req: TrainRequest, out: Path, progress: Any = None,
                 log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train Configured ``c`` with the loop its family names; the result holds
     ``summary``: (metric, value) rows for a table."""
-    from odml.train import pose, text, trainer
+    from odml.train import pose, segment, text, trainer
 
-    loops = {"classifier": trainer.train_entry, "text": text.train_entry, "pose": pose.train_entry}
+    loops = {"classifier": trainer.train_entry, "text": text.train_entry, "pose": pose.train_entry,
+             "segment": segment.train_entry}
     loop = loops.get(c.family.trainer or "")
     if loop is None:
         raise SpecError(f"{c.name}: odml does not train {c.family.name} models ({c.family.title})")

@@ -290,15 +290,16 @@ def train_classifier(spec: ModelSpec, data: ImageDataset, cfg: TrainConfig, out:
     }
 
 
-def train_entry(c: Any, req: Any, out: Path, progress: Any, log: Callable[[str], None]) -> dict[str, Any]:
-    """`odml train` for an image classifier of the spec language: the data at
-    the model's input size, classes from the data, TensorBoard logs beside
-    the model; the result has the summary rows of the table."""
+def prepare_entry(c: Any, req: Any, out: Path, default_data: str) -> tuple[Path, Any, Any, TrainConfig]:
+    """What an image loop of `odml train` starts from: the output path
+    checked, the data read at the model's input size, the configuration
+    with the data's classes, the settings (TensorBoard logs beside the
+    model unless told otherwise)."""
     from odml.zoo.card import ModelCard
 
     out = check_output_path(out)
     fam = c.family
-    ds = fam.read(ModelCard(fam, c.config, c.name), req.data or "digits", req.val_split, req.seed,
+    ds = fam.read(ModelCard(fam, c.config, c.name), req.data or default_data, req.val_split, req.seed,
                   val_data=req.val_data)
     spec = fam.validate(fam.with_classes(c.config, ds.num_classes), c.name)
     logdir = req.logdir
@@ -306,6 +307,14 @@ def train_entry(c: Any, req: Any, out: Path, progress: Any, log: Callable[[str],
         logdir = str(out.with_name(out.stem + ".logs"))
     cfg = TrainConfig(epochs=req.epochs, batch_size=req.batch(fam), learning_rate=req.lr(fam), seed=req.seed,
                       logdir=str(logdir) if req.tensorboard and logdir else None)
+    return out, ds, spec, cfg
+
+
+def train_entry(c: Any, req: Any, out: Path, progress: Any, log: Callable[[str], None]) -> dict[str, Any]:
+    """`odml train` for an image classifier of the spec language: the data at
+    the model's input size, classes from the data, TensorBoard logs beside
+    the model; the result has the summary rows of the table."""
+    out, ds, spec, cfg = prepare_entry(c, req, out, "digits")
     log(f"data: {ds.split}")
     for note in ds.notes:
         log(f"data: {note}")

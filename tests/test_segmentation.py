@@ -1,0 +1,172 @@
+"""Semantic segmentation (issue 41, first part): DeepLabv3+ and Autoseg-EdgeTPU
+as specs counted without TensorFlow and built to the same counts, the
+shapes-seg scenes and image/mask folders (with what bad input gets), mIoU,
+and `odml train` on shapes-seg."""
+
+import json
+
+import numpy as np
+import pytest
+from helpers import assert_one_line_error
+
+from odml.data.segmentation import IGNORE, confusion, load_seg_folder, load_shapes_seg, seg_scores
+from odml.errors import DataError, SpecError
+from odml.zoo.segspec import SegHead, SegSpec, bifpn_nodes, parse_head
+
+ZOO = ("deeplabv3plus_mobilenet_edgetpuv2_xs", "deeplabv3plus_mobilenet_edgetpuv2_s",
+       "deeplabv3plus_mobilenet_edgetpuv2_m", "autoseg_edgetpu_xs", "autoseg_edgetpu_s")
+
+
+@pytest.mark.fast
+def test_bifpn_graph_is_efficientdets():
+    nodes = bifpn_nodes(3, 8)  # inputs P3..P8 are ids 0..5
+    assert nodes == [(7, [4, 5]), (6, [3, 6]), (5, [2, 7]), (4, [1, 8]), (3, [0, 9]),
+                     (4, [1, 9, 10]), (5, [2, 8, 11]), (6, [3, 7, 12]), (7, [4, 6, 13]), (8, [5, 14])]
+    assert len(bifpn_nodes(3, 5)) == 4
+
+
+@pytest.mark.fast
+def test_zoo_specs_round_trip_and_say_their_stride():
+    from odml.zoo.registry import resolve
+
+    for name in ZOO:
+        c = resolve(name, classes=11, input_size=128)
+        spec = c.config
+        assert isinstance(spec, SegSpec) and spec.num_classes == 11 and spec.input_shape == (128, 128, 3)
+        again = SegSpec.from_dict(json.loads(spec.to_json()), name)
+        assert again.to_line() == spec.to_line() and again.params == spec.params
+        assert parse_head(spec.head.to_line()) == spec.head
+        stride = 8 if name.startswith("autoseg") else 16
+        assert spec.output_shape == (128 // stride, 128 // stride, 11)
+        assert c.family.outputs(spec).measure == "pixels"
+    deeplab = resolve(ZOO[0]).config.endpoints()
+    assert deeplab[4][3] == 144 and deeplab[5][3] == 192  # the stride-16 and -32 features of MobileNetEdgeTPUV2-XS
+    auto = resolve("autoseg_edgetpu_s").config
+    assert [e[3] for lv, e in sorted(auto.endpoints().items()) if lv >= 3] == [60, 112, 160]
+    assert auto.backbone.blocks[2].filters == 20  # the searched 18 rounded to the depth divisor 4
+
+
+@pytest.mark.fast
+def test_bad_specs_are_refused():
+    bb = "stem_k3_s2_c16 dw_k3_e1_s2_c16 dw_k3_e2_s2_c24"  # reaches stride 8 only
+    with pytest.raises(SpecError, match="stride 16"):
+        SegSpec.from_dict({"backbone": bb, "head": {"kind": "deeplabv3plus"}, "input_shape": [64, 64, 3]})
+    with pytest.raises(SpecError, match="unknown key"):
+        SegSpec.from_dict({"backbone": bb, "head": {"kind": "bifpn", "layers": 3}})
+    with pytest.raises(SpecError, match="kind"):
+        SegHead(kind="unet").validate("h")
+    with pytest.raises(SpecError, match="cannot parse head"):
+        parse_head("seg_fpn_c96")
+
+
+@pytest.mark.fast
+def test_miou_and_pixel_accuracy():
+    y = np.array([[[0, 0, 1, 1], [0, 0, 1, IGNORE]]])
+    pred = np.array([[[0, 1, 1, 1], [0, 0, 1, 0]]])
+    s = seg_scores(confusion(pred, y, 3))
+    # class 0: 3 right of 4 truth, 1 wrong as 1 -> IoU 3/4; class 1: 3 right, union 4 -> 3/4; class 2 absent
+    assert s["iou"] == [0.75, 0.75, None] and s["miou"] == pytest.approx(0.75)
+    assert s["pixel_accuracy"] == pytest.approx(6 / 7)
+
+
+@pytest.mark.fast
+def test_shapes_seg_scenes_are_the_shapes_scenes_with_masks():
+    from odml.data.images import load_shapes
+
+    seg = load_shapes_seg("shapes-seg:50", (32, 32))
+    cls = load_shapes("shapes:100", (32, 32))
+    assert seg.num_classes == 11 and seg.class_names[0] == "background"
+    x, m = seg.everything()
+    assert x.shape == (50, 32, 32, 3) and m.shape == (50, 32, 32)
+    from odml.data.shapes import generate, generate_scenes
+
+    gx, _ = generate(20, 32)
+    sx, sm = generate_scenes(20, 32)
+    assert (gx == sx).all()  # the same scenes: shapes' images did not change
+    for i in range(20):  # each mask holds the background and its own figure
+        assert set(np.unique(sm[i])) <= {0, i % 10 + 1} and (sm[i] == i % 10 + 1).sum() > 10
+    assert cls.num_classes == 10
+
+
+def _folder(tmp_path, n=6, size=(40, 30), mask_size=None, bad_id=None, drop=None):
+    from PIL import Image
+
+    root = tmp_path / "seg"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        w, h = size
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(root / "images" / f"im{i}.jpg")
+        if drop == i:
+            continue
+        mw, mh = mask_size if (mask_size and i == 2) else size
+        m = np.zeros((mh, mw), np.uint8)
+        m[: mh // 2] = 1
+        m[0, 0] = IGNORE
+        if bad_id is not None and i == 3:
+            m[1, 1] = bad_id
+        Image.fromarray(m).save(root / "masks" / f"im{i}.png")
+    return root
+
+
+@pytest.mark.fast
+def test_image_and_mask_folders_and_what_bad_input_gets(tmp_path):
+    ds = load_seg_folder(_folder(tmp_path), (16, 16))
+    assert ds.num_classes == 2 and ds.x_train.shape[1:] == (16, 16, 3) and ds.y_train.shape[1:] == (16, 16)
+    assert set(np.unique(np.concatenate([ds.y_train, ds.y_val]))) <= {0, 1, IGNORE}
+    with pytest.raises(DataError, match=r"im2.png: mask is 20x30, its image im2.jpg is 40x30"):
+        load_seg_folder(_folder(tmp_path / "a", mask_size=(20, 30)), (16, 16))
+    root = _folder(tmp_path / "b", bad_id=7)
+    (root / "classes.txt").write_text("sky\nground\n")
+    with pytest.raises(DataError, match=r"im3.png: class id 7 is beyond the 2 classes"):
+        load_seg_folder(root, (16, 16))
+    with pytest.raises(DataError, match=r"im4.jpg: no mask for this image"):
+        load_seg_folder(_folder(tmp_path / "c", drop=4), (16, 16))
+    with pytest.raises(DataError, match="expected an image folder and a mask folder"):
+        load_seg_folder(tmp_path, (16, 16))
+
+
+def test_zoo_counts_equal_the_built_models():
+    """The spec's count (trainable parameters) is the built Keras model's, for every zoo entry; the outputs
+    are logits at the head's stride."""
+    from odml.zoo.builder import trainable_params
+    from odml.zoo.registry import create_model, resolve
+
+    for name in ZOO:
+        spec = resolve(name, input_size=128).config
+        model = create_model(spec)
+        assert trainable_params(model) == spec.params, name
+        assert tuple(model.output_shape[1:]) == spec.output_shape
+
+
+def test_train_on_shapes_seg_beats_the_background(cli, tmp_path):
+    out = tmp_path / "seg.keras"
+    r = cli("train", "autoseg_edgetpu_xs", "--data", "shapes-seg:600", "--input-size", "64", "--width", "0.5",
+            "--epochs", "15", "--out", out, "--json")
+    assert r.exit_code == 0, r.stderr
+    res = r.json()["train"]
+    # a model that learned nothing from the image: the class frequencies everywhere (cross-entropy), the
+    # background everywhere (mIoU: the background's IoU, its share of the pixels, over the classes present)
+    assert res["val_loss"] < 0.8 * res["val_prior_loss"]
+    ds = load_shapes_seg("shapes-seg:600", (64, 64))
+    bg = float((ds.y_val == 0).mean())
+    assert res["val_miou"] > 1.2 * bg / ds.num_classes
+    assert out.is_file() and (tmp_path / "seg.odml.json").is_file()
+    # the figures are found: figure-vs-background IoU of the saved model's maps, which predicting the background
+    # everywhere has at 0
+    from odml.train.segment import predict_maps
+    from odml.zoo.load import load_model
+
+    pred, _ = predict_maps(load_model(out).model, ds.x_val, (64, 64))
+    fg, truth = pred > 0, ds.y_val > 0
+    assert (fg & truth).sum() / (fg | truth).sum() > 0.2
+
+
+def test_train_refuses_bad_masks_in_one_line(cli, tmp_path):
+    root = _folder(tmp_path, bad_id=9)
+    (root / "classes.txt").write_text("sky\nground\n")
+    out = tmp_path / "m.keras"
+    assert_one_line_error(cli("train", "autoseg_edgetpu_xs", "--data", root, "--input-size", "32", "--out", out),
+                          "im3.png", "class id 9")
+    assert not out.exists()

@@ -1,0 +1,202 @@
+"""Semantic segmentation in odml's spec language: DeepLabv3+ on
+MobileNetEdgeTPUV2 (xs, s, m) and Autoseg-EdgeTPU (xs, s, the searched
+backbones with the BiFPN head), after the TensorFlow Model Garden
+(official/projects/edgetpu/vision: configs/semantic_segmentation_config.py,
+`deeplabv3plus_mobilenet_edgetpuv2_{xs,s,m}_ade20k_32`;
+configs/semantic_segmentation_searched_config.py and
+modeling/mobilenet_edgetpu_v2_model_blocks.py, `autoseg_edgetpu_{xs,s}`;
+32 ADE20K classes at 512x512). The configuration is a
+:class:`~odml.zoo.segspec.SegSpec`: a backbone of the spec language and a
+decoder head, counted without TensorFlow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from odml.errors import SpecError
+from odml.zoo.families.ibn import PREFIX, _check_width, _size_arg, input_shape, mobilenet_edgetpu_v2
+from odml.zoo.family import TRAIN_IMAGES, Counts, Family, InputSpec, OutputSpec
+from odml.zoo.registry import register_family
+from odml.zoo.segspec import SegHead, SegSpec
+from odml.zoo.spec import Block, Head, ModelSpec, Stem, round_filters
+
+# Autoseg-EdgeTPU's searched backbones (Model Garden: mobilenet_edgetpu_v2_model_blocks.py,
+# autoseg_edgetpu_backbone_{xs,s}): (filters, kernel, repeats, expansion, stride, fused, skip) after a 3x3 stem
+# of 32; filters rounded to a multiple of 4 (depth_divisor 4: the s backbone's 18 becomes 20)
+AUTOSEG = {
+    "xs": [(12, 3, 1, 1, 1, True, True), (24, 3, 1, 6, 2, True, True), (24, 3, 1, 3, 1, False, True),
+           (60, 3, 1, 3, 2, True, True), (40, 3, 1, 6, 1, False, True), (40, 5, 1, 3, 2, False, True),
+           (40, 3, 1, 6, 1, False, True), (120, 3, 1, 6, 1, True, True), (168, 3, 1, 6, 1, False, True),
+           (84, 5, 1, 6, 1, False, True), (84, 5, 1, 3, 1, False, True), (84, 5, 1, 1, 2, False, False),
+           (288, 1, 1, 6, 1, True, False), (288, 5, 1, 1, 1, False, False), (96, 1, 1, 3, 1, True, False),
+           (96, 5, 1, 1, 1, False, False), (96, 1, 1, 6, 1, True, False), (96, 5, 1, 1, 1, False, False),
+           (96, 1, 1, 6, 1, True, False), (480, 5, 1, 3, 1, False, True)],
+    "s": [(12, 3, 1, 1, 1, True, True), (36, 3, 1, 6, 2, True, True), (18, 5, 1, 3, 1, False, True),
+          (60, 5, 1, 6, 2, True, True), (60, 3, 1, 3, 1, False, True), (120, 5, 1, 6, 2, False, True),
+          (120, 3, 1, 3, 1, False, True), (120, 5, 1, 6, 1, False, True), (112, 3, 1, 6, 1, False, True),
+          (112, 5, 2, 6, 1, False, True), (112, 5, 1, 1, 2, False, False), (192, 1, 1, 6, 1, True, False),
+          (192, 5, 1, 1, 1, False, False), (96, 1, 1, 6, 1, True, False), (96, 5, 1, 3, 1, False, True),
+          (96, 5, 1, 1, 1, False, False), (192, 1, 1, 6, 1, True, False), (192, 5, 1, 1, 1, False, False),
+          (160, 1, 1, 3, 1, True, False)],
+}
+
+# the Model Garden README's parameter counts (32 classes) and its ADE20K-32 mIoU, for checks and `zoo list`
+REFERENCE = {"deeplabv3plus_mobilenet_edgetpuv2_xs": (3.6e6, 56.02), "deeplabv3plus_mobilenet_edgetpuv2_s": (5.2e6, 59.43),
+             "deeplabv3plus_mobilenet_edgetpuv2_m": (7.7e6, 59.81), "autoseg_edgetpu_xs": (2.9e6, 59.64),
+             "autoseg_edgetpu_s": (3.1e6, 61.31)}
+DEEPLAB = "deeplabv3plus_mobilenet_edgetpuv2_"
+AUTOSEG_PREFIX = "autoseg_edgetpu_"
+
+
+def _backbone(name: str, input_size: Any, width: float) -> ModelSpec:
+    if name.startswith(DEEPLAB):
+        mb = mobilenet_edgetpu_v2(name[len(DEEPLAB):], num_classes=2, input_size=input_size, width=width)
+        return mb.replace(name=name, head=Head(filters=0, dropout=0.0))
+    size = name[len(AUTOSEG_PREFIX):]
+    blocks = []
+    for filters, k, repeats, e, s, fused, skip in AUTOSEG[size]:
+        for r in range(repeats):
+            blocks.append(Block(type="ibn_fused" if fused else "ibn_dw", kernel=k, expansion=e,
+                                stride=s if r == 0 else 1, filters=round_filters(_round4(filters), width, 4),
+                                skip=skip))
+    bb = ModelSpec(name=name, input_shape=input_shape(input_size), num_classes=2,
+                   stem=Stem(filters=round_filters(32, width, 4), kernel=3, stride=2), blocks=blocks,
+                   head=Head(filters=0, dropout=0.0))
+    return bb
+
+
+def _round4(n: int) -> int:
+    """To a multiple of 4 (the Model Garden's depth_divisor for these backbones)."""
+    return max(4, (int(n) + 2) // 4 * 4)
+
+
+def segmentation_spec(name: str, num_classes: int = 32, input_size: Any = 512, width: float = 1.0) -> SegSpec:
+    width = _check_width(width)
+    bb = _backbone(name, input_size, width)
+    if name.startswith(DEEPLAB):
+        head = SegHead(kind="deeplabv3plus", filters=round_filters(256, width), aspp_filters=round_filters(128, width),
+                       low_filters=round_filters(48, width))
+    else:
+        head = SegHead(kind="bifpn", filters=round_filters(96, width), min_level=3, max_level=8, repeats=4)
+    spec = SegSpec(name=name, backbone=bb, head=head, num_classes=int(num_classes))
+    spec.validate(name)
+    return spec
+
+
+@register_family
+class Segment(Family):
+    name = "segment"
+    task = "segment"
+    noun = "a semantic segmentation model"
+    zoo_task = "semantic_segmentation"
+    title = ("semantic segmentation in odml's spec language: DeepLabv3+ on MobileNetEdgeTPUV2 and "
+             "Autoseg-EdgeTPU's BiFPN (TensorFlow Model Garden)")
+    config_type = SegSpec
+    width_range = (0.05, 4.0)
+    trainer = "segment"
+    train_options = TRAIN_IMAGES - {"sets"}
+    train_defaults = {"batch_size": 16, "learning_rate": 5e-3}
+
+    def models(self) -> dict[str, str]:
+        out = {f"{DEEPLAB}{s}": f"DeepLabv3+ on MobileNetEdgeTPUV2-{s.upper()} (Model Garden, ADE20K-32)"
+               for s in ("xs", "s", "m")}
+        out.update({f"{AUTOSEG_PREFIX}{s}": f"Autoseg-EdgeTPU-{s.upper()}: searched backbone, BiFPN head "
+                    "(Model Garden, ADE20K-32)" for s in AUTOSEG})
+        return out
+
+    def config(self, name: str) -> SegSpec:
+        if name not in self.models():
+            raise SpecError(f"{self.name}: no zoo entry {name!r}")
+        return segmentation_spec(name)
+
+    def configure(self, name: str, classes: int | None = None, input_size: Any = None, width: float | None = None,
+                  sets: dict[str, Any] | None = None) -> SegSpec:
+        if sets:
+            raise SpecError(f"{name}: --set is not offered for segmentation models; write a spec file instead")
+        kw = {"num_classes": classes, "input_size": _size_arg(input_size), "width": width}
+        return segmentation_spec(name, **{k: v for k, v in kw.items() if v is not None})
+
+    def setting_names(self) -> list[str]:
+        return []
+
+    def validate(self, cfg: SegSpec, where: str = "") -> SegSpec:
+        cfg.validate(where or cfg.name)
+        return cfg
+
+    def with_classes(self, cfg: SegSpec, n: int) -> SegSpec:
+        return cfg.replace(num_classes=int(n))
+
+    def with_input_size(self, cfg: SegSpec, size: Any) -> SegSpec:
+        h, w, _ = input_shape(_size_arg(size))
+        return cfg.replace(backbone=cfg.backbone.replace(input_shape=(h, w, cfg.input_shape[2])))
+
+    def config_from_dict(self, d: dict[str, Any], where: str = "config") -> SegSpec:
+        return SegSpec.from_dict(d, where)
+
+    def config_to_dict(self, cfg: SegSpec) -> dict[str, Any]:
+        return cfg.to_dict()
+
+    def line(self, cfg: SegSpec) -> str:
+        return cfg.to_line()
+
+    def count(self, cfg: SegSpec) -> Counts:
+        return Counts(cfg.params, cfg.macs)
+
+    def build(self, cfg: SegSpec, name: str | None = None) -> Any:
+        from odml.zoo.segbuild import build_segmentation
+
+        return build_segmentation(cfg)
+
+    def inputs(self, cfg: SegSpec, vocab: list[str] | None = None) -> InputSpec:
+        return InputSpec("image", cfg.input_shape, "float32", (0.0, 1.0))
+
+    def outputs(self, cfg: SegSpec) -> OutputSpec:
+        h, w, c = cfg.output_shape
+        return OutputSpec("segment", "logits", cfg.num_classes,
+                          f"per-pixel class scores at stride {cfg.head.stride} ({h}x{w}x{c}; argmax is the label "
+                          "map)", shape=(h, w, c))
+
+    def blocks(self, cfg: SegSpec) -> list[dict[str, Any]]:
+        return cfg.layers()
+
+    def data_hint(self) -> str:
+        return ("'shapes-seg' (generated scenes with masks), or a folder of images/ and masks/ (VOC's JPEGImages/ "
+                "and SegmentationClass/, ADE20K's images/ and annotations/)")
+
+    def read(self, card: Any, data: str, val_split: float = 0.2, seed: int = 0, **options: Any) -> Any:
+        from odml.data.segmentation import load_segmentation
+
+        if options.get("val_data"):
+            raise SpecError("--val-data is not offered for segmentation data yet; the split is --val-split")
+        h, w, c = card.input.shape
+        return load_segmentation(data, (h, w), c, val_split, seed)
+
+    def score(self, logits: Any, y: Any) -> dict[str, float]:
+        """mIoU and pixel accuracy of label maps: ``logits`` (N, h, w, classes) at
+        the model's stride, resized by nearest neighbour to the masks ``y``."""
+        import numpy as np
+
+        from odml.data.segmentation import confusion, seg_scores
+
+        logits, y = np.asarray(logits), np.asarray(y)
+        pred = logits.argmax(-1)
+        if pred.shape[1:] != y.shape[1:]:
+            ry = (np.arange(y.shape[1]) * pred.shape[1] // y.shape[1])
+            rx = (np.arange(y.shape[2]) * pred.shape[2] // y.shape[2])
+            pred = pred[:, ry][:, :, rx]
+        s = seg_scores(confusion(pred, y, logits.shape[-1]))
+        return {"accuracy": s["pixel_accuracy"], "miou": s["miou"]}
+
+    def describe(self, cfg: SegSpec, name: str = "") -> str:
+        ref = REFERENCE.get(name)
+        return f"published: {ref[0] / 1e6:.1f}M params, {ref[1]:.2f}% mIoU (ADE20K-32)" if ref else ""
+
+    def unit_of(self, cfg: SegSpec, layer: str) -> str | None:
+        """Layers are named by ``zoo/segbuild.py``: ``stem_*``, ``block<i>_*``, then the head's."""
+        import re
+
+        m = re.match(r"^(stem|block\d+)(?:_|$)", layer)
+        return m[1] if m else "head"
+
+
+__all__ = ["Segment", "segmentation_spec", "PREFIX"]
