@@ -118,7 +118,10 @@ def bench_cmd(
         c = r.get("classification")
         if not c:
             continue
-        if "texts" in c:
+        if "miou" in c:
+            line = (f"{Path(r['model']).name} on {c['data']} ({c['split']}): mIoU {c['miou']:.4f}, pixel accuracy "
+                    f"{c['accuracy']:.4f} ({c['images']} images), mean per-image latency {c['mean_latency_ms']:.3f} ms")
+        elif "texts" in c:
             line = (f"{Path(r['model']).name} on {c['data']} ({c['split']}): accuracy {c['accuracy']:.4f}, "
                     f"ROC AUC {c['auc']:.4f} "
                     f"({c['texts']} texts, {c['truncated']} cut to the model's length), "

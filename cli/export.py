@@ -24,6 +24,7 @@ def export_cmd(
     calibration_samples: int = typer.Option(200, "--calibration-samples", min=1),
     io: str = typer.Option("float", "--io", help="int8 models: 'int8' or 'float' input and output."),
     fmt: str = typer.Option("tflite", "--format", help="'tflite' or 'tflite,onnx' (ONNX via tf2onnx from the fp32 TFLite)."),
+    finalize: Optional[str] = typer.Option(None, "--finalize", help="Segmentation: steps after the logits in the exported files, e.g. resize512,argmax or resize256,argmax,resize512,squeeze (argmax at a lower resolution, then nearest-neighbour upsampling: faster)."),
     target: str = typer.Option("cpu", "--target", help="'cpu' or 'edgetpu' (int8, lowered to map, with a compatibility report)."),
     parity_samples: int = typer.Option(100, "--parity-samples", min=1),
     min_top1: Optional[float] = typer.Option(None, "--min-top1", help="Override the minimum top-1 agreement for every precision."),
@@ -99,6 +100,10 @@ def export_cmd(
             raise
         raise RequantizeError(f"--diagnose compares an int8 file with the float file it came from; {model} has no "
                               f"float reference: {str(e).split(': ', 1)[-1]}") from None
+    if finalize is not None:
+        from odml.exporters.export import finalized
+
+        src = finalized(src, finalize)
     x_val = y_val = x_cal = None
     if data is not None:  # the family reads its own data: images, labelled texts, pose samples
         ds = src.family.read(src.card, data, 0.2, seed, n_val=min(parity_samples, 100), n_cal=calibration_samples,

@@ -99,14 +99,18 @@ class SegDataset:
         return np.concatenate([self.x_train, self.x_val]), np.concatenate([self.y_train, self.y_val])
 
 
-def _split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _split(n: int, val_fraction: float, seed: int, split: str = "val") -> tuple[np.ndarray, np.ndarray, str]:
+    """(train, val) indices and what they are: ``val_fraction`` of the images
+    chosen by ``seed``, or (``split="all"``) all of them validating."""
+    if split == "all":
+        return np.arange(n), np.arange(n), f"all {n} images (your own test set)"
     order = np.random.default_rng(seed).permutation(n)
     nv = max(1, int(round(n * val_fraction)))
-    return np.sort(order[nv:]), np.sort(order[:nv])
+    return np.sort(order[nv:]), np.sort(order[:nv]), f"{nv} of {n} images validate ({val_fraction:.0%}, seed {seed})"
 
 
 def load_shapes_seg(source: str, size: tuple[int, int], channels: int = 3, val_fraction: float = 0.2,
-                    seed: int = 0) -> SegDataset:
+                    seed: int = 0, split: str = "val") -> SegDataset:
     from odml.data.shapes import CLASSES, DEFAULT_COUNT, generate_scenes
 
     n = DEFAULT_COUNT
@@ -121,10 +125,10 @@ def load_shapes_seg(source: str, size: tuple[int, int], channels: int = 3, val_f
         x, m = _resize(x, m, size, channels)
     elif channels == 1:
         x = np.round(x.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).astype(np.uint8)[..., None]
-    tr, va = _split(n, val_fraction, seed)
+    tr, va, how = _split(n, val_fraction, seed, split)
     return SegDataset(x[tr], m[tr], x[va], m[va], ["background", *CLASSES], source,
                       [f"generated: {n} figures in clutter with their masks, {len(CLASSES) + 1} classes "
-                       f"(background and {len(CLASSES)} figures), at {h}x{w}"])
+                       f"(background and {len(CLASSES)} figures), at {h}x{w}"], split=how)
 
 
 def _resize(x: np.ndarray, m: np.ndarray, size: tuple[int, int], channels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -169,7 +173,7 @@ def find_pairs(path: Path) -> tuple[list[Path], list[Path], Path]:
 
 
 def load_seg_folder(path: Path, size: tuple[int, int], channels: int = 3, val_fraction: float = 0.2, seed: int = 0,
-                    classes: int | None = None, ignore_label: int = IGNORE) -> SegDataset:
+                    classes: int | None = None, ignore_label: int = IGNORE, split: str = "val") -> SegDataset:
     """A folder of images and masks (see the module's docstring), checked
     file by file: a mask whose size is not its image's, or a class id beyond
     the classes (other than ``ignore_label``), is refused naming the file."""
@@ -211,17 +215,18 @@ def load_seg_folder(path: Path, size: tuple[int, int], channels: int = 3, val_fr
         raise DataError(f"{mask_dir}: every mask holds class 0 only; segmentation needs at least two classes")
     names = names or [str(i) for i in range(n_classes)]
     x, m = np.stack(xs), np.stack(ms)
-    tr, va = _split(len(x), val_fraction, seed)
+    tr, va, how = _split(len(x), val_fraction, seed, split)
     return SegDataset(x[tr], m[tr], x[va], m[va], names[:n_classes], str(path),
-                      [f"{len(x)} images with masks, {n_classes} classes, resized to {h}x{w}"],
+                      [f"{len(x)} images with masks, {n_classes} classes, resized to {h}x{w}"], split=how,
                       ignore_label=ignore_label)
 
 
 def load_segmentation(source: str, size: tuple[int, int], channels: int = 3, val_fraction: float = 0.2,
-                      seed: int = 0, classes: int | None = None, ignore_label: int = IGNORE) -> SegDataset:
+                      seed: int = 0, classes: int | None = None, ignore_label: int = IGNORE,
+                      split: str = "val") -> SegDataset:
     if source == "shapes-seg" or source.startswith("shapes-seg:"):
-        return load_shapes_seg(source, size, channels, val_fraction, seed)
-    return load_seg_folder(Path(source), size, channels, val_fraction, seed, classes, ignore_label)
+        return load_shapes_seg(source, size, channels, val_fraction, seed, split)
+    return load_seg_folder(Path(source), size, channels, val_fraction, seed, classes, ignore_label, split)
 
 
 def confusion(pred: np.ndarray, y: np.ndarray, n: int, ignore_label: int = IGNORE) -> np.ndarray:

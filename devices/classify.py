@@ -55,8 +55,10 @@ def classify_dataset(model: str | Path, data: str, device: Any, opts: Any, ovic:
 
     info = read_tflite_checked(model)
     card = tflite_card(model, info)
+    if card.output.task == "segment":
+        return _segment_dataset(model, card, data, device, opts, seed, split)
     if card.output.task != "classify":
-        raise DataError(f"{model}: --data scores classifiers; this is {card.family.noun}")
+        raise DataError(f"{model}: --data scores classifiers and segmentation models; this is {card.family.noun}")
     n_out = int(np.prod(info.outputs[0].shape[1:]))
     ds = card.family.read(card, data, 0.2, seed, split=split)
     if ds.num_classes != n_out:
@@ -90,6 +92,28 @@ def classify_dataset(model: str | Path, data: str, device: Any, opts: Any, ovic:
     elif k is not None:
         res["frontier"] = ovic_frontier(res["accuracy"], res["mean_latency_ms"], k, a0)
     return res
+
+
+def _segment_dataset(model: Any, card: Any, data: str, device: Any, opts: Any, seed: int,
+                     split: str) -> dict[str, Any]:
+    """A segmentation model on the validation split of ``data``: mIoU, pixel
+    accuracy and per-class IoU (the family's score), per-image latency."""
+    from odml.devices.stats import latency_stats
+
+    ds = card.family.read(card, data, 0.2, seed, split=split)
+    if ds.num_classes != card.output.size:
+        raise DataError(f"{data}: {ds.num_classes} classes in the data but {model} has {card.output.size}")
+    lat: list[float] = []
+    maps: list[Any] = []
+    for x, _ in ds.batches("val", 256):
+        r = device.classify(model, card.input.from_pixels(x), opts)
+        lat.extend(r["latencies_ms"])
+        maps.extend(r["outputs"])
+    y = np.asarray(ds.y_val)
+    scores = card.family.score(np.stack(maps), y)
+    return {"data": data, "split": ds.split, "images": len(y), "accuracy": scores["accuracy"],
+            "miou": scores["miou"], "iou": scores["iou"], "class_names": list(ds.class_names),
+            "mean_latency_ms": float(np.mean(lat)), "per_image": latency_stats(np.asarray(lat) / 1e3)}
 
 
 class TextClassifier:

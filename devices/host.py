@@ -301,7 +301,12 @@ def _classify(path: str, o: HostOptions, npy: str) -> dict[str, Any]:
         t0 = time.perf_counter()
         interp.invoke()
         lat.append((time.perf_counter() - t0) * 1e3)
-        y = _dequantize(interp.get_tensor(out["index"]), out).reshape(-1)
+        y = _dequantize(interp.get_tensor(out["index"]), out)
+        if y.ndim >= 3:  # a map (segmentation: scores, or finalized labels): whole, the parent scores it
+            pred.append(None)
+            scores.append(y[0].astype(np.float32))
+            continue
+        y = y.reshape(-1)
         pred.append(int(y.argmax()))
         scores.append([float(v) for v in y])
     return {"latencies_ms": lat, "predictions": pred, "outputs": scores}

@@ -111,6 +111,23 @@ def load_source(model: str, classes: int | None = None, input_size: str | None =
     return Source(c.name, "zoo" if is_model(model) else "spec", card, lambda x: predict_keras(km, x), km, None, km)
 
 
+def finalized(src: Source, method: str) -> Source:
+    """``src`` whose exported files end in ``method`` (--finalize: a
+    segmentation model's resize and argmax after its logits, as the Model
+    Garden's export offers them); the finalized float model is the parity
+    reference. The family says whether its models take it."""
+    from dataclasses import replace
+
+    from odml.zoo.load import predict_keras
+
+    cfg, _ = src.family.finalize(src.card.config, method)  # a model that cannot take it: refused, nothing built
+    if src.keras_model is None:
+        raise ExportError(f"--finalize {method}: {src.name} is not a Keras model odml can add the steps to")
+    cfg, km = src.family.finalize(src.card.config, method, src.keras_model)
+    return replace(src, card=replace(src.card, config=cfg), predict=lambda x: predict_keras(km, x), convertible=km,
+                   keras_model=km, trackable=None)
+
+
 def file_source(loaded: Any) -> Source:
     """A loaded model file as an export source: its own predictions as the
     reference (ONNX: onnxruntime's), a batch-1 concrete function to convert."""

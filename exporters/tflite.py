@@ -188,6 +188,8 @@ def parity(keras_out: np.ndarray, tflite_out: np.ndarray, labels: np.ndarray | N
     sigmoid of logits; ``prob_err_max``)."""
     if measure in ("pixels", "steps"):
         return _decision_parity(np.asarray(keras_out), np.asarray(tflite_out), measure)
+    if measure == "labels":
+        return _label_parity(np.asarray(keras_out), np.asarray(tflite_out))
     if measure in OWN_UNITS:
         return _own_units(np.asarray(keras_out), np.asarray(tflite_out), measure, tensor, scores)
     res = _top1_parity(keras_out, tflite_out, labels)
@@ -292,6 +294,8 @@ def _decision_parity(k: np.ndarray, t: np.ndarray, measure: str) -> dict[str, An
     agree = kd == td
     res.update(measure=measure, agreement=float(agree.mean()), judged_positions=int(clear.sum()),
                positions=int(agree.size))
+    if measure == "pixels" and k.shape[-1] > 1:
+        res.update(_class_iou(kd, td))
     if "note" in res or clear.mean() < 0.5:
         res["agreement_meaningful"] = False
         res.setdefault("note", f"{'per-pixel' if measure == 'pixels' else 'per-step'} agreement not judged: for most "
@@ -300,6 +304,28 @@ def _decision_parity(k: np.ndarray, t: np.ndarray, measure: str) -> dict[str, An
         res["agreement_meaningful"] = True
         res["agreement_clear"] = float(agree[clear].mean())
     return res
+
+
+def _class_iou(kd: np.ndarray, td: np.ndarray) -> dict[str, Any]:
+    """Per class of the source's decisions, the IoU of the file's decisions
+    with them (classes the source decides on at least once): the worst and
+    the mean."""
+    ious = []
+    for c in np.unique(kd):
+        a, b = kd == c, td == c
+        ious.append(float((a & b).sum() / max((a | b).sum(), 1)))
+    return {"class_iou_min": min(ious), "class_iou_mean": float(np.mean(ious)), "classes": len(ious)}
+
+
+def _label_parity(k: np.ndarray, t: np.ndarray) -> dict[str, Any]:
+    """A label map (a finalized segmentation output): how often the file's
+    label equals the source's at each pixel, and the per-class IoU."""
+    kd, td = np.rint(k).astype(np.int64), np.rint(t).astype(np.int64)
+    agree = kd == td
+    diff = np.abs(k.astype(np.float64) - t.astype(np.float64))
+    return {"measure": "labels", "agreement": float(agree.mean()), "agreement_meaningful": True,
+            "positions": int(agree.size), "max_abs_err": float(diff.max()), "mean_abs_err": float(diff.mean()),
+            "rel_mean_err": float(1.0 - agree.mean()), **_class_iou(kd, td)}
 
 
 def _top1_parity(keras_out: np.ndarray, tflite_out: np.ndarray, labels: np.ndarray | None = None) -> dict[str, Any]:
@@ -340,6 +366,8 @@ def _checks(p: dict[str, Any], th: ParityThreshold, name: str | None = None) -> 
     relative error as any other output; ``name`` picks the output's own limit
     (ParityThreshold.outputs)."""
     m = p.get("measure") or ("top1" if "top1_agreement" in p else "error")
+    if m == "labels":  # labels are equal or not: their agreement is all there is to judge
+        return [("pixels", p["agreement"], th.limit("pixels", name))]
     if m in OWN_UNITS:
         lim = th.limit(m, name)
         if lim is not None:
@@ -605,7 +633,7 @@ def agreement_text(p: dict[str, Any]) -> str:
     if "top1_agreement" in p:
         return f"{p['top1_agreement']:.3f} top-1"
     if "agreement" in p:
-        return f"{p['agreement']:.3f} {'pixels' if p.get('measure') == 'pixels' else 'steps'}"
+        return f"{p['agreement']:.3f} {p.get('measure') if p.get('measure') in ('pixels', 'labels') else 'steps'}"
     if "keypoint_pct" in p:
         return f"{p['keypoint_pct']:.3g}% {p.get('keypoint_of', 'the crop').split()[-1]}"
     if "box_px" in p:

@@ -140,19 +140,29 @@ def test_zoo_counts_equal_the_built_models():
         assert tuple(model.output_shape[1:]) == spec.output_shape
 
 
-def test_train_on_shapes_seg_beats_the_background(cli, tmp_path):
-    out = tmp_path / "seg.keras"
-    r = cli("train", "autoseg_edgetpu_xs", "--data", "shapes-seg:600", "--input-size", "64", "--width", "0.5",
-            "--epochs", "15", "--out", out, "--json")
-    assert r.exit_code == 0, r.stderr
-    res = r.json()["train"]
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Autoseg-EdgeTPU-XS at half width trained on shapes-seg at 64 px (the CLI's result and file)."""
+    from typer.testing import CliRunner
+
+    from odml.cli.app import app
+
+    out = tmp_path_factory.mktemp("seg") / "seg.keras"
+    r = CliRunner().invoke(app, ["train", "autoseg_edgetpu_xs", "--data", "shapes-seg:600", "--input-size", "64",
+                                 "--width", "0.5", "--epochs", "15", "--out", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    return out, json.loads(r.stdout)["train"]
+
+
+def test_train_on_shapes_seg_beats_the_background(trained):
+    out, res = trained
     # a model that learned nothing from the image: the class frequencies everywhere (cross-entropy), the
     # background everywhere (mIoU: the background's IoU, its share of the pixels, over the classes present)
     assert res["val_loss"] < 0.8 * res["val_prior_loss"]
     ds = load_shapes_seg("shapes-seg:600", (64, 64))
     bg = float((ds.y_val == 0).mean())
     assert res["val_miou"] > 1.2 * bg / ds.num_classes
-    assert out.is_file() and (tmp_path / "seg.odml.json").is_file()
+    assert out.is_file() and out.with_name("seg.odml.json").is_file()
     # the figures are found: figure-vs-background IoU of the saved model's maps, which predicting the background
     # everywhere has at 0
     from odml.train.segment import predict_maps
@@ -161,6 +171,45 @@ def test_train_on_shapes_seg_beats_the_background(cli, tmp_path):
     pred, _ = predict_maps(load_model(out).model, ds.x_val, (64, 64))
     fg, truth = pred > 0, ds.y_val > 0
     assert (fg & truth).sum() / (fg | truth).sum() > 0.2
+
+
+def test_export_finalized_int8_and_bench_miou(cli, trained, tmp_path):
+    """export --finalize resize64,argmax: the file outputs the label map (int32, 64x64), int8 judged by per-pixel
+    label agreement and per-class IoU against the finalized float model; bench --data gives the mIoU training
+    reported, from the logits file and from the finalized one."""
+    from odml.flatbuffer import read_tflite
+
+    out, res = trained
+    exp = tmp_path / "exp"
+    r = cli("export", out, "--data", "shapes-seg:200", "--quantize", "fp32,int8", "--finalize", "resize64,argmax",
+            "--out", exp, "--json")
+    assert r.exit_code == 0, r.stderr
+    arts = {a["precision"]: a for a in r.json()["export"]["artifacts"]}
+    p8 = arts["int8"]["parity"]
+    assert p8["measure"] == "labels" and p8["agreement"] > 0.95 and p8["class_iou_mean"] > 0.5
+    assert 0 <= p8["class_iou_min"] <= p8["class_iou_mean"] and p8["classes"] >= 2
+    info = read_tflite(exp / "seg_int8.tflite")
+    assert list(info.outputs[0].shape) == [1, 64, 64] and info.outputs[0].dtype == "int32"
+    plain = tmp_path / "plain"
+    assert cli("export", out, "--quantize", "fp32", "--out", plain).exit_code == 0
+    r = cli("bench", plain / "seg_fp32.tflite", exp / "seg_fp32.tflite", exp / "seg_int8.tflite", "--data",
+            "shapes-seg:600", "--runs", "5", "--min-secs", "0", "--json")
+    assert r.exit_code == 0, r.stderr
+    logits, final, int8 = (b["classification"] for b in r.json()["bench"])
+    assert logits["miou"] == pytest.approx(res["val_miou"], abs=2e-3)  # the same split, the same resize
+    assert final["miou"] == pytest.approx(logits["miou"], abs=2e-3)
+    assert int8["miou"] > 0.8 * final["miou"] and logits["images"] == 120
+
+
+def test_finalize_refusals(cli, tmp_path):
+    for method, words in (("resize64", "must end in a label map"), ("argmax,resize64", "must end in a label map"),
+                          ("resize64,argmax,argmax", "cannot take 'argmax'"), ("shrink2,argmax", "cannot take")):
+        out = tmp_path / method.replace(",", "_")
+        assert_one_line_error(cli("export", "autoseg_edgetpu_xs", "--input-size", "64", "--classes", "3",
+                                  "--quantize", "fp32", "--finalize", method, "--out", out), "--finalize", words)
+        assert not out.exists()
+    assert_one_line_error(cli("export", "mobilenet_edgetpu_v2_tiny", "--input-size", "32", "--quantize", "fp32",
+                              "--finalize", "resize64,argmax", "--out", tmp_path / "c"), "only segmentation models")
 
 
 def test_train_refuses_bad_masks_in_one_line(cli, tmp_path):

@@ -105,7 +105,8 @@ class InputSpec:
 # logits): points by their distance in % of the input they are in ("keypoints"), box coordinates in input pixels
 # ("boxes"), scores as probabilities ("probability").
 TASKS = ("classify", "segment", "detect", "keypoints", "sequence", "features")
-MEASURES = {"top1": "top-1 agreement", "pixels": "per-pixel agreement", "steps": "per-step agreement",
+MEASURES = {"top1": "top-1 agreement", "pixels": "per-pixel agreement", "labels": "per-pixel label agreement",
+            "steps": "per-step agreement",
             "error": "relative error", "keypoints": "keypoint distance in % of the input (the crop)",
             "boxes": "box coordinate error in input pixels", "probability": "probability error"}
 
@@ -117,6 +118,8 @@ def measure_of(task: str, shape: tuple[int, ...]) -> str:
         return "top1"
     if task == "segment" and len(shape) == 3:
         return "pixels"
+    if task == "segment" and len(shape) == 2:  # a label map (a finalized segmentation output)
+        return "labels"
     if task == "sequence" and len(shape) == 2 and shape[1] >= 2:
         return "steps"
     return "error"
@@ -424,6 +427,13 @@ class Family:
         """``cfg`` in odml's spec language (a zoo.spec.ModelSpec): what latency
         prediction and the per-block breakdown read."""
         raise self.unsupported("latency prediction and breakdown by blocks")
+
+    def finalize(self, cfg: Any, method: str, model: Any = None) -> tuple[Any, Any]:
+        """``cfg`` whose exported files end in ``method`` (export
+        --finalize: a segmentation model's resize and argmax after its
+        logits), and ``model`` (a built or loaded tf_keras model of ``cfg``)
+        with those steps after its output."""
+        raise self.unsupported(f"--finalize {method} (only segmentation models take it)")
 
     def unit_of(self, cfg: Any, layer: str) -> str | None:
         """The unit of ``block_spec(cfg)`` (``stem``, ``block<i>``, ``head``)

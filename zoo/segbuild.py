@@ -121,6 +121,47 @@ def _bifpn(spec: SegSpec, feats: dict, ctx: _Ctx):
     return K.layers.SeparableConv2D(spec.num_classes, 3, padding="same", use_bias=True, name="logits")(x)
 
 
+@K.utils.register_keras_serializable(package="odml")
+class ArgMax(K.layers.Layer):
+    """The class of each pixel: int32 without the channel axis (``keepdims``
+    False), or a float (h, w, 1) map that later steps can resize."""
+
+    def __init__(self, keepdims: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.keepdims = bool(keepdims)
+
+    def call(self, x):
+        labels = _tf.argmax(x, axis=-1, output_type=_tf.int32)
+        return _tf.cast(labels, _tf.float32)[..., None] if self.keepdims else labels
+
+    def get_config(self):
+        return {**super().get_config(), "keepdims": self.keepdims}
+
+
+def finalize(x, steps: list[tuple[str, int]]):
+    """The finalize steps (``zoo/segspec.py`` finalize_steps) after the logits ``x``."""
+    done = False
+    for i, (step, size) in enumerate(steps):
+        if step == "resize":
+            x = K.layers.Resizing(size, size, interpolation="nearest" if done else "bilinear",
+                                  name=f"finalize{i}_resize{size}")(x)
+        elif step == "argmax":
+            x = ArgMax(keepdims=i < len(steps) - 1, name=f"finalize{i}_argmax")(x)
+            done = True
+        else:
+            x = K.layers.Reshape(tuple(int(d) for d in x.shape[1:3]), name=f"finalize{i}_squeeze")(x)
+    return x
+
+
+def with_finalize(model, spec: SegSpec):
+    """``model`` (logits) with ``spec.finalize``'s steps after its output."""
+    from odml.zoo.segspec import finalize_steps
+
+    if not spec.finalize:
+        return model
+    return K.Model(model.inputs, finalize(model.outputs[0], finalize_steps(spec.finalize)), name=model.name)
+
+
 def build_segmentation(spec: SegSpec):
     spec.validate(spec.name)
     bb = spec.backbone
@@ -128,4 +169,4 @@ def build_segmentation(spec: SegSpec):
     inputs = K.Input(shape=spec.input_shape, name="image")
     feats = backbone_features(spec, inputs, ctx)
     logits = (_deeplab if spec.head.kind == "deeplabv3plus" else _bifpn)(spec, feats, ctx)
-    return K.Model(inputs, logits, name=spec.name)
+    return with_finalize(K.Model(inputs, logits, name=spec.name), spec)

@@ -101,16 +101,31 @@ class SegSpec:
     head: SegHead = field(default_factory=SegHead)
     num_classes: int = 32
     task: str = "semantic_segmentation"
+    finalize: str = ""  # steps after the logits in exported files (export --finalize): "resize512,argmax"
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return self.backbone.input_shape
 
     @property
-    def output_shape(self) -> tuple[int, int, int]:
+    def logits_shape(self) -> tuple[int, int, int]:
         h, w, _ = self.input_shape
         s = self.head.stride
         return (math.ceil(h / s), math.ceil(w / s), self.num_classes)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """The logits at the head's stride, or what ``finalize`` makes of them."""
+        shape: tuple[int, ...] = self.logits_shape
+        steps = finalize_steps(self.finalize, "finalize") if self.finalize else []
+        for i, (step, size) in enumerate(steps):
+            if step == "resize":
+                shape = (size, size, *shape[2:])
+            elif step == "argmax":  # the last step: int32 labels, no channel; else a float (h, w, 1) map
+                shape = shape[:2] if i == len(steps) - 1 else (shape[0], shape[1], 1)
+            else:
+                shape = shape[:2]
+        return shape
 
     # ---- serialisation --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -119,7 +134,8 @@ class SegSpec:
                 "input_shape": list(b.input_shape), "activation": b.activation, "bn_momentum": b.bn_momentum,
                 "bn_epsilon": b.bn_epsilon, "drop_connect_rate": b.drop_connect_rate,
                 "backbone": " ".join([b.stem.to_line(), *(x.to_line() for x in b.blocks)]),
-                "head": asdict(self.head), "line": self.to_line()}
+                "head": asdict(self.head), "line": self.to_line(), **({"finalize": self.finalize} if self.finalize
+                                                                       else {})}
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -132,7 +148,7 @@ class SegSpec:
         d.pop("schema", None)
         d.pop("line", None)
         known = {"name", "task", "num_classes", "input_shape", "activation", "bn_momentum", "bn_epsilon",
-                 "drop_connect_rate", "backbone", "head"}
+                 "drop_connect_rate", "backbone", "head", "finalize"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise SpecError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -153,7 +169,7 @@ class SegSpec:
                                      if k in d}}, where)
         try:
             spec = cls(name=d.get("name", "custom_seg"), backbone=bb, head=_check_fields(SegHead(**head), where),
-                       num_classes=n)
+                       num_classes=n, finalize=str(d.get("finalize") or ""))
         except TypeError as e:
             raise SpecError(f"{where}: {e}") from None
         spec.validate(where)
@@ -172,6 +188,8 @@ class SegSpec:
             raise SpecError(f"{where}: num_classes must be at least 2, got {self.num_classes!r}")
         self.backbone.validate(where)
         self.head.validate(where)
+        if self.finalize:
+            finalize_steps(self.finalize, f"{where}: finalize")
         levels = self.endpoints()
         need = ([self.head.low_level, self.head.level] if self.head.kind == "deeplabv3plus"
                 else [self.head.min_level])
@@ -201,10 +219,9 @@ class SegSpec:
     def layers(self) -> list[dict[str, Any]]:
         rows = [r for r in self.backbone.layers() if r["name"] != "head"]
         p, m = head_cost(self)
-        oh, ow, oc = self.output_shape
         rows.append({"name": "head", "line": self.head.to_line(), "type": self.head.kind, "kernel": 3,
                      "expansion": 1, "stride": self.head.stride, "filters": self.head.filters, "groups": 1,
-                     "output_shape": [oh, ow, oc], "params": int(p), "macs": int(m)})
+                     "output_shape": list(self.logits_shape), "params": int(p), "macs": int(m)})
         return rows
 
     @property
@@ -295,6 +312,32 @@ def head_cost(spec: SegSpec) -> tuple[int, int]:
     add(_sep(f, f, h3))
     add(_sep(f, nc, h3, bias=True, bn=False))
     return params, macs
+
+
+def finalize_steps(text: str, where: str = "--finalize") -> list[tuple[str, int]]:
+    """The steps of a finalize method (the Model Garden's export_util
+    finalize_serving): ``resizeN`` (bilinear before the argmax, nearest
+    neighbour after it), ``argmax`` (once), ``squeeze`` (after the argmax);
+    the result must be a label map (height x width): ``resize512,argmax``,
+    ``resize256,argmax,resize512,squeeze``."""
+    steps: list[tuple[str, int]] = []
+    seen_argmax = False
+    for tok in [t.strip().lower() for t in text.split(",") if t.strip()]:
+        m = re.fullmatch(r"resize(\d+)", tok)
+        if m and 8 <= int(m[1]) <= 4096:
+            steps.append(("resize", int(m[1])))
+        elif tok == "argmax" and not seen_argmax:
+            steps.append(("argmax", 0))
+            seen_argmax = True
+        elif tok == "squeeze" and seen_argmax and steps[-1][0] != "squeeze":
+            steps.append(("squeeze", 0))
+        else:
+            raise SpecError(f"{where} {text!r}: cannot take {tok!r}; steps are resizeN (N from 8 to 4096), one "
+                            "argmax, and squeeze after it, e.g. resize512,argmax or resize256,argmax,resize512,squeeze")
+    if not seen_argmax or (steps[-1][0] != "argmax" and steps[-1][0] != "squeeze"):
+        raise SpecError(f"{where} {text!r}: must end in a label map: argmax last, or squeeze after a resize that "
+                        "follows it")
+    return steps
 
 
 _HEAD_RE = re.compile(r"^seg_(?P<kind>deeplabv3plus|bifpn)(?P<rest>(?:_[a-z0-9.\-]+)*)$")

@@ -85,7 +85,7 @@ def segmentation_spec(name: str, num_classes: int = 32, input_size: Any = 512, w
 
 @register_family
 class Segment(Family):
-    name = "segment"
+    name = "segmentation"
     task = "segment"
     noun = "a semantic segmentation model"
     zoo_task = "semantic_segmentation"
@@ -151,7 +151,12 @@ class Segment(Family):
         return InputSpec("image", cfg.input_shape, "float32", (0.0, 1.0))
 
     def outputs(self, cfg: SegSpec) -> OutputSpec:
-        h, w, c = cfg.output_shape
+        shape = cfg.output_shape
+        if cfg.finalize:
+            return OutputSpec("segment", "labels", cfg.num_classes,
+                              f"the label map ({'x'.join(map(str, shape))}: {cfg.finalize} after the logits)",
+                              shape=shape)
+        h, w, c = shape
         return OutputSpec("segment", "logits", cfg.num_classes,
                           f"per-pixel class scores at stride {cfg.head.stride} ({h}x{w}x{c}; argmax is the label "
                           "map)", shape=(h, w, c))
@@ -169,23 +174,40 @@ class Segment(Family):
         if options.get("val_data"):
             raise SpecError("--val-data is not offered for segmentation data yet; the split is --val-split")
         h, w, c = card.input.shape
-        return load_segmentation(data, (h, w), c, val_split, seed)
+        return load_segmentation(data, (h, w), c, val_split, seed, split=options.get("split", "val"))
 
-    def score(self, logits: Any, y: Any) -> dict[str, float]:
-        """mIoU and pixel accuracy of label maps: ``logits`` (N, h, w, classes) at
-        the model's stride, resized by nearest neighbour to the masks ``y``."""
+    def score(self, logits: Any, y: Any) -> dict[str, Any]:
+        """mIoU, pixel accuracy and per-class IoU of ``logits`` (N, h, w,
+        classes; at the model's stride, resized bilinearly to the masks ``y``
+        as training does; a finalized label map (N, H, W) as it is) against
+        the masks, 255 ignored."""
         import numpy as np
 
         from odml.data.segmentation import confusion, seg_scores
+        from odml.numeric import resize_bilinear
 
         logits, y = np.asarray(logits), np.asarray(y)
-        pred = logits.argmax(-1)
-        if pred.shape[1:] != y.shape[1:]:
-            ry = (np.arange(y.shape[1]) * pred.shape[1] // y.shape[1])
-            rx = (np.arange(y.shape[2]) * pred.shape[2] // y.shape[2])
-            pred = pred[:, ry][:, :, rx]
-        s = seg_scores(confusion(pred, y, logits.shape[-1]))
-        return {"accuracy": s["pixel_accuracy"], "miou": s["miou"]}
+        if logits.ndim == 4:
+            n_classes = logits.shape[-1]
+            pred = np.concatenate([resize_bilinear(logits[i:i + 64], *y.shape[1:3]).argmax(-1)
+                                   for i in range(0, len(logits), 64)])
+        else:
+            n_classes, pred = int(max(logits.max(), y[y != 255].max(initial=0))) + 1, logits
+        s = seg_scores(confusion(pred, y, n_classes))
+        return {"accuracy": s["pixel_accuracy"], "miou": s["miou"], "iou": s["iou"]}
+
+    def finalize(self, cfg: SegSpec, method: str, model: Any = None) -> tuple[SegSpec, Any]:
+        from odml.zoo.segspec import finalize_steps
+
+        finalize_steps(method)
+        if cfg.finalize:
+            raise SpecError(f"--finalize {method}: {cfg.name} is finalized already ({cfg.finalize})")
+        out = self.validate(cfg.replace(finalize=method), cfg.name)
+        if model is None:
+            return out, None
+        from odml.zoo.segbuild import with_finalize
+
+        return out, with_finalize(model, out)
 
     def describe(self, cfg: SegSpec, name: str = "") -> str:
         ref = REFERENCE.get(name)
