@@ -219,3 +219,24 @@ def test_train_refuses_bad_masks_in_one_line(cli, tmp_path):
     assert_one_line_error(cli("train", "autoseg_edgetpu_xs", "--data", root, "--input-size", "32", "--out", out),
                           "im3.png", "class id 9")
     assert not out.exists()
+
+
+@pytest.mark.fast
+def test_a_segmentation_spec_file_is_read_beside_classifier_specs(tmp_path):
+    """Both families read .json specs: each file goes to the family whose format it is; a broken classifier spec
+    still gets the classifier's error."""
+    from odml.zoo.registry import resolve
+
+    spec = resolve("autoseg_edgetpu_xs", classes=5, input_size=96).config
+    f = tmp_path / "seg.json"
+    f.write_text(spec.to_json())
+    c = resolve(str(f), input_size=64)
+    assert c.family.name == "segmentation" and c.config.to_line() == spec.to_line()
+    assert c.config.num_classes == 5 and c.config.input_shape == (64, 64, 3)
+    cls = tmp_path / "cls.json"
+    cls.write_text(resolve("mobilenet_edgetpu_v2_tiny").config.to_json())
+    assert resolve(str(cls)).family.name == "ibn"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"line": "stem_k3_s2_c16 dw_k4_e1_s1_c16 head_c0"}))
+    with pytest.raises(SpecError, match="kernel must be an odd"):
+        resolve(str(bad))

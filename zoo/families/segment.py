@@ -93,6 +93,7 @@ class Segment(Family):
              "Autoseg-EdgeTPU's BiFPN (TensorFlow Model Garden)")
     config_type = SegSpec
     width_range = (0.05, 4.0)
+    file_suffixes = (".json", ".yaml", ".yml")
     trainer = "segment"
     train_options = TRAIN_IMAGES - {"sets"}
     train_defaults = {"batch_size": 16, "learning_rate": 5e-3}
@@ -118,6 +119,24 @@ class Segment(Family):
 
     def setting_names(self) -> list[str]:
         return []
+
+    def load_file(self, path: str, classes: int | None = None, input_size: Any = None,
+                  width: float | None = None) -> SegSpec:
+        """A segmentation spec file (JSON/YAML: ``backbone``, ``head``, ...), with
+        the class and input-size overrides."""
+        from odml.documents import read_document
+
+        doc = read_document(path, "spec", SpecError)
+        if not isinstance(doc, dict) or "backbone" not in doc:
+            raise SpecError(f"{path}: not a segmentation spec (no 'backbone')")
+        spec = SegSpec.from_dict(doc, str(path))
+        if width is not None and width != 1.0:
+            raise SpecError(f"{path}: --width applies to zoo names; edit the spec's filters instead")
+        if classes is not None:
+            spec = spec.replace(num_classes=int(classes))
+        if input_size is not None:
+            spec = self.with_input_size(spec, input_size)
+        return self.validate(spec, str(path))
 
     def validate(self, cfg: SegSpec, where: str = "") -> SegSpec:
         cfg.validate(where or cfg.name)

@@ -1,0 +1,91 @@
+"""Segmentation on shapes-seg at 128 px (issue 41): DeepLabv3+ on
+MobileNetEdgeTPUV2-XS against Autoseg-EdgeTPU-XS, each trained for the same
+wall time (one pilot epoch measures an epoch's cost, then as many epochs as
+fit the budget; the schedule ends with them), exported int8 with parity,
+and measured on this host: mIoU and pixel accuracy of the int8 file on the
+validation split, host latency (odml bench: LiteRT, XNNPACK, one thread),
+parameters. Then each finalize method of export (`--finalize`) on the
+Autoseg file: its latency and mIoU against the plain logits file.
+
+    python tests/bench/segmentation.py [--minutes 8] [--images 2000] [--width 1.0]
+
+Prints Markdown tables (docs/benchmarks/segmentation.md). A searched model
+joins the comparison once `odml search --task segment` exists."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ODML = str(Path(sys.executable).with_name("odml"))
+MODELS = ("deeplabv3plus_mobilenet_edgetpuv2_xs", "autoseg_edgetpu_xs")
+FINALIZE = ("resize128,argmax", "resize64,argmax,resize128,squeeze", "resize32,argmax,resize128,squeeze")
+
+
+def run(*args: str) -> dict:
+    p = subprocess.run([ODML, *args, "--json"], capture_output=True, text=True)
+    if p.returncode not in (0, 1):
+        raise SystemExit(f"odml {' '.join(args)}: {p.stderr.strip()[-400:]}")
+    return json.loads(p.stdout)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=8.0)
+    ap.add_argument("--images", type=int, default=2000)
+    ap.add_argument("--width", type=float, default=1.0)
+    a = ap.parse_args()
+    data = f"shapes-seg:{a.images}"
+    rows, finals = [], []
+    with tempfile.TemporaryDirectory() as t:
+        d = Path(t)
+        for name in MODELS:
+            common = [name, "--data", data, "--input-size", "128", "--width", str(a.width)]
+            t0 = time.perf_counter()
+            run("train", *common, "--epochs", "1", "--out", str(d / f"{name}_pilot.keras"), "--no-tensorboard")
+            per_epoch = time.perf_counter() - t0
+            epochs = max(1, int(a.minutes * 60 / per_epoch))
+            t0 = time.perf_counter()
+            res = run("train", *common, "--epochs", str(epochs), "--out", str(d / f"{name}.keras"),
+                      "--no-tensorboard")["train"]
+            wall = time.perf_counter() - t0
+            exp = run("export", str(d / f"{name}.keras"), "--data", data, "--quantize", "int8", "--out",
+                      str(d / name))["export"]
+            art = next(x for x in exp["artifacts"] if x["precision"] == "int8")
+            b = run("bench", str(d / name / art["file"]), "--data", data)["bench"][0]
+            c = b["classification"]
+            rows.append((name, res["params"], epochs, wall, res["val_miou"], c["miou"], c["accuracy"],
+                         b["median_ms"], art["parity"].get("agreement")))
+            print(rows[-1], file=sys.stderr)
+        auto = MODELS[1]
+        plain = run("bench", str(d / auto / f"{auto}_int8.tflite"), "--data", data)["bench"][0]
+        for method in FINALIZE:
+            out = d / f"final_{method.replace(',', '_')}"
+            exp = run("export", str(d / f"{auto}.keras"), "--data", data, "--quantize", "int8", "--finalize", method,
+                      "--out", str(out))["export"]
+            art = next(x for x in exp["artifacts"] if x["precision"] == "int8")
+            b = run("bench", str(out / art["file"]), "--data", data)["bench"][0]
+            finals.append((method, b["median_ms"], b["median_ms"] / plain["median_ms"], b["classification"]["miou"],
+                           plain["classification"]["miou"]))
+            print(finals[-1], file=sys.stderr)
+    print(f"Data: {data} at 128x128 (11 classes), {a.minutes:g} minutes of training each, width {a.width:g}.\n")
+    print("| model | params | epochs | train wall s | val mIoU (Keras) | int8 mIoU | int8 pixel acc | int8 host ms "
+          "| int8 label agreement |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, params, epochs, wall, miou, miou8, acc8, ms, agree in rows:
+        print(f"| {name} | {params:,} | {epochs} | {wall:.0f} | {miou:.4f} | {miou8:.4f} | {acc8:.4f} | {ms:.3f} | "
+              f"{agree if agree is None else f'{agree:.3f}'} |")
+    print("\nFinalize methods on the Autoseg int8 file (host latency against the logits file, mIoU of the label map):\n")
+    print("| --finalize | host ms | vs logits file | mIoU | logits file mIoU |")
+    print("|---|---:|---:|---:|---:|")
+    for method, ms, ratio, miou, base in finals:
+        print(f"| {method} | {ms:.3f} | {ratio:.2f}x | {miou:.4f} | {base:.4f} |")
+
+
+if __name__ == "__main__":
+    main()
