@@ -26,6 +26,11 @@ class SpecError(OdmlError):
     """An architecture spec that cannot be parsed or is invalid."""
 
 
+class NotThisFormat(SpecError):
+    """A spec file that is not this family's format (several families read
+    the same suffix: the registry asks the next one)."""
+
+
 class UnknownModelError(OdmlError):
     """A zoo name that is not registered."""
 

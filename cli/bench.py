@@ -105,7 +105,7 @@ def bench_cmd(
                                                 parse_range(input_range), task)))
         results = _bench_all(files, plan, opts, data, ovic, ovic_limit_ms, frontier_k, frontier_a0, seed, split)
         if blocks:
-            _add_blocks(results, files, devices, opts, specs)
+            _add_blocks(results, files, plan, opts, specs)
     if plot is not None:
         _plot(results, plot)
     for r in results:
@@ -185,15 +185,18 @@ def _block_specs(models) -> dict:
     return {str(m): spec_of(str(m)) for m in models}
 
 
-def _add_blocks(results, files, devices, opts, specs) -> None:
+def _add_blocks(results, files, plan, opts, specs) -> None:
+    from dataclasses import replace
+
     from odml.nas.units import breakdown
 
     k = 0
-    for dev in devices:
+    for dev, acc in plan:  # the results are in the plan's order: device x accelerator, then file
         for given, m in files:
             spec, prec = specs[str(given)]
-            with err.status(f"measuring the blocks of {given} on {dev.label}"):
-                results[k]["blocks"] = breakdown(spec, dev, prec or "fp32", opts, results[k].get("median_ms"),
+            with err.status(f"measuring the blocks of {given} on {dev.label} ({acc})"):
+                results[k]["blocks"] = breakdown(spec, dev, prec or "fp32", replace(opts, accelerator=acc),
+                                                 results[k].get("median_ms") or results[k].get("mean_ms"),
                                                  lower=dev.lowers_grouped)
             k += 1
 

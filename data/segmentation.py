@@ -6,9 +6,8 @@
 - a folder of images and a folder of masks beside it, matched by file
   stem: ``images/`` + ``masks/``, Pascal VOC's ``JPEGImages/`` +
   ``SegmentationClass/`` or ADE20K's ``images/`` + ``annotations/``; a mask
-  is a PNG of class ids (palette PNGs hold the ids as their indices), with
-  ``--ignore-label`` (255 by default, VOC's boundary) for pixels no loss or
-  metric counts; ``classes.txt`` beside the folders names the classes (else
+  is a PNG of class ids (palette PNGs hold the ids as their indices), 255
+  (VOC's boundary) marking pixels no loss or metric counts; ``classes.txt`` beside the folders names the classes (else
   the class count is the largest id seen plus one).
 
 Images are resized bilinearly and masks by nearest neighbour to the model's
@@ -104,6 +103,8 @@ def _split(n: int, val_fraction: float, seed: int, split: str = "val") -> tuple[
     chosen by ``seed``, or (``split="all"``) all of them validating."""
     if split == "all":
         return np.arange(n), np.arange(n), f"all {n} images (your own test set)"
+    if n < 2:
+        raise DataError(f"{n} image(s): a split into training and validation needs at least 2")
     order = np.random.default_rng(seed).permutation(n)
     nv = max(1, int(round(n * val_fraction)))
     return np.sort(order[nv:]), np.sort(order[:nv]), f"{nv} of {n} images validate ({val_fraction:.0%}, seed {seed})"

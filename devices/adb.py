@@ -240,17 +240,31 @@ THERMAL = "/sys/class/thermal"
 HOT_RISE_C = 5.0  # the hottest zone rose this much during one run: the next figures may be throttled
 
 
-def big_cores(serial: str) -> tuple[str | None, dict[int, int]]:
-    """The taskset mask of the phone's fastest cores (those with the highest
-    cpuinfo_max_freq) and every core's max frequency; no mask when all
-    cores are alike or the phone does not say."""
+def big_cores(serial: str, threads: int = 1) -> tuple[str | None, dict[int, int]]:
+    """The taskset mask of the phone's fastest cores (by cpuinfo_max_freq,
+    fastest first, whole frequency groups until there are at least
+    ``threads``) and every core's max frequency; no mask when all cores are
+    alike, when the mask would take every core, or the phone does not say."""
     rc, out = shell(serial, f"for c in {CPUS}/cpu[0-9]*; do echo \"${{c##*/}} "
                             f"$(cat $c/cpufreq/cpuinfo_max_freq 2>/dev/null)\"; done", timeout=30)
     freqs = {int(m[1]): int(m[2]) for m in re.finditer(r"^cpu(\d+) (\d+)\s*$", out, re.M)} if rc == 0 else {}
+    return fastest(freqs, threads), freqs
+
+
+def fastest(freqs: dict[int, int], threads: int = 1) -> str | None:
+    """The taskset mask of the fastest cores of ``freqs`` (core -> max kHz):
+    whole frequency groups, fastest first, until there are ``threads``; None
+    when all cores are alike or every core would be taken."""
     if not freqs or len(set(freqs.values())) < 2:
-        return None, freqs
-    top = max(freqs.values())
-    return format(sum(1 << c for c, f in freqs.items() if f == top), "x"), freqs
+        return None
+    chosen: list[int] = []
+    for f in sorted(set(freqs.values()), reverse=True):  # a phone with one prime core: the prime and the big
+        chosen += [c for c, g in freqs.items() if g == f]
+        if len(chosen) >= threads:
+            break
+    if len(chosen) == len(freqs):
+        return None
+    return format(sum(1 << c for c in chosen), "x")
 
 
 def thermal(serial: str) -> dict[str, dict[str, Any]]:
@@ -300,11 +314,12 @@ def _bench_once(serial: str, model: Path, exe: Path, threads: int, core_mask: st
             raise AdbError(f"{serial}: cannot create {rdir}: {out.strip()[:100]}")
         push(serial, model, rmodel)
         push(serial, exe, rbin)
-        for lib in libs or []:
+        libs = libs if accelerator == "npu" else []
+        for lib in libs:
             push(serial, lib, f"{rdir}/{lib.name}")
         shell(serial, f"chmod 755 {q(rbin)}")
         if core_mask is None:
-            core_mask, _ = big_cores(serial)
+            core_mask, _ = big_cores(serial, threads)
             pinned = "big cores" if core_mask else None
         flags, _ = ACCELERATORS[accelerator]
         args = [rbin, f"--graph={rmodel}", f"--num_threads={threads}", f"--num_runs={runs}",
@@ -400,7 +415,9 @@ _NUM = r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
 def parse_benchmark_output(text: str) -> dict[str, Any]:
     """Parse TFLite benchmark_model output (any of its formats) into ms."""
     res: dict[str, Any] = {}
-    counts = [ln for ln in text.splitlines() if re.search(r"\bcount=\d+", ln)]
+    # the timing lines start with count= (after a log prefix); the op profile's summary lines ("Timings
+    # (microseconds): count=...", "Memory (bytes): count=0") come after them and are not timings of the runs
+    counts = [ln for ln in text.splitlines() if re.match(r"^\s*(?:[A-Z]+:\s*)?count=\d+", ln)]
     if counts:
         line = counts[-1]  # the timed runs come after the warm-up line
         kv = {}

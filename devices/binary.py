@@ -8,7 +8,9 @@ The fetch goes over HTTPS to a temporary name in the cache folder
 (``$ODML_HOME/bin/litert-<version>/<abi>/``); only a complete download
 (as long as the server said) is renamed into place, with its sha256
 written beside it. Every later use checks the copy against that sha256
-and refuses one that no longer matches. ``$ODML_LITERT_BINARIES_URL``
+and refuses one that no longer matches: this catches a copy changed after
+the fetch, not a bad first download (trust on first use; LiteRT publishes
+no checksums to pin). ``$ODML_LITERT_BINARIES_URL``
 points the fetch at a mirror (the tests serve a stand-in on loopback)."""
 
 from __future__ import annotations
@@ -87,9 +89,19 @@ def fetch(abi: str, timeout_s: float = 120.0, say=None) -> Path:
     import urllib.error
     import urllib.request
 
+    from urllib.parse import urlparse
+
     url = url_for(abi)
+    u = urlparse(url)
+    if u.scheme != "https" and not (u.scheme == "http" and u.hostname in ("127.0.0.1", "localhost", "::1")):
+        raise BinaryError(f"${URL_ENV}: {url}: benchmark_model is fetched over https only (plain http on loopback "
+                          "alone, for a local mirror)")
     dest = cache_path(abi)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BinaryError(f"{dest.parent}: cannot create the cache folder ({e.strerror}); set ODML_HOME to a "
+                          "writable folder or give --benchmark-binary") from None
     tmp = dest.with_name(f".{TOOL}.{os.getpid()}.part")
     offline = (f"cannot fetch benchmark_model for {abi} from {url} ({{why}}); try again, or (offline) download it "
                f"on a connected machine and give --benchmark-binary (or set {BINARY_ENV})")
@@ -121,12 +133,16 @@ def fetch(abi: str, timeout_s: float = 120.0, say=None) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    tmp.chmod(tmp.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     digest = h.hexdigest()
     from odml.files import write_text_atomic
 
-    write_text_atomic(dest.with_name(TOOL + ".sha256"), f"{digest}  {TOOL}\n")
-    os.replace(tmp, dest)
+    try:
+        tmp.chmod(tmp.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        write_text_atomic(dest.with_name(TOOL + ".sha256"), f"{digest}  {TOOL}\n")
+        os.replace(tmp, dest)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise BinaryError(f"{dest}: cannot keep the fetched benchmark_model ({e.strerror})") from None
     if say:
         say(f"fetched LiteRT {LITERT_VERSION}'s benchmark_model for {abi} from {url} into {dest} "
             f"(sha256 {digest[:12]}...)")

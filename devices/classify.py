@@ -56,7 +56,7 @@ def classify_dataset(model: str | Path, data: str, device: Any, opts: Any, ovic:
     info = read_tflite_checked(model)
     card = tflite_card(model, info)
     if card.output.task == "segment":
-        return _segment_dataset(model, card, data, device, opts, seed, split)
+        return _segment_dataset(model, card, data, device, opts, seed, split, latency_ms, latency_from)
     if card.output.task != "classify":
         raise DataError(f"{model}: --data scores classifiers and segmentation models; this is {card.family.noun}")
     n_out = int(np.prod(info.outputs[0].shape[1:]))
@@ -94,13 +94,14 @@ def classify_dataset(model: str | Path, data: str, device: Any, opts: Any, ovic:
     return res
 
 
-def _segment_dataset(model: Any, card: Any, data: str, device: Any, opts: Any, seed: int,
-                     split: str) -> dict[str, Any]:
+def _segment_dataset(model: Any, card: Any, data: str, device: Any, opts: Any, seed: int, split: str,
+                     latency_ms: float | None = None, latency_from: str | None = None) -> dict[str, Any]:
     """A segmentation model on the validation split of ``data``: mIoU, pixel
-    accuracy and per-class IoU (the family's score), per-image latency."""
+    accuracy and per-class IoU (the family's score), per-image latency
+    (``latency_ms``: a phone's per-inference figure for every image)."""
     from odml.devices.stats import latency_stats
 
-    ds = card.family.read(card, data, 0.2, seed, split=split)
+    ds = card.family.read(card, data, 0.2, seed, split=split, classes=card.output.size)
     if ds.num_classes != card.output.size:
         raise DataError(f"{data}: {ds.num_classes} classes in the data but {model} has {card.output.size}")
     lat: list[float] = []
@@ -111,9 +112,14 @@ def _segment_dataset(model: Any, card: Any, data: str, device: Any, opts: Any, s
         maps.extend(r["outputs"])
     y = np.asarray(ds.y_val)
     scores = card.family.score(np.stack(maps), y)
-    return {"data": data, "split": ds.split, "images": len(y), "accuracy": scores["accuracy"],
-            "miou": scores["miou"], "iou": scores["iou"], "class_names": list(ds.class_names),
-            "mean_latency_ms": float(np.mean(lat)), "per_image": latency_stats(np.asarray(lat) / 1e3)}
+    if latency_ms is not None:
+        lat = [float(latency_ms)] * len(lat)
+    res = {"data": data, "split": ds.split, "images": len(y), "accuracy": scores["accuracy"],
+           "miou": scores["miou"], "iou": scores["iou"], "class_names": list(ds.class_names),
+           "mean_latency_ms": float(np.mean(lat)), "per_image": latency_stats(np.asarray(lat) / 1e3)}
+    if latency_ms is not None:
+        res["latency_from"] = latency_from
+    return res
 
 
 class TextClassifier:

@@ -205,9 +205,15 @@ class EdgeTpu(Host):
         if exe is None or path.stem.endswith("_edgetpu"):
             return super().bench(path, o)
         with tempfile.TemporaryDirectory(prefix="odml-edgetpu-") as d:
-            p = subprocess.run([exe, "-s", "-o", d, str(path)], capture_output=True, text=True, timeout=600,
-                               check=False)
+            try:
+                p = subprocess.run([exe, "-s", "-o", d, str(path)], capture_output=True, text=True, timeout=600,
+                                   check=False)
+            except subprocess.TimeoutExpired:
+                raise DeviceError(f"{path}: edgetpu_compiler did not finish in 600 s") from None
             compiled = Path(d) / (path.stem + "_edgetpu.tflite")
+            if not compiled.is_file() and self.compile:
+                last = (p.stdout + p.stderr).strip().splitlines()[-1:] or ["no output"]
+                raise DeviceError(f"{path}: edgetpu_compiler made no Edge TPU file: {last[0][:160]}")
             res = super().bench(compiled if compiled.is_file() else path, o)
         res.update(model=str(path), delegation=compiler_delegation(parse_compiler_log(p.stdout + p.stderr)))
         return res

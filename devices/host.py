@@ -302,7 +302,7 @@ def _classify(path: str, o: HostOptions, npy: str) -> dict[str, Any]:
         interp.invoke()
         lat.append((time.perf_counter() - t0) * 1e3)
         y = _dequantize(interp.get_tensor(out["index"]), out)
-        if y.ndim >= 3:  # a map (segmentation: scores, or finalized labels): whole, the parent scores it
+        if y.ndim >= 3 and int(np.prod(y.shape[1:3])) > 1:  # a map (segmentation scores or labels): whole
             pred.append(None)
             scores.append(y[0].astype(np.float32))
             continue

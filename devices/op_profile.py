@@ -87,7 +87,9 @@ def profile(path: str, threads: int = 1, xnnpack: bool = True, min_runs: int = 3
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils as fu
 
-    data = open(path, "rb").read()
+    from pathlib import Path
+
+    data = Path(path).read_bytes()
     whole = _interpreter(data, threads, xnnpack)
     for d in whole.get_input_details():
         whole.set_tensor(d["index"], _same_input(d, np.random.default_rng(seed)))

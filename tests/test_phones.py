@@ -68,6 +68,24 @@ def test_run_order_profile_and_time_share():
 
 
 @pytest.mark.fast
+def test_the_timings_are_the_runs_not_the_profile_summary():
+    r = parse_benchmark_output("INFO: count=50 first=1100 curr=1000 min=990 max=1100 avg=1000 std=20 p5=995 "
+                               "median=1000 p95=1050\nTimings (microseconds): count=150 first=9 min=1 max=99 avg=33 "
+                               "std=20\nMemory (bytes): count=0\n")
+    assert r["count"] == 50 and r["median_ms"] == 1.0 and r["max_ms"] == 1.1
+
+
+@pytest.mark.fast
+def test_the_fastest_cores_for_the_threads():
+    from odml.devices.adb import fastest
+
+    prime = {**{c: 1_800_000 for c in range(4)}, 4: 2_800_000, 5: 2_800_000, 6: 2_800_000, 7: 3_200_000}
+    assert fastest(prime, 1) == "80" and fastest(prime, 2) == "f0" and fastest(prime, 4) == "f0"
+    assert fastest(prime, 5) is None  # every core: no pinning
+    assert fastest({c: 2_000_000 for c in range(8)}, 1) is None and fastest({}, 1) is None
+
+
+@pytest.mark.fast
 def test_heat_says_when_the_phone_may_throttle():
     before = {"z0": {"type": "cpu", "temp_c": 40.0, "trip_c": 95.0}, "z1": {"type": "bat", "temp_c": 30.0,
                                                                              "trip_c": 60.0}}

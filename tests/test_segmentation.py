@@ -240,3 +240,24 @@ def test_a_segmentation_spec_file_is_read_beside_classifier_specs(tmp_path):
     bad.write_text(json.dumps({"line": "stem_k3_s2_c16 dw_k4_e1_s1_c16 head_c0"}))
     with pytest.raises(SpecError, match="kernel must be an odd"):
         resolve(str(bad))
+
+
+@pytest.mark.fast
+def test_scores_of_label_maps_at_another_size_and_a_broken_spec_file(tmp_path):
+    from odml.zoo.registry import family_of, resolve
+
+    fam = family_of("autoseg_edgetpu_xs")
+    y = np.zeros((2, 8, 8), np.uint8)
+    y[:, :4] = 1
+    labels = np.zeros((2, 4, 4))
+    labels[:, :2] = 1  # the same map at half the size
+    s = fam.score(labels, y)
+    assert s["miou"] == 1.0 and s["accuracy"] == 1.0
+    logits = np.stack([1 - labels, labels], -1)  # scores at the half size: resized bilinearly, then argmax
+    assert fam.score(logits, y)["accuracy"] > 0.8
+    spec = json.loads(resolve("autoseg_edgetpu_xs").config.to_json())
+    spec["head"]["repeatz"] = 3
+    f = tmp_path / "typo.json"
+    f.write_text(json.dumps(spec))
+    with pytest.raises(SpecError, match="head: unknown key.*repeatz"):  # the segmentation family's own error
+        resolve(str(f))

@@ -151,7 +151,8 @@ def train_entry(c: Any, req: Any, out: Path, progress: Any, log: Callable[[str],
     res["summary"] = [
         ("val mIoU", f"{res['val_miou']:.4f}"), ("val pixel accuracy", f"{res['val_pixel_accuracy']:.4f}"),
         ("classes present", f"{len(present)} of {res['classes']}"),
-        ("val loss", f"{res['val_loss']:.4f} (class frequencies alone: {res['val_prior_loss']:.4f})"),
+        ("val loss", "-" if res["val_loss"] is None else
+         f"{res['val_loss']:.4f} (class frequencies alone: {res['val_prior_loss']:.4f})"),
         ("train loss", f"{res['train_loss']:.4f}"),
         ("parameters", f"{res['params']:,}"), ("MACs", _macs(res["macs"])),
         ("input", "x".join(map(str, res["input_shape"]))),

@@ -144,13 +144,15 @@ def resolve(model: str, classes: int | None = None, input_size: Any = None, widt
         raise SpecError(f"{model}: not a zoo name nor a spec file ({', '.join(kinds)})")
     if sets:
         raise SpecError(f"{model}: --set applies to zoo names; edit the file instead")
-    # several families read this suffix (specs of classifiers and of segmentation models are JSON): the file is
-    # the first one's whose format it is; when none reads it, the first family's error says why
+    # several families read this suffix (specs of classifiers and of segmentation models are JSON): a family
+    # says NotThisFormat of a file that is not its format, and the next is asked; any other error is the answer
+    from odml.errors import NotThisFormat
+
     first: SpecError | None = None
     for fam in readers:
         try:
             cfg = fam.load_file(model, classes=classes, input_size=input_size, width=width)
-        except SpecError as e:
+        except NotThisFormat as e:
             first = first or e
             continue
         return Configured(fam, cfg, getattr(cfg, "name", None) or p.stem)

@@ -202,7 +202,13 @@ class IBN(Family):
     def load_file(self, path: str, classes: int | None = None, input_size: Any = None,
                   width: float | None = None) -> ModelSpec:
         """A spec file (JSON/YAML), with the class and input-size overrides."""
-        spec = ModelSpec.load(path)
+        from odml.documents import read_document
+        from odml.errors import NotThisFormat
+
+        doc = read_document(path, "spec", SpecError)
+        if isinstance(doc, dict) and "backbone" in doc:  # a segmentation spec (zoo/segspec.py)
+            raise NotThisFormat(f"{path}: not a classifier spec (it has a 'backbone')")
+        spec = ModelSpec.from_dict(doc, str(path))
         changes: dict[str, Any] = {}
         if classes is not None:
             changes["num_classes"] = classes

@@ -125,10 +125,11 @@ class Segment(Family):
         """A segmentation spec file (JSON/YAML: ``backbone``, ``head``, ...), with
         the class and input-size overrides."""
         from odml.documents import read_document
+        from odml.errors import NotThisFormat
 
         doc = read_document(path, "spec", SpecError)
         if not isinstance(doc, dict) or "backbone" not in doc:
-            raise SpecError(f"{path}: not a segmentation spec (no 'backbone')")
+            raise NotThisFormat(f"{path}: not a segmentation spec (no 'backbone')")
         spec = SegSpec.from_dict(doc, str(path))
         if width is not None and width != 1.0:
             raise SpecError(f"{path}: --width applies to zoo names; edit the spec's filters instead")
@@ -193,7 +194,8 @@ class Segment(Family):
         if options.get("val_data"):
             raise SpecError("--val-data is not offered for segmentation data yet; the split is --val-split")
         h, w, c = card.input.shape
-        return load_segmentation(data, (h, w), c, val_split, seed, split=options.get("split", "val"))
+        return load_segmentation(data, (h, w), c, val_split, seed, classes=options.get("classes"),
+                                 split=options.get("split", "val"))
 
     def score(self, logits: Any, y: Any) -> dict[str, Any]:
         """mIoU, pixel accuracy and per-class IoU of ``logits`` (N, h, w,
@@ -208,10 +210,15 @@ class Segment(Family):
         logits, y = np.asarray(logits), np.asarray(y)
         if logits.ndim == 4:
             n_classes = logits.shape[-1]
-            pred = np.concatenate([resize_bilinear(logits[i:i + 64], *y.shape[1:3]).argmax(-1)
-                                   for i in range(0, len(logits), 64)])
+            pred = np.concatenate([resize_bilinear(logits[i:i + 4], *y.shape[1:3]).argmax(-1)
+                                   for i in range(0, len(logits), 4)])  # 4 at a time: 512x512x32 maps are large
         else:
-            n_classes, pred = int(max(logits.max(), y[y != 255].max(initial=0))) + 1, logits
+            pred = np.rint(logits).astype(np.int64)
+            if pred.shape[1:] != y.shape[1:]:  # a label map finalized at another size: nearest neighbour
+                ry = (np.arange(y.shape[1]) + 0.5) * pred.shape[1] / y.shape[1]
+                rx = (np.arange(y.shape[2]) + 0.5) * pred.shape[2] / y.shape[2]
+                pred = pred[:, ry.astype(np.int64)][:, :, rx.astype(np.int64)]
+            n_classes = int(max(pred.max(), y[y != 255].max(initial=0))) + 1
         s = seg_scores(confusion(pred, y, n_classes))
         return {"accuracy": s["pixel_accuracy"], "miou": s["miou"], "iou": s["iou"]}
 
