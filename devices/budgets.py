@@ -84,6 +84,7 @@ class BudgetFile:
     source: str
     defaults: dict[str, Any] = field(default_factory=dict)
     models: list[ModelBudget] = field(default_factory=list)
+    base: Path = Path(".")  # the budget file's folder: relative paths in it are relative to it
 
 
 def _quantity(value: Any, units: dict[str, float], kind: str, where: str) -> float:
@@ -165,7 +166,7 @@ def load_budgets(path: str | Path) -> BudgetFile:
     if not isinstance(models, list) or not models:
         raise BudgetFileError(f"{where}: no [[model]] entries")
     base = p.parent
-    out = BudgetFile(where, defaults)
+    out = BudgetFile(where, defaults, base=base)
     for i, m in enumerate(models):
         w = f"{where}: model {i + 1}"
         if not isinstance(m, dict):
@@ -274,7 +275,8 @@ def evaluate(bf: BudgetFile, progress: Any = None, device: str | None = None, ac
     d = bf.defaults
     where = device or d.get("device", "host")
     try:
-        dev = parse_device(where, benchmark_binary or d.get("benchmark_binary"), check=False)
+        given = benchmark_binary or (str(bf.base / d["benchmark_binary"]) if d.get("benchmark_binary") else None)
+        dev = parse_device(where, given, check=False)
         accs = dev.accelerators_for(accelerators or d.get("accelerators"))
     except DeviceError as e:
         raise BudgetFileError(f"{bf.source}: {e}") from None

@@ -294,7 +294,9 @@ def parse_device(text: str, benchmark_binary: str | None = None, check: bool = T
     elif t == "adb" or (t.startswith("adb:") and len(t) > 4):
         serial, accel = t[4:], None
         head, _, tail = serial.rpartition(":")
-        if head and tail.isalpha():  # adb:SERIAL:gpu (a network serial ends in its port)
+        if serial in KNOWN_ACCELERATORS:  # adb:gpu: the one attached phone, on its GPU
+            serial, accel = "", serial
+        elif head and tail.isalpha():  # adb:SERIAL:gpu (a network serial ends in its port)
             serial, accel = head, tail.lower()
             if accel not in KNOWN_ACCELERATORS:
                 raise DeviceError(f"--device {t!r}: unknown accelerator {tail!r}; known: "

@@ -13,8 +13,8 @@ from odml.data.segmentation import IGNORE, confusion, load_seg_folder, load_shap
 from odml.errors import DataError, SpecError
 from odml.zoo.segspec import SegHead, SegSpec, bifpn_nodes, parse_head
 
-ZOO = ("deeplabv3plus_mobilenet_edgetpuv2_xs", "deeplabv3plus_mobilenet_edgetpuv2_s",
-       "deeplabv3plus_mobilenet_edgetpuv2_m", "autoseg_edgetpu_xs", "autoseg_edgetpu_s")
+ZOO = ("deeplabv3plus_edgetpu_xs", "deeplabv3plus_edgetpu_s",
+       "deeplabv3plus_edgetpu_m", "autoseg_edgetpu_xs", "autoseg_edgetpu_s")
 
 
 @pytest.mark.fast

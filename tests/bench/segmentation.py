@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 ODML = str(Path(sys.executable).with_name("odml"))
-MODELS = ("deeplabv3plus_mobilenet_edgetpuv2_xs", "autoseg_edgetpu_xs")
+MODELS = ("deeplabv3plus_edgetpu_xs", "autoseg_edgetpu_xs")
 FINALIZE = ("resize128,argmax", "resize64,argmax,resize128,squeeze", "resize32,argmax,resize128,squeeze")
 
 

@@ -41,10 +41,10 @@ AUTOSEG = {
 }
 
 # the Model Garden README's parameter counts (32 classes) and its ADE20K-32 mIoU, for checks and `zoo list`
-REFERENCE = {"deeplabv3plus_mobilenet_edgetpuv2_xs": (3.6e6, 56.02), "deeplabv3plus_mobilenet_edgetpuv2_s": (5.2e6, 59.43),
-             "deeplabv3plus_mobilenet_edgetpuv2_m": (7.7e6, 59.81), "autoseg_edgetpu_xs": (2.9e6, 59.64),
+REFERENCE = {"deeplabv3plus_edgetpu_xs": (3.6e6, 56.02), "deeplabv3plus_edgetpu_s": (5.2e6, 59.43),
+             "deeplabv3plus_edgetpu_m": (7.7e6, 59.81), "autoseg_edgetpu_xs": (2.9e6, 59.64),
              "autoseg_edgetpu_s": (3.1e6, 61.31)}
-DEEPLAB = "deeplabv3plus_mobilenet_edgetpuv2_"
+DEEPLAB = "deeplabv3plus_edgetpu_"
 AUTOSEG_PREFIX = "autoseg_edgetpu_"
 
 
