@@ -15,13 +15,13 @@ input size; training flips image and mask together."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
-from odml.data.images import IMAGE_EXTENSIONS, epoch_order, sample_indices
+from odml.data.images import IMAGE_EXTENSIONS, ImageDataset
 from odml.errors import DataError
 
 IGNORE = 255
@@ -29,48 +29,15 @@ PAIRS = (("images", "masks"), ("JPEGImages", "SegmentationClass"), ("images", "a
 
 
 @dataclass
-class SegDataset:
-    x_train: np.ndarray  # uint8 (N, H, W, C)
-    y_train: np.ndarray  # uint8 (N, H, W): class ids, ``ignore_label`` where nothing is counted
-    x_val: np.ndarray
-    y_val: np.ndarray
-    class_names: list[str]
-    source: str
-    notes: list[str] = field(default_factory=list)
-    split: str = ""
+class SegDataset(ImageDataset):
+    """An :class:`~odml.data.images.ImageDataset` whose labels are maps:
+    ``y_*`` uint8 (N, H, W) class ids, ``ignore_label`` where nothing is
+    counted."""
+
     ignore_label: int = IGNORE
-    _pipeline: Any = field(default=None, init=False, repr=False, compare=False)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
 
     def summary(self) -> dict:
-        return {"source": self.source, "classes": self.num_classes, "train": int(len(self.y_train)),
-                "val": int(len(self.y_val)), "image_shape": list(self.image_shape), "split": self.split,
-                "ignore_label": self.ignore_label, "notes": self.notes}
-
-    def count(self, split: str) -> int:
-        return len(self.y_train if split == "train" else self.y_val)
-
-    def sample(self, split: str, n: int | None = None, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        x, y = (self.x_train, self.y_train) if split == "train" else (self.x_val, self.y_val)
-        if n is None or n >= len(y):
-            return x, y
-        idx = sample_indices(len(y), n, seed)
-        return x[idx], y[idx]
-
-    def batches(self, split: str, batch: int, epoch: int = 0, seed: int = 0, shuffle: bool = False,
-                distortion: float = 0.0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        x, y = (self.x_train, self.y_train) if split == "train" else (self.x_val, self.y_val)
-        order = epoch_order(len(y), epoch, seed, shuffle)
-        for i in range(0, len(order), batch):
-            idx = order[i:i + batch]
-            yield x[idx], y[idx]
+        return {**super().summary(), "ignore_label": self.ignore_label}
 
     def epoch_dataset(self, epoch: int, batch: int, seed: int, distortion: float = 0.0) -> Any:
         """The training pipeline: float [0, 1] images and int32 masks, shuffled,
@@ -93,9 +60,6 @@ class SegDataset:
             ds = ds.map(prep, num_parallel_calls=T.data.AUTOTUNE).batch(batch).prefetch(T.data.AUTOTUNE)
             self._pipeline = ((batch, seed), ds)
         return self._pipeline[1]
-
-    def everything(self) -> tuple[np.ndarray, np.ndarray]:
-        return np.concatenate([self.x_train, self.x_val]), np.concatenate([self.y_train, self.y_val])
 
 
 def _split(n: int, val_fraction: float, seed: int, split: str = "val") -> tuple[np.ndarray, np.ndarray, str]:
