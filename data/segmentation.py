@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from odml.data.images import IMAGE_EXTENSIONS, ImageDataset
+from odml.data.images import IMAGE_EXTENSIONS, ImageDataset, _resize_all
 from odml.errors import DataError
 
 IGNORE = 255
@@ -89,7 +89,7 @@ def load_shapes_seg(source: str, size: tuple[int, int], channels: int = 3, val_f
     if h != w:
         x, m = _resize(x, m, size, channels)
     elif channels == 1:
-        x = np.round(x.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).astype(np.uint8)[..., None]
+        x = _resize_all(x, size, channels)  # grey, no resize
     tr, va, how = _split(n, val_fraction, seed, split)
     return SegDataset(x[tr], m[tr], x[va], m[va], ["background", *CLASSES], source,
                       [f"generated: {n} figures in clutter with their masks, {len(CLASSES) + 1} classes "
@@ -97,18 +97,12 @@ def load_shapes_seg(source: str, size: tuple[int, int], channels: int = 3, val_f
 
 
 def _resize(x: np.ndarray, m: np.ndarray, size: tuple[int, int], channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images resized bilinearly (``data/images.py``), masks by nearest neighbour."""
     from PIL import Image
 
     h, w = size
-    xo = np.empty((len(x), h, w, channels), np.uint8)
-    mo = np.empty((len(m), h, w), np.uint8)
-    for i in range(len(x)):
-        img = Image.fromarray(x[i]).convert("L" if channels == 1 else "RGB")
-        a = np.asarray(img.resize((w, h), Image.BILINEAR) if img.size != (w, h) else img)
-        xo[i] = a[..., None] if channels == 1 else a
-        mk = Image.fromarray(m[i])
-        mo[i] = np.asarray(mk.resize((w, h), Image.NEAREST) if mk.size != (w, h) else mk)
-    return xo, mo
+    mo = np.stack([np.asarray(Image.fromarray(mk).resize((w, h), Image.NEAREST)) for mk in m])
+    return _resize_all(x, size, channels), mo
 
 
 def find_pairs(path: Path) -> tuple[list[Path], list[Path], Path]:

@@ -57,6 +57,7 @@ class Device:
     runtimes: tuple[str, ...] = ("interpreter",)  # the LiteRT runtimes --runtime may choose here
     accelerators: tuple[str, ...] = ("cpu",)  # what --accelerator may name here; the first is the default
     accelerator: str | None = None  # the one named in --device (adb:SERIAL:gpu)
+    say: Callable[[str], None] | None = None  # where a device announces slow set-up (a phone's binary fetched)
 
     @property
     def label(self) -> str:

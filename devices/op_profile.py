@@ -38,11 +38,14 @@ def _time_invokes(it: Any, min_runs: int, min_secs: float) -> float:
     return float(np.median(ts)) * 1e3
 
 
-def _interpreter(content: bytes, threads: int, xnnpack: bool) -> Any:
+def _interpreter(content: bytes, threads: int, xnnpack: bool, preserve: bool = False) -> Any:
+    """LiteRT's Interpreter on ``content``; ``preserve``: every tensor kept
+    after the run (LiteRT's own kernels: a delegate keeps none)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    it = Interpreter(model_content=content, num_threads=threads, experimental_op_resolver_type=resolver)
+    it = Interpreter(model_content=content, num_threads=threads, experimental_op_resolver_type=resolver,
+                     experimental_preserve_all_tensors=preserve)
     it.allocate_tensors()
     return it
 
@@ -96,7 +99,7 @@ def profile(path: str, threads: int = 1, xnnpack: bool = True, min_runs: int = 3
     whole_ms = _time_invokes(whole, min_runs, min_secs)
     del whole
     # the values every tensor holds on this input, to feed each op cut out
-    keep = _interpreter_preserving(data, threads)
+    keep = _interpreter(data, threads, xnnpack=False, preserve=True)
     for d in keep.get_input_details():
         keep.set_tensor(d["index"], _same_input(d, np.random.default_rng(seed)))
     keep.invoke()
@@ -163,15 +166,6 @@ def profile(path: str, threads: int = 1, xnnpack: bool = True, min_runs: int = 3
             "whole_ms": max(0.0, whole_ms - overhead),
             "whole_raw_ms": whole_ms, "invoke_overhead_ms": overhead, "sum_ms": float(sum(measured)),
             "ops": rows, "unmeasured": sum(1 for r in rows if r["ms"] is None)}
-
-
-def _interpreter_preserving(data: bytes, threads: int) -> Any:
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    it = Interpreter(model_content=data, num_threads=threads, experimental_preserve_all_tensors=True,
-                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    it.allocate_tensors()
-    return it
 
 
 def _same_input(d: dict, rng: np.random.Generator) -> np.ndarray:

@@ -120,10 +120,9 @@ def finalized(src: Source, method: str) -> Source:
 
     from odml.zoo.load import predict_keras
 
-    cfg, _ = src.family.finalize(src.card.config, method)  # a model that cannot take it: refused, nothing built
-    if src.keras_model is None:
+    cfg, km = src.family.finalize(src.card.config, method, src.keras_model)  # a model that cannot take it: refused
+    if km is None:
         raise ExportError(f"--finalize {method}: {src.name} is not a Keras model odml can add the steps to")
-    cfg, km = src.family.finalize(src.card.config, method, src.keras_model)
     return replace(src, card=replace(src.card, config=cfg), predict=lambda x: predict_keras(km, x), convertible=km,
                    keras_model=km, trackable=None)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from odml.errors import SpecError
-from odml.zoo.families.ibn import PREFIX, _check_width, _size_arg, input_shape, mobilenet_edgetpu_v2
+from odml.zoo.families.ibn import _check_width, _size_arg, input_shape, mobilenet_edgetpu_v2
 from odml.zoo.family import TRAIN_IMAGES, Counts, Family, InputSpec, OutputSpec
 from odml.zoo.registry import register_family
 from odml.zoo.segspec import SegHead, SegSpec
@@ -246,5 +246,3 @@ class Segment(Family):
         m = re.match(r"^(stem|block\d+)(?:_|$)", layer)
         return m[1] if m else "head"
 
-
-__all__ = ["Segment", "segmentation_spec", "PREFIX"]
