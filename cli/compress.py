@@ -106,20 +106,23 @@ class _Bar:
 
 def _table(rep: dict[str, Any]) -> None:
     t = rep["teacher"]
-    auc = f", AUC {t['auc']:.4f}" if "auc" in t else ""
+    # beside accuracy, what the family scores most: a text classifier's ROC AUC, a segmentation's mIoU
+    extra = next(((k, name) for k, name in (("auc", "AUC"), ("miou", "mIoU")) if k in t), None)
+    more = f", {extra[1]} {t[extra[0]]:.4f}" if extra else ""
+    acc = "pixel accuracy" if extra and extra[0] == "miou" else "accuracy"
     tab = Table(title=f"odml compress on {rep['device']}: teacher {Path(t['model']).name} "
-                      f"(accuracy {t['accuracy']:.4f}{auc}, {t['size_bytes'] / 1024:,.0f} KiB fp32, "
+                      f"({acc} {t['accuracy']:.4f}{more}, {t['size_bytes'] / 1024:,.0f} KiB fp32, "
                       f"{t['latency_ms']:.3f} ms)")
-    text = "auc" in t
     qat = any(r.get("ptq_int8_accuracy") is not None for r in rep["students"])
     cols = ("", "student", "accuracy", "int8 acc", *(("float", "PTQ int8") if qat else ()),
-            *(("AUC", "int8 AUC") if text else ()), "params", "size KiB",
+            *((extra[1], f"int8 {extra[1]}") if extra else ()), "params", "size KiB",
             "gzip KiB", "latency ms", "smaller", "faster", "sparsity")
     for c in cols:
         tab.add_column(c, justify="left" if c in ("", "student") else "right")
     for r in rep["students"]:
         mark = " ".join(m for m, on in (("picked", r["picked"]), ("pareto", r["pareto"])) if on)
-        aucs = (f"{r['auc']:.4f}", "-" if r.get("int8_auc") is None else f"{r['int8_auc']:.4f}") if text else ()
+        k = extra[0] if extra else ""
+        aucs = (f"{r[k]:.4f}", "-" if r.get(f"int8_{k}") is None else f"{r[f'int8_{k}']:.4f}") if extra else ()
         qats = tuple("-" if r.get(k) is None else f"{r[k]:.4f}" for k in ("float_accuracy", "ptq_int8_accuracy")
                      ) if qat else ()
         tab.add_row(mark, r["label"], f"{r['accuracy']:.4f}",

@@ -45,6 +45,31 @@ def _prunable(layer, K, structure: str) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class Pixels:
+    """Students that segment: labels are masks at the input size, logits at
+    the model's stride, resized bilinearly to the masks for the loss and the
+    accuracy (as odml trains segmentation models, train/segment.py);
+    ``ignore_label`` pixels count in neither. The teacher's per-pixel
+    distribution is resized to each student's logits for the soft loss."""
+
+    ignore_label: int = 255
+
+    def loss(self, y: Any, logits: Any) -> Any:
+        from odml.train.segment import seg_loss
+
+        return seg_loss(self.ignore_label)(y, logits)
+
+    def accuracy(self, y: Any, logits: Any) -> Any:
+        from odml._tf import tf
+
+        T = tf()
+        y = T.cast(y, T.int32)
+        pred = T.argmax(T.image.resize(logits, T.shape(y)[1:3], method="bilinear"), -1, output_type=T.int32)
+        valid = T.cast(T.not_equal(y, self.ignore_label), T.float32)
+        return T.reduce_sum(T.cast(T.equal(pred, y), T.float32) * valid) / T.maximum(T.reduce_sum(valid), 1.0)
+
+
 def wrap_for_pruning(model: Any, recipe: Recipe, total_steps: int) -> Any:
     """Wrap every prunable layer (convolutions and dense layers; 2:4 only where
     the input channels allow it) with tfmot's prune_low_magnitude."""
@@ -260,7 +285,8 @@ def perturb(x: Any, how: str, kind: str, rate: float = 0.15) -> Any:
 def train_students(teacher_model: Any, students: list[Student], data: Any, recipe: Recipe, ckpt_dir: Path,
                    on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
                    input_kind: str = "image", teacher_range: tuple[float, float] | None = None,
-                   shared: int | None = None, time_one: bool = True) -> dict[str, Any]:
+                   shared: int | None = None, time_one: bool = True, pixels: Any = None,
+                   teacher_out: Callable[[Any], Any] | None = None) -> dict[str, Any]:
     """Train all students together for recipe.epochs on ``data`` (arrays of
     model inputs: images, or texts featurized by the teacher's family,
     ``input_kind`` saying which), resuming from the last finished epoch in
@@ -268,9 +294,12 @@ def train_students(teacher_model: Any, students: list[Student], data: Any, recip
     ``teacher_range`` (a teacher of yours may read [0, 255] or [-1, 1]).
     ``shared``: the index of the widest student, whose variables all the
     students share (compress/shared.py). ``time_one``: time one student's
-    step alone, to set the run's against. Returns timing and per-epoch
-    history."""
-    trainer = StudentTrainer(teacher_model, students, data, recipe, input_kind, teacher_range, shared)
+    step alone, to set the run's against. ``pixels``: the students segment
+    (:class:`Pixels`: labels are masks, losses and accuracy per pixel).
+    ``teacher_out``: the teacher's output as class logits (its family's
+    ``class_logits``). Returns timing and per-epoch history."""
+    trainer = StudentTrainer(teacher_model, students, data, recipe, input_kind, teacher_range, shared, pixels,
+                             teacher_out)
     return EpochLoop(trainer, ckpt_dir, on_epoch).run(time_one)
 
 
@@ -283,13 +312,14 @@ class StudentTrainer:
 
     def __init__(self, teacher_model: Any, students: list[Student], data: Any, recipe: Recipe,
                  input_kind: str = "image", teacher_range: tuple[float, float] | None = None,
-                 shared: int | None = None):
+                 shared: int | None = None, pixels: Any = None, teacher_out: Callable[[Any], Any] | None = None):
         from odml._tf import keras, tf
 
         T, K = tf(), keras()
         K.utils.set_random_seed(recipe.seed)
         self.teacher, self.students, self.data, self.recipe = teacher_model, students, data, recipe
-        self.input_kind, self.shared = input_kind, shared
+        self.input_kind, self.shared, self.pixels = input_kind, shared, pixels
+        self.teacher_out = teacher_out or (lambda t: t)
         self.steps = int(np.ceil(len(data.y_train) / recipe.batch_size))  # per epoch
         self.total_steps = self.steps * recipe.epochs
         d = self.distill = recipe.distill
@@ -301,9 +331,10 @@ class StudentTrainer:
         self.ce = K.losses.SparseCategoricalCrossentropy(from_logits=True)
         self.kl = K.losses.KLDivergence()
         self.temp, self.alpha = float(d.temperature), float(d.alpha) if d.enabled else 0.0
-        x0, _ = data.sample("train", 1)
+        x0, y0 = data.sample("train", 1)
         in_dtype = T.float32 if x0.dtype == np.uint8 else T.as_dtype(x0.dtype)
-        self.signature = [T.TensorSpec([None, *list(x0.shape[1:])], in_dtype), T.TensorSpec([None], T.int64)]
+        y_spec = T.TensorSpec([None, *y0.shape[1:]], T.int32) if pixels else T.TensorSpec([None], T.int64)
+        self.signature = [T.TensorSpec([None, *list(x0.shape[1:])], in_dtype), y_spec]
         for i, s in enumerate(students):  # optimizer slots created eagerly, not while tracing
             if self.sh is None or i == shared:  # shared: the widest's optimizer steps for all
                 s.optimizer.build(s.model.trainable_variables)
@@ -354,11 +385,28 @@ class StudentTrainer:
         from odml._tf import tf
 
         T = tf()
-        hard = self.ce(y, logits[: T.shape(y)[0]])
+        hard = self.hard_loss(y, logits[: T.shape(y)[0]])
         if not self.alpha or t_soft is None:
             return hard
+        if self.pixels and tuple(t_soft.shape[1:3]) != tuple(logits.shape[1:3]):  # the teacher's map at the student's
+            t_soft = T.image.resize(t_soft, logits.shape[1:3], method="bilinear")
         soft = self.kl(t_soft, T.nn.softmax(logits / self.temp)) * self.temp * self.temp
         return (1 - self.alpha) * hard + self.alpha * soft
+
+    def hard_loss(self, y: Any, logits: Any) -> Any:
+        """Cross-entropy on the labels: per example, or per pixel of the masks
+        (the logits resized to them, ignored pixels left out)."""
+        return self.pixels.loss(y, logits) if self.pixels else self.ce(y, logits)
+
+    def accuracy(self, y: Any, logits: Any) -> Any:
+        """The share of examples (pixels of the masks) whose argmax is the label."""
+        from odml._tf import tf
+
+        T = tf()
+        if self.pixels:
+            return self.pixels.accuracy(y, logits)
+        pred = T.argmax(logits, -1, output_type=T.int32)
+        return T.reduce_mean(T.cast(T.equal(pred, T.cast(y, T.int32)), T.float32))
 
     def teacher_soft(self, x: Any, y: Any, n: Any) -> Any:
         """The teacher's softened distribution on ``x`` (None in plain
@@ -372,12 +420,12 @@ class StudentTrainer:
             return None
         if d.joint:
             with T.GradientTape() as tape:
-                t_logits = teacher(xt, training=True)
-                t_loss = self.ce(y, t_logits[:n])
+                t_logits = self.teacher_out(teacher(xt, training=True))
+                t_loss = self.hard_loss(y, t_logits[:n])
             grads = tape.gradient(t_loss, teacher.trainable_variables)
             self.teacher_opt.apply_gradients(zip(grads, teacher.trainable_variables))
         else:
-            t_logits = teacher(xt, training=False)  # one teacher pass, shared by every student
+            t_logits = self.teacher_out(teacher(xt, training=False))  # one teacher pass, shared by every student
         return T.stop_gradient(T.nn.softmax(t_logits / self.temp))
 
     def make_step(self, group: list[Student], tied: Any = None, idx: tuple[int, ...] = ()) -> Any:
@@ -414,9 +462,7 @@ class StudentTrainer:
                         w_soft = T.stop_gradient(T.nn.softmax(logits / temp))
                 if s.masks is not None:
                     s.masks.apply()
-                pred = T.argmax(logits[:n], -1, output_type=T.int32)
-                acc = T.reduce_mean(T.cast(T.equal(pred, T.cast(y, T.int32)), T.float32))
-                out.append((loss, acc))
+                out.append((loss, self.accuracy(y, logits[:n])))
             if tied is not None:
                 group[0].optimizer.apply_gradients(zip(summed, group[0].model.trainable_variables))
             return out

@@ -75,7 +75,7 @@ class CompressOptions:
 # ---- --pick -------------------------------------------------------------------------
 _OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt, "==": operator.eq}
 PICK_METRICS = {"latency_ms", "size_bytes", "size_kb", "size_mb", "gzip_bytes", "params", "accuracy",
-                "int8_accuracy", "speedup", "size_ratio"}
+                "int8_accuracy", "speedup", "size_ratio", "miou", "int8_miou"}
 
 
 def parse_pick(text: str) -> list[tuple[str, str, float]]:
@@ -104,11 +104,18 @@ def _metric(row: dict[str, Any], name: str) -> float:
 
 
 def pick(rows: list[dict[str, Any]], conds: list[tuple[str, str, float]]) -> dict[str, Any] | None:
-    """The most accurate student (int8 accuracy where it exists) that meets
-    every condition; None when none does."""
+    """The best student (by ``final_accuracy``: int8 where it exists; a
+    segmentation's mIoU) that meets every condition; None when none does."""
     ok = [r for r in rows if r["role"] == "student" and all(
         _metric(r, m) is not None and _OPS[op](_metric(r, m), v) for m, op, v in conds)]
-    return max(ok, key=lambda r: (r.get("int8_accuracy") or r["accuracy"], -r["latency_ms"])) if ok else None
+    return max(ok, key=lambda r: (final_score(r), -r["latency_ms"])) if ok else None
+
+
+def final_score(r: dict[str, Any]) -> float:
+    """What ranks a model of the run: its int8 score where it has one, else its
+    float one; the score is mIoU for segmentation, accuracy otherwise."""
+    key = "miou" if "miou" in r else "accuracy"
+    return r[f"int8_{key}"] if r.get(f"int8_{key}") is not None else r[key]
 
 
 # ---- the pipelines -------------------------------------------------------------------------
@@ -262,9 +269,50 @@ def _tflite_outputs(path: Path, outputs: Callable, spec: Any) -> np.ndarray:
 
 
 def _scores(p: Prepared, logits: np.ndarray, prefix: str = "") -> dict[str, Any]:
-    """What the teacher's family scores beyond accuracy (text: ROC AUC), named
-    with ``prefix`` (int8_)."""
-    return {f"{prefix}{k}": v for k, v in p.teacher.family.score(logits, p.data.y_val).items() if k != "accuracy"}
+    """What the students' family scores beyond accuracy (text: ROC AUC;
+    segmentation: mIoU and per-class IoU), named with ``prefix`` (int8_)."""
+    return {f"{prefix}{k}": v for k, v in _score(p, logits).items() if k != "accuracy"}
+
+
+def _score(p: Prepared, logits: np.ndarray) -> dict[str, Any]:
+    """The students' family's scores of ``logits`` on the validation split
+    (``accuracy``: of the examples, or of the pixels of a segmentation)."""
+    return p.teacher.student_family.score(logits, p.data.y_val)
+
+
+def _accuracy(p: Prepared, logits: np.ndarray) -> float:
+    return float(_score(p, logits)["accuracy"])
+
+
+def _teacher_logits(t: Teacher, out: Any) -> Any:
+    """The teacher's output as class logits (its family's ``class_logits``)."""
+    return t.family.class_logits(t.card.config, out)
+
+
+def _on_train(p: Prepared, t: Teacher) -> dict[str, Any]:
+    """What the teacher's soft labels hold on the training data
+    (distill.soft_label_stats): per example, or per labelled pixel of up to
+    64 images (the logits resized to the masks, 200,000 pixels drawn)."""
+    from odml.compress.distill import soft_label_stats
+
+    temp = p.recipe.distill.temperature
+    if not _per_pixel(t):
+        xs, ys = p.data.sample("train", 4096, p.recipe.seed)  # the whole training set when it is no larger
+        return soft_label_stats(np.asarray(_teacher_logits(t, t.predict(t.input.from_pixels(xs)))), ys, temp)
+    from odml.numeric import resize_bilinear
+
+    xs, ys = p.data.sample("train", 64, p.recipe.seed)
+    logits = np.asarray(_teacher_logits(t, t.predict(t.input.from_pixels(xs))))
+    up = np.concatenate([resize_bilinear(logits[i:i + 4], *ys.shape[1:3]) for i in range(0, len(logits), 4)])
+    valid = ys != p.data.ignore_label
+    lg, yy = up[valid], ys[valid].astype(np.int64)
+    pick = np.random.default_rng(p.recipe.seed).permutation(len(yy))[:200_000]
+    return soft_label_stats(lg[pick], yy[pick], temp)
+
+
+def _per_pixel(t: Teacher) -> bool:
+    """The teacher's output is a map of per-pixel class scores (a segmentation model's)."""
+    return t.output.measure == "pixels"
 
 
 def _tflite(p: Prepared, path: Path, data: bytes, name: str, card: Any) -> None:
@@ -290,7 +338,7 @@ def run(p: Any, on_stage: Callable[[str], None] | None = None,
 def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
          on_epoch: Callable[[int, dict[str, Any]], None] | None) -> dict[str, Any]:
     from odml._tf import keras
-    from odml.compress.distill import Student, soft_label_stats, sparsity_per_layer, strip, train_students
+    from odml.compress.distill import Pixels, Student, sparsity_per_layer, strip, train_students
     from odml.exporters.tflite import convert, representative_from
     from odml.train.trainer import recalibrate_batchnorm, save_model_atomic
     from odml.zoo.card import ModelCard
@@ -303,7 +351,6 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
     done = {r["label"]: r for r in folder.records(RESULTS)}
     # each model reads the data as its own input says (a teacher of yours may read [0, 255], the students [0, 1])
     s_in = p.students[0][1].input
-    y_val = p.data.y_val
     n_cal = p.recipe.quantize.calibration_samples
     rep = representative_from(s_in.from_pixels(p.data.sample("train", n_cal, p.recipe.seed)[0]), n=n_cal,
                               seed=p.recipe.seed)
@@ -317,16 +364,14 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
     if teacher_label not in done:
         t_start = time.perf_counter()
         say("teacher: accuracy, fp32 TFLite, latency")
-        t_val = outputs(t.predict, t.input)
-        acc = float((t_val.argmax(-1) == y_val).mean())
+        t_val = np.asarray(_teacher_logits(t, outputs(t.predict, t.input)))
+        acc = _accuracy(p, t_val)
         path = p.out / f"{teacher_label}_fp32.tflite"
         _tflite(p, path, t.fp32_tflite(), teacher_label, replace(t.card, labels=labels))
         lat = _latency(p, path)
         scores = _scores(p, t_val)
         say("teacher: soft labels on the training data")
-        xs, ys = p.data.sample("train", 4096, p.recipe.seed)  # the whole training set when it is no larger
-        on_train = soft_label_stats(t.predict(t.input.from_pixels(xs)), ys,
-                                    p.recipe.distill.temperature)
+        on_train = _on_train(p, t)
         row = {"label": teacher_label, "role": "teacher", "model": str(t.path), "params": t.params,
                "macs": t.macs, "accuracy": acc, "int8_accuracy": None, "size_bytes": path.stat().st_size,
                "gzip_bytes": len(gzip.compress(path.read_bytes(), 9)), "latency_ms": lat["median_ms"],
@@ -346,7 +391,9 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
             for s in students:
                 t.family.inherit(t.model, s.model, channel)
         t0 = time.perf_counter()
-        kw = dict(input_kind=t.input.kind, teacher_range=t.input.range if t.input.kind == "image" else None)
+        kw = dict(input_kind=t.input.kind, teacher_range=t.input.range if t.input.kind == "image" else None,
+                  pixels=Pixels(p.data.ignore_label) if _per_pixel(t) else None,
+                  teacher_out=lambda o: _teacher_logits(t, o))
         if p.recipe.shared.enabled:
             train_info = _train_shared(p, students, on_epoch, say, kw)
         else:
@@ -363,7 +410,7 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
             # the moving BN statistics from the data (a QAT model's too: its batch norms sit inside the wrappers)
             recalibrate_batchnorm(model, p.data.sample("train", 5120, p.recipe.seed)[0], seed=p.recipe.seed)
             logits = outputs(lambda x: model.predict(x, batch_size=256, verbose=0), s_in)
-            acc = float((logits.argmax(-1) == y_val).mean())
+            acc = _accuracy(p, logits)
             card = ModelCard(s.spec.family, s.spec.config, s.label, labels, t.card.vocab)
             if p.recipe.quantize.mode != "qat":
                 save_model_atomic(model, p.out / f"{s.label}.keras", card)
@@ -372,7 +419,7 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
             _tflite(p, path, convert(model, precision, rep if precision == "int8" else None,
                                      sparse=p.recipe.prune.enabled, input_name=name), s.label, card)  # pruned: sparse
             int8_out = _tflite_outputs(path, outputs, s_in) if precision == "int8" else None
-            int8_acc = float((int8_out.argmax(-1) == y_val).mean()) if int8_out is not None else None
+            int8_acc = _accuracy(p, int8_out) if int8_out is not None else None
             scores = _scores(p, logits)
             if int8_out is not None:
                 scores.update(_scores(p, int8_out, "int8_"))
@@ -456,11 +503,10 @@ def _float_and_ptq(p: Prepared, qat_model: Any, s: Any, outputs: Callable, rep: 
     plain = float_weights(qat_model, s.spec.build(f"{s.label}_float"))
     if plain is None:
         return {"float_accuracy": None, "ptq_int8_accuracy": None}
-    y = p.data.y_val
     f_out = outputs(lambda x: plain.predict(x, batch_size=256, verbose=0), s.spec.input)
     interp = load_interpreter(convert(plain, "int8", rep, input_name=name))
     ptq = outputs(lambda x: run_batch(interp, x), s.spec.input)
-    return {"float_accuracy": float((f_out.argmax(-1) == y).mean()), "ptq_int8_accuracy": float((ptq.argmax(-1) == y).mean())}
+    return {"float_accuracy": _accuracy(p, f_out), "ptq_int8_accuracy": _accuracy(p, ptq)}
 
 
 def _lat_fields(lat: dict[str, Any]) -> dict[str, Any]:
@@ -507,7 +553,7 @@ def report(p: Prepared, teacher_row: dict[str, Any]) -> dict[str, Any]:
 
     students = versus_teacher(run_folder(p.out), teacher_row)
     for r in students:
-        r["final_accuracy"] = r["int8_accuracy"] if r["int8_accuracy"] is not None else r["accuracy"]
+        r["final_accuracy"] = final_score(r)
     front = {r["label"] for r in pareto_front(students, acc="final_accuracy")}
     for r in students:
         r["pareto"] = r["label"] in front
@@ -540,14 +586,14 @@ def _plot(rep: dict[str, Any], path: Path) -> None:
     t = rep["teacher"]
     for ax, key, label in ((axes[0], "latency_ms", "latency (ms, median)"), (axes[1], "size_bytes", "size (KiB)")):
         scale = 1 / 1024 if key == "size_bytes" else 1
-        ax.scatter([t[key] * scale], [t["accuracy"]], marker="*", s=120, c="#2e86ab", label="teacher (fp32)")
+        ax.scatter([t[key] * scale], [final_score(t)], marker="*", s=120, c="#2e86ab", label="teacher (fp32)")
         for r in rep["students"]:
             ax.scatter([r[key] * scale], [r["final_accuracy"]], s=40, c="#d1495b" if r["pareto"] else "#9aa7b8",
                        edgecolors="k" if r["picked"] else "none")
             ax.annotate(r["label"], (r[key] * scale, r["final_accuracy"]), fontsize=7, xytext=(4, 3),
                         textcoords="offset points")
         ax.set_xlabel(label)
-        ax.set_ylabel("accuracy")
+        ax.set_ylabel("mIoU" if "miou" in t else "accuracy")
         ax.set_xscale("log")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8, loc="lower right")

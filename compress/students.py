@@ -54,7 +54,7 @@ class Teacher(Carded):
     def student_family(self) -> Any:
         from odml.zoo.registry import get_family
 
-        return get_family(self.family.student_family)
+        return get_family(self.family.student_family_for(self.card.config))
 
 
 def load_teacher(path: str | Path, input_size: Any = None, input_range: tuple[float, float] | None = None

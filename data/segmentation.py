@@ -11,7 +11,7 @@
   the class count is the largest id seen plus one).
 
 Images are resized bilinearly and masks by nearest neighbour to the model's
-input size; training flips image and mask together."""
+input size; training flips and scales image and mask together."""
 
 from __future__ import annotations
 
@@ -35,19 +35,28 @@ class SegDataset(ImageDataset):
     counted."""
 
     ignore_label: int = IGNORE
+    scale_range: tuple[float, float] = (0.75, 1.25)  # training's random scale of image and mask together
 
     def summary(self) -> dict:
         return {**super().summary(), "ignore_label": self.ignore_label}
 
     def epoch_dataset(self, epoch: int, batch: int, seed: int, distortion: float = 0.0) -> Any:
         """The training pipeline: float [0, 1] images and int32 masks, shuffled,
-        each pair flipped left-right together half the time."""
+        each pair flipped left-right together half the time and scaled
+        together by a random factor in ``scale_range`` (image bilinearly,
+        mask by nearest neighbour), then cropped back to the input size at a
+        random place, or padded where it shrank (the mask's padding ignored),
+        as the Model Garden's segmentation input pipeline does."""
         if self._pipeline is None or self._pipeline[0] != (batch, seed):
             from odml._tf import tf
 
             T = tf()
             ds = T.data.Dataset.from_tensor_slices((self.x_train, self.y_train))
             ds = ds.shuffle(min(len(self.y_train), 10_000), seed=seed, reshuffle_each_iteration=True)
+            lo, hi = self.scale_range
+            h, w = self.y_train.shape[1:3]
+            c = self.x_train.shape[-1]
+            ignore = self.ignore_label
 
             def prep(img, mask):
                 img = T.cast(img, T.float32) / 255.0
@@ -55,6 +64,19 @@ class SegDataset(ImageDataset):
                 flip = T.random.uniform([]) < 0.5
                 img = T.cond(flip, lambda: T.image.flip_left_right(img), lambda: img)
                 mask = T.cond(flip, lambda: T.image.flip_left_right(mask), lambda: mask)
+                if (lo, hi) != (1.0, 1.0):
+                    s = T.random.uniform([], lo, hi)
+                    size = T.cast(T.round(T.constant([h, w], T.float32) * s), T.int32)
+                    img = T.image.resize(img, size, method="bilinear")
+                    mask = T.image.resize(mask, size, method="nearest")
+                    ph, pw = T.maximum(h - size[0], 0), T.maximum(w - size[1], 0)
+                    oy = T.random.uniform([], 0, ph + 1, dtype=T.int32)
+                    ox = T.random.uniform([], 0, pw + 1, dtype=T.int32)
+                    pads = [[oy, ph - oy], [ox, pw - ox], [0, 0]]
+                    img = T.pad(img, pads)
+                    mask = T.pad(mask - ignore, pads) + ignore  # padding: ignored pixels
+                    both = T.image.random_crop(T.concat([img, T.cast(mask, T.float32)], -1), [h, w, c + 1])
+                    img, mask = both[..., :c], T.cast(both[..., c:], T.int32)
                 return img, mask[..., 0]
 
             ds = ds.map(prep, num_parallel_calls=T.data.AUTOTUNE).batch(batch).prefetch(T.data.AUTOTUNE)

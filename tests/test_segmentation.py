@@ -261,3 +261,68 @@ def test_scores_of_label_maps_at_another_size_and_a_broken_spec_file(tmp_path):
     f.write_text(json.dumps(spec))
     with pytest.raises(SpecError, match="head: unknown key.*repeatz"):  # the segmentation family's own error
         resolve(str(f))
+
+
+def test_training_pipeline_moves_image_and_mask_together():
+    """Flips and scales keep each pixel's class under it: images whose every
+    pixel holds its class id (x 20), large blocks so that bilinear blending
+    touches few pixels; shrunk images are padded with ignored pixels."""
+    from odml.data.segmentation import SegDataset
+
+    rng = np.random.default_rng(0)
+    blocks = rng.integers(0, 5, (16, 4, 4))
+    masks = np.kron(blocks, np.ones((16, 16), dtype=np.int64)).astype(np.uint8)  # 64x64 of 16x16 blocks
+    masks[:, :, :8] = np.arange(8)[None, None, :] % 5  # a stripe that tells left from right
+    images = np.repeat((masks * 20)[..., None], 3, -1).astype(np.uint8)
+    ds = SegDataset(images, masks, images[:2], masks[:2], [str(i) for i in range(5)], "test", scale_range=(0.6, 1.4))
+    agree, ignored, total = 0, 0, 0
+    for _ in range(3):
+        for x, y in ds.epoch_dataset(0, 8, 0):
+            x, y = x.numpy(), y.numpy()
+            assert x.shape == (len(y), 64, 64, 3) and y.shape == (len(y), 64, 64)
+            valid = y != IGNORE
+            agree += int((np.abs(x[..., 0] * 255 / 20 - y)[valid] < 0.5).sum())
+            ignored += int((~valid).sum())
+            total += int(valid.sum())
+    assert agree / total > 0.9, agree / total
+    assert ignored > 0  # some scales below 1 were drawn: padding marked ignored
+    assert total > 0.5 * 3 * 16 * 64 * 64
+
+
+def test_compress_distills_segmentation_students_per_pixel(cli, trained, tmp_path):
+    """odml compress on a segmentation teacher: students of the teacher's own architecture, narrowed, distilled
+    from its per-pixel distributions and trained on the masks; scored by pixel accuracy and mIoU, int8 included.
+    A student that learned nothing would predict the background: the test asks clearly more than that."""
+    out, res = trained
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("epochs: 8\nbatch_size: 16\nlearning_rate: 0.01\n")
+    r = cli("compress", out, "--data", "shapes-seg:600", "--sizes", "0.5", "--recipe", recipe, "--out",
+            tmp_path / "run", "--runs", "5", "--json")
+    assert r.exit_code == 0, r.stderr
+    rep = r.json()["compress"]
+    t, (s,) = rep["teacher"], rep["students"]
+    assert t["miou"] == pytest.approx(res["val_miou"], abs=2e-3)  # the teacher's fp32 file scored like the model
+    assert t["on_train"]["examples"] > 1000  # soft labels measured per pixel
+    ds = load_shapes_seg("shapes-seg:600", (64, 64))
+    bg_only = float((ds.y_val == 0).mean()) / ds.num_classes
+    assert s["label"].startswith("autoseg_edgetpu_xs_w") and s["params"] < 0.6 * t["params"]
+    assert s["miou"] > 1.15 * bg_only and s["int8_miou"] > 0.9 * s["miou"]
+    assert s["accuracy"] > float((ds.y_val == 0).mean())
+    from odml.train.segment import predict_maps
+    from odml.zoo.load import load_model
+
+    card = load_model(tmp_path / "run" / s["tflite"]).card
+    assert card.family.name == "segmentation" and card.output.measure == "pixels"
+    # the figures are found (figure-vs-background IoU; the background everywhere has 0, the teacher about 0.23)
+    pred, _ = predict_maps(load_model(tmp_path / "run" / f"{s['label']}.keras").model, ds.x_val, (64, 64))
+    fg, truth = pred > 0, ds.y_val > 0
+    assert (fg & truth).sum() / (fg | truth).sum() > 0.07
+
+
+def test_compress_refuses_a_finalized_teacher(cli, trained, tmp_path):
+    out, _ = trained
+    assert cli("export", out, "--quantize", "fp32", "--finalize", "resize64,argmax", "--out", tmp_path / "f"
+               ).exit_code == 0
+    r = cli("compress", tmp_path / "f" / "seg_fp32.tflite", "--data", "shapes-seg:100", "--out", tmp_path / "run")
+    assert_one_line_error(r, "finalized")
+    assert not (tmp_path / "run").exists()

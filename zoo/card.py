@@ -55,7 +55,7 @@ class ModelCard:
 
     @property
     def num_classes(self) -> int:
-        return self.output.size if self.output.task == "classify" else 0
+        return self.family.num_classes(self.config)
 
     def label_names(self) -> list[str] | None:
         """The class labels, when the output is class scores."""

@@ -449,11 +449,33 @@ class Family:
         students distilled together, pruned, quantized: compress/run.py and
         distill.py) or "keypoints" (landmark students trained on a keypoint
         teacher's outputs: compress/keypoints.py)."""
-        if self.outputs(cfg).task != "classify":
-            raise self.unsupported("compression of a model that is not a classifier")
-        if self.student_family is None:
+        out = self.outputs(cfg)
+        if out.task == "segment" and out.measure == "labels":
+            raise self.unsupported("compression of a finalized segmentation model (its label map holds no scores to "
+                                   "distill; compress the model before export --finalize)")
+        if out.task not in ("classify", "segment"):
+            raise self.unsupported("compression of a model that is neither a classifier nor a segmentation model")
+        if self.student_family_for(cfg) is None:
             raise self.unsupported(f"compression of {self.noun} (odml has no students for it)")
         return "distill"
+
+    def student_family_for(self, cfg: Any) -> str | None:
+        """The family whose models are the students of a teacher of
+        configuration ``cfg`` (by default ``student_family``; a model read
+        off its file takes segmentation students when it segments)."""
+        return self.student_family
+
+    def num_classes(self, cfg: Any) -> int:
+        """The classes a classifier or segmentation model tells apart (0 for
+        other outputs)."""
+        out = self.outputs(cfg)
+        return out.size if out.task == "classify" else 0
+
+    def class_logits(self, cfg: Any, outputs: Any) -> Any:
+        """A teacher's main output (a batch, a tensor inside a
+        ``tf.function`` or an array) as per-class logits, what students
+        distill and what is scored: by default the output as it is."""
+        return outputs
 
     def student_base(self, teacher: Any) -> tuple[str, Any]:
         """(label stem, configuration) of the member students derived by MACs

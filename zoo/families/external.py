@@ -101,6 +101,14 @@ class External(Family):
         except (KeyError, TypeError, ValueError) as e:
             raise SpecError(f"{where}: not the configuration of an external model ({type(e).__name__}: {e})") from None
 
+    def student_family_for(self, cfg: ExternalConfig) -> str | None:
+        return "segmentation" if cfg.the_task == "segment" else self.student_family
+
+    def num_classes(self, cfg: ExternalConfig) -> int:
+        if cfg.the_task == "segment":
+            return int(cfg.output_shapes[0][-1])  # per-pixel scores: one per class
+        return cfg.num_classes
+
     def with_classes(self, cfg: ExternalConfig, n: int) -> ExternalConfig:
         raise SpecError("--classes: the class count of your own model is its own")
 
@@ -138,5 +146,9 @@ class External(Family):
         if card.input.kind != "image":
             raise SpecError(f"--data {data}: {card.name} takes a {list(shape)} input, not an image; without a model "
                             "card odml reads images only")
+        if card.task == "segment":  # images with masks
+            from odml.data.segmentation import load_segmentation
+
+            return load_segmentation(data, shape[:2], shape[2], val_split, seed, split=options.get("split", "val"))
         return load_images(data, shape[:2], shape[2], val_split, seed, val_data=options.get("val_data"),
                            split=options.get("split", "val"))

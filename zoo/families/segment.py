@@ -11,6 +11,7 @@ decoder head, counted without TensorFlow."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from odml.errors import SpecError
@@ -97,6 +98,7 @@ class Segment(Family):
     trainer = "segment"
     train_options = TRAIN_IMAGES - {"sets"}
     train_defaults = {"batch_size": 16, "learning_rate": 5e-3}
+    student_family = "segmentation"
 
     def models(self) -> dict[str, str]:
         out = {f"{DEEPLAB}{s}": f"DeepLabv3+ on MobileNetEdgeTPUV2-{s.upper()} (Model Garden, ADE20K-32)"
@@ -234,6 +236,59 @@ class Segment(Family):
         from odml.zoo.segbuild import with_finalize
 
         return out, with_finalize(model, out)
+
+    # ---- compression: students of a segmentation teacher, distilled per pixel -------------------
+    def num_classes(self, cfg: SegSpec) -> int:
+        return cfg.num_classes
+
+    def scale(self, cfg: SegSpec, width: float, where: str = "") -> SegSpec:
+        """Every filter count of the backbone and the head times ``width``
+        (rounded to a multiple of 4, the backbones' divisor; the head's of 8)."""
+        width = _check_width(width)
+        bb = cfg.backbone
+        bb = bb.replace(stem=replace(bb.stem, filters=round_filters(bb.stem.filters, width, 4)),
+                        blocks=[replace(b, filters=round_filters(b.filters, width, 4)) for b in bb.blocks])
+        h = cfg.head
+        head = replace(h, filters=round_filters(h.filters, width), aspp_filters=round_filters(h.aspp_filters, width),
+                       low_filters=round_filters(h.low_filters, width))
+        return self.validate(cfg.replace(backbone=bb, head=head), where or cfg.name)
+
+    def check_teacher(self, teacher: Any) -> None:
+        if teacher.input.kind != "image" or len(teacher.input.shape) != 3:
+            raise SpecError(f"input shape {tuple(teacher.input.shape)} is not an image (height, width, channels)")
+        if teacher.num_classes < 2:
+            raise SpecError(f"its output {list(teacher.output.shape)} has one channel: odml cannot tell a "
+                            "probability from a logit there; give a model with a score per class")
+
+    def _fit(self, cfg: SegSpec, teacher: Any) -> SegSpec:
+        h, w, _ = teacher.input.shape
+        return self.with_input_size(cfg.replace(num_classes=teacher.num_classes, finalize=""), (h, w))
+
+    def student_base(self, teacher: Any) -> tuple[str, SegSpec]:
+        """A segmentation teacher of odml's: its own architecture, narrowed;
+        any other: Autoseg-EdgeTPU-XS at the teacher's input and classes."""
+        cfg = teacher.card.config
+        if isinstance(cfg, SegSpec):
+            return self.label(cfg.name), self._fit(cfg, teacher)
+        base = f"{AUTOSEG_PREFIX}xs"
+        return self.label(base), self._fit(self.config(base), teacher)
+
+    def derived(self, base: SegSpec, width: float, teacher: Any) -> SegSpec:
+        return self.scale(base, width)
+
+    def student(self, item: str, width: float | None, teacher: Any) -> tuple[str, SegSpec]:
+        from pathlib import Path
+
+        h, w, c = teacher.input.shape
+        if width is None and (Path(item).suffix.lower() in self.file_suffixes or Path(item).exists()):
+            spec = self.load_file(item)
+            if spec.input_shape[2] != c:
+                raise SpecError(f"{item}: {spec.input_shape[2]} input channels, the teacher has {c}")
+            return Path(item).stem, self._fit(spec, teacher)
+        if item not in self.models():
+            raise SpecError(f"{item!r}: not a zoo name (NAME or NAME@WIDTH, see 'odml zoo list') nor a spec file")
+        spec = self.configure(item, classes=teacher.num_classes, input_size=(h, w), width=width or 1.0)
+        return self.label(item) + (f"_w{width:g}" if width is not None else ""), spec
 
     def describe(self, cfg: SegSpec, name: str = "") -> str:
         ref = REFERENCE.get(name)
