@@ -15,7 +15,7 @@ from odml.cli.common import err, fmt_macs, handle_errors, out, print_json
 @handle_errors
 def calibrate_cmd(
     device: str = typer.Option("host", "--device", help="Where to measure: host, adb:SERIAL or edgetpu."),
-    space: str = typer.Option("small32", "--space", help="A built-in space (small32, edgetpu_v2) or a space file."),
+    space: str = typer.Option("small32", "--space", help="A built-in space (small32, edgetpu_v2, autoseg64) or a space file."),
     precision: str = typer.Option("int8", "--precision", help="int8, fp32, fp16 or dynamic: what the search exports."),
     out_dir: Path = typer.Option(..., "--out", help="Run folder; rerun the same command to resume."),
     minutes: float = typer.Option(10.0, "--minutes", help="Time budget: half on blocks, half on whole models (to fit and to hold out)."),

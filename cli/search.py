@@ -13,9 +13,10 @@ from odml.cli.common import err, fmt_int, fmt_macs, handle_errors, out, print_js
 
 @handle_errors
 def search_cmd(
-    space: str = typer.Option("small32", "--space", help="A built-in space (small32, edgetpu_v2) or a JSON/YAML space file."),
+    space: str = typer.Option("small32", "--space", help="A built-in space (small32, edgetpu_v2; autoseg64 segments) or a JSON/YAML space file."),
+    task: Optional[str] = typer.Option(None, "--task", help="classify or segment: what the models searched must do (default: what the space's models do; segment needs a space with a decoder head)."),
     show_space: bool = typer.Option(False, "--show-space", help="Print the space's choices and size, then exit."),
-    data: str = typer.Option("digits", "--data", help="'digits' or 'shapes' (embedded; shapes:N for N images), a folder of class subfolders, or an .npz."),
+    data: Optional[str] = typer.Option(None, "--data", help="'digits' (the default) or 'shapes' (embedded; shapes:N for N images), a folder of class subfolders, or an .npz; segmentation: 'shapes-seg' (the default) or a folder of images and masks."),
     device: str = typer.Option("host", "--device", help="Where latency is measured: host, adb:SERIAL or edgetpu."),
     target_ms: Optional[float] = typer.Option(None, "--target-ms", help="Latency target in ms on --device (of the --statistic figure)."),
     reward_kind: Optional[str] = typer.Option(None, "--reward", help="mnas (soft), mnas_hard or abs (TuNAS); default mnas, abs for --strategy oneshot."),
@@ -80,7 +81,7 @@ def search_cmd(
     if reward_kind is None:
         reward_kind = "abs" if strategy == "oneshot" else "mnas"
     env = distributed_env(role, oracle, worker_id)
-    cfg = SearchConfig(space=space, data=data, device=device, target_ms=target_ms, reward=reward_kind, exponent=exponent,
+    cfg = SearchConfig(space=space, data=data, task=task, device=device, target_ms=target_ms, reward=reward_kind, exponent=exponent,
                        strategy=strategy, trials=trials, epochs=epochs, batch_size=batch_size, lr=lr, precision=precision,
                        threads=threads, runs=runs, max_params=max_params, max_macs=max_macs, reject_factor=reject_above,
                        population=population, sample=sample, seed=seed, input_size=input_size,
@@ -196,7 +197,8 @@ def _show_space(d: dict[str, Any], json_out: bool) -> None:
 def _show_summary(s: dict[str, Any]) -> None:
     t = Table(title=f"search {s['space']} on {s['device']} ({s['precision']}): {s['trials']} trials, "
                     f"target {s['target_ms']:g} ms, reward {s['reward']} ({s['strategy']})")
-    for col in ("", "trial", "reward", "accuracy", "latency ms", "predicted ms", "params", "MACs", "architecture"):
+    metric = "mIoU" if s.get("metric") == "miou" else "accuracy"
+    for col in ("", "trial", "reward", metric, "latency ms", "predicted ms", "params", "MACs", "architecture"):
         t.add_column(col, justify="left" if col in ("", "architecture") else "right")
     best_id = s["best"]["trial_id"]
     rows = list(s["pareto"])
@@ -220,7 +222,7 @@ def _show_summary(s: dict[str, Any]) -> None:
               f"{s.get('trained', 0)} trained, {s.get('measured', 0)} measured ({s.get('latency', 'measured')} latency); "
               f"trial time {s['trial_wall_s']:.0f} s")
     for b in s.get("baselines", []):
-        out.print(f"baseline {b['name']}: accuracy {b['accuracy']:.4f}, {b['latency_ms']:.3f} ms on {b['device']} "
+        out.print(f"baseline {b['name']}: {metric} {b['accuracy']:.4f}, {b['latency_ms']:.3f} ms on {b['device']} "
                   f"(fully trained; the trials are proxy-trained)", markup=False)
     for name, path in s["files"].items():
         out.print(f"{name}: {path}")

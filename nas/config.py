@@ -36,7 +36,8 @@ class SearchError(OdmlError):
 @dataclass
 class SearchConfig:
     space: str = "small32"
-    data: str = "digits"
+    data: str | None = None  # default: digits, or shapes-seg for a segmentation space
+    task: str | None = None  # what the space's models must do (classify, segment); default: what the space says
     device: str = "host"
     target_ms: float = 1.0
     reward: str = "mnas"
@@ -69,7 +70,7 @@ class SearchConfig:
     supernet_epochs: int | None = None  # oneshot: epochs of the supernet and controller (None: --epochs)
 
     # settings that must match to resume a run folder
-    IDENTITY = ("data", "device", "target_ms", "reward", "exponent", "strategy", "epochs", "batch_size", "lr",
+    IDENTITY = ("data", "task", "device", "target_ms", "reward", "exponent", "strategy", "epochs", "batch_size", "lr",
                 "precision", "threads", "val_split", "seed", "input_size", "max_params", "max_macs",
                 "reject_factor", "population", "sample", "latency", "predictor", "promising", "screen", "statistic",
                 "supernet_epochs")
@@ -112,6 +113,10 @@ def _check_config(cfg: SearchConfig) -> tuple[SearchSpace, float, Any]:
             raise SearchError(f"--input-size {cfg.input_size}: at least 8")
         space.input_size = cfg.input_size
     device = parse_device(cfg.device, cfg.benchmark_binary, compile=True)
+    _check_task(cfg, space)
+    if cfg.strategy == "oneshot" and space.decoder is not None:
+        raise SearchError(f"--strategy oneshot: space {space.name} segments; the supernet shares weights of "
+                          "classifiers only; use --strategy evolution")
     if cfg.strategy == "oneshot" and any(t == "ibn_grouped" for st in space.stages for j in range(max(st.depth))
                                          for t in st.at(j).type):
         raise SearchError(f"--strategy oneshot: space {space.name} has ibn_grouped blocks, which the supernet does "
@@ -121,6 +126,24 @@ def _check_config(cfg: SearchConfig) -> tuple[SearchSpace, float, Any]:
 
         load_predictor(cfg.predictor).check(device, space, cfg.precision, cfg.threads, "interpreter", cfg.statistic)
     return space, w, device
+
+
+TASK_DATA = {"classify": "digits", "segment": "shapes-seg"}
+
+
+def _check_task(cfg: SearchConfig, space: SearchSpace) -> None:
+    """--task against what the space's models do: a segmentation search needs
+    a space with a decoder head, a classification one a space without; the
+    task and the default data settled."""
+    if cfg.task is not None and cfg.task not in TASK_DATA:
+        raise SearchError(f"--task {cfg.task!r}: choose classify or segment")
+    if cfg.task == "segment" and space.task != "segment":
+        raise SearchError(f"--task segment: space {space.name} has no decoder head to search (a segmentation space "
+                          "has a 'decoder' section; the built-in one is autoseg64)")
+    if cfg.task == "classify" and space.task != "classify":
+        raise SearchError(f"--task classify: space {space.name} segments (it has a decoder head)")
+    cfg.task = space.task
+    cfg.data = cfg.data or TASK_DATA[cfg.task]
 
 
 def _check_latency(cfg: SearchConfig) -> None:
@@ -149,16 +172,28 @@ def _check_latency(cfg: SearchConfig) -> None:
 def prepare(cfg: SearchConfig, out: Path, role: str = "single") -> Prepared:
     """Check everything a search needs before anything is written: the
     settings, the space, the device, the data and the run folder."""
-    from odml.data.images import load_images
-
     space, w, device = _check_config(cfg)
-    data = load_images(cfg.data, (space.input_size, space.input_size), 3, cfg.val_split, cfg.seed)
+    data = load_data(cfg, space)
     out = Path(out)
     if role == "worker":  # a worker joins the chief's run: the chief checked the folder
         run_folder(out).check({}, keys=(), foreign_ok=True)
     else:
-        run_folder(out).check(search_settings(cfg, space), keys=(*SearchConfig.IDENTITY, "space"))
+        run_folder(out).check(search_settings(cfg, space), keys=(*SearchConfig.IDENTITY, "space"),
+                              defaults={"task": "classify"})  # runs from before segmentation search classified
     return Prepared(cfg=cfg, space=space, exponent=w, out=out, device=device, data=data)
+
+
+def load_data(cfg: SearchConfig, space: SearchSpace) -> Any:
+    """The search's data at the space's input size: images in class folders,
+    or images with masks for a segmentation space."""
+    size = (space.input_size, space.input_size)
+    if space.task == "segment":
+        from odml.data.segmentation import load_segmentation
+
+        return load_segmentation(cfg.data, size, 3, cfg.val_split, cfg.seed)
+    from odml.data.images import load_images
+
+    return load_images(cfg.data, size, 3, cfg.val_split, cfg.seed)
 
 
 def run_folder(out: Path) -> RunFolder:

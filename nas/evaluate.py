@@ -144,7 +144,8 @@ class Evaluator:
             m.update(self._train(spec, epochs, recs))
 
     def _train(self, spec, epochs: int, recs: list[dict[str, Any]]) -> dict[str, float]:
-        from odml.train.trainer import TrainConfig, train_classifier
+        from odml.train import proxy_train
+        from odml.train.trainer import TrainConfig
 
         cfg = self.p.cfg
         # median stopping rule (Vizier): end a trial whose training accuracy after
@@ -155,11 +156,12 @@ class Evaluator:
             return median_stop(epoch, logs.get("accuracy", 1.0), curves, epochs)
 
         tc = TrainConfig(epochs=epochs, batch_size=cfg.batch_size, learning_rate=cfg.lr, seed=cfg.seed)
-        res = train_classifier(spec, self.p.data, tc, None, None, should_stop)
+        res = proxy_train(spec, self.p.data, tc, should_stop)
         self.trained_here += 1
-        out = {"accuracy": float(res["val_accuracy"]), "train_accuracy": float(res["train_accuracy"]),
-               "epochs_run": float(res["epochs_run"]), "stopped_early": float(res["epochs_run"] < epochs),
+        out = {"accuracy": float(res["score"]), "epochs_run": float(res["epochs_run"]), "stopped_early": float(res["epochs_run"] < epochs),
                "train_s": float(res["train_wall_s"])}
+        if "train_accuracy" in res:
+            out["train_accuracy"] = float(res["train_accuracy"])
         for i, a in enumerate(res["history"].get("accuracy", [])):
             out[f"train_acc_e{i}"] = float(a)
         return out

@@ -102,9 +102,9 @@ class LatencyMeter:
         """``spec`` as the .tflite its latency is measured on (lowered for a device that needs it)."""
         from odml.exporters.edgetpu import lower_for_edgetpu
         from odml.exporters.tflite import convert, representative_from
-        from odml.zoo.builder import build_model
+        from odml.zoo.registry import create_model
 
-        model = build_model(spec)
+        model = create_model(spec)
         if self.device.lowers_grouped:  # grouped convolutions as split/conv/concat, which the Edge TPU maps
             model, _ = lower_for_edgetpu(model)
         rep = None

@@ -50,7 +50,7 @@ from odml.errors import OdmlError
 from odml.files import append_jsonl, read_jsonl, write_file, write_json_atomic
 from odml.nas.latency import PRECISIONS, LatencyMeter, latency_figure
 from odml.nas.space import SearchSpace, load_space
-from odml.nas.units import KINDS, Unit, export_units, units_of
+from odml.nas.units import KINDS, Unit, export_units, head_macs, units_of
 from odml.runfolder import RunFolder
 from odml.zoo.spec import ModelSpec
 
@@ -247,13 +247,22 @@ def _scale_fit(rows: list[dict[str, Any]], weights: bool = False) -> dict[str, A
     s, n, m = (np.asarray([r[k] for r in rows], dtype=np.float64) for k in ("sum_ms", "units", "ms"))
     if len(m) == 0:
         return {"kind": "scale", "coef": [1.0, 0.0, 0.0, 0.0]}
+    head = _head_column(rows)
     if len(m) >= 6 or (len(m) >= 4 and not weights):
         cols = [s, np.ones_like(s), n]
         if weights:
             cols.append(np.asarray([r.get("params", 0) for r in rows], dtype=np.float64) * 1e-6)
+        if head is not None:
+            cols.append(head)
         coef, *_ = np.linalg.lstsq(np.stack(cols, axis=1) / m[:, None], np.ones_like(m), rcond=None)
         if coef[0] > 0:
-            return {"kind": "scale", "coef": [float(c) for c in coef] + ([] if weights else [0.0])}
+            out = [float(c) for c in coef]
+            extra = {"per_head_mmac": out.pop()} if head is not None else {}
+            return {"kind": "scale", "coef": out + ([] if weights else [0.0]), **extra}
+    if head is not None and len(m) >= 2:  # too few models for the rest: the units scaled, the head per MAC
+        coef, *_ = np.linalg.lstsq(np.stack([s, head], axis=1) / m[:, None], np.ones_like(m), rcond=None)
+        if coef[0] > 0 and coef[1] >= 0:
+            return {"kind": "scale", "coef": [float(coef[0]), 0.0, 0.0, 0.0], "per_head_mmac": float(coef[1])}
     return {"kind": "scale", "coef": [float(np.median(m / s)), 0.0, 0.0, 0.0]}
 
 
@@ -267,23 +276,37 @@ def _groups_fit(rows: list[dict[str, Any]], lam: float) -> dict[str, Any]:
 
     names = sorted({g for r in rows for g in r["groups"]})
     m = np.asarray([r["ms"] for r in rows], dtype=np.float64)
-    g = np.asarray([[r["groups"].get(k, 0.0) for k in names] + [1.0, r.get("params", 0) * 1e-6] for r in rows],
-                   dtype=np.float64)
-    reg = np.sqrt(lam) * np.eye(len(names) + 2)
-    reg[-2:, -2:] = 0.0
-    target = np.concatenate([np.ones(len(m)), np.sqrt(lam) * np.r_[np.ones(len(names)), 0.0, 0.0]])
+    head = _head_column(rows)
+    free = 3 if head is not None else 2  # the constant, the parameters (and the head's MACs): not pulled
+    g = np.asarray([[r["groups"].get(k, 0.0) for k in names] + [1.0, r.get("params", 0) * 1e-6]
+                    + ([r.get("head_mmacs", 0.0)] if head is not None else []) for r in rows], dtype=np.float64)
+    reg = np.sqrt(lam) * np.eye(len(names) + free)
+    reg[-free:, -free:] = 0.0
+    target = np.concatenate([np.ones(len(m)), np.sqrt(lam) * np.r_[np.ones(len(names)), np.zeros(free)]])
     x, _ = nnls(np.vstack([g / m[:, None], reg]), target)
-    return {"kind": "groups", "lambda": lam, "weights": dict(zip(names, map(float, x[:-2]))), "const": float(x[-2]),
-            "per_mparam": float(x[-1])}
+    out = {"kind": "groups", "lambda": lam, "weights": dict(zip(names, map(float, x[:len(names)]))),
+           "const": float(x[len(names)]), "per_mparam": float(x[len(names) + 1])}
+    if head is not None:
+        out["per_head_mmac"] = float(x[-1])
+    return out
 
 
 def apply_correction(corr: dict[str, Any], row: dict[str, Any]) -> float:
+    head = corr.get("per_head_mmac", 0.0) * row.get("head_mmacs", 0.0)
     if corr["kind"] == "groups":
         w = corr["weights"]
         return float(sum(w.get(k, 1.0) * v for k, v in row["groups"].items()) + corr["const"]
-                     + corr.get("per_mparam", 0.0) * row.get("params", 0) * 1e-6)
+                     + corr.get("per_mparam", 0.0) * row.get("params", 0) * 1e-6 + head)
     a, b, c, d = (list(corr["coef"]) + [0.0])[:4]
-    return float(a * row["sum_ms"] + b + c * row["units"] + d * row.get("params", 0) * 1e-6)
+    return float(a * row["sum_ms"] + b + c * row["units"] + d * row.get("params", 0) * 1e-6 + head)
+
+
+def _head_column(rows: list[dict[str, Any]]) -> np.ndarray | None:
+    """The MACs (millions) of what the units leave out, a segmentation model's
+    decoder head, when any model has one: its cost is fitted per MAC with the
+    rest of the correction."""
+    h = np.asarray([r.get("head_mmacs", 0.0) for r in rows], dtype=np.float64)
+    return h if h.any() else None
 
 
 def fit_correction(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -406,7 +429,11 @@ class Predictor:
         groups: dict[str, float] = {}
         for u, m in zip(us, ms):
             groups[group_of(u)] = groups.get(group_of(u), 0.0) + float(m)
-        return {"sum_ms": float(ms.sum()), "units": len(us), "groups": groups, "params": spec.params}
+        row = {"sum_ms": float(ms.sum()), "units": len(us), "groups": groups, "params": spec.params}
+        head = head_macs(spec)
+        if head:
+            row["head_mmacs"] = head / 1e6
+        return row
 
     def predict(self, spec: ModelSpec) -> float:
         return apply_correction(self.correction, self.row(spec))
@@ -563,7 +590,7 @@ def calibrate(cfg: CalibrationConfig, out: Path, progress: Callable[[str], None]
                 continue
             role = "holdout" if (n_fit + n_hold) % 2 else "fit"
             say(f"whole models: {n_fit} to fit, {n_hold} held out, {elapsed() / 60:.1f} of {cfg.minutes:g} min")
-            rec = _measure_model(spec, key, role, dev, cfg, out, len(recs))
+            rec = _measure_model(spec, key, role, dev, cfg, out, len(recs), sp)
             recs.append(rec)
             seen.add(key)
         doc = fit(recs, cfg, sp, dev)
@@ -603,15 +630,15 @@ def _result(r: dict[str, Any]) -> dict[str, Any]:
             "stable": r.get("stable", True)}
 
 
-def _measure_model(spec: ModelSpec, key: str, role: str, dev: Device, cfg: CalibrationConfig, out: Path,
-                   done: int) -> dict[str, Any]:
+def _measure_model(spec: Any, key: str, role: str, dev: Device, cfg: CalibrationConfig, out: Path,
+                   done: int, sp: SearchSpace) -> dict[str, Any]:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="odml-calib-") as d:
         p = Path(d) / "model.tflite"
         write_file(p, LatencyMeter(dev, cfg.precision).export(spec))  # exported as the search exports candidates
         r = _bench(dev, [p], cfg, done)[0]
     rec = {"what": "model", "key": key, "role": role, "line": spec.to_line(), "classes": spec.num_classes,
-           "cost_s": round(time.perf_counter() - t0, 3), **_result(r)}
+           "values": sp.encode(spec), "cost_s": round(time.perf_counter() - t0, 3), **_result(r)}
     append_jsonl(out / MEASUREMENTS, rec)
     return rec
 
@@ -637,8 +664,12 @@ def fit(recs: list[dict[str, Any]], cfg: CalibrationConfig, sp: SearchSpace, dev
         for r in recs:
             if r["what"] != "model" or r["role"] != role or "median_ms" not in r:
                 continue
-            spec = ModelSpec.from_line(r["line"], name="m", input_shape=(sp.input_size, sp.input_size, 3),
-                                       num_classes=r.get("classes", cfg.classes), activation=sp.activation)
+            classes = r.get("classes", cfg.classes)
+            if r.get("values") is not None:  # the space's values (a segmentation model has no one-line spec file)
+                spec = sp.decode(r["values"], classes, name="m")
+            else:
+                spec = ModelSpec.from_line(r["line"], name="m", input_shape=(sp.input_size, sp.input_size, 3),
+                                           num_classes=classes, activation=sp.activation)
             doc[name].append({"line": r["line"], **pred.row(spec), "ms": latency_figure(r, cfg.statistic)})
     doc["correction"] = fit_correction(doc["models_fit"])
     for r in doc["held_out"]:

@@ -82,6 +82,7 @@ def _summary(p: Prepared, recs: list[dict[str, Any]], best: dict[str, Any], fron
         status_counts[r["status"]] = status_counts.get(r["status"], 0) + 1
     return {
         "schema": SCHEMA, "out": str(p.out), "space": p.space.name, "space_size": p.space.size(),
+        "task": p.space.task, "metric": "miou" if p.space.task == "segment" else "accuracy",  # what "accuracy" is
         "strategy": p.cfg.strategy, "device": p.device.label, "precision": p.cfg.precision,
         "reward": p.cfg.reward, "exponent": p.exponent, "target_ms": p.cfg.target_ms,
         "trials": len(recs), "considered": considered(p.out, recs), "status": status_counts,
@@ -118,7 +119,8 @@ def measure_baselines(p: Prepared, models: list[str], input_size: Any = None,
                 path = to_fp32_tflite(path, Path(d) / f"{path.stem}_fp32.tflite", input_size, input_range)
             lat = p.device.bench(path, opts)
             c = classify_dataset(path, p.cfg.data, Host(), opts, seed=p.cfg.seed)
-            out.append({"name": Path(m).name, "model": str(m), "accuracy": round(float(c["accuracy"]), 4),
+            score = c["miou"] if p.space.task == "segment" else c["accuracy"]  # as the trials are scored
+            out.append({"name": Path(m).name, "model": str(m), "accuracy": round(float(score), 4),
                         "latency_ms": round(latency_figure(lat, p.cfg.statistic), 4),
                         "size_bytes": lat.get("size_bytes"),
                         "split": c["split"], "device": p.device.label})

@@ -45,7 +45,8 @@ from odml.zoo.spec import BLOCK_TYPES, Block, Head, ModelSpec, Stem, expanded_fi
 SCHEMA = 1
 _CHOICE_KEYS = ("type", "kernel", "expansion", "groups", "group_size")
 _STAGE_KEYS = ("stride", "filters", "filter_mult", "depth", "choices", "positions")
-_SPACE_KEYS = ("name", "description", "input_size", "activation", "stem", "head", "stages", "dropout")
+_SPACE_KEYS = ("name", "description", "input_size", "activation", "stem", "head", "stages", "dropout", "decoder")
+_DECODER_KEYS = ("kind", "filters", "min_level", "max_level", "repeats", "fusion")
 
 
 class SpaceError(SpecError):
@@ -128,6 +129,28 @@ class Stage:
 
 
 @dataclass
+class Decoder:
+    """A segmentation space's head: the choices of Autoseg-EdgeTPU's BiFPN
+    (zoo/segspec.py): the channels of every level, the levels (the logits'
+    stride is 2**min_level; levels past the backbone's are pooled from its
+    last), the cells repeated and how each node fuses its inputs."""
+
+    filters: list[int]
+    min_level: list[int]
+    max_level: list[int]
+    repeats: list[int]
+    fusion: list[str]
+
+    def count(self) -> int:
+        levels = sum(1 for lo in self.min_level for hi in self.max_level if lo < hi)
+        return len(self.filters) * levels * len(self.repeats) * len(self.fusion)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "bifpn", "filters": self.filters, "min_level": self.min_level, "max_level": self.max_level,
+                "repeats": self.repeats, "fusion": self.fusion}
+
+
+@dataclass
 class SearchSpace:
     name: str
     input_size: int
@@ -139,10 +162,18 @@ class SearchSpace:
     activation: str = "relu"
     dropout: float = 0.2
     description: str = ""
+    decoder: Decoder | None = None  # a segmentation space: the head searched with the backbone
+
+    @property
+    def task(self) -> str:
+        """What the space's models do: segment (it has a decoder head) or classify."""
+        return "segment" if self.decoder is not None else "classify"
 
     # ---- size and description -----------------------------------------
     def size(self) -> int:
         n = len(self.stem_filters) * len(self.stem_kernel) * len(self.head_filters)
+        if self.decoder is not None:
+            n *= self.decoder.count()
         for st in self.stages:
             per_depth = 0
             for d in st.depth:
@@ -175,6 +206,7 @@ class SearchSpace:
             "head": {"filters": self.head_filters, "dropout": self.dropout},
             "positions": rows, "size": size, "log10_size": round(math.log10(size), 2),
             "hyperparameters": len(self.dimensions()),
+            **({"decoder": self.decoder.to_dict()} if self.decoder is not None else {}),
         }
 
     # ---- hyperparameters ---------------------------------------------------
@@ -195,6 +227,9 @@ class SearchSpace:
             add(f"s{i}_depth", st.depth)
             for j in range(max(st.depth)):
                 add(f"s{i}_b{j}_block", [block_token(x) for x in st.at(j).combos()])
+        if self.decoder is not None:
+            for k in ("filters", "min_level", "max_level", "repeats", "fusion"):
+                add(f"decoder_{k}", getattr(self.decoder, k))
         return dims
 
     def declare(self, hp: Any) -> None:
@@ -204,8 +239,10 @@ class SearchSpace:
                 values = [float(v) for v in values]
             hp.Choice(name, values, ordered=not isinstance(values[0], str))
 
-    def decode(self, values: dict[str, Any], num_classes: int, name: str = "searched") -> ModelSpec:
-        """The spec that ``values`` choose (missing values take the first choice)."""
+    def decode(self, values: dict[str, Any], num_classes: int, name: str = "searched") -> Any:
+        """The spec that ``values`` choose (missing values take the first
+        choice): a ModelSpec, or for a space with a decoder a SegSpec (the
+        blocks its backbone, the decoder its head)."""
 
         def v(key: str, options: list) -> Any:
             return values.get(key, options[0])
@@ -233,13 +270,38 @@ class SearchSpace:
                                                              dropout=self.dropout),
                          activation=self.activation)
         spec.validate(f"space {self.name}")
-        return spec
+        if self.decoder is None:
+            return spec
+        from odml.zoo.segspec import SegHead, SegSpec
 
-    def encode(self, spec: ModelSpec) -> dict[str, Any] | None:
+        dec = self.decoder
+        head = SegHead(kind="bifpn", filters=int(v("decoder_filters", dec.filters)),
+                       min_level=int(v("decoder_min_level", dec.min_level)),
+                       max_level=int(v("decoder_max_level", dec.max_level)),
+                       repeats=int(v("decoder_repeats", dec.repeats)), fusion=str(v("decoder_fusion", dec.fusion)))
+        if head.min_level >= head.max_level:
+            raise SpaceError(f"space {self.name}: decoder levels {head.min_level}-{head.max_level}: the lowest must "
+                             "be below the highest")
+        seg = SegSpec(name=name, backbone=spec.replace(num_classes=2), head=head, num_classes=int(num_classes))
+        seg.validate(f"space {self.name}")
+        return seg
+
+    def encode(self, spec: Any) -> dict[str, Any] | None:
         """The hyperparameter values that decode to ``spec``'s architecture, or
         None when the spec is not a point of this space."""
         dims = self.dimensions()
         vals: dict[str, Any] = {}
+        if self.decoder is not None:  # a segmentation spec: its backbone, then its head
+            head, spec = getattr(spec, "head", None), getattr(spec, "backbone", None)
+            dec = self.decoder
+            if spec is None or getattr(head, "kind", None) != "bifpn" or head.filters not in dec.filters \
+                    or head.min_level not in dec.min_level or head.max_level not in dec.max_level \
+                    or head.repeats not in dec.repeats or head.fusion not in dec.fusion:
+                return None
+            vals.update(decoder_filters=head.filters, decoder_min_level=head.min_level,
+                        decoder_max_level=head.max_level, decoder_repeats=head.repeats, decoder_fusion=head.fusion)
+        elif getattr(spec, "stem", None) is None:  # not a model of the spec language (a segmentation model)
+            return None
         if spec.stem.filters not in self.stem_filters or spec.stem.kernel not in self.stem_kernel \
                 or spec.stem.stride != self.stem_stride or spec.head.filters not in self.head_filters:
             return None
@@ -289,6 +351,7 @@ class SearchSpace:
             "activation": self.activation, "dropout": self.dropout,
             "stem": {"filters": self.stem_filters, "kernel": self.stem_kernel, "stride": self.stem_stride},
             "head": {"filters": self.head_filters},
+            **({"decoder": self.decoder.to_dict()} if self.decoder is not None else {}),
             "stages": [
                 {"stride": st.stride, "filters": st.filters, "filter_mult": st.filter_mult, "depth": st.depth,
                  "choices": ch(st.choices), **({"positions": [ch(p) if p else {} for p in st.positions]}
@@ -449,8 +512,40 @@ def space_from_dict(d: Any, where: str = "space") -> SearchSpace:
         stages=stages, activation=str(d.get("activation", "relu")),
         dropout=float(dropout),
     )
+    if "decoder" in d:
+        if "head" in d:
+            raise SpaceError(f"{where}: a space with a decoder segments: its head is the decoder; drop 'head'")
+        sp.head_filters, sp.dropout = [0], 0.0
+        sp.decoder = _decoder(d["decoder"], sp, f"{where}: decoder")
     check_groups(sp, where)
     return sp
+
+
+def _decoder(d: Any, sp: SearchSpace, where: str) -> Decoder:
+    """A space's decoder section, checked against its backbone: the lowest
+    level must be one the backbone reaches (its stride-2**level features)."""
+    from odml.zoo.segspec import FUSIONS
+
+    d = _check_keys(d, _DECODER_KEYS, where)
+    if d.get("kind", "bifpn") != "bifpn":
+        raise SpaceError(f"{where}: kind {d.get('kind')!r}: the searched decoder is a BiFPN ('bifpn')")
+    dec = Decoder(filters=_list(d, "filters", int, where, [64]), min_level=_list(d, "min_level", int, where, [3]),
+                  max_level=_list(d, "max_level", int, where, [6]), repeats=_list(d, "repeats", int, where, [2]),
+                  fusion=_list(d, "fusion", str, where, ["sum"]))
+    if any(f < 1 for f in dec.filters) or any(r < 1 for r in dec.repeats):
+        raise SpaceError(f"{where}: filters and repeats must be at least 1")
+    bad = [f for f in dec.fusion if f not in FUSIONS]
+    if bad:
+        raise SpaceError(f"{where}: fusion {bad[0]!r} is not one of {', '.join(FUSIONS)}")
+    reach = int(math.log2(sp.stem_stride * math.prod(st.stride for st in sp.stages)))
+    if not all(2 <= lv <= 10 for lv in dec.min_level + dec.max_level):
+        raise SpaceError(f"{where}: levels must be between 2 and 10 (stride 4 to 1024)")
+    if max(dec.min_level) > reach:
+        raise SpaceError(f"{where}: min_level {max(dec.min_level)}: the backbone reaches level {reach} "
+                         f"(stride {2 ** reach}); the lowest level must be one it computes")
+    if not any(lo < hi for lo in dec.min_level for hi in dec.max_level):
+        raise SpaceError(f"{where}: no min_level is below a max_level")
+    return dec
 
 
 def check_groups(sp: SearchSpace, where: str) -> None:
@@ -533,4 +628,28 @@ def small32_space() -> SearchSpace:
     }, "space small32")
 
 
-BUILTIN = {"edgetpu_v2": edgetpu_v2_space, "small32": small32_space}
+def autoseg64_space() -> SearchSpace:
+    """A small segmentation space for 64x64 inputs (the generated shapes-seg
+    scenes): a stride-2 stem, five stages down to stride 32 of every block
+    type, and Autoseg-EdgeTPU's BiFPN head searched with them (channels,
+    levels 3 up to 5-7, 1-3 cells, plain or weighted fusion): the Model
+    Garden's Autoseg search at a size a laptop trains."""
+    blocks = {"type": _ALL_TYPES, "kernel": [3, 5], "expansion": [2, 4, 6], "groups": [2, 4]}
+    return space_from_dict({
+        "name": "autoseg64", "input_size": 64,
+        "description": "64x64 segmentation: stride-2 stem, 5 searchable stages (IBN, fused IBN, GC-IBN), BiFPN head",
+        "stem": {"filters": [16, 24], "kernel": [3], "stride": 2},
+        "stages": [
+            {"stride": 1, "filters": [16], "depth": [1], "choices": {"type": ["ibn_fused", "ibn_dw"], "kernel": [3],
+                                                                     "expansion": [1, 2]}},
+            {"stride": 2, "filters": [24], "filter_mult": [0.5, 1.0], "depth": [1, 2], "choices": blocks},
+            {"stride": 2, "filters": [32], "filter_mult": [0.5, 1.0, 1.5], "depth": [1, 2], "choices": blocks},
+            {"stride": 2, "filters": [64], "filter_mult": [0.5, 1.0, 1.5], "depth": [1, 2], "choices": blocks},
+            {"stride": 2, "filters": [96], "filter_mult": [0.5, 1.0], "depth": [1, 2], "choices": blocks},
+        ],
+        "decoder": {"filters": [32, 48, 64], "min_level": [3], "max_level": [5, 6, 7], "repeats": [1, 2, 3],
+                    "fusion": ["sum", "weighted"]},
+    }, "space autoseg64")
+
+
+BUILTIN = {"edgetpu_v2": edgetpu_v2_space, "small32": small32_space, "autoseg64": autoseg64_space}

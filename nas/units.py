@@ -95,8 +95,24 @@ class Unit:
                 f"@{self.res}")
 
 
-def units_of(spec: ModelSpec) -> list[Unit]:
-    """The stem, every block and the head of ``spec``, in order."""
+def blocks_of(spec: Any) -> ModelSpec:
+    """``spec`` in the spec language, as its family says (a segmentation
+    model: its backbone): what its units are."""
+    from odml.zoo.registry import family_for
+
+    return family_for(spec).block_spec(spec)
+
+
+def head_macs(spec: Any) -> int:
+    """The MACs of ``spec`` outside its units (a segmentation model's decoder
+    head; 0 for a classifier of the spec language)."""
+    return max(int(spec.macs) - int(blocks_of(spec).macs), 0)
+
+
+def units_of(spec: Any) -> list[Unit]:
+    """The stem, every block and the head of ``spec`` (of its backbone, for a
+    segmentation model), in order."""
+    spec = blocks_of(spec)
     h, _, c = spec.input_shape
     s = spec.stem
     units = [Unit("stem", h, c, s.filters, kernel=s.kernel, stride=s.stride)]

@@ -88,3 +88,23 @@ def train_model(c: Any, req: TrainRequest, out: Path, progress: Any = None,
 
     with held(out.parent / f".{out.name}.lock", busy, remove=True):
         return loop(c, req, out, progress, log or (lambda m: None))
+
+
+def proxy_train(spec: Any, data: Any, cfg: Any, should_stop: Callable[[int, dict], bool] | None = None
+                ) -> dict[str, Any]:
+    """Train ``spec`` (a classifier's or a segmentation model's configuration)
+    on ``data`` with the loop its family names, nothing saved: what a search
+    trial does. The result holds ``score`` (validation accuracy; mIoU for a
+    segmentation model), ``epochs_run``, ``train_wall_s`` and ``history``,
+    and ``train_accuracy`` where the loop reports one."""
+    from odml.train import segment, trainer
+    from odml.zoo.registry import family_for
+
+    kind = family_for(spec).trainer
+    if kind == "segment":
+        res = segment.train_segmentation(spec, data, cfg, None, None, should_stop)
+        return {**res, "score": res["val_miou"]}
+    if kind == "classifier":
+        res = trainer.train_classifier(spec, data, cfg, None, None, should_stop)
+        return {**res, "score": res["val_accuracy"]}
+    raise SpecError(f"{spec.name}: a search trains classifiers and segmentation models, not {family_for(spec).noun}")

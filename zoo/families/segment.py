@@ -294,6 +294,11 @@ class Segment(Family):
         ref = REFERENCE.get(name)
         return f"published: {ref[0] / 1e6:.1f}M params, {ref[1]:.2f}% mIoU (ADE20K-32)" if ref else ""
 
+    def block_spec(self, cfg: SegSpec) -> ModelSpec:
+        """The backbone (its classification head unused): what latency
+        prediction counts in units; the decoder is the rest of the model."""
+        return cfg.backbone
+
     def unit_of(self, cfg: SegSpec, layer: str) -> str | None:
         """Layers are named by ``zoo/segbuild.py``: ``stem_*``, ``block<i>_*``, then the head's."""
         import re
