@@ -227,3 +227,52 @@ def seg_scores(cm: np.ndarray) -> dict[str, Any]:
     return {"miou": float(np.nanmean(iou)) if present.any() else 0.0,
             "pixel_accuracy": float(inter.sum() / max(cm.sum(), 1)),
             "iou": [None if np.isnan(v) else float(v) for v in iou]}
+
+
+def load_labelled_by(source: str, size: tuple[int, int], label: Any, names: list[str], channels: int = 3,
+                     val_fraction: float = 0.2, seed: int = 0, split: str = "val", what: str = "the teacher"
+                     ) -> SegDataset:
+    """Images without masks, labelled by a model: ``label`` (uint8 images
+    (N, H, W, C) -> masks (N, H, W) of class ids) is run on them, so that
+    students learn, and are scored against, ``what`` labels. ``source``: a
+    folder of images (searched recursively; a folder of images and masks
+    reads as usual) or ``synthetic[:N]`` (odml's synthetic people, data/pose.py,
+    400 by default)."""
+    h, w = size
+    if source == "synthetic" or source.startswith("synthetic:"):
+        from odml.data.pose import SyntheticPeople
+
+        n = 400
+        if source != "synthetic":
+            text = source.split(":", 1)[1]
+            if not text.isdigit() or not 10 <= int(text) <= 100_000:
+                raise DataError(f"--data {source}: synthetic:N takes a number of images from 10 to 100000")
+            n = int(text)
+        people = SyntheticPeople((h, w), seed=seed)
+        x = np.stack([people.sample().image for _ in range(n)])
+        x = x if channels == 3 else _resize_all(x, size, channels)
+        note = f"{n} synthetic people at {h}x{w}"
+    else:
+        path = Path(source)
+        if not path.is_dir():
+            raise DataError(f"--data {source}: neither 'synthetic' nor a folder of images")
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        if len(files) < 2:
+            raise DataError(f"{path}: {len(files)} images found ({', '.join(IMAGE_EXTENSIONS)}); at least 2 needed")
+        from PIL import Image, UnidentifiedImageError
+
+        xs = []
+        for f in files:
+            try:
+                with Image.open(f) as img:
+                    xs.append(np.asarray(img.convert("L" if channels == 1 else "RGB").resize((w, h), Image.BILINEAR)))
+            except (UnidentifiedImageError, OSError) as e:
+                raise DataError(f"{f}: not a readable image ({type(e).__name__})") from None
+        x = np.stack([a[..., None] if channels == 1 else a for a in xs])
+        note = f"{len(files)} images of {path} at {h}x{w}"
+    m = np.asarray(label(x), dtype=np.uint8)
+    tr, va, how = _split(len(x), val_fraction, seed, split)
+    share = float((m > 0).mean())
+    return SegDataset(x[tr], m[tr], x[va], m[va], list(names), source,
+                      [f"{note}; no masks: the masks are {what}'s maps ({share:.0%} of the pixels not background), "
+                       f"so students learn and are scored against {what}"], split=how)

@@ -294,8 +294,8 @@ def _decision_parity(k: np.ndarray, t: np.ndarray, measure: str) -> dict[str, An
     agree = kd == td
     res.update(measure=measure, agreement=float(agree.mean()), judged_positions=int(clear.sum()),
                positions=int(agree.size))
-    if measure == "pixels" and k.shape[-1] > 1:
-        res.update(_class_iou(kd, td))
+    if measure == "pixels":  # a one-channel map: the two sides of the middle are the classes
+        res.update(_class_iou(kd.astype(np.int64), td.astype(np.int64)))
     if "note" in res or clear.mean() < 0.5:
         res["agreement_meaningful"] = False
         res.setdefault("note", f"{'per-pixel' if measure == 'pixels' else 'per-step'} agreement not judged: for most "

@@ -1,4 +1,5 @@
-"""MediaPipe's released BlazePose models imported into odml (issue 23):
+"""MediaPipe's released BlazePose models (issue 23) and selfie segmentation
+(issue 41) imported into odml:
 `odml zoo import-mediapipe` from the real mediapipe wheel (downloaded with pip
 unless ODML_TEST_MEDIAPIPE_WHEEL names one), the rebuilt Keras models against
 the released files under the real LiteRT interpreter, `odml pose` on real
@@ -21,7 +22,8 @@ import pytest
 from helpers import assert_one_line_error, need
 
 MEMBERS = ("mediapipe/modules/pose_detection/pose_detection.tflite",
-           "mediapipe/modules/pose_landmark/pose_landmark_full.tflite")
+           "mediapipe/modules/pose_landmark/pose_landmark_full.tflite",
+           "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite")
 
 # hand-placed on astronaut.png (512x512, scikit-image), image pixels: the
 # person's left is the image's right
@@ -73,7 +75,8 @@ def test_import_writes_keras_models_and_released_files(wheel, released):
     f, m = released["folder"], released["manifest"]
     assert sorted(p.name for p in f.iterdir()) == ["detector.keras", "detector.odml.json", "detector.tflite",
                                                    "landmarks.keras", "landmarks.odml.json", "landmarks.tflite",
-                                                   "manifest.json"]
+                                                   "manifest.json", "selfie.keras", "selfie.odml.json",
+                                                   "selfie.tflite"]
     card = json.loads((f / "landmarks.odml.json").read_text())
     assert card["family"] == "blazepose_full_released" and card["input"]["name"] == "input_1"
     assert [t["name"] for t in card["output"]["tensors"]] == ["Identity", "Identity_1", "Identity_2", "Identity_3",
@@ -81,7 +84,7 @@ def test_import_writes_keras_models_and_released_files(wheel, released):
     assert m["models"]["landmarks"]["params"] == 3_169_489  # the released full landmark model's weight count
     assert m["models"]["detector"]["folded"] == {"DEQUANTIZE": 144, "DENSIFY": 38}  # sparse fp16 weights decoded
     with zipfile.ZipFile(wheel) as z:
-        for part, member in zip(("detector", "landmarks"), MEMBERS):
+        for part, member in zip(("detector", "landmarks", "selfie"), MEMBERS):
             assert (f / f"{part}.tflite").read_bytes() == z.read(member)  # the released file as it was
 
 
@@ -305,6 +308,82 @@ def test_compress_with_the_released_teacher_not_imported(cli, monkeypatch, tmp_p
     assert_one_line_error(r, "not imported", "odml zoo import-mediapipe")
 
 
+# ---- selfie segmentation (issue 41) -----------------------------------------------------------------
+
+def _people_photos(n=4):
+    """Crops of scikit-image's photographs of people (the astronaut, the
+    cameraman) at 256x256, pixel / 255."""
+    from skimage.transform import resize
+
+    out = []
+    for name, (y0, y1, x0, x1) in (("astronaut", (0, 512, 0, 512)), ("camera", (0, 512, 0, 512)),
+                                   ("astronaut", (0, 400, 40, 440)), ("camera", (20, 400, 60, 440)))[:n]:
+        out.append(resize(_photo(name)[y0:y1, x0:x1] / 255.0, (256, 256), anti_aliasing=True))
+    return np.stack(out).astype(np.float32)
+
+
+def test_selfie_keras_model_agrees_with_the_released_file_on_people(released):
+    """The rebuilt selfie model (MediaPipe's custom transposed convolution
+    included) computes the released file's person probabilities on real
+    photographs, and finds the astronaut: most of the pixels where she is."""
+    from odml.litert import load_interpreter, run_outputs
+    from odml.zoo.load import load_keras_model
+    from odml.zoo.mediapipe import LIMITS, parity
+
+    f = released["folder"]
+    x = _people_photos()
+    fig = parity(load_keras_model(f / "selfie.keras"), f / "selfie.tflite", "selfie", x)
+    assert fig["probability"] <= LIMITS["probability"] and fig["pixels_differ"] <= LIMITS["pixels_differ"], fig
+    p = run_outputs(load_interpreter(str(f / "selfie.tflite")), x)[0][..., 0]
+    # the astronaut fills the middle of her photograph, the sky is above her right shoulder (image's left)
+    assert p[0, 100:220, 100:160].mean() > 0.8 and p[0, :30, :30].mean() < 0.2
+    card = json.loads((f / "selfie.odml.json").read_text())
+    assert card["family"] == "selfie_segmentation_released" and card["output"]["name"] == "activation_10"
+
+
+def test_selfie_exports_drop_in(released, cli, monkeypatch, tmp_path):
+    """fp16 and int8 exports keep the released tensors; fp16 computes what
+    the released file computes on photographs; int8's parity is judged per
+    pixel with the person's IoU against the float model."""
+    from odml.litert import load_interpreter, run_outputs
+
+    monkeypatch.setenv("ODML_HOME", str(released["home"]))
+    f = released["folder"]
+    r = cli("export", "selfie_segmentation_released", "--quantize", "fp16,int8", "--data", "synthetic:40",
+            "--parity-samples", "8", "--out", tmp_path / "sf", "--json")
+    assert r.exit_code == 0, r.stderr
+    arts = {a["precision"]: a for a in r.json()["export"]["artifacts"]}
+    p8 = arts["int8"]["parity"]["outputs"]["activation_10"]
+    assert p8["measure"] == "pixels" and p8["classes"] == 2 and p8["class_iou_min"] > 0.5 and p8["agreement"] > 0.9
+    for prec in ("fp16", "int8"):
+        assert _io(tmp_path / "sf" / f"selfie_segmentation_released_{prec}.tflite") == _io(f / "selfie.tflite")
+    x = _people_photos()
+    ref = run_outputs(load_interpreter(str(f / "selfie.tflite")), x)[0]
+    got = run_outputs(load_interpreter(str(tmp_path / "sf" / "selfie_segmentation_released_fp16.tflite")), x)[0]
+    assert np.abs(ref - got).max() < 1e-2 and ((ref > 0.5) == (got > 0.5)).mean() > 0.999
+
+
+def test_compress_distils_the_selfie_model_into_a_segmentation_student(released, cli, monkeypatch, tmp_path):
+    """`odml compress` with the released selfie model as the teacher on
+    synthetic people (images alone: the teacher's maps are the masks): an
+    Autoseg-EdgeTPU student at half width learns to find the people the
+    teacher finds (a student that learned nothing says background
+    everywhere: person IoU 0), in float and int8."""
+    monkeypatch.setenv("ODML_HOME", str(released["home"]))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("epochs: 6\nbatch_size: 8\nlearning_rate: 0.01\n")
+    r = cli("compress", "selfie_segmentation_released", "--data", "synthetic:200", "--students",
+            "autoseg_edgetpu_xs@0.5", "--recipe", recipe, "--runs", "3", "--out", tmp_path / "c", "--json")
+    assert r.exit_code == 0, r.stderr
+    rep = r.json()["compress"]
+    t, (s,) = rep["teacher"], rep["students"]
+    assert t["miou"] == pytest.approx(1.0) and t["on_train"]["examples"] > 1000  # scored against its own maps
+    assert any("no masks" in n and "released selfie model" in n for n in rep["notes"])
+    assert s["iou"][1] > 0.1 and s["int8_iou"][1] > 0.1, (s["iou"], s["int8_iou"])
+    card = json.loads((tmp_path / "c" / f"{s['label']}.odml.json").read_text())
+    assert card["family"] == "segmentation" and card["labels"] == ["background", "person"]
+
+
 # ---- bad input --------------------------------------------------------------------------------------
 
 def _fake_wheel(path, members):
@@ -329,7 +408,8 @@ def test_wheel_whose_graph_differs_names_the_first_op(wheel, cli_proc, tmp_path)
     its place): one line naming the op where the graphs part."""
     with zipfile.ZipFile(wheel) as z:
         lm = z.read(MEMBERS[1])
-    w = _fake_wheel(tmp_path / "mediapipe-0.10.21-swapped.whl", {MEMBERS[0]: lm, MEMBERS[1]: lm})
+        selfie = z.read(MEMBERS[2])
+    w = _fake_wheel(tmp_path / "mediapipe-0.10.21-swapped.whl", {MEMBERS[0]: lm, MEMBERS[1]: lm, MEMBERS[2]: selfie})
     r = cli_proc("zoo", "import-mediapipe", "--wheel", w, env={"ODML_HOME": str(tmp_path / "home")})
     assert_one_line_error(r, "swapped.whl:mediapipe/modules/pose_detection/pose_detection.tflite",
                           "not MediaPipe's pose detector", "op 5", "is DEPTHWISE_CONV_2D, expected PAD")

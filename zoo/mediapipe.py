@@ -1,7 +1,8 @@
-"""MediaPipe's released BlazePose models in odml: ``odml zoo import-mediapipe``.
+"""MediaPipe's released models in odml: ``odml zoo import-mediapipe``.
 
-The person detector (``pose_detection.tflite``) and the full landmark model
-(``pose_landmark_full.tflite``) are Apache-2.0 files that ship inside the
+The BlazePose person detector (``pose_detection.tflite``), the full landmark
+model (``pose_landmark_full.tflite``) and the selfie segmentation model
+(``selfie_segmentation.tflite``) are Apache-2.0 files that ship inside the
 ``mediapipe`` wheel on PyPI (``mediapipe/modules/`` of the 0.10.x wheels;
 the 1.x wheels no longer hold them). The importer takes them from the wheel
 (downloaded with ``pip download --no-deps``: mediapipe itself is never
@@ -11,8 +12,8 @@ layer for op with the file's weights (``zoo/tflite_graph.py``), checks that
 the Keras model computes what the file computes, and writes one folder that
 ``odml pose`` reads:
 
-    detector.keras   landmarks.keras     odml's Keras models (the released graphs, one layer per op)
-    detector.tflite  landmarks.tflite    the released files, as they were in the wheel
+    detector.keras   landmarks.keras   selfie.keras     odml's Keras models (the released graphs, one layer per op)
+    detector.tflite  landmarks.tflite  selfie.tflite    the released files, as they were in the wheel
     manifest.json                        source, versions, sha256, parity figures
 
 The folder is written beside its destination and renamed into place, so an
@@ -31,6 +32,11 @@ modules/pose_landmark/pose_landmark_by_roi_cpu.pbtxt):
   point); ``Identity_1`` (1): the pose flag (a probability);
   ``Identity_2`` 256x256x1 segmentation logits; ``Identity_3`` 64x64x39
   heatmaps; ``Identity_4`` (117): world landmarks in metres.
+- selfie segmentation (MediaPipe's model card "Selfie Segmentation", the
+  general 256x256 model; modules/selfie_segmentation/
+  selfie_segmentation_cpu.pbtxt): input 256x256x3, pixel / 255; output
+  ``activation_10`` 256x256x1, per pixel the probability of a person (a
+  sigmoid after MediaPipe's custom Convolution2DTransposeBias upsampling).
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ MANIFEST = "manifest.json"
 DETECTOR_ANCHORS = 2254
 DETECTOR_SCALE = 224.0  # offsets are in pixels of the 224 input (x_scale = y_scale = w_scale = h_scale)
 LANDMARK_SIZE = 256
+SELFIE_SIZE = 256
 SCORE_CLIP = 100.0
 
 
@@ -87,9 +94,12 @@ class Released:
     output_descriptions: tuple[str, ...]
     input_name: str = "input_1"  # the released tensors' names
     output_measures: tuple[OutputMeasure, ...] = ()  # per output, how an export is judged (default: relative error)
+    outputs_named: tuple[str, ...] = ()  # the output tensors' names (default Identity, Identity_1, ...)
 
     @property
     def output_names(self) -> tuple[str, ...]:
+        if self.outputs_named:
+            return self.outputs_named
         return tuple("Identity" + (f"_{i}" if i else "") for i in range(len(self.output_shapes)))
 
 
@@ -115,6 +125,14 @@ RELEASED = (
              output_measures=(OutputMeasure("keypoints", 5, float(LANDMARK_SIZE)), OutputMeasure("probability"),
                               OutputMeasure("pixels"), OutputMeasure("error"),
                               OutputMeasure("keypoints", 3, 1.0, extent_name="a metre"))),
+    Released("selfie", "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite",
+             "MediaPipe's selfie segmentation (selfie_segmentation.tflite, the general model)",
+             "CHCUDUVCUCLXCCUDUCCUDUCACHDHVCUCLXCCHDHVCUCLXCACHDHVCUCLXCACHDHVCUCLXCACHDHVCUCLXCAVCCULXRCAVCUCLXACUDUAR"
+             "CAVCUCLXACUDUARCAVCUCLXACUDUABL", (1, SELFIE_SIZE, SELFIE_SIZE, 3),
+             ((1, SELFIE_SIZE, SELFIE_SIZE, 1),), (0.0, 1.0),
+             "RGB image (a selfie, a video call frame) resized to 256x256; the model reads pixel / 255",
+             ("per pixel, the probability that it belongs to a person",),
+             output_measures=(OutputMeasure("pixels"),), outputs_named=("activation_10",)),
 )
 
 
@@ -122,7 +140,8 @@ def released(part: str) -> Released:
     return next(r for r in RELEASED if r.part == part)
 
 
-FAMILIES = {"detector": "blazepose_detector_released", "landmarks": "blazepose_full_released"}  # zoo/families/
+FAMILIES = {"detector": "blazepose_detector_released", "landmarks": "blazepose_full_released",
+            "selfie": "selfie_segmentation_released"}  # zoo/families/
 
 
 def default_folder() -> Path:
@@ -233,6 +252,9 @@ def parity(keras_model: Any, tflite: str | Path, part: str, x: np.ndarray) -> di
     if part == "detector":
         return {"box_px": float(np.abs(got[0] - ref[0]).max()),
                 "score": float(np.abs(_sigmoid(got[1]) - _sigmoid(ref[1])).max())}
+    if part == "selfie":  # probabilities, and the share of pixels whose side of 0.5 differs
+        return {"probability": float(np.abs(got[0] - ref[0]).max()),
+                "pixels_differ": float(((got[0] > 0.5) != (ref[0] > 0.5)).mean())}
     a, b = got[0].reshape(len(x), -1, 5), ref[0].reshape(len(x), -1, 5)
     return {"keypoint_pct": float(np.abs(a[..., :2] - b[..., :2]).max() / LANDMARK_SIZE * 100),
             "z_pct": float(np.abs(a[..., 2] - b[..., 2]).max() / LANDMARK_SIZE * 100),
@@ -241,7 +263,7 @@ def parity(keras_model: Any, tflite: str | Path, part: str, x: np.ndarray) -> di
             "world_m": float(np.abs(got[4] - ref[4]).max())}
 
 
-LIMITS = {"box_px": 1.0, "keypoint_pct": 0.5, "score": 1e-3}
+LIMITS = {"box_px": 1.0, "keypoint_pct": 0.5, "score": 1e-3, "probability": 1e-3, "pixels_differ": 1e-3}
 
 
 def check_parity(figures: dict[str, float], where: str) -> None:
@@ -287,8 +309,13 @@ def import_mediapipe(wheel: str | Path | None = None, folder: str | Path | None 
                                 f"{(r.input_shape, r.output_shapes)}")
             say(f"building the Keras {r.part} model ({len(g.ops)} layers)")
             model = build_keras(g, FAMILIES[r.part])
-            lo = -1.0 if r.part == "detector" else 0.0
+            lo = r.input_range[0]
             x = rng.uniform(lo, 1.0, (2, *r.input_shape[1:])).astype(np.float32)
+            if r.part == "selfie":  # on noise the model sees no one (p ~ 0 everywhere): people instead
+                from odml.data.pose import SyntheticPeople
+
+                people = SyntheticPeople(tuple(r.input_shape[1:3]), seed=0)
+                x = np.stack([people.sample().image for _ in range(2)]).astype(np.float32) / 255.0
             fig = parity(model, files[r.part], r.part, x)
             check_parity(fig, f"{r.what}")
             keras_path = stage / f"{r.part}.keras"

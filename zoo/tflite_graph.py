@@ -38,7 +38,8 @@ _DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 
 _ACTIVATIONS = {0: None, 1: "relu", 3: "relu6", 4: "tanh"}  # schema ActivationFunctionType
 LETTERS = {"CONV_2D": "C", "DEPTHWISE_CONV_2D": "D", "ADD": "A", "PAD": "P", "MAX_POOL_2D": "M",
            "AVERAGE_POOL_2D": "V", "RESIZE_BILINEAR": "R", "RESHAPE": "S", "LOGISTIC": "L", "DEPTH_TO_SPACE": "T",
-           "CONCATENATION": "K"}
+           "CONCATENATION": "K", "HARD_SWISH": "H", "RELU": "U", "MUL": "X",
+           "Convolution2DTransposeBias": "B"}
 _FOLDED = ("DEQUANTIZE", "DENSIFY")
 
 
@@ -155,6 +156,10 @@ def read_graph(path: str | Path, where: str | None = None) -> Graph:
     names_of = _op_names()
     codes = [names_of.get(max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0)), "?")
              for oc in model.operatorCodes or []]
+    for j, oc in enumerate(model.operatorCodes or []):  # a custom op goes by its own name (MediaPipe's)
+        if codes[j] == "CUSTOM" and oc.customCode:
+            code = oc.customCode
+            codes[j] = code.decode("utf-8", "replace") if isinstance(code, bytes) else str(code)
     ops, folded = [], {}
     for k, op in enumerate(sg.operators or []):
         kind = codes[op.opcodeIndex]
@@ -167,6 +172,8 @@ def read_graph(path: str | Path, where: str | None = None) -> Graph:
         opts = {}
         if op.builtinOptions is not None:
             opts = {k2: (list(v) if isinstance(v, np.ndarray) else v) for k2, v in vars(op.builtinOptions).items()}
+        if op.customOptions is not None:
+            opts["custom"] = bytes(np.asarray(op.customOptions, dtype=np.uint8))
         ops.append(Op(k, kind, ins, outs, opts))
     return Graph(where, names, shapes, consts, ops, [int(i) for i in sg.inputs], [int(i) for i in sg.outputs], folded)
 
@@ -195,6 +202,7 @@ def build_keras(graph: Graph, name: str) -> Any:
     op, with the graph's weights; outputs in the graph's order."""
     from odml._tf import keras, quiet_stderr_fd
     from odml.zoo.blazepose import ChannelPad, DepthToSpace
+    from odml.zoo.blocks import HardSwish
 
     K = keras()
     if len(graph.inputs) != 1:
@@ -280,6 +288,17 @@ def build_keras(graph: Graph, name: str) -> Any:
                 y = K.layers.Reshape(tuple(shape[1:]), name=f"reshape_{n}")(tensor(op.inputs[0], op))
             elif op.kind == "LOGISTIC":
                 y = K.layers.Activation("sigmoid", name=f"sigmoid_{n}")(tensor(op.inputs[0], op))
+            elif op.kind == "RELU":
+                y = K.layers.ReLU(name=f"relu_{n}")(tensor(op.inputs[0], op))
+            elif op.kind == "HARD_SWISH":
+                y = HardSwish(name=f"hswish_{n}")(tensor(op.inputs[0], op))
+            elif op.kind == "MUL":  # squeeze-excite's scaling: a map times per-channel weights (broadcast)
+                if any(i in graph.consts for i in op.inputs):
+                    raise GraphError(f"{graph.path}: op {n} (MUL) multiplies by a constant (not supported)")
+                y = act(K.layers.Multiply(name=f"mul_{n}")([tensor(i, op) for i in op.inputs]),
+                        o.get("fusedActivationFunction", 0), op)
+            elif op.kind == "Convolution2DTransposeBias":
+                y = _transpose_conv_bias(graph, op, tensor(op.inputs[0], op), pending, K)
             elif op.kind == "DEPTH_TO_SPACE":
                 y = DepthToSpace(int(o["blockSize"]), name=f"d2s_{n}")(tensor(op.inputs[0], op))
             elif op.kind == "CONCATENATION":
@@ -301,6 +320,26 @@ def build_keras(graph: Graph, name: str) -> Any:
         for layer, weights in pending:
             layer.set_weights([np.asarray(v, np.float32) for v in weights])
     return model
+
+
+def _transpose_conv_bias(graph: Graph, op: Op, x: Any, pending: list, K: Any) -> Any:
+    """MediaPipe's custom Convolution2DTransposeBias (its selfie segmentation's
+    last upsampling): a transposed convolution plus a bias; the weights are
+    stored (out, h, w, in), the options as three int32: padding (TfLite's
+    enum: 1 same, 2 valid), stride width, stride height."""
+    raw = op.options.get("custom", b"")
+    if len(raw) < 12:
+        raise GraphError(f"{graph.path}: op {op.index} ({op.kind}) has {len(raw)} bytes of options, 12 expected")
+    padding, sw, sh = np.frombuffer(raw[:12], dtype="<i4").tolist()
+    if padding not in (1, 2):
+        raise GraphError(f"{graph.path}: op {op.index} ({op.kind}) has padding {padding} (1 same or 2 valid expected)")
+    w = graph.const(op.inputs[1], op)
+    b = graph.const(op.inputs[2], op) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+    layer = K.layers.Conv2DTranspose(w.shape[0], w.shape[1:3], (sh, sw), "same" if padding == 1 else "valid",
+                                     use_bias=b is not None, name=f"tconv_{op.index}")
+    y = layer(x)
+    pending.append((layer, [w.transpose(1, 2, 0, 3)] + ([b] if b is not None else [])))
+    return y
 
 
 def _clean(s: str) -> str:

@@ -1,16 +1,18 @@
 """Segmentation on shapes-seg at 128 px (issue 41): DeepLabv3+ on
-MobileNetEdgeTPUV2-XS against Autoseg-EdgeTPU-XS, each trained for the same
-wall time (one pilot epoch measures an epoch's cost, then as many epochs as
-fit the budget; the schedule ends with them), exported int8 with parity,
-and measured on this host: mIoU and pixel accuracy of the int8 file on the
+MobileNetEdgeTPUV2-XS against Autoseg-EdgeTPU-XS against a model found by
+`odml search --task segment` (the autoseg64 space at 128 px, the target the
+Autoseg file's int8 host latency), each trained for the same wall time (one
+pilot epoch measures an epoch's cost, then as many epochs as fit the
+budget; the schedule ends with them), exported int8 with parity, and
+measured on this host: mIoU and pixel accuracy of the int8 file on the
 validation split, host latency (odml bench: LiteRT, XNNPACK, one thread),
-parameters. Then each finalize method of export (`--finalize`) on the
-Autoseg file: its latency and mIoU against the plain logits file.
+parameters. The search's own time is reported beside. Then each finalize
+method of export (`--finalize`) on the Autoseg file: its latency and mIoU
+against the plain logits file.
 
-    python tests/bench/segmentation.py [--minutes 8] [--images 2000] [--width 1.0]
+    python tests/bench/segmentation.py [--minutes 8] [--search-minutes 12] [--images 2000] [--width 1.0]
 
-Prints Markdown tables (docs/benchmarks/segmentation.md). A searched model
-joins the comparison once `odml search --task segment` exists."""
+Prints Markdown tables (docs/benchmarks/segmentation.md)."""
 
 from __future__ import annotations
 
@@ -39,29 +41,43 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=8.0)
     ap.add_argument("--images", type=int, default=2000)
     ap.add_argument("--width", type=float, default=1.0)
+    ap.add_argument("--search-minutes", type=float, default=12.0)
     a = ap.parse_args()
     data = f"shapes-seg:{a.images}"
-    rows, finals = [], []
+    rows, finals, search = [], [], {}
     with tempfile.TemporaryDirectory() as t:
         d = Path(t)
-        for name in MODELS:
-            common = [name, "--data", data, "--input-size", "128", "--width", str(a.width)]
+
+        def trained(label: str, model: str, extra: list[str]) -> None:
+            common = [model, "--data", data, *extra]
             t0 = time.perf_counter()
-            run("train", *common, "--epochs", "1", "--out", str(d / f"{name}_pilot.keras"), "--no-tensorboard")
+            run("train", *common, "--epochs", "1", "--out", str(d / f"{label}_pilot.keras"), "--no-tensorboard")
             per_epoch = time.perf_counter() - t0
             epochs = max(1, int(a.minutes * 60 / per_epoch))
             t0 = time.perf_counter()
-            res = run("train", *common, "--epochs", str(epochs), "--out", str(d / f"{name}.keras"),
+            res = run("train", *common, "--epochs", str(epochs), "--out", str(d / f"{label}.keras"),
                       "--no-tensorboard")["train"]
             wall = time.perf_counter() - t0
-            exp = run("export", str(d / f"{name}.keras"), "--data", data, "--quantize", "int8", "--out",
-                      str(d / name))["export"]
+            exp = run("export", str(d / f"{label}.keras"), "--data", data, "--quantize", "int8", "--out",
+                      str(d / label))["export"]
             art = next(x for x in exp["artifacts"] if x["precision"] == "int8")
-            b = run("bench", str(d / name / art["file"]), "--data", data)["bench"][0]
+            b = run("bench", str(d / label / art["file"]), "--data", data)["bench"][0]
             c = b["classification"]
-            rows.append((name, res["params"], epochs, wall, res["val_miou"], c["miou"], c["accuracy"],
+            rows.append((label, res["params"], epochs, wall, res["val_miou"], c["miou"], c["accuracy"],
                          b["median_ms"], art["parity"].get("agreement")))
             print(rows[-1], file=sys.stderr)
+
+        for name in MODELS:
+            trained(name, name, ["--input-size", "128", "--width", str(a.width)])
+        target = rows[1][7]  # the Autoseg file's int8 host latency
+        t0 = time.perf_counter()
+        s = run("search", "--space", "autoseg64", "--task", "segment", "--input-size", "128", "--data", data,
+                "--target-ms", f"{target:.3f}", "--trials", "200", "--epochs", "3", "--batch-size", "16", "--lr",
+                "0.005", "--max-minutes", str(a.search_minutes), "--out", str(d / "search"))["search"]
+        search = {"wall_s": time.perf_counter() - t0, "trials": s["trials"], "target_ms": target,
+                  "best": s["best"]}
+        print(search, file=sys.stderr)
+        trained("searched", str(d / "search" / "best_spec.json"), [])
         auto = MODELS[1]
         plain = run("bench", str(d / auto / f"{auto}_int8.tflite"), "--data", data)["bench"][0]
         for method in FINALIZE:
@@ -74,6 +90,10 @@ def main() -> None:
                            plain["classification"]["miou"]))
             print(finals[-1], file=sys.stderr)
     print(f"Data: {data} at 128x128 (11 classes), {a.minutes:g} minutes of training each, width {a.width:g}.\n")
+    b = search["best"]
+    print(f"Search: autoseg64 at 128 px, evolution, target {search['target_ms']:.3f} ms (the Autoseg file's), "
+          f"{search['trials']} trials of 3 proxy epochs in {search['wall_s'] / 60:.1f} min; best: {b['line']} "
+          f"(proxy mIoU {b['accuracy']:.4f}, {b['latency_ms']:.3f} ms).\n")
     print("| model | params | epochs | train wall s | val mIoU (Keras) | int8 mIoU | int8 pixel acc | int8 host ms "
           "| int8 label agreement |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -1,8 +1,9 @@
-"""MediaPipe's released BlazePose models as odml models (``odml zoo
-import-mediapipe`` puts them in odml's data home): the person detector
-``blazepose_detector_released`` (pose_detection.tflite) and the full landmark
-model ``blazepose_full_released`` (pose_landmark_full.tflite), rebuilt as
-tf_keras models one layer per op with the released weights.
+"""MediaPipe's released models as odml models (``odml zoo import-mediapipe``
+puts them in odml's data home): the BlazePose person detector
+``blazepose_detector_released`` (pose_detection.tflite), the full landmark
+model ``blazepose_full_released`` (pose_landmark_full.tflite) and the selfie
+segmentation ``selfie_segmentation_released`` (selfie_segmentation.tflite),
+rebuilt as tf_keras models one layer per op with the released weights.
 
 They keep the released files' conventions: the input tensor ``input_1``
 (the detector reads pixel / 127.5 - 1, the landmark model pixel / 255) and the
@@ -10,7 +11,9 @@ output tensors ``Identity``, ``Identity_1``, ... in the released order and
 shapes (``odml.zoo.mediapipe`` says what each holds), so that what ``odml
 export`` makes of them loads where the released file loads. They are not
 trained by odml; the landmark model is a teacher for odml's BlazePose
-landmark models (``odml compress``), its keypoints the students' targets."""
+landmark models (``odml compress``), its keypoints the students' targets;
+the selfie model teaches odml's segmentation models (person / background),
+its maps the students' targets."""
 
 from __future__ import annotations
 
@@ -24,12 +27,12 @@ from odml.errors import DataError, SpecError
 from odml.zoo.family import Counts, Family, InputSpec, OutputSpec, OutputTensor
 from odml.zoo.registry import register_family
 
-PARTS = ("detector", "landmarks")
+PARTS = ("detector", "landmarks", "selfie")
 
 
 @dataclass(frozen=True)
 class ReleasedConfig:
-    part: str  # detector | landmarks
+    part: str  # detector | landmarks | selfie
     folder: str = ""  # the import folder ("" : odml's data home, see odml.zoo.mediapipe)
 
     def validate(self) -> "ReleasedConfig":
@@ -158,3 +161,65 @@ class ReleasedLandmarks(_Released):
         n = len(outputs[0])
         return np.stack([landmarks_as_odml([o[i] for o in outputs], LANDMARKS) for i in range(n)]).astype(np.float32)
 
+
+
+@register_family
+class ReleasedSelfie(_Released):
+    """The selfie segmentation model: one output, per pixel the probability of
+    a person; as a teacher its classes are background and person."""
+
+    name = "selfie_segmentation_released"
+    task = "segment"
+    noun = "MediaPipe's released selfie segmentation model"
+    zoo_task = "semantic_segmentation"
+    title = "MediaPipe's released selfie segmentation (selfie_segmentation.tflite, Apache-2.0)"
+    _part = "selfie"
+    _entry = "selfie_segmentation_released"
+    student_family = "segmentation"
+    CLASSES = ("background", "person")
+
+    def num_classes(self, cfg: Any) -> int:
+        return len(self.CLASSES)
+
+    def class_logits(self, cfg: Any, outputs: Any) -> Any:
+        """The person probability p as two classes' logits, log(1 - p) and
+        log(p) (a softmax of them gives back 1 - p and p)."""
+        from odml._tf import tf
+
+        T = tf()
+        p = T.clip_by_value(T.convert_to_tensor(outputs, T.float32), 1e-6, 1 - 1e-6)
+        return T.concat([T.math.log(1 - p), T.math.log(p)], -1)
+
+    def read(self, card: Any, data: str, val_split: float = 0.2, seed: int = 0, **options: Any) -> Any:
+        """People to segment at 256x256: a folder of images and masks
+        (``images/`` + ``masks/``, 0 background, 1 person), or images alone
+        (a folder of photos, or ``synthetic``: odml's synthetic people), whose
+        masks are then this model's own maps (p > 0.5)."""
+        from pathlib import Path
+
+        from odml.data.segmentation import PAIRS, load_labelled_by, load_segmentation
+
+        self.check_data(data)
+        h, w, c = self.inputs(card.config).shape
+        split = options.get("split", "val")
+        if Path(data).is_dir() and any((Path(data) / a).is_dir() and (Path(data) / b).is_dir() for a, b in PAIRS):
+            return load_segmentation(data, (h, w), c, val_split, seed, classes=len(self.CLASSES), split=split)
+        model = self.build(card.config)
+
+        def label(x: np.ndarray) -> np.ndarray:
+            p = np.concatenate([np.asarray(model(x[i:i + 16].astype(np.float32) / 255.0, training=False))
+                                for i in range(0, len(x), 16)])
+            return (p[..., 0] > 0.5).astype(np.uint8)
+
+        return load_labelled_by(data, (h, w), label, list(self.CLASSES), c, val_split, seed, split,
+                                "the released selfie model")
+
+    def data_hint(self) -> str:
+        return "'synthetic' (synthetic people), a folder of photos, or a folder of images/ and masks/"
+
+    def check_data(self, data: str) -> None:
+        from pathlib import Path
+
+        if data != "synthetic" and not data.startswith("synthetic:") and not Path(data).is_dir():
+            raise DataError(f"--data {data}: {self.noun} takes 'synthetic', a folder of photos or a folder of "
+                            "images/ and masks/")
