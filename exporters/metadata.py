@@ -34,7 +34,7 @@ CARD_ENTRY = "odml_card"  # the model card (JSON) as an entry of the flatbuffer'
 # metadata_schema.fbs: union and enum values, and each table's field slots
 FEATURE_PROPERTIES, IMAGE_PROPERTIES = 1, 2  # ContentProperties
 NORMALIZATION_OPTIONS = 1  # ProcessUnitOptions
-RGB = 1  # ColorSpaceType
+RGB, GRAYSCALE = 1, 2  # ColorSpaceType
 TENSOR_AXIS_LABELS, VOCABULARY = 2, 5  # AssociatedFileType
 _MODEL = dict(name=0, description=1, version=2, subgraphs=3, author=4, license=5, min_parser_version=7)
 _SUBGRAPH = dict(inputs=2, outputs=3)
@@ -105,8 +105,8 @@ def _file(w: _Writer, name: str, description: str, kind: int) -> int:
     return w.table({_FILE["name"]: w.string(name), _FILE["description"]: w.string(description)}, {_FILE["type"]: kind})
 
 
-def _content(w: _Writer, image: bool) -> int:
-    props = w.table({}, {_IMAGE["color_space"]: RGB}) if image else w.table({})
+def _content(w: _Writer, image: bool, color: int = RGB) -> int:
+    props = w.table({}, {_IMAGE["color_space"]: color}) if image else w.table({})
     return w.table({_CONTENT["properties"]: props},
                    {_CONTENT["properties_type"]: IMAGE_PROPERTIES if image else FEATURE_PROPERTIES})
 
@@ -143,12 +143,16 @@ def metadata_buffer(info: ModelInfo) -> tuple[bytes, dict[str, bytes]]:
     inp = _input(w, card.input, card.vocab, packed)
     outs = []
     tensors = [(t.name, t.description) for t in card.output.tensors] or [(card.output.name, card.output.description)]
+    # a segmentation output is a map: ImageProperties (grayscale), its classes along the last axis (TFLite
+    # Support's ImageSegmenter reads both)
+    seg = card.output.task == "segment"
     for i, (name, description) in enumerate(tensors):
         files = None
-        if i == 0 and info.labels and card.output.task == "classify":
+        if i == 0 and info.labels and card.output.task in ("classify", "segment"):
             packed[LABELS_FILE] = ("\n".join(info.labels) + "\n").encode("utf-8")
-            files = w.tables([_file(w, LABELS_FILE, "class labels, one per line", TENSOR_AXIS_LABELS)])
-        outs.append(_tensor(w, name, description, _content(w, False), files=files))
+            files = w.tables([_file(w, LABELS_FILE, "class labels, one per line (the class ids of the map)" if seg
+                                    else "class labels, one per line", TENSOR_AXIS_LABELS)])
+        outs.append(_tensor(w, name, description, _content(w, seg and i == 0, GRAYSCALE), files=files))
     sub = w.table({_SUBGRAPH["inputs"]: w.tables([inp]), _SUBGRAPH["outputs"]: w.tables(outs)})
     strings = {k: w.string(v) for k, v in (("name", info.name), ("description", info.description),
                                             ("version", info.version), ("author", info.author),
@@ -250,9 +254,21 @@ def _read_tables(buf: bytes) -> dict[str, Any]:
                 if pu.u8(_UNIT["options_type"]) == NORMALIZATION_OPTIONS and opts is not None:
                     res["normalization"] = {"mean": opts.floats(_NORMALIZATION["mean"]),
                                             "std": opts.floats(_NORMALIZATION["std"])}
+        res["output_content"] = [_content_kind(t) for t in outs]
         res["associated_files"] = [f.string(_FILE["name"]) for t in ins + outs
                                    for f in t.tables(_TENSOR["associated_files"])]
     return res
+
+
+def _content_kind(t: "_Table") -> str:
+    """A tensor's content in words: ``image (RGB)``, ``image (grayscale)``
+    (a segmentation map) or ``features``."""
+    c = t.table(_TENSOR["content"])
+    if c is None or c.u8(_CONTENT["properties_type"]) != IMAGE_PROPERTIES:
+        return "features"
+    props = c.table(_CONTENT["properties"])
+    color = props.u8(_IMAGE["color_space"]) if props is not None else 0
+    return f"image ({ {RGB: 'RGB', GRAYSCALE: 'grayscale'}.get(color, 'unknown') })"
 
 
 def read_metadata(model_bytes: bytes, metadata_buffers: dict[str, bytes]) -> dict[str, Any] | None:

@@ -190,6 +190,13 @@ def test_export_finalized_int8_and_bench_miou(cli, trained, tmp_path):
     assert 0 <= p8["class_iou_min"] <= p8["class_iou_mean"] and p8["classes"] >= 2
     info = read_tflite(exp / "seg_int8.tflite")
     assert list(info.outputs[0].shape) == [1, 64, 64] and info.outputs[0].dtype == "int32"
+    # TFLite metadata of a segmentation output: a grayscale map whose class ids the packed labels name
+    from odml.data.shapes import CLASSES
+    from odml.exporters.metadata import read_metadata
+
+    md = read_metadata((exp / "seg_int8.tflite").read_bytes(), info.metadata)
+    assert md["labels"] == ["background", *CLASSES] and md["output_content"] == ["image (grayscale)"]
+    assert md["task"] == "segment"
     plain = tmp_path / "plain"
     assert cli("export", out, "--quantize", "fp32", "--out", plain).exit_code == 0
     r = cli("bench", plain / "seg_fp32.tflite", exp / "seg_fp32.tflite", exp / "seg_int8.tflite", "--data",

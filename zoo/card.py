@@ -58,8 +58,8 @@ class ModelCard:
         return self.family.num_classes(self.config)
 
     def label_names(self) -> list[str] | None:
-        """The class labels, when the output is class scores."""
-        return list(self.labels) if self.labels and self.output.task == "classify" else None
+        """The class labels, when the output is class scores or a map of classes."""
+        return list(self.labels) if self.labels and self.output.task in ("classify", "segment") else None
 
     def to_dict(self, with_vocab: bool = True) -> dict[str, Any]:
         d = {"schema": SCHEMA, "family": self.family.name, "name": self.name, "task": self.task,

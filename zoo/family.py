@@ -454,7 +454,7 @@ class Family:
             raise self.unsupported("compression of a finalized segmentation model (its label map holds no scores to "
                                    "distill; compress the model before export --finalize)")
         if out.task not in ("classify", "segment"):
-            raise self.unsupported("compression of a model that is neither a classifier nor a segmentation model")
+            raise self.unsupported("compression of a model that is not a classifier (nor a segmentation model)")
         if self.student_family_for(cfg) is None:
             raise self.unsupported(f"compression of {self.noun} (odml has no students for it)")
         return "distill"

@@ -28,6 +28,7 @@ from odml.zoo.family import Counts, Family, InputSpec, OutputSpec, OutputTensor
 from odml.zoo.registry import register_family
 
 PARTS = ("detector", "landmarks", "selfie")
+SELFIE_CLASSES = ("background", "person")  # the selfie model as a teacher: its probability as two classes
 
 
 @dataclass(frozen=True)
@@ -176,10 +177,9 @@ class ReleasedSelfie(_Released):
     _part = "selfie"
     _entry = "selfie_segmentation_released"
     student_family = "segmentation"
-    CLASSES = ("background", "person")
 
     def num_classes(self, cfg: Any) -> int:
-        return len(self.CLASSES)
+        return len(SELFIE_CLASSES)
 
     def class_logits(self, cfg: Any, outputs: Any) -> Any:
         """The person probability p as two classes' logits, log(1 - p) and
@@ -203,7 +203,7 @@ class ReleasedSelfie(_Released):
         h, w, c = self.inputs(card.config).shape
         split = options.get("split", "val")
         if Path(data).is_dir() and any((Path(data) / a).is_dir() and (Path(data) / b).is_dir() for a, b in PAIRS):
-            return load_segmentation(data, (h, w), c, val_split, seed, classes=len(self.CLASSES), split=split)
+            return load_segmentation(data, (h, w), c, val_split, seed, classes=len(SELFIE_CLASSES), split=split)
         model = self.build(card.config)
 
         def label(x: np.ndarray) -> np.ndarray:
@@ -211,7 +211,7 @@ class ReleasedSelfie(_Released):
                                 for i in range(0, len(x), 16)])
             return (p[..., 0] > 0.5).astype(np.uint8)
 
-        return load_labelled_by(data, (h, w), label, list(self.CLASSES), c, val_split, seed, split,
+        return load_labelled_by(data, (h, w), label, list(SELFIE_CLASSES), c, val_split, seed, split,
                                 "the released selfie model")
 
     def data_hint(self) -> str:
