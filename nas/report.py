@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from odml.errors import CheckFailed
 from odml.files import append_jsonl, read_jsonl, write_json_atomic
 from odml.nas.config import FRONT_MEASURED, SCHEMA, SCREENED, TRIALS, Prepared, SearchError
 from odml.nas.evaluate import latency_meter
@@ -55,6 +56,8 @@ def finish(p: Prepared, baselines: list[dict[str, Any]] | None = None) -> dict[s
     if all(r["status"] == "failed" for r in recs):
         raise SearchError(f"{p.out}: no candidate could be evaluated: all {len(recs)} trials failed; the last: "
                           f"{recs[-1].get('reason', 'failed')}")
+    if not any(r["status"] in ("completed", "stopped_early") for r in recs):
+        raise CheckFailed(nothing_trained(p, recs))
     measured = _measure_front(p, recs)
     front = pareto_front(measured) if measured else []
     if p.cfg.latency == "predicted" and measured:  # the best by measured figures
@@ -72,6 +75,25 @@ def finish(p: Prepared, baselines: list[dict[str, Any]] | None = None) -> dict[s
     summary = _summary(p, recs, best, front, baselines)
     _write_json(p.out / "summary.json", summary)
     return summary
+
+
+REJECTED = {1.0: "over --max-params", 2.0: "over --max-macs", 3.0: "bounded by MACs over --reject-above x target",
+            4.0: "predicted over --promising x target", 6.0: "measured over --reject-above x target"}
+
+
+def nothing_trained(p: Prepared, recs: list[dict[str, Any]]) -> str:
+    """Why a search that trained no candidate names no best model: what
+    rejected them, what the cheapest cost against the target, what to change."""
+    from collections import Counter
+
+    why = Counter(REJECTED.get(r["metrics"].get("rejected"), r["status"]) for r in recs)
+    said = ", ".join(f"{n} {w}" for w, n in why.most_common())
+    costs = [r for r in recs if r.get("latency_ms") is not None and r["status"] == "rejected"]
+    cheapest = min(costs, key=lambda r: r["latency_ms"]) if costs else None
+    cost = (f"; the cheapest: {cheapest['latency_ms']:.3g} ms ({cheapest.get('latency_source', 'measured')}) against "
+            f"the target {p.cfg.target_ms:g} ms" if cheapest else "")
+    return (f"{p.out}: no candidate was trained: all {len(recs)} trials were rejected ({said}){cost}; raise "
+            "--target-ms, lower --input-size or search a smaller space (no best model named, no best_spec.json)")
 
 
 def _summary(p: Prepared, recs: list[dict[str, Any]], best: dict[str, Any], front: list[dict[str, Any]],

@@ -287,7 +287,8 @@ def test_search_hybrid_and_predicted(cli, calibrated, tmp_path):
     # a promising factor that nothing passes: every candidate predicted, none measured or trained
     r = cli(*common, "--latency", "hybrid", "--predictor", pred_file, "--promising", "1.01", "--target-ms", "0.0001",
             "--out", tmp_path / "h0")
-    assert r.exit_code == 0, r.stderr
+    assert_one_line_error(r, "no candidate was trained", "predicted over --promising", "(predicted)", code=1)
+    assert not (tmp_path / "h0" / "best_spec.json").exists()
     recs = read_jsonl(tmp_path / "h0" / "trials.jsonl")
     assert len(recs) == 5 and all(x["status"] == "rejected" and x["latency_source"] == "predicted" for x in recs)
     assert not (tmp_path / "h0" / "latency_cache.jsonl").exists()

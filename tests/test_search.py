@@ -443,7 +443,9 @@ def test_rejected_candidates_are_not_measured(cli, tiny_space, tmp_path):
 
     out = tmp_path / "run"
     r = cli(*_search_args(tiny_space, out, "--trials", "2", "--strategy", "random", "--max-params", "10"))
-    assert r.exit_code == 0, r.stderr
+    # nothing trained: no best model named (issue 42), exit 1 with what rejected them
+    assert_one_line_error(r, "no candidate was trained", "2 over --max-params", code=1)
+    assert not (out / "best_spec.json").exists() and not (out / "summary.json").exists()
     recs = read_jsonl(out / "trials.jsonl")
     assert [x["status"] for x in recs] == ["rejected", "rejected"]
     assert all(x["reward"] == 0 and not math.isnan(x["latency_ms"]) for x in recs)
@@ -459,7 +461,8 @@ def test_candidates_measured_far_over_the_target_are_not_trained(cli, tiny_space
 
     out = tmp_path / "run"
     r = cli(*_search_args(tiny_space, out, "--trials", "2", "--strategy", "random", "--target-ms", "0.00001"))
-    assert r.exit_code == 0, r.stderr
+    assert_one_line_error(r, "no candidate was trained", "measured over --reject-above", "the cheapest", code=1)
+    assert not (out / "best_spec.json").exists()
     recs = read_jsonl(out / "trials.jsonl")
     assert [x["status"] for x in recs] == ["rejected", "rejected"]
     assert all(x["latency_source"] == "measured" and x["latency_ms"] > 3 * 0.00001 for x in recs)

@@ -2,8 +2,8 @@
 MobileNetEdgeTPUV2-XS against Autoseg-EdgeTPU-XS against a model found by
 `odml search --task segment` (the autoseg64 space at 128 px, the target the
 Autoseg file's int8 host latency), each trained for the same wall time (one
-pilot epoch measures an epoch's cost, then as many epochs as fit the
-budget; the schedule ends with them), exported int8 with parity, and
+pilot epoch measures an epoch's training time, then as many epochs as fit
+the budget; the schedule ends with them), exported int8 with parity, and
 measured on this host: mIoU and pixel accuracy of the int8 file on the
 validation split, host latency (odml bench: LiteRT, XNNPACK, one thread),
 parameters. The search's own time is reported beside. Then each finalize
@@ -50,20 +50,18 @@ def main() -> None:
 
         def trained(label: str, model: str, extra: list[str]) -> None:
             common = [model, "--data", data, *extra]
-            t0 = time.perf_counter()
-            run("train", *common, "--epochs", "1", "--out", str(d / f"{label}_pilot.keras"), "--no-tensorboard")
-            per_epoch = time.perf_counter() - t0
+            pilot = run("train", *common, "--epochs", "1", "--out", str(d / f"{label}_pilot.keras"),
+                        "--no-tensorboard")["train"]
+            per_epoch = pilot["train_wall_s"]  # the epoch alone (its trace included), not the process's start
             epochs = max(1, int(a.minutes * 60 / per_epoch))
-            t0 = time.perf_counter()
             res = run("train", *common, "--epochs", str(epochs), "--out", str(d / f"{label}.keras"),
                       "--no-tensorboard")["train"]
-            wall = time.perf_counter() - t0
             exp = run("export", str(d / f"{label}.keras"), "--data", data, "--quantize", "int8", "--out",
                       str(d / label))["export"]
             art = next(x for x in exp["artifacts"] if x["precision"] == "int8")
             b = run("bench", str(d / label / art["file"]), "--data", data)["bench"][0]
             c = b["classification"]
-            rows.append((label, res["params"], epochs, wall, res["val_miou"], c["miou"], c["accuracy"],
+            rows.append((label, res["params"], epochs, res["train_wall_s"], res["val_miou"], c["miou"], c["accuracy"],
                          b["median_ms"], art["parity"].get("agreement")))
             print(rows[-1], file=sys.stderr)
 
