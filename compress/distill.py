@@ -449,6 +449,8 @@ class StudentTrainer:
                 target = t_soft
                 if tied is not None and j:  # in-place distillation: the narrower learn from the widest too
                     tied.load(idx[j])
+                    if t_soft is not None and self.pixels and tuple(t_soft.shape[1:3]) != tuple(w_soft.shape[1:3]):
+                        t_soft = T.image.resize(t_soft, w_soft.shape[1:3], method="bilinear")  # the widths' stride
                     target = w_soft if t_soft is None else (t_soft + w_soft) / 2
                 with T.GradientTape() as tape:
                     logits = s.model(x, training=True)

@@ -209,7 +209,9 @@ def _prepare(o: CompressOptions, recipe: Recipe, teacher: Teacher, device: Any) 
     if recipe.distill.joint and teacher.runtime != "tf_keras":
         raise RecipeError(f"distill.joint: the teacher {teacher.path} is a {teacher.runtime} model; training it with "
                           "the students needs a tf_keras model (odml's training loop); use --fixed-teacher")
-    data = teacher.family.read(teacher.card, o.data, o.val_split, recipe.seed, val_data=o.val_data)
+    # a segmentation teacher's classes are the masks' (a folder without classes.txt: else the largest id seen)
+    more = {"classes": teacher.num_classes} if _per_pixel(teacher) else {}
+    data = teacher.family.read(teacher.card, o.data, o.val_split, recipe.seed, val_data=o.val_data, **more)
     if data.num_classes != teacher.num_classes:
         raise DataError(f"{o.data}: {data.num_classes} classes in the data but the teacher {teacher.path} has "
                         f"{teacher.num_classes} outputs")

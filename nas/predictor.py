@@ -156,8 +156,8 @@ def design_units(sp: SearchSpace, seed: int, classes: int):
                     yield Unit(t, res, cin, cout, kernel=k, expansion=float(e), stride=stride, groups=groups,
                                residual=stride == 1 and cin == cout)
             res, prev = _conv_out(res, st.stride), own
-        for cin in prev:  # every head the last stage's widths can meet, each round (every model has one)
-            for hf in sp.head_filters:
+        for cin in prev if sp.decoder is None else ():  # every head the last stage's widths can meet, each round
+            for hf in sp.head_filters:  # (every classifier has one; a segmentation model's decoder is no unit)
                 yield Unit("head", res, cin, hf, classes=classes)
 
 

@@ -106,13 +106,18 @@ def blocks_of(spec: Any) -> ModelSpec:
 def head_macs(spec: Any) -> int:
     """The MACs of ``spec`` outside its units (a segmentation model's decoder
     head; 0 for a classifier of the spec language)."""
-    return max(int(spec.macs) - int(blocks_of(spec).macs), 0)
+    bb = blocks_of(spec)
+    if bb is spec:
+        return 0
+    body = sum(r["macs"] for r in bb.layers() if r["name"] != "head")  # its units: stem and blocks
+    return max(int(spec.macs) - int(body), 0)
 
 
 def units_of(spec: Any) -> list[Unit]:
-    """The stem, every block and the head of ``spec`` (of its backbone, for a
-    segmentation model), in order."""
-    spec = blocks_of(spec)
+    """The stem, every block and the head of ``spec``, in order (a
+    segmentation model: its backbone's stem and blocks; its decoder head is
+    no unit, see ``head_macs``)."""
+    whole, spec = spec, blocks_of(spec)
     h, _, c = spec.input_shape
     s = spec.stem
     units = [Unit("stem", h, c, s.filters, kernel=s.kernel, stride=s.stride)]
@@ -121,7 +126,8 @@ def units_of(spec: Any) -> list[Unit]:
         units.append(Unit(b.type, h, cin, b.filters, kernel=b.kernel, expansion=float(b.expansion), stride=b.stride,
                           groups=b.groups, residual=has_residual(b, cin)))
         h, cin = _conv_out(h, b.stride), b.filters
-    units.append(Unit("head", h, cin, spec.head.filters, classes=spec.num_classes))
+    if whole is spec:  # a classifier's head (a segmentation backbone's classifier is not built)
+        units.append(Unit("head", h, cin, spec.head.filters, classes=spec.num_classes))
     return units
 
 
@@ -177,7 +183,7 @@ def export_units(units: list[Unit], precision: str, folder: Any, activation: str
     return paths
 
 
-def spec_of(model: str) -> tuple[ModelSpec, str | None]:
+def spec_of(model: str) -> tuple[Any, str | None]:
     """The spec of MODEL (a zoo name, a spec file, or a .tflite / .keras /
     .h5 / SavedModel with an odml card) and, for a .tflite, the precision it
     was exported in. Raises SpecError for a model the spec language does not
@@ -210,7 +216,8 @@ def spec_of(model: str) -> tuple[ModelSpec, str | None]:
         c = resolve(model)
         cfg, fam = c.config, c.family
     try:
-        return fam.block_spec(cfg), precision
+        fam.block_spec(cfg)  # its units (units_of): a segmentation model's are its backbone's, its head the rest
+        return cfg, precision
     except UnsupportedError as e:
         raise SpecError(f"{model}: {e} (only models of the spec language have blocks: MobileNetEdgeTPU, search "
                         "results, spec files)") from None
@@ -226,7 +233,7 @@ def breakdown(spec: ModelSpec, device: Any, precision: str, opts: Any, whole_ms:
 
     us = units_of(spec)
     with tempfile.TemporaryDirectory(prefix="odml-blocks-") as d:
-        res = device.bench_many(export_units(us, precision, d, spec.activation, lower), opts)
+        res = device.bench_many(export_units(us, precision, d, blocks_of(spec).activation, lower), opts)
     rows = []
     for i, (u, r) in enumerate(zip(us, res)):
         name = "stem" if u.kind == "stem" else "head" if u.kind == "head" else f"block{i - 1}"

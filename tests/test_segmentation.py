@@ -333,3 +333,23 @@ def test_compress_refuses_a_finalized_teacher(cli, trained, tmp_path):
     r = cli("compress", tmp_path / "f" / "seg_fp32.tflite", "--data", "shapes-seg:100", "--out", tmp_path / "run")
     assert_one_line_error(r, "finalized")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.fast
+def test_students_are_narrower_zoo_models_whose_groups_fit():
+    """Segmentation students derived from a teacher are the teacher's
+    architecture at a width: every filter count scaled, grouped blocks keeping
+    the most groups that divide their narrower channels (DeepLab's
+    MobileNetEdgeTPUV2 backbones have GC-IBN blocks), valid at any width and
+    the teacher itself at width 1."""
+    from odml.zoo.registry import get_family, resolve
+
+    fam = get_family("segmentation")
+    for name in fam.models():
+        cfg = resolve(name).config
+        assert fam.scale(cfg, 1.0).params == cfg.params
+        prev = 0
+        for w in (0.11, 0.23, 0.37, 0.5, 0.77):
+            s = fam.scale(cfg, w)  # validates: a group count that does not divide would raise
+            assert prev < s.params < cfg.params
+            prev = s.params

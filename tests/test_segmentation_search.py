@@ -81,6 +81,11 @@ def test_search_segment_measured_then_hybrid_with_the_predictor(cli, tmp_path):
     assert cal.exit_code == 0, cal.stderr
     pred = json.loads((tmp_path / "cal" / "predictor.json").read_text())
     assert "per_head_mmac" in pred["correction"] and all(m.get("head_mmacs", 0) > 0 for m in pred["models_fit"])
+    assert not any(u["unit"]["kind"] == "head" for u in pred["units"])  # the decoder is no unit; no classifier head
+    r = cli("predict", tmp_path / "s" / "best_spec.json", "--predictor", tmp_path / "cal" / "predictor.json", "--json")
+    assert r.exit_code == 0, r.stderr
+    p = r.json()["predict"]
+    assert p["in_space"] and p["predicted_ms"] > 0 and p["line"].split()[-1].startswith("seg_bifpn_")
     r = cli("search", "--space", "autoseg64", "--data", "shapes-seg:160", "--strategy", "random", "--latency",
             "hybrid", "--predictor", tmp_path / "cal" / "predictor.json", "--target-ms", "1", "--trials", "2",
             "--epochs", "1", "--runs", "5", "--out", tmp_path / "h", "--json")

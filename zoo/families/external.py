@@ -149,6 +149,7 @@ class External(Family):
         if card.task == "segment":  # images with masks
             from odml.data.segmentation import load_segmentation
 
-            return load_segmentation(data, shape[:2], shape[2], val_split, seed, split=options.get("split", "val"))
+            return load_segmentation(data, shape[:2], shape[2], val_split, seed, classes=options.get("classes"),
+                                     split=options.get("split", "val"))
         return load_images(data, shape[:2], shape[2], val_split, seed, val_data=options.get("val_data"),
                            split=options.get("split", "val"))

@@ -15,11 +15,11 @@ from dataclasses import replace
 from typing import Any
 
 from odml.errors import SpecError
-from odml.zoo.families.ibn import _check_width, _size_arg, input_shape, mobilenet_edgetpu_v2
+from odml.zoo.families.ibn import _check_width, _size_arg, fit_groups, input_shape, mobilenet_edgetpu_v2
 from odml.zoo.family import TRAIN_IMAGES, Counts, Family, InputSpec, OutputSpec
 from odml.zoo.registry import register_family
 from odml.zoo.segspec import SegHead, SegSpec
-from odml.zoo.spec import Block, Head, ModelSpec, Stem, round_filters
+from odml.zoo.spec import Block, Head, ModelSpec, Stem, expanded_filters, round_filters
 
 # Autoseg-EdgeTPU's searched backbones (Model Garden: mobilenet_edgetpu_v2_model_blocks.py,
 # autoseg_edgetpu_backbone_{xs,s}): (filters, kernel, repeats, expansion, stride, fused, skip) after a 3x3 stem
@@ -246,8 +246,15 @@ class Segment(Family):
         (rounded to a multiple of 4, the backbones' divisor; the head's of 8)."""
         width = _check_width(width)
         bb = cfg.backbone
-        bb = bb.replace(stem=replace(bb.stem, filters=round_filters(bb.stem.filters, width, 4)),
-                        blocks=[replace(b, filters=round_filters(b.filters, width, 4)) for b in bb.blocks])
+        stem = replace(bb.stem, filters=round_filters(bb.stem.filters, width, 4))
+        blocks, cin = [], stem.filters
+        for b in bb.blocks:  # a grouped block keeps the most groups that divide its narrower channels
+            nb = replace(b, filters=round_filters(b.filters, width, 4))
+            if b.type in ("ibn_gc", "ibn_grouped"):
+                nb = replace(nb, groups=fit_groups(b.groups, cin, expanded_filters(b, cin)))
+            blocks.append(nb)
+            cin = nb.filters
+        bb = bb.replace(stem=stem, blocks=blocks)
         h = cfg.head
         head = replace(h, filters=round_filters(h.filters, width), aspp_filters=round_filters(h.aspp_filters, width),
                        low_filters=round_filters(h.low_filters, width))
