@@ -286,21 +286,27 @@ def list_image_folder(path: Path) -> tuple[list[Path], np.ndarray, list[str]]:
     return files, np.array(labels, dtype=np.int64), names
 
 
-def load_folder(path: Path, size: tuple[int, int], channels: int = 3, val_fraction: float = 0.2, seed: int = 0,
-                progress: Callable[[int, int], None] | None = None) -> ImageDataset:
+def read_image(f: Path, size: tuple[int, int], channels: int = 3) -> tuple[np.ndarray, tuple[int, int]]:
+    """The image file ``f`` resized to ``size`` (uint8 HxWxC) and its own
+    (width, height); one line naming the file when it cannot be decoded."""
     from PIL import Image, UnidentifiedImageError
 
+    try:
+        with Image.open(f) as img:
+            return _resize_all([np.asarray(img.convert("RGB"))], size, channels)[0], img.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise DataError(f"{f}: cannot decode image: {' '.join(str(e).split())[:200]}") from None
+
+
+def load_folder(path: Path, size: tuple[int, int], channels: int = 3, val_fraction: float = 0.2, seed: int = 0,
+                progress: Callable[[int, int], None] | None = None) -> ImageDataset:
     files, y, names = list_image_folder(path)
     h, w = size
     x = np.empty((len(files), h, w, channels), dtype=np.uint8)
     sizes = set()
     for i, f in enumerate(files):
-        try:
-            with Image.open(f) as img:
-                sizes.add(img.size)
-                x[i] = _resize_all([np.asarray(img.convert("RGB"))], size, channels)[0]
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-            raise DataError(f"{f}: cannot decode image: {' '.join(str(e).split())[:200]}") from None
+        x[i], own = read_image(f, size, channels)
+        sizes.add(own)
         if progress:
             progress(i + 1, len(files))
     notes = []

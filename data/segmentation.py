@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from odml.data.images import IMAGE_EXTENSIONS, ImageDataset, _resize_all
+from odml.data.images import IMAGE_EXTENSIONS, ImageDataset, _resize_all, read_image
 from odml.errors import DataError
 
 IGNORE = 255
@@ -259,16 +259,7 @@ def load_labelled_by(source: str, size: tuple[int, int], label: Any, names: list
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
         if len(files) < 2:
             raise DataError(f"{path}: {len(files)} images found ({', '.join(IMAGE_EXTENSIONS)}); at least 2 needed")
-        from PIL import Image, UnidentifiedImageError
-
-        xs = []
-        for f in files:
-            try:
-                with Image.open(f) as img:
-                    xs.append(np.asarray(img.convert("L" if channels == 1 else "RGB").resize((w, h), Image.BILINEAR)))
-            except (UnidentifiedImageError, OSError) as e:
-                raise DataError(f"{f}: not a readable image ({type(e).__name__})") from None
-        x = np.stack([a[..., None] if channels == 1 else a for a in xs])
+        x = np.stack([read_image(f, size, channels)[0] for f in files])
         note = f"{len(files)} images of {path} at {h}x{w}"
     m = np.asarray(label(x), dtype=np.uint8)
     tr, va, how = _split(len(x), val_fraction, seed, split)

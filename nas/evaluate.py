@@ -158,8 +158,8 @@ class Evaluator:
         tc = TrainConfig(epochs=epochs, batch_size=cfg.batch_size, learning_rate=cfg.lr, seed=cfg.seed)
         res = proxy_train(spec, self.p.data, tc, should_stop)
         self.trained_here += 1
-        out = {"accuracy": float(res["score"]), "epochs_run": float(res["epochs_run"]), "stopped_early": float(res["epochs_run"] < epochs),
-               "train_s": float(res["train_wall_s"])}
+        out = {"accuracy": float(res["score"]), "epochs_run": float(res["epochs_run"]),
+               "stopped_early": float(res["epochs_run"] < epochs), "train_s": float(res["train_wall_s"])}
         if "train_accuracy" in res:
             out["train_accuracy"] = float(res["train_accuracy"])
         for i, a in enumerate(res["history"].get("accuracy", [])):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -491,6 +491,25 @@ class Family:
         """(label, configuration) of student ``item`` (a zoo entry, or a
         file this family reads) at ``width``, reading the teacher's input."""
         raise SpecError(f"student {item!r}: not a model of {self.name}")
+
+    def _named_student(self, item: str, width: float | None, teacher: Any, load: Callable[[str], Any],
+                       fit: Callable[[Any], Any]) -> tuple[str, Any]:
+        """``student`` for the families whose students are zoo entries at a
+        width or spec files: a file is ``load``-ed, checked against the
+        teacher's input channels and ``fit`` to the teacher; a zoo entry is
+        configured at the teacher's input size and classes."""
+        from pathlib import Path
+
+        h, w, c = teacher.input.shape
+        if width is None and (Path(item).suffix.lower() in self.file_suffixes or Path(item).exists()):
+            spec = load(item)
+            if spec.input_shape[2] != c:
+                raise SpecError(f"{item}: {spec.input_shape[2]} input channels, the teacher has {c}")
+            return Path(item).stem, fit(spec)
+        if item not in self.models():
+            raise SpecError(f"{item!r}: not a zoo name (NAME or NAME@WIDTH, see 'odml zoo list') nor a spec file")
+        spec = self.configure(item, classes=teacher.num_classes, input_size=(h, w), width=width or 1.0)
+        return self.label(item) + (f"_w{width:g}" if width is not None else ""), spec
 
     def landmarks(self, cfg: Any, outputs: Any) -> np.ndarray:
         """A keypoint model's outputs on a batch (an array, or the list of its

@@ -297,16 +297,9 @@ class IBN(Family):
         return self.configure(base.name, classes=teacher.num_classes, input_size=(h, w), width=width)
 
     def student(self, item: str, width: float | None, teacher: Any) -> tuple[str, ModelSpec]:
-        h, w, c = teacher.input.shape
-        if width is None and (Path(item).suffix.lower() in self.file_suffixes or Path(item).exists()):
-            spec = ModelSpec.load(item)
-            if spec.input_shape[2] != c:
-                raise SpecError(f"{item}: {spec.input_shape[2]} input channels, the teacher has {c}")
-            return Path(item).stem, spec.replace(input_shape=(h, w, c), num_classes=teacher.num_classes)
-        if item not in self.models():
-            raise SpecError(f"{item!r}: not a zoo name (NAME or NAME@WIDTH, see 'odml zoo list') nor a spec file")
-        spec = self.configure(item, classes=teacher.num_classes, input_size=(h, w), width=width or 1.0)
-        return self.label(item) + (f"_w{width:g}" if width is not None else ""), spec
+        shape = tuple(teacher.input.shape)
+        return self._named_student(item, width, teacher, ModelSpec.load,
+                                   lambda spec: spec.replace(input_shape=shape, num_classes=teacher.num_classes))
 
 
 def _size_arg(value: Any) -> Any:

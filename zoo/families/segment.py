@@ -284,18 +284,7 @@ class Segment(Family):
         return self.scale(base, width)
 
     def student(self, item: str, width: float | None, teacher: Any) -> tuple[str, SegSpec]:
-        from pathlib import Path
-
-        h, w, c = teacher.input.shape
-        if width is None and (Path(item).suffix.lower() in self.file_suffixes or Path(item).exists()):
-            spec = self.load_file(item)
-            if spec.input_shape[2] != c:
-                raise SpecError(f"{item}: {spec.input_shape[2]} input channels, the teacher has {c}")
-            return Path(item).stem, self._fit(spec, teacher)
-        if item not in self.models():
-            raise SpecError(f"{item!r}: not a zoo name (NAME or NAME@WIDTH, see 'odml zoo list') nor a spec file")
-        spec = self.configure(item, classes=teacher.num_classes, input_size=(h, w), width=width or 1.0)
-        return self.label(item) + (f"_w{width:g}" if width is not None else ""), spec
+        return self._named_student(item, width, teacher, self.load_file, lambda spec: self._fit(spec, teacher))
 
     def describe(self, cfg: SegSpec, name: str = "") -> str:
         ref = REFERENCE.get(name)
