@@ -44,7 +44,10 @@ def search_cmd(
     calibrate_minutes: float = typer.Option(10.0, "--calibrate-minutes", help="predicted/hybrid without --predictor: the calibration's time budget."),
     promising: float = typer.Option(1.5, "--promising", help="predicted/hybrid: train only candidates predicted at most this x target."),
     statistic: str = typer.Option("min", "--statistic", help="A candidate's latency: min (its fastest timed run, which repeats to a fraction of a percent) or median (of the runtime instances' medians, which moves with the machine's load)."),
-    screen: Optional[int] = typer.Option(None, "--screen", help="evolution with predicted/hybrid latency: children predicted per trial, the largest predicted within the target trained (default 8; 1: off)."),
+    screen: Optional[str] = typer.Option(None, "--screen", help="evolution: how each trial's children are ranked before one is trained: latency (the largest estimated within the target; the default with predicted/hybrid latency), proxy (the best zero-cost --proxy within the target), predictor (the best reward predicted by a model of the trials trained so far) or none."),
+    children: Optional[int] = typer.Option(None, "--children", help="Children screened per evolution trial (default 8)."),
+    proxy: str = typer.Option("az_nas", "--proxy", help="--screen proxy: synflow, naswot, meco, az_expressivity, az_progressivity, az_trainability, az_complexity, params, macs, or az_nas / vote (ranks of several combined)."),
+    distribute: str = typer.Option("none", "--distribute", help="Train each trial with tf.distribute: mirrored (this machine's GPUs). Trials spread across hosts with --role chief/worker."),
     latency_cache: Optional[Path] = typer.Option(None, "--latency-cache", help="A latency cache (JSONL) shared between runs (default: in the run folder)."),
     benchmark_binary: Optional[str] = typer.Option(None, "--benchmark-binary", help="adb: TFLite's benchmark_model for the phone."),
     role: str = typer.Option("single", "--role", help="single, or chief / worker of keras-tuner's distributed mode."),
@@ -64,12 +67,9 @@ def search_cmd(
     from odml.nas.runner import SearchConfig, SearchError, distributed_env, prepare, run_search
 
     if show_space:
-        from odml.nas.space import load_space
+        from odml.nas.space import space_for_input
 
-        sp = load_space(space)
-        if input_size is not None:
-            sp.input_size = input_size
-        _show_space(sp.describe(), json_out)
+        _show_space(space_for_input(space, input_size).describe(), json_out)
         return
     if target_ms is None:
         raise SearchError("--target-ms is required (the latency target in ms)")
@@ -87,7 +87,8 @@ def search_cmd(
                        population=population, sample=sample, seed=seed, input_size=input_size,
                        benchmark_binary=benchmark_binary, latency_cache=str(latency_cache) if latency_cache else None,
                        max_minutes=max_minutes, latency=latency, predictor=str(predictor) if predictor else None,
-                       calibrate_minutes=calibrate_minutes, promising=promising, screen=screen, statistic=statistic,
+                       calibrate_minutes=calibrate_minutes, promising=promising, screen=screen, children=children, proxy=proxy, distribute=distribute,
+                       statistic=statistic,
                        supernet_epochs=supernet_epochs)
     p = prepare(cfg, out_dir, role)
     for b in baseline:
@@ -190,8 +191,16 @@ def _show_space(d: dict[str, Any], json_out: bool) -> None:
                   ", ".join(f"{e:g}" for e in r["expansion"]), groups, f"{r['choices']:,}")
     out.print(t)
     stem, head = d["stem"], d["head"]
+    if d.get("scale"):
+        out.print(_scale_line(d["name"], d["scale"]), markup=False)
     out.print(f"input {d['input_size']}x{d['input_size']}; stem filters {stem['filters']} kernel {stem['kernel']} "
               f"stride {stem['stride']}; head filters {head['filters']}; '?' marks positions that depth may drop")
+
+
+def _scale_line(name: str, sc: dict[str, Any]) -> str:
+    return (f"space {name} scaled to {sc['input_size']} px: widths x{sc['width']:g}, depths x{sc['depth']:g} (median "
+            f"draw {fmt_macs(sc['median_macs'])} MACs, {sc['reference']} {fmt_macs(sc['reference_macs'])}, unscaled "
+            f"{fmt_macs(sc['unscaled_median_macs'])}; NAME@full searches it unscaled)")
 
 
 def _show_summary(s: dict[str, Any]) -> None:
@@ -213,8 +222,26 @@ def _show_summary(s: dict[str, Any]) -> None:
                   fmt_int(r["params"]), fmt_macs(r["macs"]), r["line"])
     out.print(t)
     if s.get("considered", s["trials"]) > s["trials"]:
-        out.print(f"{s['considered']} candidates considered: {s['considered'] - s['trials']} more ranked by "
-                  "predicted latency and not picked (screened.jsonl)")
+        out.print(f"{s['considered']} candidates considered: {s['considered'] - s['trials']} more screened and "
+                  "not picked (screened.jsonl)")
+    if s.get("space_scale"):
+        out.print(_scale_line(s["space"], s["space_scale"]), markup=False)
+    if s.get("mac_bound"):
+        b = s["mac_bound"]
+        out.print(f"MAC bound: the target allows about {fmt_macs(b['target_macs'])} MACs on this device (probe "
+                  f"{b['probe']}: {fmt_macs(b['probe_macs'])} MACs in {b['probe_ms']:.3g} ms); the space's median "
+                  f"draw costs {fmt_macs(b['median_macs'])}", markup=False)
+    sc = s.get("screen")
+    if sc:
+        taus = {k: v for k, v in sc["kendall_tau"].items() if v is not None}
+        said = ", ".join(f"{k} {v:+.2f}" for k, v in sorted(taus.items(), key=lambda kv: -kv[1]))
+        line = f"screen {sc['screen']}: Kendall tau against the accuracy of the {sc['trained']} trained: {said or '-'}"
+        if sc.get("predictor_tau") is not None:
+            line += f"; the predictor's, before training: {sc['predictor_tau']:+.2f} over {sc['predictor_pairs']}"
+        out.print(line, markup=False)
+        if sc.get("fallbacks"):
+            out.print(f"screen {sc['screen']}: {sc['fallbacks']} trials were screened by latency instead (the "
+                      f"accuracy predictor fits on {sc['min_fit']} trained trials)", markup=False)
     if s.get("failed_reason"):
         out.print(f"{s['status'].get('failed', 0)} trials failed (trials.jsonl says why); the first: "
                   f"{s['failed_reason']}", markup=False)

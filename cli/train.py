@@ -29,6 +29,7 @@ def train_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed of the split, the initialisation and the shuffling."),
     logdir: Optional[Path] = typer.Option(None, "--logdir", help="TensorBoard log folder (default: OUT's name + '.logs')."),
     tensorboard: bool = typer.Option(True, "--tensorboard/--no-tensorboard", help="Write TensorBoard logs."),
+    distribute: str = typer.Option("none", "--distribute", help="Image classifiers: train on several devices with tf.distribute: mirrored (this machine's GPUs) or multiworker (hosts listed in TF_CONFIG, each running this command; worker 0 writes OUT)."),
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
     max_len: Optional[int] = typer.Option(None, "--max-len", help="Text: tokens kept per text (pQRNN) or sequence length (MobileBERT)."),
     label_col: Optional[str] = typer.Option(None, "--label-col", help="Text: the label column, by name or 0-based index (default: the first)."),
@@ -50,11 +51,15 @@ def train_cmd(
     c = resolve(model, None, input_size, width, sets or None)  # the classes follow the data
     given, flags = given_options(ctx)
     check_options(c, given - {"model", "out_path", "json_out"}, flags)
+    from odml.train.distribute import check as check_distribute
+
+    cluster = check_distribute(distribute)
     req = TrainRequest(data=data, val_data=val_data, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                        val_split=val_split,
                        seed=seed, logdir=str(logdir) if logdir else None, tensorboard=tensorboard, max_len=max_len,
                        label_col=label_col, text_col=text_col, vocab=vocab, vocab_size=vocab_size,
-                       distortion=distortion, patience=patience, variant=variant, val_images=val_images, steps=steps)
+                       distortion=distortion, patience=patience, variant=variant, val_images=val_images, steps=steps,
+                       distribute=distribute)
     progress = None
     if not json_out:
         from odml.cli.progress import TrainProgress

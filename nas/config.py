@@ -13,7 +13,7 @@ from odml.devices.device import parse_device
 from odml.errors import OdmlError
 from odml.files import read_jsonl
 from odml.nas.reward import check_reward
-from odml.nas.space import SearchSpace, load_space
+from odml.nas.space import SearchSpace, space_for_input
 from odml.runfolder import RunFolder
 
 STRATEGIES = ("evolution", "random", "bayesian", "hyperband", "oneshot")
@@ -22,6 +22,8 @@ SCHEMA = 1
 TRIALS = "trials.jsonl"
 FRONT_MEASURED = "front_measured.jsonl"
 SCREENED = "screened.jsonl"
+PROXIES = "proxies.jsonl"
+MAC_BOUND = "mac_bound.json"
 FAILURES = "failures.jsonl"
 LATENCY_CACHE = "latency_cache.jsonl"  # in the run folder, unless --latency-cache names another
 MAX_FAILURES = 10  # consecutive failed trials before the search stops, saying why
@@ -65,14 +67,17 @@ class SearchConfig:
     predictor: str | None = None  # a predictor.json (odml calibrate); None: calibrate into the run folder first
     calibrate_minutes: float = 10.0
     promising: float = 1.5  # predicted/hybrid: candidates predicted above this x target are not trained
-    screen: int | None = None  # evolution with a predictor: children predicted per trial (None: 8; 1: off)
+    screen: str | None = None  # evolution: none | latency | proxy | predictor (None: latency with a predictor)
+    children: int | None = None  # children screened per evolution trial (None: 8)
+    proxy: str = "az_nas"  # the zero-cost proxy of --screen proxy (nas/proxies.py)
+    distribute: str = "none"  # each trial trained with tf.distribute: none | mirrored (odml.train.distribute)
     statistic: str = "min"  # a candidate's latency: its fastest timed run (reproducible) or the median
     supernet_epochs: int | None = None  # oneshot: epochs of the supernet and controller (None: --epochs)
 
     # settings that must match to resume a run folder
     IDENTITY = ("data", "task", "device", "target_ms", "reward", "exponent", "strategy", "epochs", "batch_size", "lr",
                 "precision", "threads", "val_split", "seed", "input_size", "max_params", "max_macs",
-                "reject_factor", "population", "sample", "latency", "predictor", "promising", "screen", "statistic",
+                "reject_factor", "population", "sample", "latency", "predictor", "promising", "screen", "children", "proxy", "statistic",
                 "supernet_epochs")
 
 
@@ -107,13 +112,12 @@ def _check_config(cfg: SearchConfig) -> tuple[SearchSpace, float, Any]:
         raise SearchError(f"--statistic {cfg.statistic!r}: choose min (the fastest timed run) or median")
     if cfg.reject_factor <= 1:
         raise SearchError(f"--reject-above {cfg.reject_factor:g}: must be greater than 1 (a multiple of the target)")
-    space = load_space(cfg.space)
-    if cfg.input_size is not None:
-        if cfg.input_size < 8:
-            raise SearchError(f"--input-size {cfg.input_size}: at least 8")
-        space.input_size = cfg.input_size
+    if cfg.input_size is not None and cfg.input_size < 8:
+        raise SearchError(f"--input-size {cfg.input_size}: at least 8")
+    space = space_for_input(cfg.space, cfg.input_size)
     device = parse_device(cfg.device, cfg.benchmark_binary, compile=True)
     _check_task(cfg, space)
+    _check_distribute(cfg, space)
     if cfg.strategy == "oneshot" and space.decoder is not None:
         raise SearchError(f"--strategy oneshot: space {space.name} segments; the supernet shares weights of "
                           "classifiers only; use --strategy evolution")
@@ -156,17 +160,54 @@ def _check_latency(cfg: SearchConfig) -> None:
     if (cfg.latency != "measured" or cfg.strategy == "oneshot") and cfg.predictor is None \
             and not cfg.calibrate_minutes > 0:
         raise SearchError(f"--calibrate-minutes {cfg.calibrate_minutes:g}: must be greater than 0")
-    if cfg.screen is not None and cfg.screen != 1:
-        if cfg.screen < 1:
-            raise SearchError(f"--screen {cfg.screen}: must be at least 1 (1: no screening)")
-        if cfg.latency == "measured" or cfg.strategy != "evolution":
-            raise SearchError(f"--screen {cfg.screen}: ranks children by predicted latency, so it needs "
-                              "--strategy evolution and --latency predicted or hybrid")
+    _check_screen(cfg)
     if cfg.supernet_epochs is not None:
         if cfg.strategy != "oneshot":
             raise SearchError(f"--supernet-epochs {cfg.supernet_epochs}: only --strategy oneshot trains a supernet")
         if cfg.supernet_epochs < 1:
             raise SearchError(f"--supernet-epochs {cfg.supernet_epochs}: must be at least 1")
+
+
+def _check_distribute(cfg: SearchConfig, space: SearchSpace) -> None:
+    """--distribute of a search: mirrored trains each trial on this machine's
+    devices; trials spread across hosts through keras-tuner's --role."""
+    from odml.train.distribute import check
+
+    if cfg.distribute == "multiworker":
+        raise SearchError("--distribute multiworker: a search spreads its trials across hosts with --role chief / "
+                          "--role worker (each host trains its own trials, with --distribute mirrored on its GPUs); "
+                          "multiworker trains one model across hosts: odml train")
+    c = check(cfg.distribute)
+    if c.kind != "none" and space.task != "classify":
+        raise SearchError(f"--distribute {c.kind}: the segmentation loop trains on one device; search space "
+                          f"{space.name} segments")
+
+
+def _check_screen(cfg: SearchConfig) -> None:
+    """--screen, --children and --proxy. ``--screen N`` (before screens had
+    names) is the latency screen over N children, 1 none."""
+    from odml.nas.proxies import check_proxy
+    from odml.nas.screen import SCREENS
+
+    given = cfg.screen
+    if cfg.screen is not None and str(cfg.screen).isdigit():
+        n = int(cfg.screen)
+        if n < 1:
+            raise SearchError(f"--screen {cfg.screen}: must be at least 1 (1: no screening)")
+        cfg.screen, cfg.children = ("none", None) if n == 1 else ("latency", cfg.children or n)
+    check_proxy(cfg.proxy)
+    if cfg.screen is None:
+        cfg.screen = "latency" if cfg.latency != "measured" and cfg.strategy == "evolution" else "none"
+    elif cfg.screen not in SCREENS:
+        raise SearchError(f"--screen {cfg.screen!r}: choose one of {', '.join(SCREENS)}")
+    elif cfg.screen != "none" and cfg.strategy != "evolution":
+        raise SearchError(f"--screen {given}: screening ranks the evolution's children, so it needs "
+                          f"--strategy evolution (not {cfg.strategy})")
+    if cfg.children is not None and cfg.children < 2:
+        raise SearchError(f"--children {cfg.children}: must be at least 2 (one child per trial is no screening)")
+    if cfg.children is not None and cfg.screen == "none":
+        raise SearchError(f"--children {cfg.children}: children are screened only with --screen latency, proxy or "
+                          "predictor")
 
 
 def prepare(cfg: SearchConfig, out: Path, role: str = "single") -> Prepared:
@@ -179,7 +220,7 @@ def prepare(cfg: SearchConfig, out: Path, role: str = "single") -> Prepared:
         run_folder(out).check({}, keys=(), foreign_ok=True)
     else:
         run_folder(out).check(search_settings(cfg, space), keys=(*SearchConfig.IDENTITY, "space"),
-                              defaults={"task": "classify"})  # runs from before segmentation search classified
+                              defaults={"task": "classify", "children": None, "proxy": "az_nas"})  # runs from before these settings
     return Prepared(cfg=cfg, space=space, exponent=w, out=out, device=device, data=data)
 
 

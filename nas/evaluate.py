@@ -6,14 +6,15 @@ it by the reward; ``trial_record`` is the line trials.jsonl holds for it."""
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from odml.errors import OdmlError
-from odml.files import append_jsonl, read_jsonl
-from odml.nas.config import FAILURES, LATENCY_CACHE, TRIALS, Prepared
+from odml.files import append_jsonl, read_jsonl, write_json_atomic
+from odml.nas.config import FAILURES, LATENCY_CACHE, MAC_BOUND, TRIALS, Prepared
 from odml.nas.latency import LatencyMeter, arch_key
 from odml.nas.reward import reward
 
@@ -32,12 +33,46 @@ def latency_meter(p: Prepared) -> LatencyMeter:
     return p.meter
 
 
+def mac_bound(p: Prepared, on_phase: Callable[[str], None] | None = None) -> dict[str, Any] | None:
+    """The MAC bound before the first candidate: a probe measured on the
+    device (the space's reference model at the input size, else the largest
+    of eight random draws), its ms per MAC the optimistic rate that rejects
+    candidates far over the target untrained. None in a predicted search (the
+    predictor bounds) or when the latency cache already holds measurements."""
+    meter = latency_meter(p)
+    if (p.out / MAC_BOUND).is_file() and meter._ratios:  # a resumed search: the probe is in the latency cache
+        meter.probed = True
+        return json.loads((p.out / MAC_BOUND).read_text())
+    if p.cfg.latency == "predicted" or len(meter._ratios) >= 3:
+        return None
+    if p.space.reference:
+        from odml.zoo import create_spec
+
+        probe = create_spec(p.space.reference, num_classes=p.data.num_classes, input_size=p.space.input_size)
+        name = p.space.reference
+    else:
+        probe = max(p.space.draws(8, p.cfg.seed, p.data.num_classes), key=lambda s: s.macs)
+        name = "the largest of 8 random draws"
+    if on_phase:
+        on_phase(f"measuring a probe ({name}) for the MAC bound")
+    lat = meter.probe(probe)
+    ms = meter.figure(lat)
+    rate = min(meter._ratios)
+    bound = {"probe": name, "probe_macs": int(probe.macs), "probe_ms": float(f"{ms:.6g}"),
+             "target_macs": int(p.cfg.target_ms / rate),
+             "reject_macs": int(p.cfg.reject_factor * p.cfg.target_ms / rate),
+             "median_macs": p.space.median_macs(seed=p.cfg.seed)}
+    write_json_atomic(p.out / MAC_BOUND, bound)
+    return bound
+
+
 class Evaluator:
     """What one trial does: decode, bound, measure, train, reward."""
 
     def __init__(self, p: Prepared, meter: LatencyMeter, on_phase: Callable[[str], None] | None = None):
         self.p, self.meter, self.on_phase = p, meter, on_phase or (lambda s: None)
         self.trained_here = 0
+        self.proxies = None  # a ProxyCache, made when the screen needs one
 
     def records(self) -> list[dict[str, Any]]:
         return read_jsonl(self.p.out / TRIALS)
@@ -87,6 +122,12 @@ class Evaluator:
                          reward=reward(cfg.reward, 0.0, m["latency_ms"], cfg.target_ms, self.p.exponent))
                 return m
         self._accuracy(spec, epochs, recs, m, label)
+        if cfg.screen in ("proxy", "predictor"):  # each trained trial's proxies, for the screen's Kendall tau
+            if self.proxies is None:
+                from odml.nas.screen import ProxyCache
+
+                self.proxies = ProxyCache(self.p)
+            self.proxies.get(spec)
         m["wall_s"] = time.perf_counter() - t0
         m["reward"] = reward(cfg.reward, m["accuracy"], m["latency_ms"], cfg.target_ms, self.p.exponent)
         return m
@@ -155,7 +196,8 @@ class Evaluator:
         def should_stop(epoch: int, logs: dict) -> bool:
             return median_stop(epoch, logs.get("accuracy", 1.0), curves, epochs)
 
-        tc = TrainConfig(epochs=epochs, batch_size=cfg.batch_size, learning_rate=cfg.lr, seed=cfg.seed)
+        tc = TrainConfig(epochs=epochs, batch_size=cfg.batch_size, learning_rate=cfg.lr, seed=cfg.seed,
+                         distribute=cfg.distribute)
         res = proxy_train(spec, self.p.data, tc, should_stop)
         self.trained_here += 1
         out = {"accuracy": float(res["score"]), "epochs_run": float(res["epochs_run"]),

@@ -50,6 +50,7 @@ class LatencyMeter:
     statistic: str = "min"  # the figure a candidate's latency is: its fastest timed run, or the median
     _cache: dict[str, dict[str, Any]] = field(default_factory=dict)
     _ratios: list[float] = field(default_factory=list)  # measured ms per MAC, for the bound
+    probed: bool = False  # a probe model was measured: the bound holds from the first candidate
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -70,13 +71,21 @@ class LatencyMeter:
 
     def lower_bound_ms(self, spec: ModelSpec) -> float | None:
         """A cheap optimistic latency: the candidate's MACs at the fastest rate
-        (ms per MAC) seen so far. None until something has been measured."""
-        if len(self._ratios) < 3:
+        (ms per MAC) seen so far. None until three models have been measured,
+        or a probe (``probe``) was."""
+        if len(self._ratios) < 3 and not self.probed:
             return None
         return min(self._ratios) * spec.macs
 
     def cached(self, spec: ModelSpec) -> dict[str, Any] | None:
         return self._cache.get(arch_key(spec, self.device, self.precision, self.threads))
+
+    def probe(self, spec: ModelSpec) -> dict[str, Any]:
+        """Measure ``spec`` (an efficient model of the space's kind) so that
+        the MAC bound is known before the first candidate is measured."""
+        lat, _ = self.measure(spec)
+        self.probed = True
+        return lat
 
     def measure(self, spec: ModelSpec) -> tuple[dict[str, Any], bool]:
         """(latency statistics in ms, whether they came from the cache)."""

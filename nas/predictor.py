@@ -49,7 +49,7 @@ from odml.devices.device import BenchOptions, Device, parse_device
 from odml.errors import OdmlError
 from odml.files import append_jsonl, read_jsonl, write_file, write_json_atomic
 from odml.nas.latency import PRECISIONS, LatencyMeter, latency_figure
-from odml.nas.space import SearchSpace, load_space
+from odml.nas.space import SearchSpace, space_for_input
 from odml.nas.units import KINDS, Unit, export_units, head_macs, units_of
 from odml.runfolder import RunFolder
 from odml.zoo.spec import ModelSpec
@@ -92,10 +92,7 @@ class CalibrationConfig:
 
 
 def _space(cfg_space: str, input_size: int | None) -> SearchSpace:
-    sp = load_space(cfg_space)
-    if input_size is not None:
-        sp.input_size = input_size
-    return sp
+    return space_for_input(cfg_space, input_size)  # scaled as the search scales it (NAME@auto)
 
 
 def space_digest(sp: SearchSpace) -> str:

@@ -5,16 +5,18 @@ models timed and scored beside the front (``--baseline``)."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
 
 from odml.errors import CheckFailed
 from odml.files import append_jsonl, read_jsonl, write_json_atomic
-from odml.nas.config import FRONT_MEASURED, SCHEMA, SCREENED, TRIALS, Prepared, SearchError
+from odml.nas.config import FRONT_MEASURED, MAC_BOUND, SCHEMA, SCREENED, TRIALS, Prepared, SearchError
 from odml.nas.evaluate import latency_meter
 from odml.nas.latency import latency_figure
 from odml.nas.reward import reward
+from odml.nas.screen import ranking_report
 from odml.pareto import pareto_front, plot_front
 
 
@@ -92,6 +94,10 @@ def nothing_trained(p: Prepared, recs: list[dict[str, Any]]) -> str:
     cheapest = min(costs, key=lambda r: r["latency_ms"]) if costs else None
     cost = (f"; the cheapest: {cheapest['latency_ms']:.3g} ms ({cheapest.get('latency_source', 'measured')}) against "
             f"the target {p.cfg.target_ms:g} ms" if cheapest else "")
+    if (p.out / MAC_BOUND).is_file():
+        b = json.loads((p.out / MAC_BOUND).read_text())
+        cost += (f"; the target allows about {b['target_macs'] / 1e6:.3g}M MACs on this device, the space's median "
+                 f"draw costs {b['median_macs'] / 1e6:.3g}M")
     return (f"{p.out}: no candidate was trained: all {len(recs)} trials were rejected ({said}){cost}; raise "
             "--target-ms, lower --input-size or search a smaller space (no best model named, no best_spec.json)")
 
@@ -117,6 +123,9 @@ def _summary(p: Prepared, recs: list[dict[str, Any]], best: dict[str, Any], fron
         "best": {**_brief(best), "spec": str(p.out / "best_spec.json")},
         "pareto": [_brief(r) for r in front],
         **({"baselines": baselines} if baselines else {}),
+        **({"screen": ranking} if (ranking := ranking_report(p, recs)) else {}),
+        **({"mac_bound": json.loads((p.out / MAC_BOUND).read_text())} if (p.out / MAC_BOUND).is_file() else {}),
+        **({"space_scale": p.space.scale} if p.space.scale else {}),
         "files": {k: str(p.out / k) for k in (TRIALS, "pareto.json", "pareto.png", "best_spec.json")},
     }
 

@@ -37,7 +37,7 @@ from odml.errors import SpecError
 from odml.files import append_jsonl, read_jsonl
 from odml.nas.config import (MAX_FAILURES, ROLES, STRATEGIES, TRIALS, Prepared, SearchConfig, SearchError, prepare,
                              run_folder, search_settings)
-from odml.nas.evaluate import Evaluator, latency_meter, median_stop, trial_record
+from odml.nas.evaluate import Evaluator, latency_meter, mac_bound, median_stop, trial_record
 from odml.nas.report import finish, measure_baselines
 from odml.nas.tuner import BudgetSpent, Failing, atomic_tuner_files, make_oracle, make_tuner
 
@@ -88,9 +88,11 @@ def _search(p: Prepared, role: str, listener: Callable[[dict[str, Any]], None] |
     meter = latency_meter(p)
     p.predictor = _predictor(p, on_phase)
     evaluator = Evaluator(p, meter, on_phase)
+    if p.cfg.strategy != "oneshot":
+        mac_bound(p, on_phase)
     if p.cfg.strategy == "oneshot":
         return _oneshot(p, evaluator, listener, on_phase)
-    oracle = make_oracle(p, listener)
+    oracle = make_oracle(p, listener, on_phase)
     tuner = make_tuner(p, evaluator, oracle)
     t0 = time.perf_counter()
     tuner.started = t0

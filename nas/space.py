@@ -45,7 +45,8 @@ from odml.zoo.spec import BLOCK_TYPES, Block, Head, ModelSpec, Stem, expanded_fi
 SCHEMA = 1
 _CHOICE_KEYS = ("type", "kernel", "expansion", "groups", "group_size")
 _STAGE_KEYS = ("stride", "filters", "filter_mult", "depth", "choices", "positions")
-_SPACE_KEYS = ("name", "description", "input_size", "activation", "stem", "head", "stages", "dropout", "decoder")
+_SPACE_KEYS = ("name", "description", "input_size", "activation", "stem", "head", "stages", "dropout", "decoder",
+               "reference", "scale")
 _DECODER_KEYS = ("kind", "filters", "min_level", "max_level", "repeats", "fusion")
 
 
@@ -163,6 +164,8 @@ class SearchSpace:
     dropout: float = 0.2
     description: str = ""
     decoder: Decoder | None = None  # a segmentation space: the head searched with the backbone
+    reference: str = ""  # a zoo entry whose cost at the input size the space is scaled to (NAME@auto)
+    scale: dict[str, Any] | None = None  # how it was scaled (width, depth, median and reference MACs)
 
     @property
     def task(self) -> str:
@@ -207,6 +210,7 @@ class SearchSpace:
             "positions": rows, "size": size, "log10_size": round(math.log10(size), 2),
             "hyperparameters": len(self.dimensions()),
             **({"decoder": self.decoder.to_dict()} if self.decoder is not None else {}),
+            **({"scale": self.scale} if self.scale else {}),
         }
 
     # ---- hyperparameters ---------------------------------------------------
@@ -343,12 +347,70 @@ class SearchSpace:
                         return {**vals, **rest}
         return None
 
+    # ---- scaling to the input ----------------------------------------------
+    def draws(self, n: int, seed: int = 0, num_classes: int = 10) -> list[Any]:
+        """``n`` random architectures of the space (uniform over each choice)."""
+        import random
+
+        rng = random.Random(seed)
+        dims = self.dimensions()
+        out = []
+        for _ in range(n * 3):
+            try:
+                out.append(self.decode({k: rng.choice(v) for k, v in dims.items()}, num_classes))
+            except SpecError:
+                continue
+            if len(out) == n:
+                break
+        return out
+
+    def median_macs(self, n: int = 48, seed: int = 0) -> int:
+        macs = sorted(s.macs for s in self.draws(n, seed))
+        return int(macs[len(macs) // 2]) if macs else 0
+
+    def scaled(self, width: float, depth: float) -> "SearchSpace":
+        """The space with every width (stem, stages, head) multiplied by
+        ``width`` (rounded to a multiple of 8) and every depth choice by
+        ``depth`` (at least 1)."""
+        d = self.to_dict()
+        d["stem"]["filters"] = sorted({round_filters(f, width) for f in self.stem_filters})
+        if self.decoder is None:
+            d["head"]["filters"] = sorted({round_filters(f, width) if f else 0 for f in self.head_filters})
+        else:
+            d.pop("head")
+        for st in d["stages"]:
+            st["filters"] = sorted({round_filters(f, width) for f in st["filters"]})
+            st["depth"] = sorted({max(1, int(round(x * depth))) for x in st["depth"]})
+        d["reference"] = self.reference
+        sp = space_from_dict(d, f"space {self.name} scaled x{width:g} wide, x{depth:g} deep")
+        return sp
+
+    def fit_to(self, reference_macs: int) -> "SearchSpace":
+        """The space scaled (width 0.25-1, depth 0.5-1) so that its median
+        random draw costs about ``reference_macs`` at its input size; the
+        least scaling whose median is within 15% of the closest."""
+        grid = [(w, dp) for dp in (1.0, 0.75, 0.5) for w in (1.0, 0.75, 0.5, 0.35, 0.25)]
+        tried = []
+        for w, dp in grid:
+            sp = self if (w, dp) == (1.0, 1.0) else self.scaled(w, dp)
+            sp.input_size = self.input_size
+            med = sp.median_macs()
+            tried.append((abs(math.log(max(1, med) / reference_macs)), -(w * dp), w, dp, med, sp))
+        best = min(t[0] for t in tried)
+        _, _, w, dp, med, sp = min((t for t in tried if t[0] <= best + math.log(1.15)), key=lambda t: (t[1], t[0]))
+        sp.scale = {"width": w, "depth": dp, "median_macs": med, "reference": self.reference,
+                    "reference_macs": int(reference_macs), "input_size": self.input_size,
+                    "unscaled_median_macs": tried[0][4]}
+        return sp
+
     # ---- serialisation -----------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         ch = _choice_dict
         return {
             "schema": SCHEMA, "name": self.name, "description": self.description, "input_size": self.input_size,
             "activation": self.activation, "dropout": self.dropout,
+            **({"reference": self.reference} if self.reference else {}),
+            **({"scale": self.scale} if self.scale else {}),
             "stem": {"filters": self.stem_filters, "kernel": self.stem_kernel, "stride": self.stem_stride},
             "head": {"filters": self.head_filters},
             **({"decoder": self.decoder.to_dict()} if self.decoder is not None else {}),
@@ -510,7 +572,8 @@ def space_from_dict(d: Any, where: str = "space") -> SearchSpace:
         stem_filters=_list(stem, "filters", int, f"{where}: stem"), stem_kernel=_list(stem, "kernel", int, f"{where}: stem", [3]),
         stem_stride=stem_stride, head_filters=_list(head, "filters", int, f"{where}: head", [1280]),
         stages=stages, activation=str(d.get("activation", "relu")),
-        dropout=float(dropout),
+        dropout=float(dropout), reference=str(d.get("reference", "") or ""),
+        scale=d.get("scale") if isinstance(d.get("scale"), dict) else None,
     )
     if "decoder" in d:
         if "head" in d:
@@ -568,6 +631,43 @@ def check_groups(sp: SearchSpace, where: str) -> None:
         prev = own
 
 
+SCALES = ("auto", "full")
+
+
+def split_scale(name: str) -> tuple[str, str | None]:
+    """``NAME@auto`` / ``NAME@full`` -> (NAME, the scale asked for)."""
+    base, sep, how = str(name).rpartition("@")
+    if not sep:
+        return str(name), None
+    if how not in SCALES:
+        raise SpaceError(f"--space {name}: after '@' choose auto (scaled to the input size) or full (as written)")
+    return base, how
+
+
+def space_for_input(name: str, input_size: int | None) -> SearchSpace:
+    """The space ``name`` at ``input_size`` (None: its own): ``NAME@auto``,
+    or a space with a reference model searched at another input size than
+    its own, is scaled so that its median draw costs what the reference
+    costs at that size (``space.scale`` says how); ``NAME@full`` as written."""
+    base, how = split_scale(name)
+    sp = load_space(base)
+    own = sp.input_size
+    if input_size is not None:
+        sp.input_size = input_size
+    if how == "full" or (how is None and (sp.input_size == own or not sp.reference)):
+        return sp
+    if not sp.reference:
+        raise SpaceError(f"--space {name}: space {sp.name} names no reference model to scale to (a 'reference' "
+                         "zoo entry in the space file)")
+    from odml.zoo import create_spec
+
+    try:
+        ref = create_spec(sp.reference, num_classes=10, input_size=sp.input_size)
+    except SpecError as e:
+        raise SpaceError(f"space {sp.name}: reference {sp.reference!r}: {e}") from None
+    return sp.fit_to(ref.macs)
+
+
 def load_space(name_or_path: str | Path) -> SearchSpace:
     """A built-in space by name, or a JSON / YAML space file."""
     text_name = str(name_or_path)
@@ -600,7 +700,7 @@ def edgetpu_v2_space() -> SearchSpace:
         filters = sorted({sizes[0][gi] for sizes in V2_SIZES.values()})
         stages.append({"stride": group[0][3], "filters": filters, "depth": depth_choices[gi], "choices": free})
     return space_from_dict({
-        "name": "edgetpu_v2", "input_size": 224,
+        "name": "edgetpu_v2", "input_size": 224, "reference": "mobilenet_edgetpu_v2_tiny",
         "description": "MobileNetEdgeTPUV2 macro-architecture, every block searchable (released sizes are points)",
         "stem": {"filters": sorted({s[1] for s in V2_SIZES.values()}), "kernel": [3, 5, 7], "stride": 2},
         "head": {"filters": sorted({s[3] for s in V2_SIZES.values()}), "dropout": 0.2},

@@ -1,6 +1,6 @@
 """The keras-tuner adapter: the oracles (keras-tuner's random, Bayesian
 optimisation and Hyperband, and our regularized evolution, which may screen
-several children per trial by predicted latency), each recording finished
+several children per trial: nas/screen.py), each recording finished
 trials to trials.jsonl, and the Tuner whose run_trial is the search's
 ``Evaluator``. keras-tuner's state files are written whole (``save_json``
 patched to write a temporary file and rename it)."""
@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from odml.errors import OdmlError
 from odml.files import append_jsonl, read_jsonl, write_text_atomic
-from odml.nas.config import MAX_FAILURES, SCREENED, TRIALS, Prepared, SearchConfig
+from odml.nas.config import MAX_FAILURES, TRIALS, Prepared, SearchConfig
 from odml.nas.evaluate import Evaluator, trial_record
 from odml.nas.space import SearchSpace
 
@@ -146,7 +146,8 @@ def evolution_oracle_class() -> type:
     return EvolutionOracle
 
 
-def make_oracle(p: Prepared, listener: Callable[[dict[str, Any]], None] | None = None):
+def make_oracle(p: Prepared, listener: Callable[[dict[str, Any]], None] | None = None,
+                say: Callable[[str], None] | None = None):
     """The oracle of ``--strategy`` over the space's hyperparameters, recording
     every finished trial (``listener`` is told of each record)."""
     import keras_tuner as kt
@@ -169,43 +170,22 @@ def make_oracle(p: Prepared, listener: Callable[[dict[str, Any]], None] | None =
     else:
         oracle = _recording(evolution_oracle_class(), p, listener)(
             max_trials=cfg.trials, population=cfg.population, sample=cfg.sample, space=p.space,
-            children=screen_count(cfg), screen=_screener(p), **common)
+            children=screen_count(cfg), screen=_screener(p, say), **common)
     return oracle
 
 
 def screen_count(cfg: SearchConfig) -> int:
-    """How many children each evolution trial ranks by predicted latency
-    (1: no screening)."""
-    if cfg.screen is not None:
-        return cfg.screen
-    return 8 if cfg.latency != "measured" and cfg.strategy == "evolution" else 1
+    """How many children each evolution trial screens (1: no screening)."""
+    return 1 if cfg.screen in (None, "none") else (cfg.children or 8)
 
 
-def _screener(p: Prepared) -> Callable[[str, list[dict[str, Any]]], int] | None:
-    """With a predictor, each new trial of the evolution is the best of
-    several children (or random draws while the population fills): every
-    child is predicted, and the one trained is the largest (in MACs)
-    predicted within the target, or the fastest when none is (what
-    Once-for-All's and HAT's searches do with their predictors: many
-    candidates ranked per one evaluated). Every screened child is written to
-    screened.jsonl (the summary counts them as candidates considered)."""
-    if p.predictor is None or screen_count(p.cfg) <= 1:
+def _screener(p: Prepared, say: Callable[[str], None] | None = None) -> Callable[[str, list[dict[str, Any]]], int] | None:
+    """The evolution's screen (nas/screen.py), or None without one."""
+    if screen_count(p.cfg) <= 1:
         return None
-    target = p.cfg.target_ms
+    from odml.nas.screen import Screener
 
-    def screen(trial_id: str, cands: list[dict[str, Any]]) -> int:
-        rows = []
-        for v in cands:
-            spec = p.space.decode({k: x for k, x in v.items() if not k.startswith("tuner/")}, p.data.num_classes)
-            rows.append({"line": spec.to_line(), "predicted_ms": round(float(p.predictor.predict(spec)), 6),
-                         "macs": spec.macs})
-        fits = [i for i, r in enumerate(rows) if r["predicted_ms"] <= target]
-        pick = (max(fits, key=lambda i: rows[i]["macs"]) if fits
-                else min(range(len(rows)), key=lambda i: rows[i]["predicted_ms"]))
-        append_jsonl(p.out / SCREENED, {"trial_id": trial_id, "chosen": pick, "candidates": rows})
-        return pick
-
-    return screen
+    return Screener(p, say)
 
 
 class BudgetSpent(Exception):

@@ -449,26 +449,37 @@ def test_rejected_candidates_are_not_measured(cli, tiny_space, tmp_path):
     recs = read_jsonl(out / "trials.jsonl")
     assert [x["status"] for x in recs] == ["rejected", "rejected"]
     assert all(x["reward"] == 0 and not math.isnan(x["latency_ms"]) for x in recs)
-    assert read_jsonl(out / "latency_cache.jsonl") == []  # nothing was exported or measured
+    # no candidate was exported or measured: the cache holds the probe of the MAC bound alone (issue 42)
+    cache = read_jsonl(out / "latency_cache.jsonl")
+    assert len(cache) == 1 and cache[0]["line"] not in {x["line"] for x in recs}
 
 
-def test_candidates_measured_far_over_the_target_are_not_trained(cli, tiny_space, tmp_path):
-    """Before three measurements there is no MAC bound, so a candidate is
-    measured; one measured above --reject-above x target is recorded with its
-    measured latency and not trained (issue 24: an oversized first draw of
-    edgetpu_v2 took a whole search budget training)."""
+def test_candidates_far_over_the_target_are_not_trained(cli, tiny_space, tmp_path):
+    """The MAC bound is known before the first candidate is measured (issue
+    42): a probe (the largest of eight draws) is measured first, and every
+    candidate whose MACs at the probe's rate exceed --reject-above x target
+    is rejected unmeasured and untrained (issue 24: an oversized first draw
+    of edgetpu_v2 took a whole search budget training); the one line says
+    what the target allows against what the space's draws cost."""
     from odml.files import read_jsonl
 
     out = tmp_path / "run"
     r = cli(*_search_args(tiny_space, out, "--trials", "2", "--strategy", "random", "--target-ms", "0.00001"))
-    assert_one_line_error(r, "no candidate was trained", "measured over --reject-above", "the cheapest", code=1)
+    assert_one_line_error(r, "no candidate was trained", "2 bounded by MACs over --reject-above", "the cheapest",
+                          "the target allows about", "median draw costs", code=1)
     assert not (out / "best_spec.json").exists()
     recs = read_jsonl(out / "trials.jsonl")
     assert [x["status"] for x in recs] == ["rejected", "rejected"]
-    assert all(x["latency_source"] == "measured" and x["latency_ms"] > 3 * 0.00001 for x in recs)
-    assert all(x["metrics"]["rejected"] == 6 and x["accuracy"] == 0 and "train_accuracy" not in x["metrics"]
+    assert all(x["latency_source"] == "bound" and x["latency_ms"] > 3 * 0.00001 for x in recs)
+    assert all(x["metrics"]["rejected"] == 3 and x["accuracy"] == 0 and "train_accuracy" not in x["metrics"]
                for x in recs)
-    assert len(read_jsonl(out / "latency_cache.jsonl")) == 2  # measured, once each
+    bound = json.loads((out / "mac_bound.json").read_text())
+    cache = read_jsonl(out / "latency_cache.jsonl")
+    assert len(cache) == 1 and cache[0]["macs"] == bound["probe_macs"]  # the probe alone was measured
+    assert bound["target_macs"] < min(x["macs"] for x in recs)
+    # the bound is the probe's rate: its latency in ms per MAC times the candidate's MACs
+    rate = bound["probe_ms"] / bound["probe_macs"]
+    assert all(x["latency_ms"] == pytest.approx(rate * x["macs"], rel=1e-3) for x in recs)
 
 
 def _choices(rec):

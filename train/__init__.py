@@ -25,6 +25,7 @@ class TrainRequest:
     seed: int = 0
     logdir: str | None = None
     tensorboard: bool = True
+    distribute: str = "none"  # none | mirrored | multiworker (odml.train.distribute)
     # text
     max_len: int | None = None
     label_col: str | None = None
@@ -76,7 +77,11 @@ def train_model(c: Any, req: TrainRequest, out: Path, progress: Any = None,
     loop = loops.get(c.family.trainer or "")
     if loop is None:
         raise SpecError(f"{c.name}: odml does not train {c.family.name} models ({c.family.title})")
+    from odml.train.distribute import check
+
     out = Path(out)
+    if not check(req.distribute).chief:  # another worker of a multi-worker run: the chief alone writes OUT
+        return loop(c, req, out, progress, log or (lambda m: None))
     if not out.parent.is_dir():  # the loop says so in its own words
         return loop(c, req, out, progress, log or (lambda m: None))
     from odml.errors import OutputError

@@ -37,6 +37,7 @@ class TrainConfig:
     precise_bn: bool = True  # re-estimate BN statistics after training
     seed: int = 0
     logdir: str | None = None  # TensorBoard; None: no logs
+    distribute: str = "none"  # none | mirrored | multiworker (odml.train.distribute)
 
 
 def check_output_path(out: str | Path, suffixes: tuple[str, ...] = MODEL_SUFFIXES) -> Path:
@@ -232,14 +233,25 @@ def train_classifier(spec: ModelSpec, data: ImageDataset, cfg: TrainConfig, out:
     from odml._tf import keras
     from odml.zoo.builder import build_model, trainable_params
 
+    from odml.train import distribute
+
+    cluster = distribute.check(cfg.distribute)
     K = keras()
     check_data_fits(spec, data)
     if out is not None:
         out = check_output_path(out)
-    K.utils.set_random_seed(cfg.seed)
-    model = build_model(spec)
-    steps = int(np.ceil(len(data.y_train) / cfg.batch_size))
-    compile_classifier(model, cfg, steps)
+    at = {"epoch": 0}
+
+    def where() -> str:
+        return f"epoch {at['epoch']} of {cfg.epochs}" if at["epoch"] else "the set-up before the first epoch"
+
+    with distribute.guarded(cluster, where):
+        distribute.strategy(cluster)  # before any other TensorFlow op (MultiWorkerMirroredStrategy must be first)
+        K.utils.set_random_seed(cfg.seed)
+        steps = int(np.ceil(len(data.y_train) / cfg.batch_size))
+        with distribute.scope(cluster):
+            model = build_model(spec)
+            compile_classifier(model, cfg, steps)
     onehot = spec.num_classes if cfg.label_smoothing else None
     train_ds = make_tf_dataset(data.x_train, data.y_train, cfg.batch_size, True, cfg.seed, onehot)
     val_ds = make_tf_dataset(data.x_val, data.y_val, 256, False, cfg.seed, onehot)
@@ -252,17 +264,26 @@ def train_classifier(spec: ModelSpec, data: ImageDataset, cfg: TrainConfig, out:
         progress.start(cfg.epochs, steps)
     if should_stop:
         callbacks.append(_stop_callback(K, should_stop))
+    callbacks.append(K.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs=None: at.update(epoch=e + 1)))
     t0 = time.perf_counter()
     try:
-        hist = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=0)
+        with distribute.guarded(cluster, where):
+            hist = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=0)
         interrupts.check()
     finally:
         if progress:
             progress.stop()
+    if cluster.kind != "none":  # the trained weights in a model of this process alone: what follows needs no peer
+        local = build_model(spec)
+        local.set_weights(model.get_weights())
+        compile_classifier(local, cfg, steps)
+        model = local
     if cfg.precise_bn:
         recalibrate_batchnorm(model, data.x_train, seed=cfg.seed)
     wall = time.perf_counter() - t0
     final = evaluate(model, data.x_val, data.y_val)
+    if not cluster.chief:  # a worker other than the chief trains and writes nothing
+        out = None
     if out is not None:
         from odml.zoo.card import ModelCard
         from odml.zoo.registry import family_for
@@ -287,6 +308,8 @@ def train_classifier(spec: ModelSpec, data: ImageDataset, cfg: TrainConfig, out:
         "out": str(out) if out else None,
         "logdir": cfg.logdir,
         "history": history,
+        "distribute": {"kind": cluster.kind, "replicas": distribute.replicas(cluster), "workers": len(cluster.workers) or 1,
+                       "worker": cluster.index},
     }
 
 
@@ -306,7 +329,7 @@ def prepare_entry(c: Any, req: Any, out: Path, default_data: str) -> tuple[Path,
     if logdir is None and req.tensorboard:
         logdir = str(out.with_name(out.stem + ".logs"))
     cfg = TrainConfig(epochs=req.epochs, batch_size=req.batch(fam), learning_rate=req.lr(fam), seed=req.seed,
-                      logdir=str(logdir) if req.tensorboard and logdir else None)
+                      logdir=str(logdir) if req.tensorboard and logdir else None, distribute=req.distribute)
     return out, ds, spec, cfg
 
 

@@ -32,7 +32,7 @@ TASKS = ("classify", "detect", "keypoints")
 # the others in one line instead of ignoring them. The groups below are what each loop of odml.train reads.
 TRAIN_COMMON = frozenset({"data", "batch_size", "learning_rate", "seed"})
 TRAIN_EPOCHS = TRAIN_COMMON | {"epochs", "val_split", "val_data"}
-TRAIN_IMAGES = TRAIN_EPOCHS | {"logdir", "tensorboard", "input_size", "width", "sets"}  # the classifier loop
+TRAIN_IMAGES = TRAIN_EPOCHS | {"logdir", "tensorboard", "input_size", "width", "sets", "distribute"}  # the classifier loop
 TRAIN_TEXT = TRAIN_EPOCHS | {"max_len", "label_col", "text_col", "patience", "width", "sets"}  # the text loop
 TRAIN_POSE = TRAIN_COMMON | {"variant", "val_images", "steps"}  # the pose loop (stages of steps, not epochs)
 

@@ -96,7 +96,7 @@ class Segment(Family):
     width_range = (0.05, 4.0)
     file_suffixes = (".json", ".yaml", ".yml")
     trainer = "segment"
-    train_options = TRAIN_IMAGES - {"sets"}
+    train_options = TRAIN_IMAGES - {"sets", "distribute"}  # (the segmentation loop runs on one device)
     train_defaults = {"batch_size": 16, "learning_rate": 5e-3}
     student_family = "segmentation"
 
