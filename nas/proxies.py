@@ -57,24 +57,41 @@ def check_proxy(name: str, where: str = "--proxy") -> str:
     return name
 
 
-def compute(spec: Any, x: np.ndarray, seed: int = 0) -> dict[str, float]:
-    """Every single proxy of ``spec`` (a classifier's or a segmentation
-    model's configuration), built untrained, on the float images ``x``
-    (the first ``BATCH`` are used)."""
-    from odml._tf import tf
-    from odml.zoo.registry import family_for
+FORWARD = ("naswot", "meco", "az_expressivity", "az_progressivity")  # one forward pass of the batch
+GRADIENT = ("az_trainability",)  # a gradient per block on a few images
+COUNTS = ("params", "macs", "az_complexity")  # from the configuration: no network built
 
-    tf_ = tf()
-    tf_.keras.utils.set_random_seed(seed)
-    model = family_for(spec).build(spec)
-    xb = np.asarray(x[:BATCH], np.float32)
+
+def needs(names: list[str] | tuple[str, ...]) -> set[str]:
+    """The single proxies that the scores ``names`` (singles or aggregates) read."""
+    out: set[str] = set()
+    for n in names:
+        out |= set(AGGREGATES.get(n, (n,)))
+    return out
+
+
+def compute(spec: Any, x: np.ndarray, seed: int = 0, which: set[str] | None = None) -> dict[str, float]:
+    """The single proxies ``which`` (default: every one) of ``spec`` (a
+    classifier's or a segmentation model's configuration), built untrained,
+    on the float images ``x`` (the first ``BATCH`` are used); only the
+    passes those proxies need are run."""
+    which = set(SINGLE) if which is None else set(which)
     out: dict[str, float] = {"params": math.log10(max(1, int(spec.params))),
                              "macs": math.log10(max(1, int(spec.macs)))}
     out["az_complexity"] = out["macs"]
-    out["synflow"] = synflow(model, xb.shape[1:])
-    taps = _feature_model(model)
-    out.update(_batch_proxies(taps, xb))
-    return {k: (float(v) if np.isfinite(v) else float("-inf")) for k, v in out.items()}
+    if which - set(COUNTS):
+        from odml._tf import tf
+        from odml.zoo.registry import family_for
+
+        tf().keras.utils.set_random_seed(seed)
+        model = family_for(spec).build(spec)
+        xb = np.asarray(x[:BATCH], np.float32)
+        if "synflow" in which:
+            out["synflow"] = synflow(model, xb.shape[1:])
+        if which & set(FORWARD + GRADIENT):
+            out.update(_batch_proxies(_feature_model(model), xb, bool(which & set(GRADIENT))))
+    return {k: (float(v) if np.isfinite(v) else float("-inf")) for k, v in out.items()
+            if k in which or k in COUNTS}
 
 
 def _tap_layers(model) -> list[Any]:
@@ -106,7 +123,7 @@ def _feature_model(model):
     return fm
 
 
-def _batch_proxies(fm, x: np.ndarray) -> dict[str, float]:
+def _batch_proxies(fm, x: np.ndarray, gradient: bool = True) -> dict[str, float]:
     """NASWOT, MeCo and AZ-NAS's expressivity and progressivity from one
     forward pass of the batch; the trainability from a second pass of its
     first ``GRAD_BATCH`` images with a gradient per block."""
@@ -120,6 +137,8 @@ def _batch_proxies(fm, x: np.ndarray) -> dict[str, float]:
     expr = [expressivity(f) for f in feats]
     res["az_expressivity"] = float(np.sum(expr)) if expr else float("-inf")
     res["az_progressivity"] = float(np.min(np.diff(expr))) if len(expr) > 1 else float("-inf")
+    if not gradient:
+        return res
     rng = np.random.default_rng(0)
     with tf_.GradientTape(persistent=True) as tape:
         feats_t = fm(tf_.constant(x[:GRAD_BATCH]), training=True)[:nb]

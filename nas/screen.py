@@ -39,6 +39,7 @@ from odml.nas.reward import reward
 
 SCREENS = ("none", "latency", "proxy", "predictor")
 MIN_FIT = 4  # trained trials the accuracy predictor needs
+PREDICTOR_PROXIES = proxies.FORWARD  # the proxies among its features: one forward pass each (no synflow copy, no gradients)
 KAPPA = 0.5  # the predictor's pick: mean + KAPPA x standard deviation
 
 
@@ -49,31 +50,41 @@ def proxy_batch(p: Prepared) -> np.ndarray:
 
 
 class ProxyCache:
-    """Each architecture's proxies, computed once and kept in proxies.jsonl."""
+    """Each architecture's proxies, computed once (only the ones asked for)
+    and kept in proxies.jsonl (a later line of an architecture adds to the
+    earlier ones)."""
 
     def __init__(self, p: Prepared):
         self.p = p
-        self.known = {r["line"]: r["proxies"] for r in read_jsonl(p.out / PROXIES)}
+        self.known: dict[str, dict[str, float]] = {}
+        self._read()
         self.x: np.ndarray | None = None
 
-    def get(self, spec: Any) -> dict[str, float]:
+    def _read(self) -> None:
+        for r in read_jsonl(self.p.out / PROXIES):
+            self.known.setdefault(r["line"], {}).update(r["proxies"])
+
+    def get(self, spec: Any, which: set[str] | None = None) -> dict[str, float]:
+        """The proxies ``which`` (default: every one) of ``spec``."""
+        which = set(proxies.SINGLE) if which is None else set(which)
         line = spec.to_line()
-        if line not in self.known:
-            for r in read_jsonl(self.p.out / PROXIES):  # another worker's
-                self.known.setdefault(r["line"], r["proxies"])
-        if line not in self.known:
+        if not which <= set(self.known.get(line, {})):
+            self._read()  # another worker's
+        missing = which - set(self.known.get(line, {}))
+        if missing:
             if self.x is None:
                 self.x = proxy_batch(self.p)
-            vals = proxies.compute(spec, self.x, self.p.cfg.seed)
+            vals = proxies.compute(spec, self.x, self.p.cfg.seed, missing)
             append_jsonl(self.p.out / PROXIES, {"line": line, "proxies": vals})
-            self.known[line] = vals
+            self.known.setdefault(line, {}).update(vals)
         return self.known[line]
 
 
 def features(p: Prepared, values: dict[str, Any], spec: Any, px: dict[str, float] | None) -> list[float]:
     """An architecture as numbers: each choice of the space (ordered ones as
     their position, block tokens as type, kernel, expansion and groups), its
-    log parameters and MACs, and its single proxies."""
+    log parameters and MACs, and (``px`` given) the proxies of one forward
+    pass (PREDICTOR_PROXIES)."""
     out: list[float] = []
     for name, options in p.space.dimensions().items():
         v = values.get(name, options[0])
@@ -88,7 +99,7 @@ def features(p: Prepared, values: dict[str, Any], spec: Any, px: dict[str, float
             out.append(options.index(v) / max(1, len(options) - 1) if v in options else 0.0)
     out += [math.log10(max(1, spec.params)), math.log10(max(1, spec.macs))]
     if px is not None:
-        out += [float(np.clip(px.get(k, 0.0), -1e6, 1e6)) for k in proxies.SINGLE]
+        out += [float(np.clip(px.get(k, 0.0), -1e6, 1e6)) for k in PREDICTOR_PROXIES]
     return out
 
 
@@ -181,15 +192,15 @@ class Screener:
                 self.told = True
         fits = [i for i, r in enumerate(rows) if r["estimated_ms"] is None or r["estimated_ms"] <= cfg.target_ms]
         if mode in ("proxy", "predictor"):
-            px = [self.cache.get(s) for s in specs]
+            want = proxies.needs([cfg.proxy]) if mode == "proxy" else set(PREDICTOR_PROXIES)
+            px = [self.cache.get(s, want) for s in specs]
             for r, v in zip(rows, px):
                 r["proxies"] = v
         if mode == "proxy":
             sc = proxies.scores(px, cfg.proxy)
             for r, v in zip(rows, sc):
                 r["score"] = v
-            pool = fits or list(range(len(rows)))
-            pick = max(pool, key=lambda i: sc[i]) if fits else self._fastest(rows)
+            pick = max(fits, key=lambda i: sc[i]) if fits else self._fastest(rows)
         elif mode == "predictor":
             pred = self._fit(done)
             x = [features(self.p, {k: v for k, v in c.items() if not k.startswith("tuner/")}, s, v)
@@ -222,7 +233,7 @@ class Screener:
         for r in done:
             vals = {k: v for k, v in r["values"].items() if not k.startswith("tuner/")}
             spec = self.p.space.decode(vals, self.p.data.num_classes)
-            x.append(features(self.p, vals, spec, self.cache.get(spec)))
+            x.append(features(self.p, vals, spec, self.cache.get(spec, set(PREDICTOR_PROXIES))))
             y.append(float(r["accuracy"]))
         return AccuracyPredictor(self.p.cfg.seed).fit(x, y)
 

@@ -133,7 +133,7 @@ def _export(cli, model, out, *extra):
 
 
 @pytest.mark.parametrize("key, runtime, teach", [
-    ("mnv2_k3", "keras3", True), ("mnv3_k3", "keras3", False), ("effb0_k3", "keras3", False),
+    ("mnv2_k3", "keras3", False), ("mnv3_k3", "keras3", False), ("effb0_k3", "keras3", False),
     ("mnv2_tfk", "keras", False), ("mnv2_h5", "keras", False), ("mnv2_sm", "keras", True)])
 def test_untrained_applications_export_every_precision(cli, tmp_path, models, key, runtime, teach):
     """The issue's failing case: untrained Keras Applications models
@@ -149,7 +149,7 @@ def test_untrained_applications_export_every_precision(cli, tmp_path, models, ke
     r = cli("bench", tmp_path / "e" / rep["artifacts"][-1]["file"], "--runs", "3", "--min-secs", "0", "--json")
     assert r.exit_code == 0 and r.json()["bench"][0]["median_ms"] > 0
     if teach:
-        _compress(cli, models[key], tmp_path / "c")
+        _compress(cli, models[key], tmp_path / "c")  # Keras 3 teachers: pre_k3 and sub_k3 below
 
 
 def test_keras3_model_with_preprocessing_inside(cli, tmp_path, models):

@@ -487,7 +487,7 @@ def _choices(rec):
 
 
 def test_search_edgetpu_v2_end_to_end(cli, tmp_path):
-    """The seed's space searched for real (evolution, a tiny input): every
+    """The seed's space searched for real (evolution, a tiny input, scaled to it): every
     candidate is a valid MobileNetEdgeTPUV2-style network that is exported,
     measured and trained; no trial fails. Three trials with a population of
     two: two random draws, then a child: the better of the two (--sample 3
@@ -510,4 +510,8 @@ def test_search_edgetpu_v2_end_to_end(cli, tmp_path):
     child, parent = recs[2], max(recs[:2], key=lambda x: x["reward"])
     changed = [k for k in _choices(child) if _choices(child)[k] != _choices(parent)[k]]
     assert len(changed) == 1, (changed, parent["line"], child["line"])  # one choice of the better parent mutated
-    assert r.json()["search"]["space"] == "edgetpu_v2"
+    s = r.json()["search"]
+    assert s["space"] == "edgetpu_v2"
+    # scaled to the 16 px input by default (issue 42), the MAC bound probed before the first candidate
+    assert s["space_scale"]["width"] < 1 and s["space_scale"]["input_size"] == 16
+    assert s["mac_bound"]["probe"] == "mobilenet_edgetpu_v2_tiny" and s["mac_bound"]["target_macs"] > 0

@@ -112,7 +112,7 @@ def test_search_screened_by_the_predictor_and_by_a_proxy(cli, tmp_path):
     assert s["considered"] > s["trials"]
 
     out = tmp_path / "proxy"
-    r = cli(*_search(out, "--trials", "3", "--population", "2", "--screen", "proxy", "--proxy", "synflow",
+    r = cli(*_search(out, "--trials", "2", "--population", "2", "--screen", "proxy", "--proxy", "synflow",
                      "--children", "3"))
     assert r.exit_code == 0, r.stderr
     for x in read_jsonl(out / "screened.jsonl"):

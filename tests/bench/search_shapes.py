@@ -59,6 +59,9 @@ def main() -> None:
     ap.add_argument("--calibrate-minutes", type=float, default=3)
     ap.add_argument("--target-ms", type=float, default=None)
     ap.add_argument("--reward", default="abs")
+    ap.add_argument("--search-seeds", default=None, help="seeds of each search (default: the first of --seeds)")
+    ap.add_argument("--proxy", default="az_nas", help="the proxy of the /proxy screen")
+    ap.add_argument("--children", type=int, default=8)
     ap.add_argument("--out", default="runs/bench_search_shapes")
     a = ap.parse_args()
     root = Path(a.out)
@@ -102,33 +105,47 @@ def main() -> None:
         z.update(reward_mean=statistics.mean(rs), reward_spread=max(rs) - min(rs), rewards=rs)
     print(f"target {target:.3f} ms (reward {a.reward}, exponent {w})", flush=True)
 
-    # 2. the searches, equal wall time each
+    # 2. the searches, equal wall time each, once per search seed
+    search_seeds = [int(x) for x in (a.search_seeds or str(seeds[0])).split(",")]
     results = []
     for item in a.searches.split(","):
         strat, space = item.split(":")
+        strat, _, screen = strat.partition("/")  # evolution/proxy: each trial the pick of --children screened
         strat, _, latency = strat.partition("+")  # evolution+hybrid: latency predicted first, measured when trained
-        cfg = SearchConfig(space=space, data=a.data, input_size=a.input_size, target_ms=target, reward=a.reward,
-                           strategy=strat, trials=1000, epochs=a.epochs, seed=seeds[0], latency=latency or "measured",
-                           max_minutes=(a.minutes - (a.calibrate_minutes if latency else 0)) if strat != "oneshot" else None,
-                           calibrate_minutes=a.calibrate_minutes,
-                           supernet_epochs=a.supernet_epochs if strat == "oneshot" else None)
-        folder = root / f"{strat}{'_' + latency if latency else ''}_{space}"
-        t1 = time.perf_counter()
-        p = prepare(cfg, folder)
-        wall_file = folder / "bench_wall.json"  # written when the search has had its budget: not run again
-        if not wall_file.exists():
-            run_search(p)
-            wall_file.write_text(json.dumps({"wall_s": time.perf_counter() - t1}))
-        s = finish(p)
-        wall = json.loads(wall_file.read_text())["wall_s"]
-        best = s["best"]
-        r = {"search": item, "trials": s["trials"], "considered": s.get("considered", s["trials"]),
-             "wall_s": round(wall, 1), "accuracy": best["accuracy"], "latency_ms": best["latency_ms"],
-             "reward": reward(a.reward, best["accuracy"], best["latency_ms"], target, w),
-             "params": best["params"], "line": best.get("line") or best.get("spec_line")}
-        results.append(r)
-        print(f"{item}: {r['trials']} trials ({r['considered']} considered) in {wall / 60:.1f} min; best reward "
-              f"{r['reward']:.4f}, accuracy {r['accuracy']:.4f}, {r['latency_ms']:.3f} ms", flush=True)
+        runs = []
+        for sseed in search_seeds:
+            cfg = SearchConfig(space=space, data=a.data, input_size=a.input_size, target_ms=target, reward=a.reward,
+                               strategy=strat, trials=1000, epochs=a.epochs, seed=sseed, latency=latency or "measured",
+                               max_minutes=(a.minutes - (a.calibrate_minutes if latency else 0)) if strat != "oneshot"
+                               else None, calibrate_minutes=a.calibrate_minutes,
+                               supernet_epochs=a.supernet_epochs if strat == "oneshot" else None,
+                               screen=screen or None, children=a.children if screen not in ("", "none") else None,
+                               proxy=a.proxy)
+            folder = root / (f"{strat}{'_' + latency if latency else ''}{'_' + screen if screen else ''}_{space}"
+                             f"{'_seed' + str(sseed) if len(search_seeds) > 1 else ''}")
+            t1 = time.perf_counter()
+            p = prepare(cfg, folder)
+            wall_file = folder / "bench_wall.json"  # written when the search has had its budget: not run again
+            if not wall_file.exists():
+                run_search(p)
+                wall_file.write_text(json.dumps({"wall_s": time.perf_counter() - t1}))
+            s = finish(p)
+            wall = json.loads(wall_file.read_text())["wall_s"]
+            best = s["best"]
+            r = {"search": item, "seed": sseed, "trials": s["trials"], "considered": s.get("considered", s["trials"]),
+                 "wall_s": round(wall, 1), "accuracy": best["accuracy"], "latency_ms": best["latency_ms"],
+                 "reward": reward(a.reward, best["accuracy"], best["latency_ms"], target, w),
+                 "params": best["params"], "line": best.get("line") or best.get("spec_line"),
+                 "screen_tau": (s.get("screen") or {}).get("kendall_tau"),
+                 "predictor_tau": (s.get("screen") or {}).get("predictor_tau")}
+            runs.append(r)
+            print(f"{item} seed {sseed}: {r['trials']} trials ({r['considered']} considered) in {wall / 60:.1f} min; "
+                  f"best reward {r['reward']:.4f}, accuracy {r['accuracy']:.4f}, {r['latency_ms']:.3f} ms", flush=True)
+        rs = [r["reward"] for r in runs]
+        best_run = max(runs, key=lambda r: r["reward"])
+        results.append({**best_run, "rewards": rs, "reward": statistics.mean(rs),
+                        "reward_spread": max(rs) - min(rs), "trials": round(statistics.mean(r["trials"] for r in runs), 1),
+                        "considered": round(statistics.mean(r["considered"] for r in runs), 1), "runs": runs})
 
     # 3. the table
     print()
@@ -139,8 +156,8 @@ def main() -> None:
         print(f"zoo v2_{z['name']:<22}{z['reward_mean']:>9.4f}{z['reward_spread']:>8.4f}{acc:>18}"
               f"{z['latency_ms']:>8.3f}{z['params']:>12,}{z['wall_s']:>8.0f}{1:>11}")
     for r in results:
-        print(f"{r['search']:<28}{r['reward']:>9.4f}{'':8}{r['accuracy']:>18.3f}{r['latency_ms']:>8.3f}"
-              f"{r['params']:>12,}{r['wall_s']:>8.0f}{r['considered']:>11}")
+        print(f"{r['search']:<28}{r['reward']:>9.4f}{r['reward_spread']:>8.4f}{r['accuracy']:>18.3f}"
+              f"{r['latency_ms']:>8.3f}{r['params']:>12,}{r['wall_s']:>8.0f}{r['considered']:>11}")
     for r in results:
         print(f"{r['search']}: {r['line']}")
     winner = max(results, key=lambda r: r["reward"]) if results else None
@@ -156,6 +173,7 @@ def main() -> None:
                   f"{'beaten beyond the spread' if v['beaten_beyond_spread'] else 'not beyond the spread'}")
     (root / "report.json").write_text(json.dumps(
         {"data": a.data, "input_size": a.input_size, "epochs": a.epochs, "minutes": a.minutes, "seeds": seeds,
+         "search_seeds": search_seeds, "proxy": a.proxy, "children": a.children,
          "target_ms": target, "reward": a.reward, "exponent": w, "zoo": zoo, "searches": results,
          "winner": winner["search"] if winner else None, "verdict": verdict}, indent=2))
 
