@@ -112,7 +112,8 @@ class RunFolder:
         return d
 
     def check(self, settings: dict[str, Any], defaults: dict[str, Any] | None = None,
-              keys: tuple[str, ...] | None = None, ignore: tuple[str, ...] = (), foreign_ok: bool = False) -> bool:
+              keys: tuple[str, ...] | None = None, ignore: tuple[str, ...] = (), foreign_ok: bool = False,
+              upgrade: Any = None) -> bool:
         """Refuse a folder that cannot hold this run; True when it holds the
         same run (resume). Nothing is written. ``defaults``: what keys that
         did not exist when the run began mean; ``keys``: the settings that
@@ -132,6 +133,8 @@ class RunFolder:
             return False
         if defaults:
             old = with_defaults(old, defaults)
+        if upgrade is not None:  # settings an older version wrote in another form
+            old = upgrade(old)
         diff = differences(old, settings, keys, ignore)
         if diff:
             said = "; ".join(f"{k}: {_short(a)} there, {_short(b)} now" for k, a, b in diff[:4])

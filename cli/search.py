@@ -25,6 +25,7 @@ def search_cmd(
     trials: int = typer.Option(20, "--trials", help="Number of trials (candidates) in all."),
     epochs: int = typer.Option(3, "--epochs", help="Proxy-training epochs per candidate (Hyperband: the most)."),
     supernet_epochs: Optional[int] = typer.Option(None, "--supernet-epochs", help="--strategy oneshot: epochs of the supernet and its controller (default: --epochs; the architecture found is then trained --epochs)."),
+    supernet_rule: str = typer.Option("single", "--supernet-rule", help="--strategy oneshot: single (one sampled path per step) or sandwich (the largest path on the labels, the smallest and two random ones distilled from it, per step: Once-for-All / BigNAS)."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Start no new trial after this many minutes (rerun to continue)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder; rerun the same command to resume."),
     precision: str = typer.Option("int8", "--precision", help="Precision candidates are exported in: int8, fp32, fp16, dynamic."),
@@ -89,7 +90,7 @@ def search_cmd(
                        max_minutes=max_minutes, latency=latency, predictor=str(predictor) if predictor else None,
                        calibrate_minutes=calibrate_minutes, promising=promising, screen=screen, children=children, proxy=proxy, distribute=distribute,
                        statistic=statistic,
-                       supernet_epochs=supernet_epochs)
+                       supernet_epochs=supernet_epochs, supernet_rule=supernet_rule)
     p = prepare(cfg, out_dir, role)
     for b in baseline:
         if not Path(b).exists():

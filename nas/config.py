@@ -73,12 +73,13 @@ class SearchConfig:
     distribute: str = "none"  # each trial trained with tf.distribute: none | mirrored (odml.train.distribute)
     statistic: str = "min"  # a candidate's latency: its fastest timed run (reproducible) or the median
     supernet_epochs: int | None = None  # oneshot: epochs of the supernet and controller (None: --epochs)
+    supernet_rule: str = "single"  # oneshot: one path per step, or the sandwich rule with in-place distillation
 
     # settings that must match to resume a run folder
     IDENTITY = ("data", "task", "device", "target_ms", "reward", "exponent", "strategy", "epochs", "batch_size", "lr",
                 "precision", "threads", "val_split", "seed", "input_size", "max_params", "max_macs",
                 "reject_factor", "population", "sample", "latency", "predictor", "promising", "screen", "children", "proxy", "statistic",
-                "supernet_epochs")
+                "supernet_epochs", "supernet_rule")
 
 
 @dataclass
@@ -161,6 +162,10 @@ def _check_latency(cfg: SearchConfig) -> None:
             and not cfg.calibrate_minutes > 0:
         raise SearchError(f"--calibrate-minutes {cfg.calibrate_minutes:g}: must be greater than 0")
     _check_screen(cfg)
+    if cfg.supernet_rule not in ("single", "sandwich"):
+        raise SearchError(f"--supernet-rule {cfg.supernet_rule!r}: choose single or sandwich")
+    if cfg.supernet_rule != "single" and cfg.strategy != "oneshot":
+        raise SearchError(f"--supernet-rule {cfg.supernet_rule}: only --strategy oneshot trains a supernet")
     if cfg.supernet_epochs is not None:
         if cfg.strategy != "oneshot":
             raise SearchError(f"--supernet-epochs {cfg.supernet_epochs}: only --strategy oneshot trains a supernet")
@@ -210,6 +215,21 @@ def _check_screen(cfg: SearchConfig) -> None:
                           "predictor")
 
 
+def _old_screen(old: dict[str, Any]) -> dict[str, Any]:
+    """A search.json of before screens had names: --screen N or nothing, as
+    the screen and children the checks make of them now."""
+    screen = old.get("screen")
+    if screen is None or isinstance(screen, int):
+        n = screen
+        old = dict(old)
+        if n is None:
+            old["screen"] = "latency" if old.get("latency") != "measured" and old.get("strategy") == "evolution" \
+                else "none"
+        else:
+            old["screen"], old["children"] = ("none", None) if n == 1 else ("latency", old.get("children") or n)
+    return old
+
+
 def prepare(cfg: SearchConfig, out: Path, role: str = "single") -> Prepared:
     """Check everything a search needs before anything is written: the
     settings, the space, the device, the data and the run folder."""
@@ -219,8 +239,8 @@ def prepare(cfg: SearchConfig, out: Path, role: str = "single") -> Prepared:
     if role == "worker":  # a worker joins the chief's run: the chief checked the folder
         run_folder(out).check({}, keys=(), foreign_ok=True)
     else:
-        run_folder(out).check(search_settings(cfg, space), keys=(*SearchConfig.IDENTITY, "space"),
-                              defaults={"task": "classify", "children": None, "proxy": "az_nas"})  # runs from before these settings
+        run_folder(out).check(search_settings(cfg, space), keys=(*SearchConfig.IDENTITY, "space"), upgrade=_old_screen,
+                              defaults={"task": "classify", "children": None, "proxy": "az_nas", "supernet_rule": "single"})  # runs from before these settings
     return Prepared(cfg=cfg, space=space, exponent=w, out=out, device=device, data=data)
 
 

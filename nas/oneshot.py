@@ -373,6 +373,36 @@ def search_oneshot(p: Any, latency_of: Callable[[ModelSpec], float], say: Callab
         return loss
 
     @t.function(reduce_retracing=True)
+    def grads_on_labels(x, y):
+        with t.GradientTape() as tape:
+            logits = net._call(x)
+            loss = t.reduce_mean(t.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+        return tape.gradient(loss, net.train_vars), t.nn.softmax(logits)
+
+    @t.function(reduce_retracing=True)
+    def grads_on_soft(x, soft):  # in-place distillation: the largest path's distribution as the target
+        with t.GradientTape() as tape:
+            loss = t.reduce_mean(t.nn.softmax_cross_entropy_with_logits(t.stop_gradient(soft), net._call(x)))
+        return tape.gradient(loss, net.train_vars)
+
+    def sandwich_step(x, y):
+        """One step of the sandwich rule (BigNAS / Once-for-All): the largest
+        path on the labels, the smallest and two random paths on the largest's
+        predictions, their gradients summed into one update."""
+        net.configure(*largest)
+        total, soft = grads_on_labels(x, y)
+        total = list(total)
+        for spec_values in (smallest, None, None):
+            if spec_values is None:
+                path(uniform=True)
+            else:
+                net.configure(*spec_values)
+            for i, g in enumerate(grads_on_soft(x, soft)):
+                if g is not None:
+                    total[i] = g if total[i] is None else total[i] + g
+        opt.apply_gradients([(g, v) for g, v in zip(total, net.train_vars) if g is not None])
+
+    @t.function(reduce_retracing=True)
     def accuracy(x, y):
         return t.reduce_mean(t.cast(t.argmax(net._call(x), -1, output_type=t.int64) == y, t.float32))
 
@@ -388,6 +418,11 @@ def search_oneshot(p: Any, latency_of: Callable[[ModelSpec], float], say: Callab
         lat = float(latency_of(spec))
         return q, lat, reward(cfg.reward, q, lat, cfg.target_ms, p.exponent)
 
+    rule = cfg.supernet_rule
+    if rule == "sandwich":
+        largest, smallest = (_extreme_path(sp, classes, pick) for pick in (max, min))
+        for spec_values in (largest, smallest):
+            considered.add(spec_values[0].to_line())
     t0 = time.perf_counter()
     for epoch in range(epoch0, epochs):
         lr.assign(0.5 * cfg.lr * (1 + math.cos(math.pi * epoch / epochs)))  # cosine, per epoch
@@ -397,8 +432,11 @@ def search_oneshot(p: Any, latency_of: Callable[[ModelSpec], float], say: Callab
             step = epoch * steps_per_epoch + s
             warm = step < WARMUP * total
             b = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
-            path(uniform=warm)
-            train_step(xs[b], ys[b])
+            if rule == "sandwich":
+                sandwich_step(xs[b], ys[b])
+            else:
+                path(uniform=warm)
+                train_step(xs[b], ys[b])
             if not warm:  # the controller's step, on a batch it did not train on
                 spec, _, idx = path(uniform=False)
                 rb = rng.choice(rl_idx, min(len(rl_idx), 2 * cfg.batch_size), replace=False)
@@ -426,6 +464,27 @@ def search_oneshot(p: Any, latency_of: Callable[[ModelSpec], float], say: Callab
     best = ctl.best()
     return {"values": best, "spec": sp.decode(best, classes, name=f"{sp.name}_oneshot"),
             "paths_considered": len(considered), "epochs": log}
+
+
+def _extreme_path(sp: SearchSpace, classes: int, pick: Callable) -> tuple[ModelSpec, dict[str, Any]]:
+    """The space's largest (``pick`` = max) or smallest (min) architecture in
+    MACs: each choice in turn set to the value that ``pick``s the MACs, the
+    others held (two rounds, the choices interacting through widths)."""
+    dims = sp.dimensions()
+    values = {k: v[0] for k, v in dims.items()}
+    for _ in range(2):
+        for k, options in dims.items():
+            best = None
+            for o in options:
+                try:
+                    macs = sp.decode({**values, k: o}, classes).macs
+                except Exception:  # noqa: BLE001 - a combination the space does not allow
+                    continue
+                if best is None or pick(macs, best[0]) == macs and macs != best[0]:
+                    best = (macs, o)
+            if best is not None:
+                values[k] = best[1]
+    return sp.decode(values, classes, name="oneshot_extreme"), values
 
 
 __all__ = ["Supernet", "Controller", "search_oneshot"]

@@ -6,7 +6,8 @@ rank architectures without training them.
   activations linear, fed an all-ones image in float64; the sum over weights
   of |theta * dR/dtheta| of the summed output R (log10 here).
 - ``naswot`` (Mellor et al., ICML 2021): the batch's binary codes of which
-  ReLUs fire; log |det K| of the kernel K = codes agreeing, N - Hamming.
+  activations fire (ReLU, ReLU6, hard-swish: positive output); log |det K|
+  of the kernel K = codes agreeing, N - Hamming.
 - ``meco`` (Jiang et al., NeurIPS 2023): for one image, the smallest
   eigenvalue of the Pearson correlation between the channels of each
   block's output, summed over blocks.
@@ -106,9 +107,11 @@ def _tap_layers(model) -> list[Any]:
 
 
 def _relu_layers(model) -> list[Any]:
-    from odml.zoo.blocks import K
+    """The activations whose output is positive exactly where their input is
+    (ReLU, ReLU6, hard-swish): NASWOT's binary codes."""
+    from odml.zoo.blocks import HardSwish, K
 
-    return [layer for layer in model.layers if isinstance(layer, K.layers.ReLU)]
+    return [layer for layer in model.layers if isinstance(layer, (K.layers.ReLU, HardSwish))]
 
 
 def _feature_model(model):
@@ -162,10 +165,10 @@ def _trainability(g_in: np.ndarray, g_out: np.ndarray) -> float:
         return float("-inf")  # an identity block
     b, ho, wo, co = g_out.shape
     _, hi, wi, ci = g_in.shape
-    if (hi, wi) != (ho, wo):
-        s = hi // ho
-        g_in = g_in[:, :ho * s, :wo * s].reshape(b, ho, s, wo, s, ci).transpose(0, 1, 3, 2, 4, 5).reshape(
-            b, ho, wo, s * s * ci)
+    if (hi, wi) != (ho, wo):  # a stride: each output pixel's input pixels folded into channels (zero-padded)
+        s = -(-hi // ho)
+        g_in = np.pad(g_in, ((0, 0), (0, ho * s - hi), (0, wo * s - wi), (0, 0)))
+        g_in = g_in.reshape(b, ho, s, wo, s, ci).transpose(0, 1, 3, 2, 4, 5).reshape(b, ho, wo, s * s * ci)
     mat = g_in.reshape(b * ho * wo, -1).T @ g_out.reshape(b * ho * wo, co) / (b * ho * wo)
     s_max = float(np.linalg.svd(mat.astype(np.float64), compute_uv=False).max())
     return -s_max - 1.0 / (s_max + 1e-6) + 2.0
@@ -217,7 +220,7 @@ def synflow(model, input_shape: tuple[int, ...]) -> float:
     ReLUs unbounded and hard-swish linear, BatchNorm in inference mode, the
     summed output of an all-ones image differentiated by every weight."""
     from odml._tf import tf
-    from odml.zoo.blocks import K
+    from odml.zoo.blocks import HardSwish, K
 
     tf_ = tf()
 
@@ -226,7 +229,7 @@ def synflow(model, input_shape: tuple[int, ...]) -> float:
         cfg["dtype"] = "float64"
         if isinstance(layer, K.layers.ReLU):
             cfg["max_value"] = None
-        elif type(layer).__name__ == "HardSwish":
+        elif isinstance(layer, HardSwish):
             return K.layers.Activation("linear", dtype="float64", name=layer.name)
         return layer.__class__.from_config(cfg)
 

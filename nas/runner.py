@@ -9,8 +9,12 @@ Run folder (``--out``)::
     tuner/               keras-tuner's project (oracle state, one folder per trial)
     trials.jsonl         one line per finished trial (written by the oracle, so
                          the chief records the trials of every worker)
-    screened.jsonl       with a predictor: the children each trial ranked by
-                         predicted latency and the one it picked
+    screened.jsonl       with a screen: the children each trial ranked (by latency, a
+                         proxy or the accuracy predictor) and the one it picked
+    proxies.jsonl        with a proxy or predictor screen: each architecture's
+                         zero-cost proxies (the children's, every trained trial's)
+    mac_bound.json       the probe measured before the first candidate, and the
+                         MACs the target allows
     latency_cache.jsonl  measured latencies per (architecture, device, precision)
     pareto.json, pareto.png, best_spec.json, summary.json   at the end
 
@@ -88,7 +92,7 @@ def _search(p: Prepared, role: str, listener: Callable[[dict[str, Any]], None] |
     meter = latency_meter(p)
     p.predictor = _predictor(p, on_phase)
     evaluator = Evaluator(p, meter, on_phase)
-    if p.cfg.strategy != "oneshot":
+    if p.cfg.strategy != "oneshot" and role != "chief":  # the chief serves the oracle: it measures nothing
         mac_bound(p, on_phase)
     if p.cfg.strategy == "oneshot":
         return _oneshot(p, evaluator, listener, on_phase)

@@ -13,9 +13,10 @@
   trained it falls back to ``latency`` and says so.
 
 A child's latency is estimated by the calibrated predictor of a predicted
-or hybrid search; with measured latency, by a fit of log latency on log
-MACs and log parameters over the trials measured so far, or before three
-are, by the latency meter's optimistic bound (the fastest ms per MAC seen).
+or hybrid search; with measured latency, by a line through log latency
+against log MACs of the trials measured so far (its slope held to 0.5-1.5,
+never below the MAC bound), or before six are, by the latency meter's
+optimistic bound (the fastest ms per MAC seen).
 
 Every screening goes to screened.jsonl (the candidates, what each was
 scored, the pick, the screen that picked and why it fell back); every
@@ -41,6 +42,7 @@ SCREENS = ("none", "latency", "proxy", "predictor")
 MIN_FIT = 4  # trained trials the accuracy predictor needs
 PREDICTOR_PROXIES = proxies.FORWARD  # the proxies among its features: one forward pass each (no synflow copy, no gradients)
 KAPPA = 0.5  # the predictor's pick: mean + KAPPA x standard deviation
+FIT_POINTS = 6  # measured trials before the latency of children is fitted on log MACs (before: the MAC bound)
 
 
 def proxy_batch(p: Prepared) -> np.ndarray:
@@ -162,17 +164,38 @@ class Screener:
         log-log fit of the measured trials, or the meter's optimistic bound."""
         if self.p.predictor is not None:
             return lambda spec: float(self.p.predictor.predict(spec))
+        meter = self.p.meter
+
+        def bound(spec: Any) -> float | None:
+            return meter.lower_bound_ms(spec) if meter is not None else None
+
         meas = [r for r in read_jsonl(self.p.out / TRIALS) if r.get("latency_source") == "measured"
                 and r["metrics"].get("latency_measured") and r.get("macs") and r.get("latency_ms")]
-        if len(meas) >= 3:
-            a = np.array([[1.0, math.log(r["macs"]), math.log(max(1, r["params"]))] for r in meas])
-            b = np.log([r["latency_ms"] for r in meas])
-            coef = np.linalg.lstsq(a, b, rcond=None)[0]
-            return lambda spec: float(math.exp(coef @ [1.0, math.log(spec.macs), math.log(max(1, spec.params))]))
-        meter = self.p.meter
-        return lambda spec: meter.lower_bound_ms(spec) if meter is not None else None
+        lm = np.log([r["macs"] for r in meas]) if meas else np.zeros(0)
+        if len(meas) < FIT_POINTS or np.ptp(lm) < math.log(1.5):
+            return bound
+        slope, icept = np.polyfit(lm, np.log([r["latency_ms"] for r in meas]), 1)
+        slope = float(np.clip(slope, 0.5, 1.5))  # latency grows with MACs, neither flat nor faster than squared
+        icept = float(np.mean(np.log([r["latency_ms"] for r in meas]) - slope * lm))
+
+        def fitted(spec: Any) -> float | None:
+            est = math.exp(icept + slope * math.log(max(1, spec.macs)))
+            lb = bound(spec)
+            return est if lb is None else max(est, lb)
+
+        return fitted
 
     def __call__(self, trial_id: str, cands: list[dict[str, Any]]) -> int:
+        try:
+            return self._screen(trial_id, cands)
+        except Exception as e:  # noqa: BLE001 - a screen that fails must not stop the search: the first child
+            why = f"the screen failed ({type(e).__name__}: {' '.join(str(e).split())[:160]}): the first child trained"
+            self.say(f"screen {self.mode}: {why}")
+            append_jsonl(self.p.out / SCREENED, {"trial_id": trial_id, "screen": "none", "chosen": 0,
+                                                 "fallback": why, "candidates": [{"line": None} for _ in cands]})
+            return 0
+
+    def _screen(self, trial_id: str, cands: list[dict[str, Any]]) -> int:
         cfg = self.p.cfg
         specs = [self._spec(v) for v in cands]
         done = trained_records(self.p)
@@ -245,7 +268,9 @@ def ranking_report(p: Prepared, recs: list[dict[str, Any]]) -> dict[str, Any] | 
     None when the search did not screen by proxy or predictor."""
     if p.cfg.screen not in ("proxy", "predictor"):
         return None
-    known = {r["line"]: r["proxies"] for r in read_jsonl(p.out / PROXIES)}
+    known: dict[str, dict[str, float]] = {}
+    for r in read_jsonl(p.out / PROXIES):  # an architecture's later lines add the proxies its earlier ones lacked
+        known.setdefault(r["line"], {}).update(r["proxies"])
     trained = [r for r in recs if r["status"] in ("completed", "stopped_early")
                and not r["metrics"].get("duplicate") and r["line"] in known]
     acc = [float(r["accuracy"]) for r in trained]

@@ -381,6 +381,11 @@ class SearchSpace:
         for st in d["stages"]:
             st["filters"] = sorted({round_filters(f, width) for f in st["filters"]})
             st["depth"] = sorted({max(1, int(round(x * depth))) for x in st["depth"]})
+            if "positions" in st:
+                st["positions"] = st["positions"][:max(st["depth"])]
+            for c in [st["choices"], *st.get("positions", []), *(st["choices"].get(t) for t in BLOCK_TYPES)]:
+                if isinstance(c, dict) and c.get("group_size"):  # channels per group narrow with the widths
+                    c["group_size"] = sorted({round_filters(g, width) for g in c["group_size"]})
         d["reference"] = self.reference
         sp = space_from_dict(d, f"space {self.name} scaled x{width:g} wide, x{depth:g} deep")
         return sp
@@ -392,7 +397,10 @@ class SearchSpace:
         grid = [(w, dp) for dp in (1.0, 0.75, 0.5) for w in (1.0, 0.75, 0.5, 0.35, 0.25)]
         tried = []
         for w, dp in grid:
-            sp = self if (w, dp) == (1.0, 1.0) else self.scaled(w, dp)
+            try:
+                sp = self if (w, dp) == (1.0, 1.0) else self.scaled(w, dp)
+            except SpaceError:  # group counts that do not divide the narrower widths: not a candidate scale
+                continue
             sp.input_size = self.input_size
             med = sp.median_macs()
             tried.append((abs(math.log(max(1, med) / reference_macs)), -(w * dp), w, dp, med, sp))
@@ -409,8 +417,7 @@ class SearchSpace:
         return {
             "schema": SCHEMA, "name": self.name, "description": self.description, "input_size": self.input_size,
             "activation": self.activation, "dropout": self.dropout,
-            **({"reference": self.reference} if self.reference else {}),
-            **({"scale": self.scale} if self.scale else {}),
+            **({"scale": self.scale} if self.scale else {}),  # (the reference is the built-in's: not a setting)
             "stem": {"filters": self.stem_filters, "kernel": self.stem_kernel, "stride": self.stem_stride},
             "head": {"filters": self.head_filters},
             **({"decoder": self.decoder.to_dict()} if self.decoder is not None else {}),

@@ -112,7 +112,7 @@ def test_search_screened_by_the_predictor_and_by_a_proxy(cli, tmp_path):
     assert s["considered"] > s["trials"]
 
     out = tmp_path / "proxy"
-    r = cli(*_search(out, "--trials", "2", "--population", "2", "--screen", "proxy", "--proxy", "synflow",
+    r = cli(*_search(out, "--trials", "3", "--population", "2", "--screen", "proxy", "--proxy", "synflow",
                      "--children", "3"))
     assert r.exit_code == 0, r.stderr
     for x in read_jsonl(out / "screened.jsonl"):
@@ -120,7 +120,8 @@ def test_search_screened_by_the_predictor_and_by_a_proxy(cli, tmp_path):
         assert x["screen"] == "proxy" and all(y["score"] == y["proxies"]["synflow"] for y in c)
         fits = [i for i, y in enumerate(c) if y["estimated_ms"] is None or y["estimated_ms"] <= 1.0]
         assert fits and x["chosen"] == max(fits, key=lambda i: c[i]["score"])
-    assert r.json()["search"]["screen"]["proxy"] == "synflow"
+    sc = r.json()["search"]["screen"]
+    assert sc["proxy"] == "synflow" and sc["kendall_tau"]["synflow"] is not None and sc["trained"] == 3
 
 
 @pytest.mark.fast
@@ -187,19 +188,19 @@ def _tf_config(ports, index):
                        "task": {"type": "worker", "index": index}})
 
 
-TRAIN = ["train", "mobilenet_edgetpu_v2_tiny", "--input-size", "32", "--width", "0.5", "--data", "digits",
-         "--no-tensorboard", "--json"]
+TRAIN = ["train", "mobilenet_edgetpu_v2_tiny", "--input-size", "32", "--width", "0.5", "--data", "digits", "--json"]
 
 
 def _odml(*args):
     return [sys.executable, "-c", "from odml.cli.app import main; main()", *map(str, args)]
 
 
-def _workers(tmp_path, epochs, out_name="w.keras"):
+def _workers(tmp_path, epochs, *extra):
+    extra = extra or ("--no-tensorboard",)
     ports = _free_ports(2)
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     return [subprocess.Popen(_odml(*TRAIN, "--epochs", epochs, "--distribute", "multiworker", "--out",
-                                   tmp_path / out_name),
+                                   tmp_path / "w.keras", *extra),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env={**env, "TF_CONFIG": _tf_config(ports, i), "ODML_COLLECTIVE_TIMEOUT_S": "60"})
             for i in (0, 1)], ports
@@ -222,7 +223,8 @@ def test_two_cpu_workers_train_the_model_one_worker_trains(cli, tmp_path):
     assert w1["distribute"]["worker"] == 1 and w1["out"] is None  # the other worker writes nothing
     assert w0["val_loss"] == pytest.approx(w1["val_loss"], rel=1e-5)  # the same weights on both
     assert (tmp_path / "w.keras").is_file() and (tmp_path / "w.odml.json").is_file()
-    one = cli(*TRAIN, "--epochs", "2", "--distribute", "mirrored", "--out", tmp_path / "one.keras")
+    one = cli(*TRAIN, "--epochs", "2", "--distribute", "mirrored", "--no-tensorboard", "--out",
+              tmp_path / "one.keras")
     assert one.exit_code == 0, one.stderr
     o = one.json()["train"]
     assert o["distribute"]["kind"] == "mirrored" and o["distribute"]["replicas"] >= 1
@@ -232,11 +234,14 @@ def test_two_cpu_workers_train_the_model_one_worker_trains(cli, tmp_path):
 def test_a_worker_dying_mid_epoch_is_named_by_the_chief(tmp_path):
     """Worker 1 killed while training: the chief says which worker stopped
     answering, in one line, exits 2 and writes no model."""
-    procs, ports = _workers(tmp_path, 30)
+    procs, ports = _workers(tmp_path, 30, "--tensorboard", "--logdir", tmp_path / "logs")
     chief, other = procs
     try:
-        time.sleep(45)  # both are training by then (the set-up takes 20-30 s; 30 epochs take minutes)
-        assert chief.poll() is None and other.poll() is None
+        deadline = time.time() + 300
+        while time.time() < deadline and not (tmp_path / "logs" / "train").is_dir():  # the chief's fit began
+            time.sleep(0.5)
+            assert chief.poll() is None and other.poll() is None, chief.communicate()[1][-2000:]
+        time.sleep(3)  # into the first epoch (30 epochs take minutes)
         other.kill()
         c_out = chief.communicate(timeout=300)
     finally:

@@ -3,6 +3,7 @@ TensorBoard logs, and save it atomically (a temporary name, then a rename)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -238,6 +239,9 @@ def train_classifier(spec: ModelSpec, data: ImageDataset, cfg: TrainConfig, out:
     cluster = distribute.check(cfg.distribute)
     K = keras()
     check_data_fits(spec, data)
+    if not cluster.chief:  # another worker of a multi-worker run writes nothing: no model, no logs
+        out = None
+        cfg = dataclasses.replace(cfg, logdir=None)
     if out is not None:
         out = check_output_path(out)
     at = {"epoch": 0}
@@ -282,8 +286,6 @@ def train_classifier(spec: ModelSpec, data: ImageDataset, cfg: TrainConfig, out:
         recalibrate_batchnorm(model, data.x_train, seed=cfg.seed)
     wall = time.perf_counter() - t0
     final = evaluate(model, data.x_val, data.y_val)
-    if not cluster.chief:  # a worker other than the chief trains and writes nothing
-        out = None
     if out is not None:
         from odml.zoo.card import ModelCard
         from odml.zoo.registry import family_for
@@ -318,9 +320,11 @@ def prepare_entry(c: Any, req: Any, out: Path, default_data: str) -> tuple[Path,
     checked, the data read at the model's input size, the configuration
     with the data's classes, the settings (TensorBoard logs beside the
     model unless told otherwise)."""
+    from odml.train.distribute import check
     from odml.zoo.card import ModelCard
 
-    out = check_output_path(out)
+    if check(req.distribute).chief:  # (another worker of a multi-worker run writes nothing, needs no folder)
+        out = check_output_path(out)
     fam = c.family
     ds = fam.read(ModelCard(fam, c.config, c.name), req.data or default_data, req.val_split, req.seed,
                   val_data=req.val_data)
