@@ -7,8 +7,10 @@ edgetpu_v2 and small32 spaces on the generated `shapes` proxy task.
    --seeds, so that each model's seed-to-seed spread is known.
 2. The latency target defaults to the fastest zoo model's latency (the zoo
    at its own best operating point).
-3. Each search in --searches (STRATEGY[+LATENCY]:SPACE, e.g.
-   evolution+hybrid:edgetpu_v2) gets the same wall-time budget (--minutes):
+3. Each search in --searches (STRATEGY[+LATENCY][/SCREEN]:SPACE, e.g.
+   evolution+hybrid:edgetpu_v2, evolution/proxy:edgetpu_v2 with --proxy and
+   --children) gets the same wall-time budget (--minutes), once per seed of
+   --search-seeds (the table gives the mean best reward and its spread):
    a trial-based search stops starting trials after it (a hybrid one first
    calibrates its predictor for --calibrate-minutes, taken from its budget);
    oneshot spends it on calibration, --supernet-epochs of supernet
