@@ -40,10 +40,10 @@ def mac_bound(p: Prepared, on_phase: Callable[[str], None] | None = None) -> dic
     candidates far over the target untrained. None in a predicted search (the
     predictor bounds) or when the latency cache already holds measurements."""
     meter = latency_meter(p)
-    if (p.out / MAC_BOUND).is_file() and meter._ratios:  # a resumed search: the probe is in the latency cache
+    if (p.out / MAC_BOUND).is_file() and meter.rates_known:  # a resumed search: the probe is in the latency cache
         meter.probed = True
         return json.loads((p.out / MAC_BOUND).read_text())
-    if p.predictor is not None or len(meter._ratios) >= 3:  # the predictor bounds, or the cache holds rates
+    if p.predictor is not None or meter.rates_known >= 3:  # the predictor bounds, or the cache holds rates
         return None
     if p.space.task != "classify":  # a decoder's resizes make MACs a poor guide: the bound after three measurements
         return None
@@ -64,7 +64,7 @@ def mac_bound(p: Prepared, on_phase: Callable[[str], None] | None = None) -> dic
             on_phase(f"no MAC bound yet: the probe failed ({' '.join(str(e).split())[:120]})")
         return None
     ms = meter.figure(lat)
-    rate = min(meter._ratios)
+    rate = meter.fastest_rate
     bound = {"probe": name, "probe_macs": int(probe.macs), "probe_ms": float(f"{ms:.6g}"),
              "target_macs": int(p.cfg.target_ms / rate),
              "reject_macs": int(p.cfg.reject_factor * p.cfg.target_ms / rate),

@@ -69,6 +69,16 @@ class LatencyMeter:
         if macs:
             self._ratios.append(self.figure(lat) / macs)
 
+    @property
+    def rates_known(self) -> int:
+        """How many measurements (ms per MAC) the bound has to go on."""
+        return len(self._ratios)
+
+    @property
+    def fastest_rate(self) -> float | None:
+        """The fewest ms per MAC measured so far."""
+        return min(self._ratios) if self._ratios else None
+
     def lower_bound_ms(self, spec: ModelSpec) -> float | None:
         """A cheap optimistic latency: the candidate's MACs at the fastest rate
         (ms per MAC) seen so far. None until three models have been measured,

@@ -82,13 +82,13 @@ class ProxyCache:
         return self.known[line]
 
 
-def features(p: Prepared, values: dict[str, Any], spec: Any, px: dict[str, float] | None) -> list[float]:
+def features(space: Any, values: dict[str, Any], spec: Any, px: dict[str, float] | None) -> list[float]:
     """An architecture as numbers: each choice of the space (ordered ones as
     their position, block tokens as type, kernel, expansion and groups), its
     log parameters and MACs, and (``px`` given) the proxies of one forward
     pass (PREDICTOR_PROXIES)."""
     out: list[float] = []
-    for name, options in p.space.dimensions().items():
+    for name, options in space.dimensions().items():
         v = values.get(name, options[0])
         if name.endswith("_block"):
             t = str(v).split("_")[0]
@@ -159,7 +159,7 @@ class Screener:
         return self.p.space.decode({k: x for k, x in values.items() if not k.startswith("tuner/")},
                                    self.p.data.num_classes)
 
-    def latency_model(self, done: list[dict[str, Any]]) -> Callable[[Any], float | None]:
+    def latency_model(self) -> Callable[[Any], float | None]:
         """The children's latency estimate: the calibrated predictor, the
         log-log fit of the measured trials, or the meter's optimistic bound."""
         if self.p.predictor is not None:
@@ -199,7 +199,7 @@ class Screener:
         cfg = self.p.cfg
         specs = [self._spec(v) for v in cands]
         done = trained_records(self.p)
-        est = self.latency_model(done)
+        est = self.latency_model()
         rows: list[dict[str, Any]] = [{"line": s.to_line(), "macs": s.macs, "params": s.params} for s in specs]
         for r, s in zip(rows, specs):
             ms = est(s)
@@ -226,7 +226,7 @@ class Screener:
             pick = max(fits, key=lambda i: sc[i]) if fits else self._fastest(rows)
         elif mode == "predictor":
             pred = self._fit(done)
-            x = [features(self.p, {k: v for k, v in c.items() if not k.startswith("tuner/")}, s, v)
+            x = [features(self.p.space, {k: v for k, v in c.items() if not k.startswith("tuner/")}, s, v)
                  for c, s, v in zip(cands, specs, px)]
             mean, std = pred.predict(x)
             scores = []
@@ -256,7 +256,7 @@ class Screener:
         for r in done:
             vals = {k: v for k, v in r["values"].items() if not k.startswith("tuner/")}
             spec = self.p.space.decode(vals, self.p.data.num_classes)
-            x.append(features(self.p, vals, spec, self.cache.get(spec, set(PREDICTOR_PROXIES))))
+            x.append(features(self.p.space, vals, spec, self.cache.get(spec, set(PREDICTOR_PROXIES))))
             y.append(float(r["accuracy"]))
         return AccuracyPredictor(self.p.cfg.seed).fit(x, y)
 

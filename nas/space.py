@@ -348,21 +348,27 @@ class SearchSpace:
         return None
 
     # ---- scaling to the input ----------------------------------------------
-    def draws(self, n: int, seed: int = 0, num_classes: int = 10) -> list[Any]:
-        """``n`` random architectures of the space (uniform over each choice)."""
+    def draw_values(self, n: int, seed: int = 0, num_classes: int = 10) -> list[tuple[dict[str, Any], Any]]:
+        """``n`` random architectures of the space (uniform over each choice):
+        (hyperparameter values, spec) pairs."""
         import random
 
         rng = random.Random(seed)
         dims = self.dimensions()
         out = []
         for _ in range(n * 3):
+            values = {k: rng.choice(v) for k, v in dims.items()}
             try:
-                out.append(self.decode({k: rng.choice(v) for k, v in dims.items()}, num_classes))
+                out.append((values, self.decode(values, num_classes)))
             except SpecError:
                 continue
             if len(out) == n:
                 break
         return out
+
+    def draws(self, n: int, seed: int = 0, num_classes: int = 10) -> list[Any]:
+        """The specs of ``draw_values``."""
+        return [spec for _, spec in self.draw_values(n, seed, num_classes)]
 
     def median_macs(self, n: int = 48, seed: int = 0) -> int:
         macs = sorted(s.macs for s in self.draws(n, seed))

@@ -45,10 +45,6 @@ class Cluster:
     def chief(self) -> bool:
         return self.index == 0
 
-    @property
-    def replicas_hint(self) -> str:
-        return f"{len(self.workers)} workers" if self.kind == "multiworker" else "this machine's devices"
-
 
 def check(kind: str | None, where: str = "--distribute") -> Cluster:
     """``kind`` checked (and for multiworker, TF_CONFIG) without importing

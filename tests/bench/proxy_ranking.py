@@ -67,20 +67,7 @@ def main() -> None:
         x = to_float(data.x_train[:proxies.BATCH])
         log = root / f"{name}.jsonl"
         done = read_jsonl(log)
-        import random
-
-        rng = random.Random(a.seed)
-        dims = sp.dimensions()
-        values = []
-        while len(values) < a.archs:  # the values of the same draws (draws() decodes them)
-            v = {k: rng.choice(opts) for k, opts in dims.items()}
-            try:
-                sp.decode(v, data.num_classes)
-            except Exception:  # noqa: BLE001
-                continue
-            values.append(v)
-        specs = [sp.decode(v, data.num_classes) for v in values]
-        for i, (v, spec) in enumerate(zip(values, specs)):
+        for i, (v, spec) in enumerate(sp.draw_values(a.archs, a.seed, data.num_classes)):
             if i < len(done):
                 continue
             t0 = time.perf_counter()
@@ -97,11 +84,8 @@ def main() -> None:
         acc = [r["accuracy"] for r in done]
         rows = [r["proxies"] for r in done]
         taus = {p: proxies.kendall_tau(proxies.scores(rows, p), acc) for p in proxies.NAMES}
-        class P:  # what features() reads of a Prepared
-            space = sp
-
         for label, with_px in (("predictor", True), ("predictor, no proxies", False)):
-            feats = [features(P, r["values"], sp.decode(r["values"], data.num_classes),
+            feats = [features(sp, r["values"], sp.decode(r["values"], data.num_classes),
                               r["proxies"] if with_px else None) for r in done]
             order = np.random.default_rng(a.seed).permutation(len(done))
             pred = np.zeros(len(done))
