@@ -39,6 +39,7 @@ def compress_cmd(
     calibration_samples: Optional[int] = typer.Option(None, "--calibration-samples", min=1, help="int8: calibration inputs (overrides the recipe's quantize.calibration_samples)."),
     shared: Optional[bool] = typer.Option(None, "--shared/--separate", help="The students are widths of one network, trained together (each step: the widest, the narrowest and one more), then copied out and fine-tuned apart for the last recipe shared.finetune_epochs (1)."),
     steps: Optional[str] = typer.Option(None, "--steps", help="A keypoint teacher's students: heatmap and regression training steps (default 700,2000)."),
+    distribute: str = typer.Option("none", "--distribute", help="Train the students on this machine's devices with tf.distribute: mirrored (every GPU; each batch split between them)."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Compress TEACHER into several students: distillation (one teacher pass per batch for all
@@ -58,7 +59,7 @@ def compress_cmd(
         prune=prune, prune_structure=prune_structure, quantize=quantize, distill=distill, augment=augment, init=init,
         device=device, threads=threads, runs=runs, pick=pick_expr, benchmark_binary=benchmark_binary,
         input_size=input_size, input_range=input_range, val_data=val_data, steps=steps,
-        calibration_samples=calibration_samples, shared=shared)
+        calibration_samples=calibration_samples, shared=shared, distribute=distribute)
     if epochs is not None and epochs < 1:
         raise CompressError(f"--epochs {epochs}: must be at least 1")
     p = prepare(opts)

@@ -19,6 +19,7 @@ import numpy as np
 from odml import interrupts
 from odml.compress.recipe import Recipe, RecipeError
 from odml.files import write_text_atomic
+from odml.train.distribute import replica_mean_grads, run_split
 
 
 @dataclass
@@ -286,7 +287,7 @@ def train_students(teacher_model: Any, students: list[Student], data: Any, recip
                    on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
                    input_kind: str = "image", teacher_range: tuple[float, float] | None = None,
                    shared: int | None = None, time_one: bool = True, pixels: Any = None,
-                   teacher_out: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+                   teacher_out: Callable[[Any], Any] | None = None, strategy: Any = None) -> dict[str, Any]:
     """Train all students together for recipe.epochs on ``data`` (arrays of
     model inputs: images, or texts featurized by the teacher's family,
     ``input_kind`` saying which), resuming from the last finished epoch in
@@ -297,10 +298,17 @@ def train_students(teacher_model: Any, students: list[Student], data: Any, recip
     step alone, to set the run's against. ``pixels``: the students segment
     (:class:`Pixels`: labels are masks, losses and accuracy per pixel).
     ``teacher_out``: the teacher's output as class logits (its family's
-    ``class_logits``). Returns timing and per-epoch history."""
+    ``class_logits``). ``strategy``: a tf.distribute strategy (--distribute
+    mirrored): the students mirrored, each batch split between its replicas,
+    their trained weights in local models at the end. Returns timing and
+    per-epoch history."""
     trainer = StudentTrainer(teacher_model, students, data, recipe, input_kind, teacher_range, shared, pixels,
-                             teacher_out)
-    return EpochLoop(trainer, ckpt_dir, on_epoch).run(time_one)
+                             teacher_out, strategy)
+    info = EpochLoop(trainer, ckpt_dir, on_epoch).run(time_one)
+    trainer.local_copies()
+    if strategy is not None:
+        info["distribute"] = {"replicas": int(strategy.num_replicas_in_sync)}
+    return info
 
 
 class StudentTrainer:
@@ -312,11 +320,13 @@ class StudentTrainer:
 
     def __init__(self, teacher_model: Any, students: list[Student], data: Any, recipe: Recipe,
                  input_kind: str = "image", teacher_range: tuple[float, float] | None = None,
-                 shared: int | None = None, pixels: Any = None, teacher_out: Callable[[Any], Any] | None = None):
+                 shared: int | None = None, pixels: Any = None, teacher_out: Callable[[Any], Any] | None = None,
+                 strategy: Any = None):
         from odml._tf import keras, tf
 
         T, K = tf(), keras()
         K.utils.set_random_seed(recipe.seed)
+        self.strategy = strategy  # tf.distribute: the students and optimizers mirrored, each batch split
         self.teacher, self.students, self.data, self.recipe = teacher_model, students, data, recipe
         self.input_kind, self.shared, self.pixels = input_kind, shared, pixels
         self.teacher_out = teacher_out or (lambda t: t)
@@ -328,38 +338,67 @@ class StudentTrainer:
             self.prepare(s)
         self.sh = self._share()
         self.teacher_opt = _optimizer(recipe, self.steps) if d.joint else None
-        self.ce = K.losses.SparseCategoricalCrossentropy(from_logits=True)
-        self.kl = K.losses.KLDivergence()
+        # per-row losses, averaged here (a strategy's replicas refuse Keras' own averaging)
+        self.ce = K.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
+        self.kl = K.losses.KLDivergence(reduction="none")
         self.temp, self.alpha = float(d.temperature), float(d.alpha) if d.enabled else 0.0
         x0, y0 = data.sample("train", 1)
         in_dtype = T.float32 if x0.dtype == np.uint8 else T.as_dtype(x0.dtype)
         y_spec = T.TensorSpec([None, *y0.shape[1:]], T.int32) if pixels else T.TensorSpec([None], T.int64)
         self.signature = [T.TensorSpec([None, *list(x0.shape[1:])], in_dtype), y_spec]
-        for i, s in enumerate(students):  # optimizer slots created eagerly, not while tracing
-            if self.sh is None or i == shared:  # shared: the widest's optimizer steps for all
-                s.optimizer.build(s.model.trainable_variables)
-        if self.teacher_opt is not None:
-            self.teacher_opt.build(teacher_model.trainable_variables)
+        with self.scope():
+            for i, s in enumerate(students):  # optimizer slots created eagerly, not while tracing
+                if self.sh is None or i == shared:  # shared: the widest's optimizer steps for all
+                    s.optimizer.build(s.model.trainable_variables)
+            if self.teacher_opt is not None:
+                self.teacher_opt.build(teacher_model.trainable_variables)
         lo, hi = teacher_range or (0.0, 1.0)
         self.to_teacher = None if (lo, hi) == (0.0, 1.0) else (float(hi - lo), float(lo))  # [0, 1] -> its range
         self.aug = d.augment if d.enabled and self.alpha else "none"  # (mixup on token ids: refused by compress.run)
         self._steps: dict[tuple[int, ...], Any] = {}
 
+    def scope(self) -> Any:
+        """The strategy's scope (variables made in it are mirrored), or none."""
+        import contextlib
+
+        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+
     def prepare(self, s: Student) -> None:
         """``s`` wrapped for pruning and / or QAT (or its masks held by odml
-        when both), with its optimizer."""
+        when both), with its optimizer; under a strategy, rebuilt in its
+        scope with the same weights first."""
         recipe = self.recipe
-        model = s.model
-        if recipe.prune.enabled and not self.chain:
-            model = wrap_for_pruning(model, recipe, self.total_steps)
-        if recipe.quantize.mode == "qat":
-            model = wrap_for_qat(model, s.label)
-        if self.chain:
-            from odml.compress.masks import HeldMasks
+        with self.scope():
+            model = s.model
+            if self.strategy is not None:
+                model = s.spec.build(s.label)
+                model.set_weights(s.model.get_weights())
+            model = self.wrapped(model, s.label)
+            if self.chain:
+                from odml.compress.masks import HeldMasks
 
-            s.masks = HeldMasks(model, recipe.prune, self.total_steps)
-        s.model = model
-        s.optimizer = _optimizer(recipe, self.steps)
+                s.masks = HeldMasks(model, recipe.prune, self.total_steps)
+            s.model = model
+            s.optimizer = _optimizer(recipe, self.steps)
+
+    def wrapped(self, model: Any, label: str) -> Any:
+        """``model`` in tfmot's pruning and / or QAT wrappers, as the recipe asks."""
+        if self.recipe.prune.enabled and not self.chain:
+            model = wrap_for_pruning(model, self.recipe, self.total_steps)
+        if self.recipe.quantize.mode == "qat":
+            model = wrap_for_qat(model, label)
+        return model
+
+    def local_copies(self) -> None:
+        """Under a strategy: each student's trained weights moved into a
+        model of this process alone, built outside the strategy (what
+        follows, BatchNorm's statistics and the export, needs no replica)."""
+        if self.strategy is None:
+            return
+        for s in self.students:
+            model = self.wrapped(s.spec.build(s.label), s.label)
+            model.set_weights(s.model.get_weights())
+            s.model = model
 
     def _share(self) -> Any:
         """``shared``: the students' variables as slices of the widest's, the
@@ -390,13 +429,13 @@ class StudentTrainer:
             return hard
         if self.pixels and tuple(t_soft.shape[1:3]) != tuple(logits.shape[1:3]):  # the teacher's map at the student's
             t_soft = T.image.resize(t_soft, logits.shape[1:3], method="bilinear")
-        soft = self.kl(t_soft, T.nn.softmax(logits / self.temp)) * self.temp * self.temp
+        soft = _mean(self.kl(t_soft, T.nn.softmax(logits / self.temp))) * self.temp * self.temp
         return (1 - self.alpha) * hard + self.alpha * soft
 
     def hard_loss(self, y: Any, logits: Any) -> Any:
         """Cross-entropy on the labels: per example, or per pixel of the masks
         (the logits resized to them, ignored pixels left out)."""
-        return self.pixels.loss(y, logits) if self.pixels else self.ce(y, logits)
+        return self.pixels.loss(y, logits) if self.pixels else _mean(self.ce(y, logits))
 
     def accuracy(self, y: Any, logits: Any) -> Any:
         """The share of examples (pixels of the masks) whose argmax is the label."""
@@ -422,7 +461,7 @@ class StudentTrainer:
             with T.GradientTape() as tape:
                 t_logits = self.teacher_out(teacher(xt, training=True))
                 t_loss = self.hard_loss(y, t_logits[:n])
-            grads = tape.gradient(t_loss, teacher.trainable_variables)
+            grads = replica_mean_grads(tape.gradient(t_loss, teacher.trainable_variables))
             self.teacher_opt.apply_gradients(zip(grads, teacher.trainable_variables))
         else:
             t_logits = self.teacher_out(teacher(xt, training=False))  # one teacher pass, shared by every student
@@ -437,8 +476,7 @@ class StudentTrainer:
         T = tf()
         aug, temp, kind = self.aug, self.temp, self.input_kind
 
-        @T.function(input_signature=self.signature)
-        def step(x, y):
+        def body(x, y):
             n = T.shape(x)[0]
             if aug != "none":  # one pass over the batch and its perturbed copy
                 x = T.concat([x, perturb(x, aug, kind)], 0)
@@ -455,7 +493,7 @@ class StudentTrainer:
                 with T.GradientTape() as tape:
                     logits = s.model(x, training=True)
                     loss = self.student_loss(y, logits, target)
-                grads = tape.gradient(loss, s.model.trainable_variables)
+                grads = replica_mean_grads(tape.gradient(loss, s.model.trainable_variables))
                 if tied is None:
                     s.optimizer.apply_gradients(zip(grads, s.model.trainable_variables))
                 else:  # one optimizer step for all widths, after the last
@@ -467,7 +505,15 @@ class StudentTrainer:
                 out.append((loss, self.accuracy(y, logits[:n])))
             if tied is not None:
                 group[0].optimizer.apply_gradients(zip(summed, group[0].model.trainable_variables))
-            return out
+            return out, n
+
+        strategy = self.strategy
+
+        @T.function(input_signature=self.signature)
+        def step(x, y):
+            if strategy is None:
+                return body(x, y)[0]
+            return run_split(strategy, body, x, y)  # each replica its share of the batch, the means over all
 
         return step
 
@@ -631,6 +677,14 @@ class EpochLoop:
         self.manager.save()
         if self.on_epoch:
             self.on_epoch(epoch, logs)
+
+
+def _mean(v: Any) -> Any:
+    """The mean of ``v`` (0 for none: a replica given no rows of a short last batch)."""
+    from odml._tf import tf
+
+    T = tf()
+    return T.math.divide_no_nan(T.reduce_sum(v), T.cast(T.size(v), v.dtype))
 
 
 def _time_steps(step: Any, data: Any, recipe: Recipe, n: int, warmup: int,

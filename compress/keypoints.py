@@ -94,6 +94,9 @@ def prepare_keypoints(o: Any, recipe: Any, teacher: Any, device: Any) -> Keypoin
         from odml.data.pose import read_coco
 
         read_coco(o.data)  # a bad file fails here
+    if o.distribute != "none":
+        raise RecipeError(f"--distribute {o.distribute}: a keypoint teacher's students train on one device (their "
+                          "stages are odml's own loop); drop --distribute")
     if o.val_data:
         raise RecipeError("--val-data: a keypoint teacher's students are checked on held-out images of --data")
     if o.pick:

@@ -70,6 +70,7 @@ class CompressOptions:
     steps: str | None = None  # a keypoint teacher's students: heatmap and regression steps ("700,2000")
     calibration_samples: int | None = None  # overrides recipe.quantize.calibration_samples
     shared: bool | None = None  # the students are widths of one network (recipe.shared.enabled)
+    distribute: str = "none"  # none | mirrored: the students trained on this machine's devices (train/distribute.py)
 
 
 # ---- --pick -------------------------------------------------------------------------
@@ -180,6 +181,12 @@ def prepare(o: CompressOptions) -> Any:
     if o.threads < 1 or o.runs < 1:
         raise CompressError("--threads and --runs must be at least 1")
     device = parse_device(o.device, o.benchmark_binary, compile=True)
+    from odml.train import distribute
+
+    if o.distribute == "multiworker":  # (before TF_CONFIG is read: whatever it says, this is refused)
+        raise CompressError("--distribute multiworker: compress trains its students on one machine (its checkpoints, "
+                            "exports and latencies are local); use --distribute mirrored for its GPUs")
+    distribute.strategy(distribute.check(o.distribute))  # before the teacher: the strategy's devices are set before TensorFlow starts
     from odml.zoo.families.external import parse_range
 
     teacher = load_teacher(o.teacher, o.input_size, parse_range(o.input_range))
@@ -206,6 +213,14 @@ def _prepare(o: CompressOptions, recipe: Recipe, teacher: Teacher, device: Any) 
         raise RecipeError("--shared: the widths learn from a fixed teacher; use --fixed-teacher")
     if recipe.shared.enabled and recipe.distill.inherits:
         raise RecipeError("--shared: the widths start from one network of their own; use --init random")
+    if o.distribute != "none":  # the techniques whose variables change inside the step, outside what replicas share
+        why = ("--shared: the narrower widths are copied out of the widest inside each step" if recipe.shared.enabled
+               else "distill.joint: the teacher trains too" if recipe.distill.joint
+               else "pruning with QAT: odml holds the masks and applies them inside each step"
+               if recipe.prune.enabled and recipe.quantize.mode == "qat" else None)
+        if why:
+            raise RecipeError(f"--distribute {o.distribute}: {why}, which odml does not split between devices yet; "
+                              "drop --distribute, or the technique")
     if recipe.distill.joint and teacher.runtime != "tf_keras":
         raise RecipeError(f"distill.joint: the teacher {teacher.path} is a {teacher.runtime} model; training it with "
                           "the students needs a tf_keras model (odml's training loop); use --fixed-teacher")
@@ -400,7 +415,8 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
             train_info = _train_shared(p, students, on_epoch, say, kw)
         else:
             say(f"training {len(students)} students together for {p.recipe.epochs} epochs")
-            train_info = train_students(t.model, students, p.data, p.recipe, p.out / "checkpoints", on_epoch, **kw)
+            train_info = train_students(t.model, students, p.data, p.recipe, p.out / "checkpoints", on_epoch,
+                                        strategy=_strategy(p), **kw)
         train_info["wall_s"] = time.perf_counter() - t0
         for s in students:
             if s.label in done:
@@ -438,7 +454,8 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
                    "history": s.history, "epochs": p.recipe.epochs, "start_epoch": train_info.get("start_epoch"),
                    "train_s": train_info.get("train_s"), "epoch_s": train_info.get("epoch_s"), **scores,
                    "export_s": round(export_s, 2), "measure_s": round(time.perf_counter() - tm, 2),
-                   **{k: train_info[k] for k in ("one_student_step_s", "step_s", "vs_one_student", "wall_s", "shared")
+                   **{k: train_info[k] for k in ("one_student_step_s", "step_s", "vs_one_student", "wall_s", "shared",
+                                                 "distribute")
                       if k in train_info}}
             if p.recipe.prune.enabled:
                 layers = sparsity_per_layer(model)
@@ -449,6 +466,13 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
             done[s.label] = row
         shutil.rmtree(p.out / "checkpoints", ignore_errors=True)  # every student is safe in results.jsonl
     return report(p, teacher_row)
+
+
+def _strategy(p: Prepared) -> Any:
+    """--distribute's tf.distribute strategy (None without one)."""
+    from odml.train import distribute
+
+    return distribute.strategy(distribute.check(p.opts.distribute))
 
 
 def _train_shared(p: Prepared, students: list[Any], on_epoch: Callable | None, say: Callable[[str], None],

@@ -29,6 +29,9 @@ from odml.errors import OdmlError
 
 KINDS = ("none", "mirrored", "multiworker")
 TIMEOUT_ENV = "ODML_COLLECTIVE_TIMEOUT_S"  # how long a collective waits for a silent peer (default 120 s)
+# mirrored on a machine without GPUs: its CPU split into this many logical devices, one replica each (how the
+# tests run two replicas on one host; otherwise one replica on the CPU)
+CPU_REPLICAS_ENV = "ODML_MIRRORED_CPUS"
 
 
 class DistributeError(OdmlError):
@@ -97,12 +100,73 @@ def strategy(c: Cluster) -> Any:
 
         tf_ = tf()
         if c.kind == "mirrored":
-            _STRATEGY[c.kind] = tf_.distribute.MirroredStrategy()
+            _STRATEGY[c.kind] = tf_.distribute.MirroredStrategy(_cpu_replicas(tf_))
         else:
             timeout = float(os.environ.get(TIMEOUT_ENV, "120"))
             opts = tf_.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
             _STRATEGY[c.kind] = tf_.distribute.MultiWorkerMirroredStrategy(communication_options=opts)
     return _STRATEGY[c.kind]
+
+
+def _cpu_replicas(tf_: Any) -> list[str] | None:
+    """The devices of a mirrored strategy: None (every GPU, else the CPU),
+    or with ``ODML_MIRRORED_CPUS=N`` and no GPU, N logical CPUs."""
+    n = int(os.environ.get(CPU_REPLICAS_ENV, "0") or 0)
+    if n < 2 or tf_.config.list_physical_devices("GPU"):
+        return None
+    cpu = tf_.config.list_physical_devices("CPU")[0]
+    try:
+        tf_.config.set_logical_device_configuration(cpu, [tf_.config.LogicalDeviceConfiguration()] * n)
+    except RuntimeError:  # TensorFlow already started: fine if with these devices
+        if len(tf_.config.list_logical_devices("CPU")) != n:
+            raise DistributeError(f"{CPU_REPLICAS_ENV}={n}: TensorFlow started before --distribute mirrored could "
+                                  "split the CPU; run it in a fresh process") from None
+    return [f"/cpu:{i}" for i in range(n)]
+
+
+def replica_share(*tensors: Any) -> tuple[Any, ...]:
+    """Inside a replica's step: this replica's rows of each tensor of a
+    global batch (every replica is given the whole batch; rows split in
+    order, the last batch too, a replica with none getting an empty slice).
+    Outside a strategy: the tensors as they are."""
+    from odml._tf import tf
+
+    T = tf()
+    ctx = T.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return tensors
+    i, r = ctx.replica_id_in_sync_group, ctx.num_replicas_in_sync
+    b = T.shape(tensors[0])[0]
+    lo, hi = b * i // r, b * (i + 1) // r
+    return tuple(t[lo:hi] for t in tensors)
+
+
+def replica_mean_grads(grads: list[Any]) -> list[Any]:
+    """Gradients of this replica's mean loss, divided by the replicas: the
+    optimizer sums them across replicas, giving the mean of the replicas'."""
+    from odml._tf import tf
+
+    ctx = tf().distribute.get_replica_context()
+    r = 1 if ctx is None else ctx.num_replicas_in_sync
+    return grads if r == 1 else [None if g is None else g / r for g in grads]
+
+
+def run_split(s: Any, body: Any, x: Any, y: Any) -> Any:
+    """``body(x, y)`` on each replica's share of the global batch (x, y), its
+    outputs (a nested structure of per-row means, and the number of rows
+    last) combined as the means over the whole batch."""
+    from odml._tf import tf
+
+    T = tf()
+
+    def weighted(x, y):
+        out, n = body(*replica_share(x, y))
+        n = T.cast(n, T.float32)
+        return T.nest.map_structure(lambda v: T.math.multiply_no_nan(T.cast(v, T.float32), n), out), n
+
+    out, n = s.run(weighted, args=(x, y))
+    total = s.reduce("SUM", n, axis=None)
+    return T.nest.map_structure(lambda v: T.math.divide_no_nan(s.reduce("SUM", v, axis=None), total), out)
 
 
 @contextlib.contextmanager

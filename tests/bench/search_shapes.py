@@ -13,7 +13,7 @@ edgetpu_v2 and small32 spaces on the generated `shapes` proxy task.
    --search-seeds (the table gives the mean best reward and its spread):
    a trial-based search stops starting trials after it (a hybrid one first
    calibrates its predictor for --calibrate-minutes, taken from its budget);
-   oneshot spends it on calibration, --supernet-epochs of supernet
+   oneshot (oneshot/sandwich: the sandwich rule) spends it on calibration, --supernet-epochs of supernet
    and controller, and the standalone training of the architecture found
    (its wall time is reported as measured, budget or not).
 4. Every model is scored with the same reward (abs, TuNAS: accuracy +
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import time
@@ -113,6 +114,9 @@ def main() -> None:
     for item in a.searches.split(","):
         strat, space = item.split(":")
         strat, _, screen = strat.partition("/")  # evolution/proxy: each trial the pick of --children screened
+        rule = "single"
+        if strat == "oneshot":  # oneshot/sandwich: the supernet's rule instead of a screen
+            rule, screen = screen or "single", ""
         strat, _, latency = strat.partition("+")  # evolution+hybrid: latency predicted first, measured when trained
         runs = []
         for sseed in search_seeds:
@@ -122,8 +126,9 @@ def main() -> None:
                                else None, calibrate_minutes=a.calibrate_minutes,
                                supernet_epochs=a.supernet_epochs if strat == "oneshot" else None,
                                screen=screen or None, children=a.children if screen not in ("", "none") else None,
-                               proxy=a.proxy)
-            folder = root / (f"{strat}{'_' + latency if latency else ''}{'_' + screen if screen else ''}_{space}"
+                               proxy=a.proxy, supernet_rule=rule)
+            folder = root / (f"{strat}{'_' + latency if latency else ''}{'_' + screen if screen else ''}"
+                             f"{'_' + rule if rule != 'single' else ''}_{space}"
                              f"{'_seed' + str(sseed) if len(search_seeds) > 1 else ''}")
             t1 = time.perf_counter()
             p = prepare(cfg, folder)
@@ -140,6 +145,14 @@ def main() -> None:
                  "params": best["params"], "line": best.get("line") or best.get("spec_line"),
                  "screen_tau": (s.get("screen") or {}).get("kendall_tau"),
                  "predictor_tau": (s.get("screen") or {}).get("predictor_tau")}
+            if strat == "oneshot":  # how far the supernet and its controller got
+                ep = read_jsonl(folder / "oneshot" / "log.jsonl")
+                uniform = sum(math.log(len(v)) for v in p.space.dimensions().values())
+                r.update(supernet_rule=rule, entropy=[e["entropy"] for e in ep],
+                         supernet_accuracy=[e["supernet_accuracy"] for e in ep],
+                         entropy_uniform=round(uniform, 2), supernet_wall_s=ep[-1]["wall_s"] if ep else None)
+                print(f"  supernet ({rule}): accuracy by epoch {r['supernet_accuracy']}, controller entropy "
+                      f"{r['entropy']} (uniform {uniform:.1f})", flush=True)
             runs.append(r)
             print(f"{item} seed {sseed}: {r['trials']} trials ({r['considered']} considered) in {wall / 60:.1f} min; "
                   f"best reward {r['reward']:.4f}, accuracy {r['accuracy']:.4f}, {r['latency_ms']:.3f} ms", flush=True)
