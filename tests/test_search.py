@@ -515,3 +515,27 @@ def test_search_edgetpu_v2_end_to_end(cli, tmp_path):
     # scaled to the 16 px input by default (issue 42), the MAC bound probed before the first candidate
     assert s["space_scale"]["width"] < 1 and s["space_scale"]["input_size"] == 16
     assert s["mac_bound"]["probe"] == "mobilenet_edgetpu_v2_tiny" and s["mac_bound"]["target_macs"] > 0
+
+
+def test_a_candidate_measured_far_over_the_target_is_not_trained(tmp_path):
+    """Before any MAC bound exists (no probe, fewer than three measurements),
+    a candidate is measured first: one over --reject-above x target is
+    recorded as rejected (code 6: measured, not trained) and never trained;
+    one under it is trained."""
+    from odml.nas.config import SearchConfig, prepare
+    from odml.nas.evaluate import Evaluator
+    from odml.nas.latency import LatencyMeter
+
+    cfg = SearchConfig(space="small32", data="digits", input_size=16, target_ms=1e-4, epochs=1, reject_factor=3.0)
+    p = prepare(cfg, tmp_path / "s", role="worker")
+    p.out.mkdir(parents=True, exist_ok=True)
+    meter = LatencyMeter(p.device, "int8", 1, 5, 0.05)
+    ev = Evaluator(p, meter)
+    (_, spec), = p.space.draw_values(1, seed=0)
+    assert meter.lower_bound_ms(spec) is None  # nothing measured: no bound to reject it before the measurement
+    m = ev.evaluate(spec, 1, [])
+    assert m["rejected"] == 6.0 and m["latency_measured"] == 1.0 and m["latency_ms"] > 3 * cfg.target_ms
+    assert m["accuracy"] == 0.0 and ev.trained_here == 0
+    p.cfg.target_ms = 10 * m["latency_ms"]  # the same model, now well within the target: measured and trained
+    m = ev.evaluate(spec, 1, [])
+    assert "rejected" not in m and ev.trained_here == 1 and m["accuracy"] > 0.15, m
