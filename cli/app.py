@@ -15,6 +15,7 @@ from odml.cli import devices as devices_mod
 from odml.cli import export as export_mod
 from odml.cli import inspect as inspect_mod
 from odml.cli import pose as pose_mod
+from odml.cli import report as report_mod
 from odml.cli import search as search_mod
 from odml.cli import train as train_mod
 from odml.cli import zoo as zoo_mod
@@ -55,6 +56,7 @@ app.command("predict")(calibrate_mod.predict_cmd)
 app.command("compress")(compress_mod.compress_cmd)
 app.command("pose")(pose_mod.pose_cmd)
 app.command("pose-data")(pose_mod.pose_data_cmd)
+app.command("report")(report_mod.report_cmd)
 
 
 def _reflow(doc: str | None) -> str | None:

@@ -254,5 +254,9 @@ def report_keypoints(p: KeypointPrepared, teacher_row: dict[str, Any]) -> dict[s
                      "0.2 x the torso (left shoulder to right hip) of the teacher's points, on held-out people cropped "
                      "on their true ROI"}
     write_json_atomic(p.out / "report.json", rep)
-    rep["files"] = {"report": str(p.out / "report.json"), "results": str(p.out / RESULTS)}
+    from odml import report as page
+
+    page.write(p.out)  # report.html (odml report makes it again)
+    rep["files"] = {"report": str(p.out / "report.json"), "results": str(p.out / RESULTS),
+                    "page": str(p.out / page.PAGE)}
     return rep

@@ -597,8 +597,11 @@ def report(p: Prepared, teacher_row: dict[str, Any]) -> dict[str, Any]:
            "data": {"source": p.opts.data, "split": getattr(p.data, "split", "")}}
     write_json_atomic(p.out / "report.json", rep)
     _plot(rep, p.out / "compress.png")
+    from odml import report as page
+
+    page.write(p.out)  # report.html: the page of the folder's files (odml report makes it again)
     rep["files"] = {"report": str(p.out / "report.json"), "plot": str(p.out / "compress.png"),
-                    "results": str(p.out / RESULTS)}
+                    "results": str(p.out / RESULTS), "page": str(p.out / page.PAGE)}
     return rep
 
 

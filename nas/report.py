@@ -76,6 +76,9 @@ def finish(p: Prepared, baselines: list[dict[str, Any]] | None = None) -> dict[s
                    f"search {p.space.name} on {p.device.label} ({len(recs)} trials)", p.cfg.target_ms, baselines or [])
     summary = _summary(p, recs, best, front, baselines)
     _write_json(p.out / "summary.json", summary)
+    from odml import report
+
+    report.write(p.out)  # report.html: the page of the folder's files (odml report makes it again)
     return summary
 
 
@@ -126,7 +129,7 @@ def _summary(p: Prepared, recs: list[dict[str, Any]], best: dict[str, Any], fron
         **({"screen": ranking} if (ranking := ranking_report(p, recs)) else {}),
         **({"mac_bound": json.loads((p.out / MAC_BOUND).read_text())} if (p.out / MAC_BOUND).is_file() else {}),
         **({"space_scale": p.space.scale} if p.space.scale else {}),
-        "files": {k: str(p.out / k) for k in (TRIALS, "pareto.json", "pareto.png", "best_spec.json")},
+        "files": {k: str(p.out / k) for k in (TRIALS, "pareto.json", "pareto.png", "best_spec.json", "report.html")},
     }
 
 

@@ -24,7 +24,7 @@ LAYERS = [
      "odml.litert", "odml.runfolder", "odml.pareto"],
     ["odml.data"],
     ["odml.zoo"],
-    ["odml.pose"],
+    ["odml.pose", "odml.report"],
     ["odml.train", "odml.exporters", "odml.devices"],
     ["odml.nas", "odml.compress"],
     ["odml.cli"],

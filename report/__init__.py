@@ -1,0 +1,42 @@
+"""report.html: one self-contained page per run folder (report/page.py,
+report/svg.py), drawn by the view of the verb that made the folder
+(report/views.py) from the folder's files alone. The verbs call
+``write(folder)`` at their end; `odml report FOLDER` calls it again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from odml.report.views import VIEWS, ReportError
+
+PAGE = "report.html"
+MARKERS = {"search": "search.json", "compress": "compress.json"}  # the settings file that says who made a folder
+
+
+def kind_of(folder: Path) -> str:
+    """Which verb made ``folder`` (one-line ReportError when none did)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ReportError(f"{folder}: not a folder (give the run folder a verb wrote, its --out)")
+    for kind, marker in MARKERS.items():
+        if (folder / marker).is_file():
+            return kind
+    raise ReportError(f"{folder}: no odml run in it (none of {', '.join(MARKERS.values())}); give the --out folder "
+                      "of odml search or compress")
+
+
+def render(folder: Path) -> str:
+    """The page of ``folder`` as HTML text."""
+    folder = Path(folder)
+    return VIEWS[kind_of(folder)](folder).render()
+
+
+def write(folder: Path) -> Path:
+    """``folder``/report.html written (atomically) from its files."""
+    from odml.files import write_text_atomic
+
+    folder = Path(folder)
+    return write_text_atomic(folder / PAGE, render(folder))
+
+
+__all__ = ["PAGE", "ReportError", "kind_of", "render", "write"]

@@ -1,0 +1,253 @@
+"""What each verb's page shows, drawn from its run folder's files alone
+(a pure function of them: `odml report DIR` and the verb's own last step
+give the same page). Each view reads the files it needs; a file missing or
+cut short turns into a section that says so, or, where nothing of the run
+can be shown, a one-line ReportError.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from odml.errors import OdmlError
+from odml.files import read_jsonl
+from odml.report.page import Page, note, num, table
+from odml.report.svg import Axes, Mark, Series, bars, blocks, scatter
+
+
+class ReportError(OdmlError):
+    """A folder a page cannot be made of."""
+
+
+SCHEMAS = {"search": 1, "compress": 1}  # the newest report schema each view reads
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object of the run folder (one-line error when missing or cut short)."""
+    if not path.is_file():
+        raise ReportError(f"{path}: missing; {what}")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ReportError(f"{path}: not valid JSON ({getattr(e, 'msg', e)}; cut short by a kill?); {what}") from None
+    if not isinstance(doc, dict):
+        raise ReportError(f"{path}: expected a JSON object; {what}")
+    return doc
+
+
+def check_schema(doc: dict[str, Any], kind: str, path: Path) -> None:
+    got = doc.get("schema")
+    if got is not None and got > SCHEMAS[kind]:
+        raise ReportError(f"{path}: schema {got} is newer than this odml reads ({SCHEMAS[kind]}); upgrade odml")
+
+
+def _mb(v: Any) -> str:
+    return "-" if not isinstance(v, (int, float)) else f"{v / 1e6:.2f}M"
+
+
+# ---- search ------------------------------------------------------------------------------
+def search_page(folder: Path) -> Page:
+    """A search: candidates against the target, the winner's blocks, trials
+    over time, the screen's ranking, every trial."""
+    settings = read_json(folder / "search.json", "not a search folder, or its settings were lost")
+    summary_path = folder / "summary.json"
+    summary = read_json(summary_path, "") if summary_path.is_file() else None
+    if summary is not None:
+        check_schema(summary, "search", summary_path)
+    recs = read_jsonl(folder / "trials.jsonl")
+    target = (summary or {}).get("target_ms", settings.get("target_ms"))
+    space = (summary or {}).get("space", settings.get("space"))
+    device = (summary or {}).get("device", settings.get("device", "?"))
+    metric = (summary or {}).get("metric", "accuracy")
+    page = Page(f"Search of {space}", f"{len(recs)} trials on {device}, target {num(target)} ms, "
+                f"{settings.get('strategy', '?')} strategy", source=str(folder))
+    best = (summary or {}).get("best")
+    if summary is None:
+        page.verdict = (False, "summary.json is missing: the search did not finish (run the same command to resume); "
+                               "the trials finished so far are shown")
+    elif not (summary.get("trained") or 0):
+        page.verdict = (False, "no trial was trained: no best model")
+    if best and summary and summary.get("trained"):
+        page.figures += [(num(best.get("accuracy")), f"best {metric}"), (f"{num(best.get('latency_ms'))} ms", "its latency"),
+                         (_mb(best.get("params")), "its parameters"), (_mb(best.get("macs")), "its MACs")]
+    page.figures += [(num(len(recs)), "trials"), (num((summary or {}).get("considered", len(recs))), "considered")]
+    page.section("Candidates against the target", lambda: _front(recs, summary, target, metric))
+    if best and best.get("line"):
+        page.section("The winner's blocks", lambda: _blocks(best["line"]))
+    page.section("Trials over time", lambda: _over_time(recs))
+    if summary and summary.get("screen"):
+        page.section("How the screen ranked", lambda: _screen(summary["screen"]))
+    page.section("Every trial", lambda: _trials(recs, metric))
+    return page
+
+
+def _trained(r: dict[str, Any]) -> bool:
+    m = r.get("metrics") or {}
+    return r.get("status") == "completed" and not m.get("rejected") and not m.get("duplicate")
+
+
+def _tip(r: dict[str, Any], metric: str) -> str:
+    return (f"trial {r.get('trial_id')}: {metric} {num(r.get('accuracy'))}, {num(r.get('latency_ms'))} ms, "
+            f"{_mb(r.get('params'))} parameters, reward {num(r.get('reward'))}\n{r.get('line', '')}")
+
+
+def _front(recs: list[dict[str, Any]], summary: dict[str, Any] | None, target: Any, metric: str) -> str:
+    trained = [r for r in recs if _trained(r)]
+    front_ids = {p["trial_id"] for p in (summary or {}).get("pareto", [])}
+    series = [Series("trained", [(r["latency_ms"], r["accuracy"], _tip(r, metric)) for r in trained
+                                 if r["trial_id"] not in front_ids], hollow=True),
+              Series("Pareto front", [(r["latency_ms"], r["accuracy"], _tip(r, metric)) for r in trained
+                                      if r["trial_id"] in front_ids], color="#d62728", line=True, size=4.5)]
+    base = (summary or {}).get("baselines") or []
+    if base:
+        series.append(Series("your models", [(b["latency_ms"], b["accuracy"], f"{b['name']}: {metric} "
+                                              f"{num(b['accuracy'])}, {num(b['latency_ms'])} ms") for b in base],
+                             color="#2ca02c", size=5))
+    marks = [Mark(float(target), f"target {num(target)} ms")] if isinstance(target, (int, float)) else []
+    svg = scatter(series, Axes("latency (ms, log scale)", metric, log_x=True, marks=marks),
+                  "trained candidates: accuracy against latency")
+    rejected = len(recs) - len(trained)
+    front = [r for r in trained if r["trial_id"] in front_ids]
+    rows = [(r["trial_id"], r["accuracy"], r["latency_ms"], r["params"], r["reward"], r["line"])
+            for r in sorted(front, key=lambda r: r["latency_ms"])]
+    return (svg + note(f"{len(trained)} trained; {rejected} not trained (rejected, failed or repeated). "
+                       "Hover a point for its architecture.")
+            + table(["trial", metric, "ms", "params", "reward", "architecture (the front)"], rows, text_cols=(5,)))
+
+
+def _blocks(line: str) -> str:
+    from odml.zoo.spec import parse_line
+
+    tokens = line.split()
+    own = [t for t in tokens if not t.startswith("seg_")]
+    stem, blks, head = parse_line(" ".join(own))
+    extra = [t for t in tokens if t.startswith("seg_")]
+    has_head = any(t.startswith("head_") for t in own)
+    svg = blocks(stem, blks, head if has_head else None, "the winner's blocks")
+    return (svg + note("Colour: depthwise IBN blue, fused IBN orange, group-conv IBN green; box width grows with "
+                       "the channels, height with the kernel.")
+            + (note("Segmentation head: " + " ".join(extra)) if extra else "")
+            + f'<p class="note"><code>{line}</code></p>')
+
+
+def _over_time(recs: list[dict[str, Any]]) -> str:
+    pts, best_pts, best = [], [], None
+    for i, r in enumerate(recs):
+        rw = r.get("reward")
+        if not isinstance(rw, (int, float)):
+            continue
+        tip = f"trial {r.get('trial_id')} ({r.get('status')}): reward {num(rw)}"
+        if _trained(r):
+            pts.append((i + 1, rw, tip))
+            best = rw if best is None else max(best, rw)
+            best_pts.append((i + 1, best, f"best so far after {i + 1} trials: {num(best)}"))
+    return scatter([Series("trained trial", pts, hollow=True), Series("best so far", best_pts, color="#d62728",
+                                                                      line=True, size=2)],
+                   Axes("trial (in the order they finished)", "reward"), "reward of each trial, in order")
+
+
+def _screen(sc: dict[str, Any]) -> str:
+    taus = sorted(((k, v) for k, v in (sc.get("kendall_tau") or {}).items() if isinstance(v, (int, float))),
+                  key=lambda kv: -kv[1])
+    rows = [(k, v) for k, v in taus]
+    if isinstance(sc.get("predictor_tau"), (int, float)):
+        rows.insert(0, ("the predictor (before each trial trained)", sc["predictor_tau"]))
+    return (note(f"Screen: {sc.get('screen')}; {sc.get('trained')} trained trials; Kendall tau of each score against "
+                 "the trained accuracy (1: the same order, 0: no relation).")
+            + bars([(k, v) for k, v in rows], "tau", "Kendall tau per score")
+            + table(["score", "Kendall tau"], rows))
+
+
+def _trials(recs: list[dict[str, Any]], metric: str) -> str:
+    rows = [(r.get("trial_id"), r.get("status"), r.get("reward"), r.get("accuracy"), r.get("latency_ms"),
+             r.get("params"), r.get("macs"), r.get("line", "")) for r in
+            sorted(recs, key=lambda r: -(r.get("reward") if isinstance(r.get("reward"), (int, float)) else -1e9))]
+    return table(["trial", "status", "reward", metric, "ms", "params", "MACs", "architecture"], rows, text_cols=(7,))
+
+
+# ---- compress ----------------------------------------------------------------------------
+def compress_page(folder: Path) -> Page:
+    """A compression: the students against the teacher, the table to pick
+    from, the cost of the run per phase."""
+    settings = read_json(folder / "compress.json", "not a compression folder, or its settings were lost")
+    rep_path = folder / "report.json"
+    rows = read_jsonl(folder / "results.jsonl")
+    if rep_path.is_file():
+        rep = read_json(rep_path, "")
+        check_schema(rep, "compress", rep_path)
+        teacher, students = rep.get("teacher") or {}, rep.get("students") or []
+    else:
+        rep, teacher = None, next((r for r in rows if r.get("role") == "teacher"), {})
+        students = [r for r in rows if r.get("role") == "student"]
+    page = Page(f"Compression of {Path(str(teacher.get('model') or settings.get('teacher', '?'))).name}",
+                f"{len(students)} students on {settings.get('device', '?')}", source=str(folder))
+    if rep is None:
+        page.verdict = (False, "report.json is missing: the compression did not finish (run the same command to "
+                               "resume); the models finished so far are shown")
+    picked = (rep or {}).get("picked")
+    if picked:
+        page.figures.append((picked, "picked"))
+    if teacher:
+        page.figures += [(num(teacher.get("accuracy")), "teacher accuracy"),
+                         (f"{num(teacher.get('latency_ms'))} ms", "teacher latency")]
+    page.section("Students against the teacher", lambda: _students(teacher, students))
+    page.section("The table to pick from", lambda: _student_table(teacher, students))
+    if rep is not None and rep.get("phases"):
+        page.section("The cost of the run", lambda: _phases(rep["phases"]))
+    if rep is not None and rep.get("notes"):
+        page.section("Notes", lambda: "".join(note(n) for n in rep["notes"]))
+    return page
+
+
+def _score(r: dict[str, Any]) -> Any:
+    """What the run ranks a model by: its final figure (int8 where quantized; mIoU for segmentation)."""
+    for k in ("final_accuracy", "int8_miou", "miou", "int8_accuracy", "accuracy"):
+        if isinstance(r.get(k), (int, float)):
+            return r[k]
+    return None
+
+
+def _students(teacher: dict[str, Any], students: list[dict[str, Any]]) -> str:
+    def tip(r):
+        return (f"{r.get('label')}: accuracy {num(r.get('accuracy'))} (int8 {num(r.get('int8_accuracy'))}), "
+                f"{num(r.get('latency_ms'))} ms, {num((r.get('size_bytes') or 0) / 1024)} KB")
+
+    out = []
+    for x_key, x_label, scale in (("latency_ms", "latency (ms, log scale)", 1.0), ("size_bytes", "size (KB, log scale)",
+                                                                                   1 / 1024)):
+        drawn = [r for r in students if isinstance(r.get(x_key), (int, float))]
+        series = [Series("students", [(r[x_key] * scale, _score(r), tip(r)) for r in drawn], size=4.5,
+                         labels=[str(r.get("label", "")) for r in drawn] if len(drawn) <= 12 else None)]
+        if teacher and isinstance(teacher.get(x_key), (int, float)):
+            series.append(Series("teacher", [(teacher[x_key] * scale, _score(teacher), tip(teacher))],
+                                 color="#d62728", size=6, labels=["teacher"]))
+        metric = "mIoU" if "miou" in teacher else "accuracy"
+        out.append(scatter(series, Axes(x_label, f"{metric} (int8 where quantized)", log_x=True),
+                           f"accuracy against {x_label}"))
+    return "".join(out)
+
+
+def _student_table(teacher: dict[str, Any], students: list[dict[str, Any]]) -> str:
+    rows, hi = [], []
+    for r in ([teacher] if teacher else []) + students:
+        rows.append((r.get("label"), r.get("params"), r.get("accuracy"), r.get("int8_accuracy"),
+                     (r.get("size_bytes") or 0) / 1024, r.get("latency_ms"), r.get("speedup"),
+                     "yes" if r.get("pareto") else "", "picked" if r.get("picked") else "", r.get("line", "")))
+        hi.append(bool(r.get("picked")))
+    return table(["model", "params", "accuracy", "int8 accuracy", "KB", "ms", "speedup", "Pareto", "", "architecture"],
+                 rows, text_cols=(9,), highlight=hi)
+
+
+def _phases(ph: dict[str, Any]) -> str:
+    parts = [(k.replace("_s", "").replace("_", " "), ph[k]) for k in ("teacher_s", "training_s", "export_s", "measure_s")
+             if isinstance(ph.get(k), (int, float))]
+    extra = ""
+    if isinstance(ph.get("vs_one_student"), (int, float)):
+        extra = note(f"{ph.get('students')} students trained together: a step costs {ph['vs_one_student']:.2f}x one "
+                     "student's step alone.")
+    return bars(parts, "s", "seconds per phase") + extra + note(f"wall time {num(ph.get('wall_s'))} s")
+
+
+VIEWS = {"search": search_page, "compress": compress_page}
