@@ -473,8 +473,12 @@ def _export(src: Source, opts: ExportOptions, x_val: np.ndarray | None, y_val: n
         if failed and (not all(a.get("written") is False for a in failed) or len(failed) == len(artifacts)):
             return report  # the caller reports the failure; nothing is written
         # (an int8 file no recipe kept in budget is left out; the other files are written: the fallback)
-        report["files"] = sorted([*(f.name for f in stage.iterdir()), REPORT_NAME])  # all the folder will hold
+        from odml import report as page
+
+        # all the folder will hold: the files, this report and its page
+        report["files"] = sorted([*(f.name for f in stage.iterdir()), REPORT_NAME, page.PAGE])
         write_json_atomic(stage / REPORT_NAME, {"schema": 1, **report})
+        page.write(stage, shown_as=str(opts.out_dir))  # report.html, drawn from the staged files
         replace_folder(stage, opts.out_dir)  # the whole export in one step: the old one whole or the new one
         return report
     except Exception as e:  # a full disk while staging: name the file the user asked for, not the staging one

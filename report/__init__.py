@@ -10,7 +10,7 @@ from pathlib import Path
 from odml.report.views import VIEWS, ReportError
 
 PAGE = "report.html"
-MARKERS = {"search": "search.json", "compress": "compress.json"}  # the settings file that says who made a folder
+MARKERS = {"search": "search.json", "compress": "compress.json", "export": "export.json"}  # the settings file that says who made a folder
 
 
 def kind_of(folder: Path) -> str:
@@ -22,21 +22,25 @@ def kind_of(folder: Path) -> str:
         if (folder / marker).is_file():
             return kind
     raise ReportError(f"{folder}: no odml run in it (none of {', '.join(MARKERS.values())}); give the --out folder "
-                      "of odml search or compress")
+                      "of odml search, compress or export")
 
 
-def render(folder: Path) -> str:
-    """The page of ``folder`` as HTML text."""
+def render(folder: Path, shown_as: str | None = None) -> str:
+    """The page of ``folder`` as HTML text (``shown_as``: the folder's name
+    on the page, when it is drawn from a staging copy)."""
     folder = Path(folder)
-    return VIEWS[kind_of(folder)](folder).render()
+    page = VIEWS[kind_of(folder)](folder)
+    if shown_as:
+        page.source = shown_as
+    return page.render()
 
 
-def write(folder: Path) -> Path:
+def write(folder: Path, shown_as: str | None = None) -> Path:
     """``folder``/report.html written (atomically) from its files."""
     from odml.files import write_text_atomic
 
     folder = Path(folder)
-    return write_text_atomic(folder / PAGE, render(folder))
+    return write_text_atomic(folder / PAGE, render(folder, shown_as))
 
 
 __all__ = ["PAGE", "ReportError", "kind_of", "render", "write"]

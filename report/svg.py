@@ -79,6 +79,11 @@ def _fmt(v: float) -> str:
     return f"{v:.3g}"
 
 
+def _value(v: float) -> str:
+    """A bar's figure: whole thousands with separators, else three digits."""
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+
+
 def _log_ticks(lo: float, hi: float) -> list[float]:
     out = []
     for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1):
@@ -174,7 +179,7 @@ def bars(rows: Sequence[tuple[str, float]], unit: str, label: str, color: str = 
         body.append(f'<text x="{left - 6}" y="{y + 15}" text-anchor="end" class="tick">{escape(name[:28])}</text>'
                     f'<rect x="{left}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}" fill="{color}">'
                     f'<title>{escape(name)}: {v:.4g} {escape(unit)}</title></rect>'
-                    f'<text x="{left + w + 4:.1f}" y="{y + 15}" class="tick">{v:.3g} {escape(unit)}</text>')
+                    f'<text x="{left + w + 4:.1f}" y="{y + 15}" class="tick">{_value(v)} {escape(unit)}</text>')
     return _frame(label, body, height)
 
 

@@ -21,7 +21,7 @@ class ReportError(OdmlError):
     """A folder a page cannot be made of."""
 
 
-SCHEMAS = {"search": 1, "compress": 1}  # the newest report schema each view reads
+SCHEMAS = {"search": 1, "compress": 1, "export": 1}  # the newest report schema each view reads
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
@@ -250,4 +250,77 @@ def _phases(ph: dict[str, Any]) -> str:
     return bars(parts, "s", "seconds per phase") + extra + note(f"wall time {num(ph.get('wall_s'))} s")
 
 
-VIEWS = {"search": search_page, "compress": compress_page}
+# ---- export ------------------------------------------------------------------------------
+def export_page(folder: Path) -> Page:
+    """An export: each file's size and parity against the model (per output
+    where there are several), the per-layer quantization error where it
+    was measured (--diagnose), what ran on the Edge TPU."""
+    path = folder / "export.json"
+    rep = read_json(path, "not an export folder")
+    check_schema(rep, "export", path)
+    arts = rep.get("artifacts") or []
+    failed = [a["file"] for a in arts if a.get("parity_failed")]
+    page = Page(f"Export of {rep.get('model', '?')}", f"{len(arts)} files for {rep.get('target', '?')}, parity on "
+                f"{rep.get('parity_inputs', '?')}", source=str(folder))
+    page.verdict = (not failed, "every file computes what the model computes, within its parity threshold" if not failed
+                    else f"parity failed for {', '.join(failed)}")
+    page.figures += [(_mb(rep.get("params")), "parameters"), (_mb(rep.get("macs")), "MACs"),
+                     (num(len(arts)), "files")]
+    page.section("Files and sizes", lambda: _artifacts(arts))
+    page.section("Parity per file and output", lambda: _parity(arts))
+    diag = [a for a in arts if a.get("diagnosis")]
+    if diag:
+        page.section("Per-layer quantization error", lambda: _diagnosis(diag))
+    tpu = [a for a in arts if a.get("edgetpu")]
+    if tpu:
+        page.section("Edge TPU", lambda: _edgetpu(tpu))
+    return page
+
+
+def _artifacts(arts: list[dict[str, Any]]) -> str:
+    rows = [(a.get("file"), a.get("precision"), a.get("io"), (a.get("size_bytes") or 0) / 1024, a.get("size_vs_fp32"),
+             a.get("convert_s"), ", ".join(f"{k} {v}" for k, v in (a.get("ops") or {}).items())) for a in arts]
+    return (bars([(a.get("file", "?"), (a.get("size_bytes") or 0) / 1024) for a in arts], "KB", "size per file")
+            + table(["file", "precision", "io", "KB", "of fp32", "convert s", "ops"], rows, text_cols=(6,)))
+
+
+PARITY_FIGURES = ("top1_agreement", "rel_mean_err", "max_abs_err", "keras_accuracy", "tflite_accuracy")
+
+
+def _parity(arts: list[dict[str, Any]]) -> str:
+    rows, bad = [], []
+    for a in arts:
+        par = a.get("parity") or {}
+        outs = par.get("outputs") or {"": par}
+        for name, o in outs.items():
+            rows.append((f"{a.get('file')}{' / ' + name if name else ''}", *(o.get(k) for k in PARITY_FIGURES),
+                         "FAILED: " + ", ".join(map(str, a["parity_failed"])) if a.get("parity_failed") else "passed"))
+            bad.append(bool(a.get("parity_failed")))
+    th = "; ".join(f"{a.get('file')}: " + ", ".join(f"{k} {v}" for k, v in (a.get("parity_threshold") or {}).items())
+                   for a in arts if a.get("parity_threshold"))
+    return (table(["file / output", "top-1 agreement", "relative mean error", "max abs error", "model accuracy",
+                   "file accuracy", "verdict"], rows, highlight=bad)
+            + note(f"Thresholds: {th}" if th else "No thresholds recorded."))
+
+
+def _diagnosis(arts: list[dict[str, Any]]) -> str:
+    out = []
+    for a in arts:
+        d = a["diagnosis"]
+        worst = d.get("worst") or []
+        out.append(note(f"{a.get('file')}: {d.get('ops_matched')} of {d.get('ops')} ops matched to the float model on "
+                        f"{d.get('samples')} inputs; the error each op adds (its output against the float op's):"))
+        out.append(bars([(f"{w.get('layer') or w.get('tensor')} ({w.get('kind')})", w.get("added", w.get("error")))
+                         for w in worst], "", f"quantization error added per op, {a.get('file')}", color="#d62728"))
+        out.append(table(["op", "kind", "layer", "error", "added"], [(w.get("op"), w.get("kind"), w.get("layer"),
+                                                                     w.get("error"), w.get("added")) for w in worst]))
+    return "".join(out)
+
+
+def _edgetpu(arts: list[dict[str, Any]]) -> str:
+    rows = [(a.get("file"), (a["edgetpu"] or {}).get("on_edgetpu"), (a["edgetpu"] or {}).get("on_cpu"),
+             (a["edgetpu"] or {}).get("first_unsupported") or "") for a in arts]
+    return table(["file", "ops on the Edge TPU", "ops on the CPU", "first op left on the CPU"], rows, text_cols=(3,))
+
+
+VIEWS = {"search": search_page, "compress": compress_page, "export": export_page}

@@ -139,7 +139,7 @@ def test_metadata_reads_back_with_tflite_support(tmp_path, trained, cli):
     assert out_md["associated_files"][0]["type"] == "TENSOR_AXIS_LABELS"
     assert meta["subgraph_metadata"][0]["input_tensor_metadata"][0]["content"]["content_properties"] == \
         {"color_space": "RGB"}
-    assert sorted(f.name for f in out.iterdir()) == ["export.json", "model_fp32.tflite"]  # no work file left
+    assert sorted(f.name for f in out.iterdir()) == ["export.json", "model_fp32.tflite", "report.html"]  # no work file left
 
 
 def test_int8_io_and_onnx_parity(cli, tmp_path, trained):

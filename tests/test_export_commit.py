@@ -52,9 +52,10 @@ def test_a_second_export_replaces_the_first_whole(cli, tmp_path):
     out = tmp_path / "e"
     _export(cli, out, "--quantize", "fp32,int8", "--format", "tflite,onnx")
     first = _listing(out)
-    assert len(first) == 4
+    assert len(first) == 5  # three files, export.json, report.html
     rep = _export(cli, out, "--quantize", "fp16")
-    assert _listing(out) == sorted(rep["files"]) == ["export.json", "mobilenet_edgetpu_v2_tiny_fp16.tflite"]
+    assert _listing(out) == sorted(rep["files"]) == ["export.json", "mobilenet_edgetpu_v2_tiny_fp16.tflite",
+                                                            "report.html"]
     # an export that stops while staging (a file too big for the process' limit) leaves the earlier one whole
     import resource
 
@@ -65,7 +66,7 @@ def test_a_second_export_replaces_the_first_whole(cli, tmp_path):
                         "--quantize", "fp32", "--out", str(out)], capture_output=True, text=True,
                        preexec_fn=small_files)
     assert p.returncode == 2 and "cannot write" in p.stderr, p.stderr
-    assert _listing(out) == ["export.json", "mobilenet_edgetpu_v2_tiny_fp16.tflite"]
+    assert _listing(out) == ["export.json", "mobilenet_edgetpu_v2_tiny_fp16.tflite", "report.html"]
     assert not [q.name for q in tmp_path.iterdir() if q.name != "e"]
 
 
@@ -142,4 +143,5 @@ def test_an_out_folder_given_as_a_link_stays_a_link(cli, tmp_path):
     link.symlink_to(real, target_is_directory=True)
     rep = _export(cli, link, "--quantize", "fp16")
     assert link.is_symlink() and link.resolve() == real.resolve() and rep["out_dir"] == str(link)
-    assert _listing(real) == ["export.json", "mobilenet_edgetpu_v2_tiny_fp16.tflite"]
+    assert _listing(real) == ["export.json", "mobilenet_edgetpu_v2_tiny_fp16.tflite",
+                                                            "report.html"]

@@ -94,7 +94,8 @@ def test_a_budget_no_recipe_meets_writes_the_float_files_and_exits_1(cli, tmp_pa
     r = cli("export", model, "--quantize", "fp32,fp16,int8", "--data", "digits", "--budget", "error=0.00001",
             "--no-qat", "--out", out)
     assert_one_line_error(r, "no int8 recipe meets the budget", "best reached", "relative error", "fallback", code=1)
-    assert sorted(p.name for p in out.iterdir()) == ["deep_fp16.tflite", "deep_fp32.tflite", "export.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["deep_fp16.tflite", "deep_fp32.tflite", "export.json",
+                                                         "report.html"]
     rep = json.loads((out / "export.json").read_text())
     int8 = next(a for a in rep["artifacts"] if a["precision"] == "int8")
     assert int8["written"] is False and len(int8["search"]["steps"]) >= 6 and int8["search"]["chosen"] is None
