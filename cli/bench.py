@@ -43,6 +43,7 @@ def bench_cmd(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the latency distributions to this .png."),
     budget: Optional[Path] = typer.Option(None, "--budget", help="Budget file (TOML, or a pyproject.toml with [tool.odml.budgets]): exit 1 when a budget is exceeded."),
     junit: Optional[Path] = typer.Option(None, "--junit", help="With --budget: write JUnit XML, one test case per check."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write this folder: bench.json (what was measured, every timed run) and report.html, its page (with --budget: the verdict at the top, and the JUnit file points to it)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Measure latency: count, mean, median, p90, p99, std, CV, min, max, init
@@ -53,8 +54,12 @@ def bench_cmd(
     from odml.devices.device import parse_accelerators
 
     accelerators = parse_accelerators(accelerator)
+    if report is not None:
+        from odml.devices.run_page import check_folder
+
+        check_folder(report)
     if budget is not None:
-        return _budgets(budget, junit, json_out, device, accelerators, benchmark_binary)
+        return _budgets(budget, junit, json_out, device, accelerators, benchmark_binary, report)
     if junit is not None:
         raise BenchError("--junit goes with --budget")
     if not models:
@@ -108,6 +113,12 @@ def bench_cmd(
             _add_blocks(results, files, plan, opts, specs)
     if plot is not None:
         _plot(results, plot)
+    if report is not None:
+        from odml.devices import run_page
+
+        page = run_page.write(report, {"about": f"{threads} thread(s), {runtime}, XNNPACK {'on' if xnnpack else 'off'}",
+                                       "results": results})
+        err.print(f"report: {page}", markup=False)
     for r in results:
         r.pop("samples_ms", None)
     if json_out:
@@ -202,7 +213,8 @@ def _add_blocks(results, files, plan, opts, specs) -> None:
 
 
 def _budgets(path: Path, junit: Optional[Path], json_out: bool, device: Optional[str] = None,
-             accelerators: Optional[list] = None, benchmark_binary: Optional[Path] = None) -> None:
+             accelerators: Optional[list] = None, benchmark_binary: Optional[Path] = None,
+             report: Optional[Path] = None) -> None:
     import time
 
     from odml.files import write_text_atomic
@@ -216,9 +228,15 @@ def _budgets(path: Path, junit: Optional[Path], json_out: bool, device: Optional
     with err.status("checking budgets") as status:
         checks = evaluate(bf, progress=status.update, device=device, accelerators=accelerators,
                           benchmark_binary=str(benchmark_binary) if benchmark_binary else None)
-    if junit is not None:
-        write_text_atomic(junit, junit_xml(checks, time_s=time.perf_counter() - t0))
     failed = [c for c in checks if not c["ok"]]
+    page = None
+    if report is not None:  # written whatever the verdict: a failed gate shows why
+        from odml.devices import run_page
+
+        page = run_page.write(report, {"source": bf.source, "checks": checks, "ok": not failed})
+        err.print(f"report: {page}", markup=False)
+    if junit is not None:
+        write_text_atomic(junit, junit_xml(checks, time_s=time.perf_counter() - t0, report=page))
     if json_out:
         print_json({"budgets": {"source": bf.source, "checks": checks, "ok": not failed}})
     else:

@@ -245,13 +245,20 @@ def check(name: str, what: str, limit: float, measured: float, unit: str, upper:
             "bound": "max" if upper else "min", "ok": bool(ok)}
 
 
-def junit_xml(checks: list[dict[str, Any]], suite: str = "odml.budgets", time_s: float = 0.0) -> str:
+def junit_xml(checks: list[dict[str, Any]], suite: str = "odml.budgets", time_s: float = 0.0,
+              report: Any = None) -> str:
+    """JUnit XML, one test case per check; ``report``: the run's page
+    (bench --report), named in the suite's properties and in every case."""
     fails = sum(1 for c in checks if not c["ok"])
     lines = ['<?xml version="1.0" encoding="UTF-8"?>',
              f'<testsuites><testsuite name={quoteattr(suite)} tests="{len(checks)}" failures="{fails}" '
              f'errors="0" time="{time_s:.3f}">']
+    see = ""
+    if report is not None:
+        lines.append(f'  <properties><property name="report" value={quoteattr(str(report))}/></properties>')
+        see = f" (the page: {report})"
     for c in checks:
-        desc = f"{c['bound']} {c['limit']:.6g} {c['unit']}, measured {c['measured']:.6g} {c['unit']}"
+        desc = f"{c['bound']} {c['limit']:.6g} {c['unit']}, measured {c['measured']:.6g} {c['unit']}{see}"
         lines.append(f'  <testcase classname={quoteattr(c["model"])} name={quoteattr(c["check"])}>')
         if not c["ok"]:
             lines.append(f'    <failure message={quoteattr("budget exceeded: " + desc)}/>')

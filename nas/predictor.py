@@ -593,7 +593,10 @@ def calibrate(cfg: CalibrationConfig, out: Path, progress: Callable[[str], None]
         doc = fit(recs, cfg, sp, dev)
         doc["calibration_s"] = round(spent if finished_before and len(recs) == n_before else elapsed(), 1)
         write_json_atomic(out / PREDICTOR, doc)
-    return {"out": str(out), "predictor": str(out / PREDICTOR), "device": dev.label, "space": sp.name,
+        from odml import report
+
+        report.write(out)  # report.html: predicted against measured on the held-out models
+    return {"out": str(out), "predictor": str(out / PREDICTOR), "page": str(out / report.PAGE), "device": dev.label, "space": sp.name,
             "precision": cfg.precision, "statistic": cfg.statistic, "units": len(doc["units"]), "models_fit": len(doc["models_fit"]),
             "models_held_out": len(doc["held_out"]), "accuracy": doc["accuracy"], "calibration_s": doc["calibration_s"],
             "unit_cv": doc.get("unit_cv")}

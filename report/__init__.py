@@ -10,7 +10,8 @@ from pathlib import Path
 from odml.report.views import VIEWS, ReportError
 
 PAGE = "report.html"
-MARKERS = {"search": "search.json", "compress": "compress.json", "export": "export.json"}  # the settings file that says who made a folder
+MARKERS = {"search": "search.json", "compress": "compress.json", "export": "export.json",
+           "calibrate": "calibrate.json", "bench": "bench.json"}  # the settings file that says who made a folder
 
 
 def kind_of(folder: Path) -> str:
@@ -22,7 +23,7 @@ def kind_of(folder: Path) -> str:
         if (folder / marker).is_file():
             return kind
     raise ReportError(f"{folder}: no odml run in it (none of {', '.join(MARKERS.values())}); give the --out folder "
-                      "of odml search, compress or export")
+                      "of odml search, compress, export or calibrate, or bench's --report")
 
 
 def render(folder: Path, shown_as: str | None = None) -> str:

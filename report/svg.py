@@ -151,7 +151,7 @@ def scatter(series: Sequence[Series], axes: Axes, label: str) -> str:
             d = " ".join(f"{'M' if j == 0 else 'L'}{px(x):.1f},{py(y):.1f}" for j, (x, y, _, _) in enumerate(ok))
             body.append(f'<path d="{d}" fill="none" stroke="{color}" stroke-width="1.5"/>')
         fill = "none" if s.hollow else color
-        for x, y, t, n in ok:
+        for x, y, t, n in ok if s.size > 0 else []:  # (size 0: a line alone)
             body.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="{s.size}" fill="{fill}" stroke="{color}">'
                         f'<title>{escape(t)}</title></circle>')
             if n:
@@ -184,27 +184,36 @@ def bars(rows: Sequence[tuple[str, float]], unit: str, label: str, color: str = 
 
 
 def histogram(groups: Sequence[tuple[str, Sequence[float]]], unit: str, label: str, bins: int = 30) -> str:
-    """Each group's values counted in the same equal bins (one colour each)."""
+    """Each group's values counted in the same bins (one colour each):
+    log-spaced when the values span more than 3x (a latency's tail), equal
+    otherwise."""
     vals = [v for _, vs in groups for v in vs if _finite(v)]
     if not vals:
         return _frame(label, [f'<text x="{W / 2}" y="{H / 2}" text-anchor="middle">nothing to draw</text>'])
     lo, hi = min(vals), max(vals)
+    log = lo > 0 and hi / lo > 3
     if hi <= lo:
         lo, hi = lo - 0.5 * (abs(lo) or 1), hi + 0.5 * (abs(hi) or 1)
-    width = (hi - lo) / bins
-    counts = []
-    for _, vs in groups:
+    if log:
+        edges = [lo * (hi / lo) ** (j / bins) for j in range(bins + 1)]
+    else:
+        edges = [lo + (hi - lo) * j / bins for j in range(bins + 1)]
+
+    def which(v: float) -> int:
+        f = math.log(v / lo) / math.log(hi / lo) if log else (v - lo) / (hi - lo)
+        return min(bins - 1, max(0, int(f * bins)))
+
+    series = []
+    for i, (name, vs) in enumerate(groups):
         c = [0] * bins
         for v in vs:
-            if _finite(v):
-                c[min(bins - 1, int((v - lo) / width))] += 1
-        counts.append(c)
-    series = []
-    for i, ((name, _), c) in enumerate(zip(groups, counts)):
-        pts = [(lo + (j + 0.5) * width, float(n), f"{name}: {n} runs in {lo + j * width:.4g}-{lo + (j + 1) * width:.4g} "
-                f"{unit}") for j, n in enumerate(c)]
+            if _finite(v) and (v > 0 or not log):
+                c[which(v)] += 1
+        mid = [math.sqrt(edges[j] * edges[j + 1]) if log else (edges[j] + edges[j + 1]) / 2 for j in range(bins)]
+        pts = [(mid[j], float(n), f"{name}: {n} runs in {edges[j]:.4g}-{edges[j + 1]:.4g} {unit}")
+               for j, n in enumerate(c)]
         series.append(Series(name, pts, COLORS[i % len(COLORS)], line=True, size=2))
-    return scatter(series, Axes(unit, "runs"), label)
+    return scatter(series, Axes(unit + (" (log scale)" if log else ""), "runs", log_x=log), label)
 
 
 def blocks(stem: Any, layers: Sequence[Any], head: Any, label: str) -> str:

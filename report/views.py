@@ -14,14 +14,14 @@ from typing import Any
 from odml.errors import OdmlError
 from odml.files import read_jsonl
 from odml.report.page import Page, note, num, table
-from odml.report.svg import Axes, Mark, Series, bars, blocks, scatter
+from odml.report.svg import Axes, Mark, Series, bars, blocks, histogram, scatter
 
 
 class ReportError(OdmlError):
     """A folder a page cannot be made of."""
 
 
-SCHEMAS = {"search": 1, "compress": 1, "export": 1}  # the newest report schema each view reads
+SCHEMAS = {"search": 1, "compress": 1, "export": 1, "calibrate": 2, "bench": 1}  # the newest report schema each view reads
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
@@ -323,4 +323,144 @@ def _edgetpu(arts: list[dict[str, Any]]) -> str:
     return table(["file", "ops on the Edge TPU", "ops on the CPU", "first op left on the CPU"], rows, text_cols=(3,))
 
 
-VIEWS = {"search": search_page, "compress": compress_page, "export": export_page}
+# ---- calibrate ---------------------------------------------------------------------------
+def calibrate_page(folder: Path) -> Page:
+    """A latency predictor's calibration: predicted against measured latency
+    on the models held out of the fit, and what each kind of unit costs."""
+    path = folder / "predictor.json"
+    if not path.is_file():
+        n = len(read_jsonl(folder / "measurements.jsonl"))
+        raise ReportError(f"{path}: missing: the calibration did not finish ({n} measurements so far; run the same "
+                          "command to resume)")
+    doc = read_json(path, "")
+    check_schema(doc, "calibrate", path)
+    acc = doc.get("accuracy") or {}
+    space = doc.get("space") or {}
+    page = Page(f"Latency predictor for {space.get('name', '?')} on {doc.get('device', '?')}",
+                f"{doc.get('precision')}, {doc.get('threads')} thread(s), {doc.get('statistic')} of the runs; "
+                f"{len(doc.get('models_fit') or [])} models fitted, {len(doc.get('held_out') or [])} held out",
+                source=str(folder))
+    page.figures += [(f"{100 * acc['within_10pct']:.0f}%" if isinstance(acc.get("within_10pct"), float) else "-",
+                      "held out within 10%"),
+                     (f"{100 * acc['mape']:.1f}%" if isinstance(acc.get("mape"), float) else "-", "mean abs error"),
+                     (f"{num(acc.get('rmse_ms'))} ms", "RMSE"), (f"{num(doc.get('calibration_s'))} s", "calibration")]
+    page.section("Predicted against measured (held-out models)", lambda: _held_out(doc.get("held_out") or []))
+    page.section("What each kind of unit costs", lambda: _units(doc.get("units") or []))
+    return page
+
+
+def _held_out(rows: list[dict[str, Any]]) -> str:
+    pts = [(r["ms"], r["predicted_ms"], f"measured {num(r['ms'])} ms, predicted {num(r['predicted_ms'])} ms\n"
+            f"{r.get('line', '')}") for r in rows if isinstance(r.get("ms"), (int, float))
+           and isinstance(r.get("predicted_ms"), (int, float))]
+    if not pts:
+        return note("No model was held out.")
+    lo, hi = min(min(p[0], p[1]) for p in pts), max(max(p[0], p[1]) for p in pts)
+    diag = Series("predicted = measured", [(lo, lo, ""), (hi, hi, "")], color="#999", line=True, size=0)
+    svg = scatter([Series("held-out model", pts, size=4.5), diag], Axes("measured (ms)", "predicted (ms)"),
+                  "predicted against measured latency")
+    table_rows = [(r.get("ms"), r.get("predicted_ms"), (r["predicted_ms"] / r["ms"] - 1) * 100 if r.get("ms") else None,
+                   r.get("line", "")) for r in sorted(rows, key=lambda r: r.get("ms") or 0)]
+    return svg + table(["measured ms", "predicted ms", "error %", "architecture"], table_rows, text_cols=(3,))
+
+
+def _units(units: list[dict[str, Any]]) -> str:
+    by: dict[str, list[float]] = {}
+    for u in units:
+        d = u.get("unit") or {}
+        key = f"{d.get('kind')} k{d.get('kernel')}" if d.get("kind") not in ("stem", "head") else str(d.get("kind"))
+        if isinstance(u.get("ms"), (int, float)):
+            by.setdefault(key, []).append(u["ms"])
+    rows = sorted(((k, sum(v) / len(v)) for k, v in by.items()), key=lambda kv: -kv[1])
+    return (bars(rows, "ms", "mean measured ms per unit kind")
+            + note(f"{len(units)} units measured; each bar is the mean over that kind's shapes."))
+
+
+# ---- bench -------------------------------------------------------------------------------
+def bench_page(folder: Path) -> Page:
+    """A bench run: the budget verdict first (with --budget), then each
+    model's latency distribution per device, the figures, the OVIC score
+    and accuracy, and the per-op profile per block where measured."""
+    path = folder / "bench.json"
+    doc = read_json(path, "not a bench report folder")
+    check_schema(doc, "bench", path)
+    results = doc.get("results") or []
+    page = Page("Benchmark" if "checks" not in doc else f"Latency budgets from {doc.get('source', '?')}",
+                doc.get("about", ""), source=str(folder))
+    if "checks" in doc:
+        checks = doc["checks"]
+        failed = [c for c in checks if not c.get("ok")]
+        page.verdict = (not failed, f"all {len(checks)} budget checks passed" if not failed else
+                        f"{len(failed)} of {len(checks)} budget checks failed: "
+                        + "; ".join(f"{c.get('model')} {c.get('check')} {num(c.get('measured'))} against "
+                                    f"{num(c.get('limit'))} {c.get('unit', '')}".rstrip() for c in failed))
+        page.section("Budget checks", lambda: _checks(checks))
+    if results:
+        page.figures += [(num(len(results)), "models x devices")]
+        page.section("Latency distributions", lambda: _distributions(results))
+        page.section("Figures per model and device", lambda: _bench_table(results))
+        scored = [r for r in results if r.get("classification")]
+        if scored:
+            page.section("Accuracy and the OVIC score", lambda: _scored(scored))
+        for r in results:
+            if r.get("op_breakdown") or r.get("blocks"):
+                page.section(f"Where the time goes: {Path(str(r.get('model'))).name} on {r.get('device')}",
+                             lambda r=r: _profile(r))
+    return page
+
+
+def _checks(checks: list[dict[str, Any]]) -> str:
+    rows = [(c.get("model"), c.get("check"), f"{'<=' if c.get('bound') == 'max' else '>='} {num(c.get('limit'))} "
+             f"{c.get('unit', '')}", f"{num(c.get('measured'))} {c.get('unit', '')}", "pass" if c.get("ok") else "FAIL")
+            for c in checks]
+    ratio = [(f"{c.get('model')} {c.get('check')}", c["measured"] / c["limit"]) for c in checks
+             if isinstance(c.get("measured"), (int, float)) and c.get("limit")]
+    return (table(["model", "check", "limit", "measured", "verdict"], rows, highlight=[not c.get("ok") for c in checks])
+            + bars(ratio, "x the limit", "measured against the limit", color="#7f7f7f"))
+
+
+def _label(r: dict[str, Any]) -> str:
+    acc = r.get("accelerator")
+    return f"{Path(str(r.get('model'))).name} on {r.get('device')}{' (' + acc + ')' if acc and acc != 'cpu' else ''}"
+
+
+def _distributions(results: list[dict[str, Any]]) -> str:
+    groups = [(_label(r), r.get("samples_ms") or []) for r in results]
+    if not any(v for _, v in groups):
+        return note("The timed runs were not kept (a phone reports its statistics only).")
+    return histogram(groups, "ms per run", "latency of each timed run")
+
+
+def _bench_table(results: list[dict[str, Any]]) -> str:
+    rows = [(_label(r), r.get("median_ms"), r.get("p90_ms"), r.get("p99_ms"), r.get("cv"), r.get("init_ms"),
+             r.get("peak_rss_mb"), (r.get("size_bytes") or 0) / 1024, r.get("count")) for r in results]
+    return table(["model", "median ms", "p90 ms", "p99 ms", "CV", "init ms", "peak MB", "KB", "runs"], rows)
+
+
+def _scored(results: list[dict[str, Any]]) -> str:
+    rows = []
+    for r in results:
+        c = r["classification"]
+        o = c.get("ovic") or {}
+        rows.append((_label(r), c.get("data"), c.get("accuracy"), c.get("miou"), c.get("auc"),
+                     c.get("mean_latency_ms"), o.get("score"), f"{o['within_budget']}/{o['images']}" if o else "-"))
+    return table(["model", "data", "accuracy", "mIoU", "ROC AUC", "ms per input", "OVIC score", "within budget"], rows)
+
+
+def _profile(r: dict[str, Any]) -> str:
+    out = []
+    ob = r.get("op_breakdown")
+    if ob:
+        units = ob.get("units") or []
+        out.append(bars([(str(u.get("unit")), u.get("ms")) for u in units], "ms", "time per block (op profile)"))
+        out.append(note(f"{ob.get('method', '')}; the ops sum to {num(ob.get('sum_ms'))} ms against "
+                        f"{num(ob.get('bench_ms'))} ms for the whole model."))
+    bl = r.get("blocks")
+    if bl:
+        out.append(bars([(f"{b.get('unit')} {b.get('what', '')}", b.get("median_ms")) for b in bl.get("blocks") or []],
+                        "ms", "each block exported alone and measured", color="#ff7f0e"))
+    return "".join(out)
+
+
+VIEWS = {"search": search_page, "compress": compress_page, "export": export_page, "calibrate": calibrate_page,
+         "bench": bench_page}
