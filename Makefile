@@ -34,7 +34,7 @@ demo: $(STAMP)
 	$(BIN)/odml zoo show mobilenet_edgetpu_v2_tiny --width 0.5 --input-size 32 --classes 10 --out runs/demo/spec.json
 	$(BIN)/odml train runs/demo/spec.json --data digits --epochs 12 --out runs/demo/model.keras
 	$(BIN)/odml export runs/demo/model.keras --data digits --quantize fp32,int8 --out runs/demo/export
-	$(BIN)/odml bench runs/demo/export/model_fp32.tflite runs/demo/export/model_int8.tflite --data digits --ovic --plot runs/demo/latency.png
+	$(BIN)/odml bench runs/demo/export/model_fp32.tflite runs/demo/export/model_int8.tflite --data digits --ovic --plot runs/demo/latency.png --report runs/demo/bench
 	$(BIN)/odml compress runs/demo/model.keras --data digits --sizes 0.5,0.25 --epochs 4 --pick "latency_ms<=1" --out runs/demo/compress
 	$(BIN)/odml search --space small32 --data digits --target-ms 0.3 --trials 6 --epochs 1 --out runs/demo/search
 

@@ -118,12 +118,13 @@ def bench_cmd(
 
         page = run_page.write(report, {"about": f"{threads} thread(s), {runtime}, XNNPACK {'on' if xnnpack else 'off'}",
                                        "results": results})
-        err.print(f"report: {page}", markup=False)
     for r in results:
         r.pop("samples_ms", None)
     if json_out:
-        print_json({"bench": results})
+        print_json({"bench": results, **({"page": str(report / "report.html")} if report else {})})
         return
+    if report is not None:
+        out.print(f"report: {report / 'report.html'}", markup=False, highlight=False)
     render_table(results, f"odml bench ({threads} thread(s), {runtime}, XNNPACK {'on' if xnnpack else 'off'})")
     for r in results:
         c = r.get("classification")
@@ -234,11 +235,11 @@ def _budgets(path: Path, junit: Optional[Path], json_out: bool, device: Optional
         from odml.devices import run_page
 
         page = run_page.write(report, {"source": bf.source, "checks": checks, "ok": not failed})
-        err.print(f"report: {page}", markup=False)
     if junit is not None:
         write_text_atomic(junit, junit_xml(checks, time_s=time.perf_counter() - t0, report=page))
     if json_out:
-        print_json({"budgets": {"source": bf.source, "checks": checks, "ok": not failed}})
+        print_json({"budgets": {"source": bf.source, "checks": checks, "ok": not failed,
+                                **({"page": str(page)} if page else {})}})
     else:
         t = Table(title=f"budgets from {bf.source}")
         for col in ("model", "check", "limit", "measured", "verdict"):
@@ -248,6 +249,8 @@ def _budgets(path: Path, junit: Optional[Path], json_out: bool, device: Optional
             t.add_row(c["model"], c["check"], f"{sign} {c['limit']:.4g} {c['unit']}".rstrip(),
                       f"{c['measured']:.4g} {c['unit']}".rstrip(), "[green]pass[/]" if c["ok"] else "[red]FAIL[/]")
         out.print(t)
+        if page:
+            out.print(f"report: {page}", markup=False, highlight=False)
     if failed:
         raise CheckFailed(f"{len(failed)} of {len(checks)} budget checks failed: "
                           + "; ".join(f"{c['model']} {c['check']}" for c in failed))

@@ -62,3 +62,100 @@ def assert_one_line_error(r, *fragments, code=2):
     for f in fragments:
         assert f in lines[0], (f, lines[0])
     assert "Traceback" not in r.stderr + r.stdout
+
+
+# ---- report.html in a real browser -------------------------------------------------------------
+def chromium() -> str:
+    """Debian's chromium (installed by .ci/run); skips (fails under CI) without it."""
+    import shutil
+
+    exe = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+    need(exe is not None, "chromium not found: apt-get install chromium (the page tests open report.html in it)")
+    return exe
+
+
+# the browser's own traffic (network time, component updates, sign-in), not the page's: left out of the count
+BROWSER_OWN = ("clients2.google.com/time/", "update.googleapis.com", "accounts.google.com",
+               "optimizationguide-pa.googleapis.com", "content-autofill.googleapis.com", "redirector.gvt1.com")
+
+
+def open_in_chromium(page: Path, shot: Path) -> tuple[list, str]:
+    """``page`` opened in headless chromium, a screenshot taken to ``shot``:
+    (the requests it made, through a recording proxy on loopback, less the
+    browser's own; the rendered DOM)."""
+    import socket
+    import subprocess
+    import tempfile
+    import threading
+
+    exe = chromium()
+    hits = []
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    srv.settimeout(0.2)
+    stop = threading.Event()
+
+    def record():
+        while not stop.is_set():
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                continue
+            c.settimeout(1)
+            try:
+                hits.append(c.recv(300).decode(errors="replace").splitlines()[0])
+            except (OSError, IndexError):
+                hits.append("?")
+            c.close()
+
+    t = threading.Thread(target=record, daemon=True)
+    t.start()
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            base = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    f"--user-data-dir={d}/profile", f"--proxy-server=http://127.0.0.1:{srv.getsockname()[1]}",
+                    "--proxy-bypass-list=<-loopback>", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--disable-default-apps", "--no-pings",
+                    "--disable-features=NetworkTimeServiceQuerying,OptimizationHints,Translate,MediaRouter"]
+            r = subprocess.run([*base, "--window-size=1000,1400", f"--screenshot={shot}", page.as_uri()],
+                               capture_output=True, text=True, timeout=120)
+            assert shot.is_file(), r.stderr[-1500:]
+            dom = subprocess.run([*base, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                                 timeout=120).stdout
+    finally:
+        stop.set()
+        t.join(2)
+        srv.close()
+    return [h for h in hits if not any(b in h for b in BROWSER_OWN)], dom
+
+
+def check_page(folder: Path, *expected: str) -> dict:
+    """FOLDER/report.html opened in headless chromium: it refers to no
+    resource, requests nothing (every request goes through a recording
+    proxy), its screenshot is not blank, and its rendered text holds each
+    of ``expected`` (figures the caller takes from the run's JSON). Returns
+    {"size": bytes, "screenshot": a copy of it, "text": the page's text}."""
+    import re
+    import tempfile
+
+    from PIL import Image
+
+    page = Path(folder) / "report.html"
+    assert page.is_file(), f"{page} was not written"
+    html = page.read_text(encoding="utf-8")
+    # nothing that would fetch: no script, stylesheet, image or frame from anywhere (the SVG namespace is a name)
+    assert not re.search(r"<script|<link|<iframe|<img|@import|url\(", html, re.I), "the page refers to a resource"
+    assert not re.findall(r"(?:src|href)\s*=\s*[\"']?(?:https?:)?//", html, re.I), "the page fetches from the network"
+    keep = Path(tempfile.gettempdir()) / f"odml_page_{Path(folder).name}.png"
+    keep.unlink(missing_ok=True)
+    hits, dom = open_in_chromium(page, keep)
+    assert not hits, f"the page made network requests: {hits}"
+    img = np.asarray(Image.open(keep).convert("L"), dtype=np.float32)
+    dark = float((img < 200).mean())
+    assert img.std() > 10 and dark > 0.005, (img.std(), dark)  # drawn (a blank page: 0 and 0)
+    text = " ".join(re.sub(r"<[^>]+>", " ", dom).split())
+    assert len(text) > 200, dom[:500]
+    for e in expected:
+        assert e in text, (e, text[:3000])
+    return {"size": page.stat().st_size, "screenshot": keep, "text": text}

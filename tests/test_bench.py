@@ -1,11 +1,12 @@
 """odml bench on the host: real LiteRT, statistics that hang together, no
 TensorFlow import, one-line errors. (adb and Edge TPU devices: issue 4.)"""
 
+import json
 import subprocess
 import sys
 
 import pytest
-from helpers import assert_one_line_error
+from helpers import assert_one_line_error, check_page
 
 
 @pytest.fixture(scope="module")
@@ -186,12 +187,23 @@ min_accuracy = 1.0
 reference = "ref.tflite"
 max_ratio = 0.001
 """)
-    r = cli("bench", "--budget", bad, "--junit", tmp_path / "bad.xml")
+    r = cli("bench", "--budget", bad, "--junit", tmp_path / "bad.xml", "--report", tmp_path / "page")
     assert_one_line_error(r, "4 of 4 budget checks failed", code=1)
     assert r.stdout.count("FAIL") == 4
     suite = ET.parse(tmp_path / "bad.xml").getroot().find("testsuite")
     assert suite.get("failures") == "4"
     assert all(tc.find("failure") is not None for tc in suite.findall("testcase"))
+    # the page of the failed gate: the verdict first, each check with its measured figure; the JUnit file names it
+    doc = json.loads((tmp_path / "page" / "bench.json").read_text())
+    assert doc["ok"] is False and len(doc["checks"]) == 4
+    from odml.report.page import num
+
+    text = check_page(tmp_path / "page", "FAILED: 4 of 4 budget checks failed",
+                      *(num(c["measured"]) for c in doc["checks"]))["text"]
+    assert text.index("FAILED") < text.index("Budget checks")
+    prop = suite.find("properties/property")
+    assert prop.get("name") == "report" and prop.get("value") == str(tmp_path / "page" / "report.html")
+    assert "report.html" in suite.find("testcase/failure").get("message")
 
 
 def test_budget_ratio_of_a_bigger_model_is_above_one(cli, tflite, bigger, tmp_path):

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from helpers import assert_one_line_error, make_image_folder
+from helpers import assert_one_line_error, check_page, make_image_folder
 
 SMS = __import__("conftest").SHARED / "data" / "sms_spam" / "SMSSpamCollection.tsv"
 # digits: 10 classes, chance 0.1 (a broken QAT once scored 0.097). The tiny students below, distilled for one
@@ -194,6 +194,12 @@ def test_several_students_in_one_run(cli, teacher, tmp_path):
     assert (soft_label_note(on_train) is not None) == any("the teacher is sure" in n for n in rep["notes"])
     picked = [s for s in studs if s["picked"]]
     assert len(picked) == 1 and rep["picked"] == picked[0]["label"]
+    # its page: each student's figures against the teacher's, the picked one named, the phases
+    from odml.report.page import num
+
+    check_page(out, "Students against the teacher", "The cost of the run", *(s["label"] for s in studs),
+               *(num(s["int8_accuracy"]) for s in studs), num(t["accuracy"]), rep["picked"])
+    assert rep["files"]["page"] == str(out / "report.html")
     assert picked[0]["int8_accuracy"] == max(s["int8_accuracy"] for s in studs)
     assert (out / "compress.png").read_bytes()[:4] == b"\x89PNG" and not (out / "checkpoints").exists()
     # a rerun finds everything done (same report, nothing retrained), also from a run folder of before a recipe

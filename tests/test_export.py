@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import assert_one_line_error, need
+from helpers import assert_one_line_error, need, check_page
 
 SMALL = ["--input-size", "32", "--width", "0.25"]
 MUTANTS, MIN_RAN = 40, 10  # test_corrupted_bytes_never_crash: mutants, and how many must reach invoke() (23 do with seed 1)
@@ -156,6 +156,11 @@ def test_int8_io_and_onnx_parity(cli, tmp_path, trained):
     t = cli("inspect", out / "model_int8.tflite", "--json").json()["inspect"]
     assert t["inputs"][0]["dtype"] == "int8" and t["outputs"][0]["dtype"] == "int8"
     assert t["inputs"][0]["quantization"]["scale"][0] > 0
+    # the page: passed, each file with its size and parity figures
+    from odml.report.page import num
+
+    check_page(out, "PASSED", *(a["file"] for a in arts), *(num(a["parity"]["rel_mean_err"]) for a in arts),
+               *(num(a["size_bytes"] / 1024) for a in arts))
 
 
 def test_edgetpu_lowering_and_compatibility(cli, tmp_path, trained):

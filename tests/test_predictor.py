@@ -14,7 +14,7 @@ import sys
 import time
 
 import pytest
-from helpers import assert_one_line_error
+from helpers import assert_one_line_error, check_page
 from test_search import TINY
 
 from odml.files import read_jsonl
@@ -153,6 +153,11 @@ def test_calibrate_writes_a_predictor_and_resumes(cli, calibrated):
     mins = {r["line"]: r["min_ms"] for r in recs if r["what"] == "model" and r["role"] == "holdout"}
     meds = {r["line"]: r["median_ms"] for r in recs if r["what"] == "model" and r["role"] == "holdout"}
     assert {r["line"]: r["ms"] for r in doc["held_out"]} == mins
+    # its page: predicted against measured on every held-out model, the figures of predictor.json
+    from odml.report.page import num
+
+    check_page(out, "Predicted against measured", f"{100 * acc['within_10pct']:.0f}%",
+               *(num(r["predicted_ms"]) for r in doc["held_out"]))
     # a rerun with the same settings resumes: the budget is spent, nothing is measured again, the same fit
     r = cli(*calibrated["args"])
     assert r.exit_code == 0, r.stderr

@@ -13,7 +13,7 @@ import sys
 import time
 
 import pytest
-from helpers import assert_one_line_error
+from helpers import assert_one_line_error, check_page
 
 # A tiny space on 16x16 inputs: a trial (export, measure, one epoch) takes seconds.
 TINY = {
@@ -263,6 +263,12 @@ def test_search_end_to_end_evolution(cli, tiny_space, tmp_path):
     accs = [p["accuracy"] for p in front]
     assert lats == sorted(lats) and accs == sorted(accs) and len(front) >= 1
     assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # its page (report.html), in a real browser: the best trial's figures and architecture, every trial listed
+    from odml.report.page import num
+
+    text = check_page(out, f"Search of {s['space']}", num(best["accuracy"]), best["line"].split()[1],
+                      *(num(x["reward"]) for x in recs))["text"]
+    assert text.count(best["line"].split()[-1]) >= 1 and s["files"]["report.html"] == str(out / "report.html")
     spec = ModelSpec.load(out / "best_spec.json")
     assert spec.to_line() == best["line"] and spec.input_shape == (16, 16, 3) and spec.num_classes == 10
     # the best spec is usable by export
