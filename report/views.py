@@ -64,12 +64,13 @@ def search_page(folder: Path) -> Page:
     page = Page(f"Search of {space}", f"{len(recs)} trials on {device}, target {num(target)} ms, "
                 f"{settings.get('strategy', '?')} strategy", source=str(folder))
     best = (summary or {}).get("best")
+    trained = (summary or {}).get("trained", sum(1 for r in recs if _trained(r)))  # (older summaries lack it)
     if summary is None:
         page.verdict = (False, "summary.json is missing: the search did not finish (run the same command to resume); "
                                "the trials finished so far are shown")
-    elif not (summary.get("trained") or 0):
+    elif not trained:
         page.verdict = (False, "no trial was trained: no best model")
-    if best and summary and summary.get("trained"):
+    if best and summary and trained:
         page.figures += [(num(best.get("accuracy")), f"best {metric}"), (f"{num(best.get('latency_ms'))} ms", "its latency"),
                          (_mb(best.get("params")), "its parameters"), (_mb(best.get("macs")), "its MACs")]
     page.figures += [(num(len(recs)), "trials"), (num((summary or {}).get("considered", len(recs))), "considered")]

@@ -97,3 +97,27 @@ def test_an_unfinished_run_gets_a_page_that_says_so(cli, tmp_path):
     (out / "summary.json").write_text(json.dumps(doc))
     assert cli("report", out).exit_code == 0
     check_page(out, "This part could not be drawn", "nonsense_block", "Every trial")
+
+
+def test_an_older_search_summary_and_an_unfinished_compression(cli, tmp_path):
+    """A summary from before its newer keys (no metric, trained or pareto)
+    still makes a page; a compression killed before its report.json gets a
+    page of the models results.jsonl holds, saying it did not finish."""
+    out = _search_folder(tmp_path / "old")
+    doc = json.loads((out / "summary.json").read_text())
+    for k in ("metric", "trained", "pareto"):
+        doc.pop(k)
+    (out / "summary.json").write_text(json.dumps({**doc, "schema": 1}))
+    assert cli("report", out).exit_code == 0
+    text = check_page(out, f"{doc['best']['accuracy']:.4g}", "best accuracy")["text"]
+    assert "no trial was trained" not in text
+    c = tmp_path / "c"
+    c.mkdir()
+    (c / "compress.json").write_text(json.dumps({"schema": 1, "teacher": "t.keras", "device": "host"}))
+    rows = [{"label": "teacher_t", "role": "teacher", "model": "t.keras", "accuracy": 0.91, "latency_ms": 0.12,
+             "size_bytes": 2_800_000, "params": 700_000},
+            {"label": "v2_tiny_w0.25", "role": "student", "accuracy": 0.783, "int8_accuracy": 0.776,
+             "latency_ms": 0.027, "size_bytes": 470_000, "params": 290_000, "line": "stem_k3_s2_c16 head_c352"}]
+    (c / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert cli("report", c).exit_code == 0
+    check_page(c, "did not finish", "v2_tiny_w0.25", "0.776", "0.91")
