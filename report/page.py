@@ -35,6 +35,8 @@ tr.hi td{background:#fff8e1}
 svg.chart{width:100%;height:auto;font-size:11px;max-width:900px}svg.chart .tick{fill:#444;font-size:10px}
 .note{color:var(--mute);font-size:.9em}.failed{color:var(--bad)}
 footer{color:var(--mute);font-size:.8em;margin-top:2em;border-top:1px solid var(--line);padding-top:.5em}
+td.text{min-width:18em}
+@media (max-width:600px){body{padding:10px}svg.chart{font-size:17px}svg.chart .tick{font-size:15px}}
 @media print{body{max-width:none;font-size:11pt}.scroll{overflow:visible}h2{break-after:avoid}svg{break-inside:avoid}}
 """
 
