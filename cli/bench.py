@@ -113,6 +113,7 @@ def bench_cmd(
             _add_blocks(results, files, plan, opts, specs)
     if plot is not None:
         _plot(results, plot)
+    page = None
     if report is not None:
         from odml.devices import run_page
 
@@ -121,10 +122,10 @@ def bench_cmd(
     for r in results:
         r.pop("samples_ms", None)
     if json_out:
-        print_json({"bench": results, **({"page": str(report / "report.html")} if report else {})})
+        print_json({"bench": results, **({"page": str(page)} if page else {})})
         return
-    if report is not None:
-        out.print(f"report: {report / 'report.html'}", markup=False, highlight=False)
+    if page is not None:
+        out.print(f"report: {page}", markup=False, highlight=False)
     render_table(results, f"odml bench ({threads} thread(s), {runtime}, XNNPACK {'on' if xnnpack else 'off'})")
     for r in results:
         c = r.get("classification")

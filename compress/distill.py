@@ -461,7 +461,7 @@ class StudentTrainer:
             with T.GradientTape() as tape:
                 t_logits = self.teacher_out(teacher(xt, training=True))
                 t_loss = self.hard_loss(y, t_logits[:n])
-            grads = replica_mean_grads(tape.gradient(t_loss, teacher.trainable_variables))
+            grads = replica_mean_grads(tape.gradient(t_loss, teacher.trainable_variables), n)
             self.teacher_opt.apply_gradients(zip(grads, teacher.trainable_variables))
         else:
             t_logits = self.teacher_out(teacher(xt, training=False))  # one teacher pass, shared by every student
@@ -493,7 +493,7 @@ class StudentTrainer:
                 with T.GradientTape() as tape:
                     logits = s.model(x, training=True)
                     loss = self.student_loss(y, logits, target)
-                grads = replica_mean_grads(tape.gradient(loss, s.model.trainable_variables))
+                grads = replica_mean_grads(tape.gradient(loss, s.model.trainable_variables), n)
                 if tied is None:
                     s.optimizer.apply_gradients(zip(grads, s.model.trainable_variables))
                 else:  # one optimizer step for all widths, after the last
@@ -554,7 +554,8 @@ class StudentTrainer:
         first = self.students[self.shared or 0]
         alone = Student(first.label, first.spec, first.spec.build(f"{first.label}_alone"))
         self.prepare(alone)
-        alone.optimizer.build(alone.model.trainable_variables)
+        with self.scope():
+            alone.optimizer.build(alone.model.trainable_variables)
         before = None
         cbs = self.pruning_callbacks([alone.model])  # tfmot's wrappers want their step counter, as in training
         if cbs:

@@ -256,7 +256,7 @@ def report_keypoints(p: KeypointPrepared, teacher_row: dict[str, Any]) -> dict[s
     write_json_atomic(p.out / "report.json", rep)
     from odml import report as page
 
-    page.write(p.out)  # report.html (odml report makes it again)
+    page.write_after(p.out)  # report.html (odml report makes it again)
     rep["files"] = {"report": str(p.out / "report.json"), "results": str(p.out / RESULTS),
                     "page": str(p.out / page.PAGE)}
     return rep

@@ -186,7 +186,16 @@ def prepare(o: CompressOptions) -> Any:
     if o.distribute == "multiworker":  # (before TF_CONFIG is read: whatever it says, this is refused)
         raise CompressError("--distribute multiworker: compress trains its students on one machine (its checkpoints, "
                             "exports and latencies are local); use --distribute mirrored for its GPUs")
-    distribute.strategy(distribute.check(o.distribute))  # before the teacher: the strategy's devices are set before TensorFlow starts
+    cluster = distribute.check(o.distribute)
+    if cluster.kind != "none":  # the techniques whose variables change inside the step, outside what replicas share
+        why = ("--shared: the narrower widths are copied out of the widest inside each step" if recipe.shared.enabled
+               else "distill.joint: the teacher trains too" if recipe.distill.joint
+               else "pruning with QAT: odml holds the masks and applies them inside each step"
+               if recipe.prune.enabled and recipe.quantize.mode == "qat" else None)
+        if why:
+            raise RecipeError(f"--distribute {o.distribute}: {why}, which odml does not split between devices yet; "
+                              "drop --distribute, or the technique")
+    distribute.strategy(cluster)  # before the teacher: the strategy's devices are set before TensorFlow starts
     from odml.zoo.families.external import parse_range
 
     teacher = load_teacher(o.teacher, o.input_size, parse_range(o.input_range))
@@ -213,14 +222,6 @@ def _prepare(o: CompressOptions, recipe: Recipe, teacher: Teacher, device: Any) 
         raise RecipeError("--shared: the widths learn from a fixed teacher; use --fixed-teacher")
     if recipe.shared.enabled and recipe.distill.inherits:
         raise RecipeError("--shared: the widths start from one network of their own; use --init random")
-    if o.distribute != "none":  # the techniques whose variables change inside the step, outside what replicas share
-        why = ("--shared: the narrower widths are copied out of the widest inside each step" if recipe.shared.enabled
-               else "distill.joint: the teacher trains too" if recipe.distill.joint
-               else "pruning with QAT: odml holds the masks and applies them inside each step"
-               if recipe.prune.enabled and recipe.quantize.mode == "qat" else None)
-        if why:
-            raise RecipeError(f"--distribute {o.distribute}: {why}, which odml does not split between devices yet; "
-                              "drop --distribute, or the technique")
     if recipe.distill.joint and teacher.runtime != "tf_keras":
         raise RecipeError(f"distill.joint: the teacher {teacher.path} is a {teacher.runtime} model; training it with "
                           "the students needs a tf_keras model (odml's training loop); use --fixed-teacher")
@@ -599,7 +600,7 @@ def report(p: Prepared, teacher_row: dict[str, Any]) -> dict[str, Any]:
     _plot(rep, p.out / "compress.png")
     from odml import report as page
 
-    page.write(p.out)  # report.html: the page of the folder's files (odml report makes it again)
+    page.write_after(p.out)  # report.html: the page of the folder's files (odml report makes it again)
     rep["files"] = {"report": str(p.out / "report.json"), "plot": str(p.out / "compress.png"),
                     "results": str(p.out / RESULTS), "page": str(p.out / page.PAGE)}
     return rep

@@ -41,6 +41,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape as xml_escape
 from xml.sax.saxutils import quoteattr
 
 from odml.errors import OdmlError
@@ -263,7 +264,7 @@ def junit_xml(checks: list[dict[str, Any]], suite: str = "odml.budgets", time_s:
         if not c["ok"]:
             lines.append(f'    <failure message={quoteattr("budget exceeded: " + desc)}/>')
         else:
-            lines.append(f"    <system-out>{desc}</system-out>")
+            lines.append(f"    <system-out>{xml_escape(desc)}</system-out>")
         lines.append("  </testcase>")
     lines.append("</testsuite></testsuites>")
     return "\n".join(lines) + "\n"

@@ -24,6 +24,7 @@ from odml.exporters.int8_search import RECIPE_SUFFIX
 from odml.zoo.card import Carded
 
 REPORT_NAME = "export.json"
+SCHEMA = 1  # export.json's (report/views.py reads it)
 
 
 @dataclass
@@ -285,7 +286,8 @@ def check_out_dir(out_dir: Path) -> Path:
     return out_dir
 
 
-WORK_FILES = ("model_with_metadata.tflite",)  # the work file earlier exports left behind: replaced with the rest
+WORK_FILES = ("model_with_metadata.tflite",)
+PAGE = "report.html"  # the export's page (report/): also allowed in a folder exported before it was written  # the work file earlier exports left behind: replaced with the rest
 
 
 def unexported_files(out_dir: Path) -> list[str]:
@@ -297,7 +299,7 @@ def unexported_files(out_dir: Path) -> list[str]:
         listed = set(report.get("files") or [a["file"] for a in report["artifacts"]])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return have
-    listed |= {REPORT_NAME, *WORK_FILES} | {f"{Path(f).stem}_compiler.log" for f in listed}
+    listed |= {REPORT_NAME, PAGE, *WORK_FILES} | {f"{Path(f).stem}_compiler.log" for f in listed}
     return [f for f in have if f not in listed]
 
 
@@ -477,8 +479,10 @@ def _export(src: Source, opts: ExportOptions, x_val: np.ndarray | None, y_val: n
 
         # all the folder will hold: the files, this report and its page
         report["files"] = sorted([*(f.name for f in stage.iterdir()), REPORT_NAME, page.PAGE])
-        write_json_atomic(stage / REPORT_NAME, {"schema": 1, **report})
-        page.write(stage, shown_as=str(opts.out_dir))  # report.html, drawn from the staged files
+        write_json_atomic(stage / REPORT_NAME, {"schema": SCHEMA, **report})
+        if page.write_after(stage, shown_as=str(opts.out_dir)) is None:  # report.html, drawn from the staged files
+            report["files"].remove(page.PAGE)  # (a page that could not be drawn: the export stands without it)
+            write_json_atomic(stage / REPORT_NAME, {"schema": SCHEMA, **report})
         replace_folder(stage, opts.out_dir)  # the whole export in one step: the old one whole or the new one
         return report
     except Exception as e:  # a full disk while staging: name the file the user asked for, not the staging one

@@ -595,7 +595,7 @@ def calibrate(cfg: CalibrationConfig, out: Path, progress: Callable[[str], None]
         write_json_atomic(out / PREDICTOR, doc)
         from odml import report
 
-        report.write(out)  # report.html: predicted against measured on the held-out models
+        report.write_after(out)  # report.html: predicted against measured on the held-out models
     return {"out": str(out), "predictor": str(out / PREDICTOR), "page": str(out / report.PAGE), "device": dev.label, "space": sp.name,
             "precision": cfg.precision, "statistic": cfg.statistic, "units": len(doc["units"]), "models_fit": len(doc["models_fit"]),
             "models_held_out": len(doc["held_out"]), "accuracy": doc["accuracy"], "calibration_s": doc["calibration_s"],

@@ -78,7 +78,7 @@ def finish(p: Prepared, baselines: list[dict[str, Any]] | None = None) -> dict[s
     _write_json(p.out / "summary.json", summary)
     from odml import report
 
-    report.write(p.out)  # report.html: the page of the folder's files (odml report makes it again)
+    report.write_after(p.out)  # report.html: the page of the folder's files (odml report makes it again)
     return summary
 
 

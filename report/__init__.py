@@ -31,8 +31,7 @@ def render(folder: Path, shown_as: str | None = None) -> str:
     on the page, when it is drawn from a staging copy)."""
     folder = Path(folder)
     page = VIEWS[kind_of(folder)](folder)
-    if shown_as:
-        page.source = shown_as
+    page.source = Path(shown_as or folder.resolve()).name  # its name, not the path it was given by
     return page.render()
 
 
@@ -44,4 +43,18 @@ def write(folder: Path, shown_as: str | None = None) -> Path:
     return write_text_atomic(folder / PAGE, render(folder, shown_as))
 
 
-__all__ = ["PAGE", "ReportError", "kind_of", "render", "write"]
+def write_after(folder: Path, shown_as: str | None = None) -> Path | None:
+    """The page written at the end of a verb whose work is done: a page that
+    cannot be drawn must not undo it. It warns on stderr (the run's files
+    stand; `odml report FOLDER` tries again) and returns None."""
+    import sys
+
+    try:
+        return write(folder, shown_as)
+    except Exception as e:  # noqa: BLE001 - the run's results are written; the page is a view of them
+        print(f"warning: {Path(shown_as or folder)}/{PAGE} not written: {type(e).__name__}: "
+              f"{' '.join(str(e).split())[:300]}", file=sys.stderr)
+        return None
+
+
+__all__ = ["MARKERS", "PAGE", "ReportError", "kind_of", "render", "write", "write_after"]

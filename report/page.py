@@ -9,7 +9,6 @@ place (``Section.failed``) and the rest of the page still stands.
 
 from __future__ import annotations
 
-import datetime
 import math
 from dataclasses import dataclass, field
 from html import escape
@@ -82,9 +81,8 @@ class Page:
                 f'<div class="figure"><b>{escape(v)}</b><span>{escape(k)}</span></div>' for v, k in self.figures)
                 + "</div>")
         parts += [s.render() for s in self.sections]
-        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        parts.append(f"<footer>odml report of {escape(self.source)}, made {stamp} from the run folder's files "
-                     "(<code>odml report FOLDER</code> makes it again).</footer>")
+        parts.append(f"<footer>odml report of the run folder {escape(self.source)}, drawn from its files alone "
+                     "(<code>odml report FOLDER</code> draws it again, the same).</footer>")
         return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                 "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
                 f"<title>{escape(self.title)}</title><style>{CSS}</style></head><body>"

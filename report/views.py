@@ -8,6 +8,7 @@ can be shown, a one-line ReportError.
 from __future__ import annotations
 
 import json
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +86,9 @@ def search_page(folder: Path) -> Page:
 
 
 def _trained(r: dict[str, Any]) -> bool:
+    """Trained (to the end, or stopped early by the median rule), as the search counts it."""
     m = r.get("metrics") or {}
-    return r.get("status") == "completed" and not m.get("rejected") and not m.get("duplicate")
+    return r.get("status") in ("completed", "stopped_early") and not m.get("rejected") and not m.get("duplicate")
 
 
 def _tip(r: dict[str, Any], metric: str) -> str:
@@ -96,11 +98,13 @@ def _tip(r: dict[str, Any], metric: str) -> str:
 
 def _front(recs: list[dict[str, Any]], summary: dict[str, Any] | None, target: Any, metric: str) -> str:
     trained = [r for r in recs if _trained(r)]
-    front_ids = {p["trial_id"] for p in (summary or {}).get("pareto", [])}
+    # the front as summary.json gives it: its latencies measured (a predicted search measures its front at the end)
+    front = [p for p in (summary or {}).get("pareto", []) if isinstance(p.get("latency_ms"), (int, float))]
+    front_ids = {p["trial_id"] for p in front}
     series = [Series("trained", [(r["latency_ms"], r["accuracy"], _tip(r, metric)) for r in trained
                                  if r["trial_id"] not in front_ids], hollow=True),
-              Series("Pareto front", [(r["latency_ms"], r["accuracy"], _tip(r, metric)) for r in trained
-                                      if r["trial_id"] in front_ids], color="#d62728", line=True, size=4.5)]
+              Series("Pareto front", [(r["latency_ms"], r["accuracy"], _tip(r, metric)) for r in front],
+                     color="#d62728", line=True, size=4.5)]
     base = (summary or {}).get("baselines") or []
     if base:
         series.append(Series("your models", [(b["latency_ms"], b["accuracy"], f"{b['name']}: {metric} "
@@ -110,8 +114,7 @@ def _front(recs: list[dict[str, Any]], summary: dict[str, Any] | None, target: A
     svg = scatter(series, Axes("latency (ms, log scale)", metric, log_x=True, marks=marks),
                   "trained candidates: accuracy against latency")
     rejected = len(recs) - len(trained)
-    front = [r for r in trained if r["trial_id"] in front_ids]
-    rows = [(r["trial_id"], r["accuracy"], r["latency_ms"], r["params"], r["reward"], r["line"])
+    rows = [(r["trial_id"], r.get("accuracy"), r["latency_ms"], r.get("params"), r.get("reward"), r.get("line", ""))
             for r in sorted(front, key=lambda r: r["latency_ms"])]
     return (svg + note(f"{len(trained)} trained; {rejected} not trained (rejected, failed or repeated). "
                        "Hover a point for its architecture.")
@@ -130,7 +133,7 @@ def _blocks(line: str) -> str:
     return (svg + note("Colour: depthwise IBN blue, fused IBN orange, group-conv IBN green; box width grows with "
                        "the channels, height with the kernel.")
             + (note("Segmentation head: " + " ".join(extra)) if extra else "")
-            + f'<p class="note"><code>{line}</code></p>')
+            + f'<p class="note"><code>{escape(line)}</code></p>')
 
 
 def _over_time(recs: list[dict[str, Any]]) -> str:
@@ -191,7 +194,7 @@ def compress_page(folder: Path) -> Page:
     if picked:
         page.figures.append((picked, "picked"))
     if teacher:
-        page.figures += [(num(teacher.get("accuracy")), "teacher accuracy"),
+        page.figures += [(num(_score(teacher)), f"teacher {_metric([teacher])}"),
                          (f"{num(teacher.get('latency_ms'))} ms", "teacher latency")]
     page.section("Students against the teacher", lambda: _students(teacher, students))
     page.section("The table to pick from", lambda: _student_table(teacher, students))
@@ -202,12 +205,22 @@ def compress_page(folder: Path) -> Page:
     return page
 
 
+SCORES = ("final_accuracy", "int8_miou", "miou", "int8_pck@0.2_vs_teacher", "pck@0.2_vs_teacher", "int8_accuracy",
+          "accuracy")  # the figure a compression ranks by, the first a row has (int8 where quantized)
+
+
 def _score(r: dict[str, Any]) -> Any:
-    """What the run ranks a model by: its final figure (int8 where quantized; mIoU for segmentation)."""
-    for k in ("final_accuracy", "int8_miou", "miou", "int8_accuracy", "accuracy"):
+    """What the run ranks a model by: its final figure (int8 where quantized;
+    mIoU for segmentation, PCK against the teacher for keypoint students)."""
+    for k in SCORES:
         if isinstance(r.get(k), (int, float)):
             return r[k]
     return None
+
+
+def _metric(rows: list[dict[str, Any]]) -> str:
+    keys = {k for r in rows for k in r}
+    return "mIoU" if "miou" in keys else "PCK@0.2 vs the teacher" if "pck@0.2_vs_teacher" in keys else "accuracy"
 
 
 def _students(teacher: dict[str, Any], students: list[dict[str, Any]]) -> str:
@@ -224,20 +237,22 @@ def _students(teacher: dict[str, Any], students: list[dict[str, Any]]) -> str:
         if teacher and isinstance(teacher.get(x_key), (int, float)):
             series.append(Series("teacher", [(teacher[x_key] * scale, _score(teacher), tip(teacher))],
                                  color="#d62728", size=6, labels=["teacher"]))
-        metric = "mIoU" if "miou" in teacher else "accuracy"
-        out.append(scatter(series, Axes(x_label, f"{metric} (int8 where quantized)", log_x=True),
+        out.append(scatter(series, Axes(x_label, f"{_metric(students)} (int8 where quantized)", log_x=True),
                            f"accuracy against {x_label}"))
     return "".join(out)
 
 
 def _student_table(teacher: dict[str, Any], students: list[dict[str, Any]]) -> str:
     rows, hi = [], []
-    for r in ([teacher] if teacher else []) + students:
-        rows.append((r.get("label"), r.get("params"), r.get("accuracy"), r.get("int8_accuracy"),
+    everyone = ([teacher] if teacher else []) + students
+    metric = _metric(everyone)
+    fkey = {"mIoU": "miou", "PCK@0.2 vs the teacher": "pck@0.2_vs_teacher"}.get(metric, "accuracy")
+    for r in everyone:
+        rows.append((r.get("label"), r.get("params"), r.get(fkey), r.get(f"int8_{fkey}"),
                      (r.get("size_bytes") or 0) / 1024, r.get("latency_ms"), r.get("speedup"),
                      "yes" if r.get("pareto") else "", "picked" if r.get("picked") else "", r.get("line", "")))
         hi.append(bool(r.get("picked")))
-    return table(["model", "params", "accuracy", "int8 accuracy", "KB", "ms", "speedup", "Pareto", "", "architecture"],
+    return table(["model", "params", metric, f"int8 {metric}", "KB", "ms", "speedup", "Pareto", "", "architecture"],
                  rows, text_cols=(9,), highlight=hi)
 
 
@@ -260,11 +275,14 @@ def export_page(folder: Path) -> Page:
     rep = read_json(path, "not an export folder")
     check_schema(rep, "export", path)
     arts = rep.get("artifacts") or []
-    failed = [a["file"] for a in arts if a.get("parity_failed")]
+    failed = [a["file"] for a in arts if a.get("parity_failed") and a.get("written") is not False]
+    fallback = [a["file"] for a in arts if a.get("written") is False]
     page = Page(f"Export of {rep.get('model', '?')}", f"{len(arts)} files for {rep.get('target', '?')}, parity on "
                 f"{rep.get('parity_inputs', '?')}", source=str(folder))
-    page.verdict = (not failed, "every file computes what the model computes, within its parity threshold" if not failed
-                    else f"parity failed for {', '.join(failed)}")
+    page.verdict = (not failed and not fallback,
+                    f"parity failed for {', '.join(failed)}" if failed else
+                    f"no recipe met the budget for {', '.join(fallback)}: not written (the other files are)"
+                    if fallback else "every file computes what the model computes, within its parity threshold")
     page.figures += [(_mb(rep.get("params")), "parameters"), (_mb(rep.get("macs")), "MACs"),
                      (num(len(arts)), "files")]
     page.section("Files and sizes", lambda: _artifacts(arts))
@@ -279,9 +297,11 @@ def export_page(folder: Path) -> Page:
 
 
 def _artifacts(arts: list[dict[str, Any]]) -> str:
-    rows = [(a.get("file"), a.get("precision"), a.get("io"), (a.get("size_bytes") or 0) / 1024, a.get("size_vs_fp32"),
-             a.get("convert_s"), ", ".join(f"{k} {v}" for k, v in (a.get("ops") or {}).items())) for a in arts]
-    return (bars([(a.get("file", "?"), (a.get("size_bytes") or 0) / 1024) for a in arts], "KB", "size per file")
+    rows = [(a.get("file") + (" (not written)" if a.get("written") is False else ""), a.get("precision"), a.get("io"),
+             (a.get("size_bytes") or 0) / 1024, a.get("size_vs_fp32"), a.get("convert_s"),
+             ", ".join(f"{k} {v}" for k, v in (a.get("ops") or {}).items())) for a in arts]
+    return (bars([(a.get("file", "?"), (a.get("size_bytes") or 0) / 1024) for a in arts
+                  if a.get("written") is not False], "KB", "size per file")
             + table(["file", "precision", "io", "KB", "of fp32", "convert s", "ops"], rows, text_cols=(6,)))
 
 
@@ -319,8 +339,12 @@ def _diagnosis(arts: list[dict[str, Any]]) -> str:
 
 
 def _edgetpu(arts: list[dict[str, Any]]) -> str:
+    def first(e: dict[str, Any]) -> str:
+        f = e.get("first_unsupported") or ""
+        return f"{f.get('op', '')}: {f.get('reason', '')}" if isinstance(f, dict) else str(f)
+
     rows = [(a.get("file"), (a["edgetpu"] or {}).get("on_edgetpu"), (a["edgetpu"] or {}).get("on_cpu"),
-             (a["edgetpu"] or {}).get("first_unsupported") or "") for a in arts]
+             first(a["edgetpu"] or {})) for a in arts]
     return table(["file", "ops on the Edge TPU", "ops on the CPU", "first op left on the CPU"], rows, text_cols=(3,))
 
 
@@ -453,7 +477,11 @@ def _profile(r: dict[str, Any]) -> str:
     ob = r.get("op_breakdown")
     if ob:
         units = ob.get("units") or []
-        out.append(bars([(str(u.get("unit")), u.get("ms")) for u in units], "ms", "time per block (op profile)"))
+        if units:
+            out.append(bars([(str(u.get("unit")), u.get("ms")) for u in units], "ms", "time per block (op profile)"))
+        else:  # a model without blocks of a spec: its layers
+            out.append(bars([(str(u.get("layer")), u.get("ms")) for u in (ob.get("layers") or [])[:30]], "ms",
+                            "time per layer (op profile)"))
         out.append(note(f"{ob.get('method', '')}; the ops sum to {num(ob.get('sum_ms'))} ms against "
                         f"{num(ob.get('bench_ms'))} ms for the whole model."))
     bl = r.get("blocks")

@@ -130,14 +130,16 @@ def open_in_chromium(page: Path, shot: Path) -> tuple[list, str]:
     return [h for h in hits if not any(b in h for b in BROWSER_OWN)], dom
 
 
-def check_page(folder: Path, *expected: str) -> dict:
+def check_page(folder: Path, *expected: str, drawn: bool = True) -> dict:
     """FOLDER/report.html opened in headless chromium: it refers to no
     resource, requests nothing (every request goes through a recording
     proxy), its screenshot is not blank, and its rendered text holds each
-    of ``expected`` (figures the caller takes from the run's JSON). Returns
+    of ``expected`` (figures the caller takes from the run's JSON; matched
+    against what the page shows, not its stylesheet or tooltips), and, with
+    ``drawn``, no section says it could not be drawn. Returns
     {"size": bytes, "screenshot": a copy of it, "text": the page's text}."""
     import re
-    import tempfile
+    from html import unescape as html_unescape
 
     from PIL import Image
 
@@ -147,15 +149,18 @@ def check_page(folder: Path, *expected: str) -> dict:
     # nothing that would fetch: no script, stylesheet, image or frame from anywhere (the SVG namespace is a name)
     assert not re.search(r"<script|<link|<iframe|<img|@import|url\(", html, re.I), "the page refers to a resource"
     assert not re.findall(r"(?:src|href)\s*=\s*[\"']?(?:https?:)?//", html, re.I), "the page fetches from the network"
-    keep = Path(tempfile.gettempdir()) / f"odml_page_{Path(folder).name}.png"
+    keep = Path(folder).parent / f"{Path(folder).name}.page.png"  # beside the folder: tests run side by side
     keep.unlink(missing_ok=True)
     hits, dom = open_in_chromium(page, keep)
     assert not hits, f"the page made network requests: {hits}"
     img = np.asarray(Image.open(keep).convert("L"), dtype=np.float32)
     dark = float((img < 200).mean())
     assert img.std() > 10 and dark > 0.005, (img.std(), dark)  # drawn (a blank page: 0 and 0)
-    text = " ".join(re.sub(r"<[^>]+>", " ", dom).split())
+    shown = re.sub(r"<(style|title)\b[^>]*>.*?</\1>", " ", dom, flags=re.S | re.I)  # not the CSS, nor tooltips
+    text = html_unescape(" ".join(re.sub(r"<[^>]+>", " ", shown).split()))
     assert len(text) > 200, dom[:500]
+    if drawn:
+        assert "could not be drawn" not in text, text[text.find("could not be drawn") - 300:][:600]
     for e in expected:
         assert e in text, (e, text[:3000])
     return {"size": page.stat().st_size, "screenshot": keep, "text": text}

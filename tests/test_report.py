@@ -34,7 +34,8 @@ def _search_folder(root: Path, trials: int = 4, summary: bool = True) -> Path:
             "schema": 1, "space": "small32", "device": "host", "target_ms": 0.5, "trials": trials, "trained": trials,
             "metric": "accuracy", "best": {k: best[k] for k in ("trial_id", "accuracy", "latency_ms", "params",
                                                                    "macs", "line", "reward")},
-            "pareto": [{"trial_id": r["trial_id"]} for r in recs[:2]]}))
+            "pareto": [{k: r[k] for k in ("trial_id", "accuracy", "latency_ms", "params", "macs", "line", "reward")}
+                       for r in recs[:2]]}))
     return root
 
 
@@ -59,7 +60,47 @@ def test_a_search_folder_makes_a_page_with_its_figures(cli, tmp_path):
                      "Candidates against the target", "The winner's blocks", "Every trial")
     assert info["size_bytes"] == got["size"] < 200_000
     html = (out / "report.html").read_text()
-    assert html.count("<circle") >= 4 and "<svg" in html  # the trials drawn, not only listed
+    # every trained trial drawn as a point with its title, in the front chart and in the trials over time
+    assert html.count("<title>trial ") == 2 * 4, html.count("<title>trial ")
+    assert f"<code>{best['line']}</code>" in html  # the winner's blocks are the best trial's
+
+
+def test_what_the_page_says_is_escaped(cli, tmp_path):
+    """Text from the run's files (an architecture line, a segmentation
+    head's tokens) is written as text, never as markup."""
+    out = _search_folder(tmp_path / "s", trials=2)
+    doc = json.loads((out / "summary.json").read_text())
+    doc["best"]["line"] += " seg_<b>bold</b>&x"
+    (out / "summary.json").write_text(json.dumps(doc))
+    assert cli("report", out).exit_code == 0
+    html = (out / "report.html").read_text()
+    assert "<b>bold</b>" not in html and "seg_&lt;b&gt;bold&lt;/b&gt;&amp;x" in html
+    check_page(out, "seg_<b>bold</b>&x")
+
+
+def test_the_page_reads_the_schemas_the_verbs_write():
+    """report/views.py reads each verb's newest schema: one bump without the
+    other would make every run of that verb end without its page."""
+    from odml.compress.run import SCHEMA as compress
+    from odml.devices.run_page import SCHEMA as bench
+    from odml.exporters.export import SCHEMA as export
+    from odml.nas.config import SCHEMA as search
+    from odml.nas.predictor import SCHEMA as calibrate
+    from odml.report.views import SCHEMAS
+
+    assert SCHEMAS == {"search": search, "compress": compress, "export": export, "calibrate": calibrate,
+                       "bench": bench}
+
+
+def test_stopped_early_trials_are_trained_ones(cli, tmp_path):
+    """The median rule's stopped trials were trained: drawn and counted."""
+    out = _search_folder(tmp_path / "s", trials=4)
+    recs = [json.loads(x) for x in (out / "trials.jsonl").read_text().splitlines()]
+    recs[3]["status"] = "stopped_early"
+    (out / "trials.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert cli("report", out).exit_code == 0
+    assert (out / "report.html").read_text().count("<title>trial ") == 8
+    assert "4 trained; 0 not trained" in check_page(out)["text"]
 
 
 def test_folders_a_page_cannot_be_made_of(cli, tmp_path):
@@ -96,7 +137,7 @@ def test_an_unfinished_run_gets_a_page_that_says_so(cli, tmp_path):
     doc["best"]["line"] = "stem_k3_s2_c16 nonsense_block head_c256"
     (out / "summary.json").write_text(json.dumps(doc))
     assert cli("report", out).exit_code == 0
-    check_page(out, "This part could not be drawn", "nonsense_block", "Every trial")
+    check_page(out, "This part could not be drawn", "nonsense_block", "Every trial", drawn=False)
 
 
 def test_an_older_search_summary_and_an_unfinished_compression(cli, tmp_path):
@@ -121,3 +162,11 @@ def test_an_older_search_summary_and_an_unfinished_compression(cli, tmp_path):
     (c / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert cli("report", c).exit_code == 0
     check_page(c, "did not finish", "v2_tiny_w0.25", "0.776", "0.91")
+
+
+def test_bench_report_refuses_another_runs_folder(cli, tmp_path):
+    out = _search_folder(tmp_path / "s", trials=2)
+    before = sorted(p.name for p in out.iterdir())
+    assert_one_line_error(cli("bench", tmp_path / "m.tflite", "--report", out), "--report", "search.json",
+                          "another odml run")
+    assert sorted(p.name for p in out.iterdir()) == before

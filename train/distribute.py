@@ -141,14 +141,20 @@ def replica_share(*tensors: Any) -> tuple[Any, ...]:
     return tuple(t[lo:hi] for t in tensors)
 
 
-def replica_mean_grads(grads: list[Any]) -> list[Any]:
-    """Gradients of this replica's mean loss, divided by the replicas: the
-    optimizer sums them across replicas, giving the mean of the replicas'."""
+def replica_mean_grads(grads: list[Any], rows: Any) -> list[Any]:
+    """Gradients of this replica's mean loss over its ``rows`` rows, weighted
+    by its share of the batch's rows: the optimizer sums them across the
+    replicas, giving the gradient of the mean over the whole batch (a short
+    last batch, or a replica given no rows, included)."""
     from odml._tf import tf
 
-    ctx = tf().distribute.get_replica_context()
-    r = 1 if ctx is None else ctx.num_replicas_in_sync
-    return grads if r == 1 else [None if g is None else g / r for g in grads]
+    T = tf()
+    ctx = T.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return grads
+    n = T.cast(rows, T.float32)
+    w = T.math.divide_no_nan(n, ctx.all_reduce("SUM", n))
+    return [None if g is None else g * T.cast(w, g.dtype) for g in grads]
 
 
 def run_split(s: Any, body: Any, x: Any, y: Any) -> Any:
