@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from helpers import assert_one_line_error, need
+from helpers import assert_one_line_error, check_page, need
 
 MEMBERS = ("mediapipe/modules/pose_detection/pose_detection.tflite",
            "mediapipe/modules/pose_landmark/pose_landmark_full.tflite",
@@ -260,6 +260,9 @@ def test_compress_distils_the_released_model_into_a_lite_student(released, cli, 
         assert (out / name).is_file(), name
     card = json.loads((out / "blazepose_lite.odml.json").read_text())
     assert card["family"] == "blazepose_landmarks"
+    from odml.report.page import num  # the page ranks the students by PCK against the teacher
+
+    check_page(out, "PCK@0.2 vs the teacher", "blazepose_lite", num(s["int8_pck@0.2_vs_teacher"]))
     before = (out / "results.jsonl").read_text()
     r = cli(*args, "--json")
     assert r.exit_code == 0 and (out / "results.jsonl").read_text() == before
@@ -382,6 +385,9 @@ def test_compress_distils_the_selfie_model_into_a_segmentation_student(released,
     assert s["iou"][1] > 0.1 and s["int8_iou"][1] > 0.1, (s["iou"], s["int8_iou"])
     card = json.loads((tmp_path / "c" / f"{s['label']}.odml.json").read_text())
     assert card["family"] == "segmentation" and card["labels"] == ["background", "person"]
+    from odml.report.page import num  # the page ranks the students by mIoU
+
+    check_page(tmp_path / "c", "mIoU", s["label"], num(s["int8_miou"]), num(t["miou"]))
 
 
 # ---- bad input --------------------------------------------------------------------------------------
