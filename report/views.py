@@ -7,7 +7,6 @@ can be shown, a one-line ReportError.
 
 from __future__ import annotations
 
-import json
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -27,14 +26,15 @@ SCHEMAS = {"search": 1, "compress": 1, "export": 1, "calibrate": 2, "bench": 1} 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
     """A JSON object of the run folder (one-line error when missing or cut short)."""
-    if not path.is_file():
-        raise ReportError(f"{path}: missing; {what}")
+    from odml.documents import read_document
+
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ReportError(f"{path}: not valid JSON ({getattr(e, 'msg', e)}; cut short by a kill?); {what}") from None
+        doc = read_document(path, "run", ReportError)
+    except ReportError as e:
+        cut = "; cut short by a kill?" if "not valid JSON" in str(e) else ""
+        raise ReportError(f"{e}{cut}{'; ' + what if what else ''}") from None
     if not isinstance(doc, dict):
-        raise ReportError(f"{path}: expected a JSON object; {what}")
+        raise ReportError(f"{path}: expected a JSON object{'; ' + what if what else ''}")
     return doc
 
 
