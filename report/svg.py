@@ -18,7 +18,7 @@ from html import escape
 from typing import Any, Sequence
 
 W, H = 640, 320  # the drawing's own units; it scales to the page
-PAD_L, PAD_R, PAD_T, PAD_B = 64, 16, 16, 44
+PAD_L, PAD_R, PAD_T, PAD_B = 64, 16, 30, 44  # (the legend sits in a row above the plot)
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 BLOCK_COLORS = {"dw": "#4c78a8", "fused": "#f58518", "gc": "#54a24b", "grouped": "#54a24b", "stem": "#9d9d9d",
                 "head": "#9d9d9d"}
@@ -157,10 +157,11 @@ def scatter(series: Sequence[Series], axes: Axes, label: str) -> str:
             if n:
                 body.append(f'<text x="{px(x) + 6:.1f}" y="{py(y) - 5:.1f}" class="tick">{escape(n)}</text>')
         legend.append((s.name, color, fill))
-    for i, (name, color, fill) in enumerate(legend):
-        y = PAD_T + 14 + 16 * i
-        body.append(f'<circle cx="{W - PAD_R - 150}" cy="{y - 4}" r="4" fill="{fill}" stroke="{color}"/>'
-                    f'<text x="{W - PAD_R - 140}" y="{y}" class="tick">{escape(name)}</text>')
+    x = PAD_L
+    for name, color, fill in legend:  # one row above the plot, clear of every point
+        body.append(f'<circle cx="{x + 4}" cy="{PAD_T - 14}" r="4" fill="{fill}" stroke="{color}"/>'
+                    f'<text x="{x + 12}" y="{PAD_T - 10}" class="tick">{escape(name)}</text>')
+        x += 24 + 6.5 * len(name)
     return _frame(label, body)
 
 
