@@ -369,11 +369,7 @@ class StudentTrainer:
         scope with the same weights first."""
         recipe = self.recipe
         with self.scope():
-            model = s.model
-            if self.strategy is not None:
-                model = s.spec.build(s.label)
-                model.set_weights(s.model.get_weights())
-            model = self.wrapped(model, s.label)
+            model = self.wrapped(self._rebuilt(s) if self.strategy is not None else s.model, s.label)
             if self.chain:
                 from odml.compress.masks import HeldMasks
 
@@ -396,9 +392,17 @@ class StudentTrainer:
         if self.strategy is None:
             return
         for s in self.students:
-            model = self.wrapped(s.spec.build(s.label), s.label)
-            model.set_weights(s.model.get_weights())
-            s.model = model
+            s.model = self._rebuilt(s, wrapped=True)
+
+    def _rebuilt(self, s: Student, wrapped: bool = False) -> Any:
+        """A new model of ``s``'s spec (in the recipe's wrappers when its
+        weights are the wrapped ones) holding ``s``'s weights: made in
+        whatever scope is current."""
+        model = s.spec.build(s.label)
+        if wrapped:
+            model = self.wrapped(model, s.label)
+        model.set_weights(s.model.get_weights())
+        return model
 
     def _share(self) -> Any:
         """``shared``: the students' variables as slices of the widest's, the

@@ -286,8 +286,7 @@ def check_out_dir(out_dir: Path) -> Path:
     return out_dir
 
 
-WORK_FILES = ("model_with_metadata.tflite",)
-PAGE = "report.html"  # the export's page (report/): also allowed in a folder exported before it was written  # the work file earlier exports left behind: replaced with the rest
+WORK_FILES = ("model_with_metadata.tflite",)  # the work file earlier exports left behind: replaced with the rest
 
 
 def unexported_files(out_dir: Path) -> list[str]:
@@ -299,6 +298,8 @@ def unexported_files(out_dir: Path) -> list[str]:
         listed = set(report.get("files") or [a["file"] for a in report["artifacts"]])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return have
+    from odml.report import PAGE  # (allowed in a folder exported before the page was written)
+
     listed |= {REPORT_NAME, PAGE, *WORK_FILES} | {f"{Path(f).stem}_compiler.log" for f in listed}
     return [f for f in have if f not in listed]
 
