@@ -337,6 +337,7 @@ class StudentTrainer:
         for s in students:
             self.prepare(s)
         self.sh = self._share()
+        self.masked, self.one_graph_why = self._one_graph()
         self.teacher_opt = _optimizer(recipe, self.steps) if d.joint else None
         # per-row losses, averaged here (a strategy's replicas refuse Keras' own averaging)
         self.ce = K.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
@@ -415,6 +416,26 @@ class StudentTrainer:
         self.load_widths(sh)
         return sh
 
+    def _one_graph(self) -> tuple[Any, str | None]:
+        """Shared widths trained one per step: every width in one graph
+        (compress/shared.py's MaskedWidths) when one graph computes each of
+        them exactly (checked on a training batch); else None and why (each
+        width then traces a step of its own)."""
+        if self.sh is None or self.recipe.shared.widths_per_step != 1:
+            return None, None
+        from odml.compress.shared import MaskedWidths, graph_difference
+
+        models = [s.model for s in self.students]
+        wide = models[self.shared]
+        for m in models:
+            why = graph_difference(wide, m)
+            if why:
+                return None, f"{m.name}: {why}"
+        mw = MaskedWidths(models, self.shared)
+        x = self.data.sample("train", 8, self.recipe.seed)[0]
+        why = mw.check(models, x.astype(np.float32) if x.dtype == np.uint8 else x)
+        return (None, why) if why else (mw, None)
+
     def load_widths(self, sh: Any = None) -> None:
         """Each narrower width copied out of the widest (shared widths)."""
         sh = self.sh if sh is None else sh
@@ -489,8 +510,9 @@ class StudentTrainer:
             summed, w_soft = None, None
             for j, s in enumerate(group):
                 target = t_soft
-                if tied is not None and j:  # in-place distillation: the narrower learn from the widest too
+                if tied is not None and idx[j] != tied.widest:  # its variables: the widest's leading slices
                     tied.load(idx[j])
+                if tied is not None and j and w_soft is not None:  # in-place distillation: from the widest too
                     if t_soft is not None and self.pixels and tuple(t_soft.shape[1:3]) != tuple(w_soft.shape[1:3]):
                         t_soft = T.image.resize(t_soft, w_soft.shape[1:3], method="bilinear")  # the widths' stride
                     target = w_soft if t_soft is None else (t_soft + w_soft) / 2
@@ -502,13 +524,14 @@ class StudentTrainer:
                     s.optimizer.apply_gradients(zip(grads, s.model.trainable_variables))
                 else:  # one optimizer step for all widths, after the last
                     summed = tied.add(summed, idx[j], grads)
-                    if not j:
+                    if idx[j] == tied.widest:
                         w_soft = T.stop_gradient(T.nn.softmax(logits / temp))
                 if s.masks is not None:
                     s.masks.apply()
                 out.append((loss, self.accuracy(y, logits[:n])))
-            if tied is not None:
-                group[0].optimizer.apply_gradients(zip(summed, group[0].model.trainable_variables))
+            if tied is not None:  # (the widest's optimizer, whichever widths this step trained)
+                wide = self.students[tied.widest]
+                wide.optimizer.apply_gradients(zip(summed, wide.model.trainable_variables))
             return out, n
 
         strategy = self.strategy
@@ -522,10 +545,44 @@ class StudentTrainer:
         return step
 
     def step_for(self, idx: tuple[int, ...]) -> Any:
-        """The step of the students ``idx`` (traced once per group)."""
+        """The step of the students ``idx`` (traced once per group; shared
+        widths in one graph: one trace for every width)."""
+        if self.masked is not None:
+            from odml._tf import tf
+
+            if "masked" not in self._steps:
+                self._steps["masked"] = self.make_masked_step()
+            step, w = self._steps["masked"], tf().constant(idx[0], tf().int32)
+            return lambda x, y: step(x, y, w)
         if idx not in self._steps:
             self._steps[idx] = self.make_step([self.students[i] for i in idx], self.sh, idx)
         return self._steps[idx]
+
+    def make_masked_step(self) -> Any:
+        """One step of one shared width, given by its index: the widest's graph
+        with the width's masks (compress/shared.py), the widest's optimizer
+        stepping the shared variables."""
+        from odml._tf import tf
+
+        T = tf()
+        mw, aug, kind = self.masked, self.aug, self.input_kind
+        model, opt = mw.model, self.students[self.shared].optimizer
+
+        @T.function(input_signature=[*self.signature, T.TensorSpec([], T.int32)])
+        def step(x, y, width):
+            mw.width.assign(width)
+            n = T.shape(x)[0]
+            if aug != "none":
+                x = T.concat([x, perturb(x, aug, kind)], 0)
+            t_soft = self.teacher_soft(x, y, n)
+            with T.GradientTape() as tape:
+                logits = model(x, training=True)
+                loss = self.student_loss(y, logits, t_soft)
+            grads = tape.gradient(loss, model.trainable_variables)
+            opt.apply_gradients(zip(grads, model.trainable_variables))
+            return [(loss, self.accuracy(y, logits[:n]))]
+
+        return step
 
     def groups(self, epoch: int) -> Any:
         """The students each step of ``epoch`` trains (shared widths: a draw of
@@ -550,11 +607,11 @@ class StudentTrainer:
             cbs.append(cb)
         return cbs
 
-    def time_one_student(self) -> float:
+    def time_one_student(self) -> tuple[float, float]:
         """One student's training cost, to set the run's against
         (Learn2Compress: many students for little more than one): a copy of
         the first student (shared: the widest), trained alone on the first
-        batches and thrown away."""
+        batches and thrown away. Returns its seconds per step and its trace's."""
         first = self.students[self.shared or 0]
         alone = Student(first.label, first.spec, first.spec.build(f"{first.label}_alone"))
         self.prepare(alone)
@@ -587,6 +644,11 @@ class EpochLoop:
         self.pruning_cbs = trainer.pruning_callbacks([s.model for s in trainer.students])
         self.epoch_times: list[float] = []
         self.step_times: list[float] = []
+        self.widest_times: list[float] = []  # shared widths: the widest's steps (one student's)
+        self.first_times: list[float] = []  # each graph's first step: its trace
+        self._seen: set[tuple[int, ...]] = set()
+        self.solo_trace: float | None = None  # one student's trace (timed alone, or the one graph's)
+        self.timing_s = 0.0  # timing one student alone (its trace and steps), when it was
 
     def _checkpoint(self, ckpt_dir: Path) -> Any:
         from odml._tf import tf
@@ -596,6 +658,8 @@ class EpochLoop:
         if tr.distill.joint:  # a fixed teacher does not change: nothing of it to checkpoint
             objs["teacher"] = tr.teacher
         for i, s in enumerate(tr.students):
+            if tr.sh is not None and i != tr.shared:
+                continue  # shared widths: the widest's variables are every width's (copied out at the end)
             objs[f"student{i}"] = s.model
             objs[f"opt{i}"] = s.optimizer
         if tr.teacher_opt is not None:
@@ -624,8 +688,11 @@ class EpochLoop:
     def run(self, time_one: bool = True) -> dict[str, Any]:
         tr, recipe = self.tr, self.tr.recipe
         solo = None
-        if len(tr.students) > 1 and self.start < recipe.epochs and not tr.distill.joint and time_one:
-            solo = tr.time_one_student()
+        if len(tr.students) > 1 and self.start < recipe.epochs and not tr.distill.joint and time_one and \
+                tr.masked is None:  # (one graph: the widest's own steps are one student's)
+            t0 = time.perf_counter()
+            solo, self.solo_trace = tr.time_one_student()
+            self.timing_s = time.perf_counter() - t0
         for epoch in range(self.start, recipe.epochs):
             self.epoch(epoch)
         if tr.sh is not None:  # each width copied out of the widest, as trained (or as restored)
@@ -634,8 +701,23 @@ class EpochLoop:
                "train_s": float(sum(self.epoch_times)), "steps_per_epoch": tr.steps}
         if self.step_times:
             res["step_s"] = round(float(np.median(self.step_times)), 5)
+        if tr.masked is not None and self.widest_times:
+            solo = float(np.median(self.widest_times))
         if solo is not None and self.step_times:
             res.update(one_student_step_s=round(solo, 5), vs_one_student=round(res["step_s"] / solo, 3))
+        if self.first_times and self.step_times:  # each graph's first step less a step: tracing it
+            res["trace_s"] = round(sum(max(0.0, t - res["step_s"]) for t in self.first_times), 2)
+            if tr.masked is not None:
+                self.solo_trace = res["trace_s"]
+        if solo is not None and self.solo_trace is not None:
+            res["one_student_trace_s"] = round(self.solo_trace, 2)
+        if solo is not None:
+            res["one_student"] = tr.students[tr.shared or 0].label
+            res["timing_s"] = round(self.timing_s, 2)
+        if tr.sh is not None:
+            res["graphs"] = 1 if tr.masked is not None else len(tr._steps)
+            if tr.one_graph_why:
+                res["one_graph_why"] = tr.one_graph_why
         return res
 
     def epoch(self, epoch: int) -> None:
@@ -656,13 +738,20 @@ class EpochLoop:
                 if s.masks is not None:
                     s.masks.update(self.global_step)
             idx = tuple(next(groups)) if groups is not None else tuple(range(len(students)))
+            graph = idx if tr.masked is None else ()  # (one graph: every width's step)
+            fresh = graph not in self._seen
+            self._seen.add(graph)
             res = tr.step_for(idx)(x, y)
             self.global_step += 1
             sums[list(idx)] += np.array([[float(l), float(a)] for l, a in res])
             counts[list(idx)] += 1
             now = time.perf_counter()
-            if self.global_step > self.start * tr.steps + 2:  # the first two: the trace
+            if fresh:
+                self.first_times.append(now - t_step)
+            elif self.global_step > self.start * tr.steps + 2:  # (the first two: the trace)
                 self.step_times.append(now - t_step)
+                if tr.sh is not None and idx == (tr.sh.widest,):
+                    self.widest_times.append(now - t_step)
             t_step = now
         for cb in self.pruning_cbs:
             cb.on_epoch_end(batch=-1)
@@ -693,11 +782,12 @@ def _mean(v: Any) -> Any:
 
 
 def _time_steps(step: Any, data: Any, recipe: Recipe, n: int, warmup: int,
-                before: Callable[[], None] | None = None) -> float:
+                before: Callable[[], None] | None = None) -> tuple[float, float]:
     """Median seconds per step of ``step`` (the batch fetched as in training)
-    over the first ``n`` batches after ``warmup`` ones (the trace)."""
+    over the first ``n`` batches after ``warmup`` ones (the trace), and the
+    first step's seconds beyond that (the trace)."""
     ds = data.epoch_dataset(0, recipe.batch_size, recipe.seed, recipe.text_distortion)
-    times = []
+    times, first = [], float("nan")
     t = time.perf_counter()
     for i, (x, y) in enumerate(ds):
         if before is not None:
@@ -706,7 +796,10 @@ def _time_steps(step: Any, data: Any, recipe: Recipe, n: int, warmup: int,
         now = time.perf_counter()
         if i >= warmup:
             times.append(now - t)
+        elif not i:
+            first = now - t
         t = now
         if len(times) >= n:
             break
-    return float(np.median(times)) if times else float("nan")
+    med = float(np.median(times)) if times else float("nan")
+    return med, max(0.0, first - med)

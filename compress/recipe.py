@@ -11,7 +11,7 @@ one-line error that names the file and the key.
     distill: {enabled: true, temperature: 4, alpha: 0.3, joint: false, augment: none, init: random}
     prune: {enabled: false, sparsity: 0.5, structure: unstructured, begin: 0.2, end: 0.8, frequency: 10}
     quantize: {mode: ptq, calibration_samples: 200}
-    shared: {enabled: false, finetune_epochs: 1, widths_per_step: 3}   # students that are widths of one network (compress/shared.py)
+    shared: {enabled: false, finetune_epochs: 0, widths_per_step: 1}   # students that are widths of one network (compress/shared.py)
 """
 
 from __future__ import annotations
@@ -72,11 +72,18 @@ class Quantize:
 @dataclass
 class Shared:
     enabled: bool = False  # the students are widths of one network, trained together (compress/shared.py)
-    finetune_epochs: int = 1  # the last of the epochs: each width copied out and trained apart (0: none)
-    # widths trained per step: 3 is the sandwich rule (the widest, the narrowest, one other at random); 2 trains the
-    # widest and one other at random (cheaper steps, fewer for each narrower width); more: the widest, the narrowest
-    # and others at random
-    widths_per_step: int = 3
+    # the last of the epochs: each width copied out and trained apart (0: none; pruning and QAT happen there, so with
+    # either of them at least 1)
+    finetune_epochs: int = 0
+    # widths trained per step: 1 (the widths in turn, all in one graph: a step costs one student's); 3 is the
+    # sandwich rule (the widest, the narrowest, one other at random, each width its own graph); 2 trains the widest
+    # and one other at random; more: the widest, the narrowest and others at random
+    widths_per_step: int = 1
+
+    def apart(self, recipe: "Recipe") -> int:
+        """The epochs of fine-tuning apart: as given, at least one when the
+        recipe prunes or trains quantization-aware (they happen there)."""
+        return max(self.finetune_epochs, int(recipe.prune.enabled or recipe.quantize.mode == "qat"))
 
 
 @dataclass
@@ -143,10 +150,11 @@ class Recipe:
         sh = self.shared
         if not isinstance(sh.finetune_epochs, int) or sh.finetune_epochs < 0:
             raise bad("shared.finetune_epochs", f"must be a whole number of epochs, got {sh.finetune_epochs!r}")
-        if not isinstance(sh.widths_per_step, int) or sh.widths_per_step < 2:
-            raise bad("shared.widths_per_step", f"must be 2 or more (the widest and another), got {sh.widths_per_step!r}")
-        if sh.enabled and sh.finetune_epochs >= self.epochs:
-            raise bad("shared.finetune_epochs", f"{sh.finetune_epochs} of {self.epochs} epochs leaves none to train "
+        if not isinstance(sh.widths_per_step, int) or sh.widths_per_step < 1:
+            raise bad("shared.widths_per_step", f"must be 1 or more, got {sh.widths_per_step!r}")
+        if sh.enabled and sh.apart(self) >= self.epochs:
+            why = "" if sh.apart(self) == sh.finetune_epochs else " (pruning and QAT fine-tune each width apart)"
+            raise bad("shared.finetune_epochs", f"{sh.apart(self)} of {self.epochs} epochs{why} leaves none to train "
                       "the widths together; give more epochs or fewer to fine-tune")
         return self
 

@@ -28,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from odml.compress.recipe import Recipe, RecipeError, load_recipe
-from odml.compress.students import Teacher, derive_students, load_teacher, resolve_students
+from odml.compress.students import Teacher, as_widths, derive_students, load_teacher, resolve_students
 from odml.errors import DataError, OdmlError
 from odml.files import atomic_output, write_bytes_atomic, write_json_atomic
 from odml.runfolder import RunFolder, set_dotted
@@ -150,6 +150,7 @@ class Prepared:
     device: Any
     out: Path
     pick: list[tuple[str, str, float]] | None
+    built: dict[str, Any] = field(default_factory=dict)  # students built while checking them (shared widths)
 
     @property
     def epochs(self) -> int:
@@ -248,16 +249,36 @@ def _prepare(o: CompressOptions, recipe: Recipe, teacher: Teacher, device: Any) 
     if recipe.shared.enabled:
         from odml.compress.shared import check_widths
 
-        check_widths([(label, spec.build(label)) for label, spec in students])
+        students = as_widths(students)
+        from odml._tf import keras
+
+        keras().utils.set_random_seed(recipe.seed)  # as the run builds them: the run takes these
+        built = {label: spec.build(label) for label, spec in students}
+        check_widths(list(built.items()))
     if recipe.quantize.mode == "qat" or (recipe.prune.enabled and recipe.prune.structure == "2:4"):
         from odml.compress.distill import check_techniques
 
         for label, spec in students:  # before anything is trained
             check_techniques(label, spec.build(label), recipe)
     out = Path(o.out)
-    run_folder(out).check(_settings(o, recipe, teacher, students), defaults={"recipe": Recipe().to_dict()},
-                          ignore=("pick",))
-    return Prepared(o, recipe, teacher, data, students, device, out, conds)
+    settings = _settings(o, recipe, teacher, students)
+    if recipe.shared.enabled:
+        _same_widths(out, settings)
+    run_folder(out).check(settings, defaults={"recipe": Recipe().to_dict()}, ignore=("pick",))
+    return Prepared(o, recipe, teacher, data, students, device, out, conds,
+                    built if recipe.shared.enabled else {})
+
+
+def _same_widths(out: Path, settings: dict[str, Any]) -> None:
+    """A shared run resumed with other widths: refused, naming them (the
+    widths trained so far are one network's variables)."""
+    old = run_folder(out).saved()
+    if not old or not (old.get("recipe") or {}).get("shared", {}).get("enabled"):
+        return
+    before, now = [s[0] for s in old.get("students") or []], [s[0] for s in settings["students"]]
+    if old.get("students") != settings["students"]:
+        raise RecipeError(f"--shared: {out} holds widths {', '.join(before)} trained as one network; resumed with "
+                          f"{', '.join(now)}: resume with the same --students / --sizes, or use a new folder")
 
 
 def run_folder(out: Path) -> RunFolder:
@@ -358,7 +379,7 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
     from odml._tf import keras
     from odml.compress.distill import Pixels, Student, sparsity_per_layer, strip, train_students
     from odml.exporters.tflite import convert, representative_from
-    from odml.train.trainer import recalibrate_batchnorm, save_model_atomic
+    from odml.train.trainer import bn_batches, recalibrate_batchnorm, save_model_atomic
     from odml.zoo.card import ModelCard
 
     K = keras()
@@ -402,7 +423,7 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
     train_info: dict[str, Any] = {}
     if todo:
         K.utils.set_random_seed(p.recipe.seed)
-        students = [Student(lbl, spec, spec.build(lbl)) for lbl, spec in p.students]
+        students = [Student(lbl, spec, p.built.pop(lbl, None) or spec.build(lbl)) for lbl, spec in p.students]
         if p.recipe.distill.inherits:
             say("students: the teacher's most important channels")
             channel = t.family.channel_scores(t.model, s_in.from_pixels(p.data.sample("train", 512)[0]))
@@ -427,7 +448,8 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
             qat = p.recipe.quantize.mode == "qat"
             model = strip(s.model) if p.recipe.prune.enabled and not qat else s.model  # (pruned + QAT: masks held)
             # the moving BN statistics from the data (a QAT model's too: its batch norms sit inside the wrappers)
-            recalibrate_batchnorm(model, p.data.sample("train", 5120, p.recipe.seed)[0], seed=p.recipe.seed)
+            x_bn = p.data.sample("train", 5120, p.recipe.seed)[0]
+            recalibrate_batchnorm(model, x_bn, seed=p.recipe.seed, **bn_batches(x_bn))
             logits = outputs(lambda x: model.predict(x, batch_size=256, verbose=0), s_in)
             acc = _accuracy(p, logits)
             card = ModelCard(s.spec.family, s.spec.config, s.label, labels, t.card.vocab)
@@ -456,7 +478,8 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
                    "train_s": train_info.get("train_s"), "epoch_s": train_info.get("epoch_s"), **scores,
                    "export_s": round(export_s, 2), "measure_s": round(time.perf_counter() - tm, 2),
                    **{k: train_info[k] for k in ("one_student_step_s", "step_s", "vs_one_student", "wall_s", "shared",
-                                                 "distribute")
+                                                 "distribute", "trace_s", "one_student_trace_s", "one_student",
+                                                 "timing_s", "steps_per_epoch")
                       if k in train_info}}
             if p.recipe.prune.enabled:
                 layers = sparsity_per_layer(model)
@@ -487,7 +510,7 @@ def _train_shared(p: Prepared, students: list[Any], on_epoch: Callable | None, s
     from odml.compress.shared import check_widths
 
     r, t = p.recipe, p.teacher
-    ft = r.shared.finetune_epochs
+    ft = r.shared.apart(r)
     together = copy.deepcopy(r)
     together.epochs = r.epochs - ft
     together.prune.enabled, together.quantize.mode = False, "none"  # those come in the fine-tuning
@@ -496,9 +519,11 @@ def _train_shared(p: Prepared, students: list[Any], on_epoch: Callable | None, s
     info = train_students(t.model, students, p.data, together, p.out / "checkpoints" / "shared", on_epoch,
                           shared=widest, **kw)
     out = {k: info[k] for k in ("start_epoch", "epoch_s", "one_student_step_s", "step_s", "vs_one_student",
-                                "steps_per_epoch") if k in info}
+                                "steps_per_epoch", "trace_s", "one_student_trace_s", "one_student", "timing_s") if k in info}
     out["shared"] = {"widest": students[widest].label, "epochs": together.epochs, "train_s": info["train_s"],
-                     "step_s": info.get("step_s"), "finetune_epochs": ft, "finetune_s": 0.0}
+                     "step_s": info.get("step_s"), "finetune_epochs": ft, "finetune_s": 0.0,
+                     "widths_per_step": r.shared.widths_per_step, "graphs": info.get("graphs"),
+                     **({"one_graph_why": info["one_graph_why"]} if info.get("one_graph_why") else {})}
     out["train_s"] = info["train_s"]
     if ft:
         apart = copy.deepcopy(r)
@@ -571,7 +596,39 @@ def phases(teacher_row: dict[str, Any], students: list[dict[str, Any]]) -> dict[
     shared = next((r["shared"] for r in students if r.get("shared")), None)
     if shared:  # --shared: the time together and the time apart
         out["shared"] = shared
+    run = against_one_student(teacher_row, students, training)
+    if run:
+        out["run_vs_one_student"] = run
     return out
+
+
+def against_one_student(teacher_row: dict[str, Any], students: list[dict[str, Any]],
+                        training: list[float]) -> dict[str, Any] | None:
+    """The run's cost per phase against one student's run, both measured in
+    this run: the teacher's phase is the same; one student traces its step
+    once (timed alone, or the one graph of shared widths), takes as many
+    steps as this run took, at its own step time, and is exported and
+    measured as that student was here. (Loading and the report, which both
+    runs pay alike, are left out of both.)"""
+    one = next((r for r in students if r.get("one_student") == r["label"]), None)
+    if one is None or len(training) != 1 or one.get("one_student_step_s") is None or one.get("trace_s") is None:
+        return None  # one student, or a run resumed across sessions, or one whose steps were not timed
+    sh = one.get("shared") or {}
+    trained = sum(1 for h in one.get("history", []) if h["epoch"] >= (one.get("start_epoch") or 0))
+    steps = trained * (one.get("steps_per_epoch") or 0)
+    finetune = sh.get("finetune_s") or 0.0
+    this = {"teacher_s": teacher_row.get("phase_s") or 0.0, "tracing_s": one["trace_s"],
+            "timing_one_s": one.get("timing_s") or 0.0, "fine_tuning_s": finetune,
+            "export_s": sum(r.get("export_s") or 0.0 for r in students),
+            "measure_s": sum(r.get("measure_s") or 0.0 for r in students)}
+    this["training_s"] = max(0.0, training[0] - this["tracing_s"] - this["timing_one_s"] - finetune)
+    alone = {"teacher_s": this["teacher_s"], "tracing_s": one.get("one_student_trace_s") or 0.0,
+             "timing_one_s": 0.0, "fine_tuning_s": 0.0, "training_s": steps * one["one_student_step_s"],
+             "export_s": one.get("export_s") or 0.0, "measure_s": one.get("measure_s") or 0.0}
+    total, total_one = sum(this.values()), sum(alone.values())
+    return {"student": one["label"], "this_run": {k: round(v, 2) for k, v in this.items()},
+            "one_student": {k: round(v, 2) for k, v in alone.items()},
+            "ratio": round(total / total_one, 2) if total_one else None}
 
 
 def report(p: Prepared, teacher_row: dict[str, Any]) -> dict[str, Any]:

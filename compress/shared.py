@@ -3,14 +3,31 @@ students are widths of one network. The widest student's variables are the
 only ones trained; a narrower student's weights are the leading slice of
 each (its first channels, as in slimmable networks: Yu et al., "Slimmable
 Neural Networks", ICLR 2019), and its batch-norm statistics are its own
-(switchable batch norm). Every step trains the widest, the narrowest and a
-random other width on the same batch (the sandwich rule), the narrower ones
-distilled in place from the widest as well as from the teacher (Yu & Huang,
-"Universally Slimmable Networks and Improved Training Techniques", ICCV
-2019; Once-for-All, Cai et al. 2020, trains its elastic widths the same
-way). Their gradients, padded to the widest's shapes, are summed into one
-optimizer step. At the end each width is copied out as its own model,
-fine-tuned briefly apart (compress/distill.py) and exported.
+(re-estimated from the data before export).
+
+Two ways to train them, chosen by measurement (docs/compress.md):
+
+- **One width per step, one graph** (the default, ``widths_per_step: 1``):
+  each step trains one width, the widths taking turns (every width once
+  per round, in a random order), as Once-for-All samples one sub-network
+  per step (Cai et al., "Once-for-All", ICLR 2020). Every width runs in one
+  traced graph: the widest network with the output channels of each layer
+  beyond the width multiplied by zero (:class:`MaskedWidths`), which
+  computes exactly the narrower network with the leading slices of the
+  widest's weights (checked on a batch before training). A step costs one
+  student's step and the run traces one graph, so three students cost
+  about what one does (Learn2Compress's "3 compressed models for about 10%
+  more time").
+- **Several widths per step** (``widths_per_step`` 2 or more): the sandwich
+  rule (Yu & Huang, "Universally Slimmable Networks and Improved Training
+  Techniques", ICCV 2019): the widest, the narrowest and one other at
+  random on the same batch, the narrower distilled in place from the
+  widest as well as from the teacher, their gradients padded to the
+  widest's shapes and summed into one optimizer step. Each width is its
+  own model, its variables copied out of the widest's inside the step.
+  Also the way for widths that one graph cannot compute (a narrower
+  network whose rounded channels give it a residual connection the widest
+  lacks, grouped convolutions, gates packed in one kernel).
 
 Generic over families: students qualify when they are the same layers in
 the same order, each weight no larger than the widest's along any axis."""
@@ -39,6 +56,13 @@ def check_widths(models: list[tuple[str, Any]]) -> int:
     if len(models) < 2:
         raise RecipeError("--shared: needs at least two students (widths of one network to train together)")
     layouts = [(label, _layout(m)) for label, m in models]
+    seen: dict[tuple, str] = {}
+    for label, lay in layouts:
+        key = tuple(shape for _, _, shape in lay)
+        if key in seen:
+            raise RecipeError(f"--shared: students {seen[key]} and {label} are the same width (every weight the same "
+                              "shape): give each width once")
+        seen[key] = label
     sizes = [sum(int(np.prod(s)) for _, _, s in lay) for _, lay in layouts]
     wi = int(np.argmax(sizes))
     wl, wide = layouts[wi]
@@ -93,12 +117,18 @@ class SharedWidths:
         return padded if acc is None else [a + p for a, p in zip(acc, padded)]
 
     def groups(self, rng: np.random.Generator, steps: int, per_step: int = 3) -> list[list[int]]:
-        """The widths each of ``steps`` steps trains, the widest first. Three
-        per step is the sandwich rule: the widest, the narrowest and one
+        """The widths each of ``steps`` steps trains, the widest first. One per
+        step: the widths in turn, each once per round. Three per step is the
+        sandwich rule: the widest, the narrowest and one
         other at random; two: the widest and one other at random; more: the
         widest, the narrowest and others at random. All of them when there
         are no more than ``per_step``."""
         wide, narrow, middle = self.order[0], self.order[-1], self.order[1:-1]
+        if per_step == 1:  # the widths take turns: each once per round, in a random order
+            out: list[list[int]] = []
+            while len(out) < steps:
+                out += [[int(self.order[i])] for i in rng.permutation(len(self.order))]
+            return out[:steps]
         if len(self.order) <= per_step:
             return [self.order] * steps
         if per_step == 2:
@@ -108,3 +138,96 @@ class SharedWidths:
             pick = sorted(rng.choice(len(middle), per_step - 2, replace=False))
             out.append([wide, *(int(middle[i]) for i in pick), narrow])
         return out
+
+
+def graph_difference(wide: Any, narrow: Any) -> str | None:
+    """Why one graph cannot compute ``narrow`` as ``wide`` with channels
+    zeroed: the first layer where their graphs part (None: the same layers
+    in the same order)."""
+    a, b = wide.layers, narrow.layers
+    for la, lb in zip(a, b):
+        if type(la) is not type(lb):
+            return f"{lb.name} is a {type(lb).__name__} where the widest has {la.name}, a {type(la).__name__}"
+    if len(a) != len(b):
+        extra = (b if len(b) > len(a) else a)[min(len(a), len(b))]
+        return f"{len(b)} layers against the widest's {len(a)} (from {extra.name})"
+    return None
+
+
+def _channels(layer: Any) -> int | None:
+    shape = layer.output_shape
+    if isinstance(shape, list) or not shape or shape[-1] is None:
+        return None  # several outputs (or none known): left as they are
+    return int(shape[-1])
+
+
+class MaskedWidths:
+    """Every width in one graph: the widest model's layers called again (its
+    variables, not copies) with each output whose channels differ between
+    the widths multiplied by the current width's mask (ones for its leading
+    channels, zeros beyond). ``width`` (a variable read inside the graph)
+    says which student the graph computes: one trace serves them all."""
+
+    def __init__(self, models: list[Any], widest: int):
+        from odml._tf import keras, tf
+
+        T, K = tf(), keras()
+        self.widest = widest
+        self.width = T.Variable(widest, dtype=T.int32, trainable=False, name="shared_width")
+        wide = models[widest]
+        tables: dict[str, np.ndarray] = {}
+        for li, layer in enumerate(wide.layers):
+            cw = _channels(layer)
+            sizes = [_channels(m.layers[li]) for m in models]
+            if cw is None or any(c is None for c in sizes) or all(c == cw for c in sizes):
+                continue
+            rows = np.zeros((len(models), cw), np.float32)
+            for i, c in enumerate(sizes):
+                rows[i, :c] = 1
+            tables[layer.name] = rows
+        width = self.width
+
+        class Masked(K.layers.Layer):
+            def __init__(self, inner: Any, table: np.ndarray):
+                super().__init__(name=f"{inner.name}_masked")
+                self.inner, self.table = inner, T.constant(table)
+
+            def call(self, *args, **kwargs):
+                return self.inner(*args, **kwargs) * T.gather(self.table, width)
+
+        self.model = K.models.clone_model(
+            wide, clone_function=lambda layer: Masked(layer, tables[layer.name]) if layer.name in tables else layer)
+        self.masked_layers = len(tables)
+
+    def check(self, models: list[Any], x: np.ndarray) -> str | None:
+        """Run every narrower model, its weights the leading slices of the
+        widest's, against the graph at its width on ``x``: None when they
+        agree, else which width differs and by how much (its narrower
+        weights are put back)."""
+        for i, m in enumerate(models):
+            if i == self.widest:
+                continue
+            saved = m.get_weights()
+            copy_slices(m, models[self.widest], every=True)
+            self.width.assign(i)
+            want = np.asarray(m(x, training=False))
+            got = np.asarray(self.model(x, training=False))
+            m.set_weights(saved)
+            scale = float(np.abs(want).max())
+            if not scale > 0:  # (nothing to compare: the safe way, a graph per width)
+                self.width.assign(self.widest)
+                return f"{m.name} gives only zeros on the check batch"
+            if not np.isfinite(got).all() or float(np.abs(got - want).max()) > 1e-3 * scale:
+                self.width.assign(self.widest)
+                return f"{m.name}'s outputs differ from the widest's graph at its width by " \
+                       f"{float(np.abs(got - want).max()) / scale:.0%}"
+        self.width.assign(self.widest)
+        return None
+
+
+def copy_slices(narrow: Any, wide: Any, every: bool = False) -> None:
+    """``narrow``'s weights := the leading slices of ``wide``'s (its
+    trainable ones; ``every``: its batch-norm statistics too)."""
+    pairs = zip(narrow.weights, wide.weights) if every else zip(narrow.trainable_weights, wide.trainable_weights)
+    for nv, wv in pairs:
+        nv.assign(np.asarray(wv)[tuple(slice(0, int(d)) for d in nv.shape)])

@@ -164,6 +164,14 @@ def derive_students(sizes: list[float], teacher: Teacher) -> list[tuple[str, Con
     return _unique(out)
 
 
+def as_widths(students: list[tuple[str, Configured]]) -> list[tuple[str, Configured]]:
+    """Shared students: each made a width of the widest (the most
+    parameters) inside one network, as its family says (``width_of``)."""
+    wide = max(students, key=lambda s: s[1].params)[1]
+    return [(label, s if s is wide else Configured(s.family, s.family.width_of(s.config, wide.config), label))
+            for label, s in students]
+
+
 def _unique(items: list[tuple[str, Configured]]) -> list[tuple[str, Configured]]:
     seen: dict[str, int] = {}
     out = []

@@ -260,9 +260,27 @@ def _phases(ph: dict[str, Any]) -> str:
     parts = [(k.replace("_s", "").replace("_", " "), ph[k]) for k in ("teacher_s", "training_s", "export_s", "measure_s")
              if isinstance(ph.get(k), (int, float))]
     extra = ""
+    sh = ph.get("shared")
+    if isinstance(sh, dict):
+        how = ("one width per step, every width in one graph" if sh.get("graphs") == 1 else
+               f"{sh.get('widths_per_step', '?')} width(s) per step, {sh.get('graphs', '?')} graphs"
+               + (f" ({sh['one_graph_why']})" if sh.get("one_graph_why") else ""))
+        extra += note(f"The students are widths of one network (the widest: {sh.get('widest', '?')}), trained "
+                      f"together for {sh.get('epochs', '?')} epochs, {how}"
+                      + (f"; then {sh['finetune_epochs']} apart" if sh.get("finetune_epochs") else "") + ".")
     if isinstance(ph.get("vs_one_student"), (int, float)):
         extra = note(f"{ph.get('students')} students trained together: a step costs {ph['vs_one_student']:.2f}x one "
                      "student's step alone.")
+    vs = ph.get("run_vs_one_student")
+    if isinstance(vs, dict) and isinstance(vs.get("this_run"), dict) and isinstance(vs.get("one_student"), dict):
+        this, one = vs["this_run"], vs["one_student"]
+        keys = [k for k in this if (this.get(k) or one.get(k))]
+        rows = [(k[:-2].replace("_", " "), this.get(k), one.get(k)) for k in keys]
+        rows.append(("whole", sum(this.get(k) or 0 for k in keys), sum(one.get(k) or 0 for k in keys)))
+        extra += table(["phase", "this run (s)", f"one student's run (s): {vs.get('student', '?')} alone"], rows,
+                       highlight=[False] * (len(rows) - 1) + [True]) + \
+            note(f"this run costs {num(vs.get('ratio'))}x one student's run, both measured in this run (one "
+                 "student's: its trace, as many steps at its step time, its export and measurement).")
     return bars(parts, "s", "seconds per phase") + extra + note(f"wall time {num(ph.get('wall_s'))} s")
 
 

@@ -79,10 +79,37 @@ BROWSER_OWN = ("clients2.google.com/time/", "update.googleapis.com", "accounts.g
                "optimizationguide-pa.googleapis.com", "content-autofill.googleapis.com", "redirector.gvt1.com")
 
 
+_OWN_BASELINE: list[set[str]] = []
+
+
+def _browser_own_requests() -> set[str]:
+    """What this chromium asks for on its own (its version's preconnects and
+    probes: 150 opens www.google.com:443 at start), recorded once per process
+    by opening an empty page with the same flags; a page's own requests are
+    the ones beyond these."""
+    if not _OWN_BASELINE:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            empty = Path(d) / "empty.html"
+            empty.write_text("<!doctype html><title>empty</title>", encoding="utf-8")
+            hits, _ = _chromium_requests(empty, Path(d) / "empty.png")
+        _OWN_BASELINE.append(set(hits))
+    return _OWN_BASELINE[0]
+
+
 def open_in_chromium(page: Path, shot: Path) -> tuple[list, str]:
     """``page`` opened in headless chromium, a screenshot taken to ``shot``:
     (the requests it made, through a recording proxy on loopback, less the
-    browser's own; the rendered DOM)."""
+    browser's own: those it makes for an empty page too; the rendered DOM)."""
+    own = _browser_own_requests()
+    hits, dom = _chromium_requests(page, shot)
+    return [h for h in hits if h not in own], dom
+
+
+def _chromium_requests(page: Path, shot: Path) -> tuple[list, str]:
+    """``page`` opened in headless chromium through a recording proxy: (every
+    request line it got, less the known update and sync hosts; the DOM)."""
     import socket
     import subprocess
     import tempfile

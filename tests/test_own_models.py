@@ -172,16 +172,23 @@ def test_keras3_model_with_preprocessing_inside(cli, tmp_path, models):
     # the ONNX odml wrote from it (NHWC) comes back through onnx2tf, parity against onnxruntime
     rep2 = _export(cli, onnx_file, tmp_path / "e2", "--input-range", "0,255")
     assert rep2["source"] == "onnx" and rep2["artifacts"][0]["parity"]["top1_agreement"] == 1.0
-    _compress(cli, models["pre_k3"], tmp_path / "c")
+    _compress(cli, models["pre_k3"], tmp_path / "c", *SHARED)  # a Keras 3 teacher's students as widths of one network
+
+
+# two widths of one network, trained in one graph (issue 44)
+SHARED = ("--students", "mobilenet_edgetpu_v2_tiny@0.25,mobilenet_edgetpu_v2_tiny@0.35", "--shared")
 
 
 def _compress(cli, teacher, out, *extra):
-    r = cli("compress", teacher, "--data", "digits", "--students", "mobilenet_edgetpu_v2_tiny@0.25", "--epochs", "1",
-            "--runs", "3", "--out", out, "--json", *extra)
+    students = () if "--students" in extra else ("--students", "mobilenet_edgetpu_v2_tiny@0.25")
+    r = cli("compress", teacher, "--data", "digits", *students, "--epochs", "1", "--runs", "3", "--out", out, "--json",
+            *extra)
     assert r.exit_code == 0, r.stderr
     rep = r.json()["compress"]
-    s = rep["students"][0]
-    assert s["int8_accuracy"] is not None and (out / s["tflite"]).is_file() and rep["teacher"]["params"] > 0
+    for s in rep["students"]:
+        assert s["int8_accuracy"] is not None and (out / s["tflite"]).is_file() and rep["teacher"]["params"] > 0
+    if "--shared" in extra:
+        assert len(rep["students"]) == 2 and rep["phases"]["shared"]["graphs"] == 1, rep["phases"]
     return rep
 
 
@@ -203,7 +210,7 @@ def test_onnx_from_pytorch_layout(cli, tmp_path, models, monkeypatch):
     assert rep["artifacts"][0]["parity"]["max_abs_err"] < 1e-4 and rep["artifacts"][0]["parity"]["top1_meaningful"]
     r = cli("bench", models["nchw"], "--runs", "3", "--min-secs", "0", "--json")
     assert r.exit_code == 0 and r.json()["bench"][0]["model"] == str(models["nchw"])
-    _compress(cli, models["nchw"], tmp_path / "c")
+    _compress(cli, models["nchw"], tmp_path / "c", *SHARED)  # an ONNX teacher's students as widths of one network
     _nchw_onnx(tmp_path / "dyn.onnx", dynamic=True)
     monkeypatch.chdir(tmp_path)  # a path relative to where the user is (onnx2tf works in a folder of its own)
     r = cli("export", "dyn.onnx", "--quantize", "fp32", "--input-size", "24x40", "--out", "d", "--json")

@@ -181,6 +181,15 @@ def compile_classifier(model: Any, cfg: TrainConfig, steps_per_epoch: int) -> No
     model.compile(optimizer=opt, loss=loss, metrics=[metric])
 
 
+def bn_batches(x: np.ndarray, samples: int = 5120) -> dict[str, int]:
+    """``recalibrate_batchnorm``'s batches for ``x``: small inputs in larger
+    batches (up to 512; each batch is one eager pass, whose cost is mostly
+    per layer, not per example), up to ``samples`` examples in all."""
+    per = int(np.prod(x.shape[1:])) if len(x) else 1
+    batch = int(max(128, min(512, (1 << 21) // max(1, per))))
+    return {"batch_size": batch, "max_batches": max(1, -(-samples // batch))}
+
+
 def recalibrate_batchnorm(model: Any, x: np.ndarray, batch_size: int = 128, max_batches: int = 40,
                           seed: int = 0) -> int:
     """Precise BN: re-estimate every BatchNormalization layer's moving mean and

@@ -487,6 +487,13 @@ class Family:
         """``base`` at ``width``, a student derived for ``teacher``."""
         return self.scale(base, width)
 
+    def width_of(self, cfg: Any, widest: Any) -> Any:
+        """``cfg`` made a narrower width of ``widest`` inside one network
+        (students that share their parameters): the same layers in the same
+        order, where its rounded channels would give it others. By default
+        as it is (compress/shared.py checks the graphs)."""
+        return cfg
+
     def student(self, item: str, width: float | None, teacher: Any) -> tuple[str, Any]:
         """(label, configuration) of student ``item`` (a zoo entry, or a
         file this family reads) at ``width``, reading the teacher's input."""

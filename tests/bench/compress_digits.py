@@ -13,12 +13,13 @@
    student (int8 and fp32 files), accuracy kept.
 6. The chains (issue 25): 50% pruning (unstructured, 2:4) with QAT against
    pruning then PTQ: float, QAT int8 and PTQ int8 accuracy, sizes.
-7. Shared students (issue 25, ``--shared``): the same three sizes as widths
-   of one network (the sandwich rule, and two widths per step), their
-   training time against one student's and against separate students, and
-   their accuracy against separate students trained for the same wall time.
-   ``--only shared`` runs this part alone (with the separate and one-student
-   runs it compares against).
+7. Shared students (issues 25 and 44, ``--shared``): ``--only shared`` runs
+   this part alone. The same three sizes as widths of one network, per seed
+   (``--seeds``): the whole run against one student's run (the widest
+   alone) and against the students trained separately, and each student's
+   int8 accuracy against the same student trained separately for the same
+   epochs and for about the shared run's training time; the sandwich rule
+   (three widths per step, the design before issue 44) on the first seed.
 Prints the figures and writes report.json. The same flow for text waits for
 the text models (issue 7).
 """
@@ -31,6 +32,8 @@ import os
 import shutil
 import time
 from pathlib import Path
+
+import numpy as np
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -46,6 +49,7 @@ def main() -> None:
     ap.add_argument("--teacher-epochs", type=int, default=15)
     ap.add_argument("--out", default="runs/bench_compress")
     ap.add_argument("--only", choices=("all", "shared"), default="all")
+    ap.add_argument("--seeds", default="0,1,2", help="--only shared: the seeds")
     a = ap.parse_args()
     root = Path(a.out)
     root.mkdir(parents=True, exist_ok=True)
@@ -57,7 +61,7 @@ def main() -> None:
         print(f"teacher trained: val accuracy {res['val_accuracy']:.4f} in {res['train_wall_s']:.0f} s", flush=True)
 
     if a.only == "shared":
-        report = shared_figures(teacher, "digits", a.epochs, root, _arg)
+        report = shared_figures(teacher, "digits", a.epochs, root, _arg, [int(x) for x in a.seeds.split(",")])
         (root / "shared_report.json").write_text(json.dumps(report, indent=2))
         print(json.dumps(report, indent=2))
         return
@@ -137,51 +141,77 @@ def compress_figures(teacher: Path, data: str, epochs: int, root: Path, arg_of) 
     return report
 
 
-def shared_figures(teacher: Path, data: str, epochs: int, root: Path, arg_of) -> dict:
-    """Three students at 1/2, 1/4, 1/8 of the teacher's MACs: separately, one
-    alone, --shared (three widths per step: the sandwich rule; and two), and
-    separately for the shared run's training time."""
+def shared_figures(teacher: Path, data: str, epochs: int, root: Path, arg_of, seeds=(0, 1, 2),
+                   sandwich: bool = True) -> dict:
+    """Issue 44: three students at 1/2, 1/4, 1/8 of the teacher's MACs as
+    shared widths (one width per step in one graph, the default) against one
+    student's run (the widest alone) and against the same students trained
+    separately, first for the same epochs, then for about the shared run's
+    training time; per seed, whole runs timed as a user waits for them
+    (preparation, teacher, training, export, measurement). ``sandwich``: also
+    the sandwich rule (three widths per step, each its own graph) on the
+    first seed, the design the default replaced."""
     from odml.compress.run import CompressOptions, prepare, run
 
-    def go(name: str, epochs: int = epochs, **kw):
+    def go(name: str, seed: int, epochs: int = epochs, recipe: dict | None = None, **kw):
+        out = root / f"seed{seed}" / name
+        shutil.rmtree(out, ignore_errors=True)
+        rfile = root / f"seed{seed}" / f"{name}.json"
+        rfile.parent.mkdir(parents=True, exist_ok=True)
+        rfile.write_text(json.dumps({"seed": seed, **(recipe or {})}))
         t0 = time.perf_counter()
-        rep = run(prepare(CompressOptions(teacher=str(teacher), data=data, out=str(root / name), epochs=epochs,
-                                          runs=100, sizes=[0.5, 0.25, 0.125], **kw)))
-        print(f"run {name}: {time.perf_counter() - t0:.0f} s", flush=True)
+        rep = run(prepare(CompressOptions(teacher=str(teacher), data=data, out=str(out), epochs=epochs, runs=100,
+                                          recipe=str(rfile), **kw)))
+        rep["whole_s"] = round(time.perf_counter() - t0, 2)
+        print(f"seed {seed} run {name}: {rep['whole_s']:.0f} s", flush=True)
         return rep
-
-    separate = go("students")
-    labels = [s["label"] for s in sorted(separate["students"], key=lambda s: -s["params"])]
-    one = go("one_student", students=[arg_of(labels[0])])
-    shared = go("shared", shared=True)
-    two = root / "two_per_step.json"
-    two.write_text(json.dumps({"shared": {"enabled": True, "widths_per_step": 2}}))
-    shared2 = go("shared_2_per_step", recipe=str(two))
-    train_s = lambda rep: rep["phases"]["training_s"]  # noqa: E731
-    e_eq = max(1, round(epochs * train_s(shared) / train_s(separate)))
-    equal = separate if e_eq == epochs else go(f"students_{e_eq}_epochs", epochs=e_eq)
 
     def acc(rep):
         return {s["label"]: s["int8_accuracy"] for s in rep["students"]}
 
-    a_sep, a_sh, a_sh2, a_eq = acc(separate), acc(shared), acc(shared2), acc(equal)
-    by = {s["label"]: s for s in shared["students"]}
-    rows = [{"student": lbl, "params": by[lbl]["params"], "int8_bytes": by[lbl]["size_bytes"],
-             "gzip_bytes": by[lbl]["gzip_bytes"], "latency_ms": by[lbl]["latency_ms"],
-             "shared_int8_accuracy": a_sh[lbl], "shared_2_per_step_int8_accuracy": a_sh2[lbl],
-             "separate_int8_accuracy": a_sep[lbl], f"separate_{e_eq}_epochs_int8_accuracy": a_eq[lbl]}
-            for lbl in labels]
-    one_s = train_s(one)
+    sizes = [0.5, 0.25, 0.125]
+    from odml.compress.students import load_teacher
 
-    def cost(rep):
-        ph = rep["phases"]
-        return {"training_s": ph["training_s"], "vs_one_student_run": round(ph["training_s"] / one_s, 2),
-                "step_vs_one_student": ph.get("vs_one_student"), "step_s": ph.get("step_s"),
-                "one_student_step_s": ph.get("one_student_step_s"), "shared": ph.get("shared")}
-
-    return {"teacher": {"accuracy": separate["teacher"]["accuracy"], "params": separate["teacher"]["params"]},
-            "epochs": epochs, "equal_wall_epochs": e_eq, "students": rows, "one_student_training_s": one_s,
-            "cost": {"separate": cost(separate), "shared": cost(shared), "shared_2_per_step": cost(shared2)}}
+    load_teacher(teacher)  # TensorFlow imported and warm before the first timed run, as for the later ones
+    per_seed = []
+    for seed in seeds:
+        shared = go("shared", seed, sizes=sizes, shared=True)
+        labels = [s["label"] for s in sorted(shared["students"], key=lambda s: -s["params"])]
+        one = go("one_student", seed, students=[arg_of(labels[0])])
+        separate = go("separate", seed, sizes=sizes)
+        train_s = lambda rep: rep["phases"]["training_s"]  # noqa: E731
+        e_eq = max(1, round(epochs * train_s(shared) / train_s(separate)))
+        equal = separate if e_eq == epochs else go(f"separate_{e_eq}_epochs", seed, epochs=e_eq, sizes=sizes)
+        a_sh, a_sep, a_eq = acc(shared), acc(separate), acc(equal)
+        per_seed.append({
+            "seed": seed, "equal_wall_epochs": e_eq,
+            "whole_s": {"one_student": one["whole_s"], "shared": shared["whole_s"], "separate": separate["whole_s"],
+                        f"separate_{e_eq}_epochs": equal["whole_s"]},
+            "shared_vs_one_student_run": round(shared["whole_s"] / one["whole_s"], 3),
+            "separate_vs_one_student_run": round(separate["whole_s"] / one["whole_s"], 3),
+            "phases": {"shared": shared["phases"], "one_student": one["phases"], "separate": separate["phases"]},
+            "students": [{"student": lbl, "line": next(s["line"] for s in shared["students"] if s["label"] == lbl),
+                          "shared_int8_accuracy": a_sh[lbl], "one_student_int8_accuracy":
+                              acc(one).get(lbl) if lbl == labels[0] else None,
+                          "separate_int8_accuracy": a_sep[lbl], "equal_wall_separate_int8_accuracy": a_eq[lbl]}
+                         for lbl in labels]})
+    ratios = [r["shared_vs_one_student_run"] for r in per_seed]
+    out = {"epochs": epochs, "seeds": list(seeds), "per_seed": per_seed,
+           "shared_vs_one_student_run": {"median": float(np.median(ratios)), "min": min(ratios), "max": max(ratios)},
+           "goal": "whole shared run <= 1.3x one student's run; each shared student within 1 point of the same "
+                   "student trained separately for the same wall time"}
+    gaps = {}
+    for i in range(3):
+        d = [100 * (r["students"][i]["shared_int8_accuracy"] - r["students"][i]["equal_wall_separate_int8_accuracy"])
+             for r in per_seed]
+        gaps[per_seed[0]["students"][i]["student"]] = {"points_mean": round(float(np.mean(d)), 2),
+                                                      "points_min": round(min(d), 2), "points_max": round(max(d), 2)}
+    out["shared_minus_equal_wall_separate"] = gaps
+    if sandwich:
+        sw = go("shared_sandwich", seeds[0], sizes=sizes, shared=True,
+                recipe={"shared": {"enabled": True, "widths_per_step": 3, "finetune_epochs": 1}})
+        out["sandwich_seed0"] = {"whole_s": sw["whole_s"], "phases": sw["phases"], "int8_accuracy": acc(sw)}
+    return out
 
 
 def _arg(label: str) -> str:

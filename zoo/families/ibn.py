@@ -13,6 +13,8 @@ multiplier, dropout, drop-connect) give the small variants used for 32x32 inputs
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from typing import Any
 from odml.errors import SpecError
 from odml.zoo.family import TRAIN_IMAGES, Counts, Family, InputSpec, OutputSpec
 from odml.zoo.registry import register_family
-from odml.zoo.spec import Block, Head, ModelSpec, Stem, round_filters
+from odml.zoo.spec import Block, Head, ModelSpec, Stem, has_residual, round_filters
 
 # (type, kernel, expansion, stride) per block, grouped as in the Model Garden
 V2_GROUPS = [
@@ -295,6 +297,19 @@ class IBN(Family):
     def derived(self, base: ModelSpec, width: float, teacher: Any) -> ModelSpec:
         h, w, _ = teacher.input.shape
         return self.configure(base.name, classes=teacher.num_classes, input_size=(h, w), width=width)
+
+    def width_of(self, cfg: ModelSpec, widest: ModelSpec) -> ModelSpec:
+        """A block whose input and output channels round to the same count at
+        this width (the 8-channel floor) has a residual the widest's block
+        lacks: as a width of the widest it goes without (``_noskip``)."""
+        if len(cfg.blocks) != len(widest.blocks):
+            return cfg
+        blocks, cin, cin_w = [], cfg.stem.filters, widest.stem.filters
+        for b, bw in zip(cfg.blocks, widest.blocks):
+            blocks.append(dataclasses.replace(b, skip=False) if has_residual(b, cin) and not has_residual(bw, cin_w)
+                          else b)
+            cin, cin_w = b.filters, bw.filters
+        return cfg if blocks == list(cfg.blocks) else cfg.replace(blocks=blocks)
 
     def student(self, item: str, width: float | None, teacher: Any) -> tuple[str, ModelSpec]:
         shape = tuple(teacher.input.shape)
