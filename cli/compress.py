@@ -37,7 +37,7 @@ def compress_cmd(
     input_size: Optional[str] = typer.Option(None, "--input-size", help="The teacher's input size HxW, when its file leaves it open (an ONNX graph's dynamic size)."),
     input_range: Optional[str] = typer.Option(None, "--input-range", help="What pixels become at the teacher's input: 0,1 (the default), -1,1 or 0,255 (default 0,255 for a model that starts with Rescaling or Normalization)."),
     calibration_samples: Optional[int] = typer.Option(None, "--calibration-samples", min=1, help="int8: calibration inputs (overrides the recipe's quantize.calibration_samples)."),
-    shared: Optional[bool] = typer.Option(None, "--shared/--separate", help="The students are widths of one network, trained together: one width per step, every width in one graph (a step costs one student's), then each copied out (recipe shared.widths_per_step: 3 for the sandwich rule; shared.finetune_epochs to fine-tune each width apart at the end)."),
+    shared: Optional[bool] = typer.Option(None, "--shared/--separate", help="The students are widths of one network, trained together: one width per step, every width in one graph (a step costs about one student's), then each copied out (recipe shared.widths_per_step: 3 for the sandwich rule; shared.finetune_epochs to fine-tune each width apart at the end)."),
     steps: Optional[str] = typer.Option(None, "--steps", help="A keypoint teacher's students: heatmap and regression training steps (default 700,2000)."),
     distribute: str = typer.Option("none", "--distribute", help="Train the students on this machine's devices with tf.distribute: mirrored (every GPU; each batch split between them)."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),

@@ -431,9 +431,16 @@ class StudentTrainer:
             why = graph_difference(wide, m)
             if why:
                 return None, f"{m.name}: {why}"
-        mw = MaskedWidths(models, self.shared)
         x = self.data.sample("train", 8, self.recipe.seed)[0]
-        why = mw.check(models, x.astype(np.float32) if x.dtype == np.uint8 else x)
+        if x.dtype == np.uint8:  # as training feeds them: [0, 1]
+            from odml.data.images import to_float
+
+            x = to_float(x)
+        try:
+            mw = MaskedWidths(models, self.shared)
+            why = mw.check(models, x)
+        except (AttributeError, TypeError, ValueError) as e:  # a layer without one output shape, outputs that differ
+            return None, f"one graph could not be made of them ({type(e).__name__}: {str(e)[:120]})"
         return (None, why) if why else (mw, None)
 
     def load_widths(self, sh: Any = None) -> None:
@@ -589,8 +596,11 @@ class StudentTrainer:
         widths per step); None: all of them every step."""
         if self.sh is None:
             return None
-        return iter(self.sh.groups(np.random.default_rng([self.recipe.seed, epoch]), self.steps,
-                                   self.recipe.shared.widths_per_step))
+        per = self.recipe.shared.widths_per_step
+        if per == 1:  # the widths' turns run on across epochs (an epoch of fewer steps than widths skips none)
+            turns = self.sh.groups(np.random.default_rng([self.recipe.seed]), self.steps * (epoch + 1), 1)
+            return iter(turns[self.steps * epoch:])
+        return iter(self.sh.groups(np.random.default_rng([self.recipe.seed, epoch]), self.steps, per))
 
     def pruning_callbacks(self, models: list[Any]) -> list[Any]:
         """tfmot's step counters of the pruning wrappers of ``models`` (none
@@ -716,6 +726,7 @@ class EpochLoop:
             res["timing_s"] = round(self.timing_s, 2)
         if tr.sh is not None:
             res["graphs"] = 1 if tr.masked is not None else len(tr._steps)
+            res["one_graph"] = tr.masked is not None
             if tr.one_graph_why:
                 res["one_graph_why"] = tr.one_graph_why
         return res

@@ -75,7 +75,7 @@ class Shared:
     # the last of the epochs: each width copied out and trained apart (0: none; pruning and QAT happen there, so with
     # either of them at least 1)
     finetune_epochs: int = 0
-    # widths trained per step: 1 (the widths in turn, all in one graph: a step costs one student's); 3 is the
+    # widths trained per step: 1 (the widths in turn, all in one graph: a step costs about one student's); 3 is the
     # sandwich rule (the widest, the narrowest, one other at random, each width its own graph); 2 trains the widest
     # and one other at random; more: the widest, the narrowest and others at random
     widths_per_step: int = 1
@@ -153,8 +153,12 @@ class Recipe:
         if not isinstance(sh.widths_per_step, int) or sh.widths_per_step < 1:
             raise bad("shared.widths_per_step", f"must be 1 or more, got {sh.widths_per_step!r}")
         if sh.enabled and sh.apart(self) >= self.epochs:
-            why = "" if sh.apart(self) == sh.finetune_epochs else " (pruning and QAT fine-tune each width apart)"
-            raise bad("shared.finetune_epochs", f"{sh.apart(self)} of {self.epochs} epochs{why} leaves none to train "
+            if sh.apart(self) > sh.finetune_epochs:  # forced: pruning or QAT happen in an epoch apart
+                what = "pruning" if self.prune.enabled else "QAT"
+                raise bad("epochs", f"{self.epochs} with --shared and {what}: {what} happens while each width is "
+                          "fine-tuned apart for the last epoch, which leaves none to train the widths together; give "
+                          "--epochs 2 or more")
+            raise bad("shared.finetune_epochs", f"{sh.finetune_epochs} of {self.epochs} epochs leaves none to train "
                       "the widths together; give more epochs or fewer to fine-tune")
         return self
 

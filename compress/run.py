@@ -277,6 +277,9 @@ def _same_widths(out: Path, settings: dict[str, Any]) -> None:
         return
     before, now = [s[0] for s in old.get("students") or []], [s[0] for s in settings["students"]]
     if old.get("students") != settings["students"]:
+        if before == now:  # the same labels, other architectures
+            before = [f"{s[0]} ({s[1]})" for s in old.get("students") or []]
+            now = [f"{s[0]} ({s[1]})" for s in settings["students"]]
         raise RecipeError(f"--shared: {out} holds widths {', '.join(before)} trained as one network; resumed with "
                           f"{', '.join(now)}: resume with the same --students / --sizes, or use a new folder")
 
@@ -523,6 +526,7 @@ def _train_shared(p: Prepared, students: list[Any], on_epoch: Callable | None, s
     out["shared"] = {"widest": students[widest].label, "epochs": together.epochs, "train_s": info["train_s"],
                      "step_s": info.get("step_s"), "finetune_epochs": ft, "finetune_s": 0.0,
                      "widths_per_step": r.shared.widths_per_step, "graphs": info.get("graphs"),
+                     "one_graph": bool(info.get("one_graph")),
                      **({"one_graph_why": info["one_graph_why"]} if info.get("one_graph_why") else {})}
     out["train_s"] = info["train_s"]
     if ft:

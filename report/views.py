@@ -137,19 +137,40 @@ def _blocks(line: str) -> str:
 
 
 def _over_time(recs: list[dict[str, Any]]) -> str:
+    """Each trained trial's reward when it finished (minutes since the search
+    began: the first finish less its training time), the best so far as a
+    line; in the order they finished where the records have no times."""
+    from datetime import datetime
+
+    def at(r: dict[str, Any]) -> float | None:
+        try:
+            return datetime.fromisoformat(str(r["finished_at"])).timestamp()
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    times = [at(r) for r in recs]
+    timed = all(t is not None for t in times) and bool(times)
+    if timed:
+        t0 = min(t - float(r.get("wall_s") or 0) for t, r in zip(times, recs))
+        order = sorted(range(len(recs)), key=lambda i: times[i])
+    else:
+        order = list(range(len(recs)))
     pts, best_pts, best = [], [], None
-    for i, r in enumerate(recs):
-        rw = r.get("reward")
+    for n, i in enumerate(order):
+        r, rw = recs[i], recs[i].get("reward")
         if not isinstance(rw, (int, float)):
             continue
-        tip = f"trial {r.get('trial_id')} ({r.get('status')}): reward {num(rw)}"
+        x = round((times[i] - t0) / 60, 3) if timed else n + 1
+        when = f"{num(x)} min" if timed else f"{n + 1} trials"
+        tip = f"trial {r.get('trial_id')} ({r.get('status')}): reward {num(rw)}, at {when}"
         if _trained(r):
-            pts.append((i + 1, rw, tip))
+            pts.append((x, rw, tip))
             best = rw if best is None else max(best, rw)
-            best_pts.append((i + 1, best, f"best so far after {i + 1} trials: {num(best)}"))
+            best_pts.append((x, best, f"best so far at {when}: {num(best)}"))
+    label = "minutes since the search began" if timed else "trial (in the order they finished)"
     return scatter([Series("trained trial", pts, hollow=True), Series("best so far", best_pts, color="#d62728",
                                                                       line=True, size=2)],
-                   Axes("trial (in the order they finished)", "reward"), "reward of each trial, in order")
+                   Axes(label, "reward"), "reward of each trial over time")
 
 
 def _screen(sc: dict[str, Any]) -> str:
@@ -262,14 +283,14 @@ def _phases(ph: dict[str, Any]) -> str:
     extra = ""
     sh = ph.get("shared")
     if isinstance(sh, dict):
-        how = ("one width per step, every width in one graph" if sh.get("graphs") == 1 else
+        how = ("one width per step, every width in one graph" if sh.get("one_graph") else
                f"{sh.get('widths_per_step', '?')} width(s) per step, {sh.get('graphs', '?')} graphs"
                + (f" ({sh['one_graph_why']})" if sh.get("one_graph_why") else ""))
         extra += note(f"The students are widths of one network (the widest: {sh.get('widest', '?')}), trained "
                       f"together for {sh.get('epochs', '?')} epochs, {how}"
                       + (f"; then {sh['finetune_epochs']} apart" if sh.get("finetune_epochs") else "") + ".")
     if isinstance(ph.get("vs_one_student"), (int, float)):
-        extra = note(f"{ph.get('students')} students trained together: a step costs {ph['vs_one_student']:.2f}x one "
+        extra += note(f"{ph.get('students')} students trained together: a step costs {ph['vs_one_student']:.2f}x one "
                      "student's step alone.")
     vs = ph.get("run_vs_one_student")
     if isinstance(vs, dict) and isinstance(vs.get("this_run"), dict) and isinstance(vs.get("one_student"), dict):
@@ -280,7 +301,9 @@ def _phases(ph: dict[str, Any]) -> str:
         extra += table(["phase", "this run (s)", f"one student's run (s): {vs.get('student', '?')} alone"], rows,
                        highlight=[False] * (len(rows) - 1) + [True]) + \
             note(f"this run costs {num(vs.get('ratio'))}x one student's run, both measured in this run (one "
-                 "student's: its trace, as many steps at its step time, its export and measurement).")
+                 "student's: its trace, as many steps at its step time, its export and measurement"
+                 + ("; widths in one graph: the widest's own trace and steps in it, masks included" if
+                    isinstance(sh, dict) and sh.get("one_graph") else "") + ").")
     return bars(parts, "s", "seconds per phase") + extra + note(f"wall time {num(ph.get('wall_s'))} s")
 
 

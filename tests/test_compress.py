@@ -500,10 +500,10 @@ def test_shared_students_are_widths_of_one_network(cli, teacher, tmp_path):
     ph = rep["phases"]
     sh = ph["shared"]
     assert sh["widest"] == "v2_tiny_w0.35" and sh["epochs"] == 2 and sh["finetune_epochs"] == 0
-    assert sh["graphs"] == 1 and "one_graph_why" not in sh, sh  # every width in one traced graph
+    assert sh["graphs"] == 1 and sh["one_graph"] and "one_graph_why" not in sh, sh  # every width in one graph
     vs = ph["run_vs_one_student"]
     assert vs["student"] == "v2_tiny_w0.35" and vs["this_run"]["timing_one_s"] == 0  # (no copy timed alone)
-    assert vs["this_run"]["tracing_s"] == vs["one_student"]["tracing_s"] > 0 and 0.5 < vs["ratio"] < 5, vs
+    assert vs["this_run"]["tracing_s"] > 0 and 0.5 < vs["ratio"] < 5, vs
     assert vs["this_run"]["export_s"] > vs["one_student"]["export_s"] > 0  # two exports against one
     for s in rep["students"]:
         assert len(s["history"]) == 2 and not any(h.get("apart") for h in s["history"])
@@ -515,7 +515,7 @@ def test_shared_students_are_widths_of_one_network(cli, teacher, tmp_path):
             a, b = n.numpy(), w.numpy()[tuple(slice(0, d) for d in n.shape)]
             far.append(np.linalg.norm(a - b) / np.linalg.norm(a))
     assert len(far) > 20 and max(far) < 1e-6, max(far)
-    check_page(out, "one student", "this run")
+    check_page(out, "one student", "this run", "every width in one graph")
 
 
 def test_one_graph_computes_each_width_exactly(teacher):
@@ -574,21 +574,28 @@ def test_shared_students_refused_when_they_cannot_share(cli, teacher, tmp_path):
     r = cli("compress", teacher, "--sizes", "0.5,0.25", "--shared", "--joint", "--epochs", "2", "--out", never)
     assert_one_line_error(r, "--shared", "--fixed-teacher")
     r = cli("compress", teacher, "--sizes", "0.5,0.25", "--shared", "--prune", "0.5", "--epochs", "1", "--out", never)
-    assert_one_line_error(r, "shared.finetune_epochs", "leaves none", "pruning")
+    assert_one_line_error(r, "with --shared and pruning", "fine-tuned apart", "--epochs 2 or more")
     r = cli("compress", teacher, "--students", "mobilenet_edgetpu_v2_tiny@0.25", "--shared", "--epochs", "2",
             "--out", never)
     assert_one_line_error(r, "--shared", "at least two students")
     assert not never.exists()
-    # a shared run resumed with other widths: the widths so far are one network's
+    # a shared run resumed with other widths: the widths so far are one network's (the folder as a run killed
+    # after its start leaves it: its settings written)
+    from odml.compress.run import CompressOptions, _settings, prepare, run_folder
+
     folder = tmp_path / "run"
-    r = cli("compress", teacher, "--students", "mobilenet_edgetpu_v2_tiny@0.25,mobilenet_edgetpu_v2_tiny@0.3",
-            "--shared", "--epochs", "1", "--quantize", "none", "--runs", "2", "--out", folder)
-    assert r.exit_code == 0, r.stderr
-    before = sorted(p.name for p in folder.iterdir())
+    first = CompressOptions(teacher=str(teacher), data="digits", out=str(folder), shared=True, epochs=1,
+                            students=["mobilenet_edgetpu_v2_tiny@0.25", "mobilenet_edgetpu_v2_tiny@0.3"])
+    p = prepare(first)
+    run_folder(folder).write_settings(_settings(first, p.recipe, p.teacher, p.students))
+    before = sorted(x.name for x in folder.iterdir())
     r = cli("compress", teacher, "--students", "mobilenet_edgetpu_v2_tiny@0.25,mobilenet_edgetpu_v2_tiny@0.35",
-            "--shared", "--epochs", "1", "--quantize", "none", "--runs", "2", "--out", folder)
+            "--shared", "--epochs", "1", "--out", folder)
     assert_one_line_error(r, "--shared", "v2_tiny_w0.3 trained as one network", "v2_tiny_w0.35")
-    assert sorted(p.name for p in folder.iterdir()) == before
+    assert sorted(x.name for x in folder.iterdir()) == before
+    r = cli("compress", teacher, "--students", "mobilenet_edgetpu_v2_tiny@0.25,mobilenet_edgetpu_v2_tiny@0.3",
+            "--shared", "--epochs", "2", "--out", folder)  # the same widths, another setting: the general refusal
+    assert_one_line_error(r, "holds a compression run with other settings", "epochs")
 
 
 def _odml(*args):

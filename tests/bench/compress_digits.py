@@ -50,10 +50,13 @@ def main() -> None:
     ap.add_argument("--out", default="runs/bench_compress")
     ap.add_argument("--only", choices=("all", "shared"), default="all")
     ap.add_argument("--seeds", default="0,1,2", help="--only shared: the seeds")
+    ap.add_argument("--teacher", help="--only shared: this teacher instead of the one trained here (the demo's: "
+                    "runs/demo/model.keras)")
+    ap.add_argument("--sizes", default="0.5,0.25,0.125", help="--only shared: the students' sizes (the demo: 0.5,0.25)")
     a = ap.parse_args()
     root = Path(a.out)
     root.mkdir(parents=True, exist_ok=True)
-    teacher = root / "teacher.keras"
+    teacher = Path(a.teacher) if a.teacher else root / "teacher.keras"
     if not teacher.is_file():
         spec = create_spec("mobilenet_edgetpu_v2_tiny", num_classes=10, input_size=32)
         res = train_classifier(spec, load_images("digits", (32, 32), 3, 0.2, 0), TrainConfig(epochs=a.teacher_epochs),
@@ -61,7 +64,8 @@ def main() -> None:
         print(f"teacher trained: val accuracy {res['val_accuracy']:.4f} in {res['train_wall_s']:.0f} s", flush=True)
 
     if a.only == "shared":
-        report = shared_figures(teacher, "digits", a.epochs, root, _arg, [int(x) for x in a.seeds.split(",")])
+        report = shared_figures(teacher, "digits", a.epochs, root, _arg, [int(x) for x in a.seeds.split(",")],
+                                sandwich=not a.teacher, sizes=[float(x) for x in a.sizes.split(",")])
         (root / "shared_report.json").write_text(json.dumps(report, indent=2))
         print(json.dumps(report, indent=2))
         return
@@ -142,7 +146,7 @@ def compress_figures(teacher: Path, data: str, epochs: int, root: Path, arg_of) 
 
 
 def shared_figures(teacher: Path, data: str, epochs: int, root: Path, arg_of, seeds=(0, 1, 2),
-                   sandwich: bool = True) -> dict:
+                   sandwich: bool = True, sizes=(0.5, 0.25, 0.125)) -> dict:
     """Issue 44: three students at 1/2, 1/4, 1/8 of the teacher's MACs as
     shared widths (one width per step in one graph, the default) against one
     student's run (the widest alone) and against the same students trained
@@ -169,7 +173,7 @@ def shared_figures(teacher: Path, data: str, epochs: int, root: Path, arg_of, se
     def acc(rep):
         return {s["label"]: s["int8_accuracy"] for s in rep["students"]}
 
-    sizes = [0.5, 0.25, 0.125]
+    sizes = list(sizes)
     from odml.compress.students import load_teacher
 
     load_teacher(teacher)  # TensorFlow imported and warm before the first timed run, as for the later ones
@@ -201,7 +205,7 @@ def shared_figures(teacher: Path, data: str, epochs: int, root: Path, arg_of, se
            "goal": "whole shared run <= 1.3x one student's run; each shared student within 1 point of the same "
                    "student trained separately for the same wall time"}
     gaps = {}
-    for i in range(3):
+    for i in range(len(sizes)):
         d = [100 * (r["students"][i]["shared_int8_accuracy"] - r["students"][i]["equal_wall_separate_int8_accuracy"])
              for r in per_seed]
         gaps[per_seed[0]["students"][i]["student"]] = {"points_mean": round(float(np.mean(d)), 2),
