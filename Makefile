@@ -38,11 +38,11 @@ demo: $(STAMP)
 	$(BIN)/odml compress runs/demo/model.keras --data digits --sizes 0.5,0.25 --epochs 4 --pick "latency_ms<=1" --out runs/demo/compress
 	$(BIN)/odml search --space small32 --data digits --target-ms 0.3 --trials 6 --epochs 1 --out runs/demo/search
 
-# the fast tier first (a broken build fails in about two minutes), then the rest on two workers, one test file
-# each at a time (module fixtures and loopback servers stay within a file)
+# the fast tier first (a broken build fails in about a minute; on two workers, its tests are independent), then the
+# rest on two workers, one test file each at a time (module fixtures and loopback servers stay within a file)
 test: $(TEST_STAMP)
 	@command -v adb >/dev/null || echo "note: adb is not installed: the tests of phones over adb (tests/test_adb.py) will be skipped (and fail under CI=true); Debian: apt-get install adb"
-	$(BIN)/python -m pytest -q -m fast
+	$(BIN)/python -m pytest -q -n 2 -m fast
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not fast"
 
 # the fast tier: unit tests of specs, families, parsers, run folders and files (under two minutes)
