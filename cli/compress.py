@@ -31,7 +31,7 @@ def compress_cmd(
     quantize: Optional[str] = typer.Option(None, "--quantize", help="ptq (post-training int8, default), qat or none."),
     device: str = typer.Option("host", "--device", help="Where latency is measured: host, adb:SERIAL or edgetpu."),
     threads: int = typer.Option(1, "--threads"),
-    runs: int = typer.Option(50, "--runs", help="Benchmark runs per model."),
+    runs: int = typer.Option(50, "--runs", help="Benchmark runs per model (and at least half a second of them; fewer runs, a shorter floor in proportion)."),
     pick_expr: Optional[str] = typer.Option(None, "--pick", help="Mark the most accurate student within a budget, e.g. 'latency_ms<=5, size_kb<500'."),
     benchmark_binary: Optional[str] = typer.Option(None, "--benchmark-binary", help="adb: TFLite's benchmark_model for the phone."),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="The teacher's input size HxW, when its file leaves it open (an ONNX graph's dynamic size)."),

@@ -300,7 +300,9 @@ def _settings(o: CompressOptions, recipe: Recipe, teacher: Teacher, students) ->
 def _latency(p: Prepared, path: Path) -> dict[str, Any]:
     from odml.devices.device import BenchOptions
 
-    return p.device.bench(path, BenchOptions(threads=p.opts.threads, runs=p.opts.runs, min_secs=0.5, warmup=2))
+    # at the default --runs, at least half a second of runs; fewer runs asked for, a shorter floor in proportion
+    floor = 0.5 * min(1.0, p.opts.runs / CompressOptions.runs)
+    return p.device.bench(path, BenchOptions(threads=p.opts.threads, runs=p.opts.runs, min_secs=floor, warmup=2))
 
 
 def _tflite_outputs(path: Path, outputs: Callable, spec: Any) -> np.ndarray:
