@@ -598,8 +598,7 @@ class StudentTrainer:
             return None
         per = self.recipe.shared.widths_per_step
         if per == 1:  # the widths' turns run on across epochs (an epoch of fewer steps than widths skips none)
-            turns = self.sh.groups(np.random.default_rng([self.recipe.seed]), self.steps * (epoch + 1), 1)
-            return iter(turns[self.steps * epoch:])
+            return iter(self.sh.turns(self.recipe.seed, self.steps * epoch, self.steps))
         return iter(self.sh.groups(np.random.default_rng([self.recipe.seed, epoch]), self.steps, per))
 
     def pruning_callbacks(self, models: list[Any]) -> list[Any]:

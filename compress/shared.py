@@ -116,6 +116,18 @@ class SharedWidths:
                     padded.append(T.pad(T.convert_to_tensor(g), pad))
         return padded if acc is None else [a + p for a, p in zip(acc, padded)]
 
+    def turns(self, seed: int, start: int, count: int) -> list[list[int]]:
+        """One width per step for steps ``start`` to ``start + count`` of the
+        run: the widths in turn, each once per round, every round's order
+        drawn from ``(seed, round)`` (so an epoch, or a resumed run, needs
+        only its own rounds)."""
+        n = len(self.order)
+        out: list[list[int]] = []
+        for r in range(start // n, -(-(start + count) // n)):
+            out += [[int(self.order[i])] for i in np.random.default_rng([seed, r]).permutation(n)]
+        skip = start - (start // n) * n
+        return out[skip:skip + count]
+
     def groups(self, rng: np.random.Generator, steps: int, per_step: int = 3) -> list[list[int]]:
         """The widths each of ``steps`` steps trains, the widest first. One per
         step: the widths in turn, each once per round. Three per step is the
@@ -208,11 +220,13 @@ class MaskedWidths:
             if i == self.widest:
                 continue
             saved = m.get_weights()
-            copy_slices(m, models[self.widest], every=True)
-            self.width.assign(i)
-            want = np.asarray(m(x, training=False))
-            got = np.asarray(self.model(x, training=False))
-            m.set_weights(saved)
+            try:
+                copy_slices(m, models[self.widest], every=True)
+                self.width.assign(i)
+                want = np.asarray(m(x, training=False))
+                got = np.asarray(self.model(x, training=False))
+            finally:
+                m.set_weights(saved)
             scale = float(np.abs(want).max())
             if not scale > 0:  # (nothing to compare: the safe way, a graph per width)
                 self.width.assign(self.widest)

@@ -289,9 +289,9 @@ def _phases(ph: dict[str, Any]) -> str:
         extra += note(f"The students are widths of one network (the widest: {sh.get('widest', '?')}), trained "
                       f"together for {sh.get('epochs', '?')} epochs, {how}"
                       + (f"; then {sh['finetune_epochs']} apart" if sh.get("finetune_epochs") else "") + ".")
-    if isinstance(ph.get("vs_one_student"), (int, float)):
+    if isinstance(ph.get("vs_one_student"), (int, float)) and not (isinstance(sh, dict) and sh.get("one_graph")):
         extra += note(f"{ph.get('students')} students trained together: a step costs {ph['vs_one_student']:.2f}x one "
-                     "student's step alone.")
+                      "student's step alone.")
     vs = ph.get("run_vs_one_student")
     if isinstance(vs, dict) and isinstance(vs.get("this_run"), dict) and isinstance(vs.get("one_student"), dict):
         this, one = vs["this_run"], vs["one_student"]

@@ -482,6 +482,9 @@ def test_shared_widths_trained_per_step():
     g1 = sw.groups(rng, 10, 1)  # one width per step, the widths in turn: each once per round of four
     assert len(g1) == 10 and all(len(g) == 1 for g in g1)
     assert sorted(g[0] for g in g1[:4]) == sorted(g[0] for g in g1[4:8]) == [0, 1, 2, 3]
+    whole = sw.turns(7, 0, 13)  # the run's turns, epoch by epoch (or resumed) as in one go
+    assert whole == sw.turns(7, 0, 5) + sw.turns(7, 5, 3) + sw.turns(7, 8, 5) and len(whole) == 13
+    assert all(sorted(g[0] for g in whole[r:r + 4]) == [0, 1, 2, 3] for r in (0, 4, 8))
 
 
 def test_shared_students_are_widths_of_one_network(cli, teacher, tmp_path):
