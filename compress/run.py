@@ -482,10 +482,7 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
                    "history": s.history, "epochs": p.recipe.epochs, "start_epoch": train_info.get("start_epoch"),
                    "train_s": train_info.get("train_s"), "epoch_s": train_info.get("epoch_s"), **scores,
                    "export_s": round(export_s, 2), "measure_s": round(time.perf_counter() - tm, 2),
-                   **{k: train_info[k] for k in ("one_student_step_s", "step_s", "vs_one_student", "wall_s", "shared",
-                                                 "distribute", "trace_s", "one_student_trace_s", "one_student",
-                                                 "timing_s", "steps_per_epoch")
-                      if k in train_info}}
+                   **{k: train_info[k] for k in (*TIMING_KEYS, "wall_s", "shared", "distribute") if k in train_info}}
             if p.recipe.prune.enabled:
                 layers = sparsity_per_layer(model)
                 total = sum(r["weights"] for r in layers)
@@ -495,6 +492,12 @@ def _run(p: Prepared, folder: RunFolder, on_stage: Callable[[str], None] | None,
             done[s.label] = row
         shutil.rmtree(p.out / "checkpoints", ignore_errors=True)  # every student is safe in results.jsonl
     return report(p, teacher_row)
+
+
+# what train_students measured of the training, carried into each student's row (phases() and
+# against_one_student() read them back)
+TIMING_KEYS = ("one_student_step_s", "step_s", "vs_one_student", "steps_per_epoch", "trace_s", "one_student_trace_s",
+               "one_student", "timing_s")
 
 
 def _strategy(p: Prepared) -> Any:
@@ -523,8 +526,7 @@ def _train_shared(p: Prepared, students: list[Any], on_epoch: Callable | None, s
     say(f"training {len(students)} students as widths of one network for {together.epochs} epochs")
     info = train_students(t.model, students, p.data, together, p.out / "checkpoints" / "shared", on_epoch,
                           shared=widest, **kw)
-    out = {k: info[k] for k in ("start_epoch", "epoch_s", "one_student_step_s", "step_s", "vs_one_student",
-                                "steps_per_epoch", "trace_s", "one_student_trace_s", "one_student", "timing_s") if k in info}
+    out = {k: info[k] for k in ("start_epoch", "epoch_s", *TIMING_KEYS) if k in info}
     out["shared"] = {"widest": students[widest].label, "epochs": together.epochs, "train_s": info["train_s"],
                      "step_s": info.get("step_s"), "finetune_epochs": ft, "finetune_s": 0.0,
                      "widths_per_step": r.shared.widths_per_step, "graphs": info.get("graphs"),

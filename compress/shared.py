@@ -95,8 +95,7 @@ class SharedWidths:
 
     def load(self, i: int) -> None:
         """Model ``i``'s variables := the leading slices of the widest's."""
-        for nv, wv in self.pairs[i]:
-            nv.assign(wv[tuple(slice(0, int(d)) for d in nv.shape)])
+        assign_leading(self.pairs[i])
 
     def add(self, acc: list[Any] | None, i: int, grads: list[Any]) -> list[Any]:
         """``acc`` (gradients of the widest's variables) plus model ``i``'s,
@@ -221,7 +220,7 @@ class MaskedWidths:
                 continue
             saved = m.get_weights()
             try:
-                copy_slices(m, models[self.widest], every=True)
+                assign_leading(zip(m.weights, models[self.widest].weights))  # batch-norm statistics too
                 self.width.assign(i)
                 want = np.asarray(m(x, training=False))
                 got = np.asarray(self.model(x, training=False))
@@ -239,9 +238,8 @@ class MaskedWidths:
         return None
 
 
-def copy_slices(narrow: Any, wide: Any, every: bool = False) -> None:
-    """``narrow``'s weights := the leading slices of ``wide``'s (its
-    trainable ones; ``every``: its batch-norm statistics too)."""
-    pairs = zip(narrow.weights, wide.weights) if every else zip(narrow.trainable_weights, wide.trainable_weights)
+def assign_leading(pairs: Any) -> None:
+    """Each (narrower variable, widest's variable) pair: the narrower :=
+    the leading slice of the widest's (eagerly, or inside a step)."""
     for nv, wv in pairs:
-        nv.assign(np.asarray(wv)[tuple(slice(0, int(d)) for d in nv.shape)])
+        nv.assign(wv[tuple(slice(0, int(d)) for d in nv.shape)])
