@@ -371,18 +371,24 @@ def test_compress_distils_the_selfie_model_into_a_segmentation_student(released,
     synthetic people (images alone: the teacher's maps are the masks): an
     Autoseg-EdgeTPU student at half width learns to find the people the
     teacher finds (a student that learned nothing says background
-    everywhere: person IoU 0), in float and int8."""
+    everywhere: person IoU 0), in float and int8. Twelve epochs (240
+    steps): at six, person IoU ranged from 0.04 to 0.34 over seeds, rates
+    and temperatures (0.10 on the CI machine at seed 0), the student still
+    finding its way out of saying background everywhere; at twelve it was
+    0.35 to 0.37 over three seeds. 32 calibration images (of 200 by
+    default: 5 s less) are enough for int8 to keep the person."""
     monkeypatch.setenv("ODML_HOME", str(released["home"]))
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("epochs: 6\nbatch_size: 8\nlearning_rate: 0.01\n")
+    recipe.write_text("epochs: 12\nbatch_size: 8\nlearning_rate: 0.01\n")
     r = cli("compress", "selfie_segmentation_released", "--data", "synthetic:200", "--students",
-            "autoseg_edgetpu_xs@0.5", "--recipe", recipe, "--runs", "3", "--out", tmp_path / "c", "--json")
+            "autoseg_edgetpu_xs@0.5", "--recipe", recipe, "--runs", "3", "--calibration-samples", "32",
+            "--out", tmp_path / "c", "--json")
     assert r.exit_code == 0, r.stderr
     rep = r.json()["compress"]
     t, (s,) = rep["teacher"], rep["students"]
     assert t["miou"] == pytest.approx(1.0) and t["on_train"]["examples"] > 1000  # scored against its own maps
     assert any("no masks" in n and "released selfie model" in n for n in rep["notes"])
-    assert s["iou"][1] > 0.1 and s["int8_iou"][1] > 0.1, (s["iou"], s["int8_iou"])
+    assert s["iou"][1] > 0.15 and s["int8_iou"][1] > 0.15, (s["iou"], s["int8_iou"])
     card = json.loads((tmp_path / "c" / f"{s['label']}.odml.json").read_text())
     assert card["family"] == "segmentation" and card["labels"] == ["background", "person"]
     from odml.report.page import num  # the page ranks the students by mIoU
