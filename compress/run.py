@@ -639,6 +639,22 @@ def against_one_student(teacher_row: dict[str, Any], students: list[dict[str, An
             "ratio": round(total / total_one, 2) if total_one else None}
 
 
+def learned_nothing_notes(family: Any, students: list[dict[str, Any]], y: Any, names: list[str]) -> list[str]:
+    """A note for each student whose scores on the validation data (float,
+    else int8) are those of a model that learned nothing from its input,
+    as the students' family judges it (``Family.learned_nothing``)."""
+    notes = []
+    for r in students:
+        for prefix, how in (("", ""), ("int8_", " in int8")):
+            scores = {k[len(prefix):]: v for k, v in r.items() if k.startswith(prefix)}
+            said = family.learned_nothing(scores, y, names) if scores else None
+            if said:
+                notes.append(f"student {r['label']}{how} {said} on the validation data: it learned nothing there "
+                             "from its input (train it longer, or on more examples)")
+                break
+    return notes
+
+
 def report(p: Prepared, teacher_row: dict[str, Any]) -> dict[str, Any]:
     from odml.compress.distill import soft_label_note
     from odml.pareto import pareto_front
@@ -657,6 +673,7 @@ def report(p: Prepared, teacher_row: dict[str, Any]) -> dict[str, Any]:
     weak = soft_label_note(teacher_row["on_train"]) if p.recipe.distill.enabled and "on_train" in teacher_row else None
     if weak:
         notes.append(weak)
+    notes += learned_nothing_notes(p.teacher.student_family, students, p.data.y_val, list(p.data.class_names))
     rep = {"schema": SCHEMA, "out": str(p.out), "device": p.device.label, "recipe": p.recipe.to_dict(),
            "teacher": teacher_row, "students": students, "phases": phases(teacher_row, students), "pick": p.opts.pick,
            "picked": chosen["label"] if chosen else None, "notes": notes,

@@ -85,3 +85,40 @@ def test_several_outputs_each_judged_by_its_own_measure():
     assert p["outputs"]["scores"]["top1_agreement"] == 1.0 and "top1_agreement" not in p["outputs"]["boxes"]
     failed = judge_outputs(p, DEFAULT_THRESHOLDS["int8"])
     assert failed and all(f.startswith("boxes: ") for f in failed)
+
+
+def test_a_student_that_learned_nothing_is_named_as_its_family_judges_it():
+    """compress's note on a model no better than one that learned nothing
+    from its input: a segmenter that never finds a class the masks hold
+    (background everywhere), a classifier no more accurate than always
+    answering the commonest label; float first, else int8; one that learned
+    something gets none."""
+    from odml.compress.run import learned_nothing_notes
+    from odml.zoo.registry import get_family
+
+    seg = get_family("segmentation")
+    masks = np.zeros((2, 16, 16), np.uint8)
+    masks[:, 4:8, 4:8] = 1  # 1/16 of the pixels: a person
+    masks[0, 0, :] = 255  # ignored
+    everywhere = np.zeros((2, 16, 16, 2), np.float32)
+    everywhere[..., 0] = 1.0
+    found = everywhere.copy()
+    found[:, 4:8, 4:8] = [0.0, 1.0]
+    idle, good = seg.score(everywhere, masks), seg.score(found, masks)
+    names = ["background", "person"]
+    rows = [{"label": "idle", **idle, **{f"int8_{k}": v for k, v in idle.items()}},
+            {"label": "int8_only", **good, **{f"int8_{k}": v for k, v in idle.items()}},
+            {"label": "good", **good, **{f"int8_{k}": v for k, v in good.items()}}]
+    notes = learned_nothing_notes(seg, rows, masks, names)
+    assert len(notes) == 2 and notes[0].startswith("student idle never finds 'person' (6.")
+    assert notes[1].startswith("student int8_only in int8 never finds 'person'") and "IoU 0" in notes[1]
+
+    cls = get_family("ibn")
+    y = np.array([0] * 8 + [1, 2])
+    majority = np.eye(3)[np.zeros(10, int)]
+    right = np.eye(3)[y]
+    rows = [{"label": "idle", **cls.score(majority, y)}, {"label": "good", **cls.score(right, y)}]
+    notes = learned_nothing_notes(cls, rows, y, ["ham", "spam", "other"])
+    assert notes == ["student idle is no more accurate (80.0%) than always answering 'ham' (80.0% of the labels) on "
+                     "the validation data: it learned nothing there from its input (train it longer, or on more "
+                     "examples)"]

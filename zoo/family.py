@@ -402,6 +402,23 @@ class Family:
         """Metrics of a classifier's outputs against labels."""
         return {"accuracy": float((np.asarray(logits).argmax(-1) == y).mean())}
 
+    def learned_nothing(self, scores: dict[str, Any], y: np.ndarray, names: list[str]) -> str | None:
+        """What ``scores`` (this family's ``score`` of a model's outputs
+        against the labels ``y``) show a model that learned nothing from its
+        input to do, in words, or None when it beats that: a classifier no
+        more accurate than always answering the commonest label."""
+        y = np.asarray(y).ravel()
+        acc = scores.get("accuracy")
+        if acc is None or not len(y):
+            return None
+        counts = np.bincount(y.astype(np.int64))
+        top = int(counts.argmax())
+        share = counts[top] / len(y)
+        if acc > share + 0.5 / len(y):
+            return None
+        name = names[top] if top < len(names) else str(top)
+        return f"is no more accurate ({acc:.1%}) than always answering {name!r} ({share:.1%} of the labels)"
+
     def vocabulary(self, texts: list[str], vocab_file: Any = None, vocab_size: int = 8000) -> list[str] | None:
         """The vocabulary a model of this family needs (None: it needs none)."""
         return None

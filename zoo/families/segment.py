@@ -224,6 +224,22 @@ class Segment(Family):
         s = seg_scores(confusion(pred, y, n_classes))
         return {"accuracy": s["pixel_accuracy"], "miou": s["miou"], "iou": s["iou"]}
 
+    def learned_nothing(self, scores: dict[str, Any], y: Any, names: list[str]) -> str | None:
+        """The classes the masks hold that the model never finds (IoU 0:
+        not one of their pixels given that class), as a segmenter that
+        says background everywhere does."""
+        import numpy as np
+
+        y = np.asarray(y)
+        y = y[y != 255]
+        iou = scores.get("iou") or []
+        missed = [(c, float((y == c).mean())) for c, v in enumerate(iou) if v == 0 and y.size and (y == c).any()]
+        if not missed:
+            return None
+        said = ", ".join(f"{names[c] if c < len(names) else c!r} ({share:.1%} of the pixels; IoU 0)"
+                         for c, share in missed)
+        return f"never finds {said}"
+
     def finalize(self, cfg: SegSpec, method: str, model: Any = None) -> tuple[SegSpec, Any]:
         from odml.zoo.segspec import finalize_steps
 
