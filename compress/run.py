@@ -639,19 +639,29 @@ def against_one_student(teacher_row: dict[str, Any], students: list[dict[str, An
             "ratio": round(total / total_one, 2) if total_one else None}
 
 
-def learned_nothing_notes(family: Any, students: list[dict[str, Any]], y: Any, names: list[str]) -> list[str]:
-    """A note for each student whose scores on the validation data (float,
-    else int8) are those of a model that learned nothing from its input,
-    as the students' family judges it (``Family.learned_nothing``)."""
+def learned_nothing_notes(family: Any, teacher_row: dict[str, Any], students: list[dict[str, Any]], y: Any,
+                          names: list[str]) -> list[str]:
+    """A note for each student whose scores on the validation data show it
+    failing to learn, as the students' family judges them
+    (``Family.learned_nothing``): in float (train longer), else in int8
+    alone (quantization lost it). A teacher that fails the same way gets
+    the one note instead: the students learn from it."""
+    said = family.learned_nothing(teacher_row, y, names)
+    if said:
+        return [f"the teacher {said} on the validation data, and the students learn from it: check the data and "
+                "its labels"]
     notes = []
     for r in students:
-        for prefix, how in (("", ""), ("int8_", " in int8")):
-            scores = {k[len(prefix):]: v for k, v in r.items() if k.startswith(prefix)}
-            said = family.learned_nothing(scores, y, names) if scores else None
-            if said:
-                notes.append(f"student {r['label']}{how} {said} on the validation data: it learned nothing there "
-                             "from its input (train it longer, or on more examples)")
-                break
+        said = family.learned_nothing(r, y, names)
+        if said:
+            notes.append(f"student {r['label']} {said} on the validation data (train it longer, or on more "
+                         "examples)")
+            continue
+        int8 = {k[len("int8_"):]: v for k, v in r.items() if k.startswith("int8_")}
+        said = family.learned_nothing(int8, y, names) if int8 else None
+        if said:
+            notes.append(f"student {r['label']} in int8 {said} on the validation data, where in float it does not: "
+                         "quantization lost it (more --calibration-samples, or --quantize qat)")
     return notes
 
 
@@ -673,7 +683,8 @@ def report(p: Prepared, teacher_row: dict[str, Any]) -> dict[str, Any]:
     weak = soft_label_note(teacher_row["on_train"]) if p.recipe.distill.enabled and "on_train" in teacher_row else None
     if weak:
         notes.append(weak)
-    notes += learned_nothing_notes(p.teacher.student_family, students, p.data.y_val, list(p.data.class_names))
+    notes += learned_nothing_notes(p.teacher.student_family, teacher_row, students, p.data.y_val,
+                                   list(p.data.class_names))
     rep = {"schema": SCHEMA, "out": str(p.out), "device": p.device.label, "recipe": p.recipe.to_dict(),
            "teacher": teacher_row, "students": students, "phases": phases(teacher_row, students), "pick": p.opts.pick,
            "picked": chosen["label"] if chosen else None, "notes": notes,

@@ -88,37 +88,51 @@ def test_several_outputs_each_judged_by_its_own_measure():
 
 
 def test_a_student_that_learned_nothing_is_named_as_its_family_judges_it():
-    """compress's note on a model no better than one that learned nothing
-    from its input: a segmenter that never finds a class the masks hold
-    (background everywhere), a classifier no more accurate than always
-    answering the commonest label; float first, else int8; one that learned
-    something gets none."""
+    """compress's notes on a model that fails to learn: a segmenter that
+    never finds a class the masks hold (learned nothing when it finds one
+    class at most), a classifier no more accurate than always answering the
+    commonest label (unless its scores still rank: AUC above 0.6); float
+    first (train longer), else int8 alone (quantization lost it); a teacher
+    that fails so gets the one note; one that learned gets none."""
     from odml.compress.run import learned_nothing_notes
     from odml.zoo.registry import get_family
 
     seg = get_family("segmentation")
     masks = np.zeros((2, 16, 16), np.uint8)
     masks[:, 4:8, 4:8] = 1  # 1/16 of the pixels: a person
+    masks[:, 10:12, 10:12] = 2  # a dog
     masks[0, 0, :] = 255  # ignored
-    everywhere = np.zeros((2, 16, 16, 2), np.float32)
-    everywhere[..., 0] = 1.0
-    found = everywhere.copy()
-    found[:, 4:8, 4:8] = [0.0, 1.0]
-    idle, good = seg.score(everywhere, masks), seg.score(found, masks)
-    names = ["background", "person"]
-    rows = [{"label": "idle", **idle, **{f"int8_{k}": v for k, v in idle.items()}},
-            {"label": "int8_only", **good, **{f"int8_{k}": v for k, v in idle.items()}},
+    maps = np.zeros((2, 16, 16, 3), np.float32)
+    maps[..., 0] = 1.0
+    everywhere = seg.score(maps, masks)
+    maps[:, 4:8, 4:8] = [0.0, 1.0, 0.0]
+    no_dog = seg.score(maps, masks)
+    maps[:, 10:12, 10:12] = [0.0, 0.0, 1.0]
+    good = seg.score(maps, masks)
+    names = ["background", "person", "dog"]
+    rows = [{"label": "idle", **everywhere, **{f"int8_{k}": v for k, v in everywhere.items()}},
+            {"label": "int8_only", **good, **{f"int8_{k}": v for k, v in everywhere.items()}},
+            {"label": "no_dog", **no_dog},
             {"label": "good", **good, **{f"int8_{k}": v for k, v in good.items()}}]
-    notes = learned_nothing_notes(seg, rows, masks, names)
-    assert len(notes) == 2 and notes[0].startswith("student idle never finds 'person' (6.")
-    assert notes[1].startswith("student int8_only in int8 never finds 'person'") and "IoU 0" in notes[1]
+    notes = learned_nothing_notes(seg, good, rows, masks, names)
+    assert len(notes) == 3, notes
+    assert notes[0] == ("student idle never finds 'person' (6.5% of the pixels; IoU 0), 'dog' (1.6% of the pixels; "
+                        "IoU 0), as a model that learned nothing from its input on the validation data (train it "
+                        "longer, or on more examples)")
+    assert notes[1].startswith("student int8_only in int8 never finds 'person'") and "quantization lost it" in notes[1]
+    assert notes[2].startswith("student no_dog never finds 'dog' (1.6% of the pixels; IoU 0) on the validation")
+    assert "learned nothing" not in notes[2]  # it finds the person
+    teacher = learned_nothing_notes(seg, everywhere, rows, masks, names)
+    assert len(teacher) == 1 and teacher[0].startswith("the teacher never finds 'person'")
 
     cls = get_family("ibn")
     y = np.array([0] * 8 + [1, 2])
     majority = np.eye(3)[np.zeros(10, int)]
     right = np.eye(3)[y]
     rows = [{"label": "idle", **cls.score(majority, y)}, {"label": "good", **cls.score(right, y)}]
-    notes = learned_nothing_notes(cls, rows, y, ["ham", "spam", "other"])
-    assert notes == ["student idle is no more accurate (80.0%) than always answering 'ham' (80.0% of the labels) on "
-                     "the validation data: it learned nothing there from its input (train it longer, or on more "
-                     "examples)"]
+    notes = learned_nothing_notes(cls, cls.score(right, y), rows, y, ["ham", "spam", "other"])
+    assert notes == ["student idle is no more accurate (80.0%) than always answering 'ham' (80.0% of the labels), as "
+                     "a model that learned nothing from its input on the validation data (train it longer, or on "
+                     "more examples)"]
+    assert cls.learned_nothing({"accuracy": 0.8, "auc": 0.95}, y, ["ham"]) is None  # it ranks; its threshold is off
+    assert cls.learned_nothing({"accuracy": 0.8, "auc": 0.5}, y, ["ham"]) is not None

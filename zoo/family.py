@@ -404,12 +404,14 @@ class Family:
 
     def learned_nothing(self, scores: dict[str, Any], y: np.ndarray, names: list[str]) -> str | None:
         """What ``scores`` (this family's ``score`` of a model's outputs
-        against the labels ``y``) show a model that learned nothing from its
-        input to do, in words, or None when it beats that: a classifier no
-        more accurate than always answering the commonest label."""
+        against the labels ``y``) show the model failing to learn, in words
+        (for compress's notes), or None: a classifier no more accurate than
+        always answering the commonest label, unless its scores still rank
+        the classes (ROC AUC above 0.6, where the family gives it)."""
         y = np.asarray(y).ravel()
-        acc = scores.get("accuracy")
-        if acc is None or not len(y):
+        y = y[y >= 0]
+        acc, auc = scores.get("accuracy"), scores.get("auc")
+        if acc is None or not len(y) or (auc is not None and auc == auc and auc > 0.6):
             return None
         counts = np.bincount(y.astype(np.int64))
         top = int(counts.argmax())
@@ -417,7 +419,8 @@ class Family:
         if acc > share + 0.5 / len(y):
             return None
         name = names[top] if top < len(names) else str(top)
-        return f"is no more accurate ({acc:.1%}) than always answering {name!r} ({share:.1%} of the labels)"
+        return (f"is no more accurate ({acc:.1%}) than always answering {name!r} ({share:.1%} of the labels), as a "
+                "model that learned nothing from its input")
 
     def vocabulary(self, texts: list[str], vocab_file: Any = None, vocab_size: int = 8000) -> list[str] | None:
         """The vocabulary a model of this family needs (None: it needs none)."""

@@ -226,19 +226,25 @@ class Segment(Family):
 
     def learned_nothing(self, scores: dict[str, Any], y: Any, names: list[str]) -> str | None:
         """The classes the masks hold that the model never finds (IoU 0:
-        not one of their pixels given that class), as a segmenter that
-        says background everywhere does."""
+        not one of their pixels given that class); when it finds one class
+        at most, it learned nothing from its input (a segmenter that says
+        background everywhere)."""
         import numpy as np
 
-        y = np.asarray(y)
-        y = y[y != 255]
         iou = scores.get("iou") or []
-        missed = [(c, float((y == c).mean())) for c, v in enumerate(iou) if v == 0 and y.size and (y == c).any()]
+        if not any(v == 0 for v in iou):
+            return None
+        y = np.asarray(y)
+        counts = np.bincount(y[y != 255].ravel().astype(np.int64), minlength=len(iou))
+        if not counts.sum():
+            return None
+        missed = [c for c, v in enumerate(iou) if v == 0 and counts[c]]
+        found = [c for c, v in enumerate(iou) if v and counts[c]]
         if not missed:
             return None
-        said = ", ".join(f"{names[c] if c < len(names) else c!r} ({share:.1%} of the pixels; IoU 0)"
-                         for c, share in missed)
-        return f"never finds {said}"
+        said = ", ".join(f"{names[c] if c < len(names) else c!r} ({counts[c] / counts.sum():.1%} of the pixels; IoU 0)"
+                         for c in missed)
+        return f"never finds {said}" + (", as a model that learned nothing from its input" if len(found) <= 1 else "")
 
     def finalize(self, cfg: SegSpec, method: str, model: Any = None) -> tuple[SegSpec, Any]:
         from odml.zoo.segspec import finalize_steps
