@@ -123,9 +123,13 @@ class SharedWidths:
         n = len(self.order)
         out: list[list[int]] = []
         for r in range(start // n, -(-(start + count) // n)):
-            out += [[int(self.order[i])] for i in np.random.default_rng([seed, r]).permutation(n)]
+            out += self._round(np.random.default_rng([seed, r]))
         skip = start - (start // n) * n
         return out[skip:skip + count]
+
+    def _round(self, rng: np.random.Generator) -> list[list[int]]:
+        """One round of turns: every width once, in an order drawn from ``rng``."""
+        return [[int(self.order[i])] for i in rng.permutation(len(self.order))]
 
     def groups(self, rng: np.random.Generator, steps: int, per_step: int = 3) -> list[list[int]]:
         """The widths each of ``steps`` steps trains, the widest first. One per
@@ -138,7 +142,7 @@ class SharedWidths:
         if per_step == 1:  # the widths take turns: each once per round, in a random order
             out: list[list[int]] = []
             while len(out) < steps:
-                out += [[int(self.order[i])] for i in rng.permutation(len(self.order))]
+                out += self._round(rng)
             return out[:steps]
         if len(self.order) <= per_step:
             return [self.order] * steps

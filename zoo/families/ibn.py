@@ -14,7 +14,6 @@ multiplier, dropout, drop-connect) give the small variants used for 32x32 inputs
 from __future__ import annotations
 
 import dataclasses
-
 import os
 from pathlib import Path
 from typing import Any

@@ -239,9 +239,9 @@ class Segment(Family):
         if not counts.sum():
             return None
         missed = [c for c, v in enumerate(iou) if v == 0 and counts[c]]
-        found = [c for c, v in enumerate(iou) if v and counts[c]]
         if not missed:
             return None
+        found = [c for c, v in enumerate(iou) if v and counts[c]]
         said = ", ".join(f"{names[c] if c < len(names) else c!r} ({counts[c] / counts.sum():.1%} of the pixels; IoU 0)"
                          for c in missed)
         return f"never finds {said}" + (", as a model that learned nothing from its input" if len(found) <= 1 else "")
